@@ -1,0 +1,1 @@
+"""Commands: feedback (being written)."""

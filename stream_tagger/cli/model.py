@@ -1,0 +1,1 @@
+"""Commands: model (being written)."""

@@ -1,0 +1,1 @@
+"""Commands: tools (being written)."""

@@ -1,0 +1,1 @@
+"""Commands: worker (being written)."""

@@ -1,0 +1,113 @@
+"""Every event on every topic, as typed msgspec structs: decoding and validation in one step.
+
+These structs are the single source of truth for the wire format: ``schemas/*.json`` are generated
+from them (``python -m stream_tagger.schemas``) and a test fails when the two drift apart. Each event
+carries ``schema_version`` so that a producer can move to v2 while old workers dead-letter what they
+cannot read instead of misreading it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+ContentId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, description="Content id; the message key")]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class RawContent(msgspec.Struct, kw_only=True, frozen=True):
+    """A post as the platform publishes it (topic ``content.raw.v1``, key = id)."""
+
+    schema_version: Literal[1] = 1
+    id: ContentId
+    title: Annotated[str, msgspec.Meta(max_length=1_000)]
+    description: Annotated[str, msgspec.Meta(max_length=50_000)] = ""
+    author_tags: Annotated[list[Tag], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=list)
+    created_at: datetime
+    source: str | None = None
+
+    @property
+    def text(self) -> str:
+        """What the model reads: title and description, as at training time."""
+        return f"{self.title} {self.description}"
+
+
+class TagScore(msgspec.Struct, frozen=True):
+    tag: Tag
+    confidence: Confidence
+
+
+class TaggedContent(msgspec.Struct, kw_only=True):
+    """The outcome the UI shows (topic ``content.tagged.v1``, key = id).
+
+    ``status`` is ``tagged`` when at least one prediction cleared its threshold (``tags`` may still be
+    empty when the author already gave that tag), ``pending_review`` when none did and a human decides.
+    """
+
+    schema_version: Literal[1] = 1
+    id: ContentId
+    status: Literal["tagged", "pending_review"]
+    tags: list[TagScore]
+    author_tags: list[Tag]
+    model_version: str
+    event_time: datetime
+    processed_at: datetime
+    duplicate_of: ContentId | None = None
+
+
+class ReviewRequest(msgspec.Struct, kw_only=True):
+    """A post whose best prediction is under the threshold (topic ``content.review.v1``, key = id)."""
+
+    schema_version: Literal[1] = 1
+    id: ContentId
+    title: str
+    description: str
+    author_tags: list[Tag]
+    candidates: list[TagScore]
+    model_version: str
+    event_time: datetime
+    processed_at: datetime
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    """An input the worker could not read (topic ``content.dead-letter.v1``, key = original key).
+
+    ``original`` holds the exact bytes received (base64 in JSON), so nothing is lost and the
+    event can be replayed after the producer is fixed.
+    """
+
+    schema_version: Literal[1] = 1
+    reason: Literal["not_utf8", "not_json", "schema", "too_large", "unknown_schema_version"]
+    detail: str
+    original: bytes
+    original_key: bytes | None = None
+    topic: str
+    partition: int
+    offset: int
+    received_at: datetime
+
+
+class Feedback(msgspec.Struct, kw_only=True, frozen=True):
+    """A correction from an author, a reviewer or a user (topic ``content.feedback.v1``, key = id)."""
+
+    schema_version: Literal[1] = 1
+    id: ContentId
+    tags: Annotated[list[Tag], msgspec.Meta(max_length=4)]
+    source: Literal["author", "reviewer", "user"]
+    created_at: datetime
+    reviewer: str | None = None
+
+
+#: Every event type, by the file name of its JSON Schema under ``schemas/``.
+EVENTS: dict[str, type[msgspec.Struct]] = {
+    "raw_content.v1": RawContent,
+    "tagged_content.v1": TaggedContent,
+    "review_request.v1": ReviewRequest,
+    "dead_letter.v1": DeadLetter,
+    "feedback.v1": Feedback,
+}

@@ -1,0 +1,88 @@
+"""The one settings object: every knob comes from ``STREAM_TAGGER_*`` environment variables.
+
+Nothing else in the package reads ``os.environ``; a command or a test builds ``Settings(...)`` with
+overrides and hands it down, so a run is described completely by one object that can be logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The only tags the product may ever show to users.
+APPROVED_TAGS: tuple[str, ...] = ("computer-vision", "mlops", "natural-language-processing", "other")
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the worker and the command line tools."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAM_TAGGER_", extra="ignore")
+
+    # --- Kafka ---
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    consumer_group: str = "stream-tagger"
+    # Short enough that a dead worker's partitions move within seconds; Tansu's group join waits
+    # about half of it, so tests lower it further.
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+
+    # --- topics (names and partition counts; the worker creates the missing ones at start) ---
+    topic_raw: str = "content.raw.v1"
+    topic_tagged: str = "content.tagged.v1"
+    topic_review: str = "content.review.v1"
+    topic_dead_letter: str = "content.dead-letter.v1"
+    topic_feedback: str = "content.feedback.v1"
+    topic_shadow_disagreements: str = "content.shadow-disagreements.v1"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    # --- model and routing ---
+    model_dir: Path = Path("models/current")
+    shadow_model_dir: Path | None = None
+    # None: use the per-class thresholds chosen at training time and stored with the model.
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int = Field(default=2, ge=1, le=4)
+
+    # --- hot path ---
+    batch_max_size: int = Field(default=512, ge=1)
+    batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
+    max_event_bytes: int = Field(default=64 * 1024, ge=256)
+    inference_threads: int = Field(default=1, ge=1)
+    dedup_window_size: int = Field(default=100_000, ge=0)
+
+    # --- web: /metrics, /healthz, /ready ---
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    # /healthz turns red when lag grew and nothing was processed for this long.
+    stall_seconds: float = Field(default=60.0, gt=0)
+
+    log_level: str = "INFO"
+
+    def kafka_common(self) -> dict[str, str]:
+        """librdkafka properties shared by every client (producer, consumer, admin)."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf
+
+    def output_topics(self) -> list[str]:
+        return [
+            self.topic_tagged,
+            self.topic_review,
+            self.topic_dead_letter,
+            self.topic_feedback,
+            self.topic_shadow_disagreements,
+        ]
