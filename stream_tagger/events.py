@@ -103,6 +103,23 @@ class Feedback(msgspec.Struct, kw_only=True, frozen=True):
     reviewer: str | None = None
 
 
+class ShadowDisagreement(msgspec.Struct, kw_only=True, frozen=True):
+    """The shadow model's top-1 differs from the live one's (topic ``content.shadow-disagreements.v1``).
+
+    Published for inspection before a promotion; never shown to users. Key = content id.
+    """
+
+    schema_version: Literal[1] = 1
+    id: ContentId
+    live_model_version: str
+    live_tag: Tag
+    live_confidence: Confidence
+    shadow_model_version: str
+    shadow_tag: Tag
+    shadow_confidence: Confidence
+    observed_at: datetime
+
+
 #: Every event type, by the file name of its JSON Schema under ``schemas/``.
 EVENTS: dict[str, type[msgspec.Struct]] = {
     "raw_content.v1": RawContent,
@@ -110,4 +127,5 @@ EVENTS: dict[str, type[msgspec.Struct]] = {
     "review_request.v1": ReviewRequest,
     "dead_letter.v1": DeadLetter,
     "feedback.v1": Feedback,
+    "shadow_disagreement.v1": ShadowDisagreement,
 }
