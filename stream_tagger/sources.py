@@ -44,14 +44,28 @@ class RowError(msgspec.Struct, frozen=True):
         return f"{self.file}:{self.line}: {self.reason}"
 
 
-def read_posts(path: Path) -> Iterator[RawContent | RowError]:
-    """Posts in file order, by extension: ``.jsonl``/``.ndjson`` as raw events, anything else as CSV."""
+def read_posts(path: Path, max_event_bytes: int | None = None) -> Iterator[RawContent | RowError]:
+    """Posts in file order, by extension: ``.jsonl``/``.ndjson`` as raw events, anything else as CSV.
+
+    With ``max_event_bytes`` (the worker's limit), a post whose JSON encoding is larger is a bad row:
+    the worker would dead-letter it, so a producer should hear about it first.
+    """
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return _read_jsonl(path)
-    return _read_csv(path)
+    rows = _read_jsonl(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _read_csv(path)
+    return _within_limit(path, rows, max_event_bytes)
+
+
+def _within_limit(path: Path, rows: Iterator[tuple[int, RawContent | RowError]],
+                  max_event_bytes: int | None) -> Iterator[RawContent | RowError]:
+    for line, item in rows:
+        if max_event_bytes and isinstance(item, RawContent):
+            size = len(msgspec.json.encode(item))
+            if size > max_event_bytes:
+                reason = f"event is {size} bytes, over the {max_event_bytes}-byte limit"
+                item = RowError(str(path), line, reason)
+        yield item
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -64,7 +78,7 @@ def _lines(path: Path) -> Iterator[str]:
                 raise SourceError(f"{path}:{number}: not UTF-8 ({exc.reason})") from exc
 
 
-def _read_jsonl(path: Path) -> Iterator[RawContent | RowError]:
+def _read_jsonl(path: Path) -> Iterator[tuple[int, RawContent | RowError]]:
     # Bytes, not text: one line that is not UTF-8 is one bad row, as it would be one dead letter.
     decoder = msgspec.json.Decoder(RawContent)
     with path.open("rb") as f:
@@ -72,12 +86,12 @@ def _read_jsonl(path: Path) -> Iterator[RawContent | RowError]:
             if not line.strip():
                 continue
             try:
-                yield decoder.decode(line)
+                yield number, decoder.decode(line)
             except msgspec.DecodeError as exc:
-                yield RowError(str(path), number, str(exc))
+                yield number, RowError(str(path), number, str(exc))
 
 
-def _read_csv(path: Path) -> Iterator[RawContent | RowError]:
+def _read_csv(path: Path) -> Iterator[tuple[int, RawContent | RowError]]:
     reader = csv.reader(_lines(path))
     try:
         header = [h.strip() for h in next(reader)]
@@ -97,11 +111,11 @@ def _read_csv(path: Path) -> Iterator[RawContent | RowError]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RowError(str(path), start, f"unreadable CSV: {exc}")
+            yield start, RowError(str(path), start, f"unreadable CSV: {exc}")
             start = reader.line_num + 1
             continue
         if row:
-            yield _csv_row(path, start, header, row)
+            yield start, _csv_row(path, start, header, row)
         start = reader.line_num + 1
 
 

@@ -81,6 +81,16 @@ def test_csv_not_utf8_names_the_line(tmp_path: Path) -> None:
         list(read_posts(path))
 
 
+def test_posts_over_the_size_limit_are_bad_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, "posts.csv", HEADER + f"1,2020-02-20 06:43:18,T,{'x' * 500},mlops\n"
+                 + "2,2020-02-20 06:43:18,T,short,mlops\n")
+    big, small = read_posts(path, max_event_bytes=300)
+    assert isinstance(big, RowError)
+    assert big.line == 2
+    assert "over the 300-byte limit" in big.reason
+    assert isinstance(small, RawContent)
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"nope\.csv: no such file"):
         read_posts(tmp_path / "nope.csv")
