@@ -1,0 +1,59 @@
+"""Flag reposts: a post whose normalised title + description was already seen gets the first post's id.
+
+Reposts are common (the same link shared twice, a title with an extra space or different quotes), and
+the UI shows them merged. Normalising before hashing catches those; exact semantic near-duplicates are
+out of scope. The index is a bounded LRU in the worker's memory: it keeps the most recent
+``max_entries`` texts, so memory stays flat on an endless stream, and it forgets on restart (a repost
+of something older than the window, or seen by another worker's partitions, is not flagged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import OrderedDict
+
+_PUNCTUATION_AND_SPACE = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise(title: str, description: str) -> str:
+    """Case, width, punctuation and whitespace differences are not new content."""
+    text = unicodedata.normalize("NFKC", f"{title} {description}").casefold()
+    return _PUNCTUATION_AND_SPACE.sub(" ", text).strip()
+
+
+def fingerprint(title: str, description: str) -> bytes | None:
+    """16 bytes per post instead of its text (collisions are moot at 2^-64 odds over a 100k window).
+
+    None for a post with no words at all: empty or punctuation-only posts are not reposts of each other.
+    """
+    text = normalise(title, description)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest() if text else None
+
+
+class DuplicateIndex:
+    """Fingerprint -> id of the first post seen with it, least recently seen dropped first."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._first: OrderedDict[bytes, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def check(self, content_id: str, title: str, description: str) -> str | None:
+        """Id of an earlier post with the same text, or None; a replay of the same id is not a duplicate."""
+        key = fingerprint(title, description)
+        if key is None:
+            return None
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = content_id
+            if len(self._first) > self.max_entries:
+                self._first.popitem(last=False)
+            return None
+        self._first.move_to_end(key)
+        return None if first == content_id else first

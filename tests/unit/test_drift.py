@@ -1,0 +1,93 @@
+"""Drift scores: PSI arithmetic, the rolling window, and the reference read from model metadata."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stream_tagger.drift import DriftMonitor, Histogram, Reference, psi
+
+LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
+
+
+def reference() -> Reference:
+    return Reference.from_metadata(LABELS, {
+        "oov_share": {"bins": [0.0, 0.25, 0.5, 0.75, 1.0], "freq": [0.7, 0.2, 0.08, 0.02]},
+        "confidence": {"bins": [0.0, 0.5, 0.75, 1.0], "freq": [0.1, 0.3, 0.6]},
+        "predicted_class": {"computer-vision": 0.3, "mlops": 0.1, "natural-language-processing": 0.3,
+                            "other": 0.3},
+    })
+
+
+def test_psi_matches_the_formula_and_is_zero_for_equal_distributions() -> None:
+    assert psi([1, 1], [1, 1]) == 0.0
+    expected = (0.8 - 0.5) * math.log(0.8 / 0.5) + (0.2 - 0.5) * math.log(0.2 / 0.5)
+    assert psi([5, 5], [8, 2]) == pytest.approx(expected)
+
+
+def test_psi_stays_finite_when_a_bin_is_empty_on_one_side() -> None:
+    assert 0 < psi([0.5, 0.5, 0.0], [0.4, 0.4, 0.2]) < 10
+
+
+def test_psi_rejects_mismatched_or_empty_distributions() -> None:
+    with pytest.raises(ValueError, match="equal length"):
+        psi([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="non-empty"):
+        psi([0, 0], [1, 1])
+
+
+def test_histogram_puts_out_of_range_values_in_the_outer_bins() -> None:
+    h = Histogram(np.array([0.0, 0.5, 1.0]), np.array([1.0, 1.0]))
+    assert h.counts(np.array([-1.0, 0.2, 0.7, 3.0])).tolist() == [2, 2]
+
+
+def test_reference_names_what_is_missing_or_malformed() -> None:
+    with pytest.raises(ValueError, match="predicted_class, confidence"):
+        Reference.from_metadata(LABELS, {"oov_share": {"bins": [0, 1], "freq": [1]}})
+    with pytest.raises(ValueError, match="'oov_share'"):
+        Histogram.from_metadata("oov_share", {"bins": [0, 1], "freq": [0.5, 0.5]})
+
+
+def _batch(rng: np.random.Generator, n: int, oov: tuple[float, float], top: list[int],
+           conf: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    probs = np.full((n, 4), 0.0, dtype=np.float32)
+    confidence = rng.uniform(*conf, size=n)
+    cls = rng.choice(top, size=n)
+    probs[:] = ((1 - confidence) / 3)[:, None]
+    probs[np.arange(n), cls] = confidence
+    return rng.uniform(*oov, size=n).astype(np.float32), probs
+
+
+def test_scores_stay_none_until_enough_events_then_flag_a_shifted_stream_only() -> None:
+    rng = np.random.default_rng(0)
+    calm = DriftMonitor(reference(), window=1000, min_events=300)
+    assert calm.observe(*_batch(rng, 100, (0, 0.2), [0, 2, 3], (0.75, 1.0))) is None
+    # Training-like: low OOV, the reference's class mix, confident.
+    oov = np.concatenate([rng.uniform(0, 0.25, 700), rng.uniform(0.25, 0.5, 200), rng.uniform(0.5, 0.75, 80),
+                          rng.uniform(0.75, 1.0, 20)])
+    cls = rng.choice(4, size=1000, p=[0.3, 0.1, 0.3, 0.3])
+    conf = np.concatenate([rng.uniform(0.3, 0.5, 100), rng.uniform(0.5, 0.75, 300),
+                           rng.uniform(0.75, 1, 600)])
+    probs = np.full((1000, 4), 0.0, dtype=np.float32)
+    probs[:] = ((1 - conf) / 3)[:, None]
+    probs[np.arange(1000), cls] = conf
+    scores = calm.observe(oov, probs)
+    assert scores is not None and max(scores.values()) < 0.05
+
+    shifted = DriftMonitor(reference(), window=1000, min_events=300)
+    scores = shifted.observe(*_batch(rng, 500, (0.8, 1.0), [3], (0.3, 0.5)))
+    assert scores is not None
+    assert all(scores[s] > 0.2 for s in ("oov_share", "predicted_class", "confidence"))
+
+
+def test_window_forgets_old_events() -> None:
+    rng = np.random.default_rng(1)
+    monitor = DriftMonitor(reference(), window=400, min_events=100)
+    monitor.observe(*_batch(rng, 400, (0.8, 1.0), [3], (0.3, 0.5)))
+    # 2.5 windows of in-reference OOV in uneven batches wrap the ring buffer several times.
+    for n in (150, 250, 333, 267):
+        oov = rng.choice([0.1, 0.3, 0.6, 0.9], size=n, p=[0.7, 0.2, 0.08, 0.02])
+        scores = monitor.observe(oov, _batch(rng, n, (0, 0.1), [0, 2, 3], (0.8, 1.0))[1])
+    assert scores is not None and scores["oov_share"] < 0.1

@@ -1,0 +1,37 @@
+"""Duplicate flagging: normalisation, first-seen id, replays, the LRU bound."""
+
+from __future__ import annotations
+
+from stream_tagger.duplicates import DuplicateIndex, normalise
+
+
+def test_normalise_ignores_case_width_punctuation_and_whitespace() -> None:
+    assert normalise("Ｈello,   WORLD!", "it's\tnew…") == normalise("hello world", "it s new")
+    assert normalise("Straße", "") == normalise("STRASSE", "")
+
+
+def test_repost_is_flagged_with_the_first_id_and_a_replay_is_not() -> None:
+    index = DuplicateIndex()
+    assert index.check("1", "YOLO vs RCNN", "Real-world videos.") is None
+    assert index.check("2", "yolo  vs rcnn!", "real world videos") == "1"
+    assert index.check("3", "yolo vs rcnn", "real world videos") == "1"
+    assert index.check("1", "YOLO vs RCNN", "Real-world videos.") is None
+    assert index.check("4", "Something else", "") is None
+
+
+def test_posts_without_words_are_never_duplicates() -> None:
+    index = DuplicateIndex()
+    assert index.check("1", "", "") is None
+    assert index.check("2", "!!!", " ") is None
+    assert len(index) == 0
+
+
+def test_index_is_bounded_and_forgets_least_recently_seen() -> None:
+    index = DuplicateIndex(max_entries=2)
+    index.check("a", "first", "")
+    index.check("b", "second", "")
+    assert index.check("a2", "first", "") == "a"  # refreshes "first"
+    index.check("c", "third", "")  # evicts "second"
+    assert len(index) == 2
+    assert index.check("b2", "second", "") is None
+    assert index.check("a3", "first", "") is None  # evicted by "second" coming back
