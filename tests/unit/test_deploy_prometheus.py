@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.unit.promql_names import PROMETHEUS_SERIES, exported_series, problems
+
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "deploy" / "prometheus"
 CONFIG = PROM_DIR / "prometheus.yml"
@@ -100,3 +102,9 @@ def test_every_alert_has_a_firing_and_a_quiet_rule_test() -> None:
     names = {rule["alert"] for rule in alert_rules()}
     assert names - firing == set(), "alerts never shown to fire"
     assert names - quiet == set(), "alerts never shown to stay quiet"
+
+
+def test_alert_expressions_read_only_exported_series_and_labels() -> None:
+    known = exported_series() | PROMETHEUS_SERIES
+    bad = {rule["alert"]: errs for rule in alert_rules() if (errs := problems(rule["expr"], known))}
+    assert bad == {}
