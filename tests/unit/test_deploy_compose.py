@@ -1,0 +1,138 @@
+"""docker-compose.yml and deploy/Dockerfile, checked without a Docker engine.
+
+The stack only works when names agree across files: the scrape target and the worker service, the
+mounts and the files in the repo, the worker's environment and Settings, the topics kafka-init makes
+and the topics the worker reads. Those are the things checked here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+from stream_tagger.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"
+ENV_PREFIX = "STREAM_TAGGER_"
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict]:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def bind_mounts(service: dict) -> dict[str, Path]:
+    """Container path -> host path (repo-relative) of each bind mount; named volumes are left out."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            mounts[target] = (REPO / source).resolve()
+    return mounts
+
+
+def host_file_at(service: dict, container_path: str) -> Path:
+    """The repo file a container sees at ``container_path``, through a file or directory bind mount."""
+    wanted = PurePosixPath(container_path)
+    for target, source in bind_mounts(service).items():
+        if wanted == PurePosixPath(target) or PurePosixPath(target) in wanted.parents:
+            return source / wanted.relative_to(target)
+    raise AssertionError(f"{container_path} is not mounted")
+
+
+def published_container_ports(service: dict) -> set[int]:
+    return {int(str(mapping).rsplit(":", 1)[-1]) for mapping in service.get("ports", [])}
+
+
+def test_every_mounted_and_built_file_exists(services: dict[str, dict]) -> None:
+    for name, service in services.items():
+        for source in bind_mounts(service).values():
+            assert source.exists(), f"{name} mounts missing {source}"
+        if "build" in service:
+            context = REPO / service["build"]["context"]
+            assert (context / service["build"]["dockerfile"]).is_file(), name
+
+
+def test_images_are_pinned(services: dict[str, dict]) -> None:
+    for name, service in services.items():
+        image = service.get("image", "")
+        tag = image.rpartition(":")[2] if ":" in image else ""
+        assert tag and tag != "latest", f"{name}: image {image!r} is not pinned to a version"
+
+
+def test_prometheus_scrapes_the_worker_service_on_its_web_port(services: dict[str, dict]) -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (target,) = config["scrape_configs"][0]["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host in services, f"scrape target {host} is not a compose service"
+    worker_port = int(services[host]["environment"].get(f"{ENV_PREFIX}WEB_PORT", Settings().web_port))
+    assert int(port) == worker_port
+    assert worker_port in published_container_ports(services[host])
+    assert re.search(rf"^EXPOSE {worker_port}$", DOCKERFILE.read_text(), re.MULTILINE)
+
+
+def test_prometheus_sees_its_config_and_the_rules_it_loads(services: dict[str, dict]) -> None:
+    prometheus = services["prometheus"]
+    flag = next(arg for arg in prometheus["command"] if arg.startswith("--config.file="))
+    config_in_container = PurePosixPath(flag.partition("=")[2])
+    assert host_file_at(prometheus, str(config_in_container)) == PROMETHEUS_CONFIG.resolve()
+    for rule_file in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["rule_files"]:
+        assert host_file_at(prometheus, str(config_in_container.parent / rule_file)).is_file()
+
+
+def test_grafana_gets_the_datasource_and_the_dashboard(services: dict[str, dict]) -> None:
+    grafana = services["grafana"]
+    assert host_file_at(grafana, "/etc/grafana/provisioning") == GRAFANA_PROVISIONING.resolve()
+    (source,) = yaml.safe_load((GRAFANA_PROVISIONING / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    host, port = re.fullmatch(r"http://([\w-]+):(\d+)", source["url"]).groups()
+    assert host in services and int(port) in published_container_ports(services[host])
+    (provider,) = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards" / "stream-tagger.yml").read_text())[
+        "providers"
+    ]
+    dashboards = host_file_at(grafana, provider["options"]["path"])
+    assert (dashboards / "stream-tagger.json").is_file()
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert host_file_at(grafana, home).is_file()
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_worker_environment_names_real_settings(services: dict[str, dict]) -> None:
+    environment = services["worker"]["environment"]
+    fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    assert set(environment) - fields == set(), "environment variables Settings would silently ignore"
+    settings = Settings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in environment.items()})
+    host, port = settings.bootstrap_servers.split(":")
+    assert host in services, "the worker's bootstrap server is not a compose service"
+    assert f"PLAINTEXT://{host}:{port}" in services[host]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_kafka_init_creates_exactly_the_worker_topics(services: dict[str, dict]) -> None:
+    script = services["kafka-init"]["command"][0]
+    loop = re.search(r"for topic in ([^;]+);", script)
+    assert loop is not None
+    defaults = Settings()
+    assert set(loop.group(1).split()) == {defaults.topic_raw, *defaults.output_topics()}
+    assert f"--partitions {defaults.partitions}" in script
+    assert services["worker"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.MULTILINE)
+    users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.MULTILINE)
+    assert text.rstrip().endswith('CMD ["stream-tagger", "worker"]')
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert (REPO / path).exists(), f"Dockerfile copies missing {path}"
