@@ -1,1 +1,164 @@
-"""Commands: tools (being written)."""
+"""Commands for the people around the worker: broker, produce, tail, predict, demo.
+
+Each command parses options, calls one library function and turns its errors into one line and a
+non-zero exit; everything it does is callable from Python (see the README's Python API).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stream_tagger.broker import BrokerError, EmbeddedBroker, wait_for_port
+from stream_tagger.cli._app import app, console, fail
+from stream_tagger.produce import BrokerUnreachable, check_broker, encode, load_file, make_producer, publish
+from stream_tagger.settings import Settings
+from stream_tagger.sources import SourceError
+from stream_tagger.tail import TOPIC_ALIASES, TopicMissing, follow, render, resolve_topic
+
+Bootstrap = Annotated[str | None, typer.Option(
+    "--bootstrap-servers", "-b", show_default=False,
+    help="Kafka address (default: STREAM_TAGGER_BOOTSTRAP_SERVERS or 127.0.0.1:19092).")]
+
+
+def settings_for(bootstrap_servers: str | None) -> Settings:
+    """Settings from the environment, with the command line's broker address on top."""
+    return Settings(bootstrap_servers=bootstrap_servers) if bootstrap_servers else Settings()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the Ctrl-C path, so ``kill`` also stops every process a command started."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+@app.command(help=(
+    "Run the embedded Kafka-compatible broker (Tansu) in the foreground until Ctrl-C.\n\n"
+    "Data lives in memory only and is gone when the broker stops.\n\n"
+    "Example:  stream-tagger broker --port 19092"))
+def broker(
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: the port of the configured "
+                                             "bootstrap address, 19092).", show_default=False)] = None,
+) -> None:
+    """Lets a fresh clone run producers and tail against a real Kafka protocol without installing Kafka."""
+    settings = Settings()
+    host, _, default_port = settings.bootstrap_servers.rpartition(":")
+    embedded = EmbeddedBroker(port=port or int(default_port), host=host or "127.0.0.1")
+    with sigterm_as_interrupt():
+        try:
+            embedded.start()
+        except BrokerError as exc:
+            fail(str(exc))
+        try:
+            console.print(f"broker listening on [bold]{embedded.bootstrap_servers}[/] (pid {embedded.pid}); "
+                          "data is in memory only and is lost when it stops. Ctrl-C to stop.")
+            while wait_for_port(embedded.host, embedded.port, timeout=2.0):
+                time.sleep(1.0)
+            fail(f"the broker on {embedded.bootstrap_servers} stopped; its log: {embedded.log_path}")
+        except KeyboardInterrupt:
+            console.print("stopping the broker")
+        finally:
+            embedded.stop()
+
+
+@app.command(help=(
+    "Validate every row of a CSV or JSONL file against the raw-content schema and publish the valid ones.\n\n"
+    "Bad rows are listed as file:line: reason and not sent. Ends with a delivery report (events the broker "
+    "acknowledged, events that failed). Exit code 1 if any row was bad or any event failed.\n\n"
+    "Example:  stream-tagger produce --file data/dataset.csv --topic raw --rate 200"))
+def produce(
+    file: Annotated[Path, typer.Option(
+        "--file", "-f", help="CSV (id,created_on,title,description[,author_tags]) or JSONL of raw events.")],
+    topic: Annotated[str, typer.Option(help="Topic name, or 'raw' for the configured raw topic.")] = "raw",
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).",
+                                               min=0.1)] = None,
+    check: Annotated[bool, typer.Option("--check", help="Validate the file only; send nothing.")] = False,
+    bootstrap_servers: Bootstrap = None,
+) -> None:
+    """Validates the whole file first, so the producer sees every bad row before anything is sent."""
+    settings = settings_for(bootstrap_servers)
+    try:
+        posts, bad = load_file(file, settings)
+    except SourceError as exc:
+        fail(str(exc))
+    for row in bad:
+        console.print(f"[red]bad row[/] {row}", highlight=False, markup=True, soft_wrap=True)
+    if check:
+        console.print(f"{file}: {len(posts)} valid, {len(bad)} bad")
+        raise typer.Exit(1 if bad else 0)
+    name = resolve_topic(settings, topic)
+    try:
+        check_broker(settings)
+    except BrokerUnreachable as exc:
+        fail(str(exc))
+    with progress_bar() as progress:
+        task = progress.add_task(f"→ {name}", total=len(posts))
+        pairs = ((post.id.encode(), encode(post)) for post in posts)
+        report = publish(make_producer(settings), name, pairs, rate=rate,
+                         on_sent=lambda n: progress.advance(task, n))
+    style = "green" if report.failed == 0 and not bad else "red"
+    console.print(f"[{style}]delivered {report.delivered}, failed {report.failed}, bad rows {len(bad)}[/] "
+                  f"(topic {name} at {settings.bootstrap_servers})")
+    for error in report.errors:
+        console.print(f"[red]delivery error[/] {error}", highlight=False)
+    if report.failed or bad:
+        raise typer.Exit(1)
+
+
+@app.command(help=(
+    "Follow an output topic: one readable line per event, or JSON lines as published with --json.\n\n"
+    "Reads without joining a consumer group, so it never disturbs the worker. Ctrl-C stops it.\n\n"
+    "Example:  stream-tagger tail --topic tagged --from-beginning --json --max 10"))
+def tail(
+    topic: Annotated[str, typer.Option(help=f"One of {', '.join(TOPIC_ALIASES)} (the configured topics) "
+                                       "or any topic name.")] = "tagged",
+    json: Annotated[bool, typer.Option("--json",
+                                       help="Print each event as one JSON line, as published.")] = False,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning",
+                                                 help="Start at the oldest event, not at new ones.")] = False,
+    max_messages: Annotated[int | None, typer.Option("--max", help="Stop after this many events.",
+                                                     min=1)] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds without an event.",
+                                                  min=0.1)] = None,
+    bootstrap_servers: Bootstrap = None,
+) -> None:
+    """What a UI developer uses to see the tagged stream the product will show."""
+    settings = settings_for(bootstrap_servers)
+    name = resolve_topic(settings, topic)
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        with sigterm_as_interrupt():
+            for record in follow(settings, [name], from_beginning=from_beginning, max_messages=max_messages,
+                                 idle_timeout=timeout):
+                if json:
+                    sys.stdout.write(record.value.decode("utf-8", "replace") + "\n")
+                    sys.stdout.flush()
+                else:
+                    out.print(render(record))
+    except (BrokerUnreachable, TopicMissing) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
