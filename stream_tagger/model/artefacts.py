@@ -1,0 +1,88 @@
+"""Model version folders and the ``models/current`` pointer.
+
+A version folder holds ``model.onnx``, ``vocabulary.npy`` (the n-gram hash of each column: the
+featuriser's half of the model), ``metadata.json``, ``MODEL_CARD.md`` and ``confusion_matrix.png``.
+``current`` is a one-line text file naming the served folder: unlike a symlink it survives git on
+every OS, and switching versions is one atomic rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MODEL_FILE = "model.onnx"
+VOCAB_FILE = "vocabulary.npy"
+METADATA_FILE = "metadata.json"
+CARD_FILE = "MODEL_CARD.md"
+CONFUSION_FILE = "confusion_matrix.png"
+POINTER = "current"
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder that cannot be served; the message names the offending path."""
+
+
+def resolve(model_dir: Path) -> Path:
+    """The version folder behind ``models/current``, ``models/`` or a version folder itself."""
+    model_dir = Path(model_dir)
+    if model_dir.is_dir() and not (model_dir / MODEL_FILE).exists() and (model_dir / POINTER).is_file():
+        model_dir = model_dir / POINTER
+    if model_dir.is_file():
+        name = model_dir.read_text(encoding="utf-8").strip()
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ModelLoadError(f"{model_dir}: pointer must name one version folder, got {name!r}")
+        target = model_dir.parent / name
+        if not target.is_dir():
+            raise ModelLoadError(f"{model_dir}: names {name!r}, but {target} is not a directory")
+        return target
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"{model_dir}: no such model directory")
+    return model_dir
+
+
+def read_metadata(version_dir: Path) -> dict:
+    path = version_dir / METADATA_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path}: missing") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable metadata ({exc})") from exc
+    for key in ("version", "labels", "thresholds", "featurizer"):
+        if key not in meta:
+            raise ModelLoadError(f"{path}: metadata lacks {key!r}")
+    return meta
+
+
+@contextmanager
+def staging(models_root: Path, version: str) -> Iterator[Path]:
+    """A temporary folder that becomes ``models_root/version`` only if the block succeeds.
+
+    Nothing half-written is ever visible under ``models/``: the folder appears by one rename."""
+    models_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=models_root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be read by the service
+    try:
+        yield tmp
+        final = models_root / version
+        if final.exists():
+            raise FileExistsError(f"{final} already exists")
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def set_current(models_root: Path, version: str) -> None:
+    """Point ``models_root/current`` at ``version`` atomically (write + rename)."""
+    if not (models_root / version / MODEL_FILE).is_file():
+        raise ModelLoadError(f"{models_root / version}: not a model folder")
+    tmp = models_root / f".{POINTER}.tmp"
+    tmp.write_text(version + "\n", encoding="utf-8")
+    os.replace(tmp, models_root / POINTER)

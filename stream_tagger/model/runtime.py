@@ -1,0 +1,94 @@
+"""Serving: texts -> class probabilities with the ONNX model of one version folder.
+
+Featurisation is numpy over the whole micro-batch (see ``features``); the ONNX graph does TF-IDF and
+the linear model. onnxruntime runs with one intra-op thread: the worker scales by running several
+batches at once, and onnxruntime releases the GIL while it computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from stream_tagger.model.artefacts import (
+    MODEL_FILE,
+    VOCAB_FILE,
+    ModelLoadError,
+    read_metadata,
+    resolve,
+)
+from stream_tagger.model.export import INPUT_IDS, INPUT_TF, OUTPUT
+from stream_tagger.model.features import FeatureParams, Vocabulary, featurize
+from stream_tagger.settings import APPROVED_TAGS
+
+__all__ = ["BatchPrediction", "ModelLoadError", "Predictor"]
+
+
+@dataclass(frozen=True)
+class BatchPrediction:
+    probs: np.ndarray  # float32 [n, len(labels)], rows sum to 1, columns in ``labels`` order
+    oov_share: np.ndarray  # float32 [n], share of the text's n-grams unseen in training (drift signal)
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path}: missing") from exc
+    except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: missing") from exc
+        raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from exc
+
+
+class Predictor:
+    """One loaded model version; ``predict`` is safe to call from several threads at once."""
+
+    def __init__(self, version_dir: Path) -> None:
+        self.metadata: dict = read_metadata(version_dir)
+        meta_path = version_dir / "metadata.json"
+        self.version: str = str(self.metadata["version"])
+        self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
+        unknown = [label for label in self.labels if label not in APPROVED_TAGS]
+        if unknown or not self.labels:
+            raise ModelLoadError(f"{meta_path}: labels {unknown or '[]'} are not approved tags")
+        try:
+            self.thresholds: dict[str, float] = {k: float(self.metadata["thresholds"][k]) for k in self.labels}
+            feat = self.metadata["featurizer"]
+            self._params = FeatureParams(
+                int(feat["char_min"]), int(feat["char_max"]), int(feat["word_ngrams"]), int(feat["max_chars"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{meta_path}: bad thresholds or featurizer parameters ({exc})") from exc
+        vocab_path = version_dir / VOCAB_FILE
+        try:
+            self._vocab = Vocabulary(np.load(vocab_path, allow_pickle=False))
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"{vocab_path}: missing") from exc
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{vocab_path}: unreadable vocabulary ({exc})") from exc
+        model_path = version_dir / MODEL_FILE
+        self._session = _session(model_path)
+        out = self._session.get_outputs()[0]
+        if out.name != OUTPUT or out.shape[-1] != len(self.labels):
+            raise ModelLoadError(f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels")
+
+    @classmethod
+    def load(cls, model_dir: Path) -> Predictor:
+        """Accepts ``models/current`` (the pointer), ``models/`` or a version folder."""
+        return cls(resolve(Path(model_dir)))
+
+    def predict(self, texts: Sequence[str]) -> BatchPrediction:
+        if not texts:
+            return BatchPrediction(np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32))
+        feats = featurize(texts, self._params, self._vocab)
+        (probs,) = self._session.run([OUTPUT], {INPUT_IDS: feats.ids, INPUT_TF: feats.tf})
+        return BatchPrediction(probs, feats.oov_share)

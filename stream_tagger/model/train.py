@@ -1,0 +1,186 @@
+"""CSV -> validated data -> repeated cross-validation -> fitted pipeline -> ONNX version folder.
+
+The cross-validation is what picks the thresholds and what the stored metrics describe; the model
+that ships is then fitted on all the data. Everything is seeded and single-threaded, so training twice
+on the same data gives the same predictions (only the version name and the timestamps differ).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import scipy
+import sklearn
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from stream_tagger.model import artefacts
+from stream_tagger.model.card import write_card
+from stream_tagger.model.dataset import Dataset, load_dataset
+from stream_tagger.model.export import build_graph
+from stream_tagger.model.features import Featurizer, featurize
+from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.scoring import auto_tag_figures, classification_figures, histogram
+from stream_tagger.model.thresholds import choose_thresholds
+from stream_tagger.settings import APPROVED_TAGS
+
+LABELS: tuple[str, ...] = APPROVED_TAGS
+OOV_BINS = [round(0.1 * i, 1) for i in range(11)]
+CONFIDENCE_BINS = [0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model and procedure; the defaults were selected by repeated stratified CV (README)."""
+
+    char_min: int = 2
+    char_max: int = 5
+    word_ngrams: int = 2
+    max_chars: int = 4096
+    min_df: int = 2
+    sublinear_tf: bool = True
+    C: float = 10.0
+    class_weight: str | None = None
+    cv_folds: int = 5
+    cv_repeats: int = 3
+    seed: int = 42
+    target_precision: float = 0.97
+
+
+def build_pipeline(cfg: TrainConfig) -> Pipeline:
+    return Pipeline(
+        [
+            ("features", Featurizer(cfg.char_min, cfg.char_max, cfg.word_ngrams, cfg.max_chars, cfg.min_df)),
+            ("tfidf", TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=cfg.sublinear_tf)),
+            ("clf", LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=1000)),
+        ]
+    )
+
+
+@dataclass
+class CrossValidation:
+    probs: np.ndarray  # [repeats, n, C] out-of-fold probabilities
+    oov_share: np.ndarray  # [n] of the first repeat: each post seen by a model that never trained on it
+    summary: dict
+
+
+def cross_validate(cfg: TrainConfig, texts: list[str], y: np.ndarray) -> CrossValidation:
+    probs = np.zeros((cfg.cv_repeats, len(texts), len(LABELS)))
+    oov = np.zeros(len(texts), dtype=np.float32)
+    texts_arr = np.array(texts, dtype=object)
+    for r in range(cfg.cv_repeats):
+        folds = StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed + r)
+        for train_idx, test_idx in folds.split(texts_arr, y):
+            pipe = build_pipeline(cfg).fit(list(texts_arr[train_idx]), y[train_idx])
+            probs[r, test_idx] = pipe.predict_proba(list(texts_arr[test_idx]))
+            if r == 0:
+                feat = pipe.named_steps["features"]
+                oov[test_idx] = featurize(list(texts_arr[test_idx]), feat.params, feat.vocabulary_).oov_share
+    pooled = probs.reshape(-1, len(LABELS))
+    pooled_y = np.tile(y, cfg.cv_repeats)
+    thresholds = choose_thresholds(pooled, pooled_y, LABELS, cfg.target_precision)
+    per_repeat = [classification_figures(y, p.argmax(axis=1), LABELS) for p in probs]
+    weighted = [m["weighted"]["f1"] for m in per_repeat]
+    summary = {
+        "scheme": f"{cfg.cv_repeats} x stratified {cfg.cv_folds}-fold",
+        "weighted_f1_mean": float(np.mean(weighted)),
+        "weighted_f1_std": float(np.std(weighted)),
+        "macro_f1_mean": float(np.mean([m["macro"]["f1"] for m in per_repeat])),
+        "per_class_f1_mean": {
+            label: float(np.mean([m["per_class"][label]["f1"] for m in per_repeat])) for label in LABELS
+        },
+        # Thresholds are chosen on these same out-of-fold predictions: this operating point is
+        # optimistic by construction; `evaluate` on unseen posts gives the honest figure.
+        "auto_tag": auto_tag_figures(pooled, pooled_y, LABELS, thresholds),
+        "first_repeat": per_repeat[0],
+    }
+    return CrossValidation(probs, oov, summary)
+
+
+def _reference(cv: CrossValidation) -> dict:
+    """What the drift monitor compares live traffic against (out-of-fold, i.e. unseen-post behaviour)."""
+    first = cv.probs[0]
+    top = first.argmax(axis=1)
+    return {
+        "oov_share": histogram(cv.oov_share, OOV_BINS),
+        "confidence": histogram(first.max(axis=1), CONFIDENCE_BINS),
+        "predicted_class": {label: float(np.mean(top == i)) for i, label in enumerate(LABELS)},
+    }
+
+
+def _version_name(data: Dataset, cfg: TrainConfig, now: datetime) -> str:
+    key = json.dumps({"data": data.sha256, "config": asdict(cfg)}, sort_keys=True).encode()
+    return f"{now:%Y%m%d-%H%M%S}-{hashlib.sha256(key).hexdigest()[:8]}"
+
+
+def parity(pipe: Pipeline, predictor: Predictor, texts: list[str]) -> dict:
+    """scikit-learn's predict_proba against the served path (featuriser + onnxruntime)."""
+    sk = pipe.predict_proba(texts)
+    ox = predictor.predict(texts).probs
+    return {
+        "n": len(texts),
+        "label_agreement": float(np.mean(sk.argmax(axis=1) == ox.argmax(axis=1))),
+        "max_prob_diff": float(np.max(np.abs(sk - ox))) if len(texts) else 0.0,
+    }
+
+
+def train(paths: list[Path], out_root: Path, cfg: TrainConfig | None = None, set_current: bool = True) -> Path:
+    """Train on the CSVs, write ``out_root/<version>/`` atomically, point ``current`` at it."""
+    cfg = cfg or TrainConfig()
+    data = load_dataset(paths, min_per_class=cfg.cv_folds)
+    texts = data.texts
+    y = np.array([LABELS.index(t) for t in data.tags])
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    cv = cross_validate(cfg, texts, y)
+    pipe = build_pipeline(cfg).fit(texts, y)
+    version = _version_name(data, cfg, now)
+    thresholds = cv.summary["auto_tag"]["thresholds"]
+    featurizer: Featurizer = pipe.named_steps["features"]
+    graph = build_graph(pipe.named_steps["tfidf"], pipe.named_steps["clf"], LABELS, version)
+    metadata = {
+        "version": version,
+        "labels": list(LABELS),
+        "thresholds": thresholds,
+        "featurizer": {**featurizer.params.to_dict(), "min_df": cfg.min_df, "vocabulary_size": len(featurizer.vocabulary_)},
+        "config": asdict(cfg),
+        "training_data": {
+            "sha256": data.sha256,
+            "files": list(data.sources),
+            "rows": len(data),
+            "class_counts": data.class_counts(),
+        },
+        "library_versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "trained_at": now.isoformat(timespec="seconds"),
+        "metrics": {"cv": cv.summary},
+        "reference": _reference(cv),
+    }
+    with artefacts.staging(out_root, version) as tmp:
+        onnx.save_model(graph, tmp / artefacts.MODEL_FILE)
+        np.save(tmp / artefacts.VOCAB_FILE, featurizer.vocabulary_.hashes, allow_pickle=False)
+        (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        metadata["parity"] = parity(pipe, Predictor(tmp), texts)
+        metadata["training_seconds"] = round(time.perf_counter() - started, 2)
+        (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        write_card(tmp, metadata)
+    if set_current:
+        artefacts.set_current(out_root, version)
+    return out_root / version
