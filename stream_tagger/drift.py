@@ -10,10 +10,17 @@ alert rule uses it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from stream_tagger.metrics import Metrics
+from stream_tagger.model.runtime import Predictor
+from stream_tagger.pipeline import OutputRecord, ScoredBatch
+
+log = logging.getLogger(__name__)
 
 #: Replaces empty bins before the log: PSI is infinite when a bin is empty on one side only, and a
 #: window of a few hundred events leaves rare bins empty by chance. 1e-4 caps one empty bin's term at
@@ -145,3 +152,33 @@ class DriftMonitor:
             "predicted_class": psi(ref.class_share, classes),
             "confidence": psi(ref.confidence.freq, ref.confidence.counts(self._conf.values())),
         }
+
+
+class DriftObserver:
+    """Batch observer: feeds the monitor of the serving model and exports its scores as gauges.
+
+    A new model brings its own reference (and maybe another label order), so ``use`` starts a fresh
+    window; a model without a reference is served without drift scores rather than refused.
+    """
+
+    def __init__(self, metrics: Metrics, window: int, min_events: int) -> None:
+        self._gauge = metrics.drift_score
+        self._window = window
+        self._min_events = min_events
+        self._monitor: DriftMonitor | None = None
+
+    def use(self, predictor: Predictor) -> None:
+        try:
+            reference = Reference.from_metadata(predictor.labels, predictor.metadata.get("reference", {}))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("drift scores disabled for model %s: %s", predictor.version, exc)
+            self._monitor = None
+            return
+        self._monitor = DriftMonitor(reference, self._window, self._min_events)
+
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
+        if self._monitor is not None:
+            scores = self._monitor.observe(batch.prediction.oov_share, batch.prediction.probs)  # type: ignore[attr-defined]
+            for signal, value in (scores or {}).items():
+                self._gauge.labels(signal).set(value)
+        return ()

@@ -13,6 +13,10 @@ import hashlib
 import re
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Iterable
+
+from stream_tagger.metrics import Metrics
+from stream_tagger.pipeline import OutputRecord, ScoredBatch
 
 _PUNCTUATION_AND_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -57,3 +61,19 @@ class DuplicateIndex:
             return None
         self._first.move_to_end(key)
         return None if first == content_id else first
+
+
+class DuplicateObserver:
+    """Batch observer: sets ``duplicate_of`` on the outcome, which the tagged event then carries."""
+
+    def __init__(self, index: DuplicateIndex, metrics: Metrics) -> None:
+        self.index = index
+        self._counter = metrics.duplicates
+
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
+        flagged = 0
+        for event, outcome in zip(batch.events, batch.outcomes, strict=True):
+            outcome.duplicate_of = self.index.check(event.id, event.title, event.description)
+            flagged += outcome.duplicate_of is not None
+        self._counter.inc(flagged)
+        return ()

@@ -23,6 +23,7 @@ import msgspec
 
 from stream_tagger.events import Feedback, TaggedContent, TagScore
 from stream_tagger.online_eval import Judged
+from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS
 
 
@@ -86,14 +87,14 @@ class FeedbackJoin:
         return _decode_prediction(self.predictions[content_id])
 
     def _judge(self, feedback: Feedback, record: Prediction) -> Verdict:
-        corrected = [t for t in feedback.tags if t in APPROVED_TAGS]
+        corrected = [t for t in map(normalise_tag, feedback.tags) if t in APPROVED_TAGS]
         judged = Judged.of(record.suggested, corrected, record.author_tags)
         if not (feedback.source == "reviewer" and record.status == "pending_review" and not record.resolved):
             return Verdict(feedback, judged)
         self.predictions[feedback.id] = _encode(msgspec.structs.replace(record, resolved=True))
         resolution = TaggedContent(
             id=feedback.id, status="tagged",
-            tags=[TagScore(t, 1.0) for t in corrected if t not in record.author_tags],
+            tags=[TagScore(t, 1.0) for t in corrected if t in judged.truth],
             author_tags=record.author_tags, model_version=record.model_version,
             event_time=record.event_time, processed_at=datetime.now(UTC),
         )

@@ -14,6 +14,12 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from stream_tagger.metrics import Metrics
+from stream_tagger.pipeline import OutputRecord, ScoredBatch
+from stream_tagger.routing import normalise_tag
+
 ALL = "all"
 
 
@@ -27,8 +33,8 @@ class Judged:
     @classmethod
     def of(cls, suggested: Iterable[str], corrected: Iterable[str],
            author_tags: Iterable[str] = ()) -> Judged:
-        given = frozenset(author_tags)
-        return cls(frozenset(suggested) - given, frozenset(corrected) - given)
+        given = frozenset(map(normalise_tag, author_tags))
+        return cls(frozenset(suggested) - given, frozenset(map(normalise_tag, corrected)) - given)
 
 
 class OnlineEvaluator:
@@ -79,5 +85,21 @@ class OnlineEvaluator:
 
 def author_agreement(top1: str, author_tags: Iterable[str]) -> bool | None:
     """Does the model's top-1 match one of the author's tags? None when the author gave none."""
-    given = set(author_tags)
-    return (top1 in given) if given else None
+    given = {normalise_tag(tag) for tag in author_tags}
+    return (normalise_tag(top1) in given) if given else None
+
+
+class AuthorAgreementObserver:
+    """Batch observer: the author's own tags as a free, immediate (if noisy) label for every post."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._agree = metrics.author_tag_agreement.labels("agree")
+        self._disagree = metrics.author_tag_agreement.labels("disagree")
+
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
+        top1 = np.asarray(batch.prediction.probs).argmax(axis=1).tolist()
+        results = [author_agreement(batch.labels[j], event.author_tags)
+                   for j, event in zip(top1, batch.events, strict=True)]
+        self._agree.inc(results.count(True))
+        self._disagree.inc(results.count(False))
+        return ()

@@ -8,14 +8,18 @@ versions with a different label order still compare correctly.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import msgspec
 import numpy as np
 
 from stream_tagger.events import ShadowDisagreement
+from stream_tagger.metrics import Metrics
+from stream_tagger.pipeline import OutputRecord, PredictorLike, ScoredBatch
 
 
 @dataclass
@@ -63,3 +67,39 @@ def compare(
             observed_at=observed_at,
         ))
     return report
+
+
+class ShadowObserver:
+    """Batch observer: runs the shadow on the batch the live model just scored, in the same thread.
+
+    Same thread on purpose: the shadow then costs latency rather than correctness (its disagreements are
+    published with the batch, under the batch's at-least-once guarantee). When the shadow is the very
+    version that serves (right after a promotion) there is nothing to compare and it is skipped.
+    """
+
+    def __init__(self, shadow: PredictorLike | None, topic: str, metrics: Metrics) -> None:
+        self.shadow = shadow
+        self.topic = topic
+        self._metrics = metrics
+        self._encode = msgspec.json.Encoder().encode
+
+    def use(self, shadow: PredictorLike | None) -> None:
+        """Swap the shadow model (hot reload); None stops shadowing."""
+        self.shadow = shadow
+
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
+        shadow = self.shadow
+        if shadow is None or shadow.version == batch.model_version:
+            return ()
+        started = time.perf_counter()
+        shadow_probs = shadow.predict(batch.texts).probs
+        m = self._metrics
+        m.inference_seconds.labels(shadow.version, "shadow").observe(time.perf_counter() - started)
+        report = compare([e.id for e in batch.events],
+                         batch.labels, batch.prediction.probs, batch.model_version,
+                         shadow.labels, shadow_probs, shadow.version)
+        m.shadow_comparisons.labels("agree").inc(report.agree)
+        m.shadow_comparisons.labels("disagree").inc(report.disagree)
+        for (live_tag, shadow_tag), n in report.pairs.items():
+            m.shadow_disagreements.labels(live_tag, shadow_tag).inc(n)
+        return [OutputRecord(self.topic, r.id.encode(), self._encode(r)) for r in report.records]

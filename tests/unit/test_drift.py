@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
-from stream_tagger.drift import DriftMonitor, Histogram, Reference, psi
+from stream_tagger.drift import DriftMonitor, DriftObserver, Histogram, Reference, psi
+from stream_tagger.metrics import Metrics
+from stream_tagger.pipeline import ScoredBatch
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 
@@ -91,3 +95,22 @@ def test_window_forgets_old_events() -> None:
         oov = rng.choice([0.1, 0.3, 0.6, 0.9], size=n, p=[0.7, 0.2, 0.08, 0.02])
         scores = monitor.observe(oov, _batch(rng, n, (0, 0.1), [0, 2, 3], (0.8, 1.0))[1])
     assert scores is not None and scores["oov_share"] < 0.1
+
+
+def test_observer_exports_scores_for_the_model_it_uses_and_skips_models_without_reference() -> None:
+    metrics = Metrics(CollectorRegistry())
+    observer = DriftObserver(metrics, window=100, min_events=50)
+    ref = {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
+           "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
+           "predicted_class": dict.fromkeys(LABELS, 0.25)}
+    model = SimpleNamespace(version="v1", labels=LABELS, metadata={"reference": ref})
+    observer.use(model)  # type: ignore[arg-type]
+    rng = np.random.default_rng(2)
+    oov, probs = _batch(rng, 60, (0.9, 1.0), [0, 1, 2, 3], (0.9, 1.0))
+    batch = ScoredBatch([], [], SimpleNamespace(probs=probs, oov_share=oov), [], LABELS, "v1")  # type: ignore[arg-type]
+    observer.observe(batch)
+    value = metrics.registry.get_sample_value
+    assert value("stream_tagger_drift_score", {"signal": "oov_share"}) > 0.2
+    assert value("stream_tagger_drift_score", {"signal": "predicted_class"}) < 0.2
+    observer.use(SimpleNamespace(version="v0", labels=LABELS, metadata={}))  # type: ignore[arg-type]
+    assert list(observer.observe(batch)) == []

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from stream_tagger.duplicates import DuplicateIndex, normalise
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+
+from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver, normalise
+from stream_tagger.events import RawContent
+from stream_tagger.metrics import Metrics
+from stream_tagger.pipeline import ScoredBatch
+from stream_tagger.routing import Outcome
 
 
 def test_normalise_ignores_case_width_punctuation_and_whitespace() -> None:
@@ -35,3 +43,17 @@ def test_index_is_bounded_and_forgets_least_recently_seen() -> None:
     assert len(index) == 2
     assert index.check("b2", "second", "") is None
     assert index.check("a3", "first", "") is None  # evicted by "second" coming back
+
+
+
+def test_observer_flags_the_outcome_and_counts() -> None:
+    metrics = Metrics(CollectorRegistry())
+    observer = DuplicateObserver(DuplicateIndex(), metrics)
+    now = datetime.now(UTC)
+    titles = {"1": "A post", "2": "a post!", "3": "b"}
+    events = [RawContent(id=i, title=t, created_at=now) for i, t in titles.items()]
+    outcomes = [Outcome("review", []) for _ in events]
+    batch = ScoredBatch(events, [e.text for e in events], None, outcomes, ("other",), "v1")  # type: ignore[arg-type]
+    assert list(observer.observe(batch)) == []
+    assert [o.duplicate_of for o in outcomes] == [None, "1", None]
+    assert metrics.registry.get_sample_value("stream_tagger_duplicates_total") == 1

@@ -66,3 +66,12 @@ def test_user_feedback_does_not_resolve_a_review() -> None:
     join.on_tagged(tagged("1", [], status="pending_review"))
     verdict = join.on_feedback(fb("1", ["mlops"]))
     assert verdict is not None and verdict.resolution is None
+
+
+def test_tags_are_normalised_like_the_router_does() -> None:
+    join = FeedbackJoin({}, {})
+    join.on_tagged(tagged("1", [], status="pending_review", author=["Computer Vision"]))
+    verdict = join.on_feedback(fb("1", ["computer_vision", "Natural Language Processing"], source="reviewer"))
+    assert verdict is not None and verdict.resolution is not None
+    assert verdict.judged.truth == {"natural-language-processing"}
+    assert [t.tag for t in verdict.resolution.tags] == ["natural-language-processing"]

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
-from stream_tagger.online_eval import ALL, Judged, OnlineEvaluator, author_agreement
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream_tagger.events import RawContent
+from stream_tagger.metrics import Metrics
+from stream_tagger.online_eval import ALL, AuthorAgreementObserver, Judged, OnlineEvaluator, author_agreement
+from stream_tagger.pipeline import ScoredBatch
 
 TAGS = ("computer-vision", "mlops", "natural-language-processing", "other")
 CV, MLOPS, NLP, OTHER = TAGS
@@ -46,3 +54,17 @@ def test_author_agreement() -> None:
     assert author_agreement(CV, [CV, MLOPS]) is True
     assert author_agreement(CV, [NLP]) is False
     assert author_agreement(CV, []) is None
+
+
+def test_author_agreement_observer_counts_only_posts_with_author_tags() -> None:
+    metrics = Metrics(CollectorRegistry())
+    now = datetime.now(UTC)
+    events = [RawContent(id="1", title="t", author_tags=["Computer Vision"], created_at=now),
+              RawContent(id="2", title="t", author_tags=["mlops"], created_at=now),
+              RawContent(id="3", title="t", created_at=now)]
+    probs = np.eye(4, dtype=np.float32)[[0, 2, 1]]
+    batch = ScoredBatch(events, [], SimpleNamespace(probs=probs), [], TAGS, "v1")  # type: ignore[arg-type]
+    assert list(AuthorAgreementObserver(metrics).observe(batch)) == []
+    value = metrics.registry.get_sample_value
+    assert value("stream_tagger_author_tag_agreement_total", {"result": "agree"}) == 1
+    assert value("stream_tagger_author_tag_agreement_total", {"result": "disagree"}) == 1

@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 import msgspec
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
-from stream_tagger.events import ShadowDisagreement
-from stream_tagger.shadow import compare
+from stream_tagger.events import RawContent, ShadowDisagreement
+from stream_tagger.metrics import Metrics
+from stream_tagger.pipeline import ScoredBatch
+from stream_tagger.shadow import ShadowObserver, compare
 
 LIVE = ("computer-vision", "mlops", "natural-language-processing", "other")
 SHADOW = ("other", "natural-language-processing", "mlops", "computer-vision")  # another label order
@@ -36,3 +39,40 @@ def test_empty_batch_and_mismatched_inputs() -> None:
     assert compare([], LIVE, empty, "v1", SHADOW, empty, "v2").agree == 0
     with pytest.raises(ValueError, match="same events"):
         compare(["a"], LIVE, empty, "v1", SHADOW, empty, "v2")
+
+
+class FakeShadow:
+    version = "v2"
+    labels = SHADOW
+    thresholds: dict[str, float] = {}  # noqa: RUF012
+
+    def __init__(self, probs: np.ndarray) -> None:
+        self.probs = probs
+
+    def predict(self, texts: list[str]) -> FakeShadow:
+        assert len(texts) == len(self.probs)
+        return self
+
+
+def test_observer_counts_publishes_disagreements_and_skips_itself() -> None:
+    metrics = Metrics(CollectorRegistry())
+    now = datetime.now(UTC)
+    events = [RawContent(id=i, title="t", created_at=now) for i in "abcd"]
+    live = np.eye(4, dtype=np.float32)  # live top-1: cv, mlops, nlp, other
+    shadow = np.eye(4, dtype=np.float32)[[3, 3, 1, 0]]  # shadow: cv, cv, nlp, other -> b disagrees
+    observer = ShadowObserver(FakeShadow(shadow), "shadow-topic", metrics)
+    batch = ScoredBatch(events, ["t"] * 4, FakeShadow(live), [], LIVE, "v1")  # type: ignore[arg-type]
+    records = list(observer.observe(batch))
+    assert [(r.topic, r.key) for r in records] == [("shadow-topic", b"b")]
+    assert msgspec.json.decode(records[0].value, type=ShadowDisagreement).shadow_tag == "computer-vision"
+    value = metrics.registry.get_sample_value
+    assert value("stream_tagger_shadow_comparisons_total", {"result": "agree"}) == 3
+    assert value("stream_tagger_shadow_comparisons_total", {"result": "disagree"}) == 1
+    assert value("stream_tagger_shadow_disagreements_total",
+                 {"live_tag": "mlops", "shadow_tag": "computer-vision"}) == 1
+    assert value("stream_tagger_inference_seconds_count", {"model_version": "v2", "role": "shadow"}) == 1
+    promoted = ScoredBatch(events, ["t"] * 4, FakeShadow(live), [], LIVE, "v2")  # type: ignore[arg-type]
+    assert list(observer.observe(promoted)) == []
+    observer.use(None)
+    assert list(observer.observe(batch)) == []
+    assert value("stream_tagger_shadow_comparisons_total", {"result": "agree"}) == 3

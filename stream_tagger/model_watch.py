@@ -1,0 +1,93 @@
+"""Hot reload: a new model version starts serving between two batches, without a consumer-group restart.
+
+Promoting a model is one atomic rename of the ``models/current`` pointer (``artefacts.set_current``).
+A thread polls the pointer; when it names another folder, the thread loads that version (seconds of
+ONNX session setup, off the hot path) and parks it. The hot path calls ``apply()`` between batches,
+in its own thread: every batch is scored by exactly one version, and no partition is revoked, so no
+event is lost or held up by a rebalance. A version that fails to load is logged once and the old one
+keeps serving: a bad deploy must not take a running worker down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from stream_tagger.model.artefacts import ModelLoadError, resolve
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+
+
+class ModelWatcher(Generic[M]):
+    """Watches one model pointer; ``apply()`` hands a freshly loaded model to ``on_swap`` callbacks."""
+
+    def __init__(self, model_dir: Path, loader: Callable[[Path], M], serving_from: Path,
+                 on_swap: list[Callable[[M], None]], interval: float = 1.0) -> None:
+        self.model_dir = Path(model_dir)
+        self._loader = loader
+        self._serving_from = serving_from.resolve()
+        self._on_swap = on_swap
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._pending: tuple[Path, M] | None = None
+        self._failed: Path | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> bool:
+        """One poll: True when a new version was loaded and waits for ``apply()``."""
+        try:
+            target = resolve(self.model_dir).resolve()
+        except ModelLoadError as exc:
+            if self._failed != self.model_dir:
+                log.error("model pointer unreadable, still serving %s: %s", self._serving_from, exc)
+                self._failed = self.model_dir
+            return False
+        with self._lock:
+            known = self._pending[0] if self._pending else self._serving_from
+        if target in (known, self._failed):
+            return False
+        try:
+            model = self._loader(target)
+        except ModelLoadError as exc:
+            log.error("new model not loaded, still serving %s: %s", self._serving_from, exc)
+            self._failed = target
+            return False
+        with self._lock:
+            self._pending = (target, model)
+        self._failed = None
+        log.info("model %s loaded, serving it from the next batch", target)
+        return True
+
+    def apply(self) -> M | None:
+        """Called by the hot path between batches: switch to the loaded model, if any."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+            if pending is None:
+                return None
+            self._serving_from, model = pending
+        for swap in self._on_swap:
+            swap(model)
+        return model
+
+    def start(self) -> ModelWatcher[M]:
+        self._thread = threading.Thread(target=self._run, name=f"model-watch:{self.model_dir}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.check()
+            except Exception:  # the watcher must outlive any surprise, the worker keeps serving
+                log.exception("model watcher failed; will retry")

@@ -1,0 +1,87 @@
+"""Hot reload: the pointer moves, the new model is loaded once, and handed over only on apply()."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from stream_tagger.model.artefacts import ModelLoadError
+from stream_tagger.model_watch import ModelWatcher
+
+
+def version(root: Path, name: str) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"x")
+    return folder
+
+
+def point(root: Path, name: str) -> None:
+    (root / "current").write_text(name + "\n")
+
+
+def loader(calls: list[str]):
+    def load(path: Path) -> str:
+        calls.append(path.name)
+        if path.name.startswith("broken"):
+            raise ModelLoadError(f"{path}: broken")
+        return path.name
+    return load
+
+
+def test_swap_happens_on_apply_only_and_once(tmp_path: Path) -> None:
+    v1 = version(tmp_path, "v1")
+    version(tmp_path, "v2")
+    point(tmp_path, "v1")
+    calls: list[str] = []
+    swapped: list[str] = []
+    watcher = ModelWatcher(tmp_path / "current", loader(calls), serving_from=v1, on_swap=[swapped.append])
+    assert watcher.check() is False and calls == []
+    point(tmp_path, "v2")
+    assert watcher.check() is True
+    assert watcher.check() is False  # already loaded, waiting
+    assert swapped == []
+    assert watcher.apply() == "v2"
+    assert swapped == ["v2"] and calls == ["v2"]
+    assert watcher.apply() is None
+    assert watcher.check() is False
+
+
+def test_a_broken_version_is_tried_once_and_the_old_one_keeps_serving(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    v1 = version(tmp_path, "v1")
+    version(tmp_path, "broken")
+    version(tmp_path, "v3")
+    point(tmp_path, "v1")
+    calls: list[str] = []
+    watcher = ModelWatcher(tmp_path / "current", loader(calls), serving_from=v1, on_swap=[])
+    point(tmp_path, "broken")
+    assert watcher.check() is False
+    assert watcher.check() is False
+    assert calls == ["broken"]
+    assert "still serving" in caplog.text
+    (tmp_path / "current").write_text("nowhere\n")
+    assert watcher.check() is False
+    point(tmp_path, "v3")
+    assert watcher.check() is True
+    assert watcher.apply() == "v3"
+
+
+def test_background_thread_picks_up_a_promotion(tmp_path: Path) -> None:
+    v1 = version(tmp_path, "v1")
+    version(tmp_path, "v2")
+    point(tmp_path, "v1")
+    watcher = ModelWatcher(tmp_path / "current", loader([]), serving_from=v1, on_swap=[], interval=0.01)
+    watcher.start()
+    try:
+        point(tmp_path, "v2")
+        for _ in range(500):
+            model = watcher.apply()
+            if model is not None:
+                break
+            time.sleep(0.01)
+        assert model == "v2"
+    finally:
+        watcher.stop()
