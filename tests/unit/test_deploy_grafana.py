@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -10,6 +9,7 @@ from types import ModuleType
 import pytest
 import yaml
 
+from tests.unit.deploy_scripts import load_script
 from tests.unit.promql_names import PROMETHEUS_SERIES, exported_series, problems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,17 +18,9 @@ COMMITTED = GRAFANA / "dashboards" / "stream-tagger.json"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 
 
-def load_builder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grafana_dashboard", GRAFANA / "dashboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def builder() -> ModuleType:
-    return load_builder()
+    return load_script("grafana/dashboard.py")
 
 
 @pytest.fixture(scope="module")
