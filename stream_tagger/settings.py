@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     inference_threads: int = Field(default=1, ge=1)
     dedup_window_size: int = Field(default=100_000, ge=0)
+    # Producer batching delay: a few ms lets one request carry a whole micro-batch's outputs.
+    linger_ms: float = Field(default=2.0, ge=0.0)
+    # An output the broker has not acked after this long stops the worker (exit 1) instead of being
+    # skipped: its input's offset is never committed, so a restart re-processes it.
+    delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
+    # How often librdkafka reports per-partition lag (stream_tagger_consumer_lag); cheap, off the hot path.
+    lag_interval_ms: int = Field(default=5_000, ge=100)
+    # At start the worker waits for the broker this often, forever, saying so in the log each time.
+    broker_retry_seconds: float = Field(default=2.0, gt=0)
 
     # --- web: /metrics, /healthz, /ready ---
     web_host: str = "0.0.0.0"

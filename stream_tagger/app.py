@@ -1,0 +1,129 @@
+"""The Faust application: the one place that wires settings, model, pipeline, hot path, metrics and web.
+
+The process is a Faust worker: Faust gives it the lifecycle (start-up order, SIGTERM -> graceful
+stop), the aiohttp web server (/metrics, /healthz, /ready), and agents with changelog-backed tables
+for low-volume topics such as feedback. The high-volume raw topic does not go through Faust's
+per-event stream machinery (measured ~4.4k events/s); it is read by ``HotPathService``, a mode
+Service running the confluent-kafka loop of ``hot_path`` in its own thread (~10x that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import faust
+from mode import Service
+from prometheus_client import CollectorRegistry
+
+from stream_tagger.hot_path import HotPath
+from stream_tagger.metrics import Metrics
+from stream_tagger.model.runtime import Predictor
+from stream_tagger.pipeline import BatchObserver, Pipeline, Topics
+from stream_tagger.settings import Settings
+from stream_tagger.web import register_views
+
+log = logging.getLogger(__name__)
+
+
+class HotPathService(Service):
+    """Runs ``HotPath.run`` in a dedicated thread for as long as the Faust app runs.
+
+    A failure in the loop (e.g. an output the broker never acked) takes the same route as SIGTERM,
+    a graceful stop of the whole worker, and leaves ``failure`` set so the command exits 1.
+    """
+
+    def __init__(self, hot_path: HotPath, **kwargs: object) -> None:
+        self.hot_path = hot_path
+        self.failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        super().__init__(**kwargs)
+
+    async def on_started(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hot-path", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.hot_path.run()
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("hot path stopped: %s; stopping the worker", exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    async def on_stop(self) -> None:
+        self.hot_path.stop()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+
+class Worker:
+    """Everything one worker process runs, built from settings and an already loaded model."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        observers: list[BatchObserver] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.metrics.set_model_info(predictor.version, "live", predictor.labels, self._thresholds())
+        topics = Topics(settings.topic_tagged, settings.topic_review, settings.topic_dead_letter)
+        self.pipeline = Pipeline(
+            predictor,
+            topics,
+            max_event_bytes=settings.max_event_bytes,
+            top_k=settings.top_k,
+            threshold=settings.threshold,
+            dedup_window=settings.dedup_window_size,
+            observers=observers or [],
+        )
+        self.hot_path = HotPath(settings, self.pipeline, self.metrics)
+        self.faust_app = make_faust_app(settings)
+        self.service = HotPathService(self.hot_path)
+        self.faust_app.service(self.service)
+        register_views(self.faust_app, self.metrics.registry, self.hot_path.state, settings.stall_seconds)
+
+    def _thresholds(self) -> dict[str, float]:
+        if self.settings.threshold is not None:
+            return dict.fromkeys(self.predictor.labels, self.settings.threshold)
+        return self.predictor.thresholds
+
+
+def make_faust_app(settings: Settings) -> faust.App:
+    brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    app_id = f"{settings.consumer_group}-app"
+    return faust.App(
+        app_id,
+        broker=brokers,
+        store="memory://",
+        autodiscover=False,
+        datadir=str(Path(tempfile.gettempdir()) / f"stream-tagger-{app_id}"),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+    )
+
+
+def tune_gc() -> None:
+    """Make the collector cheap for a process that allocates ~10 small objects per event.
+
+    ``freeze`` moves everything loaded at start (Faust, numpy, the model) out of the collector's
+    reach; a larger first-generation threshold collects once per few batches instead of several
+    times per batch. Measured on the hot path: 36k -> 39k events/s with a fake model.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)

@@ -1,0 +1,241 @@
+"""The high-volume loop: consume a micro-batch, run the pipeline, publish, wait for acks, store offsets.
+
+It runs in one dedicated thread with plain confluent-kafka clients instead of a Faust stream: a Faust
+agent that merely iterates its stream tops out at ~4.4k events/s on this machine, a bare
+confluent-kafka loop at ~167k/s (../shared/FINDINGS.md). Faust still owns the process around it
+(lifecycle, signals, web server, low-volume agents); see ``app.py``.
+
+Ordering that makes it at-least-once:
+1. the outputs of batch N are produced (idempotent producer, keyed by content id);
+2. while the broker acks them, batch N+1 is consumed and scored (overlapping network and CPU);
+3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
+   offsets only. A failed delivery never lets an offset advance: the loop stops and the worker
+   exits 1, so a restart re-processes the batch.
+Rebalance callbacks run inside ``consume()`` in this same thread, so batch N is finished and its
+offsets committed before a partition moves to another worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from stream_tagger.kafka.config import consumer_config, producer_config
+from stream_tagger.metrics import Metrics, observe_many
+from stream_tagger.pipeline import BatchResult, Pipeline
+from stream_tagger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(RuntimeError):
+    """The broker did not ack an output: the batch's offsets stay uncommitted and the loop stops."""
+
+
+@dataclass
+class HotPathState:
+    """What /healthz and /ready read; written by the loop thread only (plain attribute swaps)."""
+
+    assigned: frozenset[tuple[str, int]] = frozenset()
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    last_progress: float = field(default_factory=time.monotonic)
+    running: bool = False
+    failure: str | None = None
+
+    def total_lag(self) -> int:
+        return sum(self.lag.get(tp, 0) for tp in self.assigned)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A batch whose outputs were produced but not yet acked."""
+
+    offsets: list[TopicPartition]
+    result: BatchResult
+
+
+class HotPath:
+    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.state = HotPathState()
+        self._stop = threading.Event()
+        self._pending: _Pending | None = None
+        self._errors: list[str] = []
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._consumed = metrics.events_consumed.labels(settings.topic_raw)
+        self._inference = metrics.inference_seconds.labels(pipeline.predictor.version, "live")
+
+    def stop(self) -> None:
+        """Ask the loop to finish its in-flight batch, commit and return."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Block until ``stop()``; raises on a failure that must not be skipped (see module docstring)."""
+        settings = self.settings
+        self._producer = Producer(producer_config(settings, self._on_delivery, self._on_error))
+        self._consumer = consumer = Consumer(consumer_config(settings, self._on_stats, self._on_error))
+        consumer.subscribe(
+            [settings.topic_raw], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        self.state.running = True
+        log.info("hot path consuming %s as group %s", settings.topic_raw, settings.consumer_group)
+        wait_s = settings.batch_max_wait_ms / 1000
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(settings.batch_max_size, wait_s)
+                batch = self._usable(messages)
+                result = self._process(batch) if batch else None
+                self._finish_pending()
+                if result is not None:
+                    self._send(batch, result)
+            self._finish_pending()
+            self._commit()
+            log.info("hot path stopped after committing its last batch")
+        except BaseException as exc:
+            self.state.failure = repr(exc)
+            raise
+        finally:
+            self.state.running = False
+            consumer.close()
+
+    def _usable(self, messages: list[Message]) -> list[Message]:
+        batch = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                batch.append(message)
+            elif error.fatal():
+                raise KafkaException(error)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error.str())
+        return batch
+
+    def _process(self, batch: list[Message]) -> BatchResult:
+        self._consumed.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        result = self.pipeline.process(batch)
+        if result.scored:
+            self._inference.observe(result.inference_seconds)
+        return result
+
+    def _send(self, batch: Sequence[Message], result: BatchResult) -> None:
+        producer = self._producer
+        assert producer is not None
+        produce = producer.produce
+        for topic, key, value in result.records:
+            while True:
+                try:
+                    produce(topic, value, key)
+                    break
+                except BufferError:
+                    # Local queue full: wait for acks rather than drop an output.
+                    producer.poll(0.05)
+        last: dict[tuple[str, int], int] = {}
+        for message in batch:
+            last[(message.topic(), message.partition())] = message.offset()
+        offsets = [
+            TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()
+        ]
+        self._pending = _Pending(offsets, result)
+
+    def _finish_pending(self) -> None:
+        """Wait until the broker acked every output of the pending batch, then store its offsets."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        producer, consumer = self._producer, self._consumer
+        assert producer is not None and consumer is not None
+        while producer.flush(1.0):
+            log.warning("waiting for the broker to ack %d output(s)", len(producer))
+        if self._errors:
+            first, count = self._errors[0], len(self._errors)
+            raise DeliveryFailed(
+                f"{count} output(s) not acknowledged by the broker ({first}); "
+                "their inputs' offsets are not committed and will be re-processed"
+            )
+        consumer.store_offsets(offsets=pending.offsets)
+        self._record_acked(pending.result)
+
+    def _record_acked(self, result: BatchResult) -> None:
+        now = time.time()
+        metrics = self.metrics
+        for outcome, times in result.event_times.items():
+            if times:
+                metrics.events_processed.labels(outcome).inc(len(times))
+                observe_many(metrics.end_to_end_latency.labels(outcome), now - np.asarray(times))
+        for reason, count in result.dead_letter_reasons.items():
+            metrics.dead_letters.labels(reason).inc(count)
+        metrics.last_processed_timestamp.set(now)
+        self.state.last_progress = time.monotonic()
+
+    def _commit(self) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+
+    # --- librdkafka callbacks (all run inside consume()/flush() in this thread) ---
+
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._errors.append(error.str())
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._errors.append(error.str())
+        log.warning("kafka: %s", error.str())
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.state.assigned = self.state.assigned | {(p.topic, p.partition) for p in partitions}
+        log.info("assigned %s", _describe(partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_pending()
+        self._commit()
+        self._forget(partitions)
+        log.info("revoked %s after committing", _describe(partitions))
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Another worker may already own them: publish what is pending (idempotent), commit nothing.
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            assert self._producer is not None
+            self._producer.flush(self.settings.delivery_timeout_ms / 1000)
+        self._forget(partitions)
+        log.warning("lost %s; they will be re-processed from the last commit", _describe(partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        self.state.assigned = self.state.assigned - gone
+        for topic, partition in gone:
+            self.state.lag.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(topic, str(partition))
+
+    def _on_stats(self, stats_json: str) -> None:
+        stats = json.loads(stats_json)
+        lag: dict[tuple[str, int], int] = {}
+        for topic, info in stats.get("topics", {}).items():
+            for partition, pstats in info.get("partitions", {}).items():
+                key = (topic, int(partition))
+                if key in self.state.assigned and pstats.get("consumer_lag", -1) >= 0:
+                    lag[key] = pstats["consumer_lag"]
+                    self.metrics.consumer_lag.labels(topic, partition).set(pstats["consumer_lag"])
+        self.state.lag = lag
+
+
+def _describe(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

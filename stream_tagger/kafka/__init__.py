@@ -1,0 +1,1 @@
+"""Thin confluent-kafka plumbing for the hot path: client configuration and topic administration."""

@@ -1,0 +1,61 @@
+"""librdkafka configuration of the hot path's consumer and producer: the delivery guarantees live here.
+
+At-least-once comes from three settings working together: offsets are stored by hand
+(``enable.auto.offset.store=false``) only after the broker acked every output of a batch, and the
+auto-committer only ever commits stored offsets; the producer is idempotent with ``acks=all``, so
+its own retries never duplicate or reorder an output.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from stream_tagger.settings import Settings
+
+# librdkafka's own log lines go through logging instead of raw stderr.
+KAFKA_LOG = logging.getLogger("stream_tagger.librdkafka")
+
+
+def consumer_config(
+    settings: Settings,
+    on_stats: Callable[[str], None] | None = None,
+    on_error: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        **settings.kafka_common(),
+        "group.id": settings.consumer_group,
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 1_000,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+        # Bounded wait for new data, so an idle worker still answers a stop within this long.
+        "fetch.wait.max.ms": 100,
+        "logger": KAFKA_LOG,
+    }
+    if on_stats is not None:
+        conf["statistics.interval.ms"] = settings.lag_interval_ms
+        conf["stats_cb"] = on_stats
+    if on_error is not None:
+        conf["error_cb"] = on_error
+    return conf
+
+
+def producer_config(
+    settings: Settings, on_delivery: Callable[[Any, Any], None], on_error: Callable[[Any], None] | None = None
+) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        **settings.kafka_common(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": settings.linger_ms,
+        "message.timeout.ms": settings.delivery_timeout_ms,
+        "on_delivery": on_delivery,
+        "logger": KAFKA_LOG,
+    }
+    if on_error is not None:
+        conf["error_cb"] = on_error
+    return conf

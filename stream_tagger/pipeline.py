@@ -1,0 +1,245 @@
+"""One micro-batch of raw messages -> the output records to publish. No Kafka in here.
+
+Kept free of I/O so that the whole decision path (decode, dedup, predict, route, encode) is unit
+tested with a fake predictor, and so that the Kafka loop around it (``hot_path``) only moves bytes.
+
+Extension point: ``BatchObserver``s see every freshly scored batch (events, prediction, outcomes)
+before encoding. They may annotate outcomes (e.g. ``duplicate_of``) and return extra records to
+publish (e.g. shadow disagreements); the hot path publishes those with the batch, so they share its
+at-least-once guarantee. Metrics that need the model's view (confidence, rules baseline, drift,
+shadow) are observers too, which keeps the core small.
+
+Dedup: outputs are a deterministic function of (text, model version), so a replay after a crash
+republishes the same decision under the same key. On top of that an LRU of the last
+``dedup_window`` content ids keeps the outcome of each; an id seen again inside the window (a
+producer retry, an edit) gets the identical outcome without being scored again, even if its text
+changed in between.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NamedTuple, Protocol
+
+import msgspec
+import numpy as np
+
+from stream_tagger.decoding import Rejection, decode_raw
+from stream_tagger.events import DeadLetter, RawContent, ReviewRequest, TaggedContent
+from stream_tagger.routing import Outcome, route_batch, threshold_vector
+
+
+class MessageLike(Protocol):
+    """What the pipeline reads from a message: confluent-kafka's ``Message`` satisfies it as is."""
+
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+class PredictionLike(Protocol):
+    probs: np.ndarray
+
+
+class PredictorLike(Protocol):
+    """The part of ``model.runtime.Predictor`` the pipeline uses (a fake one in unit tests)."""
+
+    version: str
+    labels: Sequence[str]
+    thresholds: dict[str, float]
+
+    def predict(self, texts: list[str]) -> PredictionLike: ...
+
+
+class OutputRecord(NamedTuple):
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    tagged: str
+    review: str
+    dead_letter: str
+
+
+@dataclass(slots=True)
+class ScoredBatch:
+    """What observers see: the events the model scored in this batch, aligned row by row."""
+
+    events: list[RawContent]
+    texts: list[str]
+    prediction: PredictionLike
+    outcomes: list[Outcome]
+    labels: Sequence[str]
+    model_version: str
+
+
+class BatchObserver(Protocol):
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]: ...
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Records to publish in input order, and what to count once the broker has acked them.
+
+    ``event_times`` holds, per outcome, the Kafka timestamps (unix seconds) of the inputs with that
+    outcome: their count is the outcome counter's increment, their age at ack is the end-to-end latency.
+    """
+
+    records: list[OutputRecord] = field(default_factory=list)
+    event_times: dict[str, list[float]] = field(
+        default_factory=lambda: {"tagged": [], "review": [], "dead_letter": []}
+    )
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    inference_seconds: float = 0.0
+    scored: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        predictor: PredictorLike,
+        topics: Topics,
+        *,
+        max_event_bytes: int,
+        top_k: int,
+        threshold: float | None = None,
+        dedup_window: int = 0,
+        observers: Sequence[BatchObserver] = (),
+    ) -> None:
+        self.predictor = predictor
+        self.topics = topics
+        self.max_event_bytes = max_event_bytes
+        self.top_k = top_k
+        self.thresholds = threshold_vector(predictor.labels, predictor.thresholds, threshold)
+        self.dedup_window = dedup_window
+        self.observers = list(observers)
+        self._seen: OrderedDict[str, Outcome] = OrderedDict()
+        self._encoder = msgspec.json.Encoder()
+
+    def process(self, messages: Sequence[MessageLike]) -> BatchResult:
+        result = BatchResult()
+        now = datetime.now(UTC)
+        now_s = now.timestamp()
+        decoded: list[tuple[RawContent, float, Outcome | int]] = []
+        to_score: list[RawContent] = []
+        index_of: dict[str, int] = {}
+        for message in messages:
+            kind, ms = message.timestamp()
+            event_s = ms / 1000.0 if kind else now_s
+            event = decode_raw(message.value(), self.max_event_bytes)
+            if isinstance(event, Rejection):
+                result.records.append(self._dead_letter(message, event, now))
+                result.event_times["dead_letter"].append(event_s)
+                result.dead_letter_reasons[event.reason] = result.dead_letter_reasons.get(event.reason, 0) + 1
+                continue
+            known: Outcome | int | None = self._seen.get(event.id)
+            if known is None:
+                known = index_of.get(event.id)
+            if known is None:
+                known = index_of[event.id] = len(to_score)
+                to_score.append(event)
+            decoded.append((event, event_s, known))
+
+        outcomes = self._score(to_score, result) if to_score else []
+        version = self.predictor.version
+        for event, event_s, known in decoded:
+            outcome = outcomes[known] if isinstance(known, int) else known
+            result.records.extend(self._outputs(event, outcome, event_s, now, version))
+            result.event_times[outcome.status].append(event_s)
+        return result
+
+    def _score(self, events: list[RawContent], result: BatchResult) -> list[Outcome]:
+        texts = [event.text for event in events]
+        started = time.perf_counter()
+        prediction = self.predictor.predict(texts)
+        result.inference_seconds = time.perf_counter() - started
+        result.scored = len(events)
+        outcomes = route_batch(
+            prediction.probs,
+            self.predictor.labels,
+            self.thresholds,
+            [event.author_tags for event in events],
+            self.top_k,
+        )
+        scored = ScoredBatch(
+            events, texts, prediction, outcomes, self.predictor.labels, self.predictor.version
+        )
+        for observer in self.observers:
+            result.records.extend(observer.observe(scored))
+        self._remember(events, outcomes)
+        return outcomes
+
+    def _remember(self, events: list[RawContent], outcomes: list[Outcome]) -> None:
+        if not self.dedup_window:
+            return
+        seen = self._seen
+        for event, outcome in zip(events, outcomes, strict=True):
+            seen[event.id] = outcome
+        while len(seen) > self.dedup_window:
+            seen.popitem(last=False)
+
+    def _outputs(
+        self, event: RawContent, outcome: Outcome, event_s: float, now: datetime, version: str
+    ) -> list[OutputRecord]:
+        key = event.id.encode()
+        event_time = datetime.fromtimestamp(event_s, UTC)
+        encode = self._encoder.encode
+        if outcome.status == "tagged":
+            tagged = TaggedContent(
+                id=event.id,
+                status="tagged",
+                tags=outcome.scores,
+                author_tags=event.author_tags,
+                model_version=version,
+                event_time=event_time,
+                processed_at=now,
+                duplicate_of=outcome.duplicate_of,
+            )
+            return [OutputRecord(self.topics.tagged, key, encode(tagged))]
+        review = ReviewRequest(
+            id=event.id,
+            title=event.title,
+            description=event.description,
+            author_tags=event.author_tags,
+            candidates=outcome.scores,
+            model_version=version,
+            event_time=event_time,
+            processed_at=now,
+        )
+        pending = TaggedContent(
+            id=event.id,
+            status="pending_review",
+            tags=[],
+            author_tags=event.author_tags,
+            model_version=version,
+            event_time=event_time,
+            processed_at=now,
+            duplicate_of=outcome.duplicate_of,
+        )
+        return [
+            OutputRecord(self.topics.review, key, encode(review)),
+            OutputRecord(self.topics.tagged, key, encode(pending)),
+        ]
+
+    def _dead_letter(self, message: MessageLike, rejection: Rejection, now: datetime) -> OutputRecord:
+        letter = DeadLetter(
+            reason=rejection.reason,
+            detail=rejection.detail,
+            original=message.value() or b"",
+            original_key=message.key(),
+            topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            received_at=now,
+        )
+        return OutputRecord(self.topics.dead_letter, message.key(), self._encoder.encode(letter))
