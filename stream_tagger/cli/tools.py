@@ -21,6 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from stream_tagger.broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.cli._app import app, console, fail
+from stream_tagger.model.runtime import ModelLoadError, Predictor
+from stream_tagger.predict import predict_file
 from stream_tagger.produce import BrokerUnreachable, check_broker, encode, load_file, make_producer, publish
 from stream_tagger.settings import Settings
 from stream_tagger.sources import SourceError
@@ -162,3 +164,38 @@ def tail(
         fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
+@app.command(help=(
+    "Tag every post of a CSV or JSONL file offline, with the same model, thresholds and top-k as the "
+    "worker.\n\n"
+    "Writes one JSON line per post (id, status tagged|review, tags or review candidates with confidences, "
+    "model_version) to --out or stdout; bad rows are listed as file:line: reason (exit code 1).\n\n"
+    "Example:  stream-tagger predict --file data/dataset.csv --out predictions.jsonl"))
+def predict(
+    file: Annotated[Path, typer.Option(
+        "--file", "-f", help="CSV (id,created_on,title,description[,author_tags]) or JSONL of raw events.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the JSON lines (default: stdout).",
+                                             show_default=False)] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: STREAM_TAGGER_MODEL_DIR or "
+                                               "models/current).", show_default=False)] = None,
+) -> None:
+    """Batch decisions the product owners can trust to match the stream's."""
+    settings = Settings(model_dir=model) if model else Settings()
+    try:
+        predictor = Predictor.load(settings.model_dir)
+    except ModelLoadError as exc:
+        fail(f"cannot load the model: {exc}")
+    try:
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(out.open("wb")) if out else sys.stdout.buffer
+            summary = predict_file(file, sink, settings, predictor)
+    except (SourceError, OSError) as exc:
+        fail(str(exc))
+    for row in summary.bad_rows:
+        console.print(f"[red]bad row[/] {row}", highlight=False, soft_wrap=True)
+    console.print(f"{summary.tagged + summary.review} posts: {summary.tagged} tagged, "
+                  f"{summary.review} to review, {len(summary.bad_rows)} bad rows (model {predictor.version})"
+                  + (f" -> {out}" if out else ""), highlight=False)
+    if summary.bad_rows:
+        raise typer.Exit(1)
