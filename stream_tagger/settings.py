@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     top_k: int = Field(default=2, ge=1, le=4)
 
+    # --- online evaluation: feedback, shadow, drift, duplicates, hot reload ---
+    # How often the worker re-reads the model pointers; a promotion serves from the next batch after.
+    model_watch_interval_seconds: float = Field(default=2.0, gt=0)
+    # Drift: PSI over the last N scored events; scores start after min_events (PSI of a few is noise).
+    drift_window: int = Field(default=2_000, ge=1)
+    drift_min_events: int = Field(default=200, ge=1)
+    # Reposts are looked for among the last N distinct texts (16 bytes each).
+    duplicates_window: int = Field(default=100_000, ge=1)
+    # Online precision/recall over the last N feedback items.
+    online_eval_window: int = Field(default=1_000, ge=1)
+
     # --- hot path ---
     batch_max_size: int = Field(default=512, ge=1)
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
