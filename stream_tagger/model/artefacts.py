@@ -1,7 +1,9 @@
 """Model version folders and the ``models/current`` pointer.
 
 A version folder holds ``model.onnx``, ``vocabulary.npy`` (the n-gram hash of each column: the
-featuriser's half of the model), ``metadata.json``, ``MODEL_CARD.md`` and ``confusion_matrix.png``.
+featuriser's half of the model), ``metadata.json``, ``MODEL_CARD.md``, ``confusion_matrix.png`` and
+``pipeline.joblib`` (the fitted scikit-learn pipeline, read only by ``evaluate`` to prove parity; the
+service never unpickles anything).
 ``current`` is a one-line text file naming the served folder: unlike a symlink it survives git on
 every OS, and switching versions is one atomic rename.
 """
@@ -21,6 +23,7 @@ VOCAB_FILE = "vocabulary.npy"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "MODEL_CARD.md"
 CONFUSION_FILE = "confusion_matrix.png"
+PIPELINE_FILE = "pipeline.joblib"
 POINTER = "current"
 
 

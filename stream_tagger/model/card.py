@@ -11,9 +11,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: training runs on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from stream_tagger.model.artefacts import CARD_FILE, CONFUSION_FILE  # noqa: E402
+from stream_tagger.model.artefacts import CARD_FILE, CONFUSION_FILE
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, path: Path) -> None:
@@ -38,25 +38,30 @@ def write_card(version_dir: Path, meta: dict) -> None:
     first = cv["first_repeat"]
     labels = meta["labels"]
     plot_confusion(
-        first["confusion_matrix"]["matrix"], labels, f"{meta['version']} (out-of-fold)", version_dir / CONFUSION_FILE
+        first["confusion_matrix"]["matrix"],
+        labels,
+        f"{meta['version']} (out-of-fold)",
+        version_dir / CONFUSION_FILE,
     )
     cfg = meta["config"]
     rows = "\n".join(
-        f"| {label} | {first['per_class'][label]['precision']:.3f} | {first['per_class'][label]['recall']:.3f} "
-        f"| {cv['per_class_f1_mean'][label]:.3f} | {first['per_class'][label]['support']} "
-        f"| {meta['thresholds'][label]:.3f} |"
-        for label in labels
+        f"| {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {cv['per_class_f1_mean'][label]:.3f} "
+        f"| {pc['support']} | {meta['thresholds'][label]:.3f} |"
+        for label, pc in ((label, first["per_class"][label]) for label in labels)
     )
     data = meta["training_data"]
     auto = cv["auto_tag"]
+    parity = meta["parity"]
+    libs = meta["library_versions"]
+    vocab = meta["featurizer"]["vocabulary_size"]
     card = f"""# Model card: {meta["version"]}
 
 Tags posts (title + description) with one of: {", ".join(labels)}.
 
 ## Model
 - Features (computed in numpy, outside the graph): character {cfg["char_min"]}-{cfg["char_max"]}-grams
-  (word-padded, across word boundaries) and word 1-{cfg["word_ngrams"]}-grams of the lower-cased text, hashed to
-  64 bits; {meta["featurizer"]["vocabulary_size"]} n-grams seen in >= {cfg["min_df"]} training posts form the vocabulary.
+  (word-padded, across word boundaries) and word 1-{cfg["word_ngrams"]}-grams of the lower-cased text,
+  hashed to 64 bits; {vocab} n-grams seen in >= {cfg["min_df"]} training posts form the vocabulary.
 - ONNX graph: TF-IDF (sublinear tf: {cfg["sublinear_tf"]}, L2 norm) + multinomial logistic regression
   (C={cfg["C"]}, class_weight={cfg["class_weight"]}), softmax probabilities.
 - Auto-tag thresholds per class, chosen on out-of-fold predictions for precision >= {cfg["target_precision"]}.
@@ -77,14 +82,14 @@ Auto-tag (out-of-fold, thresholds chosen on the same predictions, so optimistic)
 ![confusion matrix]({CONFUSION_FILE})
 
 ## Parity (scikit-learn vs onnxruntime, training posts)
-Label agreement {meta["parity"]["label_agreement"]:.4f}, max probability difference {meta["parity"]["max_prob_diff"]:.2e}.
+Label agreement {parity["label_agreement"]:.4f}, max probability difference {parity["max_prob_diff"]:.2e}.
 
 ## Limits
 Trained on {data["rows"]} posts of a machine-learning community site: other domains or languages will mostly
 fall under the thresholds and go to human review. The drift reference (metadata `reference`) lets the
 worker notice when live posts stop resembling these.
 
-Trained {meta["trained_at"]} in {meta["training_seconds"]} s with scikit-learn {meta["library_versions"]["scikit-learn"]},
-onnxruntime {meta["library_versions"]["onnxruntime"]}.
+Trained {meta["trained_at"]} in {meta["training_seconds"]} s with scikit-learn {libs["scikit-learn"]},
+onnxruntime {libs["onnxruntime"]}.
 """
     (version_dir / CARD_FILE).write_text(card, encoding="utf-8")

@@ -62,7 +62,9 @@ def _read_one(path: Path) -> tuple[list[dict[str, str]], str]:
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise DatasetError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {','.join(header)})")
+            raise DatasetError(
+                f"{path}:1: missing column(s) {', '.join(missing)} (header: {','.join(header)})"
+            )
         rows: list[dict[str, str]] = []
         for row in reader:
             where = f"{path}:{reader.line_num}"
@@ -73,7 +75,9 @@ def _read_one(path: Path) -> tuple[list[dict[str, str]], str]:
             if not (row["title"].strip() or row["description"].strip()):
                 raise DatasetError(f"{where}: empty title and description")
             if row["tag"] not in APPROVED_TAGS:
-                raise DatasetError(f"{where}: unknown tag {row['tag']!r} (approved: {', '.join(APPROVED_TAGS)})")
+                raise DatasetError(
+                    f"{where}: unknown tag {row['tag']!r} (approved: {', '.join(APPROVED_TAGS)})"
+                )
             rows.append(row)
     except csv.Error as exc:
         raise DatasetError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc

@@ -103,10 +103,7 @@ def _clean_bytes(texts: Sequence[str], max_chars: int) -> tuple[np.ndarray, np.n
 def _prefix(buf: np.ndarray) -> np.ndarray:
     """``S_i`` of the module docstring, with ``S_-1 = 0`` stored at index 0."""
     n = len(buf)
-    if n >= _MAX_POWERS:
-        pinv = _powers(_P_INV, n)
-    else:
-        pinv = _POW_INV[:n]
+    pinv = _powers(_P_INV, n) if n >= _MAX_POWERS else _POW_INV[:n]
     s = np.zeros(n + 1, dtype=np.uint64)
     np.cumsum(buf.astype(np.uint64) * pinv, dtype=np.uint64, out=s[1:])
     return s
@@ -187,6 +184,12 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.hashes)
 
+    def __getstate__(self) -> dict:
+        return {"hashes": self.hashes, "table_bits": self.table_bits}  # the 4 MB table is rebuilt
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["hashes"], state["table_bits"])
+
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Column of each hash, -1 when the n-gram was not in the training vocabulary."""
         col = self.table[(hashes >> np.uint64(64 - self.table_bits)).astype(np.int64)]
@@ -248,7 +251,12 @@ class Featurizer(TransformerMixin, BaseEstimator):
     """scikit-learn face of :func:`featurize`: ``fit`` learns the vocabulary (n-grams in >= min_df posts)."""
 
     def __init__(
-        self, char_min: int = 2, char_max: int = 5, word_ngrams: int = 2, max_chars: int = 4096, min_df: int = 2
+        self,
+        char_min: int = 2,
+        char_max: int = 5,
+        word_ngrams: int = 2,
+        max_chars: int = 4096,
+        min_df: int = 2,
     ) -> None:
         self.char_min = char_min
         self.char_max = char_max

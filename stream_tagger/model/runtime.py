@@ -61,7 +61,9 @@ class Predictor:
         if unknown or not self.labels:
             raise ModelLoadError(f"{meta_path}: labels {unknown or '[]'} are not approved tags")
         try:
-            self.thresholds: dict[str, float] = {k: float(self.metadata["thresholds"][k]) for k in self.labels}
+            self.thresholds: dict[str, float] = {
+                k: float(self.metadata["thresholds"][k]) for k in self.labels
+            }
             feat = self.metadata["featurizer"]
             self._params = FeatureParams(
                 int(feat["char_min"]), int(feat["char_max"]), int(feat["word_ngrams"]), int(feat["max_chars"])
@@ -79,7 +81,9 @@ class Predictor:
         self._session = _session(model_path)
         out = self._session.get_outputs()[0]
         if out.name != OUTPUT or out.shape[-1] != len(self.labels):
-            raise ModelLoadError(f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels")
+            raise ModelLoadError(
+                f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels"
+            )
 
     @classmethod
     def load(cls, model_dir: Path) -> Predictor:

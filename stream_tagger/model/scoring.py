@@ -22,7 +22,7 @@ def classification_figures(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
             for i, label in enumerate(labels)
         },
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-        "n": int(len(y_true)),
+        "n": len(y_true),
     }
     for avg in ("macro", "weighted"):
         ap, ar, af, _ = precision_recall_fscore_support(

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import joblib
 import numpy as np
 import onnx
 import onnxruntime
@@ -62,7 +63,10 @@ def build_pipeline(cfg: TrainConfig) -> Pipeline:
     return Pipeline(
         [
             ("features", Featurizer(cfg.char_min, cfg.char_max, cfg.word_ngrams, cfg.max_chars, cfg.min_df)),
-            ("tfidf", TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=cfg.sublinear_tf)),
+            (
+                "tfidf",
+                TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=cfg.sublinear_tf),
+            ),
             ("clf", LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=1000)),
         ]
     )
@@ -135,7 +139,9 @@ def parity(pipe: Pipeline, predictor: Predictor, texts: list[str]) -> dict:
     }
 
 
-def train(paths: list[Path], out_root: Path, cfg: TrainConfig | None = None, set_current: bool = True) -> Path:
+def train(
+    paths: list[Path], out_root: Path, cfg: TrainConfig | None = None, set_current: bool = True
+) -> Path:
     """Train on the CSVs, write ``out_root/<version>/`` atomically, point ``current`` at it."""
     cfg = cfg or TrainConfig()
     data = load_dataset(paths, min_per_class=cfg.cv_folds)
@@ -153,7 +159,11 @@ def train(paths: list[Path], out_root: Path, cfg: TrainConfig | None = None, set
         "version": version,
         "labels": list(LABELS),
         "thresholds": thresholds,
-        "featurizer": {**featurizer.params.to_dict(), "min_df": cfg.min_df, "vocabulary_size": len(featurizer.vocabulary_)},
+        "featurizer": {
+            **featurizer.params.to_dict(),
+            "min_df": cfg.min_df,
+            "vocabulary_size": len(featurizer.vocabulary_),
+        },
         "config": asdict(cfg),
         "training_data": {
             "sha256": data.sha256,
@@ -176,6 +186,7 @@ def train(paths: list[Path], out_root: Path, cfg: TrainConfig | None = None, set
     with artefacts.staging(out_root, version) as tmp:
         onnx.save_model(graph, tmp / artefacts.MODEL_FILE)
         np.save(tmp / artefacts.VOCAB_FILE, featurizer.vocabulary_.hashes, allow_pickle=False)
+        joblib.dump(pipe, tmp / artefacts.PIPELINE_FILE, compress=3)
         (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         metadata["parity"] = parity(pipe, Predictor(tmp), texts)
         metadata["training_seconds"] = round(time.perf_counter() - started, 2)

@@ -28,6 +28,7 @@ def loader(calls: list[str]):
         if path.name.startswith("broken"):
             raise ModelLoadError(f"{path}: broken")
         return path.name
+
     return load
 
 
@@ -50,7 +51,8 @@ def test_swap_happens_on_apply_only_and_once(tmp_path: Path) -> None:
 
 
 def test_a_broken_version_is_tried_once_and_the_old_one_keeps_serving(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     v1 = version(tmp_path, "v1")
     version(tmp_path, "broken")
     version(tmp_path, "v3")

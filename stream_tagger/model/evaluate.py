@@ -1,0 +1,99 @@
+"""Evaluate a served model (the ONNX artefact, through :class:`Predictor`) on labelled CSVs.
+
+``evaluate_model`` returns one plain dict (JSON-ready) that both ``stream-tagger evaluate --json`` and
+model comparison build on. Key paths: ``weighted.f1``, ``weighted.precision``, ``macro.*``,
+``per_class.<tag>.{precision,recall,f1,support}``, ``confusion_matrix``, ``auto_tag.{precision,
+coverage}``, ``slices.<name>``, ``baseline`` (keyword rules, same figures), ``parity.{label_agreement,
+max_prob_diff}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from stream_tagger.model.artefacts import PIPELINE_FILE, resolve
+from stream_tagger.model.dataset import load_dataset
+from stream_tagger.model.rules import KeywordBaseline
+from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.scoring import auto_tag_figures, classification_figures
+
+#: A post this short gives the model little to go on; worth watching separately.
+SHORT_WORDS = 8
+
+
+def _slices(
+    texts: list[str],
+    descriptions: Sequence[str],
+    y: np.ndarray,
+    rules: list[str | None],
+    labels: Sequence[str],
+) -> dict[str, np.ndarray]:
+    rule_idx = np.array([labels.index(r) if r is not None else -1 for r in rules])
+    return {
+        "short_text": np.array([len(t.split()) < SHORT_WORDS for t in texts], dtype=bool),
+        "empty_description": np.array([not d.strip() for d in descriptions], dtype=bool),
+        # The text names another class's keywords (the rules would tag it wrongly): the hard cases.
+        "other_class_keywords": (rule_idx >= 0) & (rule_idx != y),
+        "no_keywords": rule_idx < 0,
+    }
+
+
+def _parity(version_dir: Path, predictor: Predictor, texts: list[str], onnx_probs: np.ndarray) -> dict:
+    """scikit-learn pipeline saved at training time vs the ONNX path, on these texts."""
+    path = version_dir / PIPELINE_FILE
+    if not path.is_file():
+        return {"available": False, "label_agreement": None, "max_prob_diff": None}
+    sk = joblib.load(path).predict_proba(texts)
+    return {
+        "available": True,
+        "label_agreement": float(np.mean(sk.argmax(axis=1) == onnx_probs.argmax(axis=1))),
+        "max_prob_diff": float(np.max(np.abs(sk - onnx_probs))) if len(texts) else 0.0,
+    }
+
+
+def evaluate_model(
+    model_dir: Path, csv_paths: Sequence[Path], thresholds: dict[str, float] | None = None
+) -> dict:
+    """All figures of one model on the labelled CSVs (``thresholds`` overrides the stored ones)."""
+    version_dir = resolve(Path(model_dir))
+    predictor = Predictor(version_dir)
+    data = load_dataset(list(csv_paths), min_per_class=0)
+    labels = predictor.labels
+    unknown = sorted(set(data.tags) - set(labels))
+    if unknown:
+        raise ValueError(f"{version_dir}: the data has tags the model does not know: {unknown}")
+    texts = data.texts
+    y = np.array([labels.index(t) for t in data.tags])
+    probs = predictor.predict(texts).probs
+    pred = probs.argmax(axis=1)
+    thr = thresholds or predictor.thresholds
+    rules = KeywordBaseline().predict(texts)
+    rule_pred = np.array([labels.index(r) if r is not None else -1 for r in rules])
+    fired = rule_pred >= 0
+    report = {
+        "model": {"version": predictor.version, "dir": str(version_dir)},
+        "data": {"files": [str(p) for p in csv_paths], "rows": len(data), "sha256": data.sha256},
+        **classification_figures(y, pred, labels),
+        "auto_tag": auto_tag_figures(probs, y, labels, thr),
+        "slices": {},
+        "baseline": {
+            **classification_figures(y, rule_pred, labels),
+            "coverage": float(fired.mean()),
+            "precision_when_fired": float(np.mean(rule_pred[fired] == y[fired])) if fired.any() else 0.0,
+        },
+        "parity": _parity(version_dir, predictor, texts, probs),
+    }
+    for name, mask in _slices(texts, data.descriptions, y, rules, labels).items():
+        report["slices"][name] = {
+            "n": int(mask.sum()),
+            "accuracy": float(np.mean(pred[mask] == y[mask])) if mask.any() else None,
+            "weighted_f1": classification_figures(y[mask], pred[mask], labels)["weighted"]["f1"]
+            if mask.any()
+            else None,
+            "baseline_accuracy": float(np.mean(rule_pred[mask] == y[mask])) if mask.any() else None,
+        }
+    return report

@@ -1,0 +1,113 @@
+"""Training: reproducible, complete artefacts, thresholds chosen, nothing half-written on failure."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_tagger.model import artefacts
+from stream_tagger.model import train as train_module
+from stream_tagger.model.dataset import DatasetError
+from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.train import TrainConfig, train
+from stream_tagger.settings import APPROVED_TAGS
+from tests.conftest import DATASET
+
+FAST = replace(TrainConfig(), cv_repeats=1)
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """25 posts per class from the real dataset: seconds to train, still a real problem."""
+    with DATASET.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    picked = [r for tag in APPROVED_TAGS for r in [r for r in rows if r["tag"] == tag][:25]]
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(picked)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return train([small_csv], root / "a", FAST), train([small_csv], root / "b", FAST)
+
+
+def test_training_twice_gives_identical_predictions_and_metrics(two_runs: tuple[Path, Path]) -> None:
+    texts = ["YOLO detection of cars", "BERT fine-tuning", "", "kubeflow pipelines on GKE"]
+    a, b = (Predictor.load(d) for d in two_runs)
+    assert np.array_equal(a.predict(texts).probs, b.predict(texts).probs)
+    assert a.thresholds == b.thresholds
+    assert a.metadata["metrics"] == b.metadata["metrics"]
+    assert a.metadata["reference"] == b.metadata["reference"]
+
+
+def test_version_folder_is_complete_and_current_points_at_it(two_runs: tuple[Path, Path]) -> None:
+    version_dir = two_runs[0]
+    for name in ("model.onnx", "vocabulary.npy", "metadata.json", "MODEL_CARD.md", "confusion_matrix.png"):
+        assert (version_dir / name).is_file(), name
+    assert (version_dir.parent / "current").read_text().strip() == version_dir.name
+    assert [p.name for p in version_dir.parent.iterdir() if p.name.startswith(".")] == []
+    assert version_dir.name in (version_dir / "MODEL_CARD.md").read_text()
+
+
+def test_metadata_has_every_key_consumers_read(two_runs: tuple[Path, Path]) -> None:
+    meta = json.loads((two_runs[0] / "metadata.json").read_text())
+    assert meta["labels"] == list(APPROVED_TAGS)
+    assert set(meta["thresholds"]) == set(APPROVED_TAGS)
+    for key in (
+        "version",
+        "featurizer",
+        "training_data",
+        "library_versions",
+        "trained_at",
+        "training_seconds",
+    ):
+        assert key in meta, key
+    assert len(meta["training_data"]["sha256"]) == 64
+    cv = meta["metrics"]["cv"]
+    assert 0.5 < cv["weighted_f1_mean"] <= 1.0
+    assert cv["auto_tag"]["precision"] >= FAST.target_precision
+    ref = meta["reference"]
+    for signal in ("oov_share", "confidence"):
+        assert len(ref[signal]["bins"]) == len(ref[signal]["freq"]) + 1
+        assert sum(ref[signal]["freq"]) == pytest.approx(1.0)
+    assert set(ref["predicted_class"]) == set(APPROVED_TAGS)
+    assert sum(ref["predicted_class"].values()) == pytest.approx(1.0)
+    assert meta["parity"]["label_agreement"] == 1.0
+    assert meta["parity"]["max_prob_diff"] < 1e-4
+
+
+def test_thresholds_are_chosen_not_defaulted(two_runs: tuple[Path, Path]) -> None:
+    thresholds = Predictor.load(two_runs[0]).thresholds
+    assert all(0.5 <= t <= 1.0 for t in thresholds.values())
+    assert len(set(thresholds.values())) > 1
+
+
+def test_bad_csv_leaves_models_untouched(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,created_on,title,description,tag\n1,2020,t,d,robotics\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"bad\.csv:2: unknown tag"):
+        train([bad], tmp_path / "models", FAST)
+    assert not (tmp_path / "models").exists()
+
+
+def test_failure_while_writing_leaves_no_folder(
+    small_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_card(version_dir: Path, meta: dict) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_module, "write_card", broken_card)
+    with pytest.raises(OSError, match="disk full"):
+        train([small_csv], tmp_path / "models", replace(FAST, cv_folds=3))
+    assert list((tmp_path / "models").iterdir()) == []
+    assert not (tmp_path / "models" / artefacts.POINTER).exists()
