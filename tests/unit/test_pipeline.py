@@ -1,0 +1,194 @@
+"""The pipeline on real confluent-kafka Message objects and a fake model: no broker involved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+import numpy as np
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
+
+from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent, TagScore
+from stream_tagger.pipeline import OutputRecord, Pipeline, ScoredBatch, Topics
+
+LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
+TOPICS = Topics(tagged="tagged", review="review", dead_letter="dlq")
+# The fake model reads its answer from the title: "cv" is confident, "unsure" is not.
+ANSWERS = {"cv": [0.9, 0.05, 0.03, 0.02], "nlp": [0.02, 0.03, 0.9, 0.05], "unsure": [0.3, 0.3, 0.2, 0.2]}
+T0_MS = 1_700_000_000_000
+
+
+@dataclass
+class FakePrediction:
+    probs: np.ndarray
+    oov_share: np.ndarray
+
+
+class FakePredictor:
+    version = "fake-1"
+    labels = LABELS
+    thresholds = dict.fromkeys(LABELS, 0.5)
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def predict(self, texts: list[str]) -> FakePrediction:
+        self.calls.append(texts)
+        probs = np.array([ANSWERS[text.split(" ")[0]] for text in texts], dtype=np.float32)
+        return FakePrediction(probs, np.zeros(len(texts), np.float32))
+
+
+def raw(content_id: str, title: str, offset: int = 0, **extra: object) -> bytes:
+    doc = {"id": content_id, "title": title, "created_at": "2020-02-20T06:43:18Z", **extra}
+    return msgspec.json.encode(doc)
+
+
+def message(value: bytes | None, offset: int = 0, key: bytes | None = None, partition: int = 0) -> Message:
+    return Message(
+        topic="raw",
+        partition=partition,
+        offset=offset,
+        key=key,
+        value=value,
+        timestamp=(TIMESTAMP_CREATE_TIME, T0_MS + offset),
+    )
+
+
+def pipeline(**kwargs: object) -> tuple[Pipeline, FakePredictor]:
+    predictor = FakePredictor()
+    options: dict = {"max_event_bytes": 10_000, "top_k": 2, "dedup_window": 100, **kwargs}
+    return Pipeline(predictor, TOPICS, **options), predictor
+
+
+def decoded(records: list[OutputRecord], topic: str, kind: type) -> list:
+    return [msgspec.json.decode(r.value, type=kind) for r in records if r.topic == topic]
+
+
+def test_each_input_gets_exactly_one_outcome() -> None:
+    pipe, _ = pipeline()
+    result = pipe.process(
+        [
+            message(raw("a", "cv"), 0),
+            message(b"{oops", 1, key=b"k"),
+            message(raw("b", "unsure"), 2),
+            message(raw("c", "nlp"), 3),
+        ]
+    )
+    per_topic = {
+        topic: [r.key for r in result.records if r.topic == topic] for topic in ("tagged", "review", "dlq")
+    }
+    assert per_topic == {"tagged": [b"a", b"b", b"c"], "review": [b"b"], "dlq": [b"k"]}
+    assert {k: len(v) for k, v in result.event_times.items()} == {"tagged": 2, "review": 1, "dead_letter": 1}
+    assert result.dead_letter_reasons == {"not_json": 1}
+    assert result.scored == 3
+
+
+def test_tagged_event_carries_tags_author_tags_version_and_times() -> None:
+    pipe, _ = pipeline()
+    result = pipe.process([message(raw("a", "cv", author_tags=["mlops"]), 7)])
+    [tagged] = decoded(result.records, "tagged", TaggedContent)
+    assert tagged.status == "tagged"
+    assert tagged.tags == [TagScore("computer-vision", 0.9)]
+    assert tagged.author_tags == ["mlops"]
+    assert tagged.model_version == "fake-1"
+    assert tagged.event_time == datetime.fromtimestamp((T0_MS + 7) / 1000, UTC)
+    assert tagged.processed_at >= tagged.event_time
+
+
+def test_review_goes_to_review_topic_and_shows_pending_in_tagged() -> None:
+    pipe, _ = pipeline()
+    result = pipe.process([message(raw("b", "unsure", description="hmm"), 0)])
+    [review] = decoded(result.records, "review", ReviewRequest)
+    [pending] = decoded(result.records, "tagged", TaggedContent)
+    assert review.candidates == [TagScore("computer-vision", 0.3), TagScore("mlops", 0.3)]
+    assert (review.title, review.description) == ("unsure", "hmm")
+    assert pending.status == "pending_review"
+    assert pending.tags == []
+
+
+def test_dead_letter_keeps_original_bytes_reason_and_origin() -> None:
+    pipe, predictor = pipeline()
+    bad = b"\xff\xfe"
+    result = pipe.process([message(bad, 42, key=b"orig", partition=3)])
+    [letter] = decoded(result.records, "dlq", DeadLetter)
+    assert (letter.reason, letter.original, letter.original_key) == ("not_utf8", bad, b"orig")
+    assert (letter.topic, letter.partition, letter.offset) == ("raw", 3, 42)
+    assert predictor.calls == []
+
+
+def test_same_id_twice_in_a_batch_is_scored_once_and_published_identically() -> None:
+    pipe, predictor = pipeline()
+    result = pipe.process([message(raw("a", "cv"), 0), message(raw("a", "cv"), 1)])
+    assert predictor.calls == [["cv "]]
+    first, second = decoded(result.records, "tagged", TaggedContent)
+    assert first.tags == second.tags
+
+
+def test_id_seen_again_inside_the_window_keeps_its_outcome_even_if_text_changed() -> None:
+    pipe, predictor = pipeline()
+    pipe.process([message(raw("a", "cv"), 0)])
+    result = pipe.process([message(raw("a", "unsure"), 1)])
+    [tagged] = decoded(result.records, "tagged", TaggedContent)
+    assert tagged.status == "tagged"
+    assert len(predictor.calls) == 1
+
+
+def test_id_outside_the_window_is_scored_again() -> None:
+    pipe, predictor = pipeline(dedup_window=1)
+    pipe.process([message(raw("a", "cv"), 0)])
+    pipe.process([message(raw("b", "cv"), 1)])
+    result = pipe.process([message(raw("a", "unsure"), 2)])
+    assert decoded(result.records, "review", ReviewRequest)
+    assert len(predictor.calls) == 3
+
+
+def test_output_is_deterministic_for_the_same_text_and_model() -> None:
+    first, _ = pipeline(dedup_window=0)
+    second, _ = pipeline(dedup_window=0)
+    batch = [message(raw("a", "cv"), 0), message(raw("b", "unsure"), 1)]
+
+    def strip_time(records: list[OutputRecord]) -> list[tuple[str, bytes | None, dict]]:
+        out = []
+        for r in records:
+            doc = msgspec.json.decode(r.value)
+            doc.pop("processed_at")
+            out.append((r.topic, r.key, doc))
+        return out
+
+    # Scored together in one batch, or one by one in reverse order: same published outcome.
+    together = strip_time(first.process(batch).records)
+    apart = strip_time(second.process(batch[1:]).records) + strip_time(second.process(batch[:1]).records)
+    assert sorted(together, key=repr) == sorted(apart, key=repr)
+
+
+class Annotator:
+    """An observer like the duplicate flagger: annotates outcomes and publishes its own record."""
+
+    def __init__(self) -> None:
+        self.seen: list[ScoredBatch] = []
+
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
+        self.seen.append(batch)
+        batch.outcomes[0].duplicate_of = "original"
+        return [OutputRecord("side", batch.events[0].id.encode(), b"{}")]
+
+
+def test_observers_see_scored_events_annotate_outcomes_and_add_records() -> None:
+    observer = Annotator()
+    pipe, _ = pipeline(observers=[observer])
+    result = pipe.process([message(raw("a", "cv"), 0), message(b"nope", 1)])
+    [batch] = observer.seen
+    assert [e.id for e in batch.events] == ["a"]
+    assert batch.prediction.probs.shape == (1, 4)
+    assert batch.model_version == "fake-1"
+    [tagged] = decoded(result.records, "tagged", TaggedContent)
+    assert tagged.duplicate_of == "original"
+    assert OutputRecord("side", b"a", b"{}") in result.records
+
+
+def test_threshold_override_changes_routing() -> None:
+    pipe, _ = pipeline(threshold=0.95)
+    result = pipe.process([message(raw("a", "cv"), 0)])
+    assert decoded(result.records, "review", ReviewRequest)
