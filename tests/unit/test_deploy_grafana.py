@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from tests.unit.deploy_scripts import load_script
+from tests.unit.deploy_support import load_script
 from tests.unit.promql_names import PROMETHEUS_SERIES, exported_series, problems
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from stream_tagger.metrics import Metrics
-from tests.unit.deploy_scripts import load_script
+from tests.unit.deploy_support import load_script
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ normal traffic), so each alert needs a firing case and a quiet case in deploy/pr
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.unit.deploy_support import require_tool
 from tests.unit.promql_names import PROMETHEUS_SERIES, exported_series, problems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,17 +25,7 @@ REQUIRED_ANNOTATIONS = {"summary", "description", "runbook"}
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    """Path of promtool; CI must have it (bootstrap.sh installs it), elsewhere its absence only skips."""
-    path = shutil.which("promtool")
-    if path:
-        return path
-    reason = (
-        "!!! promtool NOT FOUND: the Prometheus config and alert rules are NOT being checked. "
-        "Install the Debian package `prometheus` (scripts/bootstrap.sh does it when apt is available). !!!"
-    )
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    return require_tool("promtool")
 
 
 def run_promtool(promtool: str, *args: str) -> str:
