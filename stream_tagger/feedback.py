@@ -15,16 +15,22 @@ prediction is parked and judged when the prediction comes. The first prediction 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import faust
 import msgspec
 
-from stream_tagger.events import Feedback, TaggedContent, TagScore
-from stream_tagger.online_eval import Judged
+from stream_tagger.decoding import Rejection, _explain
+from stream_tagger.events import DeadLetter, Feedback, TaggedContent, TagScore
+from stream_tagger.metrics import Metrics
+from stream_tagger.online_eval import Judged, OnlineEvaluator
 from stream_tagger.routing import normalise_tag
-from stream_tagger.settings import APPROVED_TAGS
+from stream_tagger.settings import APPROVED_TAGS, Settings
+
+log = logging.getLogger(__name__)
 
 
 class Prediction(msgspec.Struct, kw_only=True, frozen=True):
@@ -36,12 +42,26 @@ class Prediction(msgspec.Struct, kw_only=True, frozen=True):
     model_version: str
     event_time: datetime
     processed_at: datetime
+    partition: int  # of the tagged topic: a resolution is published there too
     resolved: bool = False
 
 
 _encode = msgspec.json.Encoder().encode
 _decode_prediction = msgspec.json.Decoder(Prediction).decode
 _decode_parked = msgspec.json.Decoder(list[Feedback]).decode
+_decode_feedback = msgspec.json.Decoder(Feedback).decode
+
+
+def decode_feedback(value: bytes | None, max_bytes: int) -> Feedback | Rejection:
+    """One feedback message, or why it goes to the dead-letter topic (same reasons as raw input)."""
+    if not value:
+        return Rejection("not_json", "empty message")
+    if len(value) > max_bytes:
+        return Rejection("too_large", f"{len(value)} bytes > limit of {max_bytes}")
+    try:
+        return _decode_feedback(value)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        return _explain(value, exc)
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,8 @@ class Verdict:
     feedback: Feedback
     judged: Judged
     review_seconds: float | None = None  # set when this correction resolved a pending review
-    resolution: TaggedContent | None = None  # the reviewed outcome to publish
+    resolution: TaggedContent | None = None  # the reviewed outcome to publish ...
+    partition: int = 0  # ... on this partition of the tagged topic
 
 
 class FeedbackJoin:
@@ -61,13 +82,14 @@ class FeedbackJoin:
         self.predictions = predictions
         self.parked = parked
 
-    def on_tagged(self, event: TaggedContent) -> list[Verdict]:
+    def on_tagged(self, event: TaggedContent, partition: int) -> list[Verdict]:
         """Remember a prediction; judge the corrections that were waiting for it."""
         if event.id in self.predictions:
             return []
         record = Prediction(
             status=event.status, suggested=[t.tag for t in event.tags], author_tags=list(event.author_tags),
             model_version=event.model_version, event_time=event.event_time, processed_at=event.processed_at,
+            partition=partition,
         )
         self.predictions[event.id] = _encode(record)
         waiting = self.parked.pop(event.id, None)
@@ -99,4 +121,74 @@ class FeedbackJoin:
             event_time=record.event_time, processed_at=datetime.now(UTC),
         )
         waited = max(0.0, (feedback.created_at - record.processed_at).total_seconds())
-        return Verdict(feedback, judged, review_seconds=waited, resolution=resolution)
+        return Verdict(feedback, judged, review_seconds=waited, resolution=resolution,
+                       partition=record.partition)
+
+
+class FeedbackLoop:
+    """The worker's feedback side: two Faust agents sharing the join's tables, and the metrics they feed.
+
+    Rates: every tagged event passes through a Faust agent here (a table write each), which Faust
+    sustains at a few thousand events per second. Above that the agent lags; the hot path does not
+    wait for it, and feedback for a prediction not read back yet is parked, not lost.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings, metrics: Metrics, window: int) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.evaluator = OnlineEvaluator(APPROVED_TAGS, window)
+        # Values stay bytes: msgspec decodes them (faster and stricter than Faust's codecs).
+        raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.tagged_topic = app.topic(settings.topic_tagged, schema=raw)
+        self.feedback_topic = app.topic(settings.topic_feedback, schema=raw)
+        self.dead_letter_topic = app.topic(settings.topic_dead_letter, schema=raw)
+        by_id = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+        n = settings.partitions
+        self.join = FeedbackJoin(app.Table("feedback-predictions", schema=by_id, partitions=n),
+                                 app.Table("feedback-parked", schema=by_id, partitions=n))
+        app.agent(self.tagged_topic, name="feedback-predictions")(self._read_predictions)
+        app.agent(self.feedback_topic, name="feedback-corrections")(self._read_feedback)
+
+    async def _read_predictions(self, stream: faust.StreamT) -> None:
+        decode = msgspec.json.Decoder(TaggedContent).decode
+        async for event in stream.events():
+            try:
+                tagged = decode(event.value)
+            except msgspec.DecodeError:
+                continue  # not ours to police: the tagged topic is only written by the worker
+            for verdict in self.join.on_tagged(tagged, event.message.partition):
+                await self._apply(verdict)
+
+    async def _read_feedback(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            feedback = decode_feedback(event.value, self.settings.max_event_bytes)
+            if isinstance(feedback, Rejection):
+                log.warning('feedback dead-lettered (%s) topic="%s" partition=%d offset=%d', feedback.reason,
+                            message.topic, message.partition, message.offset)
+                letter = DeadLetter(reason=feedback.reason, detail=feedback.detail,
+                                    original=event.value or b"", original_key=event.key, topic=message.topic,
+                                    partition=message.partition, offset=message.offset,
+                                    received_at=datetime.now(UTC))
+                await self.dead_letter_topic.send(key=event.key, value=_encode(letter))
+                self.metrics.dead_letters.labels(feedback.reason).inc()
+                continue
+            self.metrics.feedback.labels(feedback.source).inc()
+            verdict = self.join.on_feedback(feedback)
+            if verdict is not None:
+                await self._apply(verdict)
+
+    async def _apply(self, verdict: Verdict) -> None:
+        self.evaluator.add(verdict.judged)
+        m = self.metrics
+        for tag, (precision, recall) in self.evaluator.snapshot().items():
+            if precision is not None:
+                m.online_precision.labels(tag).set(precision)
+            if recall is not None:
+                m.online_recall.labels(tag).set(recall)
+        if verdict.resolution is not None and verdict.review_seconds is not None:
+            m.review_resolution_seconds.observe(verdict.review_seconds)
+            # Same partition as the pending event it replaces: a different producer's partitioner must
+            # not split one post's history over two partitions of the tagged topic.
+            await self.tagged_topic.send(key=verdict.resolution.id.encode(),
+                                         value=_encode(verdict.resolution), partition=verdict.partition)

@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,7 +74,9 @@ class HotPath:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._consumed = metrics.events_consumed.labels(settings.topic_raw)
-        self._inference = metrics.inference_seconds.labels(pipeline.predictor.version, "live")
+        # Called in this thread before each batch is consumed: where a hot-reloaded model is swapped in
+        # (``model_watch``), so that every batch is scored by exactly one model version.
+        self.between_batches: list[Callable[[], object]] = []
 
     def stop(self) -> None:
         """Ask the loop to finish its in-flight batch, commit and return."""
@@ -93,6 +95,8 @@ class HotPath:
         wait_s = settings.batch_max_wait_ms / 1000
         try:
             while not self._stop.is_set():
+                for hook in self.between_batches:
+                    hook()
                 messages = consumer.consume(settings.batch_max_size, wait_s)
                 batch = self._usable(messages)
                 result = self._process(batch) if batch else None
@@ -126,7 +130,8 @@ class HotPath:
         self.metrics.batch_size.observe(len(batch))
         result = self.pipeline.process(batch)
         if result.scored:
-            self._inference.observe(result.inference_seconds)
+            version = self.pipeline.predictor.version
+            self.metrics.inference_seconds.labels(version, "live").observe(result.inference_seconds)
         return result
 
     def _send(self, batch: Sequence[Message], result: BatchResult) -> None:

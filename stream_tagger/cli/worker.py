@@ -60,6 +60,7 @@ def run_worker(settings: Settings) -> None:
     from stream_tagger.app import Worker, tune_gc
     from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
     from stream_tagger.model.runtime import ModelLoadError, Predictor
+    from stream_tagger.online import Online
 
     try:
         predictor = Predictor.load(settings.model_dir)
@@ -69,6 +70,11 @@ def run_worker(settings: Settings) -> None:
     existing = wait_for_broker(settings)
     ensure_topics(settings, existing or set())
     service = Worker(settings, predictor)
+    try:
+        online = Online(service)
+    except ModelLoadError as exc:
+        fail(f"cannot load the shadow model: {exc}")
+    online.start()
     tune_gc()
     console.print(
         f"worker up: {settings.topic_raw} -> {settings.topic_tagged}, model {predictor.version}, "

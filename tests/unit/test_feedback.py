@@ -22,7 +22,7 @@ def fb(content_id: str, tags: list[str], source: str = "user", after: float = 60
 
 def test_correction_is_judged_against_the_suggested_tags() -> None:
     join = FeedbackJoin({}, {})
-    assert join.on_tagged(tagged("1", ["mlops"], author=["other"])) == []
+    assert join.on_tagged(tagged("1", ["mlops"], author=["other"]), 0) == []
     verdict = join.on_feedback(fb("1", ["computer-vision", "other", "not-a-tag"]))
     assert verdict is not None
     assert verdict.judged.predicted == {"mlops"}
@@ -34,22 +34,22 @@ def test_early_feedback_is_parked_and_judged_when_the_prediction_arrives() -> No
     join = FeedbackJoin({}, {})
     assert join.on_feedback(fb("1", ["mlops"])) is None
     assert join.on_feedback(fb("1", ["other"], source="author")) is None
-    verdicts = join.on_tagged(tagged("1", ["mlops"]))
+    verdicts = join.on_tagged(tagged("1", ["mlops"]), 0)
     assert [v.judged.truth for v in verdicts] == [{"mlops"}, {"other"}]
     assert join.parked == {}
 
 
 def test_first_prediction_wins_over_replays_and_echoes() -> None:
     join = FeedbackJoin({}, {})
-    join.on_tagged(tagged("1", ["mlops"]))
-    join.on_tagged(tagged("1", ["other"], version="v2"))
+    join.on_tagged(tagged("1", ["mlops"]), 0)
+    join.on_tagged(tagged("1", ["other"], version="v2"), 0)
     verdict = join.on_feedback(fb("1", ["mlops"]))
     assert verdict is not None and verdict.judged.predicted == {"mlops"}
 
 
 def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
     join = FeedbackJoin({}, {})
-    join.on_tagged(tagged("1", [], status="pending_review", author=["other"]))
+    join.on_tagged(tagged("1", [], status="pending_review", author=["other"]), 0)
     first = join.on_feedback(fb("1", ["nlp-not-approved", "natural-language-processing", "other"],
                                 source="reviewer", after=90))
     assert first is not None and first.review_seconds == 90.0
@@ -63,14 +63,14 @@ def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
 
 def test_user_feedback_does_not_resolve_a_review() -> None:
     join = FeedbackJoin({}, {})
-    join.on_tagged(tagged("1", [], status="pending_review"))
+    join.on_tagged(tagged("1", [], status="pending_review"), 0)
     verdict = join.on_feedback(fb("1", ["mlops"]))
     assert verdict is not None and verdict.resolution is None
 
 
 def test_tags_are_normalised_like_the_router_does() -> None:
     join = FeedbackJoin({}, {})
-    join.on_tagged(tagged("1", [], status="pending_review", author=["Computer Vision"]))
+    join.on_tagged(tagged("1", [], status="pending_review", author=["Computer Vision"]), 0)
     verdict = join.on_feedback(fb("1", ["computer_vision", "Natural Language Processing"], source="reviewer"))
     assert verdict is not None and verdict.resolution is not None
     assert verdict.judged.truth == {"natural-language-processing"}

@@ -1,0 +1,86 @@
+"""The worker's online-evaluation side, attached to a ``Worker``: what tells the team how the model does.
+
+Batch observers in the hot path (duplicates, author-tag agreement, drift, shadow), the feedback
+agents with their changelog-backed tables, and hot reload of the live and shadow models. Kept apart
+from ``app.py`` so the core worker stays small and each piece can be read on its own.
+"""
+
+from __future__ import annotations
+
+from stream_tagger.app import Worker
+from stream_tagger.drift import DriftObserver
+from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver
+from stream_tagger.feedback import FeedbackLoop
+from stream_tagger.model.artefacts import resolve
+from stream_tagger.model.runtime import Predictor
+from stream_tagger.model_watch import ModelWatcher
+from stream_tagger.online_eval import AuthorAgreementObserver
+from stream_tagger.routing import threshold_vector
+from stream_tagger.shadow import ShadowObserver
+
+
+class Online:
+    """Everything online evaluation adds to one worker process."""
+
+    def __init__(self, worker: Worker) -> None:
+        settings, metrics = worker.settings, worker.metrics
+        self.worker = worker
+        self.live = worker.predictor
+        shadow = Predictor.load(settings.shadow_model_dir) if settings.shadow_model_dir is not None else None
+        self.shadow = shadow
+        self.drift = DriftObserver(metrics, settings.drift_window, settings.drift_min_events)
+        self.drift.use(self.live)
+        self.shadow_observer = ShadowObserver(shadow, settings.topic_shadow_disagreements, metrics)
+        worker.pipeline.observers.extend([
+            DuplicateObserver(DuplicateIndex(settings.duplicates_window), metrics),
+            AuthorAgreementObserver(metrics),
+            self.drift,
+            self.shadow_observer,
+        ])
+        self.feedback = FeedbackLoop(worker.faust_app, settings, metrics, settings.online_eval_window)
+        interval = settings.model_watch_interval_seconds
+        self.watchers: list[ModelWatcher[Predictor]] = [
+            ModelWatcher(settings.model_dir, Predictor.load, resolve(settings.model_dir),
+                         [self._serve], interval),
+        ]
+        if settings.shadow_model_dir is not None:
+            self.watchers.append(ModelWatcher(settings.shadow_model_dir, Predictor.load,
+                                              resolve(settings.shadow_model_dir), [self._shadow], interval))
+        worker.hot_path.between_batches.append(self.apply_model_swaps)
+        self._export_model_info()
+
+    def apply_model_swaps(self) -> None:
+        """Runs in the hot-path thread between two batches, so each batch sees exactly one version."""
+        for watcher in self.watchers:
+            watcher.apply()
+
+    def start(self) -> None:
+        for watcher in self.watchers:
+            watcher.start()
+
+    def stop(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+
+    def _serve(self, predictor: Predictor) -> None:
+        pipeline = self.worker.pipeline
+        pipeline.thresholds = threshold_vector(predictor.labels, predictor.thresholds,
+                                               self.worker.settings.threshold)
+        pipeline.predictor = predictor
+        self.live = self.worker.predictor = predictor
+        self.drift.use(predictor)
+        self._export_model_info()
+
+    def _shadow(self, predictor: Predictor) -> None:
+        self.shadow = predictor
+        self.shadow_observer.use(predictor)
+        self._export_model_info()
+
+    def _export_model_info(self) -> None:
+        metrics, threshold = self.worker.metrics, self.worker.settings.threshold
+        metrics.model_info.clear()
+        for role, model in (("live", self.live), ("shadow", self.shadow)):
+            if model is not None:
+                thresholds = (dict.fromkeys(model.labels, threshold) if threshold is not None
+                              else model.thresholds)
+                metrics.set_model_info(model.version, role, model.labels, thresholds)
