@@ -1,0 +1,376 @@
+"""The one-command demo: broker, topics, a real worker process, a stream of posts, and what comes out.
+
+The worker runs as a subprocess (``stream-tagger worker``), exactly as in production, so the demo shows
+the real thing and cannot pass by sharing state with the producer. Every process it starts is stopped
+on the way out, whatever the way out is (end, error, Ctrl-C, SIGTERM), unless ``keep_running`` asks
+for the stack to stay up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import msgspec
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stream_tagger.broker import EmbeddedBroker, free_port
+from stream_tagger.events import DeadLetter, RawContent, TaggedContent
+from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
+from stream_tagger.produce import DeliveryReport, encode, make_producer, publish
+from stream_tagger.settings import Settings
+from stream_tagger.sources import BUNDLED_DATASET, resample, valid_posts
+from stream_tagger.tail import Record, follow, latency_ms
+
+# One malformed event per 100, at least one of each dead-letter reason: enough to see the dead-letter
+# topic work without drowning the tagged stream.
+_MALFORMED_EVERY = 100
+# After the last event is acknowledged, give the worker this long without any new outcome before
+# declaring the missing events lost (the summary then says so and the exit code is 1).
+_SETTLE_SECONDS = 30.0
+_READY_TIMEOUT_S = 90.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not run: a process did not start or the stream did not complete."""
+
+
+def malformed_events(max_event_bytes: int) -> list[tuple[str, bytes]]:
+    """(dead-letter reason, value) pairs: one message for each reason the worker knows."""
+    created = b'"created_at":"2024-01-01T00:00:00Z"'
+    big = b"x" * max_event_bytes
+    return [
+        ("not_utf8", b'{"id":"x","title":"\xff\xfe"}'),
+        ("not_json", b'{"id": "half a message", "title": '),
+        ("schema", b'{"id": 42, "title": ["not", "a", "string"], ' + created + b"}"),
+        ("unknown_schema_version", b'{"schema_version":2,"id":"v2","title":"T",' + created + b"}"),
+        ("too_large", b'{"id":"big","title":"' + big + b'",' + created + b"}"),
+    ]
+
+
+def demo_stream(posts: list[RawContent], n: int, prefix: str, max_event_bytes: int,
+                seed: int = 0) -> tuple[list[tuple[bytes, bytes]], dict[str, str]]:
+    """``n`` (key, value) messages, every key unique: resampled posts with malformed ones spread
+    through, and the title of every valid post by id (for the panel's recent-posts list)."""
+    bad = malformed_events(max_event_bytes)
+    n_bad = max(len(bad), n // _MALFORMED_EVERY) if n >= 2 * len(bad) else 0
+    good = resample(posts, n - n_bad, seed=seed, id_prefix=prefix)
+    messages: list[tuple[bytes, bytes]] = [(post.id.encode(), encode(post)) for post in good]
+    step = max(1, len(messages) // max(n_bad, 1))
+    for i in range(n_bad):
+        reason, value = bad[i % len(bad)]
+        key = f"{prefix}-bad-{i}-{reason}".encode()
+        messages.insert(min(len(messages), (i + 1) * step + i), (key, value))
+    return messages, {post.id: post.title for post in good}
+
+
+class WorkerProcess:
+    """``stream-tagger worker`` as a child process, configured through environment variables."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> WorkerProcess:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from stream_tagger.cli import main; main()", "worker"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env})
+        return self
+
+    def wait_ready(self, port: int, timeout: float = _READY_TIMEOUT_S) -> None:
+        """Until /ready says yes (model loaded, partitions assigned); fails early if the worker dies."""
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{port}/ready"
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                raise DemoError(f"the worker exited during start-up; its log: {self.log_path}\n"
+                                f"{self.log_tail()}")
+            with contextlib.suppress(urllib.error.URLError, OSError), \
+                    urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+            time.sleep(0.2)
+        raise DemoError(f"the worker was not ready within {timeout:.0f}s; its log: {self.log_path}")
+
+    def log_tail(self, lines: int = 8) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM (the worker finishes its batch and commits), then SIGKILL if it does not exit."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class DemoSummary(msgspec.Struct, kw_only=True):
+    """Every produced event accounted for, and which processes ran (so a test can check they are gone)."""
+
+    produced: int
+    delivered: int
+    tagged: int
+    review: int
+    dead_letter: int
+    missing: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    seconds: float
+    events_per_second: float
+    bootstrap_servers: str
+    metrics_url: str
+    broker_pid: int | None
+    worker_pid: int | None
+
+    @property
+    def accounted(self) -> bool:
+        return self.missing == 0 and self.produced == self.tagged + self.review + self.dead_letter
+
+
+@dataclass
+class Tally:
+    """What has come out so far, by unique id (a replayed output must not count twice)."""
+
+    titles: dict[str, str]
+    tagged: set[str] = field(default_factory=set)
+    review: set[str] = field(default_factory=set)
+    dead: set[bytes] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    recent: deque[TaggedContent] = field(default_factory=lambda: deque(maxlen=6))
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
+
+    def add(self, record: Record) -> None:
+        event = record.event
+        if isinstance(event, TaggedContent):
+            if event.id in self.tagged or event.id in self.review:
+                return
+            (self.tagged if event.status == "tagged" else self.review).add(event.id)
+            self.latencies.append(latency_ms(event))
+            if event.status == "tagged":
+                self.recent.append(event)
+        elif isinstance(event, DeadLetter):
+            key = event.original_key or f"{event.partition}@{event.offset}".encode()
+            if key in self.dead:
+                return
+            self.dead.add(key)
+        else:
+            return
+        self.arrivals.append(time.monotonic())
+
+    @property
+    def done(self) -> int:
+        return len(self.tagged) + len(self.review) + len(self.dead)
+
+    def rate(self, window: float = 2.0) -> float:
+        now = time.monotonic()
+        return sum(1 for t in self.arrivals if now - t <= window) / window
+
+    def percentile(self, q: float) -> float | None:
+        if len(self.latencies) < 2:
+            return self.latencies[0] if self.latencies else None
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[round(q) - 1]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+class LivePanel:
+    """The live view: progress, throughput, latency, outcomes, recent tagged posts."""
+
+    def __init__(self, total: int, tally: Tally) -> None:
+        self.tally = tally
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn())
+        self.sent = self.progress.add_task("produced ", total=total)
+        self.out = self.progress.add_task("processed", total=total)
+
+    def __rich__(self) -> Group:
+        tally = self.tally
+        self.progress.update(self.out, completed=tally.done)
+        stats = Table.grid(padding=(0, 3))
+        stats.add_row(f"[bold]{tally.rate():.0f}[/] events/s",
+                      f"latency p50 [bold]{_ms(tally.percentile(50))}[/]  "
+                      f"p99 [bold]{_ms(tally.percentile(99))}[/]",
+                      f"[green]tagged {len(tally.tagged)}[/]", f"[yellow]review {len(tally.review)}[/]",
+                      f"[red]dead-letter {len(tally.dead)}[/]")
+        recent = Table(title="recent tagged posts", title_justify="left", expand=True, show_edge=False)
+        recent.add_column("post", ratio=3, no_wrap=True)
+        recent.add_column("tags (confidence)", ratio=2, no_wrap=True)
+        for event in reversed(tally.recent):
+            tags = ", ".join(f"{s.tag} {s.confidence:.2f}" for s in event.tags) or "(author's tags only)"
+            recent.add_row(tally.titles.get(event.id, event.id), f"[green]{tags}[/]")
+        return Group(self.progress, stats, recent)
+
+
+def summary_table(summary: DemoSummary) -> Table:
+    table = Table(title="stream-tagger demo", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = [
+        ("produced", summary.produced), ("tagged", summary.tagged), ("pending review", summary.review),
+        ("dead-letter", summary.dead_letter), ("missing", summary.missing),
+        ("every event accounted for", "yes" if summary.accounted else "NO"),
+        ("throughput", f"{summary.events_per_second:.0f} events/s over {summary.seconds:.1f} s"),
+        ("end-to-end latency p50 / p99", f"{_ms(summary.latency_p50_ms)} / {_ms(summary.latency_p99_ms)}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def _port_or_free(port: int) -> int:
+    """The configured metrics port when it is free (Prometheus' config expects it), else any free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
+def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0,
+             data: Path = BUNDLED_DATASET, keep_running: bool = False, console: Console | None = None,
+             log_dir: Path | None = None) -> DemoSummary:
+    """Run the whole demo and return its summary; every process started here is stopped on return
+    (with ``keep_running``, only after Ctrl-C/SIGTERM)."""
+    console = console or Console(stderr=True)
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stream-tagger-demo-"))
+    posts = valid_posts(data)
+    prefix = uuid.uuid4().hex[:8]
+    with contextlib.ExitStack() as stack:
+        broker = stack.enter_context(EmbeddedBroker(log_path=log_dir / "broker.log"))
+        web_port = _port_or_free(settings.web_port)
+        run = settings.model_copy(update={
+            "bootstrap_servers": broker.bootstrap_servers, "web_port": web_port,
+            "consumer_group": f"stream-tagger-demo-{prefix}",
+            # Tansu holds a group join for about half the session timeout: keep start-up short.
+            "session_timeout_ms": 6_000, "heartbeat_interval_ms": 500,
+        })
+        console.print(f"broker on [bold]{broker.bootstrap_servers}[/] (in memory, pid {broker.pid})")
+        ensure_topics(run, wait_for_broker(run) or set())
+        worker = stack.enter_context(WorkerProcess(_worker_env(run), log_dir / "worker.log"))
+        console.print(f"worker pid {worker.pid} starting (log {worker.log_path}) ...")
+        worker.wait_ready(web_port)
+        messages, titles = demo_stream(posts, events, prefix, run.max_event_bytes)
+        summary = _stream(run, messages, titles, rate, console)
+        summary.broker_pid, summary.worker_pid = broker.pid, worker.pid
+        console.print(summary_table(summary))
+        if keep_running:
+            console.print(f"still running: broker {run.bootstrap_servers}, metrics {summary.metrics_url}\n"
+                          f"try: STREAM_TAGGER_BOOTSTRAP_SERVERS={run.bootstrap_servers} stream-tagger tail\n"
+                          "Ctrl-C stops both.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while worker.alive:
+                    time.sleep(1)
+        console.print(f"stopping worker (pid {worker.pid}) and broker (pid {broker.pid})")
+    return summary
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """The overrides the child worker needs on top of the inherited environment."""
+    return {
+        "STREAM_TAGGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "STREAM_TAGGER_WEB_PORT": str(settings.web_port),
+        "STREAM_TAGGER_CONSUMER_GROUP": settings.consumer_group,
+        "STREAM_TAGGER_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "STREAM_TAGGER_HEARTBEAT_INTERVAL_MS": str(settings.heartbeat_interval_ms),
+        "STREAM_TAGGER_MODEL_DIR": str(Path(settings.model_dir).resolve()),
+        "STREAM_TAGGER_LOG_LEVEL": "WARNING",
+    }
+
+
+def _stream(settings: Settings, messages: list[tuple[bytes, bytes]], titles: dict[str, str],
+            rate: float | None, console: Console) -> DemoSummary:
+    """Produce in a thread while this one follows the outputs and redraws the panel."""
+    tally = Tally(titles)
+    panel = LivePanel(len(messages), tally)
+    stop = threading.Event()
+    report = DeliveryReport()
+    finished_at: list[float] = []
+
+    def produce() -> None:
+        items = _until(stop, messages)
+        result = publish(make_producer(settings), settings.topic_raw, items, rate=rate,
+                         on_sent=lambda n: panel.progress.advance(panel.sent, n))
+        report.delivered, report.failed, report.errors = result.delivered, result.failed, result.errors
+        finished_at.append(time.monotonic())
+
+    started = time.monotonic()
+    producer = threading.Thread(target=produce, name="demo-producer", daemon=True)
+    producer.start()
+
+    def settled() -> bool:
+        if tally.done >= len(messages):
+            return True
+        if not finished_at:
+            return False
+        last = tally.arrivals[-1] if tally.arrivals else finished_at[0]
+        return time.monotonic() - max(last, finished_at[0]) > _SETTLE_SECONDS
+
+    try:
+        with Live(panel, console=console, refresh_per_second=4, transient=False):
+            for record in follow(settings, [settings.topic_tagged, settings.topic_dead_letter],
+                                 from_beginning=True, stop=settled):
+                tally.add(record)
+    finally:
+        stop.set()
+        producer.join(timeout=_SETTLE_SECONDS)
+    seconds = time.monotonic() - started
+    return DemoSummary(
+        produced=len(messages), delivered=report.delivered, tagged=len(tally.tagged),
+        review=len(tally.review), dead_letter=len(tally.dead), missing=len(messages) - tally.done,
+        latency_p50_ms=tally.percentile(50), latency_p99_ms=tally.percentile(99), seconds=seconds,
+        events_per_second=tally.done / seconds if seconds else 0.0,
+        bootstrap_servers=settings.bootstrap_servers, metrics_url=f"http://127.0.0.1:{settings.web_port}/metrics",
+        broker_pid=None, worker_pid=None)
+
+
+def _until(stop: threading.Event, messages: list[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    for message in messages:
+        if stop.is_set():
+            return
+        yield message
