@@ -168,6 +168,8 @@ def plot(snapshots: Sequence[Snapshot], out: Path, title: str) -> None:
         ax.set_xticks(
             [j + 0.4 - width / 2 for j in range(len(bounds))], [f"≤{b:g}" for b in bounds], fontsize=7
         )
+    if not tags:
+        ax.text(0.5, 0.5, "no confidence observations yet", ha="center", va="center", transform=ax.transAxes)
     ax.set(title="Top-1 confidence per tag", xlabel="confidence bucket", ylabel="posts")
     legend(ax, "upper left")
 
