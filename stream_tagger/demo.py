@@ -264,6 +264,8 @@ def summary_table(summary: DemoSummary) -> Table:
 
 def _port_or_free(port: int) -> int:
     """The configured metrics port when it is free (Prometheus' config expects it), else any free one."""
+    if not port:
+        return free_port()
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))

@@ -1,0 +1,61 @@
+"""The demo's workload and its accounting: unique keys, every malformed kind, no double counting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from stream_tagger.decoding import Rejection, decode_raw
+from stream_tagger.demo import Tally, demo_stream, malformed_events
+from stream_tagger.events import DeadLetter, RawContent, TaggedContent, TagScore
+from stream_tagger.sources import BUNDLED_DATASET, valid_posts
+from stream_tagger.tail import Record
+
+LIMIT = 64 * 1024
+
+
+def test_each_malformed_event_is_rejected_for_its_reason() -> None:
+    for reason, value in malformed_events(LIMIT):
+        rejection = decode_raw(value, LIMIT)
+        assert isinstance(rejection, Rejection)
+        assert rejection.reason == reason
+
+
+def test_demo_stream_has_unique_keys_and_one_percent_malformed() -> None:
+    messages, titles = demo_stream(valid_posts(BUNDLED_DATASET), 1_000, "run", LIMIT)
+    assert len(messages) == 1_000
+    assert len({key for key, _ in messages}) == 1_000
+    bad = [key for key, _ in messages if b"-bad-" in key]
+    assert len(bad) == 10
+    reasons = Counter(key.decode().rsplit("-", 1)[-1] for key in bad)
+    assert reasons == {reason: 2 for reason, _ in malformed_events(LIMIT)}
+    assert len(titles) == 990
+    assert messages[0][0] != bad[0], "malformed events are spread through, not first"
+
+
+def test_small_demo_stream_still_shows_every_dead_letter_reason() -> None:
+    messages, _ = demo_stream(valid_posts(BUNDLED_DATASET), 20, "run", LIMIT)
+    assert sum(b"-bad-" in key for key, _ in messages) == 5
+
+
+def _tagged(id: str, status: str = "tagged") -> Record:
+    now = datetime.now(UTC)
+    event = TaggedContent(id=id, status=status, tags=[TagScore("mlops", 0.9)] if status == "tagged" else [],
+                          author_tags=[], model_version="v", event_time=now - timedelta(milliseconds=20),
+                          processed_at=now)
+    return Record("tagged", 0, 0, msgspec.json.encode(event), event)
+
+
+def test_tally_counts_each_id_once_whatever_the_replays() -> None:
+    tally = Tally(titles={})
+    letter = DeadLetter(reason="not_json", detail="", original=b"{", original_key=b"k", topic="raw",
+                        partition=0, offset=3, received_at=datetime.now(UTC))
+    for record in (_tagged("a"), _tagged("a"), _tagged("b", "pending_review"), _tagged("b"),
+                   Record("dlq", 0, 0, b"", letter), Record("dlq", 0, 1, b"", letter),
+                   Record("raw", 0, 0, b"", RawContent(id="r", title="t", created_at=datetime.now(UTC)))):
+        tally.add(record)
+    assert (len(tally.tagged), len(tally.review), len(tally.dead), tally.done) == (1, 1, 1, 3)
+    assert [event.id for event in tally.recent] == ["a"]
+    assert tally.percentile(50) == 20.0
