@@ -100,3 +100,9 @@ def test_panels_use_the_provisioned_datasource(panels: list[dict]) -> None:
     assert source["type"] == "prometheus"
     refs = {(t["datasource"]["type"], t["datasource"]["uid"]) for p in panels for t in p["targets"]}
     assert refs == {("prometheus", source["uid"])}
+
+
+def test_layout_picture_renders_from_the_committed_json(tmp_path: Path) -> None:
+    out = tmp_path / "layout.png"
+    load_script("grafana/render_layout.py").render(json.loads(COMMITTED.read_text()), out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
