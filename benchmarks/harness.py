@@ -1,0 +1,230 @@
+"""Measuring a pipeline from the outside: feed its input topic, watch its output topics, sample its process.
+
+The harness never looks inside a pipeline. Every input event carries a timestamp set by the harness when
+it produced it (Kafka CreateTime, ms); every output message carries the CreateTime its pipeline's producer
+stamped when it produced it. Latency is the difference between the two (the output's own trip to the
+broker is not in it); throughput is counted on the output topics, first output to last. CPU and memory
+come from /proc of the pipeline's processes, so a Python loop and a Faust worker are measured alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        future.result(30)
+
+
+def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Frees the in-memory broker between runs; a run of 200k events holds a few hundred MB there."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics(list(names)).values():
+        future.result(30)
+
+
+def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition: int | None) -> int:
+    """Produce with an explicit CreateTime (ms) and return it; waits for room instead of dropping."""
+    stamp = int(time.time() * 1000)
+    extra = {} if partition is None else {"partition": partition}
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, timestamp=stamp, **extra)
+            return stamp
+        except BufferError:
+            producer.poll(0.05)
+
+
+def _producer(bootstrap: str) -> Producer:
+    # linger 1 ms: an upstream that sends promptly, so that the input side adds little to the latency.
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 500_000})
+
+
+def produce_bulk(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]],
+                 partitions: int | None = None) -> dict[bytes, int]:
+    """Send everything as fast as possible (round robin over ``partitions`` when given); key -> CreateTime."""
+    producer = _producer(bootstrap)
+    sent: dict[bytes, int] = {}
+    for i, (key, value) in enumerate(pairs):
+        sent[key] = _produce(producer, topic, key, value, None if partitions is None else i % partitions)
+        if i % 1000 == 0:
+            producer.poll(0)
+    if producer.flush(60):
+        raise RuntimeError(f"input topic {topic}: broker did not acknowledge every event within 60 s")
+    return sent
+
+
+def produce_paced(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]],
+                  rate: float) -> tuple[dict[bytes, int], float]:
+    """Send at ``rate`` events/s (open loop: the schedule does not wait for the pipeline) and return
+    key -> CreateTime and the rate actually achieved. Sends whatever is due every millisecond."""
+    producer = _producer(bootstrap)
+    sent: dict[bytes, int] = {}
+    start = time.monotonic()
+    i, total = 0, len(pairs)
+    while i < total:
+        due = min(total, int((time.monotonic() - start) * rate) + 1)
+        while i < due:
+            key, value = pairs[i]
+            sent[key] = _produce(producer, topic, key, value, None)
+            i += 1
+        producer.poll(0)
+        time.sleep(0.001)
+    elapsed = time.monotonic() - start
+    producer.flush(60)
+    return sent, total / elapsed if elapsed > 0 else math.inf
+
+
+class Sink(threading.Thread):
+    """Reads the output topics from the beginning and keeps, per key, the first output's CreateTime (ms)
+    and the wall time the harness received it. Counts keys, not messages: one event may yield several."""
+
+    def __init__(self, bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+        super().__init__(daemon=True, name="sink")
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sink-{topics[0]}",
+                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+        self._consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING)
+                               for t in topics for p in range(partitions)])
+        self.seen: dict[bytes, tuple[int, float]] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                for msg in self._consumer.consume(1000, 0.05):
+                    if msg.error() is None and msg.key() not in self.seen:
+                        self.seen[msg.key()] = (msg.timestamp()[1], time.time())
+        finally:
+            self._consumer.close()
+
+    def wait_for(self, count: int, timeout: float, alive: Processes | None = None) -> bool:
+        """True once ``count`` distinct keys arrived; False at ``timeout`` or when the pipeline died."""
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < count:
+            if time.monotonic() > deadline or (alive is not None and not alive.running()):
+                return len(self.seen) >= count
+            time.sleep(0.05)
+        return True
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+def _proc_tree(root: int) -> list[int]:
+    """``root`` and its descendants (a pipeline may run helpers in child processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+
+
+def _status_kb(pid: int, name: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Processes:
+    """A pipeline's processes, sampled every ``interval`` s: (wall time, CPU seconds of all of them)."""
+
+    procs: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+    interval: float = 0.1
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    peak_rss_kb: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True, name="sampler")
+        self._thread.start()
+
+    def running(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def _sample(self) -> None:
+        while not self._halt.is_set():
+            cpu = 0.0
+            for proc in self.procs:
+                for pid in _proc_tree(proc.pid):
+                    cpu += _cpu_seconds(pid)
+                    hwm = _status_kb(pid, "VmHWM")
+                    self.peak_rss_kb[pid] = max(self.peak_rss_kb.get(pid, 0), hwm)
+            self.samples.append((time.time(), cpu))
+            self._halt.wait(self.interval)
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds spent from the last sample at or before ``start`` to the first at or after ``end``."""
+        before = [c for t, c in self.samples if t <= start] or [self.samples[0][1]]
+        after = [c for t, c in self.samples if t >= end] or [self.samples[-1][1]]
+        return after[0] - before[-1]
+
+    def stop(self, timeout: float = 20.0) -> list[str]:
+        """SIGTERM every process, wait, kill what is left; returns the end of each one's log."""
+        time.sleep(self.interval * 2)  # one more sample after the last output
+        self._halt.set()
+        self._thread.join(5)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return [log.read_text(errors="replace")[-2000:] for log in self.logs]
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident set of any one process (targets are per worker process)."""
+        return max(self.peak_rss_kb.values(), default=0) / 1024
+
+
+def percentiles(values: Sequence[float], points: Sequence[float] = (50, 99, 99.9)) -> dict[str, float]:
+    """Nearest-rank percentiles, keyed ``p50``, ``p99``, ``p99.9``."""
+    if not values:
+        return {f"p{p:g}": math.nan for p in points}
+    ordered = sorted(values)
+    return {f"p{p:g}": ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+            for p in points}
