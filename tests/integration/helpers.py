@@ -1,0 +1,277 @@
+"""Shared helpers for integration tests: produce events, drain topics, run `stream-tagger worker`.
+
+The worker runs as a real subprocess (configured through STREAM_TAGGER_* variables built from a
+``Settings``), because what the tests must show (SIGKILL, SIGTERM, restarts, exit codes, start-up
+messages) only exists for a real process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from stream_tagger.broker import free_port
+from stream_tagger.events import TaggedContent
+from stream_tagger.produce import encode, make_producer, publish
+from stream_tagger.settings import Settings
+from stream_tagger.sources import dataset_events
+
+WORKER_COMMAND = [str(Path(sys.executable).with_name("stream-tagger")), "worker"]
+
+#: One sample of each kind of malformed input, by the dead-letter reason it must produce.
+MALFORMED: dict[str, Callable[[int, Settings], bytes]] = {
+    "not_utf8": lambda i, _s: b'{"id": "bad-%d", "title": "\xff\xfe"}' % i,
+    "not_json": lambda i, _s: b'{"id": "bad-%d", "title": ' % i,
+    "schema": lambda i, _s: msgspec.json.encode(
+        {"id": f"bad-{i}", "title": 42, "created_at": "2020-01-01T00:00:00Z"}
+    ),
+    "too_large": lambda i, s: msgspec.json.encode(
+        {
+            "id": f"bad-{i}",
+            "title": "big",
+            "description": "x" * s.max_event_bytes,
+            "created_at": "2020-01-01T00:00:00Z",
+        }
+    ),
+    "unknown_schema_version": lambda i, _s: msgspec.json.encode(
+        {"schema_version": 2, "id": f"bad-{i}", "title": "t", "created_at": "2020-01-01T00:00:00Z"}
+    ),
+}
+
+
+def valid_events(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
+    """``n`` valid raw events from the bundled dataset as (key, value), ids ``prefix-NNNNNNN``."""
+    return [(event.id.encode(), encode(event)) for event in dataset_events(n, id_prefix=prefix)]
+
+
+def malformed_events(n: int, settings: Settings) -> list[tuple[bytes, bytes, str]]:
+    """``n`` malformed events cycling through every reason, as (key, value, expected reason)."""
+    reasons = list(MALFORMED)
+    out = []
+    for i in range(n):
+        reason = reasons[i % len(reasons)]
+        out.append((f"bad-{i}".encode(), MALFORMED[reason](i, settings), reason))
+    return out
+
+
+def produce(
+    settings: Settings, items: Iterable[tuple[bytes | None, bytes]], topic: str | None = None
+) -> None:
+    """Publish with a plain confluent-kafka producer and fail the test unless every event was acked."""
+    report = publish(make_producer(settings), topic or settings.topic_raw, items)
+    assert report.ok, report.errors
+
+
+def _reader(settings: Settings, topic: str) -> tuple[Consumer, list[int]]:
+    """A consumer outside any group (``assign``: no group-join delay) and the topic's partitions."""
+    consumer = Consumer({**settings.kafka_common(), "group.id": "test-reader", "enable.auto.commit": False})
+    return consumer, list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+
+
+def drain(
+    settings: Settings,
+    topic: str,
+    until: Callable[[dict[bytes | None, list[bytes]]], bool],
+    timeout: float = 60.0,
+) -> dict[bytes | None, list[bytes]]:
+    """Messages of ``topic`` from the beginning, as key -> values in arrival order, until ``until(seen)``.
+
+    Fails the test after ``timeout`` seconds, showing how far it got.
+    """
+    consumer, partitions = _reader(settings, topic)
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        seen: dict[bytes | None, list[bytes]] = defaultdict(list)
+        deadline = time.monotonic() + timeout
+        while not until(seen):
+            assert time.monotonic() < deadline, (
+                f"{topic}: condition not met after {timeout}s; {len(seen)} keys"
+            )
+            for message in consumer.consume(1_000, 0.2):
+                if message.error() is None:
+                    seen[message.key()].append(message.value())
+        return dict(seen)
+    finally:
+        consumer.close()
+
+
+def read_all(settings: Settings, topic: str, quiet: float = 2.0) -> dict[bytes | None, list[bytes]]:
+    """Everything ``topic`` holds, as key -> values: reads until nothing new arrives for ``quiet`` s.
+
+    Not by high watermarks: Tansu's are not exact (they lag behind the records actually stored).
+    """
+    consumer, partitions = _reader(settings, topic)
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        seen: dict[bytes | None, list[bytes]] = defaultdict(list)
+        last_new = time.monotonic()
+        while time.monotonic() - last_new < quiet:
+            for message in consumer.consume(1_000, 0.2):
+                if message.error() is None:
+                    seen[message.key()].append(message.value())
+                    last_new = time.monotonic()
+        return dict(seen)
+    finally:
+        consumer.close()
+
+
+def has_keys(n: int) -> Callable[[dict], bool]:
+    """``drain`` condition: at least ``n`` distinct keys seen."""
+    return lambda seen: len(seen) >= n
+
+
+def committed_total(settings: Settings) -> int:
+    """Sum over the raw topic's partitions of the worker group's committed offsets."""
+    consumer = Consumer({**settings.kafka_common(), "group.id": settings.consumer_group})
+    try:
+        parts = [TopicPartition(settings.topic_raw, p) for p in range(settings.partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``Settings()`` in a child process equal ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_TAGGER_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"STREAM_TAGGER_{name.upper()}"] = str(value)
+    return env
+
+
+class WorkerProcess:
+    """`stream-tagger worker` as a subprocess with its own web port; output goes to ``log_path``."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        if not settings.web_port:
+            settings = settings.model_copy(update={"web_port": free_port()})
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}"
+
+    def start(self) -> WorkerProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                WORKER_COMMAND,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=settings_env(self.settings),
+            )
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def get(self, path: str) -> tuple[int, str]:
+        """(HTTP status, body) of a GET on the worker's web server; (0, reason) if nothing answers."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def wait_ready(self, timeout: float = 60.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, (
+                f"worker exited:\n{self.output()[-3000:]}"
+            )
+            if self.get("/ready")[0] == 200:
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.output()[-3000:]}")
+
+    def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert time.monotonic() < deadline, f"{text!r} not in worker output:\n{self.output()[-3000:]}"
+            time.sleep(0.1)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Current value of one sample from /metrics (0 when absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                    return sample.value
+        return 0.0
+
+    def processed(self) -> float:
+        return sum(
+            self.metric("stream_tagger_events_processed_total", {"outcome": o})
+            for o in ("tagged", "review", "dead_letter")
+        )
+
+    def wait_processed(self, n: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.processed() < n:
+            assert time.monotonic() < deadline, f"fewer than {n} processed after {timeout}s"
+            time.sleep(0.05)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: the graceful stop; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash nothing can clean up after."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.terminate(timeout=15)
+            if self.proc.poll() is None:
+                self.kill()
+
+
+def outcome(value: bytes) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """What a tagged-topic record decided (status and tags), without its timestamps."""
+    event = msgspec.json.decode(value, type=TaggedContent)
+    return event.status, tuple((score.tag, score.confidence) for score in event.tags)
+
+
+def assert_consistent(tagged: dict[bytes | None, list[bytes]]) -> int:
+    """Every id's records (duplicates after a replay) carry the same decision; returns the duplicate count."""
+    for key, values in tagged.items():
+        decisions = {outcome(value) for value in values}
+        assert len(decisions) == 1, f"{key!r} was tagged differently: {decisions}"
+    return sum(len(values) - 1 for values in tagged.values())

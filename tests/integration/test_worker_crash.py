@@ -1,0 +1,49 @@
+"""Crashes lose nothing: SIGKILL and restart, and a group member killed while another takes over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_tagger.settings import Settings
+from tests.integration.helpers import WorkerProcess, assert_consistent, drain, has_keys, produce, valid_events
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigkill_mid_stream_then_restart_accounts_for_every_id(settings: Settings, tmp_path: Path) -> None:
+    events = valid_events(20_000, prefix="kill")
+    produce(settings, events)
+
+    first = WorkerProcess(settings, tmp_path / "first.log").start()
+    try:
+        first.wait_ready()
+        first.wait_processed(2_000)
+    finally:
+        first.kill()
+
+    with WorkerProcess(settings, tmp_path / "second.log") as second:
+        second.wait_ready()
+        tagged = drain(settings, settings.topic_tagged, has_keys(len(events)), timeout=120)
+        assert second.processed() > 0
+        assert second.terminate() == 0
+
+    assert set(tagged) == {key for key, _ in events}
+    assert_consistent(tagged)
+
+
+def test_killed_group_member_partitions_move_to_the_survivor(settings: Settings, tmp_path: Path) -> None:
+    with WorkerProcess(settings, tmp_path / "a.log") as a, WorkerProcess(settings, tmp_path / "b.log") as b:
+        a.wait_ready()
+        b.wait_ready()
+        events = valid_events(20_000, prefix="pair")
+        produce(settings, events)
+        b.wait_processed(1_000)
+        b.kill()
+        tagged = drain(settings, settings.topic_tagged, has_keys(len(events)), timeout=120)
+        assert a.get("/ready") == (200, f"model loaded, {settings.partitions} partition(s) assigned")
+        assert a.terminate() == 0
+
+    assert set(tagged) == {key for key, _ in events}
+    assert_consistent(tagged)

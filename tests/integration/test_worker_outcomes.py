@@ -1,0 +1,58 @@
+"""Every input ends in exactly one outcome: tagged (or review, shown as pending in tagged) or dead letter."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent
+from stream_tagger.settings import Settings
+from tests.integration.helpers import (
+    WorkerProcess,
+    drain,
+    has_keys,
+    malformed_events,
+    produce,
+    valid_events,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_5000_events_with_5_percent_malformed_each_get_their_one_outcome(
+    settings: Settings, tmp_path: Path
+) -> None:
+    valid = valid_events(4_750, prefix="ok")
+    bad = malformed_events(250, settings)
+    mixed: list[tuple[bytes, bytes]] = valid + [(key, value) for key, value, _ in bad]
+    random.Random(1).shuffle(mixed)
+    produce(settings, mixed)
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        tagged = drain(settings, settings.topic_tagged, has_keys(len(valid)))
+        letters = drain(settings, settings.topic_dead_letter, has_keys(len(bad)))
+        worker.wait_processed(len(mixed))
+        review_share = worker.metric("stream_tagger_events_processed_total", {"outcome": "review"})
+        assert worker.terminate() == 0
+
+    assert set(tagged) == {key for key, _ in valid}
+    assert all(len(values) == 1 for values in tagged.values()), "an id was tagged twice in a clean run"
+    statuses = {
+        key: msgspec.json.decode(values[0], type=TaggedContent).status for key, values in tagged.items()
+    }
+    review = drain(settings, settings.topic_review, has_keys(int(review_share)))
+    assert {key for key, status in statuses.items() if status == "pending_review"} == set(review)
+    for values in review.values():
+        assert msgspec.json.decode(values[0], type=ReviewRequest).candidates
+
+    expected = {key: (reason, value) for key, value, reason in bad}
+    assert set(letters) == set(expected)
+    for key, [value] in letters.items():
+        letter = msgspec.json.decode(value, type=DeadLetter)
+        assert (letter.reason, letter.original) == expected[key]
+        assert letter.topic == settings.topic_raw
+        assert 0 <= letter.partition < settings.partitions
