@@ -64,6 +64,13 @@ def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
     )
 
 
+def hide_columns(*names: str) -> model.DataTransformerConfig:
+    """Instant-query tables carry Time (and Value) columns that mean nothing to a reader."""
+    return model.DataTransformerConfig(
+        id_val="organize", options={"excludeByName": dict.fromkeys(names, True)}
+    )
+
+
 def graph(
     title: str, description: str, unit: str, targets: list[prometheus.Dataquery], width: int = 8
 ) -> timeseries.Panel:
@@ -227,6 +234,7 @@ def model_row(d: dash.Dashboard) -> None:
                 fmt=PromQueryFormat.TABLE,
             )
         )
+        .with_transformation(hide_columns("Time", "Value"))
         .height(6)
         .span(24)
     )
@@ -321,6 +329,7 @@ def quality_row(d: dash.Dashboard) -> None:
                 fmt=PromQueryFormat.TABLE,
             )
         )
+        .with_transformation(hide_columns("Time"))
         .height(8)
         .span(12)
     )
