@@ -149,11 +149,3 @@ def produce_events(settings: Settings, topic: str, events: Iterable[RawContent],
     check_broker(settings)
     pairs = ((event.id.encode(), encode(event)) for event in events)
     return publish(make_producer(settings), topic, pairs, rate=rate, on_sent=on_sent)
-
-
-def produce_file(settings: Settings, topic: str, path: Path, rate: float | None = None) -> DeliveryReport:
-    """Publish every valid row of a CSV/JSONL file; bad rows are in the report and never sent."""
-    posts, bad = load_file(path, settings)
-    report = produce_events(settings, topic, posts, rate=rate)
-    report.bad_rows = bad
-    return report

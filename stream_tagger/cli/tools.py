@@ -19,15 +19,16 @@ import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from stream_tagger.broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.cli._app import app, console, fail
 from stream_tagger.demo import DemoError, run_demo
 from stream_tagger.model.runtime import ModelLoadError, Predictor
 from stream_tagger.predict import predict_file
-from stream_tagger.produce import BrokerUnreachable, check_broker, encode, load_file, make_producer, publish
+from stream_tagger.produce import BrokerUnreachable, check_broker, load_file, produce_events
 from stream_tagger.settings import Settings
-from stream_tagger.sources import BUNDLED_DATASET, SourceError
+from stream_tagger.sources import BUNDLED_DATASET, RowError, SourceError
 from stream_tagger.tail import TOPIC_ALIASES, TopicMissing, follow, render, resolve_topic
 
 Bootstrap = Annotated[str | None, typer.Option(
@@ -52,6 +53,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def print_bad_rows(rows: list[RowError]) -> None:
+    for row in rows:  # as Text: a reason or path may contain "[...]", which is not markup
+        console.print(Text.assemble(("bad row ", "red"), str(row)), soft_wrap=True)
 
 
 def progress_bar() -> Progress:
@@ -108,10 +114,9 @@ def produce(
         posts, bad = load_file(file, settings)
     except SourceError as exc:
         fail(str(exc))
-    for row in bad:
-        console.print(f"[red]bad row[/] {row}", highlight=False, markup=True, soft_wrap=True)
+    print_bad_rows(bad)
     if check:
-        console.print(f"{file}: {len(posts)} valid, {len(bad)} bad")
+        console.print(f"{file}: {len(posts)} valid, {len(bad)} bad", markup=False, highlight=False)
         raise typer.Exit(1 if bad else 0)
     name = resolve_topic(settings, topic)
     try:
@@ -120,9 +125,7 @@ def produce(
         fail(str(exc))
     with progress_bar() as progress:
         task = progress.add_task(f"→ {name}", total=len(posts))
-        pairs = ((post.id.encode(), encode(post)) for post in posts)
-        report = publish(make_producer(settings), name, pairs, rate=rate,
-                         on_sent=lambda n: progress.advance(task, n))
+        report = produce_events(settings, name, posts, rate=rate, on_sent=lambda n: progress.advance(task, n))
     style = "green" if report.failed == 0 and not bad else "red"
     console.print(f"[{style}]delivered {report.delivered}, failed {report.failed}, bad rows {len(bad)}[/] "
                   f"(topic {name} at {settings.bootstrap_servers})")
@@ -194,11 +197,10 @@ def predict(
             summary = predict_file(file, sink, settings, predictor)
     except (SourceError, OSError) as exc:
         fail(str(exc))
-    for row in summary.bad_rows:
-        console.print(f"[red]bad row[/] {row}", highlight=False, soft_wrap=True)
+    print_bad_rows(summary.bad_rows)
     console.print(f"{summary.tagged + summary.review} posts: {summary.tagged} tagged, "
                   f"{summary.review} to review, {len(summary.bad_rows)} bad rows (model {predictor.version})"
-                  + (f" -> {out}" if out else ""), highlight=False)
+                  + (f" -> {out}" if out else ""), highlight=False, markup=False)
     if summary.bad_rows:
         raise typer.Exit(1)
 

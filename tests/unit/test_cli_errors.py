@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from stream_tagger.broker import free_port
@@ -20,6 +21,7 @@ def flat(text: str) -> str:
     return "".join(text.split())
 
 
+@pytest.mark.timeout(10)  # the bound: a message within 10 s, not a hang
 def test_produce_without_broker_names_the_address(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["produce", "--file", str(DATASET), "--bootstrap-servers", address])
@@ -27,6 +29,7 @@ def test_produce_without_broker_names_the_address(tmp_path: Path) -> None:
     assert f"noKafkabrokeransweredat{address}" in flat(result.output)
 
 
+@pytest.mark.timeout(10)
 def test_tail_without_broker_names_the_address() -> None:
     address = f"127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["tail", "--bootstrap-servers", address, "--max", "1"])
