@@ -22,6 +22,7 @@ import faust
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from stream_tagger.batch_metrics import ConfidenceObserver, RulesBaselineObserver
 from stream_tagger.hot_path import HotPath
 from stream_tagger.metrics import Metrics
 from stream_tagger.model.runtime import Predictor
@@ -85,7 +86,11 @@ class Worker:
             top_k=settings.top_k,
             threshold=settings.threshold,
             dedup_window=settings.dedup_window_size,
-            observers=observers or [],
+            observers=[
+                ConfidenceObserver(self.metrics),
+                RulesBaselineObserver(self.metrics, settings.rules_baseline_stride),
+                *(observers or []),
+            ],
         )
         self.hot_path = HotPath(settings, self.pipeline, self.metrics)
         self.faust_app = make_faust_app(settings)
