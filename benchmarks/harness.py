@@ -125,7 +125,7 @@ class Sink(threading.Thread):
         self.join(10)
 
 
-def _proc_tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     """``root`` and its descendants (a pipeline may run helpers in child processes)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -186,7 +186,7 @@ class Processes:
         while not self._halt.is_set():
             cpu = 0.0
             for proc in self.procs:
-                for pid in _proc_tree(proc.pid):
+                for pid in process_tree(proc.pid):
                     cpu += _cpu_seconds(pid)
                     hwm = _status_kb(pid, "VmHWM")
                     self.peak_rss_kb[pid] = max(self.peak_rss_kb.get(pid, 0), hwm)
