@@ -49,9 +49,8 @@ _POW = _powers(_P, _MAX_POWERS)
 _POW_INV = _powers(_P_INV, _MAX_POWERS)
 
 
-def _mix(h: np.ndarray, salt: np.ndarray) -> np.ndarray:
+def _mix(h: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: without it, short n-grams differ only in their low bits."""
-    h = h ^ (salt * np.uint64(0x9E3779B97F4A7C15))
     h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return h ^ (h >> np.uint64(31))
@@ -74,9 +73,13 @@ class FeatureParams:
 class Hashed:
     """Every n-gram occurrence of a batch: which post it belongs to and its 64-bit hash."""
 
-    doc: np.ndarray  # int64 [m]
+    doc: np.ndarray  # int32 [m]
     hashes: np.ndarray  # uint64 [m]
-    n_docs: int
+    totals: np.ndarray  # int64 [n_docs] n-grams per post (the denominator of oov_share)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.totals)
 
 
 def _clean_bytes(texts: Sequence[str], max_chars: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +99,7 @@ def _clean_bytes(texts: Sequence[str], max_chars: int) -> tuple[np.ndarray, np.n
     keep = np.ones(len(buf), dtype=bool)
     keep[1:] = ~(space[1:] & space[:-1])
     buf = buf[keep]
-    docs = np.cumsum(buf == _DOC_SEP) - 1
+    docs = np.cumsum(buf == _DOC_SEP, dtype=np.int32) - 1
     return buf, docs
 
 
@@ -115,24 +118,33 @@ def _pow(exps: np.ndarray) -> np.ndarray:
     return _POW[exps]
 
 
+def _salt(kind: int) -> np.uint64:
+    """Distinct per n-gram kind, so the char 2-gram "ab" and the word "ab" hash differently."""
+    return np.uint64((kind * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+
+
 def hash_ngrams(texts: Sequence[str], params: FeatureParams) -> Hashed:
     """All character n-grams (char_min..char_max, never across posts) and word 1..k-grams of a batch.
 
-    Every n-gram is a span ``[start, end)`` of the buffer plus a salt naming its kind (char k-gram or
-    word k-gram); all spans are hashed in one pass, because a single text's cost is dominated by the
-    number of numpy calls, not by the bytes."""
+    Char k-grams are contiguous slices of the prefix-hash arrays (no gathers); word k-grams are spans
+    between word starts and ends. Everything is salted by kind and mixed in one final pass."""
     buf, docs = _clean_bytes(texts, params.max_chars)
     n = len(buf)
-    sep_count = np.zeros(n + 1, dtype=np.int64)
+    s = _prefix(buf)
+    pw = _POW[:n] if n < _MAX_POWERS else _powers(_P, n)
+    sep_count = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(buf == _DOC_SEP, out=sep_count[1:])
-    ks = np.arange(params.char_min, params.char_max + 1)
-    n_pos = max(n - params.char_min + 1, 0)
-    start = np.tile(np.arange(n_pos), len(ks))
-    klen = np.repeat(ks, n_pos)
-    end = start + klen
-    ok = end <= n
-    ok[ok] = sep_count[end[ok]] == sep_count[start[ok]]
-    starts, ends, salts = [start[ok]], [end[ok]], [klen[ok]]
+    doc_parts: list[np.ndarray] = []
+    hash_parts: list[np.ndarray] = []
+    for k in range(params.char_min, params.char_max + 1):
+        m = n - k + 1
+        if m <= 0:
+            break
+        # Span [i, i + k) for every i: P^(i+k-1) * (S[i+k] - S[i]); valid when no separator inside.
+        ok = sep_count[k : k + m] == sep_count[:m]
+        h = pw[k - 1 : k - 1 + m] * (s[k : k + m] - s[:m])
+        hash_parts.append(h[ok] ^ _salt(k))
+        doc_parts.append(docs[:m][ok])
     # Words: maximal runs of word bytes; a word k-gram spans k words and the single spaces between.
     is_word = np.zeros(n + 2, dtype=np.int8)
     is_word[1:-1] = (buf != _SPACE) & (buf != _DOC_SEP)
@@ -140,19 +152,22 @@ def hash_ngrams(texts: Sequence[str], params: FeatureParams) -> Hashed:
     w_start = np.flatnonzero(edges == 1)
     w_end = np.flatnonzero(edges == -1)
     w_doc = docs[w_start]
+    # n-grams per post, counted rather than collected: a post of L buffer bytes and W words has
+    # L - k + 1 char k-grams and W - k + 1 word k-grams.
+    seg_len = np.diff(np.flatnonzero(buf == _DOC_SEP)) - 1
+    n_words = np.bincount(w_doc, minlength=len(texts))
+    totals = sum(np.maximum(seg_len - k + 1, 0) for k in range(params.char_min, params.char_max + 1))
+    totals = totals + sum(np.maximum(n_words - k + 1, 0) for k in range(1, params.word_ngrams + 1))
     for k in range(1, params.word_ngrams + 1):
         m = len(w_doc) - k + 1
         if m <= 0:
             break
         same = w_doc[k - 1 :] == w_doc[:m]
-        starts.append(w_start[:m][same])
-        ends.append(w_end[k - 1 :][same])
-        salts.append(np.full(int(same.sum()), 100 + k))
-    start = np.concatenate(starts)
-    end = np.concatenate(ends)
-    s = _prefix(buf)
-    hashes = _mix(_pow(end - 1) * (s[end] - s[start]), np.concatenate(salts).astype(np.uint64))
-    return Hashed(docs[start], hashes, len(texts))
+        start, end = w_start[:m][same], w_end[k - 1 :][same]
+        hash_parts.append((_pow(end - 1) * (s[end] - s[start])) ^ _salt(100 + k))
+        doc_parts.append(w_doc[:m][same])
+    totals = np.zeros(len(texts), dtype=np.int64) + totals
+    return Hashed(np.concatenate(doc_parts), _mix(np.concatenate(hash_parts)), totals)
 
 
 class Vocabulary:
@@ -200,51 +215,59 @@ class Vocabulary:
 
 @dataclass(frozen=True)
 class BatchFeatures:
-    """Padded per-post features: what the ONNX graph takes, plus the drift signal."""
+    """Per-post n-gram counts in CSR form (posts are rows), plus the drift signal."""
 
-    ids: np.ndarray  # int64 [B, T] vocabulary columns (0 where padded)
-    tf: np.ndarray  # float32 [B, T] counts (0 where padded)
+    indptr: np.ndarray  # int64 [B + 1]: post i's entries are [indptr[i], indptr[i + 1])
+    cols: np.ndarray  # int64 [nnz] vocabulary columns, ascending within a post
+    counts: np.ndarray  # float32 [nnz] occurrences
     oov_share: np.ndarray  # float32 [B] share of the post's n-grams that were not in the vocabulary
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def padded(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``ids`` int64 [R, T] and ``tf`` float32 [R, T] for the ONNX graph; padding is id 0 with tf 0,
+        which adds nothing to any sum in the graph. T is the longest of these rows."""
+        lens = self.lengths if rows is None else self.lengths[rows]
+        n_rows = len(lens)
+        width = max(int(lens.max()) if n_rows else 0, 1)
+        ids = np.zeros((n_rows, width), dtype=np.int64)
+        tf = np.zeros((n_rows, width), dtype=np.float32)
+        if rows is None:  # the hot path: entries are already in row order
+            src = slice(None)
+            flat = np.arange(len(self.cols)) + np.repeat(np.arange(n_rows) * width - self.indptr[:-1], lens)
+        else:
+            within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            src = np.repeat(self.indptr[rows], lens) + within
+            flat = np.repeat(np.arange(n_rows) * width, lens) + within
+        ids.ravel()[flat] = self.cols[src]
+        tf.ravel()[flat] = self.counts[src]
+        return ids, tf
+
+    def to_csr(self, n_columns: int) -> sp.csr_matrix:
+        """For scikit-learn: the same counts as a scipy matrix."""
+        return sp.csr_matrix(
+            (self.counts.astype(np.float64), self.cols, self.indptr), shape=(len(self.oov_share), n_columns)
+        )
 
 
 def featurize(texts: Sequence[str], params: FeatureParams, vocab: Vocabulary) -> BatchFeatures:
     hashed = hash_ngrams(texts, params)
-    n_docs = hashed.n_docs
+    n_docs, n_cols = hashed.n_docs, max(len(vocab), 1)
     col = vocab.lookup(hashed.hashes)
     known = col >= 0
-    total = np.bincount(hashed.doc, minlength=n_docs)
-    hits = np.bincount(hashed.doc[known], minlength=n_docs)
-    oov = np.where(total > 0, 1.0 - hits / np.maximum(total, 1), 0.0).astype(np.float32)
-    keys = np.sort(hashed.doc[known] * len(vocab) + col[known])
-    if len(keys):
-        first = np.concatenate(([True], keys[1:] != keys[:-1]))
-        starts = np.flatnonzero(first)
-        counts = np.diff(np.append(starts, len(keys)))
-        uniq = keys[starts]
-    else:
-        counts = uniq = np.zeros(0, dtype=np.int64)
-    doc = uniq // max(len(vocab), 1)
-    cols = uniq - doc * len(vocab)
-    per_doc = np.bincount(doc, minlength=n_docs)
-    width = max(int(per_doc.max()) if n_docs else 0, 1)
-    offsets = np.concatenate(([0], np.cumsum(per_doc)[:-1]))
-    pos = np.arange(len(uniq)) - offsets[doc]
-    ids = np.zeros((n_docs, width), dtype=np.int64)
-    tf = np.zeros((n_docs, width), dtype=np.float32)
-    ids[doc, pos] = cols
-    tf[doc, pos] = counts
-    return BatchFeatures(ids, tf, oov)
-
-
-def to_csr(features: BatchFeatures, n_columns: int) -> sp.csr_matrix:
-    """The padded features as a scipy matrix, for scikit-learn (padding has tf 0 and vanishes)."""
-    rows = np.repeat(np.arange(features.ids.shape[0]), features.ids.shape[1])
-    m = sp.csr_matrix(
-        (features.tf.ravel().astype(np.float64), (rows, features.ids.ravel())),
-        shape=(features.ids.shape[0], n_columns),
-    )
-    m.eliminate_zeros()
-    return m
+    # One sort groups equal (post, column) pairs; int32 keys sort 3x faster than int64 (AVX2 sort).
+    key_type = np.int32 if n_docs * n_cols < 2**31 else np.int64
+    keys = np.sort(hashed.doc[known].astype(key_type) * key_type(n_cols) + col[known].astype(key_type))
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if len(keys) else keys
+    counts = np.diff(np.append(starts, len(keys))).astype(np.float32)
+    uniq = keys[starts].astype(np.int64)
+    indptr = np.searchsorted(uniq, np.arange(n_docs + 1, dtype=np.int64) * n_cols)
+    hits = np.concatenate(([0.0], np.cumsum(counts, dtype=np.float64)))
+    hits = hits[indptr[1:]] - hits[indptr[:-1]]
+    oov = np.where(hashed.totals > 0, 1.0 - hits / np.maximum(hashed.totals, 1), 0.0).astype(np.float32)
+    return BatchFeatures(indptr, uniq % n_cols, counts, oov)
 
 
 class Featurizer(TransformerMixin, BaseEstimator):
@@ -276,4 +299,4 @@ class Featurizer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return to_csr(featurize(list(texts), self.params, self.vocabulary_), len(self.vocabulary_))
+        return featurize(list(texts), self.params, self.vocabulary_).to_csr(len(self.vocabulary_))

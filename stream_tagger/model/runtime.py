@@ -22,10 +22,13 @@ from stream_tagger.model.artefacts import (
     resolve,
 )
 from stream_tagger.model.export import INPUT_IDS, INPUT_TF, OUTPUT
-from stream_tagger.model.features import FeatureParams, Vocabulary, featurize
+from stream_tagger.model.features import BatchFeatures, FeatureParams, Vocabulary, featurize
 from stream_tagger.settings import APPROVED_TAGS
 
 __all__ = ["BatchPrediction", "ModelLoadError", "Predictor"]
+
+#: Largest padded batch (posts x terms) handed to onnxruntime at once: ~12 MB of ids and counts.
+MAX_CELLS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,37 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> BatchPrediction:
         if not texts:
             return BatchPrediction(np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32))
-        feats = featurize(texts, self._params, self._vocab)
-        (probs,) = self._session.run([OUTPUT], {INPUT_IDS: feats.ids, INPUT_TF: feats.tf})
-        return BatchPrediction(probs, feats.oov_share)
+        feats = self.featurize(texts)
+        return BatchPrediction(self.run_graph(feats), feats.oov_share)
+
+    def featurize(self, texts: Sequence[str]) -> BatchFeatures:
+        """The numpy half of ``predict`` (public so benchmarks can time the two halves)."""
+        return featurize(texts, self._params, self._vocab)
+
+    def run_graph(self, feats: BatchFeatures) -> np.ndarray:
+        """The ONNX half of ``predict``: probabilities [B, len(labels)].
+
+        The graph takes a padded [B, T] matrix, T = the longest post of the batch. One 4 kB post in a
+        batch of 512 short ones would pad everything to its length, so past ``MAX_CELLS`` the posts
+        run in groups of similar length instead."""
+        lengths = feats.lengths
+        n = len(lengths)
+        if n * max(int(lengths.max()), 1) <= MAX_CELLS:
+            return self.run_padded(*feats.padded())
+        probs = np.empty((n, len(self.labels)), dtype=np.float32)
+        order = np.argsort(lengths, kind="stable")
+        start = 0
+        while start < n:
+            # Rows are sorted by length: the group's width is its last row's length.
+            fits = np.arange(start + 1, n + 1) - start
+            widths = np.maximum(lengths[order[start:]], 1)
+            stop = start + max(int(np.count_nonzero(fits * widths <= MAX_CELLS)), 1)
+            rows = order[start:stop]
+            probs[rows] = self.run_padded(*feats.padded(rows))
+            start = stop
+        return probs
+
+    def run_padded(self, ids: np.ndarray, tf: np.ndarray) -> np.ndarray:
+        """onnxruntime on one padded batch (see ``BatchFeatures.padded``)."""
+        (probs,) = self._session.run([OUTPUT], {INPUT_IDS: ids, INPUT_TF: tf})
+        return probs

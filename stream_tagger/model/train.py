@@ -51,7 +51,7 @@ class TrainConfig:
     max_chars: int = 4096
     min_df: int = 2
     sublinear_tf: bool = True
-    C: float = 10.0
+    C: float = 300.0
     class_weight: str | None = None
     cv_folds: int = 5
     cv_repeats: int = 3

@@ -46,11 +46,22 @@ def test_char_and_word_ngrams_of_the_same_string_differ() -> None:
 def test_odd_texts_never_break_the_batch(text: str) -> None:
     feat = Featurizer(char_min=2, char_max=4).fit(CORPUS)
     batch = featurize(["object detection", text, "text"], PARAMS, feat.vocabulary_)
-    assert batch.ids.shape == batch.tf.shape and batch.ids.shape[0] == 3
-    single = featurize(["object detection"], PARAMS, feat.vocabulary_)
-    row = {int(i): float(t) for i, t in zip(batch.ids[0], batch.tf[0], strict=True) if t}
-    assert row == {int(i): float(t) for i, t in zip(single.ids[0], single.tf[0], strict=True) if t}
+    ids, tf = batch.padded()
+    assert ids.shape == tf.shape and ids.shape[0] == 3
+    single_ids, single_tf = featurize(["object detection"], PARAMS, feat.vocabulary_).padded()
+    row = {int(i): float(t) for i, t in zip(ids[0], tf[0], strict=True) if t}
+    assert row == {int(i): float(t) for i, t in zip(single_ids[0], single_tf[0], strict=True) if t}
     assert 0.0 <= batch.oov_share[1] <= 1.0
+
+
+def test_padded_rows_and_csr_agree() -> None:
+    feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
+    batch = featurize(CORPUS, PARAMS, feat.vocabulary_)
+    dense = batch.to_csr(len(feat.vocabulary_)).toarray()
+    ids, tf = batch.padded(np.array([3, 1]))
+    for r, row in enumerate((3, 1)):
+        assert tf[r].sum() == dense[row].sum()
+        assert np.array_equal(np.bincount(ids[r], weights=tf[r], minlength=dense.shape[1]), dense[row])
 
 
 def test_oov_share_and_vocabulary_lookup() -> None:
@@ -74,3 +85,9 @@ def test_long_posts_are_cut_at_max_chars() -> None:
     assert sorted(hash_ngrams(["a" * 10 + "b" * 100], short).hashes.tolist()) == sorted(
         hash_ngrams(["a" * 10], short).hashes.tolist()
     )
+
+
+def test_counted_totals_equal_collected_ngrams() -> None:
+    texts = [*CORPUS, "", "a", "!!", "one two three four"]
+    hashed = hash_ngrams(texts, PARAMS)
+    assert hashed.totals.tolist() == np.bincount(hashed.doc, minlength=len(texts)).tolist()

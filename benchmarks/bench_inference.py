@@ -1,0 +1,179 @@
+"""Inference speed of the served model, split into featurise / ONNX / total, against the alternatives.
+
+    .venv/bin/python benchmarks/bench_inference.py [--model models/current] [--seconds 1.0]
+
+Compared, on the real posts of data/dataset.csv, one thread each:
+- ours: numpy featuriser + ONNX TF-IDF/linear graph (``Predictor.predict``), and its two halves;
+- scikit-learn ``predict_proba`` of the same fitted pipeline (``pipeline.joblib``);
+- a plain skl2onnx graph of word TF-IDF (1-2-grams) + logistic regression, i.e. ONNX string operators.
+Batch 1: per-call latency p50/p99. Batches of 64 and 512: posts per second.
+Writes benchmarks/results/inference.json and inference.png. Timings on a shared machine are noisy:
+each figure is the median of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import joblib
+import matplotlib
+import numpy as np
+import onnxruntime as ort
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from skl2onnx import to_onnx
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from stream_tagger.model.artefacts import PIPELINE_FILE, resolve
+from stream_tagger.model.dataset import load_dataset
+from stream_tagger.model.runtime import Predictor
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+BATCHES = (64, 512)
+
+
+def _latencies(fn: Callable[[object], object], inputs: list[object], seconds: float) -> np.ndarray:
+    """Per-call seconds of fn(one-post input), cycling through the posts for about ``seconds``."""
+    out = []
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline or len(out) < 200:
+        t0 = time.perf_counter()
+        fn(inputs[i % len(inputs)])
+        out.append(time.perf_counter() - t0)
+        i += 1
+    return np.array(out)
+
+
+def _throughput(fn: Callable[[object], object], batches: list[object], size: int, seconds: float) -> float:
+    """Posts per second at this batch size (median over batches)."""
+    rates = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 5:
+        for b in batches:
+            t0 = time.perf_counter()
+            fn(b)
+            rates.append(size / (time.perf_counter() - t0))
+    return float(np.median(rates))
+
+
+def _batches(texts: list[str], size: int) -> list[list[str]]:
+    """Consecutive batches of real posts, repeating the posts when there are fewer than ``size``."""
+    pool = texts * (size // len(texts) + 1)
+    return [pool[i : i + size] for i in range(0, max(len(texts) - size, 0) + 1, size)]
+
+
+def _word_tfidf_onnx(texts: list[str], y: list[str]) -> Callable[[list[str]], object]:
+    """The conversion FINDINGS.md measured: skl2onnx's string-operator TF-IDF graph."""
+    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=10, max_iter=1000)).fit(
+        texts, y
+    )
+    options = {
+        id(pipe.steps[0][1]): {"locale": "C", "tokenexp": r"\b\w\w+\b"},
+        id(pipe.steps[1][1]): {"zipmap": False},
+    }
+    onx = to_onnx(pipe, np.array(texts[:1]), options=options, target_opset=17)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(onx.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return lambda batch: sess.run(None, {"X": np.array(batch)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "current")
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset.csv")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    args = parser.parse_args()
+
+    version_dir = resolve(args.model)
+    predictor = Predictor(version_dir)
+    pipeline = joblib.load(version_dir / PIPELINE_FILE)
+    data = load_dataset([args.data], min_per_class=0)
+    texts = data.texts
+
+    text_contenders: dict[str, Callable[[list[str]], object]] = {
+        "ours: featurise (numpy)": predictor.featurize,
+        "ours: total (Predictor.predict)": predictor.predict,
+        "scikit-learn predict_proba": pipeline.predict_proba,
+        "skl2onnx word TF-IDF + LR": _word_tfidf_onnx(texts, list(data.tags)),
+    }
+    results: dict[str, dict[str, float]] = {}
+
+    def measure(name: str, fn: Callable[[object], object], prepare: Callable[[list[str]], object]) -> None:
+        lat = _latencies(fn, [prepare([t]) for t in texts], args.seconds)
+        row = {
+            "batch1_p50_ms": float(np.percentile(lat, 50) * 1e3),
+            "batch1_p99_ms": float(np.percentile(lat, 99) * 1e3),
+        }
+        for b in BATCHES:
+            row[f"batch{b}_posts_per_s"] = _throughput(
+                fn, [prepare(x) for x in _batches(texts, b)], b, args.seconds
+            )
+        results[name] = row
+
+    for name, fn in text_contenders.items():
+        measure(name, fn, lambda batch: batch)
+    measure(
+        "ours: ONNX graph only", lambda p: predictor.run_padded(*p), lambda b: predictor.featurize(b).padded()
+    )
+    results = {
+        k: results[k]
+        for k in ["ours: featurise (numpy)", "ours: ONNX graph only", *list(text_contenders)[1:]]
+    }
+
+    header = f"{'':34s} {'b1 p50 ms':>10s} {'b1 p99 ms':>10s}" + "".join(
+        f" {f'b{b} posts/s':>13s}" for b in BATCHES
+    )
+    print(f"model {predictor.version}, {len(texts)} posts, onnxruntime {ort.__version__}, 1 thread")
+    print(header)
+    for name, r in results.items():
+        cells = "".join(f" {r[f'batch{b}_posts_per_s']:13,.0f}" for b in BATCHES)
+        print(f"{name:34s} {r['batch1_p50_ms']:10.3f} {r['batch1_p99_ms']:10.3f}{cells}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report = {
+        "model_version": predictor.version,
+        "posts": len(texts),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
+        },
+        "load_average": os.getloadavg(),
+        "results": results,
+    }
+    (RESULTS / "inference.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = list(results)
+    axes[0].barh(names, [results[n]["batch1_p50_ms"] for n in names], color="tab:blue")
+    axes[0].set_xlabel("batch of 1: p50 latency (ms, lower is better)")
+    width = 0.4
+    for k, b in enumerate(BATCHES):
+        axes[1].barh(
+            np.arange(len(names)) + (k - 0.5) * width,
+            [results[n][f"batch{b}_posts_per_s"] for n in names],
+            height=width,
+            label=f"batch {b}",
+        )
+    axes[1].set_yticks(range(len(names)), [""] * len(names))
+    axes[1].set_xlabel("posts per second (higher is better)")
+    axes[1].legend()
+    fig.suptitle(f"inference, model {predictor.version}, one thread")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "inference.png", dpi=100)
+    print(f"wrote {RESULTS / 'inference.json'} and inference.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Predictor: loads pointer or folder, fails loudly naming the path, predicts from many threads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_tagger.model import runtime
+from stream_tagger.model.artefacts import resolve
+from stream_tagger.model.runtime import ModelLoadError, Predictor
+from stream_tagger.settings import APPROVED_TAGS
+from tests.conftest import MODELS
+
+TEXTS = ["YOLO object detection", "Transformers for translation", "Serving models with Kubeflow", "", "🙂"]
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor.load(MODELS / "current")
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    version = resolve(MODELS / "current")
+    target = tmp_path / version.name
+    shutil.copytree(version, target)
+    (tmp_path / "current").write_text(version.name + "\n")
+    return target
+
+
+def test_committed_model_serves_approved_labels_only(predictor: Predictor) -> None:
+    assert set(predictor.labels) <= set(APPROVED_TAGS)
+    out = predictor.predict(TEXTS)
+    assert out.probs.shape == (len(TEXTS), len(predictor.labels))
+    assert out.probs.dtype == np.float32 and out.oov_share.dtype == np.float32
+    assert np.allclose(out.probs.sum(axis=1), 1.0, atol=1e-5)
+    assert ((out.oov_share >= 0) & (out.oov_share <= 1)).all()
+    assert predictor.labels[int(out.probs[0].argmax())] == "computer-vision"
+
+
+def test_empty_batch(predictor: Predictor) -> None:
+    out = predictor.predict([])
+    assert out.probs.shape == (0, len(predictor.labels)) and out.oov_share.shape == (0,)
+
+
+def test_pointer_root_and_version_folder_load_the_same_model(model_copy: Path) -> None:
+    versions = {
+        Predictor.load(p).version for p in (model_copy, model_copy.parent, model_copy.parent / "current")
+    }
+    assert versions == {model_copy.name}
+
+
+def test_concurrent_predictions_equal_sequential(predictor: Predictor) -> None:
+    batches = [[f"{t} {i}" for t in TEXTS] for i in range(16)]
+    expected = [predictor.predict(b).probs for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: predictor.predict(b).probs, batches))
+    assert all(np.array_equal(e, g) for e, g in zip(expected, got, strict=True))
+
+
+def _corrupt_onnx(d: Path) -> None:
+    (d / "model.onnx").write_bytes(b"not a model")
+
+
+def _bad_metadata(d: Path) -> None:
+    (d / "metadata.json").write_text("{", encoding="utf-8")
+
+
+def _unapproved_label(d: Path) -> None:
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["labels"][0] = "robotics"
+    (d / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("damage", "culprit"),
+    [
+        (lambda d: (d / "model.onnx").unlink(), "model.onnx: missing"),
+        (_corrupt_onnx, "model.onnx: not a loadable ONNX model"),
+        (lambda d: (d / "vocabulary.npy").unlink(), "vocabulary.npy: missing"),
+        (_bad_metadata, "metadata.json: unreadable metadata"),
+        (_unapproved_label, "metadata.json: labels"),
+    ],
+)
+def test_broken_folder_raises_naming_the_file(model_copy: Path, damage, culprit: str) -> None:
+    damage(model_copy)
+    with pytest.raises(ModelLoadError, match=culprit):
+        Predictor.load(model_copy)
+
+
+def test_missing_dir_and_dangling_pointer(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such model directory"):
+        Predictor.load(tmp_path / "nope")
+    (tmp_path / "current").write_text("gone\n")
+    with pytest.raises(ModelLoadError, match=r"current: names 'gone'"):
+        Predictor.load(tmp_path / "current")
+
+
+def test_one_huge_post_among_short_ones_runs_in_groups_with_the_same_result(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [*TEXTS, "object detection " * 2000, *TEXTS]
+    expected = predictor.predict(texts).probs
+    monkeypatch.setattr(runtime, "MAX_CELLS", 64)  # force the grouped path
+    grouped = predictor.predict(texts).probs
+    assert np.allclose(grouped, expected, atol=1e-6)
