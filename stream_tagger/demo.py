@@ -300,6 +300,7 @@ def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0
         messages, titles = demo_stream(posts, events, prefix, run.max_event_bytes)
         summary = _stream(run, messages, titles, rate, console)
         summary.broker_pid, summary.worker_pid = broker.pid, worker.pid
+        console.print()  # off a terminal, Live leaves the cursor at the end of its last line
         console.print(summary_table(summary))
         if keep_running:
             console.print(f"still running: broker {run.bootstrap_servers}, metrics {summary.metrics_url}\n"
