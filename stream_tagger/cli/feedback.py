@@ -1,1 +1,63 @@
-"""Commands: feedback (being written)."""
+"""Commands ``export-feedback`` and ``compare``: the retraining half of the human-in-the-loop cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from stream_tagger.cli._app import app, console, fail
+from stream_tagger.model.artefacts import ModelLoadError
+from stream_tagger.model.dataset import DatasetError
+from stream_tagger.settings import Settings
+
+
+@app.command("export-feedback")
+def export_feedback(
+    out: Annotated[Path, typer.Option(help="Training CSV to write (id,created_on,title,description,tag)")],
+    bootstrap_servers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
+) -> None:
+    """Write people's corrections (latest per post) with the posts' text as a training CSV."""
+    from stream_tagger.feedback_export import ExportError
+    from stream_tagger.feedback_export import export_feedback as export
+    from stream_tagger.produce import BrokerUnreachable
+
+    settings = Settings(**({"bootstrap_servers": bootstrap_servers} if bootstrap_servers else {}))
+    try:
+        report = export(settings, out)
+    except (BrokerUnreachable, ExportError) as exc:
+        fail(str(exc))
+    console.print(f"[green]wrote[/] {report.written} corrected posts to {out}; skipped "
+                  f"{report.without_text} without text on {settings.topic_raw}, "
+                  f"{report.without_approved_tag} naming no approved tag", highlight=False)
+
+
+@app.command()
+def compare(
+    model: Annotated[Path, typer.Option(help="The candidate: version folder or pointer")],
+    baseline: Annotated[Path, typer.Option(help="The serving model: version folder or pointer")],
+    data: Annotated[list[Path], typer.Option("--data", help="Labelled CSV; repeatable")],
+) -> None:
+    """Both models on the same data, side by side; exits 1 if the candidate is worse on weighted F1 or
+    auto-tag precision (the promotion gate)."""
+    from stream_tagger.promotion import compare_models
+
+    try:
+        result = compare_models(model, baseline, data)
+    except (DatasetError, ModelLoadError, ValueError) as exc:
+        fail(str(exc))
+    table = Table(title=f"{result.new_version} (new) vs {result.baseline_version} (baseline)")
+    for col in ("figure", "new", "baseline", "change"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    for row in result.rows:
+        delta = row.new - row.baseline
+        style = "red" if row.worse else ("bold" if row.decides else None)
+        table.add_row(row.name + (" *" if row.decides else ""), f"{row.new:.3f}", f"{row.baseline:.3f}",
+                      f"{delta:+.3f}", style=style)
+    console.print(table)
+    console.print("* decides promotion")
+    if not result.passed:
+        fail("new model is worse on " + ", ".join(row.name for row in result.failures) + "; do not promote")
+    console.print(f"[green]pass[/]: {result.new_version} may replace {result.baseline_version}")

@@ -1,0 +1,122 @@
+"""Corrections back into training data: the feedback topic joined with the posts' text, as a training CSV.
+
+The feedback topic only carries ids and tags, so the text comes from the raw topic (the one place that
+has title, description and creation time for every post). Both topics are read from the beginning to
+the end offsets seen at start, so an export is a consistent snapshot even while the stream goes on.
+Per id the latest correction wins (people correct their corrections). The training CSV holds one tag
+per post, so the first approved tag of the correction is used; a correction naming no approved tag
+teaches the model nothing and is left out, and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from stream_tagger.events import Feedback, RawContent
+from stream_tagger.produce import LIBRDKAFKA_LOGGER, check_broker
+from stream_tagger.routing import normalise_tag
+from stream_tagger.settings import APPROVED_TAGS, Settings
+
+CSV_COLUMNS = ("id", "created_on", "title", "description", "tag")
+CREATED_ON_FORMAT = "%Y-%m-%d %H:%M:%S"  # as in data/dataset.csv
+
+
+class ExportError(Exception):
+    """The export cannot run (a topic is missing); the message says which."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    written: int
+    without_text: int  # corrected ids not (or no longer) on the raw topic
+    without_approved_tag: int
+
+
+def read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
+    """Every message of ``topic`` from the beginning up to the end offsets as they are now."""
+    consumer = Consumer({**settings.kafka_common(), "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "logger": LIBRDKAFKA_LOGGER})
+    try:
+        ends = {}
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        todo = set(ends)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
+        while todo:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    todo.discard(msg.partition())
+                    continue
+                raise KafkaException(msg.error())
+            if msg.offset() < ends[msg.partition()]:
+                yield msg
+            if msg.offset() >= ends[msg.partition()] - 1:
+                todo.discard(msg.partition())
+    finally:
+        consumer.close()
+
+
+def latest_corrections(messages: Iterator[Message]) -> dict[str, Feedback]:
+    """Per id, the correction with the latest ``created_at``; undecodable messages are skipped."""
+    decode = msgspec.json.Decoder(Feedback).decode
+    latest: dict[str, Feedback] = {}
+    for msg in messages:
+        try:
+            fb = decode(msg.value() or b"")
+        except msgspec.DecodeError:
+            continue
+        if fb.id not in latest or fb.created_at >= latest[fb.id].created_at:
+            latest[fb.id] = fb
+    return latest
+
+
+def posts_by_id(messages: Iterator[Message], wanted: set[str]) -> dict[str, RawContent]:
+    """The first readable raw event of each wanted id (a replay carries the same post)."""
+    decode = msgspec.json.Decoder(RawContent).decode
+    found: dict[str, RawContent] = {}
+    for msg in messages:
+        try:
+            post = decode(msg.value() or b"")
+        except msgspec.DecodeError:
+            continue
+        if post.id in wanted and post.id not in found:
+            found[post.id] = post
+    return found
+
+
+def training_tag(feedback: Feedback) -> str | None:
+    return next((t for t in map(normalise_tag, feedback.tags) if t in APPROVED_TAGS), None)
+
+
+def export_feedback(settings: Settings, out: Path) -> ExportReport:
+    """Write the corrected examples as a training CSV at ``out``; counts what could not be written."""
+    existing = check_broker(settings)
+    missing = [t for t in (settings.topic_feedback, settings.topic_raw) if t not in existing]
+    if missing:
+        raise ExportError(f"topic {', '.join(missing)} does not exist at {settings.bootstrap_servers}")
+    corrections = latest_corrections(read_to_end(settings, settings.topic_feedback))
+    tags = {cid: tag for cid, fb in corrections.items() if (tag := training_tag(fb)) is not None}
+    posts = posts_by_id(read_to_end(settings, settings.topic_raw), set(tags))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for cid in sorted(posts):
+            post = posts[cid]
+            writer.writerow([cid, post.created_at.strftime(CREATED_ON_FORMAT), post.title, post.description,
+                             tags[cid]])
+    return ExportReport(written=len(posts), without_text=len(tags) - len(posts),
+                        without_approved_tag=len(corrections) - len(tags))

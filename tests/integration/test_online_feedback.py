@@ -1,0 +1,109 @@
+"""Feedback on the embedded broker: the online metrics equal what a person counts by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from stream_tagger.events import Feedback, TaggedContent
+from stream_tagger.model.runtime import Predictor
+from stream_tagger.produce import encode
+from stream_tagger.settings import Settings
+from stream_tagger.sources import dataset_events
+from tests.integration.helpers import WorkerProcess, drain, produce
+from tests.integration.online_helpers import wait_metric
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 150
+CV, NLP, OTHER = "computer-vision", "natural-language-processing", "other"
+
+
+def feedback(content_id: str, tags: list[str], source: str, at: datetime) -> tuple[bytes, bytes]:
+    return content_id.encode(), msgspec.json.encode(Feedback(id=content_id, tags=tags, source=source,  # type: ignore[arg-type]
+                                                             created_at=at))
+
+
+def test_online_precision_recall_agreement_and_review_resolution(settings: Settings, tmp_path: Path) -> None:
+    events = [msgspec.structs.replace(e, author_tags=[CV]) if i % 3 == 0 else e
+              for i, e in enumerate(dataset_events(EVENTS, id_prefix="fb"))]
+    now = datetime.now(UTC)
+    # Corrections for the first 20 posts arrive before the posts themselves: parked, judged later.
+    early = {e.id: [NLP] for e in events[:20]}
+    produce(settings, [feedback(cid, tags, "user", now) for cid, tags in early.items()],
+            topic=settings.topic_feedback)
+    produce(settings, [(e.id.encode(), encode(e)) for e in events])
+
+    # A threshold at the median confidence sends about half the posts to review, whatever the model.
+    model = Predictor.load(settings.model_dir)
+    probs = model.predict([e.text for e in events]).probs
+    settings = settings.model_copy(update={"threshold": float(np.median(probs.max(axis=1)))})
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        tagged = drain(settings, settings.topic_tagged, lambda seen: len(seen) >= EVENTS)
+        decision = {k.decode(): msgspec.json.decode(v[0], type=TaggedContent) for k, v in tagged.items()}
+        # Later corrections: every other one confirms the top suggestion, the rest say "other";
+        # reviewers decide the posts waiting for review.
+        corrections = dict(early)
+        sources = dict.fromkeys(early, "user")
+        for i, e in enumerate(events[20:110]):
+            d = decision[e.id]
+            if d.status == "pending_review":
+                corrections[e.id], sources[e.id] = [NLP, OTHER], "reviewer"
+            else:
+                corrections[e.id] = [d.tags[0].tag] if d.tags and i % 2 == 0 else [OTHER]
+                sources[e.id] = "author"
+        later = {cid: tags for cid, tags in corrections.items() if cid not in early}
+        reviewed_at = now + timedelta(seconds=90)
+        produce(settings, [feedback(cid, tags, sources[cid], reviewed_at) for cid, tags in later.items()],
+                topic=settings.topic_feedback)
+
+        # By hand: what was shown vs what people said, the author's own tags set aside.
+        tp = fp = fn = 0
+        tp_nlp = fp_nlp = 0
+        for cid, tags in corrections.items():
+            d = decision[cid]
+            shown = {s.tag for s in d.tags}
+            truth = set(tags) - set(d.author_tags)
+            tp, fp, fn = tp + len(shown & truth), fp + len(shown - truth), fn + len(truth - shown)
+            tp_nlp += NLP in shown & truth
+            fp_nlp += NLP in shown - truth
+        pending = [cid for cid in later if sources[cid] == "reviewer"]
+        assert pending and tp and fp, "the sample must exercise reviews, hits and misses"
+
+        wait_metric(worker, "stream_tagger_feedback_total", {"source": "reviewer"},
+                    lambda v: v >= len(pending))
+        precision = wait_metric(worker, "stream_tagger_online_precision", {"tag": "all"},
+                                lambda v: v == pytest.approx(tp / (tp + fp)))
+        recall = worker.metric("stream_tagger_online_recall", {"tag": "all"})
+        precision_nlp = worker.metric("stream_tagger_online_precision", {"tag": NLP})
+        resolved = wait_metric(worker, "stream_tagger_review_resolution_seconds_count", None,
+                               lambda v: v >= len(pending))
+        resolution_sum = worker.metric("stream_tagger_review_resolution_seconds_sum")
+        by_source = {s: worker.metric("stream_tagger_feedback_total", {"source": s})
+                     for s in ("user", "author", "reviewer")}
+        agree = worker.metric("stream_tagger_author_tag_agreement_total", {"result": "agree"})
+        disagree = worker.metric("stream_tagger_author_tag_agreement_total", {"result": "disagree"})
+        retagged = drain(settings, settings.topic_tagged,
+                         lambda seen: all(len(seen.get(cid.encode(), [])) >= 2 for cid in pending))
+        assert worker.terminate() == 0
+
+    assert precision == pytest.approx(tp / (tp + fp))
+    assert recall == pytest.approx(tp / (tp + fn))
+    assert precision_nlp == pytest.approx(tp_nlp / (tp_nlp + fp_nlp))
+    assert by_source == {"user": 20, "author": len(later) - len(pending), "reviewer": len(pending)}
+    # Time to review: feedback time minus the time the worker asked for the review.
+    assert resolved == len(pending)
+    expected_wait = sum((reviewed_at - decision[cid].processed_at).total_seconds() for cid in pending)
+    assert resolution_sum == pytest.approx(expected_wait, abs=0.01)
+    for cid in pending:
+        last = msgspec.json.decode(retagged[cid.encode()][-1], type=TaggedContent)
+        assert (last.status, [t.tag for t in last.tags]) == ("tagged", [NLP, OTHER])
+    # Author tags as a proxy label: the model's top-1 against them, counted by hand with the same model.
+    top1 = [model.labels[j] for j in probs.argmax(axis=1)]
+    hits = sum(tag in e.author_tags for tag, e in zip(top1, events, strict=True) if e.author_tags)
+    assert (agree, disagree) == (hits, sum(bool(e.author_tags) for e in events) - hits)
