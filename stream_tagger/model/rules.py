@@ -131,25 +131,26 @@ if set(KEYWORDS) != set(APPROVED_TAGS):
     raise RuntimeError("KEYWORDS must cover exactly the approved tags")
 
 
-def _pattern(words: Sequence[str]) -> re.Pattern[str]:
-    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
-
-
 class KeywordBaseline:
-    """``predict`` returns an approved tag per text, or None when no keyword fires."""
+    """``predict`` returns an approved tag per text, or None when no keyword fires.
+
+    All keywords live in one alternation (longest first), so a text is scanned once, not once per tag:
+    the worker samples this baseline on the hot path."""
 
     def __init__(self, keywords: dict[str, tuple[str, ...]] = KEYWORDS) -> None:
-        self._patterns = [(tag, _pattern(words)) for tag, words in keywords.items()]
+        self._tag_of = {word: tag for tag, words in reversed(keywords.items()) for word in words}
+        alternatives = "|".join(re.escape(w) for w in sorted(self._tag_of, key=len, reverse=True))
+        self._pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+        self._priority = {tag: i for i, tag in enumerate(keywords)}
 
     def predict_one(self, text: str) -> str | None:
-        lowered = text.lower()
-        best, best_hits = None, 0
-        for tag, pattern in self._patterns:
-            hits = len(pattern.findall(lowered))
-            if hits > best_hits:
-                best, best_hits = tag, hits
-        return best
+        hits: dict[str, int] = {}
+        for word in self._pattern.findall(text.lower()):
+            tag = self._tag_of[word]
+            hits[tag] = hits.get(tag, 0) + 1
+        if not hits:
+            return None
+        return max(hits, key=lambda tag: (hits[tag], -self._priority[tag]))
 
     def predict(self, texts: Sequence[str]) -> list[str | None]:
         return [self.predict_one(t) for t in texts]

@@ -1,0 +1,67 @@
+"""``stream-tagger evaluate`` / ``train``: JSON keys other tools read, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from stream_tagger.cli import app
+from stream_tagger.settings import APPROVED_TAGS
+from tests.conftest import DATASET, MODELS
+
+
+def _said(expected: str, output: str) -> bool:
+    """rich wraps long lines at the terminal width: compare without whitespace."""
+    return "".join(expected.split()) in "".join(output.split())
+
+
+def test_evaluate_writes_the_documented_json_keys(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--data", str(DATASET), "--model", str(MODELS / "current"), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    for path in (
+        "weighted.f1",
+        "weighted.precision",
+        "auto_tag.precision",
+        "auto_tag.coverage",
+        "parity.label_agreement",
+        "parity.max_prob_diff",
+        "macro.f1",
+        "baseline.weighted.f1",
+    ):
+        node = report
+        for key in path.split("."):
+            node = node[key]
+        assert isinstance(node, float), path
+    assert set(report["per_class"]) == set(APPROVED_TAGS)
+    assert report["parity"]["label_agreement"] == 1.0 and report["parity"]["max_prob_diff"] < 1e-4
+    assert {"short_text", "empty_description", "other_class_keywords"} <= set(report["slices"])
+    assert sum(map(sum, report["confusion_matrix"]["matrix"])) == report["n"]
+
+
+def test_evaluate_bad_csv_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,created_on,title,description,tag\n1,2020,t,d,robotics\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(bad), "--model", str(MODELS / "current")])
+    assert result.exit_code == 1
+    assert _said("bad.csv:2: unknown tag 'robotics'", result.output)
+
+
+def test_evaluate_missing_model_names_the_path(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(DATASET), "--model", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert _said("none: no such model directory", result.output)
+
+
+def test_train_bad_csv_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,title,tag\n1,t,mlops\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "models")])
+    assert result.exit_code == 1
+    assert _said("bad.csv:1: missing column(s) created_on, description", result.output)
+    assert not (tmp_path / "models").exists()
