@@ -149,7 +149,8 @@ def plot(snapshots: Sequence[Snapshot], out: Path, title: str) -> None:
         for q, points in quantile_series(snapshots, PREFIX + metric + "_bucket").items():
             if points:
                 ax.plot(*zip(*points, strict=True), label=f"p{round(q * 100)}")
-        ax.set(title=label, xlabel="seconds", ylabel="ms")
+        # log scale: p50 and p99 are often an order of magnitude apart
+        ax.set(title=label, xlabel="seconds", ylabel="ms (log scale)", yscale="log")
         legend(ax)
     axes[0][1].axhline(100, color="tab:red", linestyle="--", linewidth=1, label="budget 100 ms")
     legend(axes[0][1])
@@ -170,7 +171,11 @@ def plot(snapshots: Sequence[Snapshot], out: Path, title: str) -> None:
         )
     if not tags:
         ax.text(0.5, 0.5, "no confidence observations yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set(title="Top-1 confidence per tag", xlabel="confidence bucket", ylabel="posts")
+    # log scale: the few low-confidence posts (the ones sent to review) would be invisible otherwise
+    ax.set(
+        title="Top-1 confidence per tag", xlabel="confidence bucket (upper bound)", ylabel="posts (log scale)"
+    )
+    ax.set_yscale("log")
     legend(ax, "upper left")
 
     out.parent.mkdir(parents=True, exist_ok=True)

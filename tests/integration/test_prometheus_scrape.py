@@ -93,20 +93,22 @@ def scalar_when(base: str, expr: str, done: float, timeout: float = 30.0) -> flo
 
 def test_prometheus_scrapes_the_worker_after_n_events(settings: Settings, tmp_path: Path) -> None:
     binary = require_tool("prometheus")
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+    worker = WorkerProcess(settings, tmp_path / "worker.log")  # picks its web port now
+    # Prometheus first: its start-up (about 5 s before the first scrape) overlaps the worker's.
+    with (
+        running_prometheus(binary, f"127.0.0.1:{worker.settings.web_port}", tmp_path) as prometheus,
+        worker,
+    ):
         worker.wait_ready()
         produce(settings, valid_events(EVENTS, "scrape"))
         worker.wait_processed(EVENTS)
-        with running_prometheus(binary, f"127.0.0.1:{worker.settings.web_port}", tmp_path) as prometheus:
-            processed = scalar_when(prometheus, "sum(stream_tagger_events_processed_total)", EVENTS)
-            latency_count = scalar_when(
-                prometheus, "sum(stream_tagger_end_to_end_latency_seconds_count)", EVENTS
-            )
-            p99 = instant_query(
-                prometheus,
-                "histogram_quantile(0.99, sum by (le) (stream_tagger_end_to_end_latency_seconds_bucket))",
-            )
-            up = instant_query(prometheus, 'up{job="stream-tagger"}')
+        processed = scalar_when(prometheus, "sum(stream_tagger_events_processed_total)", EVENTS)
+        latency_count = scalar_when(prometheus, "sum(stream_tagger_end_to_end_latency_seconds_count)", EVENTS)
+        p99 = instant_query(
+            prometheus,
+            "histogram_quantile(0.99, sum by (le) (stream_tagger_end_to_end_latency_seconds_bucket))",
+        )
+        up = instant_query(prometheus, 'up{job="stream-tagger"}')
 
     assert processed == EVENTS
     assert latency_count == EVENTS
