@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stream_tagger.broker import free_port
 from stream_tagger.events import TaggedContent
+from stream_tagger.model.artefacts import resolve
 from stream_tagger.produce import encode, make_producer, publish
 from stream_tagger.settings import Settings
 from stream_tagger.sources import dataset_events
@@ -141,6 +143,17 @@ def committed_total(settings: Settings) -> int:
         return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
     finally:
         consumer.close()
+
+
+def pin_model(settings: Settings, directory: Path) -> Settings:
+    """Settings serving a private copy of the current model version.
+
+    ``models/current`` may be re-pointed while a test runs (training, promotion, hot reload); a
+    test comparing outcomes across restarts needs one fixed version.
+    """
+    target = directory / "pinned-model"
+    shutil.copytree(resolve(settings.model_dir), target)
+    return settings.model_copy(update={"model_dir": target})
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

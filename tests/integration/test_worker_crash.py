@@ -7,12 +7,21 @@ from pathlib import Path
 import pytest
 
 from stream_tagger.settings import Settings
-from tests.integration.helpers import WorkerProcess, assert_consistent, drain, has_keys, produce, valid_events
+from tests.integration.helpers import (
+    WorkerProcess,
+    assert_consistent,
+    drain,
+    has_keys,
+    pin_model,
+    produce,
+    valid_events,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def test_sigkill_mid_stream_then_restart_accounts_for_every_id(settings: Settings, tmp_path: Path) -> None:
+    settings = pin_model(settings, tmp_path)
     events = valid_events(20_000, prefix="kill")
     produce(settings, events)
 
@@ -34,6 +43,7 @@ def test_sigkill_mid_stream_then_restart_accounts_for_every_id(settings: Setting
 
 
 def test_killed_group_member_partitions_move_to_the_survivor(settings: Settings, tmp_path: Path) -> None:
+    settings = pin_model(settings, tmp_path)
     with WorkerProcess(settings, tmp_path / "a.log") as a, WorkerProcess(settings, tmp_path / "b.log") as b:
         a.wait_ready()
         b.wait_ready()
