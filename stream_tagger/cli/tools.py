@@ -24,8 +24,7 @@ from rich.text import Text
 from stream_tagger.broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.cli._app import app, console, fail
 from stream_tagger.demo import DemoError, run_demo
-from stream_tagger.model.runtime import ModelLoadError, Predictor
-from stream_tagger.predict import predict_file
+from stream_tagger.model.artefacts import ModelLoadError
 from stream_tagger.produce import BrokerUnreachable, check_broker, load_file, produce_events
 from stream_tagger.settings import Settings
 from stream_tagger.sources import BUNDLED_DATASET, RowError, SourceError
@@ -186,6 +185,10 @@ def predict(
                                                "models/current).", show_default=False)] = None,
 ) -> None:
     """Batch decisions the product owners can trust to match the stream's."""
+    # Imported here: the model runtime pulls in scikit-learn (~2 s), which no other command needs.
+    from stream_tagger.model.runtime import Predictor
+    from stream_tagger.predict import predict_file
+
     settings = Settings(model_dir=model) if model else Settings()
     try:
         predictor = Predictor.load(settings.model_dir)
