@@ -35,9 +35,14 @@ FETCH_WAIT_MAX_MS = 10
 
 
 def consumer_config(bootstrap: str, group: str) -> dict[str, str | int]:
-    return {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-            "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
-            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS}
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
+        "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
+    }
 
 
 def producer_config(bootstrap: str) -> dict[str, str | int]:
@@ -80,8 +85,10 @@ def train_user_model(dataset_csv: Path, out: Path) -> Path:
 
     data = load_dataset([dataset_csv])
     model = make_pipeline(
-        make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+        make_union(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
+        ),
         LogisticRegression(max_iter=1000, C=10.0),
     )
     model.fit(data.texts, list(data.tags))
@@ -140,10 +147,17 @@ def faust_passthrough(args: argparse.Namespace, stop: StopFlag) -> int:
     that only Faust's consume side is measured (``await topic.send()`` per event is slower still)."""
     import faust  # Imported here: the other pipelines should not pay for importing it.
 
-    app = faust.App(args.group, broker=f"kafka://{args.bootstrap}", value_serializer="raw",
-                    key_serializer="raw", web_enabled=False, consumer_auto_offset_reset="earliest",
-                    broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
-                    broker_heartbeat_interval=HEARTBEAT_INTERVAL_MS / 1000, topic_disable_leader=True)
+    app = faust.App(
+        args.group,
+        broker=f"kafka://{args.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_MS / 1000,
+        topic_disable_leader=True,
+    )
     source = app.topic(args.input, value_type=bytes, key_type=bytes)
     producer = Producer(producer_config(args.bootstrap))
     done = 0

@@ -9,6 +9,7 @@ come from /proc of the pipeline's processes, so a Python loop and a Faust worker
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -50,12 +51,14 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
 
 
 def _producer(bootstrap: str) -> Producer:
-    # linger 1 ms: an upstream that sends promptly, so that the input side adds little to the latency.
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 500_000})
+    # librdkafka's default linger (5 ms), which a real upstream would use. Tansu's cost is per request: at
+    # 5,000/s with linger 1 ms it needed a whole core and fell seconds behind; 5 ms: half a core, p50 35 ms.
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "queue.buffering.max.messages": 500_000})
 
 
-def produce_bulk(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]],
-                 partitions: int | None = None) -> dict[bytes, int]:
+def produce_bulk(
+    bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]], partitions: int | None = None
+) -> dict[bytes, int]:
     """Send everything as fast as possible (round robin over ``partitions`` when given); key -> CreateTime."""
     producer = _producer(bootstrap)
     sent: dict[bytes, int] = {}
@@ -68,8 +71,9 @@ def produce_bulk(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]
     return sent
 
 
-def produce_paced(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]],
-                  rate: float) -> tuple[dict[bytes, int], float]:
+def produce_paced(
+    bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]], rate: float
+) -> tuple[dict[bytes, int], float]:
     """Send at ``rate`` events/s (open loop: the schedule does not wait for the pipeline) and return
     key -> CreateTime and the rate actually achieved. Sends whatever is due every millisecond."""
     producer = _producer(bootstrap)
@@ -95,10 +99,17 @@ class Sink(threading.Thread):
 
     def __init__(self, bootstrap: str, topics: Sequence[str], partitions: int) -> None:
         super().__init__(daemon=True, name="sink")
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sink-{topics[0]}",
-                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10})
-        self._consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING)
-                               for t in topics for p in range(partitions)])
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"sink-{topics[0]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        self._consumer.assign(
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in range(partitions)]
+        )
         self.seen: dict[bytes, tuple[int, float]] = {}
         self._halt = threading.Event()
 
@@ -170,8 +181,9 @@ class Processes:
 
     procs: list[subprocess.Popen[bytes]]
     logs: list[Path]
+    broker_pid: int | None = None  # sampled too: the broker shares the machine's cores with the pipeline
     interval: float = 0.1
-    samples: list[tuple[float, float]] = field(default_factory=list)
+    samples: list[tuple[float, float, float]] = field(default_factory=list)  # wall, pipeline CPU, broker CPU
     peak_rss_kb: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -183,21 +195,26 @@ class Processes:
         return all(p.poll() is None for p in self.procs)
 
     def _sample(self) -> None:
-        while not self._halt.is_set():
+        pids: list[int] = []
+        for tick in itertools.count():
+            if self._halt.is_set():
+                return
+            if tick % 10 == 0:  # walking /proc is the costly part; a pipeline rarely forks
+                pids = [pid for proc in self.procs for pid in process_tree(proc.pid)]
             cpu = 0.0
-            for proc in self.procs:
-                for pid in process_tree(proc.pid):
-                    cpu += _cpu_seconds(pid)
-                    hwm = _status_kb(pid, "VmHWM")
-                    self.peak_rss_kb[pid] = max(self.peak_rss_kb.get(pid, 0), hwm)
-            self.samples.append((time.time(), cpu))
+            for pid in pids:
+                cpu += _cpu_seconds(pid)
+                self.peak_rss_kb[pid] = max(self.peak_rss_kb.get(pid, 0), _status_kb(pid, "VmHWM"))
+            broker = _cpu_seconds(self.broker_pid) if self.broker_pid else 0.0
+            self.samples.append((time.time(), cpu, broker))
             self._halt.wait(self.interval)
 
-    def cpu_between(self, start: float, end: float) -> float:
-        """CPU seconds spent from the last sample at or before ``start`` to the first at or after ``end``."""
-        before = [c for t, c in self.samples if t <= start] or [self.samples[0][1]]
-        after = [c for t, c in self.samples if t >= end] or [self.samples[-1][1]]
-        return after[0] - before[-1]
+    def cpu_between(self, start: float, end: float) -> tuple[float, float]:
+        """CPU seconds of the pipeline and of the broker from the last sample at or before ``start`` to the
+        first at or after ``end``."""
+        before = [s for s in self.samples if s[0] <= start] or self.samples[:1]
+        after = [s for s in self.samples if s[0] >= end] or self.samples[-1:]
+        return after[0][1] - before[-1][1], after[0][2] - before[-1][2]
 
     def stop(self, timeout: float = 20.0) -> list[str]:
         """SIGTERM every process, wait, kill what is left; returns the end of each one's log."""
@@ -226,5 +243,7 @@ def percentiles(values: Sequence[float], points: Sequence[float] = (50, 99, 99.9
     if not values:
         return {f"p{p:g}": math.nan for p in points}
     ordered = sorted(values)
-    return {f"p{p:g}": ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
-            for p in points}
+    return {
+        f"p{p:g}": ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+        for p in points
+    }

@@ -24,8 +24,11 @@ SAMPLE_RATE_HZ = 100
 # Once the backlog is drained the worker idles, and py-spy records no idle samples.
 PROFILE_SECONDS = 30
 # Most specific first: a third-party file also lives under /lib/python3.x/.
-_PACKAGE = (re.compile(r"site-packages/([A-Za-z0-9_]+)"), re.compile(r"/(stream_tagger)/"),
-            re.compile(r"/lib/python3\.\d+/([A-Za-z0-9_]+)"))
+_PACKAGE = (
+    re.compile(r"site-packages/([A-Za-z0-9_]+)"),
+    re.compile(r"/(stream_tagger)/"),
+    re.compile(r"/lib/python3\.\d+/([A-Za-z0-9_]+)"),
+)
 
 
 def package_of(path: str) -> str:
@@ -52,12 +55,19 @@ def summarize(speedscope: dict[str, Any], top: int = 12) -> str:
             if not stack:
                 continue
             self_by_package[package_of(frames[stack[-1]]["file"])] += 1
-            for name in {f"{frames[i]['name']} ({Path(frames[i]['file']).name})" for i in stack
-                         if "/stream_tagger/" in frames[i]["file"]}:
+            for name in {
+                f"{frames[i]['name']} ({Path(frames[i]['file']).name})"
+                for i in stack
+                if "/stream_tagger/" in frames[i]["file"]
+            }:
                 inclusive[name] += 1
         n = len(samples)
-        lines += [f"## {profile['name']}: {n} samples ({n / total:.0%} of all)", "",
-                  "| innermost frame's package | share |", "|---|---|"]
+        lines += [
+            f"## {profile['name']}: {n} samples ({n / total:.0%} of all)",
+            "",
+            "| innermost frame's package | share |",
+            "|---|---|",
+        ]
         lines += [f"| {pkg} | {count / n:.0%} |" for pkg, count in self_by_package.most_common(top)]
         lines += ["", "| stream_tagger function (inclusive) | share |", "|---|---|"]
         lines += [f"| {name} | {count / n:.0%} |" for name, count in inclusive.most_common(top)]
@@ -83,9 +93,20 @@ def profile(bench: Any, out: Path) -> None:
                 raise PipelineFailed("worker: no output; its log:\n" + "\n".join(processes.stop()))
             # Attached once the worker is up, so imports and model loading stay out of the picture.
             first = len(sink.seen)
-            record = [pyspy, "record", "--pid", str(processes.procs[0].pid),
-                      "--duration", str(PROFILE_SECONDS),
-                      "-r", str(SAMPLE_RATE_HZ), "-f", "speedscope", "-o", str(target)]
+            record = [
+                pyspy,
+                "record",
+                "--pid",
+                str(processes.procs[0].pid),
+                "--duration",
+                str(PROFILE_SECONDS),
+                "-r",
+                str(SAMPLE_RATE_HZ),
+                "-f",
+                "speedscope",
+                "-o",
+                str(target),
+            ]
             subprocess.run(record, check=True, timeout=PROFILE_SECONDS + 60)
             print(f"profiled while {len(sink.seen) - first:,} events came out", file=sys.stderr)
         finally:

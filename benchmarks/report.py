@@ -10,10 +10,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-LABELS = {"passthrough": "confluent-kafka passthrough (ceiling)",
-          "sklearn": "confluent-kafka + sklearn per msg",
-          "faust": "Faust agent, iterate only",
-          "worker": "stream-tagger worker"}
+LABELS = {
+    "passthrough": "confluent-kafka passthrough (ceiling)",
+    "sklearn": "confluent-kafka + sklearn per msg",
+    "faust": "Faust agent, iterate only",
+    "worker": "stream-tagger worker",
+}
 COLORS = {"passthrough": "tab:gray", "sklearn": "tab:orange", "faust": "tab:purple", "worker": "tab:blue"}
 
 
@@ -32,19 +34,33 @@ def check_targets(results: dict) -> list[dict[str, Any]]:
     at_1k = _load(results, "worker", "1,000/s").get("latency_ms", {})
     at_80 = _load(results, "worker", "80% of saturation").get("latency_ms", {})
     own = results["pipelines"].get("worker", {"saturation": {}, "loads": []})
-    worker_runs = [own["saturation"], *own["loads"], *results["sweeps"]["batch_max_size"],
-                   *results["sweeps"]["workers"]]
+    worker_runs = [
+        own["saturation"],
+        *own["loads"],
+        *results["sweeps"]["batch_max_size"],
+        *results["sweeps"]["workers"],
+    ]
     rows = [
         ("throughput (events/s)", worker, ">=", 20_000.0),
         ("speed-up over the sklearn loop", worker / sklearn if sklearn else math.nan, ">=", 10.0),
         ("p99 latency at 1,000/s (ms)", at_1k.get("p99", math.nan), "<", 20.0),
         ("p99 latency at 80% of saturation (ms)", at_80.get("p99", math.nan), "<", 100.0),
-        ("peak RSS of a worker process (MB)", max(r.get("peak_rss_mb", math.nan) for r in worker_runs), "<",
-         300.0),
+        (
+            "peak RSS of a worker process (MB)",
+            max(r.get("peak_rss_mb", math.nan) for r in worker_runs),
+            "<",
+            300.0,
+        ),
     ]
-    return [{"target": name, "measured": value, "rule": f"{op} {limit:g}",
-             "pass": bool(value >= limit if op == ">=" else value < limit) and not math.isnan(value)}
-            for name, value, op, limit in rows]
+    return [
+        {
+            "target": name,
+            "measured": value,
+            "rule": f"{op} {limit:g}",
+            "pass": bool(value >= limit if op == ">=" else value < limit) and not math.isnan(value),
+        }
+        for name, value, op, limit in rows
+    ]
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -57,25 +73,44 @@ def print_report(results: dict, console: Console | None = None) -> None:
     console = console or Console(width=None if Console().is_terminal else 150)
     meta = results["meta"]
     m = meta["machine"]
-    console.print(f"[bold]stream-tagger benchmarks[/] {meta['date']}  {m['nproc']} cores, "
-                  f"{m['ram_gib']} GiB, {meta['events']:,} events, {meta['partitions']} partitions, "
-                  f"{meta['broker']}")
+    console.print(
+        f"[bold]stream-tagger benchmarks[/] {meta['date']}  {m['nproc']} cores, "
+        f"{m['ram_gib']} GiB, {meta['events']:,} events, {meta['partitions']} partitions, "
+        f"{meta['broker']}"
+    )
 
     table = Table(title="Saturation: N events pre-produced, drained as fast as possible")
-    for col in ("pipeline", "events/s", "x sklearn", "CPU µs/event", "cores busy", "peak RSS MB", "note"):
+    for col in (
+        "pipeline",
+        "events/s",
+        "x sklearn",
+        "CPU µs/event",
+        "cores busy",
+        "broker cores",
+        "peak RSS MB",
+        "note",
+    ):
         table.add_column(col, justify="left" if col in ("pipeline", "note") else "right")
     sklearn = _rate(results, "sklearn")
     for kind, entry in results["pipelines"].items():
         sat = entry["saturation"]
         rate = sat.get("events_per_s")
         note = f"time-capped: {sat['delivered']:,} of {sat['sent']:,}" if sat.get("time_capped") else ""
-        table.add_row(LABELS[kind], _fmt(rate), _fmt(rate / sklearn if rate and sklearn else None, 1),
-                      _fmt(sat.get("cpu_us_per_event")), _fmt(sat.get("cores_busy"), 2),
-                      _fmt(sat.get("peak_rss_mb")), note)
+        table.add_row(
+            LABELS[kind],
+            _fmt(rate),
+            _fmt(rate / sklearn if rate and sklearn else None, 1),
+            _fmt(sat.get("cpu_us_per_event")),
+            _fmt(sat.get("cores_busy"), 2),
+            _fmt(sat.get("broker_cores_busy"), 2),
+            _fmt(sat.get("peak_rss_mb")),
+            note,
+        )
     console.print(table)
 
     table = Table(title="Latency at offered loads (ms, output CreateTime - input CreateTime)")
-    for col in ("pipeline", "load", "offered/s", "delivered", "p50", "p99", "p99.9", "CPU µs/event"):
+    cols = ("pipeline", "load", "offered/s", "delivered", "p50", "p99", "p99.9", "CPU µs/event", "broker")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("pipeline", "load") else "right")
     for kind, entry in results["pipelines"].items():
         for load in entry["loads"]:
@@ -83,19 +118,33 @@ def print_report(results: dict, console: Console | None = None) -> None:
                 table.add_row(LABELS[kind], load["label"], _fmt(load["offered_per_s"]), "over capacity")
                 continue
             lat = load.get("latency_ms", {})
-            table.add_row(LABELS[kind], load["label"], _fmt(load.get("achieved_offered_per_s")),
-                          f"{load['delivered']:,}/{load['sent']:,}", _fmt(lat.get("p50")),
-                          _fmt(lat.get("p99")), _fmt(lat.get("p99.9")), _fmt(load.get("cpu_us_per_event")))
+            table.add_row(
+                LABELS[kind],
+                load["label"],
+                _fmt(load.get("achieved_offered_per_s")),
+                f"{load['delivered']:,}/{load['sent']:,}",
+                _fmt(lat.get("p50")),
+                _fmt(lat.get("p99")),
+                _fmt(lat.get("p99.9")),
+                _fmt(load.get("cpu_us_per_event")),
+                _fmt(load.get("broker_cores_busy"), 2),
+            )
     console.print(table)
 
     table = Table(title="Worker sweeps (saturation)")
-    for col in ("configuration", "events/s", "CPU µs/event", "cores busy", "peak RSS MB"):
+    for col in ("configuration", "events/s", "CPU µs/event", "cores busy", "broker cores", "peak RSS MB"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
     sweeps = [(f"batch_max_size={run['batch_max_size']}", run) for run in results["sweeps"]["batch_max_size"]]
     sweeps += [(f"{run['procs']} worker process(es)", run) for run in results["sweeps"]["workers"]]
     for name, run in sweeps:
-        table.add_row(name, _fmt(run.get("events_per_s")), _fmt(run.get("cpu_us_per_event")),
-                      _fmt(run.get("cores_busy"), 2), _fmt(run.get("peak_rss_mb")))
+        table.add_row(
+            name,
+            _fmt(run.get("events_per_s")),
+            _fmt(run.get("cpu_us_per_event")),
+            _fmt(run.get("cores_busy"), 2),
+            _fmt(run.get("broker_cores_busy"), 2),
+            _fmt(run.get("peak_rss_mb")),
+        )
     console.print(table)
 
     table = Table(title="Targets (stream-tagger worker)")
@@ -120,9 +169,12 @@ def write_plot(results: dict, path: Path) -> None:
 
     meta, m = results["meta"], results["meta"]["machine"]
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 5.2))
-    fig.suptitle(f"stream-tagger benchmarks, {meta['date'][:10]}: {m['nproc']} cores, "
-                 f"{m['ram_gib']:g} GiB RAM, embedded Tansu broker, {meta['events']:,} events, "
-                 f"{meta['partitions']} partitions")
+    fig.suptitle(
+        f"stream-tagger benchmarks, {meta['date'][:10]}: {m['nproc']} cores, "
+        f"{m['ram_gib']:g} GiB RAM, embedded Tansu broker, {meta['events']:,} events, "
+        f"{meta['partitions']} partitions\n(1-min load average at start: "
+        f"{m['load_avg_at_start'][0]:.1f}; the machine may be shared)"
+    )
 
     names, rates, colors = [], [], []
     for kind, entry in results["pipelines"].items():
@@ -149,19 +201,30 @@ def write_plot(results: dict, path: Path) -> None:
     bars.set_title("Throughput")
 
     for kind, entry in results["pipelines"].items():
-        points = sorted((load["achieved_offered_per_s"], load["latency_ms"]) for load in entry["loads"]
-                        if "latency_ms" in load)
+        points = sorted(
+            (load["achieved_offered_per_s"], load["latency_ms"])
+            for load in entry["loads"]
+            if "latency_ms" in load
+        )
         if not points:
             continue
         xs = [x for x, _ in points]
-        curves.plot(xs, [lat["p99"] for _, lat in points], marker="o", color=COLORS[kind],
-                    label=f"{LABELS[kind]} p99")
-        curves.plot(xs, [lat["p50"] for _, lat in points], marker=".", linestyle="--", color=COLORS[kind],
-                    label=f"{LABELS[kind]} p50")
+        curves.plot(
+            xs, [lat["p99"] for _, lat in points], marker="o", color=COLORS[kind], label=f"{LABELS[kind]} p99"
+        )
+        curves.plot(
+            xs,
+            [lat["p50"] for _, lat in points],
+            marker=".",
+            linestyle="--",
+            color=COLORS[kind],
+            label=f"{LABELS[kind]} p50",
+        )
     curves.axhline(20, color="tab:red", linestyle=":", linewidth=1)
     curves.axhline(100, color="tab:red", linestyle=":", linewidth=1)
     curves.set_xscale("log")
     curves.set_yscale("symlog", linthresh=1.0)  # ms resolution: a p50 of 0 ms must still show
+    curves.set_ylim(bottom=0)
     curves.set_xlabel("offered load, events/s (log)")
     curves.set_ylabel("end-to-end latency, ms (log above 1 ms)")
     curves.set_title("Latency vs offered load (red: 20 ms and 100 ms targets)")
@@ -169,3 +232,76 @@ def write_plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    """The same figures as the tables, in Markdown, for pasting into the README."""
+    meta, m = results["meta"], results["meta"]["machine"]
+    sklearn = _rate(results, "sklearn")
+    lines = [
+        f"Run {meta['date']}, {m['nproc']} cores, {m['ram_gib']:g} GiB RAM, {meta['events']:,} events, "
+        f"{meta['partitions']} partitions, 1-min load average at start {m['load_avg_at_start'][0]:.1f}.",
+        "",
+    ]
+    rows = []
+    for kind, entry in results["pipelines"].items():
+        sat = entry["saturation"]
+        rate = sat.get("events_per_s")
+        rows.append(
+            [
+                LABELS[kind],
+                _fmt(rate),
+                _fmt(rate / sklearn if rate and sklearn else None, 1),
+                _fmt(sat.get("cpu_us_per_event")),
+                _fmt(sat.get("peak_rss_mb")),
+            ]
+        )
+    lines += _md_table(
+        ["pipeline", "events/s (saturation)", "x sklearn loop", "CPU µs/event", "peak RSS MB"], rows
+    )
+    rows = []
+    for kind, entry in results["pipelines"].items():
+        for load in entry["loads"]:
+            lat = load.get("latency_ms")
+            if lat is None:
+                rows.append([LABELS[kind], load["label"], "over capacity", "", "", ""])
+                continue
+            rows.append(
+                [
+                    LABELS[kind],
+                    load["label"],
+                    _fmt(load.get("achieved_offered_per_s")),
+                    _fmt(lat["p50"]),
+                    _fmt(lat["p99"]),
+                    _fmt(lat["p99.9"]),
+                ]
+            )
+    lines += _md_table(["pipeline", "offered load", "events/s", "p50 ms", "p99 ms", "p99.9 ms"], rows)
+    rows = [
+        [
+            f"batch_max_size={r['batch_max_size']}",
+            _fmt(r.get("events_per_s")),
+            _fmt(r.get("cpu_us_per_event")),
+        ]
+        for r in results["sweeps"]["batch_max_size"]
+    ]
+    rows += [
+        [f"{r['procs']} worker process(es)", _fmt(r.get("events_per_s")), _fmt(r.get("cpu_us_per_event"))]
+        for r in results["sweeps"]["workers"]
+    ]
+    lines += _md_table(["worker configuration", "events/s", "CPU µs/event"], rows)
+    rows = [
+        [t["target"], _fmt(t["measured"], 1), t["rule"], "PASS" if t["pass"] else "FAIL"]
+        for t in results["targets"]
+    ]
+    lines += _md_table(["target", "measured", "rule", "result"], rows)
+    path.write_text("\n".join(lines))

@@ -11,7 +11,8 @@ Each pipeline runs as its own process(es) and is measured from the outside (see 
   runs: end-to-end latency p50/p99/p99.9;
 - sweeps of our worker: micro-batch size, and 1 vs 2 worker processes in one group.
 
-Writes ``benchmarks/results/latest.json`` and ``latest.png`` and prints the tables and the targets.
+Writes ``benchmarks/results/latest.json``, ``latest.png`` and ``latest.md`` (the tables in Markdown) and
+prints the tables and the targets.
 ``--profile`` instead records the worker under load with py-spy (see ``profile.py``).
 """
 
@@ -36,7 +37,7 @@ from typing import Any
 import msgspec
 from baselines import train_user_model
 from harness import Processes, Sink, create_topics, delete_topics, percentiles, produce_bulk, produce_paced
-from report import check_targets, print_report, write_json, write_plot
+from report import check_targets, print_report, write_json, write_markdown, write_plot
 
 from stream_tagger.broker import EmbeddedBroker, free_port
 from stream_tagger.sources import BUNDLED_DATASET, dataset_events
@@ -59,14 +60,23 @@ class Mode:
     events: int
     load_seconds: float  # duration of each paced run
     slow_seconds: float  # cap on a saturation run of a slow pipeline (the sklearn loop, Faust)
+    cap_seconds: float  # cap on any other saturation run: throughput is counted on what came out by then
     batch_sizes: tuple[int, ...]
     fixed_loads: tuple[float, ...] = (1_000.0, 5_000.0)
     saturation_fractions: tuple[float, ...] = (0.8, 1.0)
 
 
-FULL = Mode(events=200_000, load_seconds=10.0, slow_seconds=30.0, batch_sizes=(64, 256, 1024))
-QUICK = Mode(events=20_000, load_seconds=3.0, slow_seconds=8.0, batch_sizes=(64, 1024),
-             saturation_fractions=(0.8,))
+FULL = Mode(
+    events=200_000, load_seconds=10.0, slow_seconds=30.0, cap_seconds=120.0, batch_sizes=(64, 256, 1024)
+)
+QUICK = Mode(
+    events=20_000,
+    load_seconds=3.0,
+    slow_seconds=8.0,
+    cap_seconds=30.0,
+    batch_sizes=(64, 1024),
+    saturation_fractions=(0.8,),
+)
 
 
 @dataclass
@@ -74,6 +84,7 @@ class Bench:
     """What every run shares: the broker, a scratch folder for logs and the user's model, the mode."""
 
     bootstrap: str
+    broker_pid: int | None
     scratch: Path
     user_model: Path
     mode: Mode
@@ -96,8 +107,11 @@ class RunTopics:
 
 def topics_for(kind: str, run_id: str) -> RunTopics:
     if kind == "worker":
-        return RunTopics(f"{run_id}-raw", (f"{run_id}-tagged", f"{run_id}-review", f"{run_id}-dlq"),
-                         (f"{run_id}-feedback", f"{run_id}-shadow"))
+        return RunTopics(
+            f"{run_id}-raw",
+            (f"{run_id}-tagged", f"{run_id}-review", f"{run_id}-dlq"),
+            (f"{run_id}-feedback", f"{run_id}-shadow"),
+        )
     return RunTopics(f"{run_id}-raw", (f"{run_id}-out",))
 
 
@@ -129,13 +143,35 @@ def worker_env(bench: Bench, topics: RunTopics, group: str, batch: int | None) -
 def command_for(kind: str, bench: Bench, topics: RunTopics, group: str, seconds: float) -> list[str]:
     if kind == "worker":
         return [str(Path(sys.executable).parent / "stream-tagger"), "worker"]
-    cmd = [sys.executable, str(REPO / "benchmarks" / "baselines.py"), kind, "--bootstrap", bench.bootstrap,
-           "--input", topics.raw, "--output", topics.outputs[0], "--group", group, "--seconds", str(seconds)]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "baselines.py"),
+        kind,
+        "--bootstrap",
+        bench.bootstrap,
+        "--input",
+        topics.raw,
+        "--output",
+        topics.outputs[0],
+        "--group",
+        group,
+        "--seconds",
+        str(seconds),
+    ]
     return [*cmd, "--model", str(bench.user_model)] if kind == "sklearn" else cmd
 
 
-def launch(kind: str, bench: Bench, topics: RunTopics, group: str, *, procs: int = 1,
-           batch: int | None = None, seconds: float = 600.0, wrap: list[str] | None = None) -> Processes:
+def launch(
+    kind: str,
+    bench: Bench,
+    topics: RunTopics,
+    group: str,
+    *,
+    procs: int = 1,
+    batch: int | None = None,
+    seconds: float = 600.0,
+    wrap: list[str] | None = None,
+) -> Processes:
     """Start ``procs`` processes of one pipeline in one consumer group, each logging to the scratch folder."""
     started, logs = [], []
     for i in range(procs):
@@ -144,10 +180,13 @@ def launch(kind: str, bench: Bench, topics: RunTopics, group: str, *, procs: int
         log = bench.scratch / f"{group}-{i}.log"
         with log.open("wb") as out:
             cmd = [*(wrap or []), *command_for(kind, bench, topics, group, seconds)]
-            started.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL))
+            started.append(
+                subprocess.Popen(
+                    cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+            )
         logs.append(log)
-    return Processes(started, logs)
+    return Processes(started, logs, bench.broker_pid)
 
 
 def encoded(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
@@ -184,34 +223,47 @@ def summarize(sent: dict[bytes, int], sink: Sink, processes: Processes, window_s
             latency.append(hit[0] - t_in)
             received.append(hit[1] * 1000 - t_in)
     delivered = len(out_ts)
-    result: dict[str, Any] = {"sent": len(sent), "delivered": delivered,
-                              "peak_rss_mb": round(processes.peak_rss_mb, 1)}
+    result: dict[str, Any] = {
+        "sent": len(sent),
+        "delivered": delivered,
+        "peak_rss_mb": round(processes.peak_rss_mb, 1),
+    }
     if delivered < 2:
         return result
     first, last = min(out_ts) / 1000, max(out_ts) / 1000
     span = max(last - first, 1e-3)
     start = first if window_start is None else window_start
-    cpu = processes.cpu_between(start, last)
+    cpu, broker_cpu = processes.cpu_between(start, last)
+    busy_s = max(last - start, 1e-3)
     result |= {
         "events_per_s": round((delivered - 1) / span, 1),
         "cpu_us_per_event": round(cpu / delivered * 1e6, 1),
-        "cores_busy": round(cpu / max(last - start, 1e-3), 2),
+        "cores_busy": round(cpu / busy_s, 2),
+        "broker_cores_busy": round(broker_cpu / busy_s, 2),
         "latency_ms": percentiles(latency),
         "latency_received_ms": percentiles(received),
     }
     return result
 
 
-def saturation(bench: Bench, kind: str, *, procs: int = 1, batch: int | None = None,
-               seconds: float | None = None, wrap: list[str] | None = None) -> dict:
+def saturation(
+    bench: Bench,
+    kind: str,
+    *,
+    procs: int = 1,
+    batch: int | None = None,
+    seconds: float | None = None,
+    wrap: list[str] | None = None,
+) -> dict:
     """N events pre-produced, then the pipeline started: how fast does it drain them?"""
-    n, limit = bench.mode.events, seconds or 600.0
+    n, limit = bench.mode.events, seconds or bench.mode.cap_seconds
     with run_topics(bench, kind) as (run_id, topics):
         sent = produce_bulk(bench.bootstrap, topics.raw, encoded(n, run_id))
         sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
         sink.start()
-        processes = launch(kind, bench, topics, f"g-{run_id}", procs=procs, batch=batch, seconds=limit + 60,
-                           wrap=wrap)
+        processes = launch(
+            kind, bench, topics, f"g-{run_id}", procs=procs, batch=batch, seconds=limit + 60, wrap=wrap
+        )
         try:
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise _fail(kind, "no output", processes)
@@ -222,8 +274,13 @@ def saturation(bench: Bench, kind: str, *, procs: int = 1, batch: int | None = N
     result = summarize(sent, sink, processes, None)
     result.pop("latency_ms", None)  # pre-produced events queue behind each other: not a latency
     result.pop("latency_received_ms", None)
-    return {"pipeline": kind, "procs": procs, "batch_max_size": batch, "time_capped": result["delivered"] < n,
-            **result}
+    return {
+        "pipeline": kind,
+        "procs": procs,
+        "batch_max_size": batch,
+        "time_capped": result["delivered"] < n,
+        **result,
+    }
 
 
 def paced(bench: Bench, kind: str, rate: float) -> dict:
@@ -234,8 +291,12 @@ def paced(bench: Bench, kind: str, rate: float) -> dict:
         sink.start()
         processes = launch(kind, bench, topics, f"g-{run_id}", seconds=STARTUP_TIMEOUT_S + 120)
         try:
-            warm = produce_bulk(bench.bootstrap, topics.raw, encoded(WARMUP_PER_PARTITION * PARTITIONS,
-                                                                     f"{run_id}w"), PARTITIONS)
+            warm = produce_bulk(
+                bench.bootstrap,
+                topics.raw,
+                encoded(WARMUP_PER_PARTITION * PARTITIONS, f"{run_id}w"),
+                PARTITIONS,
+            )
             if not sink.wait_for(len(warm), STARTUP_TIMEOUT_S, processes):
                 raise _fail(kind, "warm-up events did not come out", processes)
             start = time.time()
@@ -246,8 +307,12 @@ def paced(bench: Bench, kind: str, rate: float) -> dict:
             processes.stop()
     result = summarize(sent, sink, processes, start)
     result.pop("events_per_s", None)  # the offered rate, not the pipeline's
-    return {"pipeline": kind, "offered_per_s": round(rate, 1), "achieved_offered_per_s": round(achieved, 1),
-            **result}
+    return {
+        "pipeline": kind,
+        "offered_per_s": round(rate, 1),
+        "achieved_offered_per_s": round(achieved, 1),
+        **result,
+    }
 
 
 def loads_for(mode: Mode, saturated: float) -> list[tuple[str, float]]:
@@ -269,8 +334,9 @@ def run_all(bench: Bench, only: set[str], log: Any) -> dict:
         for label, rate in loads_for(bench.mode, sat.get("events_per_s", 0.0)):
             if rate > sat.get("events_per_s", 0.0) * 1.02:
                 log(f"{kind}: {label} is over its capacity, skipped")
-                entry["loads"].append({"pipeline": kind, "label": label, "offered_per_s": round(rate, 1),
-                                       "over_capacity": True})
+                entry["loads"].append(
+                    {"pipeline": kind, "label": label, "offered_per_s": round(rate, 1), "over_capacity": True}
+                )
                 continue
             log(f"{kind}: offered {label} ({rate:,.0f}/s)")
             entry["loads"].append({"label": label, **paced(bench, kind, rate)})
@@ -288,8 +354,13 @@ def run_all(bench: Bench, only: set[str], log: Any) -> dict:
 def machine() -> dict[str, Any]:
     with open("/proc/meminfo") as f:
         mem_kb = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
-    return {"nproc": os.cpu_count(), "ram_gib": round(mem_kb / 1024**2, 1), "cpu": platform.processor() or
-            platform.machine(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()}
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gib": round(mem_kb / 1024**2, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_avg_at_start": os.getloadavg(),
+    }
 
 
 def main() -> None:
@@ -297,8 +368,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, help="events per saturation run (200,000; quick: 20,000)")
     parser.add_argument("--quick", action="store_true", help="small N, short runs: checks the harness")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker under load instead")
-    parser.add_argument("--only", default="passthrough,sklearn,worker,faust",
-                        help="comma-separated pipelines to run (debugging the harness)")
+    parser.add_argument(
+        "--only",
+        default="passthrough,sklearn,worker,faust",
+        help="comma-separated pipelines to run (debugging the harness)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/latest.png go")
     args = parser.parse_args()
     mode = QUICK if args.quick else FULL
@@ -308,10 +382,12 @@ def main() -> None:
         sys.exit("error: models/current is missing; train a model first (stream-tagger train)")
     args.out.mkdir(parents=True, exist_ok=True)
     began = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="stream-tagger-bench-") as tmp, \
-            EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="stream-tagger-bench-") as tmp,
+        EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker,
+    ):
         scratch = Path(tmp)
-        bench = Bench(broker.bootstrap_servers, scratch, scratch / "user-model.pkl", mode)
+        bench = Bench(broker.bootstrap_servers, broker.pid, scratch, scratch / "user-model.pkl", mode)
         if args.profile:
             from profile_worker import profile
 
@@ -319,20 +395,28 @@ def main() -> None:
             return
         print("training the user's scikit-learn model ...", file=sys.stderr)
         train_user_model(BUNDLED_DATASET, bench.user_model)
+
         def log(msg: str) -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)
 
         results = run_all(bench, set(args.only.split(",")), log)
-    results["meta"] = {"date": began.isoformat(timespec="seconds"), "duration_s": round(
-        (datetime.now(UTC) - began).total_seconds()), "quick": args.quick, "events": mode.events,
-        "partitions": PARTITIONS, "machine": machine(), "broker": "embedded Tansu (in memory), loopback",
+    results["meta"] = {
+        "date": began.isoformat(timespec="seconds"),
+        "duration_s": round((datetime.now(UTC) - began).total_seconds()),
+        "quick": args.quick,
+        "events": mode.events,
+        "partitions": PARTITIONS,
+        "machine": machine(),
+        "broker": "embedded Tansu (in memory), loopback",
         "latency": "output message CreateTime (stamped by the pipeline's producer at produce()) minus input "
-                   "CreateTime (stamped by the load generator at produce()), ms resolution; "
-                   "latency_received_ms: wall time the harness consumed the output minus input CreateTime"}
+        "CreateTime (stamped by the load generator at produce()), ms resolution; "
+        "latency_received_ms: wall time the harness consumed the output minus input CreateTime",
+    }
     results["targets"] = check_targets(results)
     print_report(results)
     write_json(results, args.out / "latest.json")
     write_plot(results, args.out / "latest.png")
+    write_markdown(results, args.out / "latest.md")
 
 
 if __name__ == "__main__":
