@@ -36,6 +36,7 @@ from rich.table import Table
 from stream_tagger.broker import EmbeddedBroker, free_port
 from stream_tagger.events import DeadLetter, RawContent, TaggedContent
 from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
+from stream_tagger.model.artefacts import resolve
 from stream_tagger.produce import DeliveryReport, encode, make_producer, publish
 from stream_tagger.settings import Settings
 from stream_tagger.sources import BUNDLED_DATASET, resample, valid_posts
@@ -280,8 +281,9 @@ def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0
     """Run the whole demo and return its summary; every process started here is stopped on return
     (with ``keep_running``, only after Ctrl-C/SIGTERM)."""
     console = console or Console(stderr=True)
-    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stream-tagger-demo-"))
     posts = valid_posts(data)
+    resolve(settings.model_dir)  # a missing model fails here, naming its path, before anything starts
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stream-tagger-demo-"))
     prefix = uuid.uuid4().hex[:8]
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker(log_path=log_dir / "broker.log"))

@@ -231,6 +231,8 @@ def demo(
         with sigterm_as_interrupt():
             summary = run_demo(Settings(), events=events, rate=rate or None, data=data,
                                keep_running=keep_running, console=console)
+    except ModelLoadError as exc:
+        fail(f"cannot load the model: {exc}")
     except (DemoError, BrokerError, SourceError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

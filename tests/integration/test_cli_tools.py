@@ -39,8 +39,9 @@ def run(settings: Settings, *args: str, timeout: float = 60) -> subprocess.Compl
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_produce_worker_tail_json_see_the_same_ids_and_predict_agrees(settings: Settings,
-                                                                       tmp_path: Path) -> None:
+def test_produce_worker_tail_json_see_the_same_ids_and_predict_agrees(
+    settings: Settings, tmp_path: Path
+) -> None:
     data = tmp_path / "posts.csv"
     ids = posts_with_author_tags(data)
 
@@ -49,8 +50,18 @@ def test_produce_worker_tail_json_see_the_same_ids_and_predict_agrees(settings: 
         produced = run(settings, "produce", "--file", str(data), "--topic", "raw", "--rate", "200")
         assert produced.returncode == 0, produced.stderr
         assert f"delivered {POSTS}, failed 0, bad rows 0" in produced.stderr
-        tailed = run(settings, "tail", "--topic", "tagged", "--from-beginning", "--json", "--max", str(POSTS),
-                     "--timeout", "45")
+        tailed = run(
+            settings,
+            "tail",
+            "--topic",
+            "tagged",
+            "--from-beginning",
+            "--json",
+            "--max",
+            str(POSTS),
+            "--timeout",
+            "45",
+        )
         assert worker.terminate() == 0
 
     assert tailed.returncode == 0, tailed.stderr
@@ -72,3 +83,9 @@ def test_produce_worker_tail_json_see_the_same_ids_and_predict_agrees(settings: 
     lines = readable.stdout.splitlines()
     assert len(lines) == 5
     assert all(line.split()[1] in ids and " ms  model " in line for line in lines)
+
+
+def test_tail_of_a_topic_that_does_not_exist_says_so(settings: Settings) -> None:
+    result = run(settings, "tail", "--topic", "tagged", "--max", "1")
+    assert result.returncode == 1
+    assert f"topic {settings.topic_tagged} does not exist at {settings.bootstrap_servers}" in result.stderr

@@ -74,6 +74,14 @@ def test_predict_with_missing_model_names_the_path(tmp_path: Path) -> None:
     assert flat(f"cannot load the model: {model}") in flat(result.output)
 
 
+def test_demo_with_missing_model_names_the_path_before_starting_anything(tmp_path: Path) -> None:
+    model = tmp_path / "no-model"
+    result = runner.invoke(app, ["demo", "--events", "10"], env={"STREAM_TAGGER_MODEL_DIR": str(model)})
+    assert result.exit_code == 1
+    assert flat(f"cannot load the model: {model}: no such model directory") in flat(result.output)
+    assert "broker on" not in result.output
+
+
 def test_every_command_help_has_an_example() -> None:
     for command in ("broker", "produce", "tail", "predict", "demo"):
         result = runner.invoke(app, [command, "--help"])
