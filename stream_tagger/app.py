@@ -86,6 +86,7 @@ class Worker:
             top_k=settings.top_k,
             threshold=settings.threshold,
             dedup_window=settings.dedup_window_size,
+            inference_threads=settings.inference_threads,
             observers=[
                 ConfidenceObserver(self.metrics),
                 RulesBaselineObserver(self.metrics, settings.rules_baseline_stride),

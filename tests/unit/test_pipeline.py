@@ -163,6 +163,15 @@ def test_output_is_deterministic_for_the_same_text_and_model() -> None:
     assert sorted(together, key=repr) == sorted(apart, key=repr)
 
 
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[ScoredBatch] = []
+
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
+        self.seen.append(batch)
+        return ()
+
+
 class Annotator:
     """An observer like the duplicate flagger: annotates outcomes and publishes its own record."""
 
@@ -192,3 +201,17 @@ def test_threshold_override_changes_routing() -> None:
     pipe, _ = pipeline(threshold=0.95)
     result = pipe.process([message(raw("a", "cv"), 0)])
     assert decoded(result.records, "review", ReviewRequest)
+
+
+def test_inference_threads_split_the_batch_and_join_the_prediction_in_order() -> None:
+    titles = ["cv", "nlp", "unsure"] * 40
+    batch = [message(raw(f"id{i}", title), i) for i, title in enumerate(titles)]
+    serial, _ = pipeline(dedup_window=0)
+    parallel, predictor = pipeline(dedup_window=0, inference_threads=3)
+    recorder = Recorder()
+    parallel.observers.append(recorder)
+    assert [r[:2] for r in parallel.process(batch).records] == [r[:2] for r in serial.process(batch).records]
+    assert sorted(len(call) for call in predictor.calls) == [40, 40, 40]
+    [scored] = recorder.seen
+    assert scored.prediction.probs.shape == (120, 4)
+    assert scored.prediction.oov_share.shape == (120,)
