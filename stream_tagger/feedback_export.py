@@ -11,13 +11,14 @@ teaches the model nothing and is left out, and counted.
 from __future__ import annotations
 
 import csv
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from stream_tagger.events import Feedback, RawContent
 from stream_tagger.produce import LIBRDKAFKA_LOGGER, check_broker
@@ -39,32 +40,43 @@ class ExportReport:
     without_approved_tag: int
 
 
-def read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
-    """Every message of ``topic`` from the beginning up to the end offsets as they are now."""
+def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterator[Message]:
+    """Every message of ``topic`` from the beginning up to the end offsets as they are now.
+
+    The end of a partition is taken from its first fetch response: Tansu answers the ListOffsets
+    request (``get_watermark_offsets``) with the start of the last record batch plus one, which ends
+    the read early when a batch holds several records; the fetch response has the true high watermark.
+    """
     consumer = Consumer({**settings.kafka_common(), "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "logger": LIBRDKAFKA_LOGGER})
+                         "enable.auto.commit": False, "logger": LIBRDKAFKA_LOGGER})
     try:
         ends = {}
         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
                 ends[p] = high
-        todo = set(ends)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
-        while todo:
-            msg = consumer.poll(1.0)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout
+        fetched: set[int] = set()
+        while ends:
+            if time.monotonic() > deadline:
+                raise ExportError(f"{topic}: partitions {sorted(ends)} not read to the end in {timeout:.0f}s")
+            msg = consumer.poll(0.5)
             if msg is None:
                 continue
             if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    todo.discard(msg.partition())
-                    continue
                 raise KafkaException(msg.error())
-            if msg.offset() < ends[msg.partition()]:
+            p = msg.partition()
+            if p not in ends:
+                continue
+            if p not in fetched:
+                fetched.add(p)
+                fetched_end = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
+                ends[p] = max(ends[p], fetched_end)
+            if msg.offset() < ends[p]:
                 yield msg
-            if msg.offset() >= ends[msg.partition()] - 1:
-                todo.discard(msg.partition())
+            if msg.offset() >= ends[p] - 1:
+                del ends[p]
     finally:
         consumer.close()
 

@@ -1,0 +1,61 @@
+"""The promotion gate and ``stream-tagger compare``: worse on weighted F1 or auto-tag precision fails."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from stream_tagger.cli import app
+from stream_tagger.promotion import compare_reports
+from tests.conftest import DATASET
+from tests.integration.online_helpers import models_root, relabelled_copy
+
+LABELS = ["computer-vision", "mlops", "natural-language-processing", "other"]
+
+
+def report(version: str, f1: float, precision: float, coverage: float) -> dict:
+    per_class = {label: {"f1": f1} for label in LABELS}
+    return {
+        "model": {"version": version},
+        "weighted": {"f1": f1, "precision": f1, "recall": f1},
+        "macro": {"f1": f1},
+        "accuracy": f1,
+        "auto_tag": {"precision": precision, "coverage": coverage},
+        "per_class": per_class,
+        "confusion_matrix": {"labels": LABELS},
+    }
+
+
+def test_better_coverage_does_not_buy_back_precision() -> None:
+    baseline = report("v1", 0.90, 0.97, 0.50)
+    assert compare_reports(report("v2", 0.91, 0.97, 0.40), baseline).passed
+    worse = compare_reports(report("v2", 0.95, 0.96, 0.90), baseline)
+    assert [row.name for row in worse.failures] == ["auto-tag precision"]
+    tie = copy.deepcopy(baseline)
+    tie["model"]["version"] = "v2"
+    assert compare_reports(tie, baseline).passed
+
+
+def _said(expected: str, output: str) -> bool:
+    return "".join(expected.split()) in "".join(output.split())
+
+
+def test_compare_exits_1_when_the_candidate_is_worse(tmp_path: Path) -> None:
+    root, live = models_root(tmp_path)
+    broken = relabelled_copy(root, live, "broken", ("computer-vision", "natural-language-processing"))
+    args = ["compare", "--data", str(DATASET), "--baseline", str(root / live)]
+    same = CliRunner().invoke(app, [*args, "--model", str(root / live)])
+    assert same.exit_code == 0, same.output
+    assert _said(f"pass: {live} may replace {live}", same.output)
+    worse = CliRunner().invoke(app, [*args, "--model", str(broken)])
+    assert worse.exit_code == 1, worse.output
+    assert _said("new model is worse on weighted F1, auto-tag precision; do not promote", worse.output)
+
+
+def test_compare_names_a_missing_model(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["compare", "--data", str(DATASET), "--baseline", str(tmp_path / "nope"),
+                                      "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert _said("nope: no such model directory", result.output)
