@@ -54,6 +54,9 @@ def producer_config(
         "linger.ms": settings.linger_ms,
         "message.timeout.ms": settings.delivery_timeout_ms,
         "on_delivery": on_delivery,
+        # Success is known from flush() returning with no error reported; a Python callback per
+        # acked output would cost ~1 µs each on the hot path.
+        "delivery.report.only.error": True,
         "logger": KAFKA_LOG,
     }
     if on_error is not None:
