@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -63,7 +64,17 @@ class _Pending:
 
 
 class HotPath:
-    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        """The factories exist for unit tests of the commit discipline with fake clients."""
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
@@ -85,8 +96,10 @@ class HotPath:
     def run(self) -> None:
         """Block until ``stop()``; raises on a failure that must not be skipped (see module docstring)."""
         settings = self.settings
-        self._producer = Producer(producer_config(settings, self._on_delivery, self._on_error))
-        self._consumer = consumer = Consumer(consumer_config(settings, self._on_stats, self._on_error))
+        self._producer = self._producer_factory(producer_config(settings, self._on_delivery, self._on_error))
+        self._consumer = consumer = self._consumer_factory(
+            consumer_config(settings, self._on_stats, self._on_error)
+        )
         consumer.subscribe(
             [settings.topic_raw], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )

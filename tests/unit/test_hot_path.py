@@ -1,0 +1,152 @@
+"""The hot path's commit discipline, with fake Kafka clients: offsets move only after every ack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, Message, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from stream_tagger.hot_path import DeliveryFailed, HotPath
+from stream_tagger.metrics import Metrics
+from stream_tagger.pipeline import Pipeline, Topics
+from stream_tagger.settings import Settings
+from tests.unit.test_pipeline import FakePredictor
+
+SETTINGS = Settings(topic_raw="raw")
+
+
+def raw_message(i: int, partition: int = 0) -> Message:
+    value = msgspec.json.encode({"id": f"id{i}", "title": "cv", "created_at": "2020-02-20T06:43:18Z"})
+    return Message(
+        topic="raw",
+        partition=partition,
+        offset=i,
+        key=f"id{i}".encode(),
+        value=value,
+        timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000),
+    )
+
+
+class FakeConsumer:
+    """Serves scripted batches; a batch may be preceded by a rebalance (revoke of partition 0)."""
+
+    def __init__(
+        self, script: list[list[Message] | str], journal: list[tuple], hot_path: list[HotPath]
+    ) -> None:
+        self.script = script
+        self.journal = journal
+        self.hot_path = hot_path
+
+    def subscribe(self, _topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
+        self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def consume(self, _n: int, _timeout: float) -> list[Message]:
+        if not self.script:
+            self.hot_path[0].stop()
+            return []
+        step = self.script.pop(0)
+        if step == "assign":
+            self.on_assign(self, [TopicPartition("raw", 0), TopicPartition("raw", 1)])
+            return []
+        if step == "revoke":
+            self.journal.append(("revoke-start",))
+            self.on_revoke(self, [TopicPartition("raw", 0)])
+            self.journal.append(("revoke-end",))
+            return []
+        return list(step)
+
+    def store_offsets(self, offsets: list[TopicPartition]) -> None:
+        self.journal.append(("store", sorted((tp.partition, tp.offset) for tp in offsets)))
+
+    def commit(self, asynchronous: bool = True) -> None:
+        self.journal.append(("commit", asynchronous))
+
+    def close(self) -> None:
+        self.journal.append(("close",))
+
+
+class FakeProducer:
+    """Acks everything on flush, or fails every delivery when ``fail`` is set."""
+
+    def __init__(self, conf: dict[str, Any], journal: list[tuple], fail: bool) -> None:
+        self.on_delivery = conf["on_delivery"]
+        self.journal = journal
+        self.fail = fail
+        self.queued: list[tuple[str, bytes | None]] = []
+
+    def produce(self, topic: str, _value: bytes, key: bytes | None) -> None:
+        self.queued.append((topic, key))
+
+    def flush(self, _timeout: float) -> int:
+        if self.queued:
+            self.journal.append(("acked", len(self.queued)))
+        if self.fail:
+            for _ in self.queued:
+                self.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+        self.queued = []
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.queued)
+
+
+def build(script: list[list[Message] | str], fail: bool = False) -> tuple[HotPath, list[tuple], Metrics]:
+    journal: list[tuple] = []
+    metrics = Metrics(CollectorRegistry())
+    pipeline = Pipeline(FakePredictor(), Topics("tagged", "review", "dlq"), max_event_bytes=10_000, top_k=2)
+    holder: list[HotPath] = []
+    hot_path = HotPath(
+        SETTINGS,
+        pipeline,
+        metrics,
+        consumer_factory=lambda _conf: FakeConsumer(script, journal, holder),  # type: ignore[arg-type,return-value]
+        producer_factory=lambda conf: FakeProducer(conf, journal, fail),  # type: ignore[arg-type,return-value]
+    )
+    holder.append(hot_path)
+    return hot_path, journal, metrics
+
+
+def processed(metrics: Metrics, outcome: str) -> float | None:
+    return metrics.registry.get_sample_value("stream_tagger_events_processed_total", {"outcome": outcome})
+
+
+def test_offsets_are_stored_only_after_the_batch_was_acked_and_committed_at_stop() -> None:
+    hot_path, journal, metrics = build(
+        ["assign", [raw_message(0), raw_message(1), raw_message(5, partition=1)], [raw_message(2)]]
+    )
+    hot_path.run()
+    assert journal == [
+        ("acked", 3),
+        ("store", [(0, 2), (1, 6)]),
+        ("acked", 1),
+        ("store", [(0, 3)]),
+        ("commit", False),
+        ("close",),
+    ]
+    assert processed(metrics, "tagged") == 4
+
+
+def test_a_failed_delivery_stops_the_loop_without_storing_offsets_or_counting() -> None:
+    hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_message(1)]], fail=True)
+    with pytest.raises(DeliveryFailed, match="not acknowledged"):
+        hot_path.run()
+    assert not any(entry[0] in ("store", "commit") for entry in journal)
+    assert journal[-1] == ("close",)
+    assert hot_path.state.failure and "DeliveryFailed" in hot_path.state.failure
+    assert processed(metrics, "tagged") == 0
+
+
+def test_revoke_finishes_and_commits_the_pending_batch_before_partitions_move() -> None:
+    hot_path, journal, _ = build(["assign", [raw_message(0)], "revoke"])
+    hot_path.run()
+    assert journal[:5] == [
+        ("revoke-start",),
+        ("acked", 1),
+        ("store", [(0, 1)]),
+        ("commit", False),
+        ("revoke-end",),
+    ]
+    assert hot_path.state.assigned == frozenset({("raw", 1)})
