@@ -6,6 +6,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 app = typer.Typer(
     name="stream-tagger",
@@ -19,5 +20,6 @@ console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line on stderr and exit non-zero: the CLI's only way to report a failure."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # The message is plain text: a path or "topic[0]" in it must not be read as rich markup.
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
     raise typer.Exit(code)
