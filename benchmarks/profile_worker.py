@@ -1,10 +1,14 @@
-"""Where the worker's time goes: py-spy records it draining a pre-produced backlog (``run.py --profile``).
+"""Where the worker's time goes: py-spy attached to it in two situations (``run.py --profile``).
 
-Writes ``profile-worker.speedscope.json`` (open it at https://www.speedscope.app) and
-``profile-worker.md``, a summary per thread: on-CPU samples grouped by the package of the innermost
-frame (what burns the CPU), and the worker's own functions by inclusive share (which step of the hot
-path it burns for). py-spy sees Python threads only: time inside a C extension (onnxruntime,
-librdkafka, msgspec) is charged to the Python frame that called it, librdkafka's own threads are not seen.
+1. ``saturation``: draining a pre-produced backlog, on-CPU samples: what it burns CPU on when busy.
+2. ``gil-1000``: at 1,000 events/s offered, ``--gil`` samples (only the thread holding the GIL): who keeps
+   the hot-path thread waiting, which is what latency at low load is made of.
+
+Writes ``profile-worker-<view>.speedscope.json`` (open at https://www.speedscope.app) and
+``profile-worker.md``: per thread, samples grouped by the package of the innermost frame, and the
+worker's own functions by inclusive share. py-spy sees Python threads only: time inside a C extension
+(onnxruntime, librdkafka, msgspec) is charged to the Python frame that called it, and librdkafka's own
+threads are not seen.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness import Sink, produce_bulk
+from harness import Sink, produce_bulk, produce_paced
 
 SAMPLE_RATE_HZ = 100
 # Once the backlog is drained the worker idles, and py-spy records no idle samples.
 PROFILE_SECONDS = 30
+LOW_LOAD_PER_S = 1_000.0
 # Most specific first: a third-party file also lives under /lib/python3.x/.
 _PACKAGE = (
     re.compile(r"site-packages/([A-Za-z0-9_]+)"),
@@ -40,10 +46,10 @@ def package_of(path: str) -> str:
     return path or "?"
 
 
-def summarize(speedscope: dict[str, Any], top: int = 12) -> str:
+def summarize(speedscope: dict[str, Any], title: str, top: int = 12) -> str:
     """Markdown: per Python thread, self time by package and inclusive time of stream_tagger functions."""
     frames = speedscope["shared"]["frames"]
-    lines = ["# Worker profile (py-spy, on-CPU samples of Python threads)", ""]
+    lines = [f"## {title}", ""]
     total = sum(len(p["samples"]) for p in speedscope["profiles"])
     for profile in sorted(speedscope["profiles"], key=lambda p: -len(p["samples"])):
         samples = profile["samples"]
@@ -63,7 +69,7 @@ def summarize(speedscope: dict[str, Any], top: int = 12) -> str:
                 inclusive[name] += 1
         n = len(samples)
         lines += [
-            f"## {profile['name']}: {n} samples ({n / total:.0%} of all)",
+            f"### {profile['name']}: {n} samples ({n / total:.0%} of all)",
             "",
             "| innermost frame's package | share |",
             "|---|---|",
@@ -75,44 +81,67 @@ def summarize(speedscope: dict[str, Any], top: int = 12) -> str:
     return "\n".join(lines)
 
 
-def profile(bench: Any, out: Path) -> None:
+def _record(pyspy: str, pid: int, target: Path, *extra: str) -> None:
+    record = [
+        pyspy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(PROFILE_SECONDS),
+        "-r",
+        str(SAMPLE_RATE_HZ),
+    ]
+    record += ["-f", "speedscope", "-o", str(target), *extra]
+    subprocess.run(record, check=True, timeout=PROFILE_SECONDS + 60)
+
+
+def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> str:
+    """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
+    record it draining a backlog (``rate`` None, on-CPU) or under ``rate`` events/s (GIL holders)."""
     from run import PARTITIONS, STARTUP_TIMEOUT_S, PipelineFailed, encoded, launch, run_topics
 
-    pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if not pyspy:
-        sys.exit("error: py-spy is not installed (pip install -e '.[dev]')")
-    target = out / "profile-worker.speedscope.json"
-    n = bench.mode.events
     with run_topics(bench, "worker") as (run_id, topics):
-        produce_bulk(bench.bootstrap, topics.raw, encoded(n, run_id))
+        if rate is None:
+            produce_bulk(bench.bootstrap, topics.raw, encoded(bench.mode.events, run_id))
         sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
         sink.start()
         processes = launch("worker", bench, topics, f"g-{run_id}")
         try:
+            if rate is not None:
+                produce_bulk(bench.bootstrap, topics.raw, encoded(PARTITIONS, f"{run_id}w"), PARTITIONS)
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise PipelineFailed("worker: no output; its log:\n" + "\n".join(processes.stop()))
-            # Attached once the worker is up, so imports and model loading stay out of the picture.
             first = len(sink.seen)
-            record = [
-                pyspy,
-                "record",
-                "--pid",
-                str(processes.procs[0].pid),
-                "--duration",
-                str(PROFILE_SECONDS),
-                "-r",
-                str(SAMPLE_RATE_HZ),
-                "-f",
-                "speedscope",
-                "-o",
-                str(target),
-            ]
-            subprocess.run(record, check=True, timeout=PROFILE_SECONDS + 60)
-            print(f"profiled while {len(sink.seen) - first:,} events came out", file=sys.stderr)
+            pid = processes.procs[0].pid
+            if rate is None:
+                _record(pyspy, pid, target)
+            else:
+                spy = threading.Thread(target=_record, args=(pyspy, pid, target, "--gil"))
+                spy.start()
+                produce_paced(bench.bootstrap, topics.raw, encoded(int(rate * PROFILE_SECONDS), run_id), rate)
+                spy.join()
         finally:
             sink.stop()
             processes.stop()
-    summary = summarize(json.loads(target.read_text()))
+    return f"{len(sink.seen) - first:,} events came out while recording"
+
+
+def profile(bench: Any, out: Path) -> None:
+    pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if not pyspy:
+        sys.exit("error: py-spy is not installed (pip install -e '.[dev]')")
+    views = [
+        ("saturation", None, "draining a backlog: on-CPU samples"),
+        ("gil-1000", LOW_LOAD_PER_S, f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
+    ]
+    sections = ["# Worker profile (py-spy)", ""]
+    for name, rate, title in views:
+        target = out / f"profile-worker-{name}.speedscope.json"
+        print(f"profiling the worker: {title}", file=sys.stderr)
+        done = _profile_one(bench, pyspy, target, rate)
+        sections.append(summarize(json.loads(target.read_text()), f"{title} ({done})"))
+    summary = "\n".join(sections)
     (out / "profile-worker.md").write_text(summary + "\n")
     print(summary)
-    print(f"\nwrote {target} and {out / 'profile-worker.md'}", file=sys.stderr)
+    print(f"\nwrote {out / 'profile-worker.md'} and the speedscope files beside it", file=sys.stderr)
