@@ -25,6 +25,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 from prometheus_client.parser import text_string_to_metric_families
 
 PREFIX = "stream_tagger_"
@@ -124,6 +125,14 @@ def quantile_series(
     return out
 
 
+def plain_log_ticks(ax: plt.Axes) -> None:
+    """Label a log axis 20, 50, 100 (not 2x10^1, and not every minor tick): read as ms and counts."""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(
+        FuncFormatter(lambda value, _pos: f"{value:g}" if f"{value:e}"[0] in "25" else "")
+    )
+
+
 def legend(ax: plt.Axes, where: str = "upper right") -> None:
     """A legend only where something was drawn: an idle worker has no latency series yet."""
     if ax.get_legend_handles_labels()[0]:
@@ -151,6 +160,7 @@ def plot(snapshots: Sequence[Snapshot], out: Path, title: str) -> None:
                 ax.plot(*zip(*points, strict=True), label=f"p{round(q * 100)}")
         # log scale: p50 and p99 are often an order of magnitude apart
         ax.set(title=label, xlabel="seconds", ylabel="ms (log scale)", yscale="log")
+        plain_log_ticks(ax)
         legend(ax)
     axes[0][1].axhline(100, color="tab:red", linestyle="--", linewidth=1, label="budget 100 ms")
     legend(axes[0][1])
@@ -176,6 +186,7 @@ def plot(snapshots: Sequence[Snapshot], out: Path, title: str) -> None:
         title="Top-1 confidence per tag", xlabel="confidence bucket (upper bound)", ylabel="posts (log scale)"
     )
     ax.set_yscale("log")
+    plain_log_ticks(ax)
     legend(ax, "upper left")
 
     out.parent.mkdir(parents=True, exist_ok=True)
