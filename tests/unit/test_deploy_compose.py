@@ -131,7 +131,9 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
     assert re.search(r"^FROM python:3\.11-slim$", text, re.MULTILINE)
     users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
-    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.MULTILINE)
+    probe = re.search(r"^HEALTHCHECK [^\n]*\n?[^\n]*http://127\.0\.0\.1:(\d+)/healthz", text, re.MULTILINE)
+    assert probe, "no HEALTHCHECK on /healthz"
+    assert re.search(rf"^EXPOSE {probe.group(1)}$", text, re.MULTILINE), "health check probes another port"
     assert text.rstrip().endswith('CMD ["stream-tagger", "worker"]')
     for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
         for path in source.split():
