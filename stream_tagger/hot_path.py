@@ -8,6 +8,7 @@ confluent-kafka loop at ~167k/s (../shared/FINDINGS.md). Faust still owns the pr
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
 2. while the broker acks them, batch N+1 is consumed and scored (overlapping network and CPU);
+   when batch N was not full (no backlog) its acks are awaited at once instead, for latency;
 3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
    offsets only. A failed delivery never lets an offset advance: the loop stops and the worker
    exits 1, so a restart re-processes the batch.
@@ -116,6 +117,10 @@ class HotPath:
                 self._finish_pending()
                 if result is not None:
                     self._send(batch, result)
+                    if len(batch) < settings.batch_max_size:
+                        # Not saturated: no next batch to overlap with, so wait for the acks now
+                        # instead of after the next consume()'s wait (latency at low load).
+                        self._finish_pending()
             self._finish_pending()
             self._commit()
             log.info("hot path stopped after committing its last batch")

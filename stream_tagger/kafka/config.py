@@ -32,8 +32,7 @@ def consumer_config(
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-        # Bounded wait for new data, so an idle worker still answers a stop within this long.
-        "fetch.wait.max.ms": 100,
+        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "logger": KAFKA_LOG,
     }
     if on_stats is not None:

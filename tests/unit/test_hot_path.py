@@ -15,7 +15,7 @@ from stream_tagger.pipeline import Pipeline, Topics
 from stream_tagger.settings import Settings
 from tests.unit.test_pipeline import FakePredictor
 
-SETTINGS = Settings(topic_raw="raw")
+SETTINGS = Settings(topic_raw="raw", batch_max_size=2)
 
 
 def raw_message(i: int, partition: int = 0) -> Message:
@@ -139,14 +139,26 @@ def test_a_failed_delivery_stops_the_loop_without_storing_offsets_or_counting() 
     assert processed(metrics, "tagged") == 0
 
 
-def test_revoke_finishes_and_commits_the_pending_batch_before_partitions_move() -> None:
-    hot_path, journal, _ = build(["assign", [raw_message(0)], "revoke"])
+def test_revoke_finishes_and_commits_the_pending_full_batch_before_partitions_move() -> None:
+    hot_path, journal, _ = build(["assign", [raw_message(0), raw_message(1)], "revoke"])
     hot_path.run()
     assert journal[:5] == [
         ("revoke-start",),
-        ("acked", 1),
-        ("store", [(0, 1)]),
+        ("acked", 2),
+        ("store", [(0, 2)]),
         ("commit", False),
         ("revoke-end",),
     ]
     assert hot_path.state.assigned == frozenset({("raw", 1)})
+
+
+def test_a_batch_below_the_maximum_is_acked_at_once_not_after_the_next_consume() -> None:
+    hot_path, journal, _ = build(["assign", [raw_message(0)], "revoke"])
+    hot_path.run()
+    assert journal[:5] == [
+        ("acked", 1),
+        ("store", [(0, 1)]),
+        ("revoke-start",),
+        ("commit", False),
+        ("revoke-end",),
+    ]
