@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 
 import faust
 import msgspec
+from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream_tagger.decoding import Rejection, _explain
 from stream_tagger.events import DeadLetter, Feedback, TaggedContent, TagScore
@@ -29,6 +31,7 @@ from stream_tagger.metrics import Metrics
 from stream_tagger.online_eval import Judged, OnlineEvaluator
 from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
+from stream_tagger.web import _EXPOSITION_TYPE as EXPOSITION_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +195,29 @@ class FeedbackLoop:
             # not split one post's history over two partitions of the tagged topic.
             await self.tagged_topic.send(key=verdict.resolution.id.encode(),
                                          value=_encode(verdict.resolution), partition=verdict.partition)
+
+
+def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:
+    """A Faust app running only the feedback loop, with /metrics and /ready (``feedback-worker``).
+
+    Reading every tagged event back through Faust costs CPU, and in the worker's process also the GIL
+    its hot path needs (measured on 2 busy cores: ~1.5k instead of ~4k events/s). In its own process
+    the loop uses the other core; it has its own consumer group, so it never takes raw partitions.
+    """
+    from stream_tagger.app import make_faust_app  # the worker's app factory: same broker settings
+
+    own_group = settings.model_copy(update={"consumer_group": f"{settings.consumer_group}-feedback"})
+    app = make_faust_app(own_group)
+    metrics = Metrics(CollectorRegistry())
+    loop = FeedbackLoop(app, settings, metrics, settings.online_eval_window)
+
+    @app.page("/metrics")
+    async def exposition(web: View, _request: Request) -> Response:
+        return web.bytes(generate_latest(metrics.registry), content_type=EXPOSITION_TYPE)
+
+    @app.page("/ready")
+    async def ready(web: View, _request: Request) -> Response:
+        assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
+        return web.text("ok" if assigned else "no partitions assigned", status=200 if assigned else 503)
+
+    return app, loop

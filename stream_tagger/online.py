@@ -37,7 +37,8 @@ class Online:
             self.drift,
             self.shadow_observer,
         ])
-        self.feedback = FeedbackLoop(worker.faust_app, settings, metrics, settings.online_eval_window)
+        self.feedback = (FeedbackLoop(worker.faust_app, settings, metrics, settings.online_eval_window)
+                         if settings.feedback_in_worker else None)
         interval = settings.model_watch_interval_seconds
         self.watchers: list[ModelWatcher[Predictor]] = [
             ModelWatcher(settings.model_dir, Predictor.load, resolve(settings.model_dir),

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     duplicates_window: int = Field(default=100_000, ge=1)
     # Online precision/recall over the last N feedback items.
     online_eval_window: int = Field(default=1_000, ge=1)
+    # The feedback join reads every tagged event back through Faust, which shares the hot path's GIL;
+    # false: run it in its own process (`stream-tagger feedback-worker`) when throughput matters.
+    feedback_in_worker: bool = True
 
     # --- hot path ---
     batch_max_size: int = Field(default=512, ge=1)

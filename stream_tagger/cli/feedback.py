@@ -34,6 +34,32 @@ def export_feedback(
                   f"{report.without_approved_tag} naming no approved tag", highlight=False)
 
 
+@app.command("feedback-worker")
+def feedback_worker(
+    bootstrap_servers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of /metrics and /ready.")] = None,
+) -> None:
+    """Run only the feedback loop (join, online precision/recall, review resolution), in its own process.
+
+    For high event rates: set STREAM_TAGGER_FEEDBACK_IN_WORKER=false on the workers and run this
+    once per deployment, so the loop no longer competes with the hot path for the CPU.
+    """
+    import logging
+
+    import faust
+
+    from stream_tagger.feedback import feedback_app
+
+    overrides = {"bootstrap_servers": bootstrap_servers, "web_port": web_port}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faust_app, _loop = feedback_app(settings)
+    console.print(f"feedback worker up: {settings.topic_tagged} + {settings.topic_feedback}, "
+                  f"web on :{settings.web_port}", highlight=False)
+    faust.Worker(faust_app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+
+
 @app.command()
 def compare(
     model: Annotated[Path, typer.Option(help="The candidate: version folder or pointer")],

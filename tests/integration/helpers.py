@@ -171,11 +171,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """`stream-tagger worker` as a subprocess with its own web port; output goes to ``log_path``."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, command: list[str] = WORKER_COMMAND) -> None:
         if not settings.web_port:
             settings = settings.model_copy(update={"web_port": free_port()})
         self.settings = settings
         self.log_path = log_path
+        self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -185,7 +186,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                WORKER_COMMAND,
+                self.command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

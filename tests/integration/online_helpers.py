@@ -36,8 +36,13 @@ def relabelled_copy(root: Path, source: str, version: str, swap: tuple[str, str]
     return target
 
 
-def wait_metric(worker: WorkerProcess, name: str, labels: dict[str, str] | None,
-                done: Callable[[float], bool], timeout: float = 30.0) -> float:
+def wait_metric(
+    worker: WorkerProcess,
+    name: str,
+    labels: dict[str, str] | None,
+    done: Callable[[float], bool],
+    timeout: float = 30.0,
+) -> float:
     """Poll one sample until ``done(value)``; returns the last value (the caller asserts on it)."""
     deadline = time.monotonic() + timeout
     value = worker.metric(name, labels)

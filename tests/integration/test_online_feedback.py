@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,36 +15,61 @@ from stream_tagger.model.runtime import Predictor
 from stream_tagger.produce import encode
 from stream_tagger.settings import Settings
 from stream_tagger.sources import dataset_events
-from tests.integration.helpers import WorkerProcess, drain, produce
+from tests.integration.helpers import WORKER_COMMAND, WorkerProcess, drain, produce
 from tests.integration.online_helpers import wait_metric
 
 pytestmark = pytest.mark.integration
+
+FEEDBACK_COMMAND = [WORKER_COMMAND[0], "feedback-worker"]
 
 EVENTS = 150
 CV, NLP, OTHER = "computer-vision", "natural-language-processing", "other"
 
 
 def feedback(content_id: str, tags: list[str], source: str, at: datetime) -> tuple[bytes, bytes]:
-    return content_id.encode(), msgspec.json.encode(Feedback(id=content_id, tags=tags, source=source,  # type: ignore[arg-type]
-                                                             created_at=at))
+    return content_id.encode(), msgspec.json.encode(
+        Feedback(
+            id=content_id,
+            tags=tags,
+            source=source,  # type: ignore[arg-type]
+            created_at=at,
+        )
+    )
 
 
-def test_online_precision_recall_agreement_and_review_resolution(settings: Settings, tmp_path: Path) -> None:
-    events = [msgspec.structs.replace(e, author_tags=[CV]) if i % 3 == 0 else e
-              for i, e in enumerate(dataset_events(EVENTS, id_prefix="fb"))]
+@pytest.mark.parametrize("in_worker", [True, False], ids=["in-worker", "feedback-worker"])
+def test_online_precision_recall_agreement_and_review_resolution(
+    settings: Settings, tmp_path: Path, in_worker: bool
+) -> None:
+    events = [
+        msgspec.structs.replace(e, author_tags=[CV]) if i % 3 == 0 else e
+        for i, e in enumerate(dataset_events(EVENTS, id_prefix="fb"))
+    ]
     now = datetime.now(UTC)
     # Corrections for the first 20 posts arrive before the posts themselves: parked, judged later.
     early = {e.id: [NLP] for e in events[:20]}
-    produce(settings, [feedback(cid, tags, "user", now) for cid, tags in early.items()],
-            topic=settings.topic_feedback)
+    produce(
+        settings,
+        [feedback(cid, tags, "user", now) for cid, tags in early.items()],
+        topic=settings.topic_feedback,
+    )
     produce(settings, [(e.id.encode(), encode(e)) for e in events])
 
     # A threshold at the median confidence sends about half the posts to review, whatever the model.
     model = Predictor.load(settings.model_dir)
     probs = model.predict([e.text for e in events]).probs
-    settings = settings.model_copy(update={"threshold": float(np.median(probs.max(axis=1)))})
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+    settings = settings.model_copy(
+        update={"threshold": float(np.median(probs.max(axis=1))), "feedback_in_worker": in_worker}
+    )
+    with contextlib.ExitStack() as stack:
+        worker = stack.enter_context(WorkerProcess(settings, tmp_path / "worker.log"))
         worker.wait_ready()
+        # Where the feedback loop runs, and so exports its metrics: the worker or its own process.
+        loop = worker
+        if not in_worker:
+            own = settings.model_copy(update={"web_port": 0})
+            loop = stack.enter_context(WorkerProcess(own, tmp_path / "feedback.log", FEEDBACK_COMMAND))
+            loop.wait_ready()
         tagged = drain(settings, settings.topic_tagged, lambda seen: len(seen) >= EVENTS)
         decision = {k.decode(): msgspec.json.decode(v[0], type=TaggedContent) for k, v in tagged.items()}
         # Later corrections: every other one confirms the top suggestion, the rest say "other";
@@ -59,8 +85,11 @@ def test_online_precision_recall_agreement_and_review_resolution(settings: Setti
                 sources[e.id] = "author"
         later = {cid: tags for cid, tags in corrections.items() if cid not in early}
         reviewed_at = now + timedelta(seconds=90)
-        produce(settings, [feedback(cid, tags, sources[cid], reviewed_at) for cid, tags in later.items()],
-                topic=settings.topic_feedback)
+        produce(
+            settings,
+            [feedback(cid, tags, sources[cid], reviewed_at) for cid, tags in later.items()],
+            topic=settings.topic_feedback,
+        )
 
         # By hand: what was shown vs what people said, the author's own tags set aside.
         tp = fp = fn = 0
@@ -75,22 +104,35 @@ def test_online_precision_recall_agreement_and_review_resolution(settings: Setti
         pending = [cid for cid in later if sources[cid] == "reviewer"]
         assert pending and tp and fp, "the sample must exercise reviews, hits and misses"
 
-        wait_metric(worker, "stream_tagger_feedback_total", {"source": "reviewer"},
-                    lambda v: v >= len(pending))
-        precision = wait_metric(worker, "stream_tagger_online_precision", {"tag": "all"},
-                                lambda v: v == pytest.approx(tp / (tp + fp)))
-        recall = worker.metric("stream_tagger_online_recall", {"tag": "all"})
-        precision_nlp = worker.metric("stream_tagger_online_precision", {"tag": NLP})
-        resolved = wait_metric(worker, "stream_tagger_review_resolution_seconds_count", None,
-                               lambda v: v >= len(pending))
-        resolution_sum = worker.metric("stream_tagger_review_resolution_seconds_sum")
-        by_source = {s: worker.metric("stream_tagger_feedback_total", {"source": s})
-                     for s in ("user", "author", "reviewer")}
+        wait_metric(
+            loop, "stream_tagger_feedback_total", {"source": "reviewer"}, lambda v: v >= len(pending)
+        )
+        precision = wait_metric(
+            loop,
+            "stream_tagger_online_precision",
+            {"tag": "all"},
+            lambda v: v == pytest.approx(tp / (tp + fp)),
+        )
+        recall = loop.metric("stream_tagger_online_recall", {"tag": "all"})
+        precision_nlp = loop.metric("stream_tagger_online_precision", {"tag": NLP})
+        resolved = wait_metric(
+            loop, "stream_tagger_review_resolution_seconds_count", None, lambda v: v >= len(pending)
+        )
+        resolution_sum = loop.metric("stream_tagger_review_resolution_seconds_sum")
+        by_source = {
+            s: loop.metric("stream_tagger_feedback_total", {"source": s})
+            for s in ("user", "author", "reviewer")
+        }
         agree = worker.metric("stream_tagger_author_tag_agreement_total", {"result": "agree"})
         disagree = worker.metric("stream_tagger_author_tag_agreement_total", {"result": "disagree"})
-        retagged = drain(settings, settings.topic_tagged,
-                         lambda seen: all(len(seen.get(cid.encode(), [])) >= 2 for cid in pending))
+        retagged = drain(
+            settings,
+            settings.topic_tagged,
+            lambda seen: all(len(seen.get(cid.encode(), [])) >= 2 for cid in pending),
+        )
         assert worker.terminate() == 0
+        if loop is not worker:
+            assert loop.terminate() == 0
 
     assert precision == pytest.approx(tp / (tp + fp))
     assert recall == pytest.approx(tp / (tp + fn))
