@@ -24,6 +24,8 @@ _SUFFIXES = {
     "counter": (("_total", False),),
     "gauge": (("", False),),
     "histogram": (("_bucket", True), ("_sum", False), ("_count", False)),
+    "summary": (("_sum", False), ("_count", False)),
+    "info": (("_info", False),),
 }
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 _MATCHERS = re.compile(r"([a-zA-Z_:][\w:]*)\s*\{([^}]*)\}")
@@ -41,6 +43,7 @@ def exported_series() -> dict[str, frozenset[str]]:
     Metrics(registry)
     series: dict[str, frozenset[str]] = {}
     for collector in registry._collector_to_names:
+        assert collector._type in _SUFFIXES, f"{collector._name}: teach promql_names about {collector._type}"
         labels = frozenset(collector._labelnames)
         for suffix, has_le in _SUFFIXES[collector._type]:
             series[collector._name + suffix] = labels | {"le"} if has_le else labels
