@@ -87,3 +87,28 @@ def compare(
     if not result.passed:
         fail("new model is worse on " + ", ".join(row.name for row in result.failures) + "; do not promote")
     console.print(f"[green]pass[/]: {result.new_version} may replace {result.baseline_version}")
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Version folder name under --models to serve")],
+    models: Annotated[Path, typer.Option(help="Folder of the versions and the pointer")] = Path("models"),
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", help="Labelled CSV: pass the compare gate against the serving model first; repeatable",
+    )] = None,
+) -> None:
+    """Point <models>/current at VERSION (atomic rename): running workers serve it from their next batch,
+    without a restart or a rebalance."""
+    from stream_tagger.model.artefacts import resolve, set_current
+    from stream_tagger.promotion import compare_models
+
+    try:
+        if data:
+            result = compare_models(models / version, resolve(models), data)
+            if not result.passed:
+                fail(f"{version} is worse than {result.baseline_version} on "
+                     + ", ".join(row.name for row in result.failures) + "; not promoted")
+        set_current(models, version)
+    except (DatasetError, ModelLoadError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"[green]promoted[/] {version}: {models / 'current'} now names it", highlight=False)

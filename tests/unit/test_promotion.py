@@ -59,3 +59,19 @@ def test_compare_names_a_missing_model(tmp_path: Path) -> None:
                                       "--model", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert _said("nope: no such model directory", result.output)
+
+
+def test_promote_moves_the_pointer_only_past_the_gate(tmp_path: Path) -> None:
+    root, live = models_root(tmp_path)
+    relabelled_copy(root, live, "broken", ("computer-vision", "natural-language-processing"))
+    relabelled_copy(root, live, "same", ("mlops", "mlops"))
+    refused = CliRunner().invoke(app, ["promote", "broken", "--models", str(root), "--data", str(DATASET)])
+    assert refused.exit_code == 1
+    assert _said(f"broken is worse than {live}", refused.output)
+    assert (root / "current").read_text().strip() == live
+    done = CliRunner().invoke(app, ["promote", "same", "--models", str(root), "--data", str(DATASET)])
+    assert done.exit_code == 0, done.output
+    assert (root / "current").read_text().strip() == "same"
+    missing = CliRunner().invoke(app, ["promote", "nowhere", "--models", str(root)])
+    assert missing.exit_code == 1
+    assert _said("nowhere: not a model folder", missing.output)
