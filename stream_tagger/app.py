@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 import tempfile
 import threading
 from pathlib import Path
@@ -111,6 +112,7 @@ def make_faust_app(settings: Settings) -> faust.App:
     return faust.App(
         app_id,
         broker=brokers,
+        broker_credentials=_faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         datadir=str(Path(tempfile.gettempdir()) / f"stream-tagger-{app_id}"),
@@ -121,6 +123,20 @@ def make_faust_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
+    )
+
+
+def _faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """The same SASL login for Faust's aiokafka clients as ``kafka_common()`` gives librdkafka."""
+    if not settings.sasl_mechanism:
+        return None
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    ssl_context = ssl.create_default_context() if settings.security_protocol.upper() == "SASL_SSL" else None
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=password,
+        ssl_context=ssl_context,
+        mechanism=settings.sasl_mechanism,
     )
 
 
