@@ -24,7 +24,8 @@ def health(state: HotPathState, stall_seconds: float, now: float | None = None) 
     if state.failure:
         return False, f"hot path failed: {state.failure}"
     if not state.running:
-        return False, "hot path not running"
+        # Starting (group join) or stopping: not a reason to restart the process; /ready says 503.
+        return True, "hot path not running"
     idle = (now if now is not None else time.monotonic()) - state.last_progress
     lag = state.total_lag()
     if lag > 0 and idle > stall_seconds:

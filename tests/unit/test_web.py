@@ -34,9 +34,13 @@ def test_lag_of_partitions_no_longer_assigned_is_ignored() -> None:
     assert health(state, stall_seconds=60, now=1_000.0)[0]
 
 
-def test_failed_or_stopped_hot_path_is_unhealthy() -> None:
+def test_failed_hot_path_is_unhealthy() -> None:
     assert not health(running(failure="DeliveryFailed()"), stall_seconds=60, now=100.0)[0]
-    assert not health(HotPathState(), stall_seconds=60, now=100.0)[0]
+
+
+def test_starting_hot_path_is_alive_but_not_ready() -> None:
+    assert health(HotPathState(), stall_seconds=60, now=100.0)[0]
+    assert not readiness(HotPathState())[0]
 
 
 def test_ready_only_with_partitions_assigned() -> None:
