@@ -19,6 +19,7 @@ import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 import msgspec
@@ -50,8 +51,6 @@ class Prediction(msgspec.Struct, kw_only=True, frozen=True):
 
 
 _encode = msgspec.json.Encoder().encode
-_decode_prediction = msgspec.json.Decoder(Prediction).decode
-_decode_parked = msgspec.json.Decoder(list[Feedback]).decode
 _decode_feedback = msgspec.json.Decoder(Feedback).decode
 
 
@@ -79,9 +78,13 @@ class Verdict:
 
 
 class FeedbackJoin:
-    """The join's logic over two byte-valued mappings (Faust tables in the worker, dicts in tests)."""
+    """The join's logic over two mappings of JSON-ready values (Faust tables in the worker, dicts in tests).
 
-    def __init__(self, predictions: MutableMapping[str, bytes], parked: MutableMapping[str, bytes]) -> None:
+    Values are plain builtins because that is what a Faust table gives back when it restores itself
+    from its changelog, whatever it was handed before.
+    """
+
+    def __init__(self, predictions: MutableMapping[str, Any], parked: MutableMapping[str, Any]) -> None:
         self.predictions = predictions
         self.parked = parked
 
@@ -94,29 +97,29 @@ class FeedbackJoin:
             model_version=event.model_version, event_time=event.event_time, processed_at=event.processed_at,
             partition=partition,
         )
-        self.predictions[event.id] = _encode(record)
+        self.predictions[event.id] = msgspec.to_builtins(record)
         waiting = self.parked.pop(event.id, None)
         if waiting is None:
             return []
-        return [self._judge(fb, self._record(event.id)) for fb in _decode_parked(waiting)]
+        return [self._judge(fb, self._record(event.id)) for fb in msgspec.convert(waiting, list[Feedback])]
 
     def on_feedback(self, feedback: Feedback) -> Verdict | None:
         """Judge a correction against its prediction, or park it until the prediction is known."""
         if feedback.id not in self.predictions:
-            waiting = _decode_parked(self.parked[feedback.id]) if feedback.id in self.parked else []
-            self.parked[feedback.id] = _encode([*waiting, feedback])
+            waiting = self.parked.get(feedback.id, [])
+            self.parked[feedback.id] = [*waiting, msgspec.to_builtins(feedback)]
             return None
         return self._judge(feedback, self._record(feedback.id))
 
     def _record(self, content_id: str) -> Prediction:
-        return _decode_prediction(self.predictions[content_id])
+        return msgspec.convert(self.predictions[content_id], Prediction)
 
     def _judge(self, feedback: Feedback, record: Prediction) -> Verdict:
         corrected = [t for t in map(normalise_tag, feedback.tags) if t in APPROVED_TAGS]
         judged = Judged.of(record.suggested, corrected, record.author_tags)
         if not (feedback.source == "reviewer" and record.status == "pending_review" and not record.resolved):
             return Verdict(feedback, judged)
-        self.predictions[feedback.id] = _encode(msgspec.structs.replace(record, resolved=True))
+        self.predictions[feedback.id] = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
         resolution = TaggedContent(
             id=feedback.id, status="tagged",
             tags=[TagScore(t, 1.0) for t in corrected if t in judged.truth],
@@ -145,7 +148,7 @@ class FeedbackLoop:
         self.tagged_topic = app.topic(settings.topic_tagged, schema=raw)
         self.feedback_topic = app.topic(settings.topic_feedback, schema=raw)
         self.dead_letter_topic = app.topic(settings.topic_dead_letter, schema=raw)
-        by_id = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+        by_id = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
         n = settings.partitions
         self.join = FeedbackJoin(app.Table("feedback-predictions", schema=by_id, partitions=n),
                                  app.Table("feedback-parked", schema=by_id, partitions=n))

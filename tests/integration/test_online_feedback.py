@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from stream_tagger.events import Feedback, TaggedContent
 from stream_tagger.model.runtime import Predictor
@@ -149,3 +151,38 @@ def test_online_precision_recall_agreement_and_review_resolution(
     top1 = [model.labels[j] for j in probs.argmax(axis=1)]
     hits = sum(tag in e.author_tags for tag, e in zip(top1, events, strict=True) if e.author_tags)
     assert (agree, disagree) == (hits, sum(bool(e.author_tags) for e in events) - hits)
+
+
+def read_back(settings: Settings) -> int:
+    """Tagged events the worker's Faust group (the feedback agents) committed."""
+    consumer = Consumer({**settings.kafka_common(), "group.id": f"{settings.consumer_group}-app"})
+    try:
+        parts = [TopicPartition(settings.topic_tagged, p) for p in range(settings.partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def test_predictions_survive_a_restart_through_the_changelog(settings: Settings, tmp_path: Path) -> None:
+    events = dataset_events(40, id_prefix="rs")
+    produce(settings, [(e.id.encode(), encode(e)) for e in events])
+    with WorkerProcess(settings, tmp_path / "first.log") as worker:
+        worker.wait_ready()
+        tagged = drain(settings, settings.topic_tagged, lambda seen: len(seen) >= len(events))
+        decision = {k.decode(): msgspec.json.decode(v[0], type=TaggedContent) for k, v in tagged.items()}
+        # The feedback agent has read every prediction back once its group committed past them all;
+        # from then on a restarted worker can only know them from the table's changelog.
+        deadline = time.monotonic() + 30
+        while read_back(settings) < len(events) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert read_back(settings) == len(events)
+        assert worker.terminate() == 0
+
+    confirmed = [e.id for e in events if decision[e.id].tags][:10]
+    with WorkerProcess(settings, tmp_path / "second.log") as worker:
+        worker.wait_ready()
+        produce(settings, [feedback(cid, [decision[cid].tags[0].tag], "user", datetime.now(UTC))
+                           for cid in confirmed], topic=settings.topic_feedback)
+        precision = wait_metric(worker, "stream_tagger_online_precision", {"tag": "all"}, lambda v: v == 1.0)
+        assert worker.terminate() == 0
+    assert confirmed and precision == 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from stream_tagger.events import Feedback, TaggedContent, TagScore
@@ -75,3 +76,20 @@ def test_tags_are_normalised_like_the_router_does() -> None:
     assert verdict is not None and verdict.resolution is not None
     assert verdict.judged.truth == {"natural-language-processing"}
     assert [t.tag for t in verdict.resolution.tags] == ["natural-language-processing"]
+
+
+class RestoredTable(dict):
+    """What a Faust table holds after restoring from its changelog: values as JSON gives them back."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        super().__setitem__(key, json.loads(json.dumps(value)))
+
+
+def test_join_works_on_values_restored_from_a_changelog() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    assert join.on_feedback(fb("1", ["mlops"])) is None
+    [verdict] = join.on_tagged(tagged("1", ["mlops"], status="tagged"), 2)
+    assert verdict.judged.predicted == verdict.judged.truth == {"mlops"}
+    join.on_tagged(tagged("2", [], status="pending_review"), 3)
+    resolved = join.on_feedback(fb("2", ["other"], source="reviewer"))
+    assert resolved is not None and resolved.partition == 3 and resolved.review_seconds == 60.0
