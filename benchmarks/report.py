@@ -16,6 +16,12 @@ LABELS = {
     "faust": "Faust agent, iterate only",
     "worker": "stream-tagger worker",
 }
+SHORT = {
+    "passthrough": "passthrough\n(ceiling)",
+    "sklearn": "sklearn\nper msg",
+    "faust": "Faust agent\niterate only",
+    "worker": "stream-tagger\nworker",
+}
 COLORS = {"passthrough": "tab:gray", "sklearn": "tab:orange", "faust": "tab:purple", "worker": "tab:blue"}
 
 
@@ -178,7 +184,7 @@ def write_plot(results: dict, path: Path) -> None:
 
     names, rates, colors = [], [], []
     for kind, entry in results["pipelines"].items():
-        names.append(LABELS[kind].replace(", ", ",\n").replace(" + ", "\n+ "))
+        names.append(SHORT[kind])
         rates.append(entry["saturation"].get("events_per_s", 0.0))
         colors.append(COLORS[kind])
     for run in results["sweeps"]["batch_max_size"]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import platform
 import subprocess
@@ -363,11 +364,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def publish(results: dict, out: Path) -> None:
+    results["targets"] = check_targets(results)
+    print_report(results)
+    write_json(results, out / "latest.json")
+    write_plot(results, out / "latest.png")
+    write_markdown(results, out / "latest.md")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Throughput and latency of the worker against baselines.")
     parser.add_argument("--events", type=int, help="events per saturation run (200,000; quick: 20,000)")
     parser.add_argument("--quick", action="store_true", help="small N, short runs: checks the harness")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker under load instead")
+    parser.add_argument("--report-only", action="store_true", help="redraw tables and plot from latest.json")
     parser.add_argument(
         "--only",
         default="passthrough,sklearn,worker,faust",
@@ -375,13 +385,16 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/latest.png go")
     args = parser.parse_args()
+    if args.report_only:
+        publish(json.loads((args.out / "latest.json").read_text()), args.out)
+        return
     mode = QUICK if args.quick else FULL
     if args.events:
         mode = Mode(**{**mode.__dict__, "events": args.events})
     if "worker" in args.only and not (REPO / "models" / "current").exists():
         sys.exit("error: models/current is missing; train a model first (stream-tagger train)")
     args.out.mkdir(parents=True, exist_ok=True)
-    began = datetime.now(UTC)
+    began, host = datetime.now(UTC), machine()
     with (
         tempfile.TemporaryDirectory(prefix="stream-tagger-bench-") as tmp,
         EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker,
@@ -400,23 +413,20 @@ def main() -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)
 
         results = run_all(bench, set(args.only.split(",")), log)
+    host["load_avg_at_end"] = os.getloadavg()
     results["meta"] = {
         "date": began.isoformat(timespec="seconds"),
         "duration_s": round((datetime.now(UTC) - began).total_seconds()),
         "quick": args.quick,
         "events": mode.events,
         "partitions": PARTITIONS,
-        "machine": machine(),
+        "machine": host,
         "broker": "embedded Tansu (in memory), loopback",
         "latency": "output message CreateTime (stamped by the pipeline's producer at produce()) minus input "
         "CreateTime (stamped by the load generator at produce()), ms resolution; "
         "latency_received_ms: wall time the harness consumed the output minus input CreateTime",
     }
-    results["targets"] = check_targets(results)
-    print_report(results)
-    write_json(results, args.out / "latest.json")
-    write_plot(results, args.out / "latest.png")
-    write_markdown(results, args.out / "latest.md")
+    publish(results, args.out)
 
 
 if __name__ == "__main__":
