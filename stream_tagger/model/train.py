@@ -43,7 +43,7 @@ CONFIDENCE_BINS = [0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Model and procedure; the defaults were selected by repeated stratified CV (README)."""
+    """Model and procedure; the defaults were selected by 3 x 5-fold stratified CV (README has the table)."""
 
     char_min: int = 2
     char_max: int = 5
@@ -52,7 +52,7 @@ class TrainConfig:
     min_df: int = 2
     sublinear_tf: bool = True
     C: float = 300.0
-    class_weight: str | None = None
+    class_weight: str | None = "balanced"  # mlops is 8% of posts: +0.013 mlops F1 in CV
     cv_folds: int = 5
     cv_repeats: int = 3
     seed: int = 42
