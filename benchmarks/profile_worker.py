@@ -46,38 +46,38 @@ def package_of(path: str) -> str:
     return path or "?"
 
 
-def summarize(speedscope: dict[str, Any], title: str, top: int = 12) -> str:
-    """Markdown: per Python thread, self time by package and inclusive time of stream_tagger functions."""
+def _frame(frame: dict[str, Any]) -> str:
+    return f"{frame['name']} ({package_of(frame['file'])}/{Path(frame['file']).name})"
+
+
+def summarize(speedscope: dict[str, Any], title: str, top: int = 10) -> str:
+    """Markdown, per Python thread: its share of the recorded wall time, self time by package, and the
+    heaviest frames by inclusive share (frames on every sample, the thread's entry points, left out)."""
     frames = speedscope["shared"]["frames"]
     lines = [f"## {title}", ""]
     total = sum(len(p["samples"]) for p in speedscope["profiles"])
     for profile in sorted(speedscope["profiles"], key=lambda p: -len(p["samples"])):
-        samples = profile["samples"]
-        if len(samples) < total * 0.02:
+        samples = [stack for stack in profile["samples"] if stack]
+        n = len(samples)
+        if n < total * 0.02:
             continue
-        self_by_package: Counter[str] = Counter()
+        self_by_package = Counter(package_of(frames[stack[-1]]["file"]) for stack in samples)
         inclusive: Counter[str] = Counter()
         for stack in samples:
-            if not stack:
-                continue
-            self_by_package[package_of(frames[stack[-1]]["file"])] += 1
-            for name in {
-                f"{frames[i]['name']} ({Path(frames[i]['file']).name})"
-                for i in stack
-                if "/stream_tagger/" in frames[i]["file"]
-            }:
-                inclusive[name] += 1
-        n = len(samples)
+            inclusive.update({_frame(frames[i]) for i in stack})  # one count per function, whatever the line
+        heavy = [(name, c) for name, c in inclusive.most_common() if c < 0.95 * n][:top]
         lines += [
-            f"### {profile['name']}: {n} samples ({n / total:.0%} of all)",
+            f"### {profile['name']}: {n / (PROFILE_SECONDS * SAMPLE_RATE_HZ):.0%} of the recorded wall time",
             "",
             "| innermost frame's package | share |",
             "|---|---|",
+            *(f"| {pkg} | {count / n:.0%} |" for pkg, count in self_by_package.most_common(top)),
+            "",
+            "| frame (inclusive) | share |",
+            "|---|---|",
+            *(f"| {name} | {count / n:.0%} |" for name, count in heavy),
+            "",
         ]
-        lines += [f"| {pkg} | {count / n:.0%} |" for pkg, count in self_by_package.most_common(top)]
-        lines += ["", "| stream_tagger function (inclusive) | share |", "|---|---|"]
-        lines += [f"| {name} | {count / n:.0%} |" for name, count in inclusive.most_common(top)]
-        lines.append("")
     return "\n".join(lines)
 
 
