@@ -56,12 +56,9 @@ class Online:
             watcher.apply()
 
     def start(self) -> None:
+        """Start polling the model pointers (daemon threads: they end with the process)."""
         for watcher in self.watchers:
             watcher.start()
-
-    def stop(self) -> None:
-        for watcher in self.watchers:
-            watcher.stop()
 
     def _serve(self, predictor: Predictor) -> None:
         pipeline = self.worker.pipeline
