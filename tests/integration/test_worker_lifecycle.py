@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,26 @@ def test_sigterm_finishes_the_in_flight_batch_commits_and_exits_0(settings: Sett
     published = read_all(settings, settings.topic_tagged)
     assert 1_000 <= len(published) == committed_total(settings)
     assert all(len(values) == 1 for values in published.values())
+
+
+def test_outputs_the_broker_never_acks_stop_the_hot_path_loudly(settings: Settings, tmp_path: Path) -> None:
+    """Never skip an unacked output. (The process then exits 1, but only after Faust's own consumer
+    gives up on the dead broker, ~60 s; the test stops at the loud stop and the failed /healthz.)"""
+    port = free_port()
+    settings = settings.model_copy(
+        update={"bootstrap_servers": f"127.0.0.1:{port}", "delivery_timeout_ms": 1_000}
+    )
+    with (
+        EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log") as broker,
+        WorkerProcess(settings, tmp_path / "worker.log") as worker,
+    ):
+        worker.wait_ready()
+        produce(settings, valid_events(20_000, prefix="lost"))
+        worker.wait_processed(500)
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGKILL)  # prefetched events keep the hot path producing into the void
+        worker.wait_for_output("not acknowledged by the broker", timeout=60)
+        status, body = worker.get("/healthz")
+        assert (status, body.startswith("hot path failed")) == (503, True)
+        worker.kill()
+    assert "offsets are not committed and will be re-processed" in worker.output()
