@@ -47,7 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PARTITIONS = 4
 #: Pipelines compared head to head, in table order; ``faust`` is throughput only (it explains a design).
-PIPELINES = ("passthrough", "sklearn", "worker")
+PIPELINES = ("passthrough", "sklearn", "worker", "worker-split")
+#: Our worker, as shipped (feedback loop inside), and as deployed for throughput: the feedback loop in its
+#: own process (STREAM_TAGGER_FEEDBACK_IN_WORKER=false + `stream-tagger feedback-worker`).
+OURS = ("worker", "worker-split")
 #: Warm-up events per partition before a paced run: the pipeline has joined and loaded when they are out.
 WARMUP_PER_PARTITION = 25
 STARTUP_TIMEOUT_S = 120.0
@@ -107,7 +110,7 @@ class RunTopics:
 
 
 def topics_for(kind: str, run_id: str) -> RunTopics:
-    if kind == "worker":
+    if kind in OURS:
         return RunTopics(
             f"{run_id}-raw",
             (f"{run_id}-tagged", f"{run_id}-review", f"{run_id}-dlq"),
@@ -141,9 +144,13 @@ def worker_env(bench: Bench, topics: RunTopics, group: str, batch: int | None) -
     return env
 
 
-def command_for(kind: str, bench: Bench, topics: RunTopics, group: str, seconds: float) -> list[str]:
-    if kind == "worker":
-        return [str(Path(sys.executable).parent / "stream-tagger"), "worker"]
+def commands_for(
+    kind: str, bench: Bench, topics: RunTopics, group: str, seconds: float, procs: int
+) -> list[list[str]]:
+    """One command per process: ``procs`` copies of the pipeline, plus the feedback worker for a split."""
+    if kind in OURS:
+        cli = str(Path(sys.executable).parent / "stream-tagger")
+        return [[cli, "worker"]] * procs + ([[cli, "feedback-worker"]] if kind == "worker-split" else [])
     cmd = [
         sys.executable,
         str(REPO / "benchmarks" / "baselines.py"),
@@ -159,7 +166,7 @@ def command_for(kind: str, bench: Bench, topics: RunTopics, group: str, seconds:
         "--seconds",
         str(seconds),
     ]
-    return [*cmd, "--model", str(bench.user_model)] if kind == "sklearn" else cmd
+    return [[*cmd, "--model", str(bench.user_model)] if kind == "sklearn" else cmd] * procs
 
 
 def launch(
@@ -175,12 +182,14 @@ def launch(
 ) -> Processes:
     """Start ``procs`` processes of one pipeline in one consumer group, each logging to the scratch folder."""
     started, logs = [], []
-    for i in range(procs):
+    for i, command in enumerate(commands_for(kind, bench, topics, group, seconds, procs)):
         # Each worker gets its own env: its own free web port.
-        env = {**os.environ, **(worker_env(bench, topics, group, batch) if kind == "worker" else {})}
+        env = {**os.environ, **(worker_env(bench, topics, group, batch) if kind in OURS else {})}
+        if kind == "worker-split":
+            env["STREAM_TAGGER_FEEDBACK_IN_WORKER"] = "false"
         log = bench.scratch / f"{group}-{i}.log"
         with log.open("wb") as out:
-            cmd = [*(wrap or []), *command_for(kind, bench, topics, group, seconds)]
+            cmd = [*(wrap or []), *command]
             started.append(
                 subprocess.Popen(
                     cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -380,7 +389,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="redraw tables and plot from latest.json")
     parser.add_argument(
         "--only",
-        default="passthrough,sklearn,worker,faust",
+        default=",".join((*PIPELINES, "faust")),
         help="comma-separated pipelines to run (debugging the harness)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/latest.png go")
@@ -391,7 +400,7 @@ def main() -> None:
     mode = QUICK if args.quick else FULL
     if args.events:
         mode = Mode(**{**mode.__dict__, "events": args.events})
-    if "worker" in args.only and not (REPO / "models" / "current").exists():
+    if set(OURS) & set(args.only.split(",")) and not (REPO / "models" / "current").exists():
         sys.exit("error: models/current is missing; train a model first (stream-tagger train)")
     args.out.mkdir(parents=True, exist_ok=True)
     began, host = datetime.now(UTC), machine()
