@@ -75,7 +75,10 @@ def produce_paced(
     bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]], rate: float
 ) -> tuple[dict[bytes, int], float]:
     """Send at ``rate`` events/s (open loop: the schedule does not wait for the pipeline) and return
-    key -> CreateTime and the rate actually achieved. Sends whatever is due every millisecond."""
+    key -> CreateTime and the rate actually achieved. Sends whatever is due every millisecond, so the
+    loop ends after len(pairs) / rate seconds."""
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
     producer = _producer(bootstrap)
     sent: dict[bytes, int] = {}
     start = time.monotonic()

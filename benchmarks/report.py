@@ -122,6 +122,7 @@ def print_report(results: dict, console: Console | None = None) -> None:
         sat = entry["saturation"]
         rate = sat.get("events_per_s")
         note = f"time-capped: {sat['delivered']:,} of {sat['sent']:,}" if sat.get("time_capped") else ""
+        note = "failed (see the JSON)" if "error" in sat else note
         table.add_row(
             LABELS[kind],
             _fmt(rate),
@@ -140,8 +141,9 @@ def print_report(results: dict, console: Console | None = None) -> None:
         table.add_column(col, justify="left" if col in ("pipeline", "load") else "right")
     for kind, entry in results["pipelines"].items():
         for load in entry["loads"]:
-            if load.get("over_capacity"):
-                table.add_row(LABELS[kind], load["label"], _fmt(load["offered_per_s"]), "over capacity")
+            if load.get("over_capacity") or "error" in load:
+                what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
+                table.add_row(LABELS[kind], load["label"], _fmt(load["offered_per_s"]), what)
                 continue
             lat = load.get("latency_ms", {})
             table.add_row(
@@ -299,7 +301,8 @@ def write_markdown(results: dict, path: Path) -> None:
         for load in entry["loads"]:
             lat = load.get("latency_ms")
             if lat is None:
-                rows.append([LABELS[kind], load["label"], "over capacity", "", "", ""])
+                what = "over capacity" if load.get("over_capacity") else "failed"
+                rows.append([LABELS[kind], load["label"], what, "", "", ""])
                 continue
             rows.append(
                 [

@@ -28,15 +28,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from baselines import train_user_model
+from confluent_kafka import KafkaException
 from harness import Processes, Sink, create_topics, delete_topics, percentiles, produce_bulk, produce_paced
 from report import check_targets, print_report, write_json, write_markdown, write_plot
 
@@ -331,33 +333,49 @@ def loads_for(mode: Mode, saturated: float) -> list[tuple[str, float]]:
     return fixed + relative
 
 
-def run_all(bench: Bench, only: set[str], log: Any) -> dict:
+def guarded(log: Callable[[str], None], what: str, run: Callable[[], dict], **base: Any) -> dict:
+    """A failed run (a pipeline that crashed or never answered) is recorded, not the end of the benchmark."""
+    try:
+        return run()
+    except (RuntimeError, KafkaException) as exc:
+        log(f"{what} FAILED: {str(exc).splitlines()[0]}")
+        return {**base, "error": str(exc)}
+
+
+def run_all(bench: Bench, only: set[str], log: Callable[[str], None]) -> dict:
     results: dict[str, Any] = {"pipelines": {}, "sweeps": {"batch_max_size": [], "workers": []}}
     for kind in (k for k in (*PIPELINES, "faust") if k in only):
         slow = kind in ("sklearn", "faust")
         log(f"{kind}: saturation")
-        sat = saturation(bench, kind, seconds=bench.mode.slow_seconds if slow else None)
+        seconds = bench.mode.slow_seconds if slow else None
+        sat = guarded(log, kind, partial(saturation, bench, kind, seconds=seconds), pipeline=kind, procs=1)
         entry: dict[str, Any] = {"saturation": sat, "loads": []}
         results["pipelines"][kind] = entry
-        if kind == "faust":
+        if kind == "faust" or not sat.get("events_per_s"):
             continue
-        for label, rate in loads_for(bench.mode, sat.get("events_per_s", 0.0)):
-            if rate > sat.get("events_per_s", 0.0) * 1.02:
+        for label, rate in loads_for(bench.mode, sat["events_per_s"]):
+            if rate > sat["events_per_s"] * 1.02:
                 log(f"{kind}: {label} is over its capacity, skipped")
                 entry["loads"].append(
                     {"pipeline": kind, "label": label, "offered_per_s": round(rate, 1), "over_capacity": True}
                 )
                 continue
             log(f"{kind}: offered {label} ({rate:,.0f}/s)")
-            entry["loads"].append({"label": label, **paced(bench, kind, rate)})
+            run = guarded(log, f"{kind} at {label}", partial(paced, bench, kind, rate), offered_per_s=rate)
+            entry["loads"].append({"label": label, **run})
     if "worker" not in only:
         return results
     for batch in bench.mode.batch_sizes:
         log(f"worker: batch_max_size={batch}")
-        results["sweeps"]["batch_max_size"].append(saturation(bench, "worker", batch=batch))
+        run = guarded(
+            log, "sweep", partial(saturation, bench, "worker", batch=batch), procs=1, batch_max_size=batch
+        )
+        results["sweeps"]["batch_max_size"].append(run)
     results["sweeps"]["workers"].append(results["pipelines"]["worker"]["saturation"])
     log("worker: 2 processes in one group")
-    results["sweeps"]["workers"].append(saturation(bench, "worker", procs=2))
+    results["sweeps"]["workers"].append(
+        guarded(log, "sweep", partial(saturation, bench, "worker", procs=2), procs=2, batch_max_size=None)
+    )
     return results
 
 
