@@ -204,8 +204,9 @@ def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:
     """A Faust app running only the feedback loop, with /metrics and /ready (``feedback-worker``).
 
     Reading every tagged event back through Faust costs CPU, and in the worker's process also the GIL
-    its hot path needs (measured on 2 busy cores: ~1.5k instead of ~4k events/s). In its own process
-    the loop uses the other core; it has its own consumer group, so it never takes raw partitions.
+    its hot path needs (2 cores at load average ~9: ~1.5k instead of ~4k events/s; within noise when
+    the cores are less busy). In its own process the loop uses the other core; it has its own consumer
+    group, so it never takes raw partitions.
     """
     from stream_tagger.app import make_faust_app  # the worker's app factory: same broker settings
 
