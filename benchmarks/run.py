@@ -1,10 +1,12 @@
 """Benchmark: our worker against the transport ceiling and a per-message scikit-learn loop, in one run.
 
-    .venv/bin/python benchmarks/run.py [--events 200000] [--quick] [--profile]
+    .venv/bin/python benchmarks/run.py [--events 200000] [--quick] [--profile] [--report-only]
 
 Everything runs on one embedded Tansu broker on loopback, with the same workload for every pipeline:
 raw events resampled from the bundled dataset with unique ids, on an input topic of 4 partitions.
-Each pipeline runs as its own process(es) and is measured from the outside (see ``harness.py``):
+Each pipeline runs as its own process(es) and is measured from the outside (see ``harness.py``): the
+baselines of ``baselines.py``, our worker as shipped, and our worker with its feedback loop in its own
+process (the deployment for high rates).
 
 - saturation: N events pre-produced, the pipeline started, events/s from its first output to its last;
 - fixed offered loads (1,000/s, 5,000/s, 80% and 100% of the saturation rate), produced while the pipeline
@@ -12,8 +14,8 @@ Each pipeline runs as its own process(es) and is measured from the outside (see 
 - sweeps of our worker: micro-batch size, and 1 vs 2 worker processes in one group.
 
 Writes ``benchmarks/results/latest.json``, ``latest.png`` and ``latest.md`` (the tables in Markdown) and
-prints the tables and the targets.
-``--profile`` instead records the worker under load with py-spy (see ``profile.py``).
+prints the tables and the targets. ``--profile`` instead records the worker with py-spy (see
+``profile_worker.py``); ``--report-only`` redraws everything from ``latest.json``.
 """
 
 from __future__ import annotations
