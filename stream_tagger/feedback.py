@@ -47,6 +47,7 @@ class Prediction(msgspec.Struct, kw_only=True, frozen=True):
     event_time: datetime
     processed_at: datetime
     partition: int  # of the tagged topic: a resolution is published there too
+    duplicate_of: str | None = None
     resolved: bool = False
 
 
@@ -95,7 +96,7 @@ class FeedbackJoin:
         record = Prediction(
             status=event.status, suggested=[t.tag for t in event.tags], author_tags=list(event.author_tags),
             model_version=event.model_version, event_time=event.event_time, processed_at=event.processed_at,
-            partition=partition,
+            partition=partition, duplicate_of=event.duplicate_of,
         )
         self.predictions[event.id] = msgspec.to_builtins(record)
         waiting = self.parked.pop(event.id, None)
@@ -124,7 +125,7 @@ class FeedbackJoin:
             id=feedback.id, status="tagged",
             tags=[TagScore(t, 1.0) for t in corrected if t in judged.truth],
             author_tags=record.author_tags, model_version=record.model_version,
-            event_time=record.event_time, processed_at=datetime.now(UTC),
+            event_time=record.event_time, processed_at=datetime.now(UTC), duplicate_of=record.duplicate_of,
         )
         waited = max(0.0, (feedback.created_at - record.processed_at).total_seconds())
         return Verdict(feedback, judged, review_seconds=waited, resolution=resolution,

@@ -90,6 +90,9 @@ def test_join_works_on_values_restored_from_a_changelog() -> None:
     assert join.on_feedback(fb("1", ["mlops"])) is None
     [verdict] = join.on_tagged(tagged("1", ["mlops"], status="tagged"), 2)
     assert verdict.judged.predicted == verdict.judged.truth == {"mlops"}
-    join.on_tagged(tagged("2", [], status="pending_review"), 3)
+    repost = tagged("2", [], status="pending_review")
+    repost.duplicate_of = "1"
+    join.on_tagged(repost, 3)
     resolved = join.on_feedback(fb("2", ["other"], source="reviewer"))
     assert resolved is not None and resolved.partition == 3 and resolved.review_seconds == 60.0
+    assert resolved.resolution is not None and resolved.resolution.duplicate_of == "1"
