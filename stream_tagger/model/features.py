@@ -16,6 +16,7 @@ spreads the bits before the vocabulary lookup.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -118,6 +119,7 @@ def _pow(exps: np.ndarray) -> np.ndarray:
     return _POW[exps]
 
 
+@functools.cache
 def _salt(kind: int) -> np.uint64:
     """Distinct per n-gram kind, so the char 2-gram "ab" and the word "ab" hash differently."""
     return np.uint64((kind * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
@@ -148,16 +150,19 @@ def hash_ngrams(texts: Sequence[str], params: FeatureParams) -> Hashed:
     # Words: maximal runs of word bytes; a word k-gram spans k words and the single spaces between.
     is_word = np.zeros(n + 2, dtype=np.int8)
     is_word[1:-1] = (buf != _SPACE) & (buf != _DOC_SEP)
-    edges = np.diff(is_word)
+    edges = is_word[1:] - is_word[:-1]
     w_start = np.flatnonzero(edges == 1)
     w_end = np.flatnonzero(edges == -1)
     w_doc = docs[w_start]
     # n-grams per post, counted rather than collected: a post of L buffer bytes and W words has
     # L - k + 1 char k-grams and W - k + 1 word k-grams.
-    seg_len = np.diff(np.flatnonzero(buf == _DOC_SEP)) - 1
+    seps = np.flatnonzero(buf == _DOC_SEP)
+    seg_len = seps[1:] - seps[:-1] - 1
     n_words = np.bincount(w_doc, minlength=len(texts))
-    totals = sum(np.maximum(seg_len - k + 1, 0) for k in range(params.char_min, params.char_max + 1))
-    totals = totals + sum(np.maximum(n_words - k + 1, 0) for k in range(1, params.word_ngrams + 1))
+    char_k = np.arange(params.char_min, params.char_max + 1)
+    word_k = np.arange(1, params.word_ngrams + 1)
+    totals = np.maximum(seg_len[:, None] - char_k + 1, 0).sum(axis=1, dtype=np.int64)
+    totals += np.maximum(n_words[:, None] - word_k + 1, 0).sum(axis=1, dtype=np.int64)
     for k in range(1, params.word_ngrams + 1):
         m = len(w_doc) - k + 1
         if m <= 0:
@@ -166,7 +171,6 @@ def hash_ngrams(texts: Sequence[str], params: FeatureParams) -> Hashed:
         start, end = w_start[:m][same], w_end[k - 1 :][same]
         hash_parts.append((_pow(end - 1) * (s[end] - s[start])) ^ _salt(100 + k))
         doc_parts.append(w_doc[:m][same])
-    totals = np.zeros(len(texts), dtype=np.int64) + totals
     return Hashed(np.concatenate(doc_parts), _mix(np.concatenate(hash_parts)), totals)
 
 
@@ -224,7 +228,7 @@ class BatchFeatures:
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(self.indptr)
+        return self.indptr[1:] - self.indptr[:-1]
 
     def padded(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``ids`` int64 [R, T] and ``tf`` float32 [R, T] for the ONNX graph; padding is id 0 with tf 0,
@@ -261,7 +265,8 @@ def featurize(texts: Sequence[str], params: FeatureParams, vocab: Vocabulary) ->
     key_type = np.int32 if n_docs * n_cols < 2**31 else np.int64
     keys = np.sort(hashed.doc[known].astype(key_type) * key_type(n_cols) + col[known].astype(key_type))
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if len(keys) else keys
-    counts = np.diff(np.append(starts, len(keys))).astype(np.float32)
+    ends = np.append(starts[1:], len(keys)) if len(keys) else starts
+    counts = (ends - starts).astype(np.float32)
     uniq = keys[starts].astype(np.int64)
     indptr = np.searchsorted(uniq, np.arange(n_docs + 1, dtype=np.int64) * n_cols)
     hits = np.concatenate(([0.0], np.cumsum(counts, dtype=np.float64)))

@@ -91,3 +91,11 @@ def test_counted_totals_equal_collected_ngrams() -> None:
     texts = [*CORPUS, "", "a", "!!", "one two three four"]
     hashed = hash_ngrams(texts, PARAMS)
     assert hashed.totals.tolist() == np.bincount(hashed.doc, minlength=len(texts)).tolist()
+
+
+def test_batch_without_any_known_ngram() -> None:
+    feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
+    out = featurize(["", "qqq zzz", "!!!"], PARAMS, feat.vocabulary_)
+    ids, tf = out.padded()
+    assert len(out.cols) == 0 and ids.shape == (3, 1) and not tf.any()
+    assert out.oov_share.tolist() == [0.0, 1.0, 0.0]
