@@ -259,10 +259,22 @@ class HotPath:
         for topic, info in stats.get("topics", {}).items():
             for partition, pstats in info.get("partitions", {}).items():
                 key = (topic, int(partition))
-                if key in self.state.assigned and pstats.get("consumer_lag", -1) >= 0:
-                    lag[key] = pstats["consumer_lag"]
-                    self.metrics.consumer_lag.labels(topic, partition).set(pstats["consumer_lag"])
+                behind = _partition_lag(pstats)
+                if key in self.state.assigned and behind is not None:
+                    lag[key] = behind
+                    self.metrics.consumer_lag.labels(topic, partition).set(behind)
         self.state.lag = lag
+
+
+def _partition_lag(pstats: dict[str, Any]) -> int | None:
+    """End offset minus committed offset; before the group's first commit, minus the log start
+    (where ``auto.offset.reset=earliest`` starts reading). None while librdkafka does not know."""
+    if pstats.get("consumer_lag", -1) >= 0:
+        return int(pstats["consumer_lag"])
+    high, low = pstats.get("hi_offset", -1), pstats.get("lo_offset", -1)
+    if pstats.get("committed_offset", -1) < 0 and high >= 0 and low >= 0:
+        return int(high - low)
+    return None
 
 
 def _describe(partitions: list[TopicPartition]) -> str:

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.hot_path import DeliveryFailed, HotPath
+from stream_tagger.hot_path import DeliveryFailed, HotPath, _partition_lag
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import Pipeline, Topics
 from stream_tagger.settings import Settings
@@ -162,3 +162,15 @@ def test_a_batch_below_the_maximum_is_acked_at_once_not_after_the_next_consume()
         ("commit", False),
         ("revoke-end",),
     ]
+
+
+@pytest.mark.parametrize(
+    ("pstats", "expected"),
+    [
+        ({"consumer_lag": 42, "hi_offset": 100, "lo_offset": 0, "committed_offset": 58}, 42),
+        ({"consumer_lag": -1, "hi_offset": 100, "lo_offset": 10, "committed_offset": -1001}, 90),
+        ({"consumer_lag": -1, "hi_offset": -1, "lo_offset": -1, "committed_offset": -1001}, None),
+    ],
+)
+def test_partition_lag_from_librdkafka_statistics(pstats: dict, expected: int | None) -> None:
+    assert _partition_lag(pstats) == expected
