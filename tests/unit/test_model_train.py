@@ -18,7 +18,7 @@ from stream_tagger.model.train import TrainConfig, train
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import DATASET
 
-FAST = replace(TrainConfig(), cv_repeats=1)
+FAST = replace(TrainConfig(), cv_repeats=1, cv_folds=3)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,6 @@ def test_failure_while_writing_leaves_no_folder(
 
     monkeypatch.setattr(train_module, "write_card", broken_card)
     with pytest.raises(OSError, match="disk full"):
-        train([small_csv], tmp_path / "models", replace(FAST, cv_folds=3))
+        train([small_csv], tmp_path / "models", replace(FAST, cv_folds=2))
     assert list((tmp_path / "models").iterdir()) == []
     assert not (tmp_path / "models" / artefacts.POINTER).exists()
