@@ -136,7 +136,18 @@ def print_report(results: dict, console: Console | None = None) -> None:
     console.print(table)
 
     table = Table(title="Latency at offered loads (ms, output CreateTime - input CreateTime)")
-    cols = ("pipeline", "load", "offered/s", "delivered", "p50", "p99", "p99.9", "CPU µs/event", "broker")
+    cols = (
+        "pipeline",
+        "load",
+        "offered/s",
+        "delivered",
+        "p50",
+        "p99",
+        "p99.9",
+        "p50 first→last 10%",
+        "CPU µs/event",
+        "broker",
+    )
     for col in cols:
         table.add_column(col, justify="left" if col in ("pipeline", "load") else "right")
     for kind, entry in results["pipelines"].items():
@@ -154,6 +165,7 @@ def print_report(results: dict, console: Console | None = None) -> None:
                 _fmt(lat.get("p50")),
                 _fmt(lat.get("p99")),
                 _fmt(lat.get("p99.9")),
+                "→".join(_fmt(v) for v in load.get("p50_first_last_tenth_ms", [None, None])),
                 _fmt(load.get("cpu_us_per_event")),
                 _fmt(load.get("broker_cores_busy"), 2),
             )
@@ -302,7 +314,7 @@ def write_markdown(results: dict, path: Path) -> None:
             lat = load.get("latency_ms")
             if lat is None:
                 what = "over capacity" if load.get("over_capacity") else "failed"
-                rows.append([LABELS[kind], load["label"], what, "", "", ""])
+                rows.append([LABELS[kind], load["label"], what, "", "", "", ""])
                 continue
             rows.append(
                 [
@@ -312,9 +324,11 @@ def write_markdown(results: dict, path: Path) -> None:
                     _fmt(lat["p50"]),
                     _fmt(lat["p99"]),
                     _fmt(lat["p99.9"]),
+                    " → ".join(_fmt(v) for v in load.get("p50_first_last_tenth_ms", [None, None])),
                 ]
             )
-    lines += _md_table(["pipeline", "offered load", "events/s", "p50 ms", "p99 ms", "p99.9 ms"], rows)
+    header = ["pipeline", "offered load", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "p50 first → last 10%"]
+    lines += _md_table(header, rows)
     rows = [
         [
             f"batch_max_size={r['batch_max_size']}",

@@ -256,6 +256,12 @@ def summarize(sent: dict[bytes, int], sink: Sink, processes: Processes, window_s
         "broker_cores_busy": round(broker_cpu / busy_s, 2),
         "latency_ms": percentiles(latency),
         "latency_received_ms": percentiles(received),
+        # p50 of the first and of the last tenth sent: a rise means the pipeline fell behind the offered
+        # rate during the run (a queue grew), not that each event got slower.
+        "p50_first_last_tenth_ms": [
+            percentiles(latency[: max(1, delivered // 10)])["p50"],
+            percentiles(latency[-max(1, delivered // 10) :])["p50"],
+        ],
     }
     return result
 
