@@ -15,7 +15,9 @@ import msgspec
 
 SCHEMA_VERSION = 1
 
-ContentId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, description="Content id; the message key")]
+ContentId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, description="Content id; the message key")
+]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
