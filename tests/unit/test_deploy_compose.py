@@ -1,8 +1,8 @@
 """docker-compose.yml and deploy/Dockerfile, checked without a Docker engine.
 
-The stack only works when names agree across files: the scrape target and the worker service, the
-mounts and the files in the repo, the worker's environment and Settings, the topics kafka-init makes
-and the topics the worker reads. Those are the things checked here.
+The stack only works when names agree across files: the scrape targets and the worker and feedback
+worker services, the mounts and the files in the repo, their environment and Settings, the topics
+kafka-init makes and the topics the worker reads. Those are the things checked here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ DOCKERFILE = REPO / "deploy" / "Dockerfile"
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA_PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"
 ENV_PREFIX = "STREAM_TAGGER_"
+#: Compose services running the stream-tagger image, each scraped by Prometheus.
+STREAM_TAGGER_SERVICES = ("worker", "feedback-worker")
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +69,26 @@ def test_images_are_pinned(services: dict[str, dict]) -> None:
         assert tag and tag != "latest", f"{name}: image {image!r} is not pinned to a version"
 
 
-def test_prometheus_scrapes_the_worker_service_on_its_web_port(services: dict[str, dict]) -> None:
+def web_port(service: dict) -> int:
+    return int(service["environment"].get(f"{ENV_PREFIX}WEB_PORT", Settings().web_port))
+
+
+def test_prometheus_scrapes_both_services_on_their_web_ports(services: dict[str, dict]) -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    (target,) = config["scrape_configs"][0]["static_configs"][0]["targets"]
-    host, port = target.split(":")
-    assert host in services, f"scrape target {host} is not a compose service"
-    worker_port = int(services[host]["environment"].get(f"{ENV_PREFIX}WEB_PORT", Settings().web_port))
-    assert int(port) == worker_port
-    assert worker_port in published_container_ports(services[host])
-    assert re.search(rf"^EXPOSE {worker_port}$", DOCKERFILE.read_text(), re.MULTILINE)
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    ]
+    assert sorted(target.split(":")[0] for target in targets) == sorted(STREAM_TAGGER_SERVICES)
+    for target in targets:
+        host, port = target.split(":")
+        assert int(port) == web_port(services[host]), target
+        assert int(port) in published_container_ports(services[host]), target
+        assert re.search(rf"^EXPOSE {port}$", DOCKERFILE.read_text(), re.MULTILINE), target
+    published = [str(m).split(":")[0] for name in STREAM_TAGGER_SERVICES for m in services[name]["ports"]]
+    assert len(set(published)) == len(published), "two services published on one host port"
 
 
 def test_prometheus_sees_its_config_and_the_rules_it_loads(services: dict[str, dict]) -> None:
@@ -106,14 +119,36 @@ def test_grafana_gets_the_datasource_and_the_dashboard(services: dict[str, dict]
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
-def test_worker_environment_names_real_settings(services: dict[str, dict]) -> None:
-    environment = services["worker"]["environment"]
-    fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+def service_settings(service: dict) -> Settings:
+    return Settings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in service["environment"].items()})
+
+
+@pytest.mark.parametrize("name", STREAM_TAGGER_SERVICES)
+def test_environment_names_real_settings(services: dict[str, dict], name: str) -> None:
+    environment = services[name]["environment"]
+    fields = {f"{ENV_PREFIX}{field.upper()}" for field in Settings.model_fields}
     assert set(environment) - fields == set(), "environment variables Settings would silently ignore"
-    settings = Settings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in environment.items()})
+    settings = service_settings(services[name])
     host, port = settings.bootstrap_servers.split(":")
-    assert host in services, "the worker's bootstrap server is not a compose service"
+    assert host in services, f"{name}'s bootstrap server is not a compose service"
     assert f"PLAINTEXT://{host}:{port}" in services[host]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert services[name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def test_the_feedback_loop_runs_once_in_its_own_service(services: dict[str, dict]) -> None:
+    from stream_tagger.cli import app
+
+    worker, feedback = services["worker"], services["feedback-worker"]
+    assert not service_settings(worker).feedback_in_worker, "the loop would run twice: feedback counted twice"
+    assert (feedback["image"], feedback["build"]) == (worker["image"], worker["build"])
+    program, command = feedback["command"]
+    assert program == "stream-tagger"
+    assert command in {info.name for info in app.registered_commands}
+    # Same topics and group stem as the worker: it reads what the worker writes.
+    assert service_settings(feedback).consumer_group == service_settings(worker).consumer_group
+    # The image's HEALTHCHECK probes /healthz, which only the worker serves.
+    probe = " ".join(feedback["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{web_port(feedback)}/ready" in probe
 
 
 def test_kafka_init_creates_exactly_the_worker_topics(services: dict[str, dict]) -> None:

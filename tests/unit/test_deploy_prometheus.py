@@ -21,6 +21,8 @@ CONFIG = PROM_DIR / "prometheus.yml"
 ALERTS = PROM_DIR / "alerts.yml"
 RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))
 REQUIRED_ANNOTATIONS = {"summary", "description", "runbook"}
+#: One scrape job per kind of process, each with the alert that says it is down.
+DOWN_ALERTS = {"StreamTaggerDown": "stream-tagger", "StreamTaggerFeedbackDown": "stream-tagger-feedback"}
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +57,27 @@ def test_promtool_rule_unit_tests_pass(promtool: str) -> None:
     assert "SUCCESS" in out
 
 
-def test_config_loads_the_alert_rules_and_scrapes_the_worker() -> None:
+def test_config_loads_the_alert_rules_and_scrapes_the_worker_and_the_feedback_worker() -> None:
     config = yaml.safe_load(CONFIG.read_text())
     assert [(CONFIG.parent / f).resolve() for f in config["rule_files"]] == [ALERTS.resolve()]
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "stream-tagger"
-    assert job.get("metrics_path", "/metrics") == "/metrics"
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(DOWN_ALERTS.values())
+    for job in jobs.values():
+        assert job.get("metrics_path", "/metrics") == "/metrics"
     interval = int(config["global"]["scrape_interval"].removesuffix("s"))
     assert 5 <= interval <= 15
+
+
+def test_every_scrape_job_has_its_own_down_alert() -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    for alert, job in DOWN_ALERTS.items():
+        assert rules[alert]["expr"].strip() == f'up{{job="{job}"}} == 0', alert
 
 
 def test_the_required_alerts_exist_with_severity_and_runbook() -> None:
     rules = {rule["alert"]: rule for rule in alert_rules()}
     assert set(rules) == {
-        "StreamTaggerDown",
+        *DOWN_ALERTS,
         "ConsumerLagGrowing",
         "DeadLetterRateHigh",
         "EndToEndLatencyP99High",
