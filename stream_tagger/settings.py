@@ -59,9 +59,12 @@ class Settings(BaseSettings):
     duplicates_window: int = Field(default=100_000, ge=1)
     # Online precision/recall over the last N feedback items.
     online_eval_window: int = Field(default=1_000, ge=1)
-    # The feedback join reads every tagged event back through Faust, which shares the hot path's GIL;
-    # false: run it in its own process (`stream-tagger feedback-worker`) when throughput matters.
-    feedback_in_worker: bool = True
+    # The feedback join reads every tagged event back through Faust's per-event machinery (~4k events/s
+    # at most). In the worker's process it shares the hot path's GIL: at 1,000 events/s the Faust thread
+    # held it ~62% of wall time vs the hot path's 10%, and under load the worker fell from ~3.6-4.3k to
+    # 1.0-1.7k events/s. So by default it runs in its own process (`stream-tagger feedback-worker`);
+    # true only for a single small process (tests, a laptop) where one process is simpler than two.
+    feedback_in_worker: bool = False
 
     # --- hot path ---
     batch_max_size: int = Field(default=512, ge=1)

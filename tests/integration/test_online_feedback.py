@@ -165,6 +165,8 @@ def read_back(settings: Settings) -> int:
 
 def test_predictions_survive_a_restart_through_the_changelog(settings: Settings, tmp_path: Path) -> None:
     events = dataset_events(40, id_prefix="rs")
+    # The loop inside the worker (not the default): one process to restart, and read_back's group.
+    settings = settings.model_copy(update={"feedback_in_worker": True})
     produce(settings, [(e.id.encode(), encode(e)) for e in events])
     with WorkerProcess(settings, tmp_path / "first.log") as worker:
         worker.wait_ready()
