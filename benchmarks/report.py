@@ -15,14 +15,14 @@ LABELS = {
     "sklearn": "confluent-kafka + sklearn per msg",
     "faust": "Faust agent, iterate only",
     "worker": "stream-tagger worker",
-    "worker-split": "stream-tagger worker, feedback loop in own process",
+    "worker-split": "stream-tagger worker + feedback-worker",
 }
 SHORT = {
     "passthrough": "passthrough\n(ceiling)",
     "sklearn": "sklearn\nper msg",
     "faust": "Faust agent\niterate only",
     "worker": "stream-tagger\nworker",
-    "worker-split": "worker, feedback\nin own process",
+    "worker-split": "worker +\nfeedback-worker",
 }
 COLORS = {
     "passthrough": "tab:gray",
@@ -43,7 +43,7 @@ def _rate(results: dict, kind: str) -> float:
 
 
 def check_targets(results: dict) -> list[dict[str, Any]]:
-    """The issue's targets, for our worker as shipped and with its feedback loop in its own process."""
+    """The issue's targets, for our worker alone and beside the feedback worker a deployment runs."""
     sklearn = _rate(results, "sklearn")
     targets = []
     for kind in ("worker", "worker-split"):
