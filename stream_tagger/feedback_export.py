@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
@@ -27,6 +28,8 @@ from stream_tagger.settings import APPROVED_TAGS, Settings
 
 CSV_COLUMNS = ("id", "created_on", "title", "description", "tag")
 CREATED_ON_FORMAT = "%Y-%m-%d %H:%M:%S"  # as in data/dataset.csv
+
+E = TypeVar("E", Feedback, RawContent)
 
 
 class ExportError(Exception):
@@ -81,15 +84,20 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
         consumer.close()
 
 
-def latest_corrections(messages: Iterator[Message]) -> dict[str, Feedback]:
-    """Per id, the correction with the latest ``created_at``; undecodable messages are skipped."""
-    decode = msgspec.json.Decoder(Feedback).decode
-    latest: dict[str, Feedback] = {}
+def decoded(messages: Iterator[Message], event_type: type[E]) -> Iterator[E]:
+    """The messages that decode as ``event_type``; the workers dead-letter the rest, so they are skipped."""
+    decode = msgspec.json.Decoder(event_type).decode
     for msg in messages:
         try:
-            fb = decode(msg.value() or b"")
+            yield decode(msg.value() or b"")
         except msgspec.DecodeError:
             continue
+
+
+def latest_corrections(messages: Iterator[Message]) -> dict[str, Feedback]:
+    """Per id, the correction with the latest ``created_at``; undecodable messages are skipped."""
+    latest: dict[str, Feedback] = {}
+    for fb in decoded(messages, Feedback):
         if fb.id not in latest or fb.created_at >= latest[fb.id].created_at:
             latest[fb.id] = fb
     return latest
@@ -97,13 +105,8 @@ def latest_corrections(messages: Iterator[Message]) -> dict[str, Feedback]:
 
 def posts_by_id(messages: Iterator[Message], wanted: set[str]) -> dict[str, RawContent]:
     """The first readable raw event of each wanted id (a replay carries the same post)."""
-    decode = msgspec.json.Decoder(RawContent).decode
     found: dict[str, RawContent] = {}
-    for msg in messages:
-        try:
-            post = decode(msg.value() or b"")
-        except msgspec.DecodeError:
-            continue
+    for post in decoded(messages, RawContent):
         if post.id in wanted and post.id not in found:
             found[post.id] = post
     return found

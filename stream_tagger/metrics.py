@@ -10,7 +10,7 @@ per event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +33,8 @@ INFERENCE_BUCKETS = (
 END_TO_END_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
 CONFIDENCE_BUCKETS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0)
 BATCH_SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
+REVIEW_RESOLUTION_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+PREFIX = "stream_tagger_"
 
 OUTCOMES = ("tagged", "review", "dead_letter")
 DEAD_LETTER_REASONS = ("not_utf8", "not_json", "schema", "too_large", "unknown_schema_version")
@@ -43,111 +45,73 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        p = "stream_tagger_"
-        self.events_consumed = Counter(
-            p + "events_consumed", "Raw messages read from Kafka.", ["topic"], registry=registry
-        )
-        self.events_processed = Counter(
-            p + "events_processed",
+
+        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+            return Gauge(PREFIX + name, doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=registry)
+
+        self.events_consumed = counter("events_consumed", "Raw messages read from Kafka.", ["topic"])
+        self.events_processed = counter(
+            "events_processed",
             "Inputs by their one outcome, counted once the broker acked the output.",
             ["outcome"],
-            registry=registry,
         )
-        self.dead_letters = Counter(
-            p + "dead_letters",
-            "Inputs sent to the dead-letter topic, by reason.",
-            ["reason"],
-            registry=registry,
+        self.dead_letters = counter(
+            "dead_letters", "Inputs sent to the dead-letter topic, by reason.", ["reason"]
         )
-        self.inference_seconds = Histogram(
-            p + "inference_seconds",
-            "ONNX time per micro-batch.",
-            ["model_version", "role"],
-            buckets=INFERENCE_BUCKETS,
-            registry=registry,
+        self.inference_seconds = histogram(
+            "inference_seconds", "ONNX time per micro-batch.", INFERENCE_BUCKETS, ["model_version", "role"]
         )
-        self.end_to_end_latency = Histogram(
-            p + "end_to_end_latency_seconds",
+        self.end_to_end_latency = histogram(
+            "end_to_end_latency_seconds",
             "Raw message's Kafka timestamp to the broker's ack of its output.",
+            END_TO_END_BUCKETS,
             ["outcome"],
-            buckets=END_TO_END_BUCKETS,
-            registry=registry,
         )
-        self.batch_size = Histogram(
-            p + "batch_size", "Events per micro-batch.", buckets=BATCH_SIZE_BUCKETS, registry=registry
+        self.batch_size = histogram("batch_size", "Events per micro-batch.", BATCH_SIZE_BUCKETS)
+        self.confidence = histogram(
+            "confidence", "Top-1 confidence, labelled with the top-1 tag.", CONFIDENCE_BUCKETS, ["tag"]
         )
-        self.confidence = Histogram(
-            p + "confidence",
-            "Top-1 confidence, labelled with the top-1 tag.",
-            ["tag"],
-            buckets=CONFIDENCE_BUCKETS,
-            registry=registry,
+        self.consumer_lag = gauge(
+            "consumer_lag", "End offset minus committed offset, in messages.", ["topic", "partition"]
         )
-        self.consumer_lag = Gauge(
-            p + "consumer_lag",
-            "End offset minus committed offset, in messages.",
-            ["topic", "partition"],
-            registry=registry,
+        self.last_processed_timestamp = gauge(
+            "last_processed_timestamp_seconds", "Unix time of the last batch the broker acked."
         )
-        self.last_processed_timestamp = Gauge(
-            p + "last_processed_timestamp_seconds",
-            "Unix time of the last batch the broker acked.",
-            registry=registry,
-        )
-        self.model_info = Gauge(
-            p + "model_info",
+        self.model_info = gauge(
+            "model_info",
             "Which model serves (value is always 1).",
             ["version", "role", "labels", "threshold"],
-            registry=registry,
         )
-        self.rules_baseline = Counter(
-            p + "rules_baseline",
-            "Keyword baseline compared with the model's top-1.",
-            ["result"],
-            registry=registry,
+        self.rules_baseline = counter(
+            "rules_baseline", "Keyword baseline compared with the model's top-1.", ["result"]
         )
-        self.drift_score = Gauge(
-            p + "drift_score",
-            "PSI of a recent window against the training reference.",
-            ["signal"],
-            registry=registry,
+        self.drift_score = gauge(
+            "drift_score", "PSI of a recent window against the training reference.", ["signal"]
         )
-        self.online_precision = Gauge(
-            p + "online_precision", "Rolling precision from feedback.", ["tag"], registry=registry
+        self.online_precision = gauge("online_precision", "Rolling precision from feedback.", ["tag"])
+        self.online_recall = gauge("online_recall", "Rolling recall from feedback.", ["tag"])
+        self.feedback = counter("feedback", "Corrections received, by who sent them.", ["source"])
+        self.author_tag_agreement = counter(
+            "author_tag_agreement", "Model top-1 against the author's own tags (a proxy label).", ["result"]
         )
-        self.online_recall = Gauge(
-            p + "online_recall", "Rolling recall from feedback.", ["tag"], registry=registry
-        )
-        self.feedback = Counter(
-            p + "feedback", "Corrections received, by who sent them.", ["source"], registry=registry
-        )
-        self.author_tag_agreement = Counter(
-            p + "author_tag_agreement",
-            "Model top-1 against the author's own tags (a proxy label).",
-            ["result"],
-            registry=registry,
-        )
-        self.review_resolution_seconds = Histogram(
-            p + "review_resolution_seconds",
+        self.review_resolution_seconds = histogram(
+            "review_resolution_seconds",
             "Review request to the reviewer's feedback.",
-            buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
-            registry=registry,
+            REVIEW_RESOLUTION_BUCKETS,
         )
-        self.shadow_comparisons = Counter(
-            p + "shadow_comparisons",
-            "Shadow model's top-1 against the live one.",
-            ["result"],
-            registry=registry,
+        self.shadow_comparisons = counter(
+            "shadow_comparisons", "Shadow model's top-1 against the live one.", ["result"]
         )
-        self.shadow_disagreements = Counter(
-            p + "shadow_disagreements",
-            "Shadow and live top-1 that differ.",
-            ["live_tag", "shadow_tag"],
-            registry=registry,
+        self.shadow_disagreements = counter(
+            "shadow_disagreements", "Shadow and live top-1 that differ.", ["live_tag", "shadow_tag"]
         )
-        self.duplicates = Counter(
-            p + "duplicates", "Posts flagged as duplicates of an earlier one.", registry=registry
-        )
+        self.duplicates = counter("duplicates", "Posts flagged as duplicates of an earlier one.")
         # Pre-create the label sets an alert divides by, so a rate is 0 rather than absent.
         for outcome in OUTCOMES:
             self.events_processed.labels(outcome)
