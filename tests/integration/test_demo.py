@@ -1,4 +1,5 @@
-"""`stream-tagger demo` end to end, as a user runs it: a subprocess with its own broker and worker."""
+"""`stream-tagger demo` end to end, as a user runs it: a subprocess with its own broker, worker and
+feedback worker."""
 
 from __future__ import annotations
 
@@ -80,10 +81,15 @@ def test_demo_accounts_for_every_event_and_leaves_no_process_behind(tmp_path: Pa
     ]
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
-        output = wait_for_line(lines_of(proc.stderr), "Ctrl-C stops both")
-        metrics_url = next(line for line in output if "metrics http" in line).split("metrics ")[1].strip()
-        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        output = wait_for_line(lines_of(proc.stderr), "Ctrl-C stops them all")
+        urls = [line.split("metrics ")[1].strip() for line in output if "metrics http" in line]
+        worker_url, feedback_url = urls
+        with urllib.request.urlopen(worker_url, timeout=5) as response:
             assert b"stream_tagger_events_processed_total" in response.read()
+        # The feedback loop's own process answers on its own port.
+        assert feedback_url != worker_url
+        with urllib.request.urlopen(feedback_url, timeout=5) as response:
+            assert b"stream_tagger_feedback_total" in response.read()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, "".join(output)
     finally:
@@ -97,7 +103,7 @@ def test_demo_accounts_for_every_event_and_leaves_no_process_behind(tmp_path: Pa
     assert summary.tagged + summary.review + summary.dead_letter == summary.produced
     assert summary.dead_letter == 5, "one malformed event per dead-letter reason"
     assert summary.accounted
-    for pid in (summary.broker_pid, summary.worker_pid):
+    for pid in (summary.broker_pid, summary.worker_pid, summary.feedback_worker_pid):
         assert pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
