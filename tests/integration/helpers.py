@@ -7,51 +7,30 @@ messages) only exists for a real process.
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stream_tagger.broker import free_port
+from stream_tagger.demo import malformed_events as demo_malformed_events
 from stream_tagger.events import TaggedContent
 from stream_tagger.model.artefacts import resolve
+from stream_tagger.processes import ProcessError, ServiceProcess
 from stream_tagger.produce import encode, make_producer, publish
 from stream_tagger.settings import Settings
 from stream_tagger.sources import dataset_events
 
 WORKER_COMMAND = [str(Path(sys.executable).with_name("stream-tagger")), "worker"]
-
-#: One sample of each kind of malformed input, by the dead-letter reason it must produce.
-MALFORMED: dict[str, Callable[[int, Settings], bytes]] = {
-    "not_utf8": lambda i, _s: b'{"id": "bad-%d", "title": "\xff\xfe"}' % i,
-    "not_json": lambda i, _s: b'{"id": "bad-%d", "title": ' % i,
-    "schema": lambda i, _s: msgspec.json.encode(
-        {"id": f"bad-{i}", "title": 42, "created_at": "2020-01-01T00:00:00Z"}
-    ),
-    "too_large": lambda i, s: msgspec.json.encode(
-        {
-            "id": f"bad-{i}",
-            "title": "big",
-            "description": "x" * s.max_event_bytes,
-            "created_at": "2020-01-01T00:00:00Z",
-        }
-    ),
-    "unknown_schema_version": lambda i, _s: msgspec.json.encode(
-        {"schema_version": 2, "id": f"bad-{i}", "title": "t", "created_at": "2020-01-01T00:00:00Z"}
-    ),
-}
 
 
 def valid_events(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
@@ -60,13 +39,10 @@ def valid_events(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
 
 
 def malformed_events(n: int, settings: Settings) -> list[tuple[bytes, bytes, str]]:
-    """``n`` malformed events cycling through every reason, as (key, value, expected reason)."""
-    reasons = list(MALFORMED)
-    out = []
-    for i in range(n):
-        reason = reasons[i % len(reasons)]
-        out.append((f"bad-{i}".encode(), MALFORMED[reason](i, settings), reason))
-    return out
+    """``n`` malformed events cycling through every reason (the demo's samples), as
+    (key, value, expected reason); keys are unique, values repeat."""
+    samples = itertools.islice(itertools.cycle(demo_malformed_events(settings.max_event_bytes)), n)
+    return [(f"bad-{i}".encode(), value, reason) for i, (reason, value) in enumerate(samples)]
 
 
 def produce(
@@ -168,55 +144,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """`stream-tagger worker` as a subprocess with its own web port; output goes to ``log_path``."""
+class WorkerProcess(ServiceProcess):
+    """`stream-tagger worker` (or ``command``) as a subprocess configured by ``settings``, with its own
+    web port; output goes to ``log_path``. Adds what tests ask of a worker to the package's process."""
 
     def __init__(self, settings: Settings, log_path: Path, command: list[str] = WORKER_COMMAND) -> None:
         if not settings.web_port:
             settings = settings.model_copy(update={"web_port": free_port()})
+        super().__init__(command, settings_env(settings), log_path, settings.web_port)
         self.settings = settings
-        self.log_path = log_path
-        self.command = command
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web_port}"
-
-    def start(self) -> WorkerProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=settings_env(self.settings),
-            )
-        return self
-
-    def output(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def get(self, path: str) -> tuple[int, str]:
-        """(HTTP status, body) of a GET on the worker's web server; (0, reason) if nothing answers."""
+    def wait_ready(self, timeout: float = 60.0) -> Self:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError as exc:
-            return 0, str(exc)
-
-    def wait_ready(self, timeout: float = 60.0) -> WorkerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, (
-                f"worker exited:\n{self.output()[-3000:]}"
-            )
-            if self.get("/ready")[0] == 200:
-                return self
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.output()[-3000:]}")
+            return super().wait_ready(timeout)
+        except ProcessError as exc:  # the whole recent log, not the package's few lines
+            raise AssertionError(f"{str(exc).splitlines()[0]}\n{self.output()[-3000:]}") from None
 
     def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -253,7 +195,7 @@ class WorkerProcess:
         return self.proc.wait(timeout)
 
     def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait: the graceful stop; returns the exit code."""
+        """SIGTERM and wait, no SIGKILL: the graceful stop under test; returns the exit code."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.wait_exit(timeout)
@@ -263,18 +205,6 @@ class WorkerProcess:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(10)
-
-    def __enter__(self) -> WorkerProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.terminate(timeout=15)
-            if self.proc.poll() is None:
-                self.kill()
 
 
 def outcome(value: bytes) -> tuple[str, tuple[tuple[str, float], ...]]:
