@@ -1,4 +1,4 @@
-"""Raw message bytes -> a valid ``RawContent``, or the reason it goes to the dead-letter topic.
+"""Message bytes -> a valid event (raw content, feedback), or the reason it goes to the dead letters.
 
 The valid case is one msgspec call (parse and validate together, ~1 µs for a typical post), because
 it is the case that happens tens of thousands of times a second. Only when that call fails do we
@@ -7,11 +7,12 @@ spend time finding out *why*, so that the dead letter names the producer's actua
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import msgspec
 
-from stream_tagger.events import SCHEMA_VERSION, RawContent
+from stream_tagger.events import SCHEMA_VERSION, Feedback, RawContent
 
 Reason = Literal["not_utf8", "not_json", "schema", "too_large", "unknown_schema_version"]
 
@@ -23,20 +24,32 @@ class Rejection(msgspec.Struct, frozen=True):
     detail: str
 
 
-_decoder = msgspec.json.Decoder(RawContent)
+E = TypeVar("E", RawContent, Feedback)
 _untyped = msgspec.json.Decoder()
 
 
-def decode_raw(value: bytes | None, max_bytes: int) -> RawContent | Rejection:
-    """Decode one raw content message; never raises."""
-    if not value:
-        return Rejection("not_json", "empty message")
-    if len(value) > max_bytes:
-        return Rejection("too_large", f"{len(value)} bytes > limit of {max_bytes}")
-    try:
-        return _decoder.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        return _explain(value, exc)
+def event_decoder(event_type: type[E]) -> Callable[[bytes | None, int], E | Rejection]:
+    """A decoder for one event type that never raises: a bad message becomes its ``Rejection``.
+
+    Every topic a worker reads dead-letters with the same reasons, so raw content and feedback share
+    it. A closure rather than a decoder argument keeps the hot path at one call per message.
+    """
+    decode = msgspec.json.Decoder(event_type).decode
+
+    def decode_event(value: bytes | None, max_bytes: int) -> E | Rejection:
+        if not value:
+            return Rejection("not_json", "empty message")
+        if len(value) > max_bytes:
+            return Rejection("too_large", f"{len(value)} bytes > limit of {max_bytes}")
+        try:
+            return decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            return _explain(value, exc)
+
+    return decode_event
+
+
+decode_raw = event_decoder(RawContent)
 
 
 def _explain(value: bytes, exc: Exception) -> Rejection:

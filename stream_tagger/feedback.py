@@ -24,15 +24,15 @@ from typing import Any
 import faust
 import msgspec
 from faust.web import Request, Response, View
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from stream_tagger.decoding import Rejection, _explain
+from stream_tagger.decoding import Rejection, event_decoder
 from stream_tagger.events import DeadLetter, Feedback, TaggedContent, TagScore
 from stream_tagger.metrics import Metrics
 from stream_tagger.online_eval import Judged, OnlineEvaluator
 from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
-from stream_tagger.web import _EXPOSITION_TYPE as EXPOSITION_TYPE
+from stream_tagger.web import register_metrics_view
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,7 @@ class Prediction(msgspec.Struct, kw_only=True, frozen=True):
 
 
 _encode = msgspec.json.Encoder().encode
-_decode_feedback = msgspec.json.Decoder(Feedback).decode
-
-
-def decode_feedback(value: bytes | None, max_bytes: int) -> Feedback | Rejection:
-    """One feedback message, or why it goes to the dead-letter topic (same reasons as raw input)."""
-    if not value:
-        return Rejection("not_json", "empty message")
-    if len(value) > max_bytes:
-        return Rejection("too_large", f"{len(value)} bytes > limit of {max_bytes}")
-    try:
-        return _decode_feedback(value)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        return _explain(value, exc)
+decode_feedback = event_decoder(Feedback)
 
 
 @dataclass(frozen=True)
@@ -216,9 +204,7 @@ def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:
     metrics = Metrics(CollectorRegistry())
     loop = FeedbackLoop(app, settings, metrics, settings.online_eval_window)
 
-    @app.page("/metrics")
-    async def exposition(web: View, _request: Request) -> Response:
-        return web.bytes(generate_latest(metrics.registry), content_type=EXPOSITION_TYPE)
+    register_metrics_view(app, metrics.registry)
 
     @app.page("/ready")
     async def ready(web: View, _request: Request) -> Response:

@@ -259,14 +259,14 @@ class HotPath:
         for topic, info in stats.get("topics", {}).items():
             for partition, pstats in info.get("partitions", {}).items():
                 key = (topic, int(partition))
-                behind = _partition_lag(pstats)
+                behind = partition_lag(pstats)
                 if key in self.state.assigned and behind is not None:
                     lag[key] = behind
                     self.metrics.consumer_lag.labels(topic, partition).set(behind)
         self.state.lag = lag
 
 
-def _partition_lag(pstats: dict[str, Any]) -> int | None:
+def partition_lag(pstats: dict[str, Any]) -> int | None:
     """End offset minus committed offset; before the group's first commit, minus the log start
     (where ``auto.offset.reset=earliest`` starts reading). None while librdkafka does not know."""
     if pstats.get("consumer_lag", -1) >= 0:

@@ -41,12 +41,18 @@ def readiness(state: HotPathState) -> tuple[bool, str]:
     return True, f"model loaded, {len(state.assigned)} partition(s) assigned"
 
 
-def register_views(
-    app: faust.App, registry: CollectorRegistry, state: HotPathState, stall_seconds: float
-) -> None:
+def register_metrics_view(app: faust.App, registry: CollectorRegistry) -> None:
+    """/metrics alone: the feedback worker serves it without the hot path's health views."""
+
     @app.page("/metrics")
     async def metrics(web: View, _request: Request) -> Response:
         return web.bytes(generate_latest(registry), content_type=_EXPOSITION_TYPE)
+
+
+def register_views(
+    app: faust.App, registry: CollectorRegistry, state: HotPathState, stall_seconds: float
+) -> None:
+    register_metrics_view(app, registry)
 
     @app.page("/healthz")
     async def healthz(web: View, _request: Request) -> Response:

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.hot_path import DeliveryFailed, HotPath, _partition_lag
+from stream_tagger.hot_path import DeliveryFailed, HotPath, partition_lag
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import Pipeline, Topics
 from stream_tagger.settings import Settings
@@ -173,4 +173,4 @@ def test_a_batch_below_the_maximum_is_acked_at_once_not_after_the_next_consume()
     ],
 )
 def test_partition_lag_from_librdkafka_statistics(pstats: dict, expected: int | None) -> None:
-    assert _partition_lag(pstats) == expected
+    assert partition_lag(pstats) == expected
