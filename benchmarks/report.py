@@ -231,7 +231,7 @@ def write_plot(results: dict, path: Path) -> None:
         colors.append("tab:cyan")
     positions = range(len(names))
     bars.bar(positions, rates, color=colors)
-    bars.set_xticks(list(positions), names, fontsize=7)
+    bars.set_xticks(list(positions), names, fontsize=7, rotation=35, ha="right")
     bars.set_yscale("log")
     bars.set_ylabel("events/s at saturation (log)")
     bars.axhline(20_000, color="tab:red", linestyle=":", label="target 20,000/s")
