@@ -4,7 +4,8 @@ Built with ``onnx.helper`` rather than skl2onnx: skl2onnx converts a TfidfTransf
 over a dense input as wide as the vocabulary, or a TfidfVectorizer through ONNX's string operators
 (the slow path this design exists to avoid). The graph below is 18 nodes, does exactly what
 scikit-learn's ``TfidfTransformer(norm="l2")`` and ``LogisticRegression.predict_proba`` (multinomial)
-compute, and its parity with the scikit-learn pipeline is tested to 1e-4.
+compute (optionally with ``NBWeights`` between them, folded into idf), and its parity with the
+scikit-learn pipeline is tested to 1e-4.
 
 Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``tf`` (float32 [B, T], counts, 0 = padding);
 output ``probabilities`` (float32 [B, C], columns in label order).
@@ -25,8 +26,14 @@ OUTPUT = "probabilities"
 
 
 def build_graph(
-    tfidf: TfidfTransformer, clf: LogisticRegression, labels: tuple[str, ...], version: str
+    tfidf: TfidfTransformer,
+    clf: LogisticRegression,
+    labels: tuple[str, ...],
+    version: str,
+    column_weights: np.ndarray | None = None,
 ) -> onnx.ModelProto:
+    """``column_weights`` (``NBWeights.weights_``) scale the L2-normalised TF-IDF columns before a second
+    L2 norm; as the first norm cancels out, they simply multiply idf."""
     if tfidf.norm != "l2" or not tfidf.use_idf:
         raise ValueError("the export supports TfidfTransformer(norm='l2', use_idf=True) only")
     coef = np.asarray(clf.coef_, dtype=np.float64)
@@ -38,6 +45,8 @@ def build_graph(
     # One table, one Gather: row v = [idf_v * coef_v (C values), idf_v^2]. onnxruntime's Gather pays per
     # index, not per byte, so one gather of 5 floats costs what a gather of 1 float did.
     idf = tfidf.idf_.astype(np.float64)
+    if column_weights is not None:
+        idf = idf * np.asarray(column_weights, dtype=np.float64)
     table = np.hstack([idf[:, None] * coef.T, (idf**2)[:, None]]).astype(np.float32)
     inits = [
         numpy_helper.from_array(np.ascontiguousarray(table), "table"),

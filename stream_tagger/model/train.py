@@ -31,6 +31,7 @@ from stream_tagger.model.card import write_card
 from stream_tagger.model.dataset import Dataset, load_dataset
 from stream_tagger.model.export import build_graph
 from stream_tagger.model.features import Featurizer, featurize
+from stream_tagger.model.nb_weights import NBWeights
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.model.scoring import auto_tag_figures, classification_figures, histogram
 from stream_tagger.model.thresholds import choose_thresholds
@@ -53,6 +54,8 @@ class TrainConfig:
     sublinear_tf: bool = True
     C: float = 300.0
     class_weight: str | None = "balanced"  # mlops is 8% of posts: +0.013 mlops F1 in CV
+    nb_weights: bool = True  # NB-scaled TF-IDF columns: +0.008 weighted F1, +5 pts coverage in CV
+    nb_alpha: float = 1.0
     cv_folds: int = 5
     cv_repeats: int = 3
     seed: int = 42
@@ -60,16 +63,15 @@ class TrainConfig:
 
 
 def build_pipeline(cfg: TrainConfig) -> Pipeline:
-    return Pipeline(
-        [
-            ("features", Featurizer(cfg.char_min, cfg.char_max, cfg.word_ngrams, cfg.max_chars, cfg.min_df)),
-            (
-                "tfidf",
-                TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=cfg.sublinear_tf),
-            ),
-            ("clf", LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=1000)),
-        ]
-    )
+    steps = [
+        ("features", Featurizer(cfg.char_min, cfg.char_max, cfg.word_ngrams, cfg.max_chars, cfg.min_df)),
+        ("tfidf", TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=cfg.sublinear_tf)),
+    ]
+    if cfg.nb_weights:
+        steps.append(("nb", NBWeights(cfg.nb_alpha)))
+    # max_iter: lbfgs needs more steps on the NB-scaled columns (their scales spread wider).
+    steps.append(("clf", LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=3000)))
+    return Pipeline(steps)
 
 
 @dataclass
@@ -154,7 +156,14 @@ def train(
     version = _version_name(data, cfg, now)
     thresholds = cv.summary["auto_tag"]["thresholds"]
     featurizer: Featurizer = pipe.named_steps["features"]
-    graph = build_graph(pipe.named_steps["tfidf"], pipe.named_steps["clf"], LABELS, version)
+    nb = pipe.named_steps.get("nb")
+    graph = build_graph(
+        pipe.named_steps["tfidf"],
+        pipe.named_steps["clf"],
+        LABELS,
+        version,
+        column_weights=None if nb is None else nb.weights_,
+    )
     metadata = {
         "version": version,
         "labels": list(LABELS),

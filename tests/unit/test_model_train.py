@@ -8,13 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
+import scipy.sparse as sp
 
 from stream_tagger.model import artefacts
 from stream_tagger.model import train as train_module
-from stream_tagger.model.dataset import DatasetError
+from stream_tagger.model.dataset import DatasetError, load_dataset
+from stream_tagger.model.export import build_graph
+from stream_tagger.model.features import featurize
+from stream_tagger.model.nb_weights import NBWeights
 from stream_tagger.model.runtime import Predictor
-from stream_tagger.model.train import TrainConfig, train
+from stream_tagger.model.train import TrainConfig, build_pipeline, train
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import DATASET
 
@@ -111,3 +116,23 @@ def test_failure_while_writing_leaves_no_folder(
         train([small_csv], tmp_path / "models", replace(FAST, cv_folds=2))
     assert list((tmp_path / "models").iterdir()) == []
     assert not (tmp_path / "models" / artefacts.POINTER).exists()
+
+
+def test_nb_weights_favour_columns_that_separate_classes() -> None:
+    # column 0 only in class 0, column 1 in every post: the telling column must weigh more.
+    X = sp.csr_matrix(np.array([[1, 1], [1, 1], [0, 1], [0, 1]], dtype=float))
+    weights = NBWeights().fit(X, np.array([0, 0, 1, 1])).weights_
+    assert weights[0] > weights[1]
+    assert np.allclose(np.linalg.norm(NBWeights().fit(X, [0, 0, 1, 1]).transform(X).toarray(), axis=1), 1.0)
+
+
+def test_export_without_nb_weights_matches_scikit_learn(small_csv: Path) -> None:
+    data = load_dataset([small_csv])
+    y = np.array([APPROVED_TAGS.index(t) for t in data.tags])
+    pipe = build_pipeline(replace(FAST, nb_weights=False)).fit(data.texts, y)
+    assert "nb" not in pipe.named_steps
+    graph = build_graph(pipe.named_steps["tfidf"], pipe.named_steps["clf"], APPROVED_TAGS, "t")
+    feat = pipe.named_steps["features"]
+    ids, tf = featurize(data.texts, feat.params, feat.vocabulary_).padded()
+    onnx_probs = onnxruntime.InferenceSession(graph.SerializeToString()).run(None, {"ids": ids, "tf": tf})[0]
+    assert np.abs(onnx_probs - pipe.predict_proba(data.texts)).max() < 1e-4
