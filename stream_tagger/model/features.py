@@ -15,14 +15,14 @@ mod 2^64), XOR a salt per n-gram kind, then a splitmix64 finaliser that spreads 
 vocabulary lookup. These are the values the first, numpy prefix-sum implementation produced, so models
 trained with it stay valid (a unit test keeps that implementation as the reference).
 
-Compiled code is cached on disk (``cache=True``): next to this module, or under ``NUMBA_CACHE_DIR``
-when the package folder is read-only (a container). Without a usable cache the first batch of a
-process compiles the kernels (seconds, see the README).
+Compiled code is cached on disk: under ``NUMBA_CACHE_DIR`` when set (numba reads it itself; the
+container sets it), else next to this module, else in the user's cache folder. Without a usable cache
+each process compiles the kernels on first use (~7 s; ~0.05 s when cached).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numba
@@ -52,7 +52,16 @@ _DEBRUIJN_INDEX = np.zeros(64, dtype=np.int64)
 for _bit in range(64):
     _DEBRUIJN_INDEX[((int(_DEBRUIJN) << _bit) & (2**64 - 1)) >> 58] = _bit
 
-_jit = numba.njit(cache=True, nogil=True)
+
+def _jit(fn: Callable) -> Callable:
+    """Compiled, GIL-free, cached on disk when numba finds a writable place for the cache.
+
+    A read-only install with an unwritable home (a container's non-root user without NUMBA_CACHE_DIR)
+    has none: then each process compiles once (seconds) rather than failing at import."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(fn)
 
 
 @_jit
