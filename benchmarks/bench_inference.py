@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/bench_inference.py [--model models/current] [--seconds 1.0]
 
 Compared, on the real posts of data/dataset.csv, one thread each:
-- ours: numpy featuriser + ONNX TF-IDF/linear graph (``Predictor.predict``), and its two halves;
+- ours: numba featuriser + ONNX TF-IDF/linear graph (``Predictor.predict``), and its two halves;
 - scikit-learn ``predict_proba`` of the same fitted pipeline (``pipeline.joblib``);
 - a plain skl2onnx graph of word TF-IDF (1-2-grams) + logistic regression, i.e. ONNX string operators.
 Batch 1: per-call latency p50/p99. Batches of 64 and 512: posts per second.
+Then ``Predictor.predict`` and the featuriser alone on batches of 64 from 1 and from 2 threads at once
+(the worker's inference pool): both release the GIL, so 2 threads should approach 2x on 2 free cores.
 Writes benchmarks/results/inference.json and inference.png. Timings on a shared machine are noisy:
 each figure is the median of repeated runs.
 """
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +43,8 @@ from stream_tagger.model.runtime import Predictor
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BATCHES = (64, 512)
+THREADS = (1, 2)
+PARALLEL_BATCH = 64
 
 
 def _latencies(fn: Callable[[object], object], inputs: list[object], seconds: float) -> np.ndarray:
@@ -65,6 +70,32 @@ def _throughput(fn: Callable[[object], object], batches: list[object], size: int
             fn(b)
             rates.append(size / (time.perf_counter() - t0))
     return float(np.median(rates))
+
+
+def _parallel(
+    fn: Callable[[object], object], batches: list[object], size: int, threads: int, seconds: float
+) -> float:
+    """Posts per second of ``threads`` threads each calling fn on batches for about ``seconds``."""
+    done = [0] * threads
+    start = threading.Barrier(threads + 1)
+
+    def work(k: int) -> None:
+        start.wait()
+        deadline = time.perf_counter() + seconds
+        i = k
+        while time.perf_counter() < deadline:
+            fn(batches[i % len(batches)])
+            done[k] += size
+            i += 1
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    t0 = time.perf_counter()
+    start.wait()
+    for t in pool:
+        t.join()
+    return sum(done) / (time.perf_counter() - t0)
 
 
 def _batches(texts: list[str], size: int) -> list[list[str]]:
@@ -113,7 +144,7 @@ def main() -> None:
         "skl2onnx word TF-IDF + LR": _word_tfidf_onnx(texts, list(data.tags)),
     }
     contenders: dict[str, tuple[Callable[[object], object], Callable[[list[str]], object]]] = {
-        "ours: featurise (numpy)": (predictor.featurize, _same),
+        "ours: featurise (numba)": (predictor.featurize, _same),
         "ours: ONNX graph only": (
             lambda p: predictor.run_padded(*p),
             lambda b: predictor.featurize(b).padded(),
@@ -138,6 +169,17 @@ def main() -> None:
         name: {key: float(np.median([r[key] for r in rows])) for key in rows[0]}
         for name, rows in rounds.items()
     }
+    parallel_fns = {"Predictor.predict": predictor.predict, "featurise": predictor.featurize}
+    parallel_batches = _batches(texts, PARALLEL_BATCH)
+    parallel_rounds: dict[str, list[float]] = {
+        f"{name}, {n} thread{'s' * (n > 1)}": [] for name in parallel_fns for n in THREADS
+    }
+    for _ in range(args.rounds):
+        for name, fn in parallel_fns.items():
+            for n in THREADS:
+                rate = _parallel(fn, parallel_batches, PARALLEL_BATCH, n, args.seconds * 2)
+                parallel_rounds[f"{name}, {n} thread{'s' * (n > 1)}"].append(rate)
+    parallel = {name: float(np.median(rates)) for name, rates in parallel_rounds.items()}
 
     header = f"{'':34s} {'b1 p50 ms':>10s} {'b1 p99 ms':>10s}" + "".join(
         f" {f'b{b} posts/s':>13s}" for b in BATCHES
@@ -147,6 +189,9 @@ def main() -> None:
     for name, r in results.items():
         cells = "".join(f" {r[f'batch{b}_posts_per_s']:13,.0f}" for b in BATCHES)
         print(f"{name:34s} {r['batch1_p50_ms']:10.3f} {r['batch1_p99_ms']:10.3f}{cells}")
+    print(f"batches of {PARALLEL_BATCH}, threads calling at once:")
+    for name, rate in parallel.items():
+        print(f"  {name:32s} {rate:13,.0f} posts/s")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
@@ -160,9 +205,11 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "rounds": args.rounds,
         "results": results,
+        "parallel_batch": PARALLEL_BATCH,
+        "parallel_posts_per_s": parallel,
     }
     (RESULTS / "inference.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
     names = list(results)
     axes[0].barh(names, [results[n]["batch1_p50_ms"] for n in names], color="tab:blue")
     axes[0].set_xlabel("batch of 1: p50 latency (ms, lower is better)")
@@ -177,7 +224,10 @@ def main() -> None:
     axes[1].set_yticks(range(len(names)), [""] * len(names))
     axes[1].set_xlabel("posts per second (higher is better)")
     axes[1].legend()
-    fig.suptitle(f"inference, model {predictor.version}, one thread")
+    axes[2].barh(list(parallel), list(parallel.values()), color="tab:green")
+    axes[2].invert_yaxis()
+    axes[2].set_xlabel(f"batches of {PARALLEL_BATCH} from 1 or 2 threads: posts per second")
+    fig.suptitle(f"inference, model {predictor.version}, one thread unless said")
     fig.tight_layout()
     fig.savefig(RESULTS / "inference.png", dpi=100)
     print(f"wrote {RESULTS / 'inference.json'} and inference.png")
