@@ -28,6 +28,7 @@ from stream_tagger.hot_path import HotPath
 from stream_tagger.metrics import Metrics
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.pipeline import BatchObserver, Pipeline, Topics
+from stream_tagger.routing import label_thresholds
 from stream_tagger.settings import Settings
 from stream_tagger.web import register_views
 
@@ -78,7 +79,8 @@ class Worker:
         self.settings = settings
         self.predictor = predictor
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.metrics.set_model_info(predictor.version, "live", predictor.labels, self._thresholds())
+        served = label_thresholds(predictor.labels, predictor.thresholds, settings.threshold)
+        self.metrics.set_model_info(predictor.version, "live", predictor.labels, served)
         topics = Topics(settings.topic_tagged, settings.topic_review, settings.topic_dead_letter)
         self.pipeline = Pipeline(
             predictor,
@@ -99,11 +101,6 @@ class Worker:
         self.service = HotPathService(self.hot_path)
         self.faust_app.service(self.service)
         register_views(self.faust_app, self.metrics.registry, self.hot_path.state, settings.stall_seconds)
-
-    def _thresholds(self) -> dict[str, float]:
-        if self.settings.threshold is not None:
-            return dict.fromkeys(self.predictor.labels, self.settings.threshold)
-        return self.predictor.thresholds
 
 
 def make_faust_app(settings: Settings) -> faust.App:

@@ -121,17 +121,19 @@ class FeedbackJoin:
 
 
 class FeedbackLoop:
-    """The worker's feedback side: two Faust agents sharing the join's tables, and the metrics they feed.
+    """The feedback side: two Faust agents sharing the join's tables, and the metrics they feed.
+
+    It runs in the ``feedback-worker`` process, or in the worker when ``feedback_in_worker`` is set.
 
     Rates: every tagged event passes through a Faust agent here (a table write each), which Faust
     sustains at a few thousand events per second. Above that the agent lags; the hot path does not
     wait for it, and feedback for a prediction not read back yet is parked, not lost.
     """
 
-    def __init__(self, app: faust.App, settings: Settings, metrics: Metrics, window: int) -> None:
+    def __init__(self, app: faust.App, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.evaluator = OnlineEvaluator(APPROVED_TAGS, window)
+        self.evaluator = OnlineEvaluator(APPROVED_TAGS, settings.online_eval_window)
         # Values stay bytes: msgspec decodes them (faster and stricter than Faust's codecs).
         raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.tagged_topic = app.topic(settings.topic_tagged, schema=raw)
@@ -149,8 +151,13 @@ class FeedbackLoop:
         async for event in stream.events():
             try:
                 tagged = decode(event.value)
-            except msgspec.DecodeError:
-                continue  # not ours to police: the tagged topic is only written by the worker
+            except msgspec.DecodeError as exc:
+                # Only the worker writes the tagged topic, so this is a bug or a foreign producer:
+                # say where, but do not dead-letter (the dead-letter topic is for inputs).
+                message = event.message
+                log.warning('tagged event unreadable, not joined (%s) topic="%s" partition=%d offset=%d', exc,
+                            message.topic, message.partition, message.offset)
+                continue
             for verdict in self.join.on_tagged(tagged, event.message.partition):
                 await self._apply(verdict)
 
@@ -202,7 +209,7 @@ def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:
     own_group = settings.model_copy(update={"consumer_group": f"{settings.consumer_group}-feedback"})
     app = make_faust_app(own_group)
     metrics = Metrics(CollectorRegistry())
-    loop = FeedbackLoop(app, settings, metrics, settings.online_eval_window)
+    loop = FeedbackLoop(app, settings, metrics)
 
     register_metrics_view(app, metrics.registry)
 

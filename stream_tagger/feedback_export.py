@@ -22,7 +22,8 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from stream_tagger.events import Feedback, RawContent
-from stream_tagger.produce import LIBRDKAFKA_LOGGER, check_broker
+from stream_tagger.kafka.config import KAFKA_LOG
+from stream_tagger.produce import check_broker
 from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
 
@@ -51,7 +52,7 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
     the read early when a batch holds several records; the fetch response has the true high watermark.
     """
     consumer = Consumer({**settings.kafka_common(), "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "logger": LIBRDKAFKA_LOGGER})
+                         "enable.auto.commit": False, "logger": KAFKA_LOG})
     try:
         ends = {}
         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:

@@ -15,7 +15,7 @@ from stream_tagger.model.artefacts import resolve
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.model_watch import ModelWatcher
 from stream_tagger.online_eval import AuthorAgreementObserver
-from stream_tagger.routing import threshold_vector
+from stream_tagger.routing import label_thresholds, threshold_vector
 from stream_tagger.shadow import ShadowObserver
 
 
@@ -37,7 +37,7 @@ class Online:
             self.drift,
             self.shadow_observer,
         ])
-        self.feedback = (FeedbackLoop(worker.faust_app, settings, metrics, settings.online_eval_window)
+        self.feedback = (FeedbackLoop(worker.faust_app, settings, metrics)
                          if settings.feedback_in_worker else None)
         interval = settings.model_watch_interval_seconds
         self.watchers: list[ModelWatcher[Predictor]] = [
@@ -79,6 +79,5 @@ class Online:
         metrics.model_info.clear()
         for role, model in (("live", self.live), ("shadow", self.shadow)):
             if model is not None:
-                thresholds = (dict.fromkeys(model.labels, threshold) if threshold is not None
-                              else model.thresholds)
-                metrics.set_model_info(model.version, role, model.labels, thresholds)
+                served = label_thresholds(model.labels, model.thresholds, threshold)
+                metrics.set_model_info(model.version, role, model.labels, served)

@@ -6,7 +6,6 @@ only once the broker said so, which is what a content producer needs to know bef
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,11 +16,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from stream_tagger.events import RawContent
+from stream_tagger.kafka.config import KAFKA_LOG
 from stream_tagger.settings import Settings
 from stream_tagger.sources import RowError, read_posts
-
-# librdkafka logs every failed connection attempt on stderr; the CLI reports the one line that matters.
-LIBRDKAFKA_LOGGER = logging.getLogger("stream_tagger.librdkafka")
 
 #: How long a command waits for the broker's first answer before saying it is not there.
 CONNECT_TIMEOUT_S = 5.0
@@ -40,7 +37,7 @@ def check_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> set[
     librdkafka clients never fail on a missing broker, they retry forever: one bounded metadata
     request up front is what turns "hangs" into a one-line error.
     """
-    admin = AdminClient({**settings.kafka_common(), "logger": LIBRDKAFKA_LOGGER})
+    admin = AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -53,7 +50,7 @@ def check_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> set[
 def make_producer(settings: Settings, **overrides: str | int) -> Producer:
     """A producer that waits for the broker's acknowledgement of every event (``acks=all``)."""
     return Producer({**settings.kafka_common(), "acks": "all", "linger.ms": 5,
-                     "message.timeout.ms": _DELIVERY_TIMEOUT_MS, "logger": LIBRDKAFKA_LOGGER, **overrides})
+                     "message.timeout.ms": _DELIVERY_TIMEOUT_MS, "logger": KAFKA_LOG, **overrides})
 
 
 @dataclass

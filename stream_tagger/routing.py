@@ -39,16 +39,24 @@ def normalise_tag(tag: str) -> str:
     return tag.strip().casefold().replace(" ", "-").replace("_", "-")
 
 
-def threshold_vector(
+def label_thresholds(
     labels: Sequence[str], thresholds: Mapping[str, float], override: float | None = None
-) -> np.ndarray:
-    """Per-label thresholds in label order; ``override`` (one value for every label) wins when set."""
+) -> dict[str, float]:
+    """The threshold each label is served with: ``override`` (one value for every label) wins when set."""
     if override is not None:
-        return np.full(len(labels), override, dtype=np.float32)
+        return dict.fromkeys(labels, override)
     missing = [label for label in labels if label not in thresholds]
     if missing:
         raise ValueError(f"no threshold for labels {missing}")
-    return np.array([thresholds[label] for label in labels], dtype=np.float32)
+    return {label: thresholds[label] for label in labels}
+
+
+def threshold_vector(
+    labels: Sequence[str], thresholds: Mapping[str, float], override: float | None = None
+) -> np.ndarray:
+    """``label_thresholds`` in label order, as ``route_batch`` compares them with a batch's rows."""
+    served = label_thresholds(labels, thresholds, override)
+    return np.array([served[label] for label in labels], dtype=np.float32)
 
 
 def route_batch(

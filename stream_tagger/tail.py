@@ -16,7 +16,8 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from rich.text import Text
 
 from stream_tagger.events import DeadLetter, RawContent, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.produce import LIBRDKAFKA_LOGGER, check_broker
+from stream_tagger.kafka.config import KAFKA_LOG
+from stream_tagger.produce import check_broker
 from stream_tagger.settings import Settings
 
 #: Names a user types for the topics in settings (any other name is taken as a topic name as is).
@@ -69,7 +70,7 @@ def follow(settings: Settings, topics: Sequence[str], from_beginning: bool = Fal
         raise TopicMissing(f"topic {', '.join(missing)} does not exist at {settings.bootstrap_servers}; "
                            f"the worker creates it at start (`stream-tagger worker`)")
     consumer = Consumer({**settings.kafka_common(), "group.id": f"stream-tagger-tail-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "logger": LIBRDKAFKA_LOGGER})
+                         "enable.auto.commit": False, "logger": KAFKA_LOG})
     try:
         metadata = consumer.list_topics(timeout=10)
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import logging
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
+
+from stream_tagger.settings import Settings
 
 app = typer.Typer(
     name="stream-tagger",
@@ -23,3 +26,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
     # The message is plain text: a path or "topic[0]" in it must not be read as rich markup.
     console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
     raise typer.Exit(code)
+
+
+def settings_from(**flags: Any) -> Settings:
+    """Settings from the environment, with the flags the user gave (not None) on top."""
+    return Settings(**{name: value for name, value in flags.items() if value is not None})
+
+
+def configure_logging(settings: Settings) -> None:
+    """One log format for the long-running commands (worker, feedback-worker)."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from stream_tagger.cli._app import app, console, fail
+from stream_tagger.cli._app import app, configure_logging, console, fail, settings_from
 from stream_tagger.model.artefacts import ModelLoadError
 from stream_tagger.model.dataset import DatasetError
 from stream_tagger.settings import Settings
@@ -41,19 +41,15 @@ def feedback_worker(
 ) -> None:
     """Run only the feedback loop (join, online precision/recall, review resolution), in its own process.
 
-    For high event rates: set STREAM_TAGGER_FEEDBACK_IN_WORKER=false on the workers and run this
-    once per deployment, so the loop no longer competes with the hot path for the CPU.
+    Run one per deployment beside the workers (which leave the loop out by default,
+    STREAM_TAGGER_FEEDBACK_IN_WORKER=false), so the loop does not compete with the hot path for the CPU.
     """
-    import logging
-
     import faust
 
     from stream_tagger.feedback import feedback_app
 
-    overrides = {"bootstrap_servers": bootstrap_servers, "web_port": web_port}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from(bootstrap_servers=bootstrap_servers, web_port=web_port)
+    configure_logging(settings)
     faust_app, _loop = feedback_app(settings)
     console.print(f"feedback worker up: {settings.topic_tagged} + {settings.topic_feedback}, "
                   f"web on :{settings.web_port}", highlight=False)

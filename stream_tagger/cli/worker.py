@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stream_tagger.cli._app import app, console, fail
+from stream_tagger.cli._app import app, configure_logging, console, fail, settings_from
 from stream_tagger.settings import Settings
 
 log = logging.getLogger("stream_tagger.worker")
@@ -38,18 +38,15 @@ def worker(
 
     Stops gracefully on SIGTERM (finishes the in-flight batch, commits, exits 0).
     """
-    overrides = {
-        "bootstrap_servers": bootstrap_servers,
-        "consumer_group": group,
-        "model_dir": model_dir,
-        "web_port": web_port,
-        "batch_max_size": batch_size,
-        "log_level": log_level,
-    }
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    settings = settings_from(
+        bootstrap_servers=bootstrap_servers,
+        consumer_group=group,
+        model_dir=model_dir,
+        web_port=web_port,
+        batch_max_size=batch_size,
+        log_level=log_level,
     )
+    configure_logging(settings)
     run_worker(settings)
 
 

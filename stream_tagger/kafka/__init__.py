@@ -1,1 +1,1 @@
-"""Thin confluent-kafka plumbing for the hot path: client configuration and topic administration."""
+"""Thin confluent-kafka plumbing: client configuration (and its logger) and topic administration."""

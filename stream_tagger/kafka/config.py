@@ -14,7 +14,8 @@ from typing import Any
 
 from stream_tagger.settings import Settings
 
-# librdkafka's own log lines go through logging instead of raw stderr.
+# librdkafka's own log lines (every failed connection attempt, say) go through logging instead of raw
+# stderr, so a command can report the one line that matters. Every client of the package uses it.
 KAFKA_LOG = logging.getLogger("stream_tagger.librdkafka")
 
 

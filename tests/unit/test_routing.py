@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stream_tagger.events import TagScore
-from stream_tagger.routing import Outcome, normalise_tag, route_batch, threshold_vector
+from stream_tagger.routing import Outcome, label_thresholds, normalise_tag, route_batch, threshold_vector
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 THRESHOLDS = np.array([0.5, 0.4, 0.5, 0.6], dtype=np.float32)
@@ -72,6 +72,13 @@ def test_threshold_vector_uses_model_thresholds_or_override() -> None:
     assert threshold_vector(LABELS, per_label, override=0.7).tolist() == pytest.approx([0.7] * 4)
     with pytest.raises(ValueError, match="other"):
         threshold_vector(LABELS, {k: v for k, v in per_label.items() if k != "other"})
+
+
+def test_label_thresholds_name_what_model_info_shows() -> None:
+    """Only the served labels, with the override in place of every stored value when it is set."""
+    stored = {**dict(zip(LABELS, [0.1, 0.2, 0.3, 0.4], strict=True)), "retired-tag": 0.9}
+    assert label_thresholds(LABELS, stored) == dict(zip(LABELS, [0.1, 0.2, 0.3, 0.4], strict=True))
+    assert label_thresholds(LABELS, stored, override=0.7) == dict.fromkeys(LABELS, 0.7)
 
 
 def test_normalise_tag() -> None:
