@@ -262,6 +262,22 @@ def _count_batch(
     return indptr, cols[:nnz], vals[:nnz], oov
 
 
+@_jit
+def _pad(
+    indptr: np.ndarray, cols: np.ndarray, counts: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    width = 1
+    for r in rows:
+        width = max(width, indptr[r + 1] - indptr[r])
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    tf = np.zeros((len(rows), width), dtype=np.float32)
+    for i, r in enumerate(rows):
+        n = indptr[r + 1] - indptr[r]
+        ids[i, :n] = cols[indptr[r] : indptr[r + 1]]
+        tf[i, :n] = counts[indptr[r] : indptr[r + 1]]
+    return ids, tf
+
+
 def _batch_bytes(texts: Sequence[str], max_chars: int) -> np.ndarray:
     """One UTF-8 buffer ``SEP ␠t0␠ SEP ␠t1␠ SEP ...`` of the lower-cased posts, each cut at max_chars.
 
@@ -366,21 +382,9 @@ class BatchFeatures:
     def padded(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``ids`` int64 [R, T] and ``tf`` float32 [R, T] for the ONNX graph; padding is id 0 with tf 0,
         which adds nothing to any sum in the graph. T is the longest of these rows."""
-        lens = self.lengths if rows is None else self.lengths[rows]
-        n_rows = len(lens)
-        width = max(int(lens.max()) if n_rows else 0, 1)
-        ids = np.zeros((n_rows, width), dtype=np.int64)
-        tf = np.zeros((n_rows, width), dtype=np.float32)
-        if rows is None:  # the hot path: entries are already in row order
-            src = slice(None)
-            flat = np.arange(len(self.cols)) + np.repeat(np.arange(n_rows) * width - self.indptr[:-1], lens)
-        else:
-            within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-            src = np.repeat(self.indptr[rows], lens) + within
-            flat = np.repeat(np.arange(n_rows) * width, lens) + within
-        ids.ravel()[flat] = self.cols[src]
-        tf.ravel()[flat] = self.counts[src]
-        return ids, tf
+        if rows is None:
+            rows = np.arange(len(self.oov_share))
+        return _pad(self.indptr, self.cols, self.counts, np.asarray(rows, dtype=np.int64))
 
     def to_csr(self, n_columns: int) -> sp.csr_matrix:
         """For scikit-learn: the same counts as a scipy matrix."""
