@@ -17,7 +17,8 @@ trained with it stay valid (a unit test keeps that implementation as the referen
 
 Compiled code is cached on disk: under ``NUMBA_CACHE_DIR`` when set (numba reads it itself; the
 container sets it), else next to this module, else in the user's cache folder. Without a usable cache
-each process compiles the kernels on first use (~7 s; ~0.05 s when cached).
+each process compiles the kernels when it first builds a :class:`Vocabulary` (~10 s on this
+machine; ~0.05 s from the cache).
 """
 
 from __future__ import annotations
@@ -341,6 +342,9 @@ class Vocabulary:
         bits = max((len(self.hashes) * 3 // 2).bit_length(), 1)  # >= 1/3 of the slots stay empty
         self.shift = np.uint64(64 - bits)
         self.table = _build_table(self.hashes, self.shift, 1 << bits)
+        # Compile the serving kernels (or load them from the disk cache) now, while a model loads, not
+        # in the worker's first batch: a cold compile holds the GIL for ~10 s, starving the event loop.
+        featurize([""], FeatureParams(), self).padded()
 
     @classmethod
     def from_counts(cls, hashes: np.ndarray, df: np.ndarray, min_df: int, table_bits: int = 20) -> Vocabulary:
