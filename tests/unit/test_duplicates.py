@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver, normalise
+from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver, fingerprint, normalise
 from stream_tagger.events import RawContent
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import ScoredBatch
@@ -16,6 +18,21 @@ from stream_tagger.routing import Outcome
 def test_normalise_ignores_case_width_punctuation_and_whitespace() -> None:
     assert normalise("Ｈello,   WORLD!", "it's\tnew…") == normalise("hello world", "it s new")
     assert normalise("Straße", "") == normalise("STRASSE", "")
+
+
+@pytest.mark.parametrize(
+    ("title", "description"),
+    [
+        ("YOLO vs R-CNN", "Real_world\tvideos...  "),
+        ("  __ ", "!!"),
+        ("Ｈello,   WORLD!", "it's\tnew…"),
+        ("Straße", "Ǆ ﬁne-tuning"),
+    ],
+)
+def test_fingerprint_fast_path_matches_the_unicode_normalisation(title: str, description: str) -> None:
+    text = normalise(title, description)
+    expected = hashlib.blake2b(text.encode(), digest_size=16).digest() if text else None
+    assert fingerprint(title, description) == expected
 
 
 def test_repost_is_flagged_with_the_first_id_and_a_replay_is_not() -> None:
@@ -43,7 +60,6 @@ def test_index_is_bounded_and_forgets_least_recently_seen() -> None:
     assert len(index) == 2
     assert index.check("b2", "second", "") is None
     assert index.check("a3", "first", "") is None  # evicted by "second" coming back
-
 
 
 def test_observer_flags_the_outcome_and_counts() -> None:
