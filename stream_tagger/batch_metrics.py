@@ -23,7 +23,7 @@ class ConfidenceObserver:
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
         probs = batch.prediction.probs
-        top = probs.argmax(axis=1)
+        top = batch.top1
         confidence = probs[np.arange(len(top)), top].astype(np.float64)
         for j, tag in enumerate(batch.labels):
             picked = confidence[top == j]
@@ -53,7 +53,7 @@ class RulesBaselineObserver:
         if not picked:
             return ()
         rules = self.baseline.predict([batch.texts[i] for i in picked])
-        top = batch.prediction.probs[list(picked)].argmax(axis=1).tolist()
+        top = batch.top1[list(picked)].tolist()
         counts = {"agree": 0, "disagree": 0, "no_rule": 0}
         for rule, j in zip(rules, top, strict=True):
             counts["no_rule" if rule is None else "agree" if rule == batch.labels[j] else "disagree"] += 1

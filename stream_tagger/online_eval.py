@@ -14,8 +14,6 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import OutputRecord, ScoredBatch
 from stream_tagger.routing import normalise_tag
@@ -97,7 +95,7 @@ class AuthorAgreementObserver:
         self._disagree = metrics.author_tag_agreement.labels("disagree")
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
-        top1 = np.asarray(batch.prediction.probs).argmax(axis=1).tolist()
+        top1 = batch.top1.tolist()
         results = [author_agreement(batch.labels[j], event.author_tags)
                    for j, event in zip(top1, batch.events, strict=True)]
         self._agree.inc(results.count(True))

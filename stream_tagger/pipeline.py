@@ -82,6 +82,14 @@ class ScoredBatch:
     outcomes: list[Outcome]
     labels: Sequence[str]
     model_version: str
+    _top1: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def top1(self) -> np.ndarray:
+        """Index of each event's top-1 label, computed once per batch: most observers need it."""
+        if self._top1 is None:
+            self._top1 = np.asarray(self.prediction.probs).argmax(axis=1)
+        return self._top1
 
 
 class BatchObserver(Protocol):

@@ -39,16 +39,19 @@ def compare(
     ids: Sequence[str],
     live_labels: Sequence[str], live_probs: np.ndarray, live_version: str,
     shadow_labels: Sequence[str], shadow_probs: np.ndarray, shadow_version: str,
-    now: datetime | None = None,
+    now: datetime | None = None, live_top: np.ndarray | None = None,
 ) -> ShadowReport:
-    """Top-1 of the live model against top-1 of the shadow, event by event."""
+    """Top-1 of the live model against top-1 of the shadow, event by event.
+
+    ``live_top`` is ``live_probs.argmax(axis=1)`` when the caller already has it (``ScoredBatch.top1``).
+    """
     if not len(ids) == len(live_probs) == len(shadow_probs):
         raise ValueError("ids, live_probs and shadow_probs must describe the same events")
     report = ShadowReport()
     if not len(ids):
         return report
     observed_at = now or datetime.now(UTC)
-    live_top = live_probs.argmax(axis=1)
+    live_top = live_probs.argmax(axis=1) if live_top is None else live_top
     shadow_top = shadow_probs.argmax(axis=1)
     for i, content_id in enumerate(ids):
         live_tag, shadow_tag = live_labels[live_top[i]], shadow_labels[shadow_top[i]]
@@ -97,7 +100,7 @@ class ShadowObserver:
         m.inference_seconds.labels(shadow.version, "shadow").observe(time.perf_counter() - started)
         report = compare([e.id for e in batch.events],
                          batch.labels, batch.prediction.probs, batch.model_version,
-                         shadow.labels, shadow_probs, shadow.version)
+                         shadow.labels, shadow_probs, shadow.version, live_top=batch.top1)
         m.shadow_comparisons.labels("agree").inc(report.agree)
         m.shadow_comparisons.labels("disagree").inc(report.disagree)
         for (live_tag, shadow_tag), n in report.pairs.items():

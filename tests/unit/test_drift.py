@@ -115,23 +115,3 @@ def test_observer_exports_scores_for_the_model_it_uses_and_skips_models_without_
     observer.use(SimpleNamespace(version="v0", labels=LABELS, metadata={}))  # type: ignore[arg-type]
     assert list(observer.observe(batch)) == []
 
-
-def test_observer_rescores_the_window_only_every_rescore_events_when_inside_rescore_seconds() -> None:
-    metrics = Metrics(CollectorRegistry())
-    observer = DriftObserver(metrics, window=100, min_events=50, rescore_events=100, rescore_seconds=3600)
-    ref = {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
-           "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
-           "predicted_class": dict.fromkeys(LABELS, 0.25)}
-    observer.use(SimpleNamespace(version="v1", labels=LABELS, metadata={"reference": ref}))  # type: ignore[arg-type]
-    rng = np.random.default_rng(3)
-
-    def feed(n: int, oov_range: tuple[float, float]) -> float | None:
-        oov, probs = _batch(rng, n, oov_range, [0, 1, 2, 3], (0.9, 1.0))
-        batch = ScoredBatch([], [], SimpleNamespace(probs=probs, oov_share=oov), [], LABELS, "v1")  # type: ignore[arg-type]
-        observer.observe(batch)
-        return metrics.registry.get_sample_value("stream_tagger_drift_score", {"signal": "oov_share"})
-
-    first = feed(60, (0.9, 1.0))  # first batch is always scored
-    assert first is not None and first > 0.2
-    assert feed(40, (0.0, 0.1)) == first  # 40 new events: not rescored yet
-    assert feed(60, (0.0, 0.1)) < first  # 100 new events: rescored

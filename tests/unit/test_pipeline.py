@@ -215,3 +215,10 @@ def test_inference_threads_split_the_batch_and_join_the_prediction_in_order() ->
     [scored] = recorder.seen
     assert scored.prediction.probs.shape == (120, 4)
     assert scored.prediction.oov_share.shape == (120,)
+
+
+def test_scored_batch_top1_is_the_argmax_computed_once() -> None:
+    probs = np.array([[0.1, 0.9], [0.7, 0.3], [0.4, 0.6]], dtype=np.float32)
+    batch = ScoredBatch([], [], FakePrediction(probs, np.zeros(3)), [], ("a", "b"), "v1")
+    assert batch.top1.tolist() == [1, 0, 1]
+    assert batch.top1 is batch.top1
