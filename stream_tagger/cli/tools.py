@@ -65,6 +65,11 @@ def progress_bar() -> Progress:
                     console=console)
 
 
+# The input both produce and predict read: one definition so their --file options cannot drift apart.
+PostsFile = Annotated[Path, typer.Option(
+    "--file", "-f", help="CSV (id,created_on,title,description[,author_tags]) or JSONL of raw events.")]
+
+
 @app.command(help=(
     "Run the embedded Kafka-compatible broker (Tansu) in the foreground until Ctrl-C.\n\n"
     "Data lives in memory only and is gone when the broker stops.\n\n"
@@ -100,8 +105,7 @@ def broker(
     "acknowledged, events that failed). Exit code 1 if any row was bad or any event failed.\n\n"
     "Example:  stream-tagger produce --file data/dataset.csv --topic raw --rate 200"))
 def produce(
-    file: Annotated[Path, typer.Option(
-        "--file", "-f", help="CSV (id,created_on,title,description[,author_tags]) or JSONL of raw events.")],
+    file: PostsFile,
     topic: Annotated[str, typer.Option(help="Topic name, or 'raw' for the configured raw topic.")] = "raw",
     rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).",
                                                min=0.1)] = None,
@@ -178,8 +182,7 @@ def tail(
     "model_version) to --out or stdout; bad rows are listed as file:line: reason (exit code 1).\n\n"
     "Example:  stream-tagger predict --file data/dataset.csv --out predictions.jsonl"))
 def predict(
-    file: Annotated[Path, typer.Option(
-        "--file", "-f", help="CSV (id,created_on,title,description[,author_tags]) or JSONL of raw events.")],
+    file: PostsFile,
     out: Annotated[Path | None, typer.Option(help="Where to write the JSON lines (default: stdout).",
                                              show_default=False)] = None,
     model: Annotated[Path | None, typer.Option(help="Model folder (default: STREAM_TAGGER_MODEL_DIR or "
