@@ -96,11 +96,16 @@ def train_user_model(dataset_csv: Path, out: Path) -> Path:
     return out
 
 
+def _clients(args: argparse.Namespace) -> tuple[Consumer, Producer]:
+    """One client set-up for every baseline, so the baselines differ only in the work they do."""
+    consumer = Consumer(consumer_config(args.bootstrap, args.group))
+    consumer.subscribe([args.input])
+    return consumer, Producer(producer_config(args.bootstrap))
+
+
 def passthrough(args: argparse.Namespace, stop: StopFlag) -> int:
     """Batch consume, produce every message unchanged: the least any Kafka pipeline can do."""
-    consumer = Consumer(consumer_config(args.bootstrap, args.group))
-    producer = Producer(producer_config(args.bootstrap))
-    consumer.subscribe([args.input])
+    consumer, producer = _clients(args)
     done, deadline = 0, time.monotonic() + args.seconds
     try:
         while done < args.count and time.monotonic() < deadline and not stop.set:
@@ -120,9 +125,7 @@ def sklearn_loop(args: argparse.Namespace, stop: StopFlag) -> int:
     """One message at a time: poll, parse, ``predict_proba``, produce. The loop most tutorials show."""
     model = pickle.loads(Path(args.model).read_bytes())
     labels = list(model.classes_)
-    consumer = Consumer(consumer_config(args.bootstrap, args.group))
-    producer = Producer(producer_config(args.bootstrap))
-    consumer.subscribe([args.input])
+    consumer, producer = _clients(args)
     done, deadline = 0, time.monotonic() + args.seconds
     try:
         while done < args.count and time.monotonic() < deadline and not stop.set:
