@@ -111,11 +111,11 @@ def has_keys(n: int) -> Callable[[dict], bool]:
     return lambda seen: len(seen) >= n
 
 
-def committed_total(settings: Settings) -> int:
-    """Sum over the raw topic's partitions of the worker group's committed offsets."""
-    consumer = Consumer({**settings.kafka_common(), "group.id": settings.consumer_group})
+def committed_total(settings: Settings, group: str | None = None, topic: str | None = None) -> int:
+    """Sum over a topic's partitions of a group's committed offsets (default: the worker on the raw topic)."""
+    consumer = Consumer({**settings.kafka_common(), "group.id": group or settings.consumer_group})
     try:
-        parts = [TopicPartition(settings.topic_raw, p) for p in range(settings.partitions)]
+        parts = [TopicPartition(topic or settings.topic_raw, p) for p in range(settings.partitions)]
         return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
     finally:
         consumer.close()

@@ -10,14 +10,13 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from stream_tagger.events import Feedback, TaggedContent
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.produce import encode
 from stream_tagger.settings import Settings
 from stream_tagger.sources import dataset_events
-from tests.integration.helpers import WORKER_COMMAND, WorkerProcess, drain, produce
+from tests.integration.helpers import WORKER_COMMAND, WorkerProcess, committed_total, drain, produce
 from tests.integration.online_helpers import wait_metric
 
 pytestmark = pytest.mark.integration
@@ -155,12 +154,7 @@ def test_online_precision_recall_agreement_and_review_resolution(
 
 def read_back(settings: Settings) -> int:
     """Tagged events the worker's Faust group (the feedback agents) committed."""
-    consumer = Consumer({**settings.kafka_common(), "group.id": f"{settings.consumer_group}-app"})
-    try:
-        parts = [TopicPartition(settings.topic_tagged, p) for p in range(settings.partitions)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    finally:
-        consumer.close()
+    return committed_total(settings, group=f"{settings.consumer_group}-app", topic=settings.topic_tagged)
 
 
 def test_predictions_survive_a_restart_through_the_changelog(settings: Settings, tmp_path: Path) -> None:
