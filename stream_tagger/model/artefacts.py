@@ -25,6 +25,10 @@ CARD_FILE = "MODEL_CARD.md"
 CONFUSION_FILE = "confusion_matrix.png"
 PIPELINE_FILE = "pipeline.joblib"
 POINTER = "current"
+# Names of the ONNX graph's inputs and output: the contract between export and serving.
+INPUT_IDS = "ids"
+INPUT_TF = "tf"
+OUTPUT = "probabilities"
 
 
 class ModelLoadError(RuntimeError):

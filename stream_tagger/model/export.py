@@ -19,10 +19,9 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
+from stream_tagger.model.artefacts import INPUT_IDS, INPUT_TF, OUTPUT
+
 OPSET = 17
-INPUT_IDS = "ids"
-INPUT_TF = "tf"
-OUTPUT = "probabilities"
 
 
 def build_graph(

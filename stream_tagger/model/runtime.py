@@ -15,13 +15,15 @@ import numpy as np
 import onnxruntime as ort
 
 from stream_tagger.model.artefacts import (
+    INPUT_IDS,
+    INPUT_TF,
     MODEL_FILE,
+    OUTPUT,
     VOCAB_FILE,
     ModelLoadError,
     read_metadata,
     resolve,
 )
-from stream_tagger.model.export import INPUT_IDS, INPUT_TF, OUTPUT
 from stream_tagger.model.features import BatchFeatures, FeatureParams, Vocabulary, featurize
 from stream_tagger.settings import APPROVED_TAGS
 

@@ -30,7 +30,8 @@ from stream_tagger.model import artefacts
 from stream_tagger.model.card import write_card
 from stream_tagger.model.dataset import Dataset, load_dataset
 from stream_tagger.model.export import build_graph
-from stream_tagger.model.features import Featurizer, featurize
+from stream_tagger.model.features import featurize
+from stream_tagger.model.featurizer import Featurizer
 from stream_tagger.model.nb_weights import NBWeights
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.model.scoring import auto_tag_figures, classification_figures, histogram

@@ -13,7 +13,8 @@ import pytest
 
 from stream_tagger.model.artefacts import VOCAB_FILE, resolve
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.features import FeatureParams, Featurizer, Vocabulary, featurize, hash_ngrams
+from stream_tagger.model.features import FeatureParams, Vocabulary, featurize, hash_ngrams
+from stream_tagger.model.featurizer import Featurizer, to_csr
 from tests.conftest import DATASET, MODELS
 
 PARAMS = FeatureParams(char_min=2, char_max=4, word_ngrams=2, max_chars=4096)
@@ -66,7 +67,7 @@ def test_odd_texts_never_break_the_batch(text: str) -> None:
 def test_padded_rows_and_csr_agree() -> None:
     feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
     batch = featurize(CORPUS, PARAMS, feat.vocabulary_)
-    dense = batch.to_csr(len(feat.vocabulary_)).toarray()
+    dense = to_csr(batch, len(feat.vocabulary_)).toarray()
     ids, tf = batch.padded(np.array([3, 1]))
     for r, row in enumerate((3, 1)):
         assert tf[r].sum() == dense[row].sum()

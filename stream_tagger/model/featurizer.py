@@ -1,0 +1,54 @@
+"""scikit-learn face of the n-gram featuriser: what the training pipeline fits and transforms with.
+
+Kept apart from ``features`` so that serving never imports scikit-learn or scipy; both halves call
+the same compiled kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from stream_tagger.model.features import BatchFeatures, FeatureParams, Vocabulary, featurize, hash_ngrams
+
+
+def to_csr(batch: BatchFeatures, n_columns: int) -> sp.csr_matrix:
+    """The same counts as a scipy matrix (posts are rows)."""
+    return sp.csr_matrix(
+        (batch.counts.astype(np.float64), batch.cols, batch.indptr), shape=(len(batch.oov_share), n_columns)
+    )
+
+
+class Featurizer(TransformerMixin, BaseEstimator):
+    """scikit-learn face of :func:`featurize`: ``fit`` learns the vocabulary (n-grams in >= min_df posts)."""
+
+    def __init__(
+        self,
+        char_min: int = 2,
+        char_max: int = 5,
+        word_ngrams: int = 2,
+        max_chars: int = 4096,
+        min_df: int = 2,
+    ) -> None:
+        self.char_min = char_min
+        self.char_max = char_max
+        self.word_ngrams = word_ngrams
+        self.max_chars = max_chars
+        self.min_df = min_df
+
+    @property
+    def params(self) -> FeatureParams:
+        return FeatureParams(self.char_min, self.char_max, self.word_ngrams, self.max_chars)
+
+    def fit(self, texts: Sequence[str], y: object = None) -> Featurizer:
+        hashed = hash_ngrams(list(texts), self.params)
+        pairs = np.unique(np.stack([hashed.hashes, hashed.doc.astype(np.uint64)]), axis=1)
+        hashes, df = np.unique(pairs[0], return_counts=True)
+        self.vocabulary_ = Vocabulary.from_counts(hashes, df, self.min_df)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return to_csr(featurize(list(texts), self.params, self.vocabulary_), len(self.vocabulary_))
