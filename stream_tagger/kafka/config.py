@@ -34,6 +34,9 @@ def consumer_config(
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": settings.heartbeat_interval_ms,
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+        "queued.max.messages.kbytes": settings.consumer_prefetch_kbytes,
+        "queued.min.messages": settings.consumer_prefetch_messages,
+        "fetch.queue.backoff.ms": settings.fetch_queue_backoff_ms,
         "logger": KAFKA_LOG,
     }
     if on_stats is not None:
