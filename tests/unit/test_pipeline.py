@@ -11,7 +11,16 @@ import numpy as np
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.pipeline import OutputRecord, Pipeline, ScoredBatch, Topics
+from stream_tagger.pipeline import (
+    OutputRecord,
+    Pipeline,
+    RecentOutcomes,
+    ScoredBatch,
+    Topics,
+    pack_outcome,
+    unpack_outcome,
+)
+from stream_tagger.routing import Outcome, route_batch
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 TOPICS = Topics(tagged="tagged", review="review", dead_letter="dlq")
@@ -222,3 +231,24 @@ def test_scored_batch_top1_is_the_argmax_computed_once() -> None:
     batch = ScoredBatch([], [], FakePrediction(probs, np.zeros(3)), [], ("a", "b"), "v1")
     assert batch.top1.tolist() == [1, 0, 1]
     assert batch.top1 is batch.top1
+
+
+def test_packed_outcome_comes_back_identical_for_every_rounded_confidence() -> None:
+    probs = np.random.default_rng(0).dirichlet(np.ones(len(LABELS)), size=2_000).astype(np.float32)
+    exact = np.arange(10_001, dtype=np.float64) / 10_000  # every value routing can publish
+    outcomes = route_batch(probs, LABELS, np.full(len(LABELS), 0.4, np.float32), [[]] * len(probs), 2)
+    outcomes += [Outcome("tagged", [TagScore(LABELS[0], float(c))], "dup-é") for c in exact]
+    outcomes.append(Outcome("review", []))
+    for outcome in outcomes:
+        assert unpack_outcome(pack_outcome(outcome)) == outcome
+        assert msgspec.json.encode(unpack_outcome(pack_outcome(outcome))) == msgspec.json.encode(outcome)
+
+
+def test_recent_outcomes_forget_the_oldest_id_first() -> None:
+    recent = RecentOutcomes(2)
+    for content_id in ("a", "b", "a", "c"):
+        recent.add(content_id, Outcome("review", [], content_id))
+    assert len(recent) == 2
+    assert recent.get("a") is None
+    assert recent.get("b") == Outcome("review", [], "b")
+    assert recent.get("c") == Outcome("review", [], "c")
