@@ -108,10 +108,30 @@ def test_observer_exports_scores_for_the_model_it_uses_and_skips_models_without_
     rng = np.random.default_rng(2)
     oov, probs = _batch(rng, 60, (0.9, 1.0), [0, 1, 2, 3], (0.9, 1.0))
     batch = ScoredBatch([], [], SimpleNamespace(probs=probs, oov_share=oov), [], LABELS, "v1")  # type: ignore[arg-type]
-    observer.observe(batch)
     value = metrics.registry.get_sample_value
+    assert value("stream_tagger_drift_score", {"signal": "oov_share"}) is None  # under min_events
+    observer.observe(batch)
     assert value("stream_tagger_drift_score", {"signal": "oov_share"}) > 0.2
     assert value("stream_tagger_drift_score", {"signal": "predicted_class"}) < 0.2
     observer.use(SimpleNamespace(version="v0", labels=LABELS, metadata={}))  # type: ignore[arg-type]
     assert list(observer.observe(batch)) == []
+    assert value("stream_tagger_drift_score", {"signal": "oov_share"}) is None  # no stale scores
+
+
+def test_observer_scores_are_computed_at_scrape_time_from_the_latest_window() -> None:
+    metrics = Metrics(CollectorRegistry())
+    observer = DriftObserver(metrics, window=50, min_events=50)
+    ref = {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
+           "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
+           "predicted_class": dict.fromkeys(LABELS, 0.25)}
+    observer.use(SimpleNamespace(version="v1", labels=LABELS, metadata={"reference": ref}))  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+    value = metrics.registry.get_sample_value
+    scraped = []
+    for oov_range in ((0.9, 1.0), (0.0, 0.1)):  # all unseen, then all familiar (the reference: 90%)
+        oov, probs = _batch(rng, 50, oov_range, [0, 1, 2, 3], (0.9, 1.0))
+        batch = ScoredBatch([], [], SimpleNamespace(probs=probs, oov_share=oov), [], LABELS, "v1")  # type: ignore[arg-type]
+        observer.observe(batch)
+        scraped.append(value("stream_tagger_drift_score", {"signal": "oov_share"}))
+    assert scraped[1] < scraped[0]  # the second scrape scored the second window
 
