@@ -48,7 +48,8 @@ class Online:
             self.watchers.append(ModelWatcher(settings.shadow_model_dir, Predictor.load,
                                               resolve(settings.shadow_model_dir), [self._shadow], interval))
         worker.hot_path.between_batches.append(self.apply_model_swaps)
-        self._export_model_info()
+        if shadow is not None:  # the live model's info is the Worker's own; only the shadow is new
+            self._export_model_info()
 
     def apply_model_swaps(self) -> None:
         """Runs in the hot-path thread between two batches, so each batch sees exactly one version."""
