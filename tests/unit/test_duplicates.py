@@ -13,6 +13,7 @@ from stream_tagger.events import RawContent
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import ScoredBatch
 from stream_tagger.routing import Outcome
+from stream_tagger.sources import BUNDLED_DATASET, valid_posts
 
 
 def test_normalise_ignores_case_width_punctuation_and_whitespace() -> None:
@@ -27,6 +28,8 @@ def test_normalise_ignores_case_width_punctuation_and_whitespace() -> None:
         ("  __ ", "!!"),
         ("Ｈello,   WORLD!", "it's\tnew…"),
         ("Straße", "Ǆ ﬁne-tuning"),
+        ("".join(map(chr, range(128))), "x\x0b\x0cy\x1c\x1dz"),  # every ASCII character once
+        ("ＹＯＬＯ ﬁne", "tuning"),  # NFKC + casefold make it ASCII
     ],
 )
 def test_fingerprint_fast_path_matches_the_unicode_normalisation(title: str, description: str) -> None:
@@ -73,3 +76,9 @@ def test_observer_flags_the_outcome_and_counts() -> None:
     assert list(observer.observe(batch)) == []
     assert [o.duplicate_of for o in outcomes] == [None, "1", None]
     assert metrics.registry.get_sample_value("stream_tagger_duplicates_total") == 1
+
+
+def test_fingerprint_fast_path_matches_the_unicode_normalisation_on_the_dataset() -> None:
+    for post in valid_posts(BUNDLED_DATASET):
+        text = normalise(post.title, post.description).encode()
+        assert fingerprint(post.title, post.description) == hashlib.blake2b(text, digest_size=16).digest()
