@@ -37,6 +37,8 @@ def consumer_config(
         "queued.max.messages.kbytes": settings.consumer_prefetch_kbytes,
         "queued.min.messages": settings.consumer_prefetch_messages,
         "fetch.queue.backoff.ms": settings.fetch_queue_backoff_ms,
+        "fetch.max.bytes": settings.fetch_max_kbytes * 1024,
+        "max.partition.fetch.bytes": settings.fetch_partition_max_kbytes * 1024,
         "logger": KAFKA_LOG,
     }
     if on_stats is not None:
