@@ -152,15 +152,16 @@ def test_revoke_finishes_and_commits_the_pending_full_batch_before_partitions_mo
     assert hot_path.state.assigned == frozenset({("raw", 1)})
 
 
-def test_a_batch_below_the_maximum_is_acked_at_once_not_after_the_next_consume() -> None:
-    hot_path, journal, _ = build(["assign", [raw_message(0)], "revoke"])
+def test_a_batch_is_acked_and_stored_before_the_next_one_is_sent_and_at_once_when_input_pauses() -> None:
+    hot_path, journal, _ = build(["assign", [raw_message(0)], [raw_message(1)], [], "revoke"])
     hot_path.run()
-    assert journal[:5] == [
-        ("acked", 1),
+    assert journal[:6] == [
+        ("acked", 1),  # batch 0, once batch 1 was scored: before batch 1's outputs are produced
         ("store", [(0, 1)]),
+        ("acked", 1),  # batch 1, when the next consume() returned nothing
+        ("store", [(0, 2)]),
         ("revoke-start",),
         ("commit", False),
-        ("revoke-end",),
     ]
 
 
