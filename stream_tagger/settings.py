@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     fetch_queue_backoff_ms: int = Field(default=5, ge=0)
     # One fetch response's size (librdkafka: 50 MB, 1 MB per partition): smaller responses are buffered
     # whole, so this is memory too (peak RSS ~290 -> ~285 MB, same events/s). A larger message still
-    # comes through: the broker always returns at least one.
-    fetch_max_kbytes: int = Field(default=1_024, ge=64)
+    # comes through: the broker always returns at least one. librdkafka refuses a fetch.max.bytes below
+    # its message.max.bytes (1,000,000), hence the floor.
+    fetch_max_kbytes: int = Field(default=1_024, ge=1_024)
     fetch_partition_max_kbytes: int = Field(default=256, ge=16)
     # How often librdkafka reports per-partition lag (stream_tagger_consumer_lag); cheap, off the hot path.
     lag_interval_ms: int = Field(default=5_000, ge=100)
