@@ -25,6 +25,11 @@ class DatasetError(ValueError):
     """A CSV that cannot be trained or evaluated on; the message names the file and line."""
 
 
+def compose_texts(titles: Sequence[str], descriptions: Sequence[str]) -> list[str]:
+    """Title and description as one text, as ``RawContent.text`` composes them for the worker."""
+    return [f"{t} {d}" for t, d in zip(titles, descriptions, strict=True)]
+
+
 @dataclass(frozen=True)
 class Dataset:
     ids: tuple[str, ...]
@@ -37,7 +42,7 @@ class Dataset:
     @property
     def texts(self) -> list[str]:
         """Exactly what the worker feeds the model (``RawContent.text``)."""
-        return [f"{t} {d}" for t, d in zip(self.titles, self.descriptions, strict=True)]
+        return compose_texts(self.titles, self.descriptions)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -43,8 +43,12 @@ class Featurizer(TransformerMixin, BaseEstimator):
     def params(self) -> FeatureParams:
         return FeatureParams(self.char_min, self.char_max, self.word_ngrams, self.max_chars)
 
-    def fit(self, texts: Sequence[str], y: object = None) -> Featurizer:
-        hashed = hash_ngrams(list(texts), self.params)
+    def fit(self, texts: Sequence[str], y: object = None, posts: int | None = None) -> Featurizer:
+        """``posts``: only the first ``posts`` texts count towards document frequency (the real posts;
+        the augmentation copies of their titles and descriptions follow them). Counting the copies
+        would let an n-gram of a single post pass min_df=2 through its own copy (measured on five
+        held-out folds: weighted F1 0.893 that way, 0.907 with the posts alone)."""
+        hashed = hash_ngrams(list(texts)[:posts], self.params)
         pairs = np.unique(np.stack([hashed.hashes, hashed.doc.astype(np.uint64)]), axis=1)
         hashes, df = np.unique(pairs[0], return_counts=True)
         self.vocabulary_ = Vocabulary.from_counts(hashes, df, self.min_df)

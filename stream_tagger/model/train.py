@@ -11,6 +11,7 @@ import hashlib
 import json
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from sklearn.pipeline import Pipeline
 
 from stream_tagger.model import artefacts
 from stream_tagger.model.card import write_card
-from stream_tagger.model.dataset import Dataset, load_dataset
+from stream_tagger.model.dataset import Dataset, compose_texts, load_dataset
 from stream_tagger.model.export import build_graph
 from stream_tagger.model.features import featurize
 from stream_tagger.model.featurizer import Featurizer
@@ -53,10 +54,11 @@ class TrainConfig:
     max_chars: int = 4096
     min_df: int = 2
     sublinear_tf: bool = True
-    C: float = 300.0
+    C: float = 100.0  # with augmentation; C=30-300 is a plateau (README table)
     class_weight: str | None = "balanced"  # mlops is 8% of posts: +0.013 mlops F1 in CV
     nb_weights: bool = True  # NB-scaled TF-IDF columns: +0.008 weighted F1, +5 pts coverage in CV
     nb_alpha: float = 1.0
+    augment: bool = True  # title-only and description-only copies of training posts: +0.015 mlops F1 in CV
     cv_folds: int = 5
     cv_repeats: int = 3
     seed: int = 42
@@ -82,14 +84,45 @@ class CrossValidation:
     summary: dict
 
 
-def cross_validate(cfg: TrainConfig, texts: list[str], y: np.ndarray) -> CrossValidation:
+def training_rows(
+    titles: Sequence[str], descriptions: Sequence[str], y: np.ndarray, augment: bool
+) -> tuple[list[str], np.ndarray]:
+    """The posts as served (``compose_texts``) and, with ``augment``, every non-blank title and
+    description again on its own, with the post's label.
+
+    Why: titles are short (median 38 characters) and many live posts are little more than one; a
+    copy of each half teaches the model what either half alone says (in a whole post the longer
+    description dominates the L2-normalised vector). Measured under 5 x 5-fold CV (README): mlops F1
+    0.836 -> 0.851, auto-tag coverage +2 points, weighted F1 unchanged (0.906 -> 0.907). The copies
+    only ever train: cross-validation scores and thresholds come from whole held-out posts."""
+    texts, labels = compose_texts(titles, descriptions), [np.asarray(y)]
+    if augment:
+        for part in (titles, descriptions):
+            keep = np.array([bool(t.strip()) for t in part], dtype=bool)
+            texts += [t for t, k in zip(part, keep, strict=True) if k]
+            labels.append(np.asarray(y)[keep])
+    return texts, np.concatenate(labels)
+
+
+def fit_pipeline(
+    cfg: TrainConfig, titles: Sequence[str], descriptions: Sequence[str], y: np.ndarray
+) -> Pipeline:
+    """The pipeline fitted on these posts (plus their copies with ``cfg.augment``); the vocabulary
+    comes from the posts alone."""
+    texts, labels = training_rows(titles, descriptions, y, cfg.augment)
+    return build_pipeline(cfg).fit(texts, labels, features__posts=len(titles))
+
+
+def cross_validate(cfg: TrainConfig, data: Dataset, y: np.ndarray) -> CrossValidation:
+    texts = data.texts
     probs = np.zeros((cfg.cv_repeats, len(texts), len(LABELS)))
     oov = np.zeros(len(texts), dtype=np.float32)
     texts_arr = np.array(texts, dtype=object)
+    titles, descriptions = np.array(data.titles, dtype=object), np.array(data.descriptions, dtype=object)
     for r in range(cfg.cv_repeats):
         folds = StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed + r)
         for train_idx, test_idx in folds.split(texts_arr, y):
-            pipe = build_pipeline(cfg).fit(list(texts_arr[train_idx]), y[train_idx])
+            pipe = fit_pipeline(cfg, list(titles[train_idx]), list(descriptions[train_idx]), y[train_idx])
             probs[r, test_idx] = pipe.predict_proba(list(texts_arr[test_idx]))
             if r == 0:
                 feat = pipe.named_steps["features"]
@@ -152,8 +185,8 @@ def train(
     y = np.array([LABELS.index(t) for t in data.tags])
     started = time.perf_counter()
     now = datetime.now(UTC)
-    cv = cross_validate(cfg, texts, y)
-    pipe = build_pipeline(cfg).fit(texts, y)
+    cv = cross_validate(cfg, data, y)
+    pipe = fit_pipeline(cfg, data.titles, data.descriptions, y)
     version = _version_name(data, cfg, now)
     thresholds = cv.summary["auto_tag"]["thresholds"]
     featurizer: Featurizer = pipe.named_steps["features"]

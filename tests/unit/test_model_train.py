@@ -19,7 +19,7 @@ from stream_tagger.model.export import build_graph
 from stream_tagger.model.features import featurize
 from stream_tagger.model.nb_weights import NBWeights
 from stream_tagger.model.runtime import Predictor
-from stream_tagger.model.train import TrainConfig, build_pipeline, train
+from stream_tagger.model.train import TrainConfig, build_pipeline, train, training_rows
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import DATASET
 
@@ -136,3 +136,32 @@ def test_export_without_nb_weights_matches_scikit_learn(small_csv: Path) -> None
     ids, tf = featurize(data.texts, feat.params, feat.vocabulary_).padded()
     onnx_probs = onnxruntime.InferenceSession(graph.SerializeToString()).run(None, {"ids": ids, "tf": tf})[0]
     assert np.abs(onnx_probs - pipe.predict_proba(data.texts)).max() < 1e-4
+
+
+def test_augmentation_adds_each_non_blank_half_with_its_posts_label() -> None:
+    titles, descriptions = ["YOLO v5", "Kubeflow", "BERT"], ["object detection", "  ", "fine-tuning"]
+    y = np.array([0, 1, 2])
+    texts, labels = training_rows(titles, descriptions, y, augment=True)
+    assert texts[:3] == ["YOLO v5 object detection", "Kubeflow   ", "BERT fine-tuning"]
+    assert texts[3:] == ["YOLO v5", "Kubeflow", "BERT", "object detection", "fine-tuning"]
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2, 0, 2]
+    assert training_rows(titles, descriptions, y, augment=False)[0] == texts[:3]
+
+
+def test_cross_validation_scores_whole_posts_only(small_csv: Path) -> None:
+    data = load_dataset([small_csv])
+    y = np.array([APPROVED_TAGS.index(t) for t in data.tags])
+    cv = train_module.cross_validate(FAST, data, y)
+    assert cv.probs.shape == (FAST.cv_repeats, len(data), len(APPROVED_TAGS))
+    assert cv.summary["weighted_f1_mean"] > 0.5
+
+
+def test_vocabulary_comes_from_the_posts_not_their_copies(small_csv: Path) -> None:
+    data = load_dataset([small_csv])
+    y = np.array([APPROVED_TAGS.index(t) for t in data.tags])
+    augmented = train_module.fit_pipeline(FAST, data.titles, data.descriptions, y)
+    plain = train_module.fit_pipeline(replace(FAST, augment=False), data.titles, data.descriptions, y)
+    vocab = augmented.named_steps["features"].vocabulary_.hashes
+    assert np.array_equal(vocab, plain.named_steps["features"].vocabulary_.hashes)
+    # same columns, but the copies did train: the classifier differs
+    assert not np.allclose(augmented.named_steps["clf"].coef_, plain.named_steps["clf"].coef_)
