@@ -63,7 +63,7 @@ Tags posts (title + description) with one of: {", ".join(labels)}.
 ## Model
 - Features (computed in numpy, outside the graph): character {cfg["char_min"]}-{cfg["char_max"]}-grams
   (word-padded, across word boundaries) and word 1-{cfg["word_ngrams"]}-grams of the lower-cased text,
-  hashed to 64 bits; {vocab} n-grams seen in >= {cfg["min_df"]} training rows form the vocabulary.
+  hashed to 64 bits; {vocab} n-grams seen in >= {cfg["min_df"]} training posts form the vocabulary.
 - Training rows: the posts{aug_note}.
 - ONNX graph: TF-IDF (sublinear tf: {cfg["sublinear_tf"]}, L2 norm){nb_note} + multinomial logistic regression
   (C={cfg["C"]}, class_weight={cfg["class_weight"]}), softmax probabilities.
