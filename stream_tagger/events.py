@@ -22,6 +22,11 @@ Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
+def compose_text(title: str, description: str) -> str:
+    """The one place that turns a post into the model's input, for training and serving alike."""
+    return f"{title} {description}"
+
+
 class RawContent(msgspec.Struct, kw_only=True, frozen=True):
     """A post as the platform publishes it (topic ``content.raw.v1``, key = id)."""
 
@@ -36,7 +41,7 @@ class RawContent(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def text(self) -> str:
         """What the model reads: title and description, as at training time."""
-        return f"{self.title} {self.description}"
+        return compose_text(self.title, self.description)
 
 
 class TagScore(msgspec.Struct, frozen=True):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stream_tagger.events import compose_text
 from stream_tagger.settings import APPROVED_TAGS
 
 REQUIRED_COLUMNS = ("id", "created_on", "title", "description", "tag")
@@ -26,8 +27,8 @@ class DatasetError(ValueError):
 
 
 def compose_texts(titles: Sequence[str], descriptions: Sequence[str]) -> list[str]:
-    """Title and description as one text, as ``RawContent.text`` composes them for the worker."""
-    return [f"{t} {d}" for t, d in zip(titles, descriptions, strict=True)]
+    """Title and description as one text each, exactly as the worker composes them (``compose_text``)."""
+    return [compose_text(t, d) for t, d in zip(titles, descriptions, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ def test_importing_the_package_loads_no_heavy_dependency() -> None:
 @pytest.mark.parametrize("module", ["stream_tagger.app", "stream_tagger.feedback"])
 def test_serving_processes_do_not_load_the_training_stack(module: str) -> None:
     """scikit-learn is ~60 MB resident: the worker and the feedback worker must not pay for it."""
-    code = f"import sys, {module}; print([m for m in ('sklearn', 'skl2onnx', 'matplotlib') if m in sys.modules])"
+    training_stack = ("sklearn", "skl2onnx", "matplotlib")
+    code = f"import sys, {module}; print([m for m in {training_stack!r} if m in sys.modules])"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
