@@ -126,8 +126,11 @@ class Settings(BaseSettings):
             conf["sasl.password"] = self.sasl_password.get_secret_value()
         return conf
 
-    def output_topics(self) -> list[str]:
+    def topics(self) -> list[str]:
+        """Every topic the service reads (raw, feedback) or writes, created together with one partition
+        count: the feedback join needs the tagged and feedback topics co-partitioned."""
         return [
+            self.topic_raw,
             self.topic_tagged,
             self.topic_review,
             self.topic_dead_letter,

@@ -21,10 +21,6 @@ log = logging.getLogger(__name__)
 _METADATA_TIMEOUT_S = 3.0
 
 
-def topic_names(settings: Settings) -> list[str]:
-    return [settings.topic_raw, *settings.output_topics()]
-
-
 def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> set[str] | None:
     """The broker's topic names once it answers; None if ``stop`` was set while waiting."""
     stop = stop or threading.Event()
@@ -56,7 +52,7 @@ def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
     Two workers starting together may both try: "already exists" counts as success.
     """
     admin = AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
-    missing = [name for name in topic_names(settings) if name not in existing]
+    missing = [name for name in settings.topics() if name not in existing]
     if not missing:
         return []
     futures = admin.create_topics(

@@ -156,7 +156,7 @@ def test_kafka_init_creates_exactly_the_worker_topics(services: dict[str, dict])
     loop = re.search(r"for topic in ([^;]+);", script)
     assert loop is not None
     defaults = Settings()
-    assert set(loop.group(1).split()) == {defaults.topic_raw, *defaults.output_topics()}
+    assert set(loop.group(1).split()) == set(defaults.topics())
     assert f"--partitions {defaults.partitions}" in script
     assert services["worker"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
 
