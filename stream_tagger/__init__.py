@@ -56,6 +56,9 @@ _EXPORTS: dict[str, str] = {
     "BrokerUnreachable": "stream_tagger.produce",
     "follow": "stream_tagger.tail",
     "Record": "stream_tagger.tail",
+    # running the worker in this process
+    "run_worker": "stream_tagger.service",
+    "WorkerFailed": "stream_tagger.service",
     # the demo
     "run_demo": "stream_tagger.demo",
     "DemoSummary": "stream_tagger.demo",

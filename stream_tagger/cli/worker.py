@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stream_tagger.cli._app import app, configure_logging, console, fail, settings_from
-from stream_tagger.settings import Settings
-
-log = logging.getLogger("stream_tagger.worker")
 
 
 @app.command()
@@ -47,42 +43,13 @@ def worker(
         log_level=log_level,
     )
     configure_logging(settings)
-    run_worker(settings)
-
-
-def run_worker(settings: Settings) -> None:
-    """Load the model, wait for the broker, create topics, then hand the process to Faust."""
-    import faust
-
-    from stream_tagger.app import Worker, tune_gc
-    from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
-    from stream_tagger.model.runtime import ModelLoadError, Predictor
-    from stream_tagger.online import Online
+    from stream_tagger.model.artefacts import ModelLoadError
+    from stream_tagger.service import WorkerFailed, run_worker
 
     try:
-        predictor = Predictor.load(settings.model_dir)
+        code = run_worker(settings, on_ready=lambda line: console.print(line, highlight=False))
     except ModelLoadError as exc:
         fail(f"cannot load the model: {exc}")
-    log.info("model %s loaded from %s", predictor.version, settings.model_dir)
-    existing = wait_for_broker(settings)
-    ensure_topics(settings, existing or set())
-    service = Worker(settings, predictor)
-    try:
-        online = Online(service)
-    except ModelLoadError as exc:
-        fail(f"cannot load the shadow model: {exc}")
-    online.start()
-    tune_gc()
-    console.print(
-        f"worker up: {settings.topic_raw} -> {settings.topic_tagged}, model {predictor.version}, "
-        f"web on :{settings.web_port}",
-        highlight=False,
-    )
-    try:
-        faust.Worker(
-            service.faust_app, loglevel=settings.log_level.upper(), quiet=True
-        ).execute_from_commandline()
-    except SystemExit as exit_:
-        if service.service.failure is not None:
-            fail(f"stopped after a hot path failure: {service.service.failure}")
-        raise typer.Exit(exit_.code if isinstance(exit_.code, int) else 1) from None
+    except WorkerFailed as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
