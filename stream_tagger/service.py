@@ -1,8 +1,9 @@
 """Running the worker from Python: what ``stream-tagger worker`` does, without the command line.
 
 A deployment that embeds the worker (its own entry point, a supervisor, a notebook) gets the same
-start-up order as the CLI: load the model first (a bad model fails before any broker traffic), wait
-for the broker, create missing topics, then hand the process to Faust, which owns the signals.
+start-up order as the CLI: load the live model first (a bad one fails before any broker traffic), wait
+for the broker, create missing topics, load the shadow model if one is configured, then hand the
+process to Faust, which owns the signals.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def run_worker(settings: Settings, on_ready: Callable[[str], None] | None = None
 
     from stream_tagger.app import Worker, tune_gc
     from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
+    from stream_tagger.model.artefacts import ModelLoadError
     from stream_tagger.model.runtime import Predictor
     from stream_tagger.online import Online
 
@@ -37,7 +39,11 @@ def run_worker(settings: Settings, on_ready: Callable[[str], None] | None = None
     existing = wait_for_broker(settings)
     ensure_topics(settings, existing or set())
     service = Worker(settings, predictor)
-    Online(service).start()
+    try:
+        online = Online(service)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"shadow model: {exc}") from exc
+    online.start()
     tune_gc()
     if on_ready is not None:
         on_ready(
