@@ -252,3 +252,24 @@ def test_recent_outcomes_forget_the_oldest_id_first() -> None:
     assert recent.get("a") is None
     assert recent.get("b") == Outcome("review", [], "b")
     assert recent.get("c") == Outcome("review", [], "c")
+
+
+def test_dead_letter_of_an_oversized_message_fits_in_one_kafka_message() -> None:
+    pipe, _ = pipeline()
+    huge = b'{"id": "' + b"x" * 799_992
+    result = pipe.process([message(huge, 5, key=b"big")])
+    [record] = result.records
+    assert len(record.value) + len(record.key or b"") < 1_000_000
+    letter = msgspec.json.decode(record.value, type=DeadLetter)
+    assert letter.reason == "too_large"
+    assert huge.startswith(letter.original) and len(letter.original) > 700_000
+    assert f"truncated to its first {len(letter.original)} of 800000 bytes" in letter.detail
+
+
+def test_dead_letter_under_the_limit_keeps_the_whole_original() -> None:
+    pipe, _ = pipeline(max_event_bytes=1_000_000)
+    value = b"{" * 700_000  # not JSON, under max_event_bytes: base64 makes it ~933 kB, which still fits
+    [record] = pipe.process([message(value, 0)]).records
+    letter = msgspec.json.decode(record.value, type=DeadLetter)
+    assert (letter.reason, letter.original) == ("not_json", value)
+    assert "truncated" not in letter.detail
