@@ -46,6 +46,13 @@ def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.nda
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _check_distribution(name: str, freq: np.ndarray) -> None:
+    """Reject a reference PSI cannot compare against, when the model loads: found at scrape time instead,
+    it would fail every /metrics request."""
+    if not np.all(np.isfinite(freq)) or np.any(freq < 0) or freq.sum() <= 0:
+        raise ValueError(f"reference {name!r}: need finite, non-negative shares with a positive sum")
+
+
 @dataclass(frozen=True)
 class Histogram:
     """A reference distribution over bin edges (``len(edges) == len(freq) + 1``)."""
@@ -59,6 +66,7 @@ class Histogram:
         freq = np.asarray(ref["freq"], dtype=np.float64)
         if edges.ndim != 1 or len(edges) != len(freq) + 1 or np.any(np.diff(edges) <= 0):
             raise ValueError(f"reference {name!r}: need increasing bins with len(bins) == len(freq) + 1")
+        _check_distribution(name, freq)
         return cls(edges, freq)
 
     def counts(self, values: np.ndarray) -> np.ndarray:
@@ -83,12 +91,15 @@ class Reference:
         if missing:
             raise ValueError(f"model metadata has no drift reference for {', '.join(missing)}")
         mix = reference["predicted_class"]
-        assert isinstance(mix, Mapping)
+        if not isinstance(mix, Mapping):
+            raise ValueError("reference 'predicted_class': need a mapping of label -> share")
+        class_share = np.asarray([float(mix.get(label, 0.0)) for label in labels])
+        _check_distribution("predicted_class (over the model's labels)", class_share)
         return cls(
             labels=tuple(labels),
             oov_share=Histogram.from_metadata("oov_share", reference["oov_share"]),  # type: ignore[arg-type]
             confidence=Histogram.from_metadata("confidence", reference["confidence"]),  # type: ignore[arg-type]
-            class_share=np.asarray([float(mix.get(label, 0.0)) for label in labels]),
+            class_share=class_share,
         )
 
 

@@ -10,12 +10,15 @@ per event.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 INFERENCE_BUCKETS = (
     0.00005,
@@ -158,7 +161,12 @@ class ScrapeTimeGauge(Collector):
 
     def collect(self) -> list[GaugeMetricFamily]:
         family = GaugeMetricFamily(self._name, self._documentation, labels=self._labelnames)
-        for label_value, value in (self._source() or {}).items():
+        try:
+            values = self._source() or {}
+        except Exception:  # one broken gauge must not fail the whole scrape (and every alert with it)
+            log.exception("%s: computing the values failed; exported without samples", self._name)
+            values = {}
+        for label_value, value in values.items():
             family.add_metric([label_value], value)
         return [family]
 

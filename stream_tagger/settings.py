@@ -81,13 +81,14 @@ class Settings(BaseSettings):
     delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
     # Consumer prefetch bound. librdkafka's defaults (64 MB, and 100,000 messages per partition,
     # queued locally) held ~50 MB more at saturation for nothing: the loop takes one batch at a time
-    # and one fetch refills the queue long before a few batches of it are used up. 5,000 messages per
-    # partition x 4 is ~20,000 raw events (~290 bytes each), about a second of work at 20k events/s.
+    # and one fetch refills the queue long before a few batches of it are used up. The kbytes bound is
+    # the one that binds (librdkafka: it applies to the whole consumer queue and wins over the
+    # per-partition message count): 4 MB is ~14,000 raw events (~290 bytes each), ~0.7 s of work.
     consumer_prefetch_kbytes: int = Field(default=4_096, ge=64)
     consumer_prefetch_messages: int = Field(default=5_000, ge=1)
     # Once the queue reached those bounds librdkafka waits this long before fetching again (its default
     # is 1 s: with the small queue above the loop drained it first and throughput halved, 13k -> 6k/s).
-    fetch_queue_backoff_ms: int = Field(default=5, ge=0)
+    fetch_queue_backoff_ms: int = Field(default=5, ge=1)  # 0 would re-check a full queue without pause
     # One fetch response's size (librdkafka: 50 MB, 1 MB per partition): smaller responses are buffered
     # whole, so this is memory too (peak RSS ~290 -> ~285 MB, same events/s). A larger message still
     # comes through: the broker always returns at least one. librdkafka refuses a fetch.max.bytes below

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream_tagger.drift import DriftMonitor, DriftObserver, Histogram, Reference, psi
 from stream_tagger.metrics import Metrics
@@ -135,3 +135,32 @@ def test_observer_scores_are_computed_at_scrape_time_from_the_latest_window() ->
         scraped.append(value("stream_tagger_drift_score", {"signal": "oov_share"}))
     assert scraped[1] < scraped[0]  # the second scrape scored the second window
 
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"predicted_class": {"some-other-label": 1.0}},  # names none of the model's labels
+        {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.0, 0.0]}},
+        {"confidence": {"bins": [0.0, 0.5, 1.0], "freq": [1.0, float("nan")]}},
+    ],
+)
+def test_a_reference_psi_cannot_use_turns_drift_off_and_scrapes_still_work(broken: dict) -> None:
+    metrics = Metrics(CollectorRegistry())
+    observer = DriftObserver(metrics, window=50, min_events=10)
+    ref = {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
+           "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
+           "predicted_class": dict.fromkeys(LABELS, 0.25), **broken}
+    observer.use(SimpleNamespace(version="v1", labels=LABELS, metadata={"reference": ref}))  # type: ignore[arg-type]
+    oov, probs = _batch(np.random.default_rng(4), 20, (0.0, 1.0), [0, 1, 2, 3], (0.5, 1.0))
+    observer.observe(ScoredBatch([], [], SimpleNamespace(probs=probs, oov_share=oov), [], LABELS, "v1"))  # type: ignore[arg-type]
+    assert observer.scores() is None
+    assert b"stream_tagger_drift_score{" not in generate_latest(metrics.registry)
+
+
+def test_a_failing_scrape_time_source_exports_no_samples_instead_of_failing_the_scrape() -> None:
+    metrics = Metrics(CollectorRegistry())
+    metrics.drift_score.use(lambda: 1 / 0)  # type: ignore[arg-type,return-value]
+    text = generate_latest(metrics.registry)
+    assert b"stream_tagger_drift_score{" not in text
+    assert b"# HELP stream_tagger_drift_score" in text  # the scrape itself went through

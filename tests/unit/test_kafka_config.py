@@ -11,7 +11,7 @@ from stream_tagger.settings import Settings
 FLOORS = {
     "consumer_prefetch_kbytes": 64,
     "consumer_prefetch_messages": 1,
-    "fetch_queue_backoff_ms": 0,
+    "fetch_queue_backoff_ms": 1,
     "fetch_max_kbytes": 1_024,
     "fetch_partition_max_kbytes": 16,
 }
