@@ -54,6 +54,15 @@ def test_reference_names_what_is_missing_or_malformed() -> None:
         Histogram.from_metadata("oov_share", {"bins": [0, 1], "freq": [0.5, 0.5]})
 
 
+def small_reference() -> dict:
+    """Two bins per signal and a uniform class mix: metadata["reference"] as training writes it."""
+    return {
+        "oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
+        "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
+        "predicted_class": dict.fromkeys(LABELS, 0.25),
+    }
+
+
 def _batch(rng: np.random.Generator, n: int, oov: tuple[float, float], top: list[int],
            conf: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     probs = np.full((n, 4), 0.0, dtype=np.float32)
@@ -100,9 +109,7 @@ def test_window_forgets_old_events() -> None:
 def test_observer_exports_scores_for_the_model_it_uses_and_skips_models_without_reference() -> None:
     metrics = Metrics(CollectorRegistry())
     observer = DriftObserver(metrics, window=100, min_events=50)
-    ref = {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
-           "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
-           "predicted_class": dict.fromkeys(LABELS, 0.25)}
+    ref = small_reference()
     model = SimpleNamespace(version="v1", labels=LABELS, metadata={"reference": ref})
     observer.use(model)  # type: ignore[arg-type]
     rng = np.random.default_rng(2)
@@ -121,9 +128,7 @@ def test_observer_exports_scores_for_the_model_it_uses_and_skips_models_without_
 def test_observer_scores_are_computed_at_scrape_time_from_the_latest_window() -> None:
     metrics = Metrics(CollectorRegistry())
     observer = DriftObserver(metrics, window=50, min_events=50)
-    ref = {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
-           "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
-           "predicted_class": dict.fromkeys(LABELS, 0.25)}
+    ref = small_reference()
     observer.use(SimpleNamespace(version="v1", labels=LABELS, metadata={"reference": ref}))  # type: ignore[arg-type]
     rng = np.random.default_rng(3)
     value = metrics.registry.get_sample_value
@@ -148,9 +153,7 @@ def test_observer_scores_are_computed_at_scrape_time_from_the_latest_window() ->
 def test_a_reference_psi_cannot_use_turns_drift_off_and_scrapes_still_work(broken: dict) -> None:
     metrics = Metrics(CollectorRegistry())
     observer = DriftObserver(metrics, window=50, min_events=10)
-    ref = {"oov_share": {"bins": [0.0, 0.5, 1.0], "freq": [0.9, 0.1]},
-           "confidence": {"bins": [0.0, 0.5, 1.0], "freq": [0.1, 0.9]},
-           "predicted_class": dict.fromkeys(LABELS, 0.25), **broken}
+    ref = {**small_reference(), **broken}
     observer.use(SimpleNamespace(version="v1", labels=LABELS, metadata={"reference": ref}))  # type: ignore[arg-type]
     oov, probs = _batch(np.random.default_rng(4), 20, (0.0, 1.0), [0, 1, 2, 3], (0.5, 1.0))
     observer.observe(ScoredBatch([], [], SimpleNamespace(probs=probs, oov_share=oov), [], LABELS, "v1"))  # type: ignore[arg-type]
