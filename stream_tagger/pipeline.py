@@ -12,8 +12,8 @@ shadow) are observers too, which keeps the core small.
 Dedup: outputs are a deterministic function of (text, model version), so a replay after a crash
 republishes the same decision under the same key. On top of that the last ``dedup_window`` content
 ids scored keep their outcome (``RecentOutcomes``); an id seen again inside the window (a producer
-retry, an edit) gets the identical outcome without being scored again, even if its text changed in
-between.
+retry, an edit) gets the identical outcome, under the version of the model that decided it, without
+being scored again, even if its text changed or the model was hot-reloaded in between.
 """
 
 from __future__ import annotations
@@ -117,12 +117,13 @@ _TAG_INDEX = {tag: i for i, tag in enumerate(APPROVED_TAGS)}
 _TAGGED = 0x10
 
 
-def pack_outcome(outcome: Outcome) -> bytes:
-    """An outcome in a few bytes: status and score count, then per score the tag's index among the
+def pack_outcome(outcome: Outcome, version: int) -> bytes:
+    """An outcome and the model version that decided it in a few bytes: the version's index (in a
+    list the caller keeps), status and score count, then per score the tag's index among the
     approved tags and the confidence in 1/10,000 (routing rounds it to 4 decimals, so ``n / 10_000``
     is the very same float), then ``duplicate_of`` in UTF-8. ~40 bytes in memory instead of ~400 for
     the Outcome with its list and TagScores, and nothing for the garbage collector to traverse."""
-    head = [(_TAGGED if outcome.status == "tagged" else 0) | len(outcome.scores)]
+    head = [version, (_TAGGED if outcome.status == "tagged" else 0) | len(outcome.scores)]
     for score in outcome.scores:
         n = round(score.confidence * 10_000)
         head += (_TAG_INDEX[score.tag], n >> 8, n & 0xFF)
@@ -130,48 +131,70 @@ def pack_outcome(outcome: Outcome) -> bytes:
     return packed + outcome.duplicate_of.encode() if outcome.duplicate_of else packed
 
 
-def unpack_outcome(packed: bytes) -> Outcome:
-    count = packed[0] & 0x0F
-    end = 1 + 3 * count
+def unpack_outcome(packed: bytes) -> tuple[Outcome, int]:
+    count = packed[1] & 0x0F
+    end = 2 + 3 * count
     scores = [
         TagScore(APPROVED_TAGS[packed[i]], (packed[i + 1] << 8 | packed[i + 2]) / 10_000)
-        for i in range(1, end, 3)
+        for i in range(2, end, 3)
     ]
-    status = "tagged" if packed[0] & _TAGGED else "review"
-    return Outcome(status, scores, packed[end:].decode() or None)
+    status = "tagged" if packed[1] & _TAGGED else "review"
+    return Outcome(status, scores, packed[end:].decode() or None), packed[0]
 
 
 class RecentOutcomes:
-    """The outcomes of the last ``size`` content ids remembered, oldest forgotten first.
+    """The outcomes of the last ``size`` content ids remembered with the model version that decided
+    them, oldest forgotten first.
 
     A dict plus a ring of its keys rather than an OrderedDict: per id that is the id, ~40 bytes of
     packed outcome and one slot, ~15 MB for 100,000 ids where Outcome objects in an OrderedDict took
-    ~42 MB of the worker's peak memory.
+    ~42 MB of the worker's peak memory. The version is kept because a hot reload swaps the model
+    while the window still holds the old one's decisions: a replay must name the model that decided.
     """
 
     def __init__(self, size: int) -> None:
         self._outcomes: dict[str, bytes] = {}
         self._ring: list[str | None] = [None] * size
         self._next = 0
+        self._versions: list[str] = []  # index -> version, one byte per packed outcome
 
     def __len__(self) -> int:
         return len(self._outcomes)
 
-    def get(self, content_id: str) -> Outcome | None:
+    def get(self, content_id: str) -> tuple[Outcome, str] | None:
         packed = self._outcomes.get(content_id)
-        return None if packed is None else unpack_outcome(packed)
+        if packed is None:
+            return None
+        outcome, version = unpack_outcome(packed)
+        return outcome, self._versions[version]
 
-    def add(self, content_id: str, outcome: Outcome) -> None:
+    def add(self, content_ids: Iterable[str], outcomes: Iterable[Outcome], version: str) -> None:
+        """Remember one batch's outcomes, all decided by the model ``version``."""
         if not self._ring:
             return
-        outcomes = self._outcomes
-        if content_id not in outcomes:
-            oldest = self._ring[self._next]
-            if oldest is not None:
-                del outcomes[oldest]
-            self._ring[self._next] = content_id
-            self._next = (self._next + 1) % len(self._ring)
-        outcomes[content_id] = pack_outcome(outcome)
+        index = self._version_index(version)
+        packed, ring = self._outcomes, self._ring
+        for content_id, outcome in zip(content_ids, outcomes, strict=True):
+            if content_id not in packed:
+                oldest = ring[self._next]
+                if oldest is not None:
+                    del packed[oldest]
+                ring[self._next] = content_id
+                self._next = (self._next + 1) % len(ring)
+            packed[content_id] = pack_outcome(outcome, index)
+
+    def _version_index(self, version: str) -> int:
+        if version in self._versions:
+            return self._versions.index(version)
+        if len(self._versions) == 256:
+            # One byte names the version: after 256 models in one process, forget every outcome
+            # rather than let an index name two versions (the forgotten ids are scored again).
+            self._outcomes.clear()
+            self._ring = [None] * len(self._ring)
+            self._next = 0
+            self._versions.clear()
+        self._versions.append(version)
+        return len(self._versions) - 1
 
 
 # Below this many texts per thread, thread hand-off costs more than the parallelism gains.
@@ -196,7 +219,6 @@ class Pipeline:
         self.max_event_bytes = max_event_bytes
         self.top_k = top_k
         self.thresholds = threshold_vector(predictor.labels, predictor.thresholds, threshold)
-        self.dedup_window = dedup_window
         self.observers = list(observers)
         self._seen = RecentOutcomes(dedup_window)
         self._encoder = msgspec.json.Encoder()
@@ -207,7 +229,7 @@ class Pipeline:
         result = BatchResult()
         now = datetime.now(UTC)
         now_s = now.timestamp()
-        decoded: list[tuple[RawContent, float, Outcome | int]] = []
+        decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int]] = []
         to_score: list[RawContent] = []
         index_of: dict[str, int] = {}
         for message in messages:
@@ -219,7 +241,7 @@ class Pipeline:
                 result.event_times["dead_letter"].append(event_s)
                 result.dead_letter_reasons[event.reason] = result.dead_letter_reasons.get(event.reason, 0) + 1
                 continue
-            known: Outcome | int | None = self._seen.get(event.id)
+            known: tuple[Outcome, str] | int | None = self._seen.get(event.id)
             if known is None:
                 known = index_of.get(event.id)
             if known is None:
@@ -228,9 +250,9 @@ class Pipeline:
             decoded.append((event, event_s, known))
 
         outcomes = self._score(to_score, result) if to_score else []
-        version = self.predictor.version
+        live = self.predictor.version
         for event, event_s, known in decoded:
-            outcome = outcomes[known] if isinstance(known, int) else known
+            outcome, version = (outcomes[known], live) if isinstance(known, int) else known
             result.records.extend(self._outputs(event, outcome, event_s, now, version))
             result.event_times[outcome.status].append(event_s)
         return result
@@ -253,7 +275,7 @@ class Pipeline:
         )
         for observer in self.observers:
             result.records.extend(observer.observe(scored))
-        self._remember(events, outcomes)
+        self._seen.add([event.id for event in events], outcomes, self.predictor.version)
         return outcomes
 
     def _predict(self, texts: list[str]) -> PredictionLike:
@@ -271,13 +293,6 @@ class Pipeline:
         )
         joined = {f.name: np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(parts[0])}
         return replace(parts[0], **joined)
-
-    def _remember(self, events: list[RawContent], outcomes: list[Outcome]) -> None:
-        if not self.dedup_window:
-            return
-        add = self._seen.add
-        for event, outcome in zip(events, outcomes, strict=True):
-            add(event.id, outcome)
 
     def _outputs(
         self, event: RawContent, outcome: Outcome, event_s: float, now: datetime, version: str

@@ -239,19 +239,53 @@ def test_packed_outcome_comes_back_identical_for_every_rounded_confidence() -> N
     outcomes = route_batch(probs, LABELS, np.full(len(LABELS), 0.4, np.float32), [[]] * len(probs), 2)
     outcomes += [Outcome("tagged", [TagScore(LABELS[0], float(c))], "dup-é") for c in exact]
     outcomes.append(Outcome("review", []))
-    for outcome in outcomes:
-        assert unpack_outcome(pack_outcome(outcome)) == outcome
-        assert msgspec.json.encode(unpack_outcome(pack_outcome(outcome))) == msgspec.json.encode(outcome)
+    for version, outcome in enumerate(outcomes):
+        back, back_version = unpack_outcome(pack_outcome(outcome, version % 256))
+        assert (back, back_version) == (outcome, version % 256)
+        assert msgspec.json.encode(back) == msgspec.json.encode(outcome)
 
 
 def test_recent_outcomes_forget_the_oldest_id_first() -> None:
     recent = RecentOutcomes(2)
     for content_id in ("a", "b", "a", "c"):
-        recent.add(content_id, Outcome("review", [], content_id))
+        recent.add([content_id], [Outcome("review", [], content_id)], "v1")
     assert len(recent) == 2
     assert recent.get("a") is None
-    assert recent.get("b") == Outcome("review", [], "b")
-    assert recent.get("c") == Outcome("review", [], "c")
+    assert recent.get("b") == (Outcome("review", [], "b"), "v1")
+    assert recent.get("c") == (Outcome("review", [], "c"), "v1")
+
+
+def test_recent_outcomes_keep_each_version_and_start_afresh_after_256_versions() -> None:
+    recent = RecentOutcomes(1_000)
+    recent.add(["a"], [Outcome("review", [])], "v0")
+    recent.add(["b"], [Outcome("review", [])], "v1")
+    assert [recent.get(i)[1] for i in "ab"] == ["v0", "v1"]
+    for n in range(2, 256):
+        recent.add([f"id{n}"], [Outcome("review", [])], f"v{n}")
+    assert recent.get("id255") == (Outcome("review", []), "v255")
+    recent.add(["c"], [Outcome("review", [])], "v256")
+    assert (len(recent), recent.get("a"), recent.get("c")) == (1, None, (Outcome("review", []), "v256"))
+
+
+class SecondModel(FakePredictor):
+    """The model a hot reload swaps in: it reads every title as NLP."""
+
+    version = "fake-2"
+
+    def predict(self, texts: list[str]) -> FakePrediction:
+        return super().predict(["nlp" for _ in texts])
+
+
+def test_replay_after_a_hot_reload_names_the_model_that_decided_it() -> None:
+    pipe, _ = pipeline()
+    pipe.process([message(raw("a", "cv"), 0)])
+    pipe.predictor = SecondModel()
+    result = pipe.process([message(raw("a", "cv"), 1), message(raw("b", "cv"), 2)])
+    replay, fresh = decoded(result.records, "tagged", TaggedContent)
+    assert (replay.id, replay.model_version) == ("a", "fake-1")
+    assert replay.tags == [TagScore("computer-vision", 0.9)]
+    assert (fresh.id, fresh.model_version) == ("b", "fake-2")
+    assert fresh.tags == [TagScore("natural-language-processing", 0.9)]
 
 
 def test_dead_letter_of_an_oversized_message_fits_in_one_kafka_message() -> None:
