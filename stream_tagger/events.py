@@ -84,8 +84,10 @@ class ReviewRequest(msgspec.Struct, kw_only=True):
 class DeadLetter(msgspec.Struct, kw_only=True):
     """An input the worker could not read (topic ``content.dead-letter.v1``, key = original key).
 
-    ``original`` holds the exact bytes received (base64 in JSON), so nothing is lost and the
-    event can be replayed after the producer is fixed.
+    ``original`` holds the exact bytes received (base64 in JSON), so the event can be replayed after
+    the producer is fixed. An original too big for a Kafka message once base64-encoded (over ~740 kB)
+    keeps its first bytes only and ``detail`` says so; ``topic``/``partition``/``offset`` still point
+    at the whole message in the raw topic.
     """
 
     schema_version: Literal[1] = 1

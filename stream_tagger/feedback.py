@@ -30,6 +30,7 @@ from stream_tagger.decoding import Rejection, event_decoder
 from stream_tagger.events import DeadLetter, Feedback, TaggedContent, TagScore
 from stream_tagger.metrics import Metrics
 from stream_tagger.online_eval import Judged, OnlineEvaluator
+from stream_tagger.pipeline import fit_dead_letter
 from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
 from stream_tagger.web import register_metrics_view
@@ -168,10 +169,12 @@ class FeedbackLoop:
             if isinstance(feedback, Rejection):
                 log.warning('feedback dead-lettered (%s) topic="%s" partition=%d offset=%d', feedback.reason,
                             message.topic, message.partition, message.offset)
-                letter = DeadLetter(reason=feedback.reason, detail=feedback.detail,
-                                    original=event.value or b"", original_key=event.key, topic=message.topic,
-                                    partition=message.partition, offset=message.offset,
-                                    received_at=datetime.now(UTC))
+                letter = fit_dead_letter(
+                    DeadLetter(reason=feedback.reason, detail=feedback.detail, original=event.value or b"",
+                               original_key=event.key, topic=message.topic, partition=message.partition,
+                               offset=message.offset, received_at=datetime.now(UTC)),
+                    event.key,
+                )
                 await self.dead_letter_topic.send(key=event.key, value=_encode(letter))
                 self.metrics.dead_letters.labels(feedback.reason).inc()
                 continue
