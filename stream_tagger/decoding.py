@@ -1,4 +1,5 @@
-"""Message bytes -> a valid event (raw content, feedback), or the reason it goes to the dead letters.
+"""Message bytes -> a valid event (raw content, feedback), or the reason it goes to the dead letters,
+and the dead letter itself.
 
 The valid case is one msgspec call (parse and validate together, ~1 µs for a typical post), because
 it is the case that happens tens of thousands of times a second. Only when that call fails do we
@@ -8,11 +9,12 @@ spend time finding out *why*, so that the dead letter names the producer's actua
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Literal, TypeVar
 
 import msgspec
 
-from stream_tagger.events import SCHEMA_VERSION, Feedback, RawContent
+from stream_tagger.events import SCHEMA_VERSION, DeadLetter, Feedback, RawContent
 
 Reason = Literal["not_utf8", "not_json", "schema", "too_large", "unknown_schema_version"]
 
@@ -68,3 +70,49 @@ def _explain(value: bytes, exc: Exception) -> Rejection:
                 "unknown_schema_version", f"schema_version {version}; this worker reads {SCHEMA_VERSION}"
             )
     return Rejection("schema", str(exc))
+
+
+# librdkafka refuses to produce a message over its message.max.bytes (1,000,000 by default; the
+# worker keeps the default), counting the key and ~100 bytes of record framing on top of the value.
+DEAD_LETTER_MAX_BYTES = 990_000
+_encode = msgspec.json.Encoder().encode
+
+
+def dead_letter(
+    rejection: Rejection,
+    original: bytes | None,
+    key: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    received_at: datetime,
+) -> DeadLetter:
+    """The dead letter of an input every reader (worker, feedback worker) publishes: the rejection, where
+    the input was, and the input itself, cut to fit one Kafka message (``fit_dead_letter``)."""
+    letter = DeadLetter(
+        reason=rejection.reason, detail=rejection.detail, original=original or b"", original_key=key,
+        topic=topic, partition=partition, offset=offset, received_at=received_at,
+    )
+    return fit_dead_letter(letter, key)
+
+
+def fit_dead_letter(letter: DeadLetter, record_key: bytes | None) -> DeadLetter:
+    """The letter, with ``original`` cut to a prefix when the whole would not fit in one message.
+
+    ``original`` travels base64-encoded (4/3 larger), so a raw message over ~740 kB, which the broker
+    accepts, would make a dead letter the producer refuses: the hot path would die on it and crash-loop
+    on the same offset. A prefix still shows the producer's mistake; ``detail`` gives the full length.
+    """
+    size = len(letter.original)
+    note = f"; original truncated to its first {size} of {size} bytes"  # the longest the note can be
+    envelope = len(_encode(msgspec.structs.replace(letter, original=b"", detail=letter.detail + note)))
+    room = DEAD_LETTER_MAX_BYTES - envelope - len(record_key or b"")
+    if 4 * -(-size // 3) <= room:
+        return letter
+    keep = 3 * (max(room, 0) // 4)
+    return msgspec.structs.replace(
+        letter,
+        original=letter.original[:keep],
+        detail=f"{letter.detail}; original truncated to its first {keep} of {size} bytes",
+    )
+

@@ -26,11 +26,10 @@ import msgspec
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.decoding import Rejection, event_decoder
-from stream_tagger.events import DeadLetter, Feedback, TaggedContent, TagScore
+from stream_tagger.decoding import Rejection, dead_letter, event_decoder
+from stream_tagger.events import Feedback, TaggedContent, TagScore
 from stream_tagger.metrics import Metrics
 from stream_tagger.online_eval import Judged, OnlineEvaluator
-from stream_tagger.pipeline import fit_dead_letter
 from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
 from stream_tagger.web import register_metrics_view
@@ -169,12 +168,8 @@ class FeedbackLoop:
             if isinstance(feedback, Rejection):
                 log.warning('feedback dead-lettered (%s) topic="%s" partition=%d offset=%d', feedback.reason,
                             message.topic, message.partition, message.offset)
-                letter = fit_dead_letter(
-                    DeadLetter(reason=feedback.reason, detail=feedback.detail, original=event.value or b"",
-                               original_key=event.key, topic=message.topic, partition=message.partition,
-                               offset=message.offset, received_at=datetime.now(UTC)),
-                    event.key,
-                )
+                letter = dead_letter(feedback, event.value, event.key, message.topic, message.partition,
+                                     message.offset, datetime.now(UTC))
                 await self.dead_letter_topic.send(key=event.key, value=_encode(letter))
                 self.metrics.dead_letters.labels(feedback.reason).inc()
                 continue

@@ -28,8 +28,8 @@ from typing import NamedTuple, Protocol
 import msgspec
 import numpy as np
 
-from stream_tagger.decoding import Rejection, decode_raw
-from stream_tagger.events import DeadLetter, RawContent, ReviewRequest, TaggedContent, TagScore
+from stream_tagger.decoding import Rejection, dead_letter, decode_raw
+from stream_tagger.events import RawContent, ReviewRequest, TaggedContent, TagScore
 from stream_tagger.routing import Outcome, route_batch, threshold_vector
 from stream_tagger.settings import APPROVED_TAGS
 
@@ -339,42 +339,8 @@ class Pipeline:
 
     def _dead_letter(self, message: MessageLike, rejection: Rejection, now: datetime) -> OutputRecord:
         key = message.key()
-        letter = DeadLetter(
-            reason=rejection.reason,
-            detail=rejection.detail,
-            original=message.value() or b"",
-            original_key=key,
-            topic=message.topic() or "",
-            partition=message.partition() or 0,
-            offset=message.offset() or 0,
-            received_at=now,
+        letter = dead_letter(
+            rejection, message.value(), key, message.topic() or "", message.partition() or 0,
+            message.offset() or 0, now,
         )
-        return OutputRecord(self.topics.dead_letter, key, self._encoder.encode(fit_dead_letter(letter, key)))
-
-
-# librdkafka refuses to produce a message over its message.max.bytes (1,000,000 by default; the
-# worker keeps the default), counting the key and ~100 bytes of record framing on top of the value.
-DEAD_LETTER_MAX_BYTES = 990_000
-_encode = msgspec.json.Encoder().encode
-
-
-def fit_dead_letter(letter: DeadLetter, record_key: bytes | None) -> DeadLetter:
-    """The letter, with ``original`` cut to a prefix when the whole would not fit in one message.
-
-    ``original`` travels base64-encoded (4/3 larger), so a raw message over ~740 kB, which the broker
-    accepts, would make a dead letter the producer refuses: the hot path would die on it and crash-loop
-    on the same offset. A prefix still shows the producer's mistake; ``detail`` gives the full length.
-    """
-    size = len(letter.original)
-    note = f"; original truncated to its first {size} of {size} bytes"  # the longest the note can be
-    envelope = len(_encode(msgspec.structs.replace(letter, original=b"", detail=letter.detail + note)))
-    room = DEAD_LETTER_MAX_BYTES - envelope - len(record_key or b"")
-    if 4 * -(-size // 3) <= room:
-        return letter
-    keep = 3 * (max(room, 0) // 4)
-    return msgspec.structs.replace(
-        letter,
-        original=letter.original[:keep],
-        detail=f"{letter.detail}; original truncated to its first {keep} of {size} bytes",
-    )
-
+        return OutputRecord(self.topics.dead_letter, key, self._encoder.encode(letter))
