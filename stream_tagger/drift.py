@@ -144,13 +144,9 @@ class DriftMonitor:
         self._conf = _Ring(window)
         self._top1 = _Ring(window)
 
-    def observe(self, oov_share: np.ndarray, probs: np.ndarray) -> dict[str, float] | None:
-        """Add one micro-batch (``probs`` columns in ``reference.labels`` order); returns the new scores."""
-        self.add(oov_share, probs)
-        return self.scores()
-
     def add(self, oov_share: np.ndarray, probs: np.ndarray, top1: np.ndarray | None = None) -> None:
-        """Add one micro-batch without scoring the window: scoring is the costly part.
+        """Add one micro-batch (``probs`` columns in ``reference.labels`` order) without scoring the window:
+        scoring is the costly part, done by ``scores`` when asked.
 
         ``top1`` is ``probs.argmax(axis=1)`` when the caller already has it (``ScoredBatch.top1``).
         """

@@ -63,6 +63,12 @@ def small_reference() -> dict:
     }
 
 
+def observe(monitor: DriftMonitor, oov_share: np.ndarray, probs: np.ndarray) -> dict[str, float] | None:
+    """What the worker does per batch and per scrape, in one step."""
+    monitor.add(oov_share, probs)
+    return monitor.scores()
+
+
 def _batch(rng: np.random.Generator, n: int, oov: tuple[float, float], top: list[int],
            conf: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     probs = np.full((n, 4), 0.0, dtype=np.float32)
@@ -76,7 +82,7 @@ def _batch(rng: np.random.Generator, n: int, oov: tuple[float, float], top: list
 def test_scores_stay_none_until_enough_events_then_flag_a_shifted_stream_only() -> None:
     rng = np.random.default_rng(0)
     calm = DriftMonitor(reference(), window=1000, min_events=300)
-    assert calm.observe(*_batch(rng, 100, (0, 0.2), [0, 2, 3], (0.75, 1.0))) is None
+    assert observe(calm, *_batch(rng, 100, (0, 0.2), [0, 2, 3], (0.75, 1.0))) is None
     # Training-like: low OOV, the reference's class mix, confident.
     oov = np.concatenate([rng.uniform(0, 0.25, 700), rng.uniform(0.25, 0.5, 200), rng.uniform(0.5, 0.75, 80),
                           rng.uniform(0.75, 1.0, 20)])
@@ -86,11 +92,11 @@ def test_scores_stay_none_until_enough_events_then_flag_a_shifted_stream_only() 
     probs = np.full((1000, 4), 0.0, dtype=np.float32)
     probs[:] = ((1 - conf) / 3)[:, None]
     probs[np.arange(1000), cls] = conf
-    scores = calm.observe(oov, probs)
+    scores = observe(calm, oov, probs)
     assert scores is not None and max(scores.values()) < 0.05
 
     shifted = DriftMonitor(reference(), window=1000, min_events=300)
-    scores = shifted.observe(*_batch(rng, 500, (0.8, 1.0), [3], (0.3, 0.5)))
+    scores = observe(shifted, *_batch(rng, 500, (0.8, 1.0), [3], (0.3, 0.5)))
     assert scores is not None
     assert all(scores[s] > 0.2 for s in ("oov_share", "predicted_class", "confidence"))
 
@@ -98,11 +104,11 @@ def test_scores_stay_none_until_enough_events_then_flag_a_shifted_stream_only() 
 def test_window_forgets_old_events() -> None:
     rng = np.random.default_rng(1)
     monitor = DriftMonitor(reference(), window=400, min_events=100)
-    monitor.observe(*_batch(rng, 400, (0.8, 1.0), [3], (0.3, 0.5)))
+    observe(monitor, *_batch(rng, 400, (0.8, 1.0), [3], (0.3, 0.5)))
     # 2.5 windows of in-reference OOV in uneven batches wrap the ring buffer several times.
     for n in (150, 250, 333, 267):
         oov = rng.choice([0.1, 0.3, 0.6, 0.9], size=n, p=[0.7, 0.2, 0.08, 0.02])
-        scores = monitor.observe(oov, _batch(rng, n, (0, 0.1), [0, 2, 3], (0.8, 1.0))[1])
+        scores = observe(monitor, oov, _batch(rng, n, (0, 0.1), [0, 2, 3], (0.8, 1.0))[1])
     assert scores is not None and scores["oov_share"] < 0.1
 
 
