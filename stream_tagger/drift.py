@@ -176,14 +176,16 @@ class DriftObserver:
     Prometheus reads the gauges every few seconds, so the scores are computed when /metrics is
     scraped (``ScrapeTimeGauge``): nothing per batch, never stale. The scrape runs on the web
     server's thread, hence the lock around the window. A new model brings its own reference (and
-    maybe another label order), so ``use`` starts a fresh window; a model without a reference is
-    served without drift scores rather than refused.
+    maybe another label order), so ``use`` starts a fresh window, which only takes batches scored by
+    that model (the hot path may finish a batch of the old one after the swap); a model without a
+    reference is served without drift scores rather than refused.
     """
 
     def __init__(self, metrics: Metrics, window: int, min_events: int) -> None:
         self._window = window
         self._min_events = min_events
         self._monitor: DriftMonitor | None = None
+        self._version: str | None = None
         self._lock = threading.Lock()
         metrics.drift_score.use(self.scores)
 
@@ -195,6 +197,7 @@ class DriftObserver:
             self._monitor = None
             return
         self._monitor = DriftMonitor(reference, self._window, self._min_events)
+        self._version = predictor.version
 
     def scores(self) -> dict[str, float] | None:
         """The serving model's scores over the current window; None before ``min_events`` or without one."""
@@ -206,7 +209,7 @@ class DriftObserver:
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
         monitor = self._monitor
-        if monitor is not None:
+        if monitor is not None and batch.model_version == self._version:
             with self._lock:
                 monitor.add(batch.prediction.oov_share, batch.prediction.probs, batch.top1)  # type: ignore[attr-defined]
         return ()

@@ -1,9 +1,14 @@
-"""The high-volume loop: consume a micro-batch, run the pipeline, publish, wait for acks, store offsets.
+"""The high-volume loop: consume a micro-batch, score it, publish, wait for acks, store offsets.
 
 It runs in one dedicated thread with plain confluent-kafka clients instead of a Faust stream: a Faust
 agent that merely iterates its stream tops out at ~4.4k events/s on this machine, a bare
 confluent-kafka loop at ~167k/s (../shared/FINDINGS.md). Faust still owns the process around it
 (lifecycle, signals, web server, low-volume agents); see ``app.py``.
+
+Two batches overlap on two cores: batch N+1 is decoded here, then featurised and run through
+onnxruntime in the ``scoring`` thread (both release the GIL) while this thread routes, encodes and
+publishes batch N (``Pipeline.prepare`` / ``predict`` / ``finish``). Scoring was ~64% of the loop's
+time, so one thread doing it all kept one core busy and left the other to the broker's clients.
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
@@ -12,12 +17,14 @@ Ordering that makes it at-least-once:
    broker round trip per batch while events queued behind it (at 12k events/s offered, p50
    100-112 -> 38-62 ms, p99 246-890 -> 126-399 ms). When no input comes within the consume wait
    (``batch_max_wait_ms``), the acks are awaited then, so at low load a batch is finished at most
-   that much after its acks;
+   that much after its acks. While a batch is being scored the loop does not wait for input: it
+   finishes that batch as soon as nothing more is queued;
 3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
    offsets only. A failed delivery never lets an offset advance: the loop stops and the worker
    exits 1, so a restart re-processes the batch.
-Rebalance callbacks run inside ``consume()`` in this same thread, so batch N is finished and its
-offsets committed before a partition moves to another worker.
+Rebalance callbacks run inside ``consume()`` in this same thread, so the batch being scored and
+the one being acked are finished and their offsets committed before a partition moves to another
+worker.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +44,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from stream_tagger.kafka.config import consumer_config, producer_config
 from stream_tagger.metrics import Metrics, observe_many
-from stream_tagger.pipeline import BatchResult, Pipeline
+from stream_tagger.pipeline import BatchResult, Pipeline, PreparedBatch
 from stream_tagger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +76,15 @@ class _Pending:
     result: BatchResult
 
 
+@dataclass(slots=True)
+class _Scoring:
+    """A batch decoded and handed to the scoring thread, not yet routed."""
+
+    messages: list[Message]
+    prepared: PreparedBatch
+    scored: Future[None]
+
+
 class HotPath:
     def __init__(
         self,
@@ -86,6 +103,8 @@ class HotPath:
         self.state = HotPathState()
         self._stop = threading.Event()
         self._pending: _Pending | None = None
+        self._scoring: _Scoring | None = None
+        self._scorer = ThreadPoolExecutor(1, "scoring")
         self._errors: list[str] = []
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -115,12 +134,15 @@ class HotPath:
             while not self._stop.is_set():
                 for hook in self.between_batches:
                     hook()
-                messages = consumer.consume(settings.batch_max_size, wait_s)
+                messages = consumer.consume(settings.batch_max_size, 0 if self._scoring else wait_s)
                 batch = self._usable(messages)
-                result = self._process(batch) if batch else None
-                self._finish_pending()
-                if result is not None:
-                    self._send(batch, result)
+                # The callbacks of a rebalance inside consume() may have finished self._scoring.
+                scoring, self._scoring = self._scoring, self._score(batch) if batch else None
+                if scoring is not None:
+                    self._publish(scoring)
+                else:
+                    self._finish_pending()
+            self._publish_scoring()
             self._finish_pending()
             self._commit()
             log.info("hot path stopped after committing its last batch")
@@ -130,6 +152,7 @@ class HotPath:
         finally:
             self.state.running = False
             consumer.close()
+            self._scorer.shutdown()
 
     def _usable(self, messages: list[Message]) -> list[Message]:
         batch = []
@@ -143,27 +166,31 @@ class HotPath:
                 log.warning("consumer error: %s", error.str())
         return batch
 
-    def _process(self, batch: list[Message]) -> BatchResult:
+    def _score(self, batch: list[Message]) -> _Scoring:
+        """Decode here, score in the scoring thread."""
         self._consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
-        result = self.pipeline.process(batch)
+        prepared = self.pipeline.prepare(batch)
+        return _Scoring(batch, prepared, self._scorer.submit(self.pipeline.predict, prepared))
+
+    def _publish(self, scoring: _Scoring) -> None:
+        """Finish a scored batch and produce its outputs, once the batch before it is acked."""
+        scoring.scored.result()  # re-raises what the scoring thread raised
+        result = self.pipeline.finish(scoring.prepared)
         if result.scored:
-            version = self.pipeline.predictor.version
+            version = scoring.prepared.serving.predictor.version
             self.metrics.inference_seconds.labels(version, "live").observe(result.inference_seconds)
-        return result
+        self._finish_pending()
+        self._send(scoring.messages, result)
+
+    def _publish_scoring(self) -> None:
+        scoring, self._scoring = self._scoring, None
+        if scoring is not None:
+            self._publish(scoring)
 
     def _send(self, batch: Sequence[Message], result: BatchResult) -> None:
-        producer = self._producer
-        assert producer is not None
-        produce = producer.produce
-        for topic, key, value in result.records:
-            while True:
-                try:
-                    produce(topic, value, key)
-                    break
-                except BufferError:
-                    # Local queue full: wait for acks rather than drop an output.
-                    producer.poll(0.05)
+        """Produce a batch's outputs; its offsets are stored once they are acked (``_finish_pending``)."""
+        self._produce(result.records)
         last: dict[tuple[str, int], int] = {}
         for message in batch:
             last[(message.topic(), message.partition())] = message.offset()
@@ -171,6 +198,19 @@ class HotPath:
             TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()
         ]
         self._pending = _Pending(offsets, result)
+
+    def _produce(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        producer = self._producer
+        assert producer is not None
+        produce = producer.produce
+        for topic, key, value in records:
+            while True:
+                try:
+                    produce(topic, value, key)
+                    break
+                except BufferError:
+                    # Local queue full: wait for acks rather than drop an output.
+                    producer.poll(0.05)
 
     def _finish_pending(self) -> None:
         """Wait until the broker acked every output of the pending batch, then store its offsets."""
@@ -231,6 +271,7 @@ class HotPath:
         log.info("assigned %s", _describe(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._publish_scoring()
         self._finish_pending()
         self._commit()
         self._forget(partitions)
@@ -238,8 +279,12 @@ class HotPath:
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Another worker may already own them: publish what is pending (idempotent), commit nothing.
+        scoring, self._scoring = self._scoring, None
+        if scoring is not None:
+            scoring.scored.result()
+            self._produce(self.pipeline.finish(scoring.prepared).records)
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is not None or scoring is not None:
             assert self._producer is not None
             self._producer.flush(self.settings.delivery_timeout_ms / 1000)
         self._forget(partitions)

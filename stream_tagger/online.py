@@ -15,7 +15,7 @@ from stream_tagger.model.artefacts import resolve
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.model_watch import ModelWatcher
 from stream_tagger.online_eval import AuthorAgreementObserver
-from stream_tagger.routing import label_thresholds, threshold_vector
+from stream_tagger.routing import label_thresholds
 from stream_tagger.shadow import ShadowObserver
 
 
@@ -62,10 +62,7 @@ class Online:
             watcher.start()
 
     def _serve(self, predictor: Predictor) -> None:
-        pipeline = self.worker.pipeline
-        pipeline.thresholds = threshold_vector(predictor.labels, predictor.thresholds,
-                                               self.worker.settings.threshold)
-        pipeline.predictor = predictor
+        self.worker.pipeline.serve(predictor)
         self.live = self.worker.predictor = predictor
         self.drift.use(predictor)
         self._export_model_info()

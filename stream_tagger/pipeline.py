@@ -201,7 +201,44 @@ class RecentOutcomes:
 _MIN_CHUNK = 32
 
 
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """The model a batch is scored by and the thresholds it is routed with, swapped as one: a batch
+    prepared before a hot reload is finished with the model that scored it."""
+
+    predictor: PredictorLike
+    thresholds: np.ndarray
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A micro-batch between its three steps: decoded (``prepare``), scored (``predict``, which may
+    run in another thread), then routed and encoded (``finish``).
+
+    ``decoded`` holds each valid event with its Kafka time and where its outcome comes from: an
+    (outcome, version) pair remembered from an earlier batch, the row this batch scores for it, or
+    an earlier batch still unfinished when this one was prepared, which scores that id.
+    """
+
+    serving: Serving
+    now: datetime
+    result: BatchResult
+    decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int | PreparedBatch]]
+    to_score: list[RawContent]
+    texts: list[str]  # the model's input, one per event in ``to_score``
+    prediction: PredictionLike | None = None
+    decided: dict[str, tuple[Outcome, str]] = field(default_factory=dict)
+
+
 class Pipeline:
+    """Decode, dedup, score, route and encode a micro-batch.
+
+    ``process`` does it in one call. The hot path calls the steps one by one instead, so that batch
+    N+1 is scored in another thread while batch N is routed, encoded and published: ``predict`` is
+    featurisation and onnxruntime, which release the GIL, and ``prepare``/``finish`` are the Python
+    half. Batches must be finished in the order they were prepared.
+    """
+
     def __init__(
         self,
         predictor: PredictorLike,
@@ -214,24 +251,39 @@ class Pipeline:
         observers: Sequence[BatchObserver] = (),
         inference_threads: int = 1,
     ) -> None:
-        self.predictor = predictor
         self.topics = topics
         self.max_event_bytes = max_event_bytes
         self.top_k = top_k
-        self.thresholds = threshold_vector(predictor.labels, predictor.thresholds, threshold)
+        self.threshold = threshold
+        self.serve(predictor)
         self.observers = list(observers)
         self._seen = RecentOutcomes(dedup_window)
+        self._unfinished: dict[str, PreparedBatch] = {}  # id -> the prepared, unfinished batch scoring it
         self._encoder = msgspec.json.Encoder()
         self._pool = ThreadPoolExecutor(inference_threads, "inference") if inference_threads > 1 else None
         self._threads = inference_threads
 
+    @property
+    def predictor(self) -> PredictorLike:
+        """The model that scores the next prepared batch."""
+        return self.serving.predictor
+
+    def serve(self, predictor: PredictorLike) -> None:
+        """Score batches prepared from now on with ``predictor`` (hot reload)."""
+        thresholds = threshold_vector(predictor.labels, predictor.thresholds, self.threshold)
+        self.serving = Serving(predictor, thresholds)
+
     def process(self, messages: Sequence[MessageLike]) -> BatchResult:
-        result = BatchResult()
+        prepared = self.prepare(messages)
+        self.predict(prepared)
+        return self.finish(prepared)
+
+    def prepare(self, messages: Sequence[MessageLike]) -> PreparedBatch:
+        """Decode every message; dead letters are ready, valid events wait for their outcome."""
         now = datetime.now(UTC)
         now_s = now.timestamp()
-        decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int]] = []
-        to_score: list[RawContent] = []
-        index_of: dict[str, int] = {}
+        batch = PreparedBatch(self.serving, now, BatchResult(), [], [], [])
+        result, index_of = batch.result, {}
         for message in messages:
             kind, ms = message.timestamp()
             event_s = ms / 1000.0 if kind else now_s
@@ -241,44 +293,68 @@ class Pipeline:
                 result.event_times["dead_letter"].append(event_s)
                 result.dead_letter_reasons[event.reason] = result.dead_letter_reasons.get(event.reason, 0) + 1
                 continue
-            known: tuple[Outcome, str] | int | None = self._seen.get(event.id)
+            known: tuple[Outcome, str] | int | PreparedBatch | None = self._seen.get(event.id)
             if known is None:
                 known = index_of.get(event.id)
             if known is None:
-                known = index_of[event.id] = len(to_score)
-                to_score.append(event)
-            decoded.append((event, event_s, known))
+                known = self._unfinished.get(event.id)
+            if known is None:
+                known = index_of[event.id] = len(batch.to_score)
+                batch.to_score.append(event)
+                batch.texts.append(event.text)
+                self._unfinished[event.id] = batch
+            batch.decoded.append((event, event_s, known))
+        return batch
 
-        outcomes = self._score(to_score, result) if to_score else []
-        live = self.predictor.version
-        for event, event_s, known in decoded:
-            outcome, version = (outcomes[known], live) if isinstance(known, int) else known
-            result.records.extend(self._outputs(event, outcome, event_s, now, version))
+    def predict(self, batch: PreparedBatch) -> None:
+        """Score the events ``prepare`` left to score. Thread-safe: touches only ``batch``."""
+        if not batch.to_score:
+            return
+        started = time.perf_counter()
+        batch.prediction = self._predict(batch.serving.predictor, batch.texts)
+        batch.result.inference_seconds = time.perf_counter() - started
+        batch.result.scored = len(batch.to_score)
+
+    def finish(self, batch: PreparedBatch) -> BatchResult:
+        """Route, let the observers see the batch, remember the outcomes and encode every output."""
+        outcomes = self._route(batch) if batch.to_score else []
+        version = batch.serving.predictor.version
+        result, now = batch.result, batch.now
+        for event, event_s, known in batch.decoded:
+            if isinstance(known, int):
+                outcome = outcomes[known]
+            elif isinstance(known, PreparedBatch):
+                outcome, version_of = known.decided[event.id]
+            else:
+                outcome, version_of = known
+            decided_by = version if isinstance(known, int) else version_of
+            result.records.extend(self._outputs(event, outcome, event_s, now, decided_by))
             result.event_times[outcome.status].append(event_s)
+        batch.decoded = []  # drops the references to earlier batches (``decided`` stays for later ones)
         return result
 
-    def _score(self, events: list[RawContent], result: BatchResult) -> list[Outcome]:
-        texts = [event.text for event in events]
-        started = time.perf_counter()
-        prediction = self._predict(texts)
-        result.inference_seconds = time.perf_counter() - started
-        result.scored = len(events)
+    def _route(self, batch: PreparedBatch) -> list[Outcome]:
+        predictor, events, prediction = batch.serving.predictor, batch.to_score, batch.prediction
+        assert prediction is not None, "finish() before predict()"
         outcomes = route_batch(
             prediction.probs,
-            self.predictor.labels,
-            self.thresholds,
+            predictor.labels,
+            batch.serving.thresholds,
             [event.author_tags for event in events],
             self.top_k,
         )
-        scored = ScoredBatch(
-            events, texts, prediction, outcomes, self.predictor.labels, self.predictor.version
-        )
+        scored = ScoredBatch(events, batch.texts, prediction, outcomes, predictor.labels, predictor.version)
         for observer in self.observers:
-            result.records.extend(observer.observe(scored))
-        self._seen.add([event.id for event in events], outcomes, self.predictor.version)
+            batch.result.records.extend(observer.observe(scored))
+        ids = [event.id for event in events]
+        self._seen.add(ids, outcomes, predictor.version)
+        for content_id, outcome in zip(ids, outcomes, strict=True):
+            batch.decided[content_id] = (outcome, predictor.version)
+            if self._unfinished.get(content_id) is batch:
+                del self._unfinished[content_id]
         return outcomes
 
-    def _predict(self, texts: list[str]) -> PredictionLike:
+    def _predict(self, predictor: PredictorLike, texts: list[str]) -> PredictionLike:
         """One batch through the model, split over ``inference_threads`` when that is worth it.
 
         onnxruntime and numpy release the GIL while they compute, so chunks of one batch run in
@@ -287,9 +363,9 @@ class Pipeline:
         """
         size = -(-len(texts) // self._threads)
         if self._pool is None or size < _MIN_CHUNK:
-            return self.predictor.predict(texts)
+            return predictor.predict(texts)
         parts = list(
-            self._pool.map(self.predictor.predict, [texts[i : i + size] for i in range(0, len(texts), size)])
+            self._pool.map(predictor.predict, [texts[i : i + size] for i in range(0, len(texts), size)])
         )
         joined = {f.name: np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(parts[0])}
         return replace(parts[0], **joined)

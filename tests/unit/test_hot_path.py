@@ -153,16 +153,31 @@ def test_revoke_finishes_and_commits_the_pending_full_batch_before_partitions_mo
 
 
 def test_a_batch_is_acked_and_stored_before_the_next_one_is_sent_and_at_once_when_input_pauses() -> None:
-    hot_path, journal, _ = build(["assign", [raw_message(0)], [raw_message(1)], [], "revoke"])
+    hot_path, journal, _ = build(["assign", [raw_message(0)], [raw_message(1)], [], [], "revoke"])
     hot_path.run()
     assert journal[:6] == [
         ("acked", 1),  # batch 0, once batch 1 was scored: before batch 1's outputs are produced
         ("store", [(0, 1)]),
-        ("acked", 1),  # batch 1, when the next consume() returned nothing
+        ("acked", 1),  # batch 1, when a consume() waited and nothing came
         ("store", [(0, 2)]),
         ("revoke-start",),
         ("commit", False),
     ]
+
+
+def test_revoke_publishes_the_batch_still_being_scored_and_commits_it() -> None:
+    hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_message(1)], "revoke"])
+    hot_path.run()
+    assert journal[:7] == [
+        ("revoke-start",),
+        ("acked", 1),  # batch 0, sent once batch 1 was handed to the scoring thread
+        ("store", [(0, 1)]),
+        ("acked", 1),  # batch 1, scored when the rebalance came: finished, sent and acked inside it
+        ("store", [(0, 2)]),
+        ("commit", False),
+        ("revoke-end",),
+    ]
+    assert processed(metrics, "tagged") == 2
 
 
 @pytest.mark.parametrize(

@@ -279,7 +279,7 @@ class SecondModel(FakePredictor):
 def test_replay_after_a_hot_reload_names_the_model_that_decided_it() -> None:
     pipe, _ = pipeline()
     pipe.process([message(raw("a", "cv"), 0)])
-    pipe.predictor = SecondModel()
+    pipe.serve(SecondModel())
     result = pipe.process([message(raw("a", "cv"), 1), message(raw("b", "cv"), 2)])
     replay, fresh = decoded(result.records, "tagged", TaggedContent)
     assert (replay.id, replay.model_version) == ("a", "fake-1")
@@ -307,3 +307,20 @@ def test_dead_letter_under_the_limit_keeps_the_whole_original() -> None:
     letter = msgspec.json.decode(record.value, type=DeadLetter)
     assert (letter.reason, letter.original) == ("not_json", value)
     assert "truncated" not in letter.detail
+
+
+def test_id_of_a_batch_still_being_scored_is_not_scored_again_and_gets_that_batch_outcome() -> None:
+    # The hot path prepares batch N+1 before it finishes batch N, and a hot reload may come between.
+    pipe, _ = pipeline()
+    first = pipe.prepare([message(raw("a", "cv"), 0)])
+    pipe.serve(SecondModel())
+    second = pipe.prepare([message(raw("a", "unsure"), 1), message(raw("b", "cv"), 2)])
+    assert [event.id for event in second.to_score] == ["b"]
+    pipe.predict(second)
+    pipe.predict(first)
+    pipe.finish(first)
+    replay, fresh = decoded(pipe.finish(second).records, "tagged", TaggedContent)
+    assert (replay.id, replay.model_version) == ("a", "fake-1")
+    assert replay.tags == [TagScore("computer-vision", 0.9)]
+    assert (fresh.id, fresh.model_version) == ("b", "fake-2")
+    assert fresh.tags == [TagScore("natural-language-processing", 0.9)]
