@@ -148,6 +148,7 @@ class HotPath:
             log.info("hot path stopped after committing its last batch")
         except BaseException as exc:
             self.state.failure = repr(exc)
+            self._scoring = None  # not published after a failure (close() revokes): a restart re-reads it
             raise
         finally:
             self.state.running = False
