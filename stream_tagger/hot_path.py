@@ -114,7 +114,7 @@ class HotPath:
         self.between_batches: list[Callable[[], object]] = []
 
     def stop(self) -> None:
-        """Ask the loop to finish its in-flight batch, commit and return."""
+        """Ask the loop to finish the batch being scored and the one waiting for acks, commit, return."""
         self._stop.set()
 
     def run(self) -> None:
@@ -148,12 +148,17 @@ class HotPath:
             log.info("hot path stopped after committing its last batch")
         except BaseException as exc:
             self.state.failure = repr(exc)
-            self._scoring = None  # not published after a failure (close() revokes): a restart re-reads it
+            # Not published after a failure (close() revokes): a restart re-reads it.
+            scoring, self._scoring = self._scoring, None
+            if scoring is not None:
+                self.pipeline.discard(scoring.prepared)
             raise
         finally:
             self.state.running = False
-            consumer.close()
-            self._scorer.shutdown()
+            try:
+                consumer.close()
+            finally:
+                self._scorer.shutdown()
 
     def _usable(self, messages: list[Message]) -> list[Message]:
         batch = []

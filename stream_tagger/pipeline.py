@@ -221,6 +221,7 @@ class PreparedBatch:
     """
 
     serving: Serving
+    seq: int  # finish() checks batches come back in the order prepare() made them
     now: datetime
     result: BatchResult
     decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int | PreparedBatch]]
@@ -259,6 +260,7 @@ class Pipeline:
         self.observers = list(observers)
         self._seen = RecentOutcomes(dedup_window)
         self._unfinished: dict[str, PreparedBatch] = {}  # id -> the prepared, unfinished batch scoring it
+        self._prepared = self._finished = 0  # sequence numbers of batches
         self._encoder = msgspec.json.Encoder()
         self._pool = ThreadPoolExecutor(inference_threads, "inference") if inference_threads > 1 else None
         self._threads = inference_threads
@@ -282,7 +284,8 @@ class Pipeline:
         """Decode every message; dead letters are ready, valid events wait for their outcome."""
         now = datetime.now(UTC)
         now_s = now.timestamp()
-        batch = PreparedBatch(self.serving, now, BatchResult(), [], [], [])
+        batch = PreparedBatch(self.serving, self._prepared, now, BatchResult(), [], [], [])
+        self._prepared += 1
         result, index_of = batch.result, {}
         for message in messages:
             kind, ms = message.timestamp()
@@ -317,6 +320,9 @@ class Pipeline:
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
         """Route, let the observers see the batch, remember the outcomes and encode every output."""
+        if batch.seq != self._finished:
+            raise RuntimeError(f"batch {batch.seq} finished before batch {self._finished}")
+        self._finished += 1
         outcomes = self._route(batch) if batch.to_score else []
         version = batch.serving.predictor.version
         result, now = batch.result, batch.now
@@ -332,6 +338,14 @@ class Pipeline:
             result.event_times[outcome.status].append(event_s)
         batch.decoded = []  # drops the references to earlier batches (``decided`` stays for later ones)
         return result
+
+    def discard(self, batch: PreparedBatch) -> None:
+        """Forget ``batch`` and every earlier batch not finished yet (the loop failed): their inputs
+        are re-read after a restart, and later batches must not wait for their outcomes."""
+        for content_id, unfinished in list(self._unfinished.items()):
+            if unfinished.seq <= batch.seq:
+                del self._unfinished[content_id]
+        self._finished = max(self._finished, batch.seq + 1)
 
     def _route(self, batch: PreparedBatch) -> list[Outcome]:
         predictor, events, prediction = batch.serving.predictor, batch.to_score, batch.prediction

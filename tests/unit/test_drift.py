@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -129,6 +130,19 @@ def test_observer_exports_scores_for_the_model_it_uses_and_skips_models_without_
     observer.use(SimpleNamespace(version="v0", labels=LABELS, metadata={}))  # type: ignore[arg-type]
     assert list(observer.observe(batch)) == []
     assert value("stream_tagger_drift_score", {"signal": "oov_share"}) is None  # no stale scores
+
+
+def test_observer_skips_batches_of_another_model_version() -> None:
+    # After a hot reload the hot path may still finish a batch the old model scored.
+    metrics = Metrics(CollectorRegistry())
+    observer = DriftObserver(metrics, window=100, min_events=50)
+    observer.use(SimpleNamespace(version="v2", labels=LABELS, metadata={"reference": small_reference()}))  # type: ignore[arg-type]
+    oov, probs = _batch(np.random.default_rng(4), 60, (0.9, 1.0), [0, 1, 2, 3], (0.9, 1.0))
+    old = ScoredBatch([], [], SimpleNamespace(probs=probs, oov_share=oov), [], LABELS, "v1")  # type: ignore[arg-type]
+    observer.observe(old)
+    assert observer.scores() is None  # nothing entered the window
+    observer.observe(replace(old, model_version="v2"))
+    assert observer.scores() is not None
 
 
 def test_observer_scores_are_computed_at_scrape_time_from_the_latest_window() -> None:

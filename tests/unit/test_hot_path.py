@@ -31,7 +31,8 @@ def raw_message(i: int, partition: int = 0) -> Message:
 
 
 class FakeConsumer:
-    """Serves scripted batches; a batch may be preceded by a rebalance (revoke of partition 0)."""
+    """Serves scripted batches; a batch may be preceded by a rebalance (revoke of partition 0, or the
+    loss of every partition). Like librdkafka, ``close()`` revokes what is still assigned."""
 
     def __init__(
         self, script: list[list[Message] | str], journal: list[tuple], hot_path: list[HotPath]
@@ -39,9 +40,10 @@ class FakeConsumer:
         self.script = script
         self.journal = journal
         self.hot_path = hot_path
+        self.assigned: list[TopicPartition] = []
 
     def subscribe(self, _topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
-        self.on_assign, self.on_revoke = on_assign, on_revoke
+        self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
 
     def consume(self, _n: int, _timeout: float) -> list[Message]:
         if not self.script:
@@ -49,12 +51,19 @@ class FakeConsumer:
             return []
         step = self.script.pop(0)
         if step == "assign":
-            self.on_assign(self, [TopicPartition("raw", 0), TopicPartition("raw", 1)])
+            self.assigned = [TopicPartition("raw", 0), TopicPartition("raw", 1)]
+            self.on_assign(self, self.assigned)
             return []
         if step == "revoke":
             self.journal.append(("revoke-start",))
             self.on_revoke(self, [TopicPartition("raw", 0)])
+            self.assigned = self.assigned[1:]
             self.journal.append(("revoke-end",))
+            return []
+        if step == "lost":
+            self.journal.append(("lost",))
+            self.on_lost(self, self.assigned)
+            self.assigned = []
             return []
         return list(step)
 
@@ -65,6 +74,8 @@ class FakeConsumer:
         self.journal.append(("commit", asynchronous))
 
     def close(self) -> None:
+        if self.assigned:
+            self.on_revoke(self, self.assigned)
         self.journal.append(("close",))
 
 
@@ -124,6 +135,7 @@ def test_offsets_are_stored_only_after_the_batch_was_acked_and_committed_at_stop
         ("acked", 1),
         ("store", [(0, 3)]),
         ("commit", False),
+        ("commit", False),  # close() revokes the partitions, which commits (nothing new) again
         ("close",),
     ]
     assert processed(metrics, "tagged") == 4
@@ -133,7 +145,7 @@ def test_a_failed_delivery_stops_the_loop_without_storing_offsets_or_counting() 
     hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_message(1)]], fail=True)
     with pytest.raises(DeliveryFailed, match="not acknowledged"):
         hot_path.run()
-    assert not any(entry[0] in ("store", "commit") for entry in journal)
+    assert not any(entry[0] == "store" for entry in journal)
     assert journal[-1] == ("close",)
     assert hot_path.state.failure and "DeliveryFailed" in hot_path.state.failure
     assert processed(metrics, "tagged") == 0
@@ -149,7 +161,7 @@ def test_revoke_finishes_and_commits_the_pending_full_batch_before_partitions_mo
         ("commit", False),
         ("revoke-end",),
     ]
-    assert hot_path.state.assigned == frozenset({("raw", 1)})
+    assert journal[5:] == [("commit", False), ("commit", False), ("close",)]  # at stop, then close() revokes
 
 
 def test_a_batch_is_acked_and_stored_before_the_next_one_is_sent_and_at_once_when_input_pauses() -> None:
@@ -190,3 +202,27 @@ def test_revoke_publishes_the_batch_still_being_scored_and_commits_it() -> None:
 )
 def test_partition_lag_from_librdkafka_statistics(pstats: dict, expected: int | None) -> None:
     assert partition_lag(pstats) == expected
+
+
+def raw_boom(i: int) -> Message:
+    """A message the fake model cannot score: its predict raises in the scoring thread."""
+    value = msgspec.json.encode({"id": f"id{i}", "title": "boom", "created_at": "2020-02-20T06:43:18Z"})
+    return Message(topic="raw", partition=0, offset=i, key=None, value=value,
+                   timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000))
+
+
+def test_a_scoring_failure_stops_the_loop_and_nothing_after_the_last_acked_batch_is_stored() -> None:
+    hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_boom(1)], [raw_message(2)]])
+    with pytest.raises(KeyError, match="boom"):
+        hot_path.run()
+    stored = [entry for entry in journal if entry[0] == "store"]
+    assert stored == [("store", [(0, 1)])]  # batch 0, acked at close; not batch 2, being scored then
+    assert journal[-1] == ("close",)
+    assert processed(metrics, "tagged") == 1
+
+
+def test_lost_partitions_publish_the_batch_being_scored_and_store_nothing() -> None:
+    hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_message(1)], "lost"])
+    hot_path.run()
+    assert journal == [("lost",), ("acked", 2), ("commit", False), ("close",)]
+    assert processed(metrics, "tagged") == 0  # counted only once stored
