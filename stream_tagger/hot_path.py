@@ -293,6 +293,9 @@ class HotPath:
         if pending is not None or scoring is not None:
             assert self._producer is not None
             self._producer.flush(self.settings.delivery_timeout_ms / 1000)
+            # Failures among these outputs are the next owner's to redo (nothing of them was stored);
+            # left here they would stop the loop later, blamed on a batch that was delivered.
+            self._errors.clear()
         self._forget(partitions)
         log.warning("lost %s; they will be re-processed from the last commit", _describe(partitions))
 

@@ -226,3 +226,24 @@ def test_lost_partitions_publish_the_batch_being_scored_and_store_nothing() -> N
     hot_path.run()
     assert journal == [("lost",), ("acked", 2), ("commit", False), ("close",)]
     assert processed(metrics, "tagged") == 0  # counted only once stored
+
+
+def test_a_delivery_failure_of_lost_partitions_outputs_does_not_stop_the_loop_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script: list = ["assign", [raw_message(0)], [raw_message(1)], "lost", "assign", [raw_message(2)]]
+    hot_path, journal, metrics = build(script)
+    flushes = iter([True])  # the first flush (the one at the loss) fails every output
+
+    def flush_failing_once(self: FakeProducer, _timeout: float) -> int:
+        if self.queued and next(flushes, False):
+            for _ in self.queued:
+                self.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+        self.queued = []
+        return 0
+
+    monkeypatch.setattr(FakeProducer, "flush", flush_failing_once)
+    hot_path.run()
+    assert hot_path.state.failure is None
+    assert ("store", [(0, 3)]) in journal  # the batch after the loss is stored as usual
+    assert processed(metrics, "tagged") == 1
