@@ -9,7 +9,6 @@ process to Faust, which owns the signals.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 
 from stream_tagger.settings import Settings
@@ -46,7 +45,6 @@ def run_worker(settings: Settings, on_ready: Callable[[str], None] | None = None
         raise ModelLoadError(f"shadow model: {exc}") from exc
     online.start()
     tune_gc()
-    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     if on_ready is not None:
         on_ready(
             f"worker up: {settings.topic_raw} -> {settings.topic_tagged}, model {predictor.version}, "

@@ -71,11 +71,6 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     inference_threads: int = Field(default=1, ge=1)
-    # The scoring thread takes the GIL back after each numba and onnxruntime call, a few dozen times per
-    # batch; while the hot-path thread runs Python it waits up to CPython's switch interval (5 ms) each
-    # time. At 0.5 ms the scoring thread's wall time per event fell from 1.4-1.6x its CPU time to
-    # 1.2-1.4x, +10% events/s (in-process A/B, 4 pairs, 3 better). Set for the whole worker process.
-    gil_switch_interval_ms: float = Field(default=0.5, gt=0.0)
     # Outcomes of the last N content ids: an id seen again (a producer retry) gets the same outcome
     # without being scored again (pipeline.py). Not ``duplicates_window``, which matches reposted text.
     dedup_window_size: int = Field(default=100_000, ge=0)
