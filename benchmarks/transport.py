@@ -20,7 +20,7 @@ topic first, one message per batch, to show the first two effects.
     .venv/bin/python benchmarks/transport.py [--rate 1000] [--seconds 20] [--linger-ms 5]
         [--fetch-wait-ms 10] [--fetch-min-bytes 1] [--partitions 4] [--keyed] [--nagle-off]
         [--batch-messages 10000] [--hops 1] [--relay-linger-ms 5] [--readers 0] [--reader-wait-ms 10]
-        [--prefill-batches 0] [--storage-engine memory://tansu/]
+        [--reader-min-bytes 1] [--prefill-batches 0] [--storage-engine memory://tansu/]
 """
 
 from __future__ import annotations
@@ -105,10 +105,10 @@ class Clients:
         self.common = {"bootstrap.servers": bootstrap, "socket.nagle.disable": args.nagle_off,
                        "statistics.interval.ms": STATS_MS}
 
-    def consumer(self, topic: str, group: str, wait_ms: int) -> Consumer:
+    def consumer(self, topic: str, group: str, wait_ms: int, min_bytes: int) -> Consumer:
         consumer = Consumer({**self.common, "group.id": group, "auto.offset.reset": "latest",
                              "session.timeout.ms": 6_000, "heartbeat.interval.ms": 500,
-                             "fetch.wait.max.ms": wait_ms, "fetch.min.bytes": self.args.fetch_min_bytes,
+                             "fetch.wait.max.ms": wait_ms, "fetch.min.bytes": min_bytes,
                              "stats_cb": self.counters.on_consumer_stats})
         consumer.subscribe([topic])
         return consumer
@@ -129,10 +129,11 @@ def start_helpers(clients: Clients, topics: list[str], stop: threading.Event) ->
             out.produce(target, msg.value(), key=msg.key(), timestamp=msg.timestamp()[1])  # CreateTime kept
             out.poll(0)
 
-        relay_in = clients.consumer(source, f"relay-{source}", args.fetch_wait_ms)
+        relay_in = clients.consumer(source, f"relay-{source}", args.fetch_wait_ms, args.fetch_min_bytes)
         helpers.append(threading.Thread(target=run_until, args=(stop, relay_in, relay), daemon=True))
     for i in range(args.readers):
-        reader = clients.consumer(topics[-1], f"reader{i}-{topics[-1]}", args.reader_wait_ms)
+        reader = clients.consumer(topics[-1], f"reader{i}-{topics[-1]}", args.reader_wait_ms,
+                                  args.reader_min_bytes)
         helpers.append(threading.Thread(target=run_until, args=(stop, reader, lambda _: None), daemon=True))
     for helper in helpers:
         helper.start()
@@ -165,7 +166,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Window], list[tuple[float, f
         clients = Clients(args, broker.bootstrap_servers, counters)
         stop, done = threading.Event(), threading.Event()
         helpers = start_helpers(clients, topics, stop)
-        last = clients.consumer(topics[-1], f"last-{run}", args.fetch_wait_ms)
+        last = clients.consumer(topics[-1], f"last-{run}", args.fetch_wait_ms, args.fetch_min_bytes)
         producer = clients.producer(args.linger_ms)
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         while not any(m.error() is None for m in take(last, 0.2)):  # every hop joined and reading
@@ -200,7 +201,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Window], list[tuple[float, f
 def report(args: argparse.Namespace, windows: list[Window], seen: list[tuple[float, float]]) -> None:
     wall, lat = np.array([s[0] for s in seen]), np.array([s[1] for s in seen])
     relay = f" (relay {args.relay_linger_ms:g})" if args.hops > 1 else ""
-    readers = f", {args.readers} readers (wait {args.reader_wait_ms} ms)" if args.readers else ""
+    readers = (f", {args.readers} readers (wait {args.reader_wait_ms} ms, min bytes {args.reader_min_bytes})"
+               if args.readers else "")
     print(f"rate {args.rate:,.0f}/s, {args.hops} hop(s), linger {args.linger_ms:g} ms{relay}, "
           f"fetch wait {args.fetch_wait_ms} ms, min bytes {args.fetch_min_bytes}, "
           f"{args.partitions} partitions"
@@ -234,6 +236,7 @@ def main() -> None:
     parser.add_argument("--relay-linger-ms", type=float, default=5, help="the relay producer's linger.ms")
     parser.add_argument("--readers", type=int, default=0, help="more consumer groups on the last topic")
     parser.add_argument("--reader-wait-ms", type=int, default=10, help="their fetch.wait.max.ms")
+    parser.add_argument("--reader-min-bytes", type=int, default=1, help="their fetch.min.bytes")
     parser.add_argument("--prefill-batches", type=int, default=0, help="one-message batches stored first")
     parser.add_argument("--storage-engine", default=MEMORY, help="Tansu's --storage-engine")
     args = parser.parse_args()
