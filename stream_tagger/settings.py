@@ -97,8 +97,8 @@ class Settings(BaseSettings):
     fetch_partition_max_kbytes: int = Field(default=256, ge=16)
     # How often librdkafka reports per-partition lag (stream_tagger_consumer_lag); cheap, off the hot path.
     lag_interval_ms: int = Field(default=5_000, ge=100)
-    # Longest a fetch waits at the broker for new data. Kafka answers as soon as data arrives, but
-    # Tansu holds the fetch for the full wait: low values keep end-to-end latency low on both.
+    # Longest a fetch waits at the broker for new data. Kafka answers as soon as data arrives; Tansu
+    # sleeps half the remaining wait after an empty look: low values keep latency low on both.
     fetch_wait_max_ms: int = Field(default=5, ge=1)
     # At start the worker waits for the broker this often, forever, saying so in the log each time.
     broker_retry_seconds: float = Field(default=2.0, gt=0)
