@@ -5,10 +5,14 @@ agent that merely iterates its stream tops out at ~4.4k events/s on this machine
 confluent-kafka loop at ~167k/s (../shared/FINDINGS.md). Faust still owns the process around it
 (lifecycle, signals, web server, low-volume agents); see ``app.py``.
 
-Two batches overlap on two cores: batch N+1 is decoded here, then featurised and run through
-onnxruntime in the ``scoring`` thread (both release the GIL) while this thread routes, encodes and
-publishes batch N (``Pipeline.prepare`` / ``predict`` / ``finish``). Scoring was ~64% of the loop's
-time, so one thread doing it all kept one core busy and left the other to the broker's clients.
+Under load two batches overlap on two cores: when a consume returns a full batch, batch N+1 is
+decoded here, then featurised and run through onnxruntime in the ``scoring`` thread (both release
+the GIL) while this thread routes, encodes and publishes batch N (``Pipeline.prepare`` / ``predict``
+/ ``finish``). Scoring was ~64% of the loop's time, so one thread doing it all kept one core busy
+and left the other to the broker's clients. A partial batch (the input does not keep up) is
+published at once, as by one thread: overlapping those too made many small batches, each waiting
+for the acks of the one before, and at 5,000 events/s on Tansu the loop fell behind (p50 47 ms ->
+471 ms and growing).
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
@@ -17,8 +21,7 @@ Ordering that makes it at-least-once:
    broker round trip per batch while events queued behind it (at 12k events/s offered, p50
    100-112 -> 38-62 ms, p99 246-890 -> 126-399 ms). When no input comes within the consume wait
    (``batch_max_wait_ms``), the acks are awaited then, so at low load a batch is finished at most
-   that much after its acks. While a batch is being scored the loop does not wait for input: it
-   finishes that batch as soon as nothing more is queued;
+   that much after its acks. While a full batch is being scored the loop does not wait for input;
 3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
    offsets only. A failed delivery never lets an offset advance: the loop stops and the worker
    exits 1, so a restart re-processes the batch.
@@ -142,6 +145,9 @@ class HotPath:
                     self._publish(scoring)
                 else:
                     self._finish_pending()
+                if len(messages) < settings.batch_max_size:
+                    # Input does not keep the loop busy: publish the batch now, as one thread would.
+                    self._publish_scoring()
             self._publish_scoring()
             self._finish_pending()
             self._commit()

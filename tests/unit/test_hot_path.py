@@ -177,19 +177,25 @@ def test_a_batch_is_acked_and_stored_before_the_next_one_is_sent_and_at_once_whe
     ]
 
 
+def full(*offsets: int) -> list[Message]:
+    """A batch of SETTINGS.batch_max_size messages: the loop overlaps only full batches."""
+    assert len(offsets) == SETTINGS.batch_max_size
+    return [raw_message(i) for i in offsets]
+
+
 def test_revoke_publishes_the_batch_still_being_scored_and_commits_it() -> None:
-    hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_message(1)], "revoke"])
+    hot_path, journal, metrics = build(["assign", full(0, 1), full(2, 3), "revoke"])
     hot_path.run()
     assert journal[:7] == [
         ("revoke-start",),
-        ("acked", 1),  # batch 0, sent once batch 1 was handed to the scoring thread
-        ("store", [(0, 1)]),
-        ("acked", 1),  # batch 1, scored when the rebalance came: finished, sent and acked inside it
+        ("acked", 2),  # batch 0, sent once batch 1 was handed to the scoring thread
         ("store", [(0, 2)]),
+        ("acked", 2),  # batch 1, scored when the rebalance came: finished, sent and acked inside it
+        ("store", [(0, 4)]),
         ("commit", False),
         ("revoke-end",),
     ]
-    assert processed(metrics, "tagged") == 2
+    assert processed(metrics, "tagged") == 4
 
 
 @pytest.mark.parametrize(
@@ -212,26 +218,27 @@ def raw_boom(i: int) -> Message:
 
 
 def test_a_scoring_failure_stops_the_loop_and_nothing_after_the_last_acked_batch_is_stored() -> None:
-    hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_boom(1)], [raw_message(2)]])
+    script: list = ["assign", full(0, 1), [raw_boom(2), raw_message(3)], full(4, 5)]
+    hot_path, journal, metrics = build(script)
     with pytest.raises(KeyError, match="boom"):
         hot_path.run()
     stored = [entry for entry in journal if entry[0] == "store"]
-    assert stored == [("store", [(0, 1)])]  # batch 0, acked at close; not batch 2, being scored then
+    assert stored == [("store", [(0, 2)])]  # batch 0, acked at close; not batch 2, being scored then
     assert journal[-1] == ("close",)
-    assert processed(metrics, "tagged") == 1
+    assert processed(metrics, "tagged") == 2
 
 
 def test_lost_partitions_publish_the_batch_being_scored_and_store_nothing() -> None:
-    hot_path, journal, metrics = build(["assign", [raw_message(0)], [raw_message(1)], "lost"])
+    hot_path, journal, metrics = build(["assign", full(0, 1), full(2, 3), "lost"])
     hot_path.run()
-    assert journal == [("lost",), ("acked", 2), ("commit", False), ("close",)]
+    assert journal == [("lost",), ("acked", 4), ("commit", False), ("close",)]
     assert processed(metrics, "tagged") == 0  # counted only once stored
 
 
 def test_a_delivery_failure_of_lost_partitions_outputs_does_not_stop_the_loop_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    script: list = ["assign", [raw_message(0)], [raw_message(1)], "lost", "assign", [raw_message(2)]]
+    script: list = ["assign", full(0, 1), full(2, 3), "lost", "assign", [raw_message(4)]]
     hot_path, journal, metrics = build(script)
     flushes = iter([True])  # the first flush (the one at the loss) fails every output
 
@@ -245,5 +252,15 @@ def test_a_delivery_failure_of_lost_partitions_outputs_does_not_stop_the_loop_la
     monkeypatch.setattr(FakeProducer, "flush", flush_failing_once)
     hot_path.run()
     assert hot_path.state.failure is None
-    assert ("store", [(0, 3)]) in journal  # the batch after the loss is stored as usual
+    assert ("store", [(0, 5)]) in journal  # the batch after the loss is stored as usual
     assert processed(metrics, "tagged") == 1
+
+
+def test_a_partial_batch_is_published_at_once_and_only_full_batches_overlap() -> None:
+    hot_path, _, _ = build(["assign", [raw_message(0)], full(1, 2), [], []])
+    queued: list[int] = []  # outputs produced and not yet flushed, seen at the start of each loop
+    hot_path.between_batches.append(lambda: queued.append(len(hot_path._producer or [])))
+    hot_path.run()
+    # 1 after the partial batch 0 (produced in its own loop); 0 after the full batch 1-2 (being scored,
+    # produced in the next loop); 2 once the next consume came back empty.
+    assert queued[2:5] == [1, 0, 2]
