@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_memory_storage_keeps_what_is_produced(tmp_path: Path) -> None:
     with EmbeddedBroker(log_path=tmp_path / "tansu.log", storage_engine=MEMORY) as broker:
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
-        producer.produce("kept", b"hello")
+        producer.produce("kept", b"hello", partition=0)  # the topic is auto-created with several partitions
         assert producer.flush(10) == 0
         consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "kept"})
         consumer.assign([TopicPartition("kept", 0, OFFSET_BEGINNING)])  # no group join to wait for
