@@ -328,12 +328,11 @@ class Pipeline:
         result, now = batch.result, batch.now
         for event, event_s, known in batch.decoded:
             if isinstance(known, int):
-                outcome = outcomes[known]
+                outcome, decided_by = outcomes[known], version
             elif isinstance(known, PreparedBatch):
-                outcome, version_of = known.decided[event.id]
+                outcome, decided_by = known.decided[event.id]
             else:
-                outcome, version_of = known
-            decided_by = version if isinstance(known, int) else version_of
+                outcome, decided_by = known
             result.records.extend(self._outputs(event, outcome, event_s, now, decided_by))
             result.event_times[outcome.status].append(event_s)
         batch.decoded = []  # drops the references to earlier batches (``decided`` stays for later ones)
