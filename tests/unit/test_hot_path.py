@@ -18,8 +18,9 @@ from tests.unit.test_pipeline import FakePredictor
 SETTINGS = Settings(topic_raw="raw", batch_max_size=2)
 
 
-def raw_message(i: int, partition: int = 0) -> Message:
-    value = msgspec.json.encode({"id": f"id{i}", "title": "cv", "created_at": "2020-02-20T06:43:18Z"})
+def raw_message(i: int, partition: int = 0, title: str = "cv") -> Message:
+    """``title`` is what the fake model reads; "boom" makes its predict raise in the scoring thread."""
+    value = msgspec.json.encode({"id": f"id{i}", "title": title, "created_at": "2020-02-20T06:43:18Z"})
     return Message(
         topic="raw",
         partition=partition,
@@ -210,15 +211,8 @@ def test_partition_lag_from_librdkafka_statistics(pstats: dict, expected: int | 
     assert partition_lag(pstats) == expected
 
 
-def raw_boom(i: int) -> Message:
-    """A message the fake model cannot score: its predict raises in the scoring thread."""
-    value = msgspec.json.encode({"id": f"id{i}", "title": "boom", "created_at": "2020-02-20T06:43:18Z"})
-    return Message(topic="raw", partition=0, offset=i, key=None, value=value,
-                   timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000))
-
-
 def test_a_scoring_failure_stops_the_loop_and_nothing_after_the_last_acked_batch_is_stored() -> None:
-    script: list = ["assign", full(0, 1), [raw_boom(2), raw_message(3)], full(4, 5)]
+    script: list = ["assign", full(0, 1), [raw_message(2, title="boom"), raw_message(3)], full(4, 5)]
     hot_path, journal, metrics = build(script)
     with pytest.raises(KeyError, match="boom"):
         hot_path.run()
