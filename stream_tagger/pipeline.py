@@ -265,11 +265,6 @@ class Pipeline:
         self._pool = ThreadPoolExecutor(inference_threads, "inference") if inference_threads > 1 else None
         self._threads = inference_threads
 
-    @property
-    def predictor(self) -> PredictorLike:
-        """The model that scores the next prepared batch."""
-        return self.serving.predictor
-
     def serve(self, predictor: PredictorLike) -> None:
         """Score batches prepared from now on with ``predictor`` (hot reload)."""
         thresholds = threshold_vector(predictor.labels, predictor.thresholds, self.threshold)
