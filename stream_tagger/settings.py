@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # Drift: PSI over the last N scored events; scores start after min_events (PSI of a few is noise).
     drift_window: int = Field(default=2_000, ge=1)
     drift_min_events: int = Field(default=200, ge=1)
-    # Reposts are looked for among the last N distinct texts (16 bytes each).
+    # Reposts are looked for among the last N distinct texts (a 64-bit key each).
     duplicates_window: int = Field(default=100_000, ge=1)
     # Online precision/recall over the last N feedback items.
     online_eval_window: int = Field(default=1_000, ge=1)

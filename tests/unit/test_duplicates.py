@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver, fingerprint, normalise
-from stream_tagger.events import RawContent
+from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver, fingerprint, fingerprints, normalise
+from stream_tagger.events import RawContent, compose_text
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import ScoredBatch
 from stream_tagger.routing import Outcome
@@ -32,37 +31,52 @@ def test_normalise_ignores_case_width_punctuation_and_whitespace() -> None:
         ("ＹＯＬＯ ﬁne", "tuning"),  # NFKC + casefold make it ASCII
     ],
 )
-def test_fingerprint_fast_path_matches_the_unicode_normalisation(title: str, description: str) -> None:
+def test_fingerprint_fast_paths_match_the_unicode_normalisation(title: str, description: str) -> None:
     text = normalise(title, description)
-    expected = hashlib.blake2b(text.encode(), digest_size=16).digest() if text else None
-    assert fingerprint(title, description) == expected
+    expected = hash(text.encode()) if text else None
+    composed = compose_text(title, description)
+    assert fingerprint(composed) == expected
+    # The batch path, alone and among other posts (each post's bounds in the shared buffer).
+    assert fingerprints([composed]) == [expected]
+    assert fingerprints(["a", composed, "", composed]) == [fingerprint("a"), expected, None, expected]
+
+
+def test_fingerprints_of_posts_holding_nul_fall_back_to_one_by_one() -> None:
+    texts = ["a\0c", "A B", "a b!"]
+    assert fingerprints(texts) == [fingerprint(t) for t in texts]
+    assert fingerprints(texts)[1] == fingerprints(texts)[2] != fingerprints(texts)[0] is not None
+    assert fingerprints([]) == []
+
+
+def check(index: DuplicateIndex, content_id: str, title: str, description: str) -> str | None:
+    return index.check(content_id, fingerprint(compose_text(title, description)))
 
 
 def test_repost_is_flagged_with_the_first_id_and_a_replay_is_not() -> None:
     index = DuplicateIndex()
-    assert index.check("1", "YOLO vs RCNN", "Real-world videos.") is None
-    assert index.check("2", "yolo  vs rcnn!", "real world videos") == "1"
-    assert index.check("3", "yolo vs rcnn", "real world videos") == "1"
-    assert index.check("1", "YOLO vs RCNN", "Real-world videos.") is None
-    assert index.check("4", "Something else", "") is None
+    assert check(index, "1", "YOLO vs RCNN", "Real-world videos.") is None
+    assert check(index, "2", "yolo  vs rcnn!", "real world videos") == "1"
+    assert check(index, "3", "yolo vs rcnn", "real world videos") == "1"
+    assert check(index, "1", "YOLO vs RCNN", "Real-world videos.") is None
+    assert check(index, "4", "Something else", "") is None
 
 
 def test_posts_without_words_are_never_duplicates() -> None:
     index = DuplicateIndex()
-    assert index.check("1", "", "") is None
-    assert index.check("2", "!!!", " ") is None
+    assert check(index, "1", "", "") is None
+    assert check(index, "2", "!!!", " ") is None
     assert len(index) == 0
 
 
 def test_index_is_bounded_and_forgets_least_recently_seen() -> None:
     index = DuplicateIndex(max_entries=2)
-    index.check("a", "first", "")
-    index.check("b", "second", "")
-    assert index.check("a2", "first", "") == "a"  # refreshes "first"
-    index.check("c", "third", "")  # evicts "second"
+    check(index, "a", "first", "")
+    check(index, "b", "second", "")
+    assert check(index, "a2", "first", "") == "a"  # refreshes "first"
+    check(index, "c", "third", "")  # evicts "second"
     assert len(index) == 2
-    assert index.check("b2", "second", "") is None
-    assert index.check("a3", "first", "") is None  # evicted by "second" coming back
+    assert check(index, "b2", "second", "") is None
+    assert check(index, "a3", "first", "") is None  # evicted by "second" coming back
 
 
 def test_observer_flags_the_outcome_and_counts() -> None:
@@ -78,7 +92,8 @@ def test_observer_flags_the_outcome_and_counts() -> None:
     assert metrics.registry.get_sample_value("stream_tagger_duplicates_total") == 1
 
 
-def test_fingerprint_fast_path_matches_the_unicode_normalisation_on_the_dataset() -> None:
-    for post in valid_posts(BUNDLED_DATASET):
-        text = normalise(post.title, post.description).encode()
-        assert fingerprint(post.title, post.description) == hashlib.blake2b(text, digest_size=16).digest()
+def test_fingerprints_match_the_unicode_normalisation_on_the_dataset() -> None:
+    posts = valid_posts(BUNDLED_DATASET)
+    expected = [hash(normalise(post.title, post.description).encode()) for post in posts]
+    assert fingerprints([post.text for post in posts]) == expected
+    assert len(set(expected)) > 700  # distinct posts get distinct keys
