@@ -1,9 +1,10 @@
 """Model version folders and the ``models/current`` pointer.
 
 A version folder holds ``model.onnx``, ``vocabulary.npy`` (the n-gram hash of each column: the
-featuriser's half of the model), ``metadata.json``, ``MODEL_CARD.md``, ``confusion_matrix.png`` and
-``pipeline.joblib`` (the fitted scikit-learn pipeline, read only by ``evaluate`` to prove parity; the
-service never unpickles anything).
+featuriser's half of the model), ``keywords.json`` (the keyword phrases per tag whose hits the model
+takes as input; absent in models trained without them, which then serve as before), ``metadata.json``,
+``MODEL_CARD.md``, ``confusion_matrix.png`` and ``pipeline.joblib`` (the fitted scikit-learn pipeline,
+read only by ``evaluate`` to prove parity; the service never unpickles anything).
 ``current`` is a one-line text file naming the served folder: unlike a symlink it survives git on
 every OS, and switching versions is one atomic rename.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 MODEL_FILE = "model.onnx"
 VOCAB_FILE = "vocabulary.npy"
+KEYWORDS_FILE = "keywords.json"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "MODEL_CARD.md"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -28,6 +30,7 @@ POINTER = "current"
 # Names of the ONNX graph's inputs and output: the contract between export and serving.
 INPUT_IDS = "ids"
 INPUT_TF = "tf"
+INPUT_KEYWORD_HITS = "keyword_hits"  # only in graphs of models with keywords.json
 OUTPUT = "probabilities"
 
 
@@ -65,6 +68,28 @@ def read_metadata(version_dir: Path) -> dict:
         if key not in meta:
             raise ModelLoadError(f"{path}: metadata lacks {key!r}")
     return meta
+
+
+def write_keywords(version_dir: Path, phrases: dict[str, tuple[str, ...]], scale: float) -> None:
+    data = {"scale": scale, "tags": {tag: list(words) for tag, words in phrases.items()}}
+    (version_dir / KEYWORDS_FILE).write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def read_keywords(version_dir: Path, labels: tuple[str, ...]) -> dict[str, list[str]]:
+    """The keyword phrases per tag, in ``labels`` order (the columns of the graph's keyword input)."""
+    path = version_dir / KEYWORDS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path}: missing (the model's graph takes keyword hits)") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable keywords ({exc})") from exc
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if not isinstance(tags, dict) or tuple(tags) != labels:
+        raise ModelLoadError(f"{path}: 'tags' must map the labels {list(labels)}, in order, to phrases")
+    if not all(isinstance(words, list) and all(isinstance(w, str) for w in words) for words in tags.values()):
+        raise ModelLoadError(f"{path}: each tag's phrases must be a list of strings")
+    return tags
 
 
 @contextmanager

@@ -56,6 +56,14 @@ def write_card(version_dir: Path, meta: dict) -> None:
     vocab = meta["featurizer"]["vocabulary_size"]
     nb_note = ", columns scaled by naive-Bayes weights" if cfg.get("nb_weights") else ""
     aug_note = ", plus each post's title and description alone (same label)" if cfg.get("augment") else ""
+    phrases = meta["featurizer"].get("keyword_phrases")
+    keyword_note = (
+        f"- Keyword hits (numba too): log1p of how often each tag's phrases in `keywords.json` ({phrases}\n"
+        f"  phrases of 1-3 words, the keyword baseline's lists) occur, x{cfg['keyword_scale']}, appended\n"
+        "  after the normalised n-gram vector.\n"
+        if phrases
+        else ""
+    )
     card = f"""# Model card: {meta["version"]}
 
 Tags posts (title + description) with one of: {", ".join(labels)}.
@@ -64,7 +72,7 @@ Tags posts (title + description) with one of: {", ".join(labels)}.
 - Features (computed in numpy, outside the graph): character {cfg["char_min"]}-{cfg["char_max"]}-grams
   (word-padded, across word boundaries) and word 1-{cfg["word_ngrams"]}-grams of the lower-cased text,
   hashed to 64 bits; {vocab} n-grams seen in >= {cfg["min_df"]} training posts form the vocabulary.
-- Training rows: the posts{aug_note}.
+{keyword_note}- Training rows: the posts{aug_note}.
 - ONNX graph: TF-IDF (sublinear tf: {cfg["sublinear_tf"]}, L2 norm){nb_note} + multinomial logistic regression
   (C={cfg["C"]}, class_weight={cfg["class_weight"]}), softmax probabilities.
 - Auto-tag thresholds per class, chosen on out-of-fold predictions for precision >= {cfg["target_precision"]}.

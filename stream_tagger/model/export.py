@@ -2,13 +2,14 @@
 
 Built with ``onnx.helper`` rather than skl2onnx: skl2onnx converts a TfidfTransformer + classifier only
 over a dense input as wide as the vocabulary, or a TfidfVectorizer through ONNX's string operators
-(the slow path this design exists to avoid). The graph below is 18 nodes, does exactly what
-scikit-learn's ``TfidfTransformer(norm="l2")`` and ``LogisticRegression.predict_proba`` (multinomial)
-compute (optionally with ``NBWeights`` between them, folded into idf), and its parity with the
-scikit-learn pipeline is tested to 1e-4.
+(the slow path this design exists to avoid). The graph below is 18 nodes (20 with keyword hits), does
+exactly what scikit-learn's ``TfidfTransformer(norm="l2")`` and ``LogisticRegression.predict_proba``
+(multinomial) compute (optionally with ``NBWeights`` between them, folded into idf), and its parity with
+the scikit-learn pipeline is tested to 1e-4.
 
-Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``tf`` (float32 [B, T], counts, 0 = padding);
-output ``probabilities`` (float32 [B, C], columns in label order).
+Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``tf`` (float32 [B, T], counts, 0 = padding),
+plus ``keyword_hits`` (float32 [B, K], log1p of the keyword hits per tag) in models trained with keyword
+columns; output ``probabilities`` (float32 [B, C], columns in label order).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from stream_tagger.model.artefacts import INPUT_IDS, INPUT_TF, OUTPUT
+from stream_tagger.model.artefacts import INPUT_IDS, INPUT_KEYWORD_HITS, INPUT_TF, OUTPUT
 
 OPSET = 17
 
@@ -30,9 +31,15 @@ def build_graph(
     labels: tuple[str, ...],
     version: str,
     column_weights: np.ndarray | None = None,
+    keyword_columns: int = 0,
+    keyword_scale: float = 1.0,
 ) -> onnx.ModelProto:
     """``column_weights`` (``NBWeights.weights_``) scale the L2-normalised TF-IDF columns before a second
-    L2 norm; as the first norm cancels out, they simply multiply idf."""
+    L2 norm; as the first norm cancels out, they simply multiply idf.
+
+    ``keyword_columns``: the classifier's last K input columns are ``keyword_scale`` x the graph input
+    ``keyword_hits`` (appended after the normalised n-gram vector, so outside its norm): their logits are
+    one small MatMul added before the intercept."""
     if tfidf.norm != "l2" or not tfidf.use_idf:
         raise ValueError("the export supports TfidfTransformer(norm='l2', use_idf=True) only")
     coef = np.asarray(clf.coef_, dtype=np.float64)
@@ -41,6 +48,7 @@ def build_graph(
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
     n_classes = coef.shape[0]
+    coef, kw_coef = coef[:, : coef.shape[1] - keyword_columns], coef[:, coef.shape[1] - keyword_columns :]
     # One table, one Gather: row v = [idf_v * coef_v (C values), idf_v^2]. onnxruntime's Gather pays per
     # index, not per byte, so one gather of 5 floats costs what a gather of 1 float did.
     idf = tfidf.idf_.astype(np.float64)
@@ -87,16 +95,30 @@ def build_graph(
         helper.make_node("Max", ["norm", "eps"], ["norm_safe"]),
         helper.make_node("Div", ["raw", "norm_safe"], ["logits3"]),
         helper.make_node("Squeeze", ["logits3", "axis1"], ["logits0"]),
-        helper.make_node("Add", ["logits0", "intercept"], ["logits"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "terms"]),
+        helper.make_tensor_value_info(INPUT_TF, TensorProto.FLOAT, ["batch", "terms"]),
+    ]
+    ngram_logits = "logits0"
+    if keyword_columns:
+        inputs.append(
+            helper.make_tensor_value_info(INPUT_KEYWORD_HITS, TensorProto.FLOAT, ["batch", keyword_columns])
+        )
+        inits.append(numpy_helper.from_array((keyword_scale * kw_coef.T).astype(np.float32), "kw_coef"))
+        nodes += [
+            helper.make_node("MatMul", [INPUT_KEYWORD_HITS, "kw_coef"], ["kw_logits"]),  # [B, C]
+            helper.make_node("Add", ["logits0", "kw_logits"], ["logits_kw"]),
+        ]
+        ngram_logits = "logits_kw"
+    nodes += [
+        helper.make_node("Add", [ngram_logits, "intercept"], ["logits"]),
         helper.make_node("Softmax", ["logits"], [OUTPUT], axis=-1),
     ]
     graph = helper.make_graph(
         nodes,
         "stream_tagger_tfidf_linear",
-        [
-            helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "terms"]),
-            helper.make_tensor_value_info(INPUT_TF, TensorProto.FLOAT, ["batch", "terms"]),
-        ],
+        inputs,
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", len(labels)])],
         initializer=inits,
     )

@@ -1,4 +1,5 @@
-"""scikit-learn face of the n-gram featuriser: what the training pipeline fits and transforms with.
+"""scikit-learn face of the featuriser (n-gram counts, keyword hits): what the training pipeline fits and
+transforms with.
 
 Kept apart from ``features`` so that serving never imports scikit-learn or scipy; both halves call
 the same compiled kernels.
@@ -6,13 +7,21 @@ the same compiled kernels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from stream_tagger.model.features import BatchFeatures, FeatureParams, Vocabulary, featurize, hash_ngrams
+from stream_tagger.model.features import (
+    BatchFeatures,
+    FeatureParams,
+    Keywords,
+    Vocabulary,
+    featurize,
+    hash_ngrams,
+    keyword_hits,
+)
 
 
 def to_csr(batch: BatchFeatures, n_columns: int) -> sp.csr_matrix:
@@ -56,3 +65,24 @@ class Featurizer(TransformerMixin, BaseEstimator):
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         return to_csr(featurize(list(texts), self.params, self.vocabulary_), len(self.vocabulary_))
+
+
+class KeywordHits(TransformerMixin, BaseEstimator):
+    """log1p of each text's keyword hits per tag (``keywords`` order) as dense columns.
+
+    Why: the n-gram vector is L2-normalised, so in a long post the evidence of a few telling words is
+    diluted; these counts are not (+0.005 to +0.012 weighted F1 under 5 x 5-fold CV, README). Nothing
+    is learned: ``fit`` compiles the lists. The texts are cut at ``max_chars`` as the n-grams are."""
+
+    def __init__(self, keywords: Mapping[str, Sequence[str]], max_chars: int = 4096) -> None:
+        self.keywords = keywords
+        self.max_chars = max_chars
+
+    def fit(self, texts: Sequence[str], y: object = None, **fit_params: object) -> KeywordHits:
+        """``fit_params``: a FeatureUnion hands every part the parameters meant for the n-gram part
+        (``features__posts``); nothing here depends on them."""
+        self.keywords_ = Keywords(self.keywords)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return sp.csr_matrix(keyword_hits(list(texts), self.keywords_, self.max_chars).astype(np.float64))

@@ -1,8 +1,9 @@
 """Serving: texts -> class probabilities with the ONNX model of one version folder.
 
-Featurisation is numpy over the whole micro-batch (see ``features``); the ONNX graph does TF-IDF and
-the linear model. onnxruntime runs with one intra-op thread: the worker scales by running several
-batches at once, and onnxruntime releases the GIL while it computes.
+Featurisation is numba over the whole micro-batch (see ``features``): n-gram counts and, for models
+with ``keywords.json``, the keyword hits per tag; the ONNX graph does TF-IDF and the linear model.
+onnxruntime runs with one intra-op thread: the worker scales by running several batches at once, and
+onnxruntime releases the GIL while it computes.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import onnxruntime as ort
 
 from stream_tagger.model.artefacts import (
     INPUT_IDS,
+    INPUT_KEYWORD_HITS,
     INPUT_TF,
+    KEYWORDS_FILE,
     MODEL_FILE,
     OUTPUT,
     VOCAB_FILE,
     ModelLoadError,
+    read_keywords,
     read_metadata,
     resolve,
 )
-from stream_tagger.model.features import BatchFeatures, FeatureParams, Vocabulary, featurize
+from stream_tagger.model.features import BatchFeatures, FeatureParams, Keywords, Vocabulary, featurize
 from stream_tagger.settings import APPROVED_TAGS
 
 __all__ = ["BatchPrediction", "ModelLoadError", "Predictor"]
@@ -92,6 +96,26 @@ class Predictor:
             raise ModelLoadError(
                 f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels"
             )
+        self._keywords = self._load_keywords(version_dir, model_path)
+
+    def _load_keywords(self, version_dir: Path, model_path: Path) -> Keywords | None:
+        """The keyword lists the graph's ``keyword_hits`` input was trained on, from the version folder
+        (not from ``rules.py``: editing the baseline's lists must not change a served model). A graph
+        without that input (models trained before keyword hits, or with ``keyword_scale=0``) has none."""
+        path = version_dir / KEYWORDS_FILE
+        width = {i.name: i.shape for i in self._session.get_inputs()}.get(INPUT_KEYWORD_HITS)
+        if width is None:
+            if path.exists():
+                raise ModelLoadError(f"{path}: present, but {model_path} takes no keyword hits")
+            return None
+        if width[-1] != len(self.labels):
+            raise ModelLoadError(
+                f"{model_path}: input {INPUT_KEYWORD_HITS} {width} does not match the labels"
+            )
+        try:
+            return Keywords(read_keywords(version_dir, self.labels))
+        except ValueError as exc:
+            raise ModelLoadError(f"{path}: {exc}") from exc
 
     @classmethod
     def load(cls, model_dir: Path) -> Predictor:
@@ -105,8 +129,8 @@ class Predictor:
         return BatchPrediction(self.run_graph(feats), feats.oov_share)
 
     def featurize(self, texts: Sequence[str]) -> BatchFeatures:
-        """The numpy half of ``predict`` (public so benchmarks can time the two halves)."""
-        return featurize(texts, self._params, self._vocab)
+        """The numba half of ``predict`` (public so benchmarks can time the two halves)."""
+        return featurize(texts, self._params, self._vocab, self._keywords)
 
     def run_graph(self, feats: BatchFeatures) -> np.ndarray:
         """The ONNX half of ``predict``: probabilities [B, len(labels)].
@@ -118,7 +142,7 @@ class Predictor:
         lengths = feats.lengths
         n = len(lengths)
         if n <= GROUP_ROWS and n * max(int(lengths.max()), 1) <= MAX_CELLS:
-            return self.run_padded(*feats.padded())
+            return self.run_padded(*feats.padded(), feats.keyword_hits)
         probs = np.empty((n, len(self.labels)), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
         start = 0
@@ -128,11 +152,15 @@ class Predictor:
             widths = np.maximum(lengths[order[start : start + len(fits)]], 1)
             stop = start + max(int(np.count_nonzero(fits * widths <= MAX_CELLS)), 1)
             rows = order[start:stop]
-            probs[rows] = self.run_padded(*feats.padded(rows))
+            probs[rows] = self.run_padded(*feats.padded(rows), feats.keyword_hits[rows])
             start = stop
         return probs
 
-    def run_padded(self, ids: np.ndarray, tf: np.ndarray) -> np.ndarray:
-        """onnxruntime on one padded batch (see ``BatchFeatures.padded``)."""
-        (probs,) = self._session.run([OUTPUT], {INPUT_IDS: ids, INPUT_TF: tf})
+    def run_padded(self, ids: np.ndarray, tf: np.ndarray, keyword_hits: np.ndarray) -> np.ndarray:
+        """onnxruntime on one padded batch (see ``BatchFeatures.padded``) and the same rows' keyword hits
+        (``BatchFeatures.keyword_hits``; ignored by a model without keywords, whose hits have no columns)."""
+        feeds = {INPUT_IDS: ids, INPUT_TF: tf}
+        if self._keywords is not None:
+            feeds[INPUT_KEYWORD_HITS] = keyword_hits
+        (probs,) = self._session.run([OUTPUT], feeds)
         return probs

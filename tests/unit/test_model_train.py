@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import joblib
 import numpy as np
 import onnxruntime
 import pytest
@@ -18,8 +20,9 @@ from stream_tagger.model.dataset import DatasetError, load_dataset
 from stream_tagger.model.export import build_graph
 from stream_tagger.model.features import featurize
 from stream_tagger.model.nb_weights import NBWeights
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.model.train import TrainConfig, build_pipeline, train, training_rows
+from stream_tagger.model.rules import KEYWORDS
+from stream_tagger.model.runtime import ModelLoadError, Predictor
+from stream_tagger.model.train import TrainConfig, build_pipeline, pipeline_steps, train, training_rows
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import DATASET
 
@@ -57,8 +60,18 @@ def test_training_twice_gives_identical_predictions_and_metrics(two_runs: tuple[
 
 def test_version_folder_is_complete_and_current_points_at_it(two_runs: tuple[Path, Path]) -> None:
     version_dir = two_runs[0]
-    for name in ("model.onnx", "vocabulary.npy", "metadata.json", "MODEL_CARD.md", "confusion_matrix.png"):
+    for name in (
+        "model.onnx",
+        "vocabulary.npy",
+        "keywords.json",
+        "metadata.json",
+        "MODEL_CARD.md",
+        "confusion_matrix.png",
+    ):
         assert (version_dir / name).is_file(), name
+    stored = json.loads((version_dir / "keywords.json").read_text())
+    assert stored == {"scale": FAST.keyword_scale, "tags": {t: list(KEYWORDS[t]) for t in APPROVED_TAGS}}
+    assert list(stored["tags"]) == list(APPROVED_TAGS)  # the order of the graph's keyword columns
     assert (version_dir.parent / "current").read_text().strip() == version_dir.name
     assert [p.name for p in version_dir.parent.iterdir() if p.name.startswith(".")] == []
     assert version_dir.name in (version_dir / "MODEL_CARD.md").read_text()
@@ -129,13 +142,39 @@ def test_nb_weights_favour_columns_that_separate_classes() -> None:
 def test_export_without_nb_weights_matches_scikit_learn(small_csv: Path) -> None:
     data = load_dataset([small_csv])
     y = np.array([APPROVED_TAGS.index(t) for t in data.tags])
-    pipe = build_pipeline(replace(FAST, nb_weights=False)).fit(data.texts, y)
-    assert "nb" not in pipe.named_steps
-    graph = build_graph(pipe.named_steps["tfidf"], pipe.named_steps["clf"], APPROVED_TAGS, "t")
-    feat = pipe.named_steps["features"]
-    ids, tf = featurize(data.texts, feat.params, feat.vocabulary_).padded()
-    onnx_probs = onnxruntime.InferenceSession(graph.SerializeToString()).run(None, {"ids": ids, "tf": tf})[0]
+    cfg = replace(FAST, nb_weights=False)
+    pipe = build_pipeline(cfg).fit(data.texts, y)
+    steps = pipeline_steps(pipe)
+    assert "nb" not in steps
+    graph = build_graph(
+        steps["tfidf"], steps["clf"], APPROVED_TAGS, "t", keyword_columns=4, keyword_scale=cfg.keyword_scale
+    )
+    feat = steps["features"]
+    batch = featurize(data.texts, feat.params, feat.vocabulary_, steps["keywords"].keywords_)
+    ids, tf = batch.padded()
+    feeds = {"ids": ids, "tf": tf, "keyword_hits": batch.keyword_hits}
+    onnx_probs = onnxruntime.InferenceSession(graph.SerializeToString()).run(None, feeds)[0]
     assert np.abs(onnx_probs - pipe.predict_proba(data.texts)).max() < 1e-4
+
+
+def test_without_keyword_scale_the_model_is_the_old_kind_and_serves_as_before(
+    small_csv: Path, two_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old = train([small_csv], tmp_path / "models", replace(FAST, keyword_scale=0.0))
+    assert not (old / "keywords.json").exists()
+    pipe = joblib.load(old / "pipeline.joblib")
+    assert [name for name, _ in pipe.steps] == ["features", "tfidf", "nb", "clf"]  # the shape before keywords
+    predictor = Predictor.load(old)
+    texts = ["YOLO detection of cars", "Deploy with Docker and MLflow", "", "BERT " * 500]
+    probs = predictor.predict(texts).probs
+    assert predictor.featurize(texts).keyword_hits.shape == (4, 0)
+    assert np.abs(probs - pipe.predict_proba(texts)).max() < 1e-4
+    assert not np.allclose(probs, Predictor.load(two_runs[0]).predict(texts).probs, atol=1e-3)
+    shutil.copy(two_runs[0] / "keywords.json", old / "keywords.json")  # lists its graph cannot take
+    with pytest.raises(
+        ModelLoadError, match=r"keywords\.json: present, but .*model\.onnx takes no keyword hits"
+    ):
+        Predictor.load(old)
 
 
 def test_augmentation_adds_each_non_blank_half_with_its_posts_label() -> None:
@@ -161,7 +200,7 @@ def test_vocabulary_comes_from_the_posts_not_their_copies(small_csv: Path) -> No
     y = np.array([APPROVED_TAGS.index(t) for t in data.tags])
     augmented = train_module.fit_pipeline(FAST, data.titles, data.descriptions, y)
     plain = train_module.fit_pipeline(replace(FAST, augment=False), data.titles, data.descriptions, y)
-    vocab = augmented.named_steps["features"].vocabulary_.hashes
-    assert np.array_equal(vocab, plain.named_steps["features"].vocabulary_.hashes)
+    vocab = pipeline_steps(augmented)["features"].vocabulary_.hashes
+    assert np.array_equal(vocab, pipeline_steps(plain)["features"].vocabulary_.hashes)
     # same columns, but the copies did train: the classifier differs
     assert not np.allclose(augmented.named_steps["clf"].coef_, plain.named_steps["clf"].coef_)
