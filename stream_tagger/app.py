@@ -89,7 +89,7 @@ class Worker:
             top_k=settings.top_k,
             threshold=settings.threshold,
             dedup_window=settings.dedup_window_size,
-            inference_threads=settings.inference_threads,
+            score_chunks=settings.score_chunks,
             observers=[
                 ConfidenceObserver(self.metrics),
                 RulesBaselineObserver(self.metrics, settings.rules_baseline_stride),

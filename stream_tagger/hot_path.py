@@ -81,11 +81,12 @@ class _Pending:
 
 @dataclass(slots=True)
 class _Scoring:
-    """A batch decoded and handed to the scoring thread, not yet routed."""
+    """A batch decoded and handed to the scoring thread in chunks, not yet routed."""
 
     messages: list[Message]
     prepared: PreparedBatch
-    scored: Future[None]
+    tasks: list[Callable[[], None]]
+    futures: list[Future[None]]
 
 
 class HotPath:
@@ -164,7 +165,7 @@ class HotPath:
             try:
                 consumer.close()
             finally:
-                self._scorer.shutdown()
+                self._scorer.shutdown(cancel_futures=True)
 
     def _usable(self, messages: list[Message]) -> list[Message]:
         batch = []
@@ -179,15 +180,28 @@ class HotPath:
         return batch
 
     def _score(self, batch: list[Message]) -> _Scoring:
-        """Decode here, score in the scoring thread."""
+        """Decode here, score in the scoring thread (and here, see ``_scored``)."""
         self._consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         prepared = self.pipeline.prepare(batch)
-        return _Scoring(batch, prepared, self._scorer.submit(self.pipeline.predict, prepared))
+        tasks = self.pipeline.scoring_tasks(prepared)
+        return _Scoring(batch, prepared, tasks, [self._scorer.submit(task) for task in tasks])
+
+    @staticmethod
+    def _scored(scoring: _Scoring) -> None:
+        """Wait until every chunk of the batch is scored, scoring here the chunks the scoring thread
+        has not started: this thread would otherwise sit idle while the other one is the bottleneck.
+        Re-raises what a chunk raised, in either thread."""
+        for task, future in zip(reversed(scoring.tasks), reversed(scoring.futures), strict=True):
+            if future.cancel():  # not started yet: it will not be
+                task()
+        for future in scoring.futures:
+            if not future.cancelled():
+                future.result()
 
     def _publish(self, scoring: _Scoring) -> None:
         """Finish a scored batch and produce its outputs, once the batch before it is acked."""
-        scoring.scored.result()  # re-raises what the scoring thread raised
+        self._scored(scoring)
         result = self.pipeline.finish(scoring.prepared)
         if result.scored:
             version = scoring.prepared.serving.predictor.version
@@ -293,7 +307,7 @@ class HotPath:
         # Another worker may already own them: publish what is pending (idempotent), commit nothing.
         scoring, self._scoring = self._scoring, None
         if scoring is not None:
-            scoring.scored.result()
+            self._scored(scoring)
             self._produce(self.pipeline.finish(scoring.prepared).records)
         pending, self._pending = self._pending, None
         if pending is not None or scoring is not None:

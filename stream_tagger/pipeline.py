@@ -19,10 +19,10 @@ being scored again, even if its text changed or the model was hot-reloaded in be
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -197,7 +197,7 @@ class RecentOutcomes:
         return len(self._versions) - 1
 
 
-# Below this many texts per thread, thread hand-off costs more than the parallelism gains.
+# Below this many texts per chunk, the model's per-call cost outweighs sharing the work.
 _MIN_CHUNK = 32
 
 
@@ -212,8 +212,8 @@ class Serving:
 
 @dataclass(slots=True)
 class PreparedBatch:
-    """A micro-batch between its three steps: decoded (``prepare``), scored (``predict``, which may
-    run in another thread), then routed and encoded (``finish``).
+    """A micro-batch between its three steps: decoded (``prepare``), scored (``predict``, or the
+    chunks of ``scoring_tasks``, which may run in other threads), then routed and encoded (``finish``).
 
     ``decoded`` holds each valid event with its Kafka time and where its outcome comes from: an
     (outcome, version) pair remembered from an earlier batch, the row this batch scores for it, or
@@ -227,17 +227,28 @@ class PreparedBatch:
     decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int | PreparedBatch]]
     to_score: list[RawContent]
     texts: list[str]  # the model's input, one per event in ``to_score``
+    parts: list[tuple[PredictionLike, float] | None] = field(default_factory=list)  # per chunk: (it, seconds)
     prediction: PredictionLike | None = None
     decided: dict[str, tuple[Outcome, str]] = field(default_factory=dict)
+
+
+def _join(parts: list[PredictionLike]) -> PredictionLike:
+    """The chunks' predictions as one, field by field (each field holds one row per text): the result
+    stays the predictor's own type for the observers."""
+    if len(parts) == 1:
+        return parts[0]
+    joined = {f.name: np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(parts[0])}
+    return replace(parts[0], **joined)
 
 
 class Pipeline:
     """Decode, dedup, score, route and encode a micro-batch.
 
     ``process`` does it in one call. The hot path calls the steps one by one instead, so that batch
-    N+1 is scored in another thread while batch N is routed, encoded and published: ``predict`` is
+    N+1 is scored in another thread while batch N is routed, encoded and published: scoring is
     featurisation and onnxruntime, which release the GIL, and ``prepare``/``finish`` are the Python
-    half. Batches must be finished in the order they were prepared.
+    half. Scoring comes as ``score_chunks`` independent tasks, so that a thread with nothing else to
+    do can take some. Batches must be finished in the order they were prepared.
     """
 
     def __init__(
@@ -250,7 +261,7 @@ class Pipeline:
         threshold: float | None = None,
         dedup_window: int = 0,
         observers: Sequence[BatchObserver] = (),
-        inference_threads: int = 1,
+        score_chunks: int = 1,
     ) -> None:
         self.topics = topics
         self.max_event_bytes = max_event_bytes
@@ -262,8 +273,7 @@ class Pipeline:
         self._unfinished: dict[str, PreparedBatch] = {}  # id -> the prepared, unfinished batch scoring it
         self._prepared = self._finished = 0  # sequence numbers of batches
         self._encoder = msgspec.json.Encoder()
-        self._pool = ThreadPoolExecutor(inference_threads, "inference") if inference_threads > 1 else None
-        self._threads = inference_threads
+        self.score_chunks = score_chunks
 
     def serve(self, predictor: PredictorLike) -> None:
         """Score batches prepared from now on with ``predictor`` (hot reload)."""
@@ -305,13 +315,27 @@ class Pipeline:
         return batch
 
     def predict(self, batch: PreparedBatch) -> None:
-        """Score the events ``prepare`` left to score. Thread-safe: touches only ``batch``."""
-        if not batch.to_score:
-            return
+        """Score the events ``prepare`` left to score, every chunk in this thread."""
+        for task in self.scoring_tasks(batch):
+            task()
+
+    def scoring_tasks(self, batch: PreparedBatch) -> list[Callable[[], None]]:
+        """The scoring of ``batch`` as up to ``score_chunks`` tasks of at least ``_MIN_CHUNK`` texts.
+
+        Each task writes only its own slot of ``batch``, so they may run in any threads, in any
+        order, at the same time; ``finish`` joins them in input order."""
+        texts = batch.texts
+        count = max(1, min(self.score_chunks, len(texts) // _MIN_CHUNK)) if texts else 0
+        size = -(-len(texts) // count) if count else 0
+        chunks = [texts[start : start + size] for start in range(0, len(texts), size or 1)]
+        batch.parts = [None] * len(chunks)
+        return [partial(self._score, batch, index, chunk) for index, chunk in enumerate(chunks)]
+
+    @staticmethod
+    def _score(batch: PreparedBatch, index: int, texts: list[str]) -> None:
         started = time.perf_counter()
-        batch.prediction = self._predict(batch.serving.predictor, batch.texts)
-        batch.result.inference_seconds = time.perf_counter() - started
-        batch.result.scored = len(batch.to_score)
+        prediction = batch.serving.predictor.predict(texts)
+        batch.parts[index] = (prediction, time.perf_counter() - started)
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
         """Route, let the observers see the batch, remember the outcomes and encode every output."""
@@ -342,8 +366,12 @@ class Pipeline:
         self._finished = max(self._finished, batch.seq + 1)
 
     def _route(self, batch: PreparedBatch) -> list[Outcome]:
-        predictor, events, prediction = batch.serving.predictor, batch.to_score, batch.prediction
-        assert prediction is not None, "finish() before predict()"
+        predictor, events = batch.serving.predictor, batch.to_score
+        scored = [part for part in batch.parts if part is not None]
+        assert scored and len(scored) == len(batch.parts), "finish() before every chunk was scored"
+        batch.prediction = prediction = _join([part for part, _seconds in scored])
+        batch.result.inference_seconds = sum(seconds for _part, seconds in scored)
+        batch.result.scored = len(events)
         outcomes = route_batch(
             prediction.probs,
             predictor.labels,
@@ -361,22 +389,6 @@ class Pipeline:
             if self._unfinished.get(content_id) is batch:
                 del self._unfinished[content_id]
         return outcomes
-
-    def _predict(self, predictor: PredictorLike, texts: list[str]) -> PredictionLike:
-        """One batch through the model, split over ``inference_threads`` when that is worth it.
-
-        onnxruntime and numpy release the GIL while they compute, so chunks of one batch run in
-        parallel. The chunks' predictions are joined field by field (each field holds one row per
-        text), which keeps the result the predictor's own type for the observers.
-        """
-        size = -(-len(texts) // self._threads)
-        if self._pool is None or size < _MIN_CHUNK:
-            return predictor.predict(texts)
-        parts = list(
-            self._pool.map(predictor.predict, [texts[i : i + size] for i in range(0, len(texts), size)])
-        )
-        joined = {f.name: np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(parts[0])}
-        return replace(parts[0], **joined)
 
     def _outputs(
         self, event: RawContent, outcome: Outcome, event_s: float, now: datetime, version: str

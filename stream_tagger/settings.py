@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=512, ge=1)
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
-    inference_threads: int = Field(default=1, ge=1)
+    # A full batch is scored as this many chunks: the scoring thread takes them in order, and the
+    # hot-path thread, rather than wait for the scoring thread, scores the ones not started yet.
+    score_chunks: int = Field(default=2, ge=1)
     # Outcomes of the last N content ids: an id seen again (a producer retry) gets the same outcome
     # without being scored again (pipeline.py). Not ``duplicates_window``, which matches reposted text.
     dedup_window_size: int = Field(default=100_000, ge=0)

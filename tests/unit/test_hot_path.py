@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgspec
@@ -13,7 +14,7 @@ from stream_tagger.hot_path import DeliveryFailed, HotPath, partition_lag
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import Pipeline, Topics
 from stream_tagger.settings import Settings
-from tests.unit.test_pipeline import FakePredictor
+from tests.unit.test_pipeline import FakePrediction, FakePredictor
 
 SETTINGS = Settings(topic_raw="raw", batch_max_size=2)
 
@@ -105,13 +106,24 @@ class FakeProducer:
         return len(self.queued)
 
 
-def build(script: list[list[Message] | str], fail: bool = False) -> tuple[HotPath, list[tuple], Metrics]:
+def build(
+    script: list[list[Message] | str],
+    fail: bool = False,
+    predictor: FakePredictor | None = None,
+    settings: Settings = SETTINGS,
+) -> tuple[HotPath, list[tuple], Metrics]:
     journal: list[tuple] = []
     metrics = Metrics(CollectorRegistry())
-    pipeline = Pipeline(FakePredictor(), Topics("tagged", "review", "dlq"), max_event_bytes=10_000, top_k=2)
+    pipeline = Pipeline(
+        predictor or FakePredictor(),
+        Topics("tagged", "review", "dlq"),
+        max_event_bytes=10_000,
+        top_k=2,
+        score_chunks=settings.score_chunks,
+    )
     holder: list[HotPath] = []
     hot_path = HotPath(
-        SETTINGS,
+        settings,
         pipeline,
         metrics,
         consumer_factory=lambda _conf: FakeConsumer(script, journal, holder),  # type: ignore[arg-type,return-value]
@@ -258,3 +270,34 @@ def test_a_partial_batch_is_published_at_once_and_only_full_batches_overlap() ->
     # 1 after the partial batch 0 (produced in its own loop); 0 after the full batch 1-2 (being scored,
     # produced in the next loop); 2 once the next consume came back empty.
     assert queued[2:5] == [1, 0, 2]
+
+
+class WaitingPredictor(FakePredictor):
+    """In the scoring thread, ``predict`` waits (up to 5 s) until another thread has scored a chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+        self.helped = threading.Event()
+        self.waited_in_vain = 0
+
+    def predict(self, texts: list[str]) -> FakePrediction:
+        name = threading.current_thread().name
+        self.threads.append(name)
+        if not name.startswith("scoring"):
+            self.helped.set()
+        elif not self.helped.wait(5):
+            self.waited_in_vain += 1
+        return super().predict(texts)
+
+
+def test_the_hot_path_thread_scores_the_chunks_the_scoring_thread_has_not_started() -> None:
+    predictor = WaitingPredictor()
+    settings = Settings(topic_raw="raw", batch_max_size=64, score_chunks=2)
+    batch = [raw_message(i) for i in range(64)]
+    hot_path, journal, _ = build(["assign", batch], predictor=predictor, settings=settings)
+    hot_path.run()
+    assert sorted(len(call) for call in predictor.calls) == [32, 32]
+    assert threading.current_thread().name in predictor.threads
+    assert predictor.waited_in_vain == 0
+    assert ("acked", 64) in journal

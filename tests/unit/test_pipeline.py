@@ -213,18 +213,37 @@ def test_threshold_override_changes_routing() -> None:
     assert decoded(result.records, "review", ReviewRequest)
 
 
-def test_inference_threads_split_the_batch_and_join_the_prediction_in_order() -> None:
+def test_score_chunks_split_the_batch_and_join_the_prediction_in_order_whatever_order_they_run() -> None:
     titles = ["cv", "nlp", "unsure"] * 40
     batch = [message(raw(f"id{i}", title), i) for i, title in enumerate(titles)]
     serial, _ = pipeline(dedup_window=0)
-    parallel, predictor = pipeline(dedup_window=0, inference_threads=3)
+    chunked, predictor = pipeline(dedup_window=0, score_chunks=3)
     recorder = Recorder()
-    parallel.observers.append(recorder)
-    assert [r[:2] for r in parallel.process(batch).records] == [r[:2] for r in serial.process(batch).records]
-    assert sorted(len(call) for call in predictor.calls) == [40, 40, 40]
+    chunked.observers.append(recorder)
+    prepared = chunked.prepare(batch)
+    tasks = chunked.scoring_tasks(prepared)
+    for task in reversed(tasks):
+        task()
+    records = chunked.finish(prepared).records
+    assert [r[:2] for r in records] == [r[:2] for r in serial.process(batch).records]
+    assert [len(call) for call in predictor.calls] == [40, 40, 40]
+    assert [call[0].split()[0] for call in predictor.calls] == ["unsure", "nlp", "cv"]  # chunks 3, 2, 1
     [scored] = recorder.seen
     assert scored.prediction.probs.shape == (120, 4)
     assert scored.prediction.oov_share.shape == (120,)
+
+
+def test_small_batches_are_one_chunk_and_finish_refuses_an_unscored_chunk() -> None:
+    chunked, _ = pipeline(dedup_window=0, score_chunks=4)
+    small = chunked.prepare([message(raw(f"id{i}", "cv"), i) for i in range(40)])
+    [task] = chunked.scoring_tasks(small)  # one chunk: two would be under 32 texts each
+    task()
+    assert len(chunked.finish(small).records) == 40
+    prepared = chunked.prepare([message(raw(f"x{i}", "cv"), i) for i in range(128)])
+    first, *_rest = chunked.scoring_tasks(prepared)
+    first()
+    with pytest.raises(AssertionError, match="every chunk"):
+        chunked.finish(prepared)
 
 
 def test_scored_batch_top1_is_the_argmax_computed_once() -> None:
