@@ -9,11 +9,20 @@ import sys
 
 import joblib
 import numpy as np
+import onnx
 import pytest
 
-from stream_tagger.model.artefacts import PIPELINE_FILE, resolve
+from stream_tagger.model.artefacts import (
+    INPUT_IDS,
+    INPUT_KEYWORD_HITS,
+    INPUT_TF,
+    MODEL_FILE,
+    PIPELINE_FILE,
+    resolve,
+)
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.train import pipeline_steps
 from tests.conftest import DATASET, MODELS, REPO
 
 NASTY = [
@@ -45,6 +54,15 @@ def _check(predictor: Predictor, pipeline, texts: list[str]) -> None:
     sk_probs = pipeline.predict_proba(texts)
     assert np.array_equal(onnx_probs.argmax(axis=1), sk_probs.argmax(axis=1))
     assert np.abs(onnx_probs - sk_probs).max() < 1e-4
+
+
+def test_the_served_model_takes_keyword_hits(served) -> None:
+    # so that the parity tests below cover the keyword input too
+    predictor, pipeline = served
+    graph = onnx.load(resolve(MODELS / "current") / MODEL_FILE).graph
+    assert [i.name for i in graph.input] == [INPUT_IDS, INPUT_TF, INPUT_KEYWORD_HITS]
+    assert (predictor.featurize(load_dataset([DATASET]).texts).keyword_hits > 0).mean() > 0.2
+    assert "keywords" in pipeline_steps(pipeline)
 
 
 def test_parity_on_the_whole_dataset(served) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_tagger.model import runtime
+from stream_tagger.model import rules, runtime
 from stream_tagger.model.artefacts import resolve
 from stream_tagger.model.runtime import ModelLoadError, Predictor
 from stream_tagger.settings import APPROVED_TAGS
@@ -77,6 +77,18 @@ def _unapproved_label(d: Path) -> None:
     (d / "metadata.json").write_text(json.dumps(meta))
 
 
+def _keywords_of_other_tags(d: Path) -> None:
+    stored = json.loads((d / "keywords.json").read_text())
+    stored["tags"] = dict(reversed(stored["tags"].items()))
+    (d / "keywords.json").write_text(json.dumps(stored))
+
+
+def _phrase_too_long(d: Path) -> None:
+    stored = json.loads((d / "keywords.json").read_text())
+    stored["tags"]["mlops"].append("a b c d")
+    (d / "keywords.json").write_text(json.dumps(stored))
+
+
 @pytest.mark.parametrize(
     ("damage", "culprit"),
     [
@@ -85,6 +97,10 @@ def _unapproved_label(d: Path) -> None:
         (lambda d: (d / "vocabulary.npy").unlink(), "vocabulary.npy: missing"),
         (_bad_metadata, "metadata.json: unreadable metadata"),
         (_unapproved_label, "metadata.json: labels"),
+        (lambda d: (d / "keywords.json").unlink(), "keywords.json: missing"),
+        (lambda d: (d / "keywords.json").write_text("[1,"), "keywords.json: unreadable keywords"),
+        (_keywords_of_other_tags, "keywords.json: 'tags' must map the labels"),
+        (_phrase_too_long, "keywords.json: keyword 'a b c d' has 4 words"),
     ],
 )
 def test_broken_folder_raises_naming_the_file(model_copy: Path, damage, culprit: str) -> None:
@@ -109,3 +125,19 @@ def test_one_huge_post_among_short_ones_runs_in_groups_with_the_same_result(
     monkeypatch.setattr(runtime, "MAX_CELLS", 64)  # force the grouped path
     grouped = predictor.predict(texts).probs
     assert np.allclose(grouped, expected, atol=1e-6)
+
+
+def test_keyword_lists_are_served_from_the_version_folder(
+    predictor: Predictor, model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = ["Deploy with Docker and MLflow on Kubernetes"]
+    assert predictor.featurize(text).keyword_hits[0].tolist() == pytest.approx([0, np.log1p(4), 0, 0])
+    monkeypatch.setitem(rules.KEYWORDS, "mlops", ())  # editing rules.py changes no served model
+    assert np.array_equal(Predictor.load(model_copy).predict(text).probs, predictor.predict(text).probs)
+    stored = json.loads((model_copy / "keywords.json").read_text())
+    stored["tags"]["mlops"] = []
+    (model_copy / "keywords.json").write_text(json.dumps(stored))
+    edited = Predictor.load(model_copy)
+    assert edited.featurize(text).keyword_hits[0].tolist() == [0, 0, 0, 0]
+    mlops = predictor.labels.index("mlops")
+    assert edited.predict(text).probs[0, mlops] < predictor.predict(text).probs[0, mlops] - 0.01
