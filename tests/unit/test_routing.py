@@ -83,3 +83,37 @@ def test_label_thresholds_name_what_model_info_shows() -> None:
 
 def test_normalise_tag() -> None:
     assert normalise_tag(" Natural Language_Processing ") == "natural-language-processing"
+
+
+def reference_route(
+    probs: np.ndarray, labels: tuple[str, ...], thresholds: np.ndarray, authors: list[list[str]], top_k: int
+) -> list[Outcome]:
+    """The rules of the module docstring, one row at a time, as plainly as they can be written."""
+    outcomes = []
+    for row, given in zip(probs.tolist(), authors, strict=True):
+        order = sorted(range(len(labels)), key=lambda j: -np.float32(row[j]))  # stable, like argsort
+        taken = {normalise_tag(tag) for tag in given}
+        cleared = [j for j in order if np.float32(row[j]) >= thresholds[j]]
+        if cleared:
+            picked = [j for j in cleared if normalise_tag(labels[j]) not in taken][:top_k]
+            outcomes.append(Outcome("tagged", [TagScore(labels[j], round(float(row[j]), 4)) for j in picked]))
+        else:
+            picked = order[:top_k]
+            outcomes.append(Outcome("review", [TagScore(labels[j], round(float(row[j]), 4)) for j in picked]))
+    return outcomes
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 4, 5])
+def test_vectorised_routing_agrees_with_the_rules_row_by_row(top_k: int) -> None:
+    rng = np.random.default_rng(top_k)
+    probs = rng.dirichlet(np.full(len(LABELS), 0.4), size=3_000).astype(np.float32)
+    probs[::50] = 0.25  # ties: the stable order keeps label order
+    spellings = ["Computer Vision", "mlops", "natural_language_processing", "OTHER", "gans", ""]
+    authors = [list(rng.choice(spellings, size=rng.integers(0, 3))) for _ in range(len(probs))]
+    assert route_batch(probs, LABELS, THRESHOLDS, authors, top_k) == reference_route(
+        probs, LABELS, THRESHOLDS, authors, top_k
+    )
+
+
+def test_an_empty_batch_routes_to_nothing() -> None:
+    assert route_batch(np.zeros((0, len(LABELS)), np.float32), LABELS, THRESHOLDS, [], 2) == []
