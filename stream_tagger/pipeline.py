@@ -345,6 +345,7 @@ class Pipeline:
         outcomes = self._route(batch) if batch.to_score else []
         version = batch.serving.predictor.version
         result, now = batch.result, batch.now
+        times: dict[float, datetime] = {}  # events produced in the same millisecond share one
         for event, event_s, known in batch.decoded:
             if isinstance(known, int):
                 outcome, decided_by = outcomes[known], version
@@ -352,7 +353,10 @@ class Pipeline:
                 outcome, decided_by = known.decided[event.id]
             else:
                 outcome, decided_by = known
-            result.records.extend(self._outputs(event, outcome, event_s, now, decided_by))
+            event_time = times.get(event_s)
+            if event_time is None:
+                event_time = times[event_s] = datetime.fromtimestamp(event_s, UTC)
+            result.records.extend(self._outputs(event, outcome, event_time, now, decided_by))
             result.event_times[outcome.status].append(event_s)
         batch.decoded = []  # drops the references to earlier batches (``decided`` stays for later ones)
         return result
@@ -391,10 +395,9 @@ class Pipeline:
         return outcomes
 
     def _outputs(
-        self, event: RawContent, outcome: Outcome, event_s: float, now: datetime, version: str
+        self, event: RawContent, outcome: Outcome, event_time: datetime, now: datetime, version: str
     ) -> list[OutputRecord]:
         key = event.id.encode()
-        event_time = datetime.fromtimestamp(event_s, UTC)
         encode = self._encoder.encode
         if outcome.status == "tagged":
             tagged = TaggedContent(
