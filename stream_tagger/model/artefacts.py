@@ -75,8 +75,8 @@ def write_keywords(version_dir: Path, phrases: dict[str, tuple[str, ...]], scale
     (version_dir / KEYWORDS_FILE).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
-def read_keywords(version_dir: Path, labels: tuple[str, ...]) -> dict[str, list[str]]:
-    """The keyword phrases per tag, in ``labels`` order (the columns of the graph's keyword input)."""
+def read_keywords(version_dir: Path) -> dict[str, list[str]]:
+    """The keyword phrases per tag, in the order of the graph's keyword columns."""
     path = version_dir / KEYWORDS_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -85,10 +85,10 @@ def read_keywords(version_dir: Path, labels: tuple[str, ...]) -> dict[str, list[
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: unreadable keywords ({exc})") from exc
     tags = data.get("tags") if isinstance(data, dict) else None
-    if not isinstance(tags, dict) or tuple(tags) != labels:
-        raise ModelLoadError(f"{path}: 'tags' must map the labels {list(labels)}, in order, to phrases")
-    if not all(isinstance(words, list) and all(isinstance(w, str) for w in words) for words in tags.values()):
-        raise ModelLoadError(f"{path}: each tag's phrases must be a list of strings")
+    if not isinstance(tags, dict) or not all(
+        isinstance(words, list) and all(isinstance(w, str) for w in words) for words in tags.values()
+    ):
+        raise ModelLoadError(f"{path}: 'tags' must map each tag to a list of phrases")
     return tags
 
 

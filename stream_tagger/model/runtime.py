@@ -108,14 +108,15 @@ class Predictor:
             if path.exists():
                 raise ModelLoadError(f"{path}: present, but {model_path} takes no keyword hits")
             return None
-        if width[-1] != len(self.labels):
-            raise ModelLoadError(
-                f"{model_path}: input {INPUT_KEYWORD_HITS} {width} does not match the labels"
-            )
         try:
-            return Keywords(read_keywords(version_dir, self.labels))
+            keywords = Keywords(read_keywords(version_dir))
         except ValueError as exc:
             raise ModelLoadError(f"{path}: {exc}") from exc
+        if len(keywords.tags) != width[-1]:
+            raise ModelLoadError(
+                f"{path}: {len(keywords.tags)} tag lists, but {model_path} takes {width[-1]} keyword columns"
+            )
+        return keywords
 
     @classmethod
     def load(cls, model_dir: Path) -> Predictor:

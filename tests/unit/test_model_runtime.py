@@ -77,9 +77,9 @@ def _unapproved_label(d: Path) -> None:
     (d / "metadata.json").write_text(json.dumps(meta))
 
 
-def _keywords_of_other_tags(d: Path) -> None:
+def _one_list_short(d: Path) -> None:
     stored = json.loads((d / "keywords.json").read_text())
-    stored["tags"] = dict(reversed(stored["tags"].items()))
+    del stored["tags"]["other"]
     (d / "keywords.json").write_text(json.dumps(stored))
 
 
@@ -99,7 +99,11 @@ def _phrase_too_long(d: Path) -> None:
         (_unapproved_label, "metadata.json: labels"),
         (lambda d: (d / "keywords.json").unlink(), "keywords.json: missing"),
         (lambda d: (d / "keywords.json").write_text("[1,"), "keywords.json: unreadable keywords"),
-        (_keywords_of_other_tags, "keywords.json: 'tags' must map the labels"),
+        (_one_list_short, "keywords.json: 3 tag lists, but .*model.onnx takes 4 keyword columns"),
+        (
+            lambda d: (d / "keywords.json").write_text('{"tags": {"mlops": "docker"}}'),
+            "keywords.json: 'tags'",
+        ),
         (_phrase_too_long, "keywords.json: keyword 'a b c d' has 4 words"),
     ],
 )
