@@ -22,47 +22,44 @@ from stream_tagger.model.features import _jit
 from stream_tagger.pipeline import OutputRecord, ScoredBatch
 
 _PUNCTUATION_AND_SPACE = re.compile(r"[\W_]+", re.UNICODE)
-# For ASCII that class is every byte but a-z, A-Z, 0-9: this table lowercases letters, keeps digits and
-# turns everything else into a space, so splitting on spaces and joining gives the regex's result.
-_ASCII_WORDS = bytes(
-    c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256)
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# The regex's class for ASCII is every byte but a-z, A-Z, 0-9: this table lowercases letters, keeps
+# digits and turns everything else into a space; bytes of multi-byte UTF-8 characters are kept (the
+# non-word ones were made spaces before, see ``_words_only``).
+_TABLE = np.array(
+    [c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(128)]
+    + list(range(128, 256)),
+    dtype=np.uint8,
 )
-_ASCII_TABLE = np.frombuffer(_ASCII_WORDS, dtype=np.uint8)
 _SPACE = np.uint8(32)
 
 
 def normalise(title: str, description: str) -> str:
-    """Case, width, punctuation and whitespace differences are not new content."""
+    """Case, width, punctuation and whitespace differences are not new content. The definition;
+    ``fingerprints`` computes the same thing faster."""
     text = unicodedata.normalize("NFKC", compose_text(title, description)).casefold()
     return _PUNCTUATION_AND_SPACE.sub(" ", text).strip()
 
 
-def _normalised_bytes(text: str) -> bytes:
-    """UTF-8 of ``normalise`` for one composed text: the path of the posts ``fingerprints`` cannot
-    take in bulk (non-ASCII ones, ~9% of the dataset).
+def _words_only(match: re.Match[str]) -> str:
+    run = match.group()  # str.isalnum is re's \w without "_"
+    return run if run.isalnum() else "".join(c if c.isalnum() else " " for c in run)
 
-    For ASCII, NFKC is the identity and casefold is lowercasing, and one ``bytes.translate`` plus
-    split/join does the regex's work. Text that NFKC and casefold turn into ASCII (full-width
-    letters, ligatures) takes the same path after them.
-    """
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).casefold()
-        if not text.isascii():
-            return _PUNCTUATION_AND_SPACE.sub(" ", text).strip().encode()
-    return b" ".join(text.encode("ascii").translate(_ASCII_WORDS).split())
+
+def _unicode_ready(text: str) -> str:
+    """A non-ASCII post (~9% of the dataset) made ready for the byte kernel: NFKC and casefold (which
+    only Python knows), and its non-ASCII non-word characters (quotes, dashes, emoji) made spaces,
+    so that what is left of ``normalise`` is the kernel's ASCII work."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return text if text.isascii() else _NON_ASCII.sub(_words_only, text)
 
 
 @_jit
-def _normalise_ascii(
-    buf: np.ndarray, count: int, table: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``translate`` + split/join of ``_normalised_bytes`` for NUL-separated posts in one pass.
-
-    Returns the normalised bytes of every post back to back, each post's [start, end) in them, and
-    whether the post was ASCII (the others' output is meaningless: they take the Python path)."""
+def _normalise_bytes(buf: np.ndarray, count: int, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``normalise`` of NUL-separated posts prepared by ``fingerprints``, in one pass: the normalised
+    bytes of every post back to back, and each post's [start, end) in them."""
     out = np.empty(buf.size, dtype=np.uint8)
     bounds = np.empty((count, 2), dtype=np.int64)
-    ascii_only = np.ones(count, dtype=np.bool_)
     row = start = end = 0
     space = False  # a word was written and a separator seen since
     for byte in buf:
@@ -71,8 +68,6 @@ def _normalise_ascii(
             row += 1
             start, space = end, False
             continue
-        if byte >= 128:
-            ascii_only[row] = False
         mapped = table[byte]
         if mapped == _SPACE:
             space = end > start
@@ -84,35 +79,36 @@ def _normalise_ascii(
             out[end] = mapped
             end += 1
     bounds[row, 0], bounds[row, 1] = start, end
-    return out[:end], bounds, ascii_only
-
-
-def fingerprint(text: str) -> int | None:
-    """A 64-bit key per normalised text instead of the text.
-
-    Python's own ``hash`` of bytes is SipHash with a key drawn at random per process: nobody can craft
-    a post that collides with another, and chance collisions are moot (~3e-10 over a full window of
-    100k texts). The index lives in one process, so keys never need to match across processes.
-    None for a post with no words at all: empty or punctuation-only posts are not reposts of each other.
-    """
-    normalised = _normalised_bytes(text)
-    return hash(normalised) if normalised else None
+    return out[:end], bounds
 
 
 def fingerprints(texts: Sequence[str]) -> list[int | None]:
-    """``fingerprint`` of every text of a batch, the ASCII ones normalised in one compiled, GIL-free
-    pass: ~3.6 µs per post in Python, most of the duplicate check, on the hot-path thread whose Python
-    the scoring thread waits for."""
-    joined = "\0".join(texts)
-    if joined.count("\0") != len(texts) - 1:  # a post holds NUL itself (or no posts): rare path
-        return [fingerprint(text) for text in texts]
+    """A 64-bit key per post of a batch (composed text, as the model reads it) instead of its text.
+
+    The keys are Python's own ``hash`` of the normalised UTF-8: SipHash with a key drawn at random
+    per process, so nobody can craft a post that collides with another, and chance collisions are
+    moot (~3e-10 over a full window of 100k texts); the index lives in one process, so keys never
+    need to match across processes. None for a post with no words at all: empty or
+    punctuation-only posts are not reposts of each other.
+    The normalisation runs in one compiled, GIL-free pass over the batch (in Python it was
+    ~3.6 µs per post, most of the duplicate check, on the hot-path thread whose Python the
+    scoring thread waits for).
+    """
+    if not texts:
+        return []
+    ready = [text if text.isascii() else _unicode_ready(text) for text in texts]
+    joined = "\0".join(ready)
+    if joined.count("\0") != len(ready) - 1:  # a post holds NUL (a non-word character) itself: rare
+        joined = "\0".join(text.replace("\0", " ") for text in ready)
     buf = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    out, bounds, ascii_only = _normalise_ascii(buf, len(texts), _ASCII_TABLE)
+    out, bounds = _normalise_bytes(buf, len(ready), _TABLE)
     normalised = out.tobytes()
-    return [
-        (hash(normalised[start:end]) if end > start else None) if fast else fingerprint(text)
-        for text, (start, end), fast in zip(texts, bounds.tolist(), ascii_only.tolist(), strict=True)
-    ]
+    return [hash(normalised[start:end]) if end > start else None for start, end in bounds.tolist()]
+
+
+def fingerprint(text: str) -> int | None:
+    """``fingerprints`` of one post."""
+    return fingerprints([text])[0]
 
 
 class DuplicateIndex:
