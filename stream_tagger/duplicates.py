@@ -144,6 +144,9 @@ class DuplicateObserver:
     def __init__(self, index: DuplicateIndex, metrics: Metrics) -> None:
         self.index = index
         self._counter = metrics.duplicates
+        # Compile the kernel (or load it from numba's cache, ~0.5 s) at start-up, not in the first batch
+        # with the consumer already in its group.
+        fingerprints(["warm-up"])
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
         flagged = 0
