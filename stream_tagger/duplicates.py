@@ -86,10 +86,10 @@ def fingerprints(texts: Sequence[str]) -> list[int | None]:
     """A 64-bit key per post of a batch (composed text, as the model reads it) instead of its text.
 
     The keys are Python's own ``hash`` of the normalised UTF-8: SipHash with a key drawn at random
-    per process, so nobody can craft a post that collides with another, and chance collisions are
-    moot (~3e-10 over a full window of 100k texts); the index lives in one process, so keys never
-    need to match across processes. None for a post with no words at all: empty or
-    punctuation-only posts are not reposts of each other.
+    per process (unless PYTHONHASHSEED pins it: leave it unset), so nobody can craft a post that
+    collides with another, and chance collisions are moot (~3e-10 over a full window of 100k texts);
+    the index lives in one process, so keys never need to match across processes. None for a post
+    with no words at all: empty or punctuation-only posts are not reposts of each other.
     The normalisation runs in one compiled, GIL-free pass over the batch (in Python it was
     ~3.6 µs per post, most of the duplicate check, on the hot-path thread whose Python the
     scoring thread waits for).
@@ -100,7 +100,7 @@ def fingerprints(texts: Sequence[str]) -> list[int | None]:
     joined = "\0".join(ready)
     if joined.count("\0") != len(ready) - 1:  # a post holds NUL (a non-word character) itself: rare
         joined = "\0".join(text.replace("\0", " ") for text in ready)
-    buf = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    buf = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)  # lone surrogates were made spaces
     out, bounds = _normalise_bytes(buf, len(ready), _TABLE)
     normalised = out.tobytes()
     return [hash(normalised[start:end]) if end > start else None for start, end in bounds.tolist()]

@@ -7,12 +7,13 @@ confluent-kafka loop at ~167k/s (../shared/FINDINGS.md). Faust still owns the pr
 
 Under load two batches overlap on two cores: when a consume returns a full batch, batch N+1 is
 decoded here, then featurised and run through onnxruntime in the ``scoring`` thread (both release
-the GIL) while this thread routes, encodes and publishes batch N (``Pipeline.prepare`` / ``predict``
-/ ``finish``). Scoring was ~64% of the loop's time, so one thread doing it all kept one core busy
-and left the other to the broker's clients. A partial batch (the input does not keep up) is
-published at once, as by one thread: overlapping those too made many small batches, each waiting
-for the acks of the one before, and at 5,000 events/s on Tansu the loop fell behind (p50 47 ms ->
-471 ms and growing).
+the GIL) while this thread routes, encodes and publishes batch N (``Pipeline.prepare`` /
+``scoring_tasks`` / ``finish``). Scoring was ~64% of the loop's time, so one thread doing it all kept
+one core busy and left the other to the broker's clients. Scoring comes in chunks, and when this
+thread gets to a batch whose chunks the scoring thread has not all started, it scores those itself
+rather than wait (``_scored``). A partial batch (the input does not keep up) is published at once,
+as by one thread: overlapping those too made many small batches, each waiting for the acks of the
+one before, and at 5,000 events/s on Tansu the loop fell behind (p50 47 ms -> 471 ms and growing).
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);

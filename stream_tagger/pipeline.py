@@ -227,8 +227,8 @@ class PreparedBatch:
     decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int | PreparedBatch]]
     to_score: list[RawContent]
     texts: list[str]  # the model's input, one per event in ``to_score``
-    parts: list[tuple[PredictionLike, float] | None] = field(default_factory=list)  # per chunk: (it, seconds)
-    prediction: PredictionLike | None = None
+    # Per chunk: its prediction and when its scoring started and ended (time.perf_counter).
+    parts: list[tuple[PredictionLike, float, float] | None] = field(default_factory=list)
     decided: dict[str, tuple[Outcome, str]] = field(default_factory=dict)
 
 
@@ -320,7 +320,8 @@ class Pipeline:
             task()
 
     def scoring_tasks(self, batch: PreparedBatch) -> list[Callable[[], None]]:
-        """The scoring of ``batch`` as up to ``score_chunks`` tasks of at least ``_MIN_CHUNK`` texts.
+        """The scoring of ``batch`` as up to ``score_chunks`` tasks of about equal size, not split below
+        ``_MIN_CHUNK`` texts per chunk.
 
         Each task writes only its own slot of ``batch``, so they may run in any threads, in any
         order, at the same time; ``finish`` joins them in input order."""
@@ -335,7 +336,7 @@ class Pipeline:
     def _score(batch: PreparedBatch, index: int, texts: list[str]) -> None:
         started = time.perf_counter()
         prediction = batch.serving.predictor.predict(texts)
-        batch.parts[index] = (prediction, time.perf_counter() - started)
+        batch.parts[index] = (prediction, started, time.perf_counter())
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
         """Route, let the observers see the batch, remember the outcomes and encode every output."""
@@ -373,8 +374,9 @@ class Pipeline:
         predictor, events = batch.serving.predictor, batch.to_score
         scored = [part for part in batch.parts if part is not None]
         assert scored and len(scored) == len(batch.parts), "finish() before every chunk was scored"
-        batch.prediction = prediction = _join([part for part, _seconds in scored])
-        batch.result.inference_seconds = sum(seconds for _part, seconds in scored)
+        prediction = _join([part for part, _started, _ended in scored])
+        # Wall time from the first chunk's start to the last one's end: chunks run side by side.
+        batch.result.inference_seconds = max(p[2] for p in scored) - min(p[1] for p in scored)
         batch.result.scored = len(events)
         outcomes = route_batch(
             prediction.probs,

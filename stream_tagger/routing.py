@@ -59,6 +59,9 @@ def threshold_vector(
     return np.array([served[label] for label in labels], dtype=np.float32)
 
 
+_STATUS: tuple[Literal["review"], Literal["tagged"]] = ("review", "tagged")  # by "any tag cleared"
+
+
 def route_batch(
     probs: np.ndarray,
     labels: Sequence[str],
@@ -72,6 +75,8 @@ def route_batch(
     ``TagScore`` per published score and one ``Outcome`` per row, built by ``map`` (a per-row loop
     with the same rules took ~13% of the hot-path thread's GIL time at saturation)."""
     n, width = probs.shape
+    if len(author_tags) != n:
+        raise ValueError(f"{n} rows of probabilities but {len(author_tags)} lists of author tags")
     orders = np.argsort(-probs, axis=1, kind="stable")
     cleared = np.take_along_axis(probs >= thresholds, orders, axis=1)  # each row in its own order
     tagged = cleared.any(axis=1)
@@ -87,9 +92,6 @@ def route_batch(
     ends = np.cumsum(pick.sum(axis=1)).tolist()
     per_row = [scores[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)] if n else []
     return list(map(Outcome, map(_STATUS.__getitem__, tagged.tolist()), per_row))
-
-
-_STATUS: tuple[Literal["review"], Literal["tagged"]] = ("review", "tagged")
 
 
 def _author_given(

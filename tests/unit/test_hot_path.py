@@ -301,3 +301,30 @@ def test_the_hot_path_thread_scores_the_chunks_the_scoring_thread_has_not_starte
     assert threading.current_thread().name in predictor.threads
     assert predictor.waited_in_vain == 0
     assert ("acked", 64) in journal
+
+
+class FailingWhenStolen(FakePredictor):
+    """Posts titled "unsure" fail when the hot-path thread scores them; the scoring thread, on them,
+    stays busy for a second (so that the batches queued behind it are still queued when the loop
+    fails) and then scores them."""
+
+    def predict(self, texts: list[str]) -> FakePrediction:
+        if texts[0].startswith("unsure"):
+            if not threading.current_thread().name.startswith("scoring"):
+                raise RuntimeError("stolen chunk failed")
+            threading.Event().wait(1)
+        return super().predict(texts)
+
+
+def test_a_failing_stolen_chunk_stops_the_loop_and_the_queued_chunks_never_run() -> None:
+    predictor = FailingWhenStolen()
+    settings = Settings(topic_raw="raw", batch_max_size=64, score_chunks=2)
+    first = [raw_message(i) for i in range(64)]
+    second = [raw_message(64 + i, title="unsure") for i in range(64)]
+    third = [raw_message(128 + i, title="nlp") for i in range(64)]
+    hot_path, journal, _ = build(["assign", first, second, third], predictor=predictor, settings=settings)
+    with pytest.raises(RuntimeError, match="stolen chunk failed"):
+        hot_path.run()
+    published = [entry for entry in journal if entry[0] in ("acked", "store")]
+    assert published == [("acked", 64), ("store", [(0, 64)])]  # the first batch only, at close
+    assert not [call for call in predictor.calls if call[0].startswith("nlp")]  # cancelled at shutdown

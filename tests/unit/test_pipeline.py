@@ -233,6 +233,21 @@ def test_score_chunks_split_the_batch_and_join_the_prediction_in_order_whatever_
     assert scored.prediction.oov_share.shape == (120,)
 
 
+def test_inference_seconds_is_the_wall_time_of_the_chunks_not_their_sum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chunked, _ = pipeline(dedup_window=0, score_chunks=2)
+    prepared = chunked.prepare([message(raw(f"id{i}", "cv"), i) for i in range(64)])
+    first, second = chunked.scoring_tasks(prepared)
+    clock = iter([10.0, 11.5, 10.5, 12.0])  # chunk 1 runs 10.0-11.5, chunk 2 10.5-12.0, side by side
+    monkeypatch.setattr("stream_tagger.pipeline.time.perf_counter", lambda: next(clock))
+    first()
+    second()
+    result = chunked.finish(prepared)
+    assert result.inference_seconds == pytest.approx(2.0)
+    assert result.scored == 64
+
+
 def test_small_batches_are_one_chunk_and_finish_refuses_an_unscored_chunk() -> None:
     chunked, _ = pipeline(dedup_window=0, score_chunks=4)
     small = chunked.prepare([message(raw(f"id{i}", "cv"), i) for i in range(40)])

@@ -117,3 +117,8 @@ def test_vectorised_routing_agrees_with_the_rules_row_by_row(top_k: int) -> None
 
 def test_an_empty_batch_routes_to_nothing() -> None:
     assert route_batch(np.zeros((0, len(LABELS)), np.float32), LABELS, THRESHOLDS, [], 2) == []
+
+
+def test_author_tags_must_come_one_list_per_row() -> None:
+    with pytest.raises(ValueError, match="2 rows of probabilities but 1 lists"):
+        route([[0.9, 0.05, 0.03, 0.02], [0.2, 0.7, 0.05, 0.05]], authors=[["mlops"]])
