@@ -66,7 +66,9 @@ class TrainConfig:
     cv_folds: int = 5
     cv_repeats: int = 3
     seed: int = 42
-    target_precision: float = 0.97
+    # Precision demanded of the out-of-fold predictions. Not the 0.97: that target landed at 0.967
+    # on unseen folds; 0.975 gives 0.970-0.978 at coverage 0.84-0.86, 0.98 only 0.82-0.83 (README).
+    target_precision: float = 0.975
 
 
 def keyword_lists() -> dict[str, tuple[str, ...]]:
