@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from stream_tagger.compiled import jit
 from stream_tagger.events import compose_text
 from stream_tagger.metrics import Metrics
-from stream_tagger.model.features import _jit
 from stream_tagger.pipeline import OutputRecord, ScoredBatch
 
 _PUNCTUATION_AND_SPACE = re.compile(r"[\W_]+", re.UNICODE)
@@ -54,7 +54,7 @@ def _unicode_ready(text: str) -> str:
     return text if text.isascii() else _NON_ASCII.sub(_words_only, text)
 
 
-@_jit
+@jit
 def _normalise_bytes(buf: np.ndarray, count: int, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``normalise`` of NUL-separated posts prepared by ``fingerprints``, in one pass: the normalised
     bytes of every post back to back, and each post's [start, end) in them."""

@@ -24,11 +24,12 @@ machine; ~0.05 s from the cache).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
+
+from stream_tagger.compiled import jit
 
 _P = np.uint64(0x100000001B3)  # FNV prime
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # salt of kind k: k * golden ratio mod 2^64
@@ -55,18 +56,7 @@ for _bit in range(64):
     _DEBRUIJN_INDEX[((int(_DEBRUIJN) << _bit) & (2**64 - 1)) >> 58] = _bit
 
 
-def _jit(fn: Callable) -> Callable:
-    """Compiled, GIL-free, cached on disk when numba finds a writable place for the cache.
-
-    A read-only install with an unwritable home (a container's non-root user without NUMBA_CACHE_DIR)
-    has none: then each process compiles once (seconds) rather than failing at import."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(fn)
-
-
-@_jit
+@jit
 def _mix(h: np.uint64) -> np.uint64:
     """splitmix64 finaliser: without it, short n-grams differ only in their low bits."""
     h = (h ^ (h >> np.uint64(30))) * _M1
@@ -74,7 +64,7 @@ def _mix(h: np.uint64) -> np.uint64:
     return h ^ (h >> np.uint64(31))
 
 
-@_jit
+@jit
 def _clean(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bytes mapped through ``_CLEAN`` with runs of spaces collapsed to one; and where each separator is."""
     buf = np.empty(len(raw), dtype=np.uint8)
@@ -97,13 +87,13 @@ def _clean(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return buf[:n], seps
 
 
-@_jit
+@jit
 def _bound(seps: np.ndarray, kinds: int) -> int:
     """Most n-grams one post can have: ``kinds`` per byte (a word k-gram needs a word end)."""
     return int((seps[1:] - seps[:-1]).max()) * kinds + 1 if len(seps) > 1 else 1
 
 
-@_jit
+@jit
 def _split_words(buf: np.ndarray, start: int, end: int, words: np.ndarray) -> int:
     """Start and end of each word of the post ``buf[start:end]`` into ``words``; returns how many."""
     n_words = 0
@@ -120,7 +110,7 @@ def _split_words(buf: np.ndarray, start: int, end: int, words: np.ndarray) -> in
     return n_words
 
 
-@_jit
+@jit
 def _extend(h: np.uint64, buf: np.ndarray, words: np.ndarray, w: int, k: int) -> np.uint64:
     """Hash of word k-gram ``words[w : w + k]`` from the hash ``h`` of its first k - 1 words: the
     bytes from the end of word k - 1 (its space included) to the end of word k."""
@@ -130,7 +120,7 @@ def _extend(h: np.uint64, buf: np.ndarray, words: np.ndarray, w: int, k: int) ->
     return h
 
 
-@_jit
+@jit
 def _post_ngrams(
     buf: np.ndarray,
     start: int,
@@ -163,7 +153,7 @@ def _post_ngrams(
     return pos
 
 
-@_jit
+@jit
 def _count_keywords(
     buf: np.ndarray,
     words: np.ndarray,
@@ -202,7 +192,7 @@ def _count_keywords(
             w += 1
 
 
-@_jit
+@jit
 def _hash_batch(
     raw: np.ndarray, char_min: int, char_max: int, word_ngrams: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,7 +218,7 @@ def _hash_batch(
     return doc[:pos], hashes[:pos], totals
 
 
-@_jit
+@jit
 def _column(h: np.uint64, table: np.ndarray, vocab: np.ndarray, shift: np.uint64) -> int:
     """Vocabulary column of hash ``h``, -1 when it was not in the training vocabulary.
 
@@ -243,7 +233,7 @@ def _column(h: np.uint64, table: np.ndarray, vocab: np.ndarray, shift: np.uint64
         slot = (slot + 1) & mask
 
 
-@_jit
+@jit
 def _build_table(vocab: np.ndarray, shift: np.uint64, size: int) -> np.ndarray:
     table = np.full(size, -1, dtype=np.int32)
     for col in range(len(vocab)):
@@ -254,7 +244,7 @@ def _build_table(vocab: np.ndarray, shift: np.uint64, size: int) -> np.ndarray:
     return table
 
 
-@_jit
+@jit
 def _lookup(hashes: np.ndarray, table: np.ndarray, vocab: np.ndarray, shift: np.uint64) -> np.ndarray:
     out = np.empty(len(hashes), dtype=np.int32)
     for i in range(len(hashes)):
@@ -262,7 +252,7 @@ def _lookup(hashes: np.ndarray, table: np.ndarray, vocab: np.ndarray, shift: np.
     return out
 
 
-@_jit
+@jit
 def _count_batch(
     raw: np.ndarray,
     char_min: int,
@@ -337,7 +327,7 @@ def _count_batch(
     return indptr, cols[:nnz], vals[:nnz], oov, keyword_hits
 
 
-@_jit
+@jit
 def _pad(
     indptr: np.ndarray, cols: np.ndarray, counts: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
