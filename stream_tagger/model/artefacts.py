@@ -56,14 +56,21 @@ def resolve(model_dir: Path) -> Path:
     return model_dir
 
 
+def _read_json(path: Path, what: str, missing: str = "missing") -> object:
+    """A version folder's JSON file, or a ModelLoadError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path}: {missing}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable {what} ({exc})") from exc
+
+
 def read_metadata(version_dir: Path) -> dict:
     path = version_dir / METADATA_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"{path}: missing") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: unreadable metadata ({exc})") from exc
+    meta = _read_json(path, "metadata")
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"{path}: metadata is not a JSON object")
     for key in ("version", "labels", "thresholds", "featurizer"):
         if key not in meta:
             raise ModelLoadError(f"{path}: metadata lacks {key!r}")
@@ -78,12 +85,7 @@ def write_keywords(version_dir: Path, phrases: dict[str, tuple[str, ...]], scale
 def read_keywords(version_dir: Path) -> dict[str, list[str]]:
     """The keyword phrases per tag, in the order of the graph's keyword columns."""
     path = version_dir / KEYWORDS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"{path}: missing (the model's graph takes keyword hits)") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: unreadable keywords ({exc})") from exc
+    data = _read_json(path, "keywords", "missing (the model's graph takes keyword hits)")
     tags = data.get("tags") if isinstance(data, dict) else None
     if not isinstance(tags, dict) or not all(
         isinstance(words, list) and all(isinstance(w, str) for w in words) for words in tags.values()
