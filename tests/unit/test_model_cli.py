@@ -65,3 +65,13 @@ def test_train_bad_csv_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert _said("bad.csv:1: missing column(s) created_on, description", result.output)
     assert not (tmp_path / "models").exists()
+
+
+def test_compile_loads_the_served_model_and_names_a_missing_one(tmp_path: Path) -> None:
+    ok = CliRunner().invoke(app, ["compile", "--model-dir", str(MODELS / "current")])
+    assert ok.exit_code == 0, ok.output
+    assert "numba kernels ready" in ok.output
+    missing = tmp_path / "no-model"
+    failed = CliRunner().invoke(app, ["compile", "--model-dir", str(missing)])
+    assert failed.exit_code == 1
+    assert _said(f"{missing}: no such model directory", failed.output)
