@@ -122,7 +122,7 @@ def print_report(results: dict, console: Console | None = None) -> None:
         sat = entry["saturation"]
         rate = sat.get("events_per_s")
         note = f"time-capped: {sat['delivered']:,} of {sat['sent']:,}" if sat.get("time_capped") else ""
-        note = "failed (see the JSON)" if "error" in sat else note
+        note = "failed (see the JSON)" if "error" in sat else note or _runs(sat)
         table.add_row(
             LABELS[kind],
             _fmt(rate),
@@ -283,6 +283,12 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _runs(sat: dict) -> str:
+    """"median of 3: 17,100-23,000" when the rate is the median of several runs."""
+    runs = sat.get("runs_events_per_s", [])
+    return f"median of {len(runs)}: {_fmt(min(runs))}-{_fmt(max(runs))}" if len(runs) > 1 else ""
+
+
 def write_markdown(results: dict, path: Path) -> None:
     """The same figures as the tables, in Markdown, for pasting into the README."""
     meta, m = results["meta"], results["meta"]["machine"]
@@ -303,10 +309,11 @@ def write_markdown(results: dict, path: Path) -> None:
                 _fmt(rate / sklearn if rate and sklearn else None, 1),
                 _fmt(sat.get("cpu_us_per_event")),
                 _fmt(sat.get("peak_rss_mb")),
+                _runs(sat),
             ]
         )
     lines += _md_table(
-        ["pipeline", "events/s (saturation)", "x sklearn loop", "CPU µs/event", "peak RSS MB"], rows
+        ["pipeline", "events/s (saturation)", "x sklearn loop", "CPU µs/event", "peak RSS MB", "runs"], rows
     )
     rows = []
     for kind, entry in results["pipelines"].items():

@@ -71,6 +71,9 @@ class Mode:
     slow_seconds: float  # cap on a saturation run of a slow pipeline (the sklearn loop, Faust)
     cap_seconds: float  # cap on any other saturation run: throughput is counted on what came out by then
     batch_sizes: tuple[int, ...]
+    # Saturation runs of the fast pipelines, the median reported: on this VM single runs of one build
+    # spread 17-23k events/s within ten minutes.
+    saturation_runs: int = 3
     fixed_loads: tuple[float, ...] = (1_000.0, 5_000.0)
     saturation_fractions: tuple[float, ...] = (0.8, 1.0)
 
@@ -84,6 +87,7 @@ QUICK = Mode(
     slow_seconds=8.0,
     cap_seconds=30.0,
     batch_sizes=(64, 1024),
+    saturation_runs=1,
     saturation_fractions=(0.8,),
 )
 
@@ -304,6 +308,20 @@ def saturation(
     }
 
 
+def median_saturation(bench: Bench, kind: str) -> dict:
+    """``saturation`` run ``saturation_runs`` times: the median run (by events/s), every run's rate, and
+    the highest peak RSS of them all (the memory target must hold in every run)."""
+    runs = sorted(
+        (saturation(bench, kind) for _ in range(bench.mode.saturation_runs)), key=lambda r: r["events_per_s"]
+    )
+    median = runs[len(runs) // 2]
+    return {
+        **median,
+        "runs_events_per_s": [r["events_per_s"] for r in runs],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    }
+
+
 def paced(bench: Bench, kind: str, rate: float) -> dict:
     """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see."""
     n = min(bench.mode.events, max(100, int(rate * bench.mode.load_seconds)))
@@ -356,8 +374,12 @@ def run_all(bench: Bench, only: set[str], log: Callable[[str], None]) -> dict:
     for kind in (k for k in (*PIPELINES, "faust") if k in only):
         slow = kind in ("sklearn", "faust")
         log(f"{kind}: saturation")
-        seconds = bench.mode.slow_seconds if slow else None
-        sat = guarded(log, kind, partial(saturation, bench, kind, seconds=seconds), pipeline=kind, procs=1)
+        measure = (
+            partial(saturation, bench, kind, seconds=bench.mode.slow_seconds)
+            if slow
+            else partial(median_saturation, bench, kind)
+        )
+        sat = guarded(log, kind, measure, pipeline=kind, procs=1)
         entry: dict[str, Any] = {"saturation": sat, "loads": []}
         results["pipelines"][kind] = entry
         if kind == "faust" or not sat.get("events_per_s"):
