@@ -11,14 +11,18 @@ rebalanced worker gets its state back.
 The join is symmetric because the two agents run independently: feedback that arrives before its
 prediction is parked and judged when the prediction comes. The first prediction for an id is kept
 (later ones are at-least-once replays, or the echo of a review resolution this module published).
+Both tables forget what is older than ``feedback_retention_days`` (a sweep every
+``feedback_sweep_interval_s``), so they stay bounded on an endless stream; a deletion is a tombstone
+in the changelog, which compaction then drops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -100,6 +104,19 @@ class FeedbackJoin:
             return None
         return self._judge(feedback, self._record(feedback.id))
 
+    def expired(self, before: datetime) -> Iterator[tuple[MutableMapping[str, Any], str]]:
+        """(table, id) of every prediction made before ``before`` and every parked correction list whose
+        newest correction was written before it. A snapshot of the keys is taken first, so the caller
+        may delete while iterating (and yield to the event loop between deletions)."""
+        for content_id in list(self.predictions.keys()):
+            value = self.predictions.get(content_id)
+            if value is not None and datetime.fromisoformat(value["processed_at"]) < before:
+                yield self.predictions, content_id
+        for content_id in list(self.parked.keys()):
+            waiting = self.parked.get(content_id)
+            if waiting and max(datetime.fromisoformat(f["created_at"]) for f in waiting) < before:
+                yield self.parked, content_id
+
     def _record(self, content_id: str) -> Prediction:
         return msgspec.convert(self.predictions[content_id], Prediction)
 
@@ -145,6 +162,21 @@ class FeedbackLoop:
                                  app.Table("feedback-parked", schema=by_id, partitions=n))
         app.agent(self.tagged_topic, name="feedback-predictions")(self._read_predictions)
         app.agent(self.feedback_topic, name="feedback-corrections")(self._read_feedback)
+        app.timer(settings.feedback_sweep_interval_s, name="feedback-sweep")(self.sweep)
+
+    async def sweep(self) -> int:
+        """Forget what is older than the retention; returns how many entries went. Yields to the event
+        loop every 1,000 deletions: the agents must not stall behind a sweep of a big table."""
+        before = datetime.now(UTC) - timedelta(days=self.settings.feedback_retention_days)
+        forgotten = 0
+        for table, content_id in self.join.expired(before):
+            table.pop(content_id, None)
+            forgotten += 1
+            if forgotten % 1_000 == 0:
+                await asyncio.sleep(0)
+        if forgotten:
+            log.info("feedback tables: forgot %d entries older than %s", forgotten, before.isoformat())
+        return forgotten
 
     async def _read_predictions(self, stream: faust.StreamT) -> None:
         decode = msgspec.json.Decoder(TaggedContent).decode

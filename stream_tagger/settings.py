@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # 1.0-1.7k events/s. So by default it runs in its own process (`stream-tagger feedback-worker`);
     # true only for a single small process (tests, a laptop) where one process is simpler than two.
     feedback_in_worker: bool = False
+    # The join's tables keep a prediction this long after it was made, and a correction that found no
+    # prediction this long after it was written: without it they grow with every post ever tagged.
+    feedback_retention_days: float = Field(default=30.0, gt=0)
+    # How often the tables are swept for what is older than that.
+    feedback_sweep_interval_s: float = Field(default=3_600.0, gt=0)
 
     # --- hot path ---
     batch_max_size: int = Field(default=512, ge=1)

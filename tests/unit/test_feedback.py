@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
+import faust
+from prometheus_client import CollectorRegistry
+
 from stream_tagger.events import Feedback, TaggedContent, TagScore
-from stream_tagger.feedback import FeedbackJoin
+from stream_tagger.feedback import FeedbackJoin, FeedbackLoop
+from stream_tagger.metrics import Metrics
+from stream_tagger.settings import Settings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -96,3 +102,49 @@ def test_join_works_on_values_restored_from_a_changelog() -> None:
     resolved = join.on_feedback(fb("2", ["other"], source="reviewer"))
     assert resolved is not None and resolved.partition == 3 and resolved.review_seconds == 60.0
     assert resolved.resolution is not None and resolved.resolution.duplicate_of == "1"
+
+
+def test_expired_names_old_predictions_and_parked_corrections_only() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join.on_tagged(tagged("old", ["mlops"]), 0)
+    new = tagged("new", ["mlops"])
+    new.processed_at = T0 + timedelta(days=40)
+    join.on_tagged(new, 0)
+    join.on_feedback(fb("parked-old", ["mlops"]))
+    join.on_feedback(fb("parked-mixed", ["mlops"]))
+    join.on_feedback(fb("parked-mixed", ["other"], after=40 * 86_400))  # its newest correction is recent
+    expired = join.expired(T0 + timedelta(days=30))
+    assert [(table is join.predictions, content_id) for table, content_id in expired] == [
+        (True, "old"),
+        (False, "parked-old"),
+    ]
+
+
+def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_run() -> None:
+    app = faust.App("sweep-test", broker="kafka://127.0.0.1:1")  # never started: no broker needed
+    loop = FeedbackLoop(app, Settings(feedback_retention_days=1), Metrics(CollectorRegistry()))
+    loop.join = FeedbackJoin(RestoredTable(), RestoredTable())
+    for i in range(2_500):
+        loop.join.on_tagged(tagged(f"old{i}", ["mlops"]), 0)
+    recent = tagged("recent", ["mlops"])
+    recent.processed_at = datetime.now(UTC)
+    loop.join.on_tagged(recent, 0)
+
+    async def sweep_beside_another_task() -> tuple[int, int]:
+        ticks = 0
+
+        async def agent() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(agent())
+        forgotten = await loop.sweep()
+        task.cancel()
+        return forgotten, ticks
+
+    forgotten, ticks = asyncio.run(sweep_beside_another_task())
+    assert forgotten == 2_500
+    assert list(loop.join.predictions) == ["recent"]
+    assert ticks >= 2  # the sweep yielded to the event loop while it ran
