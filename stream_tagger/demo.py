@@ -42,6 +42,17 @@ from stream_tagger.tail import Record, follow, latency_ms
 # One malformed event per 100, at least one of each dead-letter reason: enough to see the dead-letter
 # topic work without drowning the tagged stream.
 _MALFORMED_EVERY = 100
+# The bundled posts are the model's training data, so it is sure of nearly all of them; one event in 50
+# is a post that names no topic, which the model is unsure of: the human-review path at work.
+_VAGUE_EVERY = 50
+_VAGUE = (
+    ("My weekend project", "A small thing I made"),
+    ("Notes from a talk", "Slides and links"),
+    ("Awesome list", "A curated list of resources"),
+    ("A survey", "Papers and code"),
+    ("Course materials", "Lectures and homework"),
+    ("Reading group", "Weekly papers"),
+)
 # After the last event is acknowledged, give the worker this long without any new outcome before
 # declaring the missing events lost (the summary then says so and the exit code is 1).
 _SETTLE_SECONDS = 30.0
@@ -63,11 +74,17 @@ def malformed_events(max_event_bytes: int) -> list[tuple[str, bytes]]:
 
 def demo_stream(posts: list[RawContent], n: int, prefix: str, max_event_bytes: int,
                 seed: int = 0) -> tuple[list[tuple[bytes, bytes]], dict[str, str]]:
-    """``n`` (key, value) messages, every key unique: resampled posts with malformed ones spread
-    through, and the title of every valid post by id (for the panel's recent-posts list)."""
+    """``n`` (key, value) messages, every key unique: resampled posts with vague and malformed ones
+    spread through, and the title of every valid post by id (for the panel's recent-posts list)."""
     bad = malformed_events(max_event_bytes)
     n_bad = max(len(bad), n // _MALFORMED_EVERY) if n >= 2 * len(bad) else 0
-    good = resample(posts, n - n_bad, seed=seed, id_prefix=prefix)
+    n_vague = (n - n_bad) // _VAGUE_EVERY
+    good = resample(posts, n - n_bad - n_vague, seed=seed, id_prefix=prefix)
+    for i in range(n_vague):
+        title, description = _VAGUE[i % len(_VAGUE)]
+        vague = RawContent(id=f"{prefix}-vague-{i}", title=title, description=description,
+                           created_at=good[0].created_at)
+        good.insert((i + 1) * _VAGUE_EVERY - 1, vague)
     messages: list[tuple[bytes, bytes]] = [(post.id.encode(), encode(post)) for post in good]
     step = max(1, len(messages) // max(n_bad, 1))
     for i in range(n_bad):

@@ -23,7 +23,7 @@ def test_each_malformed_event_is_rejected_for_its_reason() -> None:
         assert rejection.reason == reason
 
 
-def test_demo_stream_has_unique_keys_and_one_percent_malformed() -> None:
+def test_demo_stream_has_unique_keys_one_percent_malformed_and_two_percent_vague() -> None:
     messages, titles = demo_stream(valid_posts(BUNDLED_DATASET), 1_000, "run", LIMIT)
     assert len(messages) == 1_000
     assert len({key for key, _ in messages}) == 1_000
@@ -33,6 +33,9 @@ def test_demo_stream_has_unique_keys_and_one_percent_malformed() -> None:
     assert reasons == {reason: 2 for reason, _ in malformed_events(LIMIT)}
     assert len(titles) == 990
     assert messages[0][0] != bad[0], "malformed events are spread through, not first"
+    vague = [key for key, _ in messages if b"-vague-" in key]
+    assert len(vague) == 19  # one valid event in 50 names no topic: the review path
+    assert vague[0] != messages[0][0] and vague[-1] != messages[-1][0]
 
 
 def test_small_demo_stream_still_shows_every_dead_letter_reason() -> None:
