@@ -1,0 +1,247 @@
+"""The model-quality figures the README quotes, measured the same way every time from a clean clone.
+
+    .venv/bin/python benchmarks/model_quality.py [--seeds 42,43,44,45,46] [--compare-keyword-scale 0]
+        [--nested] [--targets 0.97,0.975,0.98]
+
+Why: the README's "The model" section cites weighted F1, per-class F1 and the auto-tag operating point of
+the shipped training config (``TrainConfig()`` defaults); those figures must come from committed code, not
+from scratch scripts, so anyone can rerun them and a change to the training code can be checked against them.
+
+- Repeated stratified 5-fold CV (one repeat per seed) through ``cross_validate``; auto-tag thresholds
+  cross-fitted: chosen on the other four folds' out-of-fold predictions, applied to the fifth.
+- ``--compare-keyword-scale S``: the same folds for ``keyword_scale=S``, paired per fold.
+- ``--targets``: the auto-tag operating point per threshold target, on the same out-of-fold probabilities
+  (of both configs with --compare-keyword-scale).
+- ``--nested``: 5 outer folds (seed 7); ``train()`` (inner CV, thresholds, ONNX export) on 4/5 and
+  ``evaluate_model`` (the ONNX artefact) on the other 1/5; with ``--targets``, again per other target.
+Writes benchmarks/results/model_quality.json. Slow on 2 cores: ~20-100 s per seed per config, 3-5 min
+per nested run (load-dependent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from sklearn.model_selection import StratifiedKFold
+
+from stream_tagger.model.dataset import load_dataset
+from stream_tagger.model.evaluate import evaluate_model
+from stream_tagger.model.scoring import auto_tag_figures, classification_figures
+from stream_tagger.model.thresholds import choose_thresholds
+from stream_tagger.model.train import LABELS, TrainConfig, cross_validate, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "dataset.csv"
+OUT = ROOT / "benchmarks" / "results" / "model_quality.json"
+NESTED_SEED = 7
+
+
+def oof(cfg: TrainConfig, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold probabilities [seeds, n, C], fold of each post [seeds, n] and labels [n]."""
+    data = load_dataset([DATA], min_per_class=cfg.cv_folds)
+    y = np.array([LABELS.index(t) for t in data.tags])
+    probs = np.stack([cross_validate(replace(cfg, seed=s, cv_repeats=1), data, y).probs[0] for s in seeds])
+    fold_of = np.zeros((len(seeds), len(y)), dtype=int)
+    for r, seed in enumerate(seeds):  # the folds cross_validate drew for that seed
+        for f, (_, te) in enumerate(
+            StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=seed).split(y, y)
+        ):
+            fold_of[r, te] = f
+    return probs, fold_of, y
+
+
+def folds(fold_of: np.ndarray):
+    """(repeat, held-out mask) for every fold of every repeat."""
+    return [(r, fold_of[r] == f) for r in range(len(fold_of)) for f in np.unique(fold_of[r])]
+
+
+def operating_point(probs: np.ndarray, fold_of: np.ndarray, y: np.ndarray, target: float) -> dict:
+    """Auto-tag precision/coverage on unseen folds, thresholds chosen on the other folds of the repeat."""
+    correct, n_auto, n = (np.zeros(len(probs)) for _ in range(3))
+    fold_cov = []
+    for r, te in folds(fold_of):
+        th = choose_thresholds(probs[r][~te], y[~te], LABELS, target)
+        at = auto_tag_figures(probs[r][te], y[te], LABELS, th)
+        correct[r] += round(at["precision"] * at["n_auto"])
+        n_auto[r] += at["n_auto"]
+        n[r] += te.sum()
+        fold_cov.append(at["coverage"])
+    prec, cov = correct / n_auto, n_auto / n
+    return {
+        "target": target,
+        "precision": prec.mean(),
+        "precision_min_repeat": prec.min(),
+        "coverage": cov.mean(),
+        "coverage_min_repeat": cov.min(),
+        "folds_under_80pct_coverage": int(np.sum(np.array(fold_cov) < 0.8)),
+        "folds": len(fold_cov),
+    }
+
+
+def cv_figures(
+    probs: np.ndarray, fold_of: np.ndarray, y: np.ndarray, target: float, targets: list[float]
+) -> dict:
+    reps = [classification_figures(y, p.argmax(axis=1), LABELS) for p in probs]
+    per_fold = [
+        classification_figures(y[te], probs[r][te].argmax(axis=1), LABELS) for r, te in folds(fold_of)
+    ]
+    weighted = [m["weighted"]["f1"] for m in reps]
+    return {
+        "weighted_f1": np.mean(weighted),
+        "weighted_f1_sd": np.std(weighted),
+        "per_class_f1": {c: np.mean([m["per_class"][c]["f1"] for m in reps]) for c in LABELS},
+        "auto_tag": operating_point(probs, fold_of, y, target),
+        "targets": [operating_point(probs, fold_of, y, t) for t in targets],
+        "per_fold_weighted_f1": [m["weighted"]["f1"] for m in per_fold],
+        "per_fold_mlops_f1": [m["per_class"]["mlops"]["f1"] for m in per_fold],
+    }
+
+
+def paired(shipped: dict, other: dict) -> dict:
+    """Shipped minus other, fold by fold (the same folds): mean delta, folds better and worse."""
+    out = {}
+    for key in ("per_fold_weighted_f1", "per_fold_mlops_f1"):
+        d = np.array(shipped[key]) - np.array(other[key])
+        out[key.removeprefix("per_fold_")] = {
+            "mean_delta": d.mean(),
+            "better": int((d > 0).sum()),
+            "worse": int((d < 0).sum()),
+            "folds": len(d),
+        }
+    return out
+
+
+def nested(cfg: TrainConfig) -> dict:
+    """The whole training procedure scored on outer folds it never saw, through the ONNX artefact."""
+    with DATA.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    tags = [r["tag"] for r in rows]
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for f, (tr, te) in enumerate(
+            StratifiedKFold(5, shuffle=True, random_state=NESTED_SEED).split(rows, tags)
+        ):
+            for name, idx in (("train", tr), ("test", te)):
+                with open(Path(tmp) / f"{name}{f}.csv", "w", encoding="utf-8", newline="") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(rows[i] for i in idx)
+            model = train([Path(tmp) / f"train{f}.csv"], Path(tmp) / f"model{f}", cfg, set_current=False)
+            reports.append(evaluate_model(model, [Path(tmp) / f"test{f}.csv"]))
+    wf = [r["weighted"]["f1"] for r in reports]
+    n_auto = np.array([r["auto_tag"]["n_auto"] for r in reports])
+    prec = np.array([r["auto_tag"]["precision"] for r in reports])
+    n = np.array([r["n"] for r in reports])
+    return {
+        "outer_seed": NESTED_SEED,
+        "weighted_f1": np.mean(wf),
+        "weighted_f1_sd": np.std(wf),
+        "folds_weighted_f1": wf,
+        "macro_f1": np.mean([r["macro"]["f1"] for r in reports]),
+        "per_class_f1": {c: np.mean([r["per_class"][c]["f1"] for r in reports]) for c in LABELS},
+        "folds_mlops_f1": [r["per_class"]["mlops"]["f1"] for r in reports],
+        "auto_tag": {
+            "target": cfg.target_precision,
+            "precision": (prec * n_auto).sum() / n_auto.sum(),
+            "coverage": n_auto.sum() / n.sum(),
+            "folds_precision": prec.tolist(),
+            "folds_coverage": (n_auto / n).tolist(),
+            "folds_under_80pct_coverage": int(np.sum(n_auto / n < 0.8)),
+        },
+        "baseline_weighted_f1": np.mean([r["baseline"]["weighted"]["f1"] for r in reports]),
+        "parity_max_prob_diff": max(r["parity"]["max_prob_diff"] for r in reports),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="42,43,44,45,46", help="one 5-fold CV repeat per seed")
+    ap.add_argument("--compare-keyword-scale", type=float, help="paired comparison with this keyword_scale")
+    ap.add_argument("--targets", default="", help="threshold targets, e.g. 0.97,0.975,0.98")
+    ap.add_argument("--nested", action="store_true", help="also the nested run (train + ONNX evaluate)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    cfg, seeds = TrainConfig(), [int(s) for s in args.seeds.split(",")]
+    targets = [float(t) for t in args.targets.split(",") if t]
+    started = time.perf_counter()
+    probs, fold_of, y = oof(cfg, seeds)
+    shipped = cv_figures(probs, fold_of, y, cfg.target_precision, targets)
+    result: dict = {"config": asdict(cfg), "seeds": seeds, "cv": shipped}
+    if args.compare_keyword_scale is not None:
+        other_cfg = replace(cfg, keyword_scale=args.compare_keyword_scale)
+        other = cv_figures(oof(other_cfg, seeds)[0], fold_of, y, cfg.target_precision, targets)
+        result["compare"] = {
+            "keyword_scale": other_cfg.keyword_scale,
+            "cv": other,
+            "paired": paired(shipped, other),
+        }
+    if args.nested:
+        result["nested"] = nested(cfg)
+        others = [t for t in targets if t != cfg.target_precision]  # train() picks thresholds inside
+        result["nested"]["targets"] = [nested(replace(cfg, target_precision=t))["auto_tag"] for t in others]
+    result["seconds"] = round(time.perf_counter() - started)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    show(result)
+
+
+def show(res: dict) -> None:
+    table = Table(title=f"model quality, TrainConfig() defaults, CV seeds {res['seeds']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    cv, at = res["cv"], res["cv"]["auto_tag"]
+    table.add_row("CV weighted F1", f"{cv['weighted_f1']:.4f} ± {cv['weighted_f1_sd']:.4f}")
+    table.add_row("CV F1 per class", " / ".join(f"{c} {v:.3f}" for c, v in cv["per_class_f1"].items()))
+    table.add_row(
+        f"CV auto-tag @ {at['target']}", f"precision {at['precision']:.3f} coverage {at['coverage']:.3f}"
+    )
+    if "compare" in res:
+        other, p = res["compare"], res["compare"]["paired"]
+        table.add_row(
+            f"keyword_scale={other['keyword_scale']}: weighted F1 / mlops",
+            f"{other['cv']['weighted_f1']:.4f} / {other['cv']['per_class_f1']['mlops']:.3f}",
+        )
+        for key, d in p.items():
+            table.add_row(
+                f"paired {key}",
+                f"{d['mean_delta']:+.4f}, better {d['better']}/{d['folds']}, worse {d['worse']}",
+            )
+    runs = [("", res["cv"])] + [
+        (f"keyword_scale={c['keyword_scale']} ", c["cv"]) for c in [res.get("compare")] if c
+    ]
+    for name, t in ((name, t) for name, run in runs for t in run["targets"]):
+        table.add_row(
+            f"{name}CV auto-tag @ {t['target']}",
+            f"{t['precision']:.3f} (min {t['precision_min_repeat']:.3f})"
+            f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%",
+        )
+    if "nested" in res:
+        n, nat = res["nested"], res["nested"]["auto_tag"]
+        table.add_row("nested weighted F1", f"{n['weighted_f1']:.4f} ± {n['weighted_f1_sd']:.4f}")
+        table.add_row("nested F1 per class", " / ".join(f"{c} {v:.3f}" for c, v in n["per_class_f1"].items()))
+        for t in [nat, *n["targets"]]:
+            lo, hi = min(t["folds_precision"]), max(t["folds_precision"])
+            table.add_row(
+                f"nested auto-tag @ {t['target']}",
+                f"{t['precision']:.3f} (folds {lo:.3f}-{hi:.3f})"
+                f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%",
+            )
+        table.add_row(
+            "nested macro / baseline / parity",
+            f"{n['macro_f1']:.3f} / {n['baseline_weighted_f1']:.3f} / {n['parity_max_prob_diff']:.1e}",
+        )
+    table.caption = f"{res['seconds']} s"
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    main()
