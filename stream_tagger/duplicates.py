@@ -106,11 +106,6 @@ def fingerprints(texts: Sequence[str]) -> list[int | None]:
     return [hash(normalised[start:end]) if end > start else None for start, end in bounds.tolist()]
 
 
-def fingerprint(text: str) -> int | None:
-    """``fingerprints`` of one post."""
-    return fingerprints([text])[0]
-
-
 class DuplicateIndex:
     """Fingerprint -> id of the first post seen with it, least recently seen dropped first."""
 
@@ -124,7 +119,7 @@ class DuplicateIndex:
         return len(self._first)
 
     def check(self, content_id: str, key: int | None) -> str | None:
-        """Id of an earlier post with the same ``fingerprint``, or None; a replay of the same id is not
+        """Id of an earlier post with the same key (``fingerprints``), or None; a replay of the same id is not
         a duplicate."""
         if key is None:
             return None
