@@ -326,9 +326,9 @@ class Pipeline:
         Each task writes only its own slot of ``batch``, so they may run in any threads, in any
         order, at the same time; ``finish`` joins them in input order."""
         texts = batch.texts
-        count = max(1, min(self.score_chunks, len(texts) // _MIN_CHUNK)) if texts else 0
-        size = -(-len(texts) // count) if count else 0
-        chunks = [texts[start : start + size] for start in range(0, len(texts), size or 1)]
+        count = max(1, min(self.score_chunks, len(texts) // _MIN_CHUNK))
+        size = max(1, -(-len(texts) // count))
+        chunks = [texts[start : start + size] for start in range(0, len(texts), size)]
         batch.parts = [None] * len(chunks)
         return [partial(self._score, batch, index, chunk) for index, chunk in enumerate(chunks)]
 
