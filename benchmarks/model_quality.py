@@ -49,13 +49,9 @@ def oof(cfg: TrainConfig, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, np.
     """Out-of-fold probabilities [seeds, n, C], fold of each post [seeds, n] and labels [n]."""
     data = load_dataset([DATA], min_per_class=cfg.cv_folds)
     y = np.array([LABELS.index(t) for t in data.tags])
-    probs = np.stack([cross_validate(replace(cfg, seed=s, cv_repeats=1), data, y).probs[0] for s in seeds])
-    fold_of = np.zeros((len(seeds), len(y)), dtype=int)
-    for r, seed in enumerate(seeds):  # the folds cross_validate drew for that seed
-        for f, (_, te) in enumerate(
-            StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=seed).split(y, y)
-        ):
-            fold_of[r, te] = f
+    runs = [cross_validate(replace(cfg, seed=s, cv_repeats=1), data, y) for s in seeds]
+    probs = np.stack([run.probs[0] for run in runs])
+    fold_of = np.stack([run.folds[0] for run in runs])
     return probs, fold_of, y
 
 

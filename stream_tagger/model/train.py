@@ -114,6 +114,7 @@ class CrossValidation:
     probs: np.ndarray  # [repeats, n, C] out-of-fold probabilities
     oov_share: np.ndarray  # [n] of the first repeat: each post seen by a model that never trained on it
     summary: dict
+    folds: np.ndarray  # [repeats, n] the fold each post was held out in, per repeat
 
 
 def training_rows(
@@ -150,11 +151,13 @@ def cross_validate(cfg: TrainConfig, data: Dataset, y: np.ndarray) -> CrossValid
     texts = data.texts
     probs = np.zeros((cfg.cv_repeats, len(texts), len(LABELS)))
     oov = np.zeros(len(texts), dtype=np.float32)
+    fold_of = np.zeros((cfg.cv_repeats, len(texts)), dtype=np.int64)
     texts_arr = np.array(texts, dtype=object)
     titles, descriptions = np.array(data.titles, dtype=object), np.array(data.descriptions, dtype=object)
     for r in range(cfg.cv_repeats):
         folds = StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed + r)
-        for train_idx, test_idx in folds.split(texts_arr, y):
+        for fold, (train_idx, test_idx) in enumerate(folds.split(texts_arr, y)):
+            fold_of[r, test_idx] = fold
             pipe = fit_pipeline(cfg, list(titles[train_idx]), list(descriptions[train_idx]), y[train_idx])
             probs[r, test_idx] = pipe.predict_proba(list(texts_arr[test_idx]))
             if r == 0:
@@ -178,7 +181,7 @@ def cross_validate(cfg: TrainConfig, data: Dataset, y: np.ndarray) -> CrossValid
         "auto_tag": auto_tag_figures(pooled, pooled_y, LABELS, thresholds),
         "first_repeat": per_repeat[0],
     }
-    return CrossValidation(probs, oov, summary)
+    return CrossValidation(probs, oov, summary, fold_of)
 
 
 def _reference(cv: CrossValidation) -> dict:

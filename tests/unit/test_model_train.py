@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import scipy.sparse as sp
+from sklearn.model_selection import StratifiedKFold
 
 from stream_tagger.model import artefacts
 from stream_tagger.model import train as train_module
@@ -193,6 +194,13 @@ def test_cross_validation_scores_whole_posts_only(small_csv: Path) -> None:
     cv = train_module.cross_validate(FAST, data, y)
     assert cv.probs.shape == (FAST.cv_repeats, len(data), len(APPROVED_TAGS))
     assert cv.summary["weighted_f1_mean"] > 0.5
+    # Each post held out exactly once per repeat, in the fold StratifiedKFold drew for it.
+    expected = np.zeros(len(data), dtype=np.int64)
+    for fold, (_, held_out) in enumerate(
+        StratifiedKFold(FAST.cv_folds, shuffle=True, random_state=FAST.seed).split(y, y)
+    ):
+        expected[held_out] = fold
+    assert cv.folds.tolist() == [expected.tolist()]
 
 
 def test_vocabulary_comes_from_the_posts_not_their_copies(small_csv: Path) -> None:
