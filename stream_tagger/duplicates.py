@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from stream_tagger.compiled import jit
+from stream_tagger.compiled import kernel
 from stream_tagger.events import compose_text
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import OutputRecord, ScoredBatch
@@ -54,7 +54,7 @@ def _unicode_ready(text: str) -> str:
     return text if text.isascii() else _NON_ASCII.sub(_words_only, text)
 
 
-@jit
+@kernel
 def _normalise_bytes(buf: np.ndarray, count: int, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``normalise`` of NUL-separated posts prepared by ``fingerprints``, in one pass: the normalised
     bytes of every post back to back, and each post's [start, end) in them."""
@@ -139,8 +139,8 @@ class DuplicateObserver:
     def __init__(self, index: DuplicateIndex, metrics: Metrics) -> None:
         self.index = index
         self._counter = metrics.duplicates
-        # Compile the kernel (or load it from numba's cache, ~0.5 s) at start-up, not in the first batch
-        # with the consumer already in its group.
+        # Load the kernel (numba's JIT: compile it or load it from its cache, ~0.5 s) at start-up, not
+        # in the first batch with the consumer already in its group.
         fingerprints(["warm-up"])
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:

@@ -28,6 +28,7 @@ def run_worker(settings: Settings, on_ready: Callable[[str], None] | None = None
     """
     import faust
 
+    from stream_tagger import compiled
     from stream_tagger.app import Worker, tune_gc
     from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
     from stream_tagger.model.artefacts import ModelLoadError
@@ -35,7 +36,9 @@ def run_worker(settings: Settings, on_ready: Callable[[str], None] | None = None
     from stream_tagger.online import Online
 
     predictor = Predictor.load(settings.model_dir)
-    log.info("model %s loaded from %s", predictor.version, settings.model_dir)
+    log.info(
+        "model %s loaded from %s; kernels: %s", predictor.version, settings.model_dir, compiled.describe()
+    )
     existing = wait_for_broker(settings)
     ensure_topics(settings, existing or set())
     service = Worker(settings, predictor)

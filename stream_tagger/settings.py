@@ -7,6 +7,7 @@ overrides and hands it down, so a run is described completely by one object that
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,10 @@ class Settings(BaseSettings):
     # A full batch is scored as this many chunks: the scoring thread takes them in order, and the
     # hot-path thread, rather than wait for the scoring thread, scores the ones not started yet.
     score_chunks: int = Field(default=2, ge=1)
+    # Where the featuriser's and duplicate check's kernels come from (compiled.py): "auto" takes the
+    # module `stream-tagger compile` built for this exact source (no numba in the process, ~120 MB less
+    # resident), else numba's JIT; "jit" always takes numba's JIT (building that module needs it).
+    kernels: Literal["auto", "jit"] = "auto"
     # Outcomes of the last N content ids: an id seen again (a producer retry) gets the same outcome
     # without being scored again (pipeline.py). Not ``duplicates_window``, which matches reposted text.
     dedup_window_size: int = Field(default=100_000, ge=0)

@@ -16,10 +16,9 @@ mod 2^64), XOR a salt per n-gram kind, then a splitmix64 finaliser that spreads 
 vocabulary lookup. These are the values the first, numpy prefix-sum implementation produced, so models
 trained with it stay valid (a unit test keeps that implementation as the reference).
 
-Compiled code is cached on disk: under ``NUMBA_CACHE_DIR`` when set (numba reads it itself; the
-container sets it), else next to this module, else in the user's cache folder. Without a usable cache
-each process compiles the kernels when it first builds a :class:`Vocabulary` (~10 s on this
-machine; ~0.05 s from the cache).
+The kernels are built ahead of time into a C extension by ``stream-tagger compile`` (the worker then
+never imports numba), else compiled by numba's JIT and cached on disk: see ``compiled``. Without either,
+each process compiles them when it first builds a :class:`Vocabulary` (~10 s on this machine).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_tagger.compiled import jit
+from stream_tagger.compiled import jit, kernel
 
 _P = np.uint64(0x100000001B3)  # FNV prime
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # salt of kind k: k * golden ratio mod 2^64
@@ -192,7 +191,7 @@ def _count_keywords(
             w += 1
 
 
-@jit
+@kernel
 def _hash_batch(
     raw: np.ndarray, char_min: int, char_max: int, word_ngrams: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,7 +232,7 @@ def _column(h: np.uint64, table: np.ndarray, vocab: np.ndarray, shift: np.uint64
         slot = (slot + 1) & mask
 
 
-@jit
+@kernel
 def _build_table(vocab: np.ndarray, shift: np.uint64, size: int) -> np.ndarray:
     table = np.full(size, -1, dtype=np.int32)
     for col in range(len(vocab)):
@@ -244,7 +243,7 @@ def _build_table(vocab: np.ndarray, shift: np.uint64, size: int) -> np.ndarray:
     return table
 
 
-@jit
+@kernel
 def _lookup(hashes: np.ndarray, table: np.ndarray, vocab: np.ndarray, shift: np.uint64) -> np.ndarray:
     out = np.empty(len(hashes), dtype=np.int32)
     for i in range(len(hashes)):
@@ -252,7 +251,7 @@ def _lookup(hashes: np.ndarray, table: np.ndarray, vocab: np.ndarray, shift: np.
     return out
 
 
-@jit
+@kernel
 def _count_batch(
     raw: np.ndarray,
     char_min: int,
@@ -327,7 +326,7 @@ def _count_batch(
     return indptr, cols[:nnz], vals[:nnz], oov, keyword_hits
 
 
-@jit
+@kernel
 def _pad(
     indptr: np.ndarray, cols: np.ndarray, counts: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

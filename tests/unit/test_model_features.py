@@ -247,6 +247,7 @@ def test_import_survives_a_read_only_install(tmp_path: Path) -> None:
         **os.environ,
         "NUMBA_CACHE_LOCATOR_CLASSES": "UserWideCacheLocator",
         "XDG_CACHE_HOME": str(blocked / "cache"),
+        "STREAM_TAGGER_KERNELS": "jit",  # not the module `stream-tagger compile` built
     }
     env.pop("NUMBA_CACHE_DIR", None)
     code = "from stream_tagger.model import features as f; print(type(f._count_batch._cache).__name__)"

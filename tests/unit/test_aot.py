@@ -1,0 +1,66 @@
+"""The kernels built ahead of time (``aot``) against numba's JIT: same outputs, and no numba in a worker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_tagger import compiled
+from tests.conftest import REPO
+
+SCRIPT = Path(__file__).with_name("kernel_outputs.py")
+
+
+@pytest.fixture(scope="module")
+def built() -> None:
+    """The package's module for this source, as bootstrap.sh leaves it (quick when it is there)."""
+    subprocess.run([Path(sys.executable).parent / "stream-tagger", "compile"], check=True, cwd=REPO)
+
+
+def _run(code_or_script: list[str], kernels: str, tmp_path: Path) -> str:
+    env = {**os.environ, "STREAM_TAGGER_KERNELS": kernels, "PYTHONHASHSEED": "0", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, *code_or_script], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def test_built_kernels_give_numba_jit_outputs_bit_for_bit(built: None, tmp_path: Path) -> None:
+    said = {kernels: _run([str(SCRIPT), f"{kernels}.npz"], kernels, tmp_path) for kernels in ("auto", "jit")}
+    assert said["auto"].startswith("ahead of time") and said["jit"].startswith("numba JIT")
+    aot, jit = np.load(tmp_path / "auto.npz"), np.load(tmp_path / "jit.npz")
+    assert sorted(aot.files) == sorted(jit.files)
+    for name in jit.files:
+        assert aot[name].dtype == jit[name].dtype and np.array_equal(aot[name], jit[name]), name
+    assert jit["cols"].size > 100_000 and (jit["keys"] != -1).sum() > 700  # real work was compared
+
+
+def test_a_worker_with_built_kernels_never_imports_numba(built: None, tmp_path: Path) -> None:
+    code = (
+        "import sys; from stream_tagger.app import Worker; from stream_tagger.online import Online; "
+        "from stream_tagger.settings import Settings; from stream_tagger.model.runtime import Predictor; "
+        f"s = Settings(model_dir={str(REPO / 'models' / 'current')!r}); "
+        "w = Worker(s, Predictor.load(s.model_dir)); Online(w); "  # loads every kernel
+        "print('numba' in sys.modules, 'llvmlite' in sys.modules)"
+    )
+    assert _run(["-c", code], "auto", tmp_path).split() == ["False", "False"]
+
+
+def test_editing_a_kernel_source_names_another_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in compiled.KERNEL_SOURCES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(compiled.PACKAGE_DIR / name, tmp_path / name)
+    monkeypatch.setattr(compiled, "PACKAGE_DIR", tmp_path)
+    before = compiled.module_name()
+    assert before.startswith("_kernels_") and before == compiled.module_name()
+    features = tmp_path / "model" / "features.py"
+    features.write_text(features.read_text().replace("_SPACE = 32", "_SPACE = 33"))
+    assert compiled.module_name() != before
