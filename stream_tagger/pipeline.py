@@ -29,8 +29,8 @@ import msgspec
 import numpy as np
 
 from stream_tagger.decoding import Rejection, dead_letter, decode_raw
-from stream_tagger.events import RawContent, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.routing import Outcome, route_batch, threshold_vector
+from stream_tagger.events import RawContent, ReviewRequest, TaggedContent
+from stream_tagger.routing import Outcome, Routes, route_columns, threshold_vector
 from stream_tagger.settings import APPROVED_TAGS
 
 
@@ -113,87 +113,97 @@ class BatchResult:
     scored: int = 0
 
 
-_TAG_INDEX = {tag: i for i, tag in enumerate(APPROVED_TAGS)}
-_TAGGED = 0x10
-
-
-def pack_outcome(outcome: Outcome, version: int) -> bytes:
-    """An outcome and the model version that decided it in a few bytes: the version's index (in a
-    list the caller keeps), status and score count, then per score the tag's index among the
-    approved tags and the confidence in 1/10,000 (routing rounds it to 4 decimals, so ``n / 10_000``
-    is the very same float), then ``duplicate_of`` in UTF-8. ~40 bytes in memory instead of ~400 for
-    the Outcome with its list and TagScores, and nothing for the garbage collector to traverse."""
-    head = [version, (_TAGGED if outcome.status == "tagged" else 0) | len(outcome.scores)]
-    for score in outcome.scores:
-        n = round(score.confidence * 10_000)
-        head += (_TAG_INDEX[score.tag], n >> 8, n & 0xFF)
-    packed = bytes(head)
-    return packed + outcome.duplicate_of.encode() if outcome.duplicate_of else packed
-
-
-def unpack_outcome(packed: bytes) -> tuple[Outcome, int]:
-    count = packed[1] & 0x0F
-    end = 2 + 3 * count
-    scores = [
-        TagScore(APPROVED_TAGS[packed[i]], (packed[i + 1] << 8 | packed[i + 2]) / 10_000)
-        for i in range(2, end, 3)
-    ]
-    status = "tagged" if packed[1] & _TAGGED else "review"
-    return Outcome(status, scores, packed[end:].decode() or None), packed[0]
-
-
 class RecentOutcomes:
     """The outcomes of the last ``size`` content ids remembered with the model version that decided
     them, oldest forgotten first.
 
-    A dict plus a ring of its keys rather than an OrderedDict: per id that is the id, ~40 bytes of
-    packed outcome and one slot, ~15 MB for 100,000 ids where Outcome objects in an OrderedDict took
-    ~42 MB of the worker's peak memory. The version is kept because a hot reload swaps the model
-    while the window still holds the old one's decisions: a replay must name the model that decided.
+    Columns with one slot per id, the slots a ring: a batch's routing columns (``Routes``) go in with
+    a few numpy assignments, and an ``Outcome`` is built again only on a hit, which is rare. Per id
+    that is the id, its dict entry and ~50 bytes of arrays: packing each outcome into bytes took ~1 µs
+    per event in the hot-path thread, and Outcome objects in an OrderedDict ~42 MB of the worker's
+    peak memory for 100,000 ids. The version is kept because a hot reload swaps the model while the
+    window still holds the old one's decisions: a replay must name the model that decided.
     """
 
-    def __init__(self, size: int) -> None:
-        self._outcomes: dict[str, bytes] = {}
-        self._ring: list[str | None] = [None] * size
-        self._next = 0
-        self._versions: list[str] = []  # index -> version, one byte per packed outcome
+    def __init__(self, size: int, width: int) -> None:
+        """``width``: the most labels a model has (every model's labels are approved tags)."""
+        self._slots: dict[str, int] = {}
+        self._ids: list[str | None] = [None] * size  # slot -> id
+        self._next = 0  # the slot of the oldest id, the next new one's
+        self._versions: list[str] = []  # index -> version, one byte per slot
+        self._labels: list[Sequence[str]] = []  # index -> the labels of that version's orders
+        self._version = np.zeros(size, np.uint8)
+        self._tagged = np.zeros(size, bool)
+        self._orders = np.zeros((size, width), np.int8)
+        self._confidences = np.zeros((size, width))
+        self._published = np.zeros((size, width), bool)
+        self._duplicate_of = np.full(size, None, object)
 
     def __len__(self) -> int:
-        return len(self._outcomes)
+        return len(self._slots)
 
     def get(self, content_id: str) -> tuple[Outcome, str] | None:
-        packed = self._outcomes.get(content_id)
-        if packed is None:
+        slot = self._slots.get(content_id)
+        if slot is None:
             return None
-        outcome, version = unpack_outcome(packed)
-        return outcome, self._versions[version]
+        index = self._version[slot]
+        columns = Routes(self._labels[index], self._tagged, self._orders, self._confidences, self._published)
+        outcome = columns.outcome(slot)
+        outcome.duplicate_of = self._duplicate_of[slot]
+        return outcome, self._versions[index]
 
-    def add(self, content_ids: Iterable[str], outcomes: Iterable[Outcome], version: str) -> None:
-        """Remember one batch's outcomes, all decided by the model ``version``."""
-        if not self._ring:
+    def add(
+        self, content_ids: Sequence[str], routes: Routes, duplicate_of: Sequence[str | None], version: str
+    ) -> None:
+        """Remember one batch's outcomes, all decided by the model ``version``: row i of ``routes`` is
+        ``content_ids[i]``'s routing, and ``duplicate_of[i]`` what the observers annotated on it."""
+        if not self._ids:
             return
-        index = self._version_index(version)
-        packed, ring = self._outcomes, self._ring
-        for content_id, outcome in zip(content_ids, outcomes, strict=True):
-            if content_id not in packed:
-                oldest = ring[self._next]
-                if oldest is not None:
-                    del packed[oldest]
-                ring[self._next] = content_id
-                self._next = (self._next + 1) % len(ring)
-            packed[content_id] = pack_outcome(outcome, index)
+        index = self._version_index(version, routes.labels)
+        written = self._claim(content_ids)
+        slots = np.fromiter(written, np.intp, len(written))
+        rows = np.fromiter(written.values(), np.intp, len(written))
+        width = len(routes.labels)
+        self._version[slots] = index
+        self._tagged[slots] = routes.tagged[rows]
+        self._orders[slots, :width] = routes.orders[rows]
+        self._confidences[slots, :width] = routes.confidences[rows]
+        self._published[slots, :width] = routes.published[rows]
+        self._published[slots, width:] = False
+        self._duplicate_of[slots] = np.asarray(duplicate_of, object)[rows]
 
-    def _version_index(self, version: str) -> int:
+    def _claim(self, content_ids: Sequence[str]) -> dict[int, int]:
+        """The slot of each id -> the row of ``content_ids`` it remembers. A new id takes the oldest
+        id's slot, which is forgotten. A slot claimed twice in one batch (an id given twice, or
+        forgotten within the batch) keeps the later row, as when ids are remembered one by one."""
+        slots, ids, next_slot = self._slots, self._ids, self._next
+        written: dict[int, int] = {}
+        for row, content_id in enumerate(content_ids):
+            slot = slots.get(content_id)
+            if slot is None:
+                slot, next_slot = next_slot, (next_slot + 1) % len(ids)
+                forgotten = ids[slot]
+                if forgotten is not None:
+                    del slots[forgotten]
+                ids[slot] = content_id
+                slots[content_id] = slot
+            written[slot] = row
+        self._next = next_slot
+        return written
+
+    def _version_index(self, version: str, labels: Sequence[str]) -> int:
         if version in self._versions:
             return self._versions.index(version)
         if len(self._versions) == 256:
             # One byte names the version: after 256 models in one process, forget every outcome
             # rather than let an index name two versions (the forgotten ids are scored again).
-            self._outcomes.clear()
-            self._ring = [None] * len(self._ring)
+            self._slots.clear()
+            self._ids = [None] * len(self._ids)
             self._next = 0
             self._versions.clear()
+            self._labels.clear()
         self._versions.append(version)
+        self._labels.append(labels)
         return len(self._versions) - 1
 
 
@@ -227,9 +237,14 @@ class PreparedBatch:
     decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int | PreparedBatch]]
     to_score: list[RawContent]
     texts: list[str]  # the model's input, one per event in ``to_score``
+    rows: dict[str, int] = field(default_factory=dict)  # id -> its row in ``to_score``
     # Per chunk: its prediction and when its scoring started and ended (time.perf_counter).
     parts: list[tuple[PredictionLike, float, float] | None] = field(default_factory=list)
-    decided: dict[str, tuple[Outcome, str]] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)  # per row of ``to_score``, once finished
+
+    def decided(self, content_id: str) -> tuple[Outcome, str]:
+        """The outcome of an id this batch scored, for a later batch that met the id again."""
+        return self.outcomes[self.rows[content_id]], self.serving.predictor.version
 
 
 def _join(parts: list[PredictionLike]) -> PredictionLike:
@@ -269,7 +284,7 @@ class Pipeline:
         self.threshold = threshold
         self.serve(predictor)
         self.observers = list(observers)
-        self._seen = RecentOutcomes(dedup_window)
+        self._seen = RecentOutcomes(dedup_window, len(APPROVED_TAGS))
         self._unfinished: dict[str, PreparedBatch] = {}  # id -> the prepared, unfinished batch scoring it
         self._prepared = self._finished = 0  # sequence numbers of batches
         self._encoder = msgspec.json.Encoder()
@@ -291,7 +306,7 @@ class Pipeline:
         now_s = now.timestamp()
         batch = PreparedBatch(self.serving, self._prepared, now, BatchResult(), [], [], [])
         self._prepared += 1
-        result, index_of = batch.result, {}
+        result, rows = batch.result, batch.rows
         for message in messages:
             kind, ms = message.timestamp()
             event_s = ms / 1000.0 if kind else now_s
@@ -303,11 +318,11 @@ class Pipeline:
                 continue
             known: tuple[Outcome, str] | int | PreparedBatch | None = self._seen.get(event.id)
             if known is None:
-                known = index_of.get(event.id)
+                known = rows.get(event.id)
             if known is None:
                 known = self._unfinished.get(event.id)
             if known is None:
-                known = index_of[event.id] = len(batch.to_score)
+                known = rows[event.id] = len(batch.to_score)
                 batch.to_score.append(event)
                 batch.texts.append(event.text)
                 self._unfinished[event.id] = batch
@@ -351,7 +366,7 @@ class Pipeline:
             if isinstance(known, int):
                 outcome, decided_by = outcomes[known], version
             elif isinstance(known, PreparedBatch):
-                outcome, decided_by = known.decided[event.id]
+                outcome, decided_by = known.decided(event.id)
             else:
                 outcome, decided_by = known
             event_time = times.get(event_s)
@@ -359,7 +374,7 @@ class Pipeline:
                 event_time = times[event_s] = datetime.fromtimestamp(event_s, UTC)
             result.records.extend(self._outputs(event, outcome, event_time, now, decided_by))
             result.event_times[outcome.status].append(event_s)
-        batch.decoded = []  # drops the references to earlier batches (``decided`` stays for later ones)
+        batch.decoded = []  # drops the references to earlier batches (``outcomes`` stays for later ones)
         return result
 
     def discard(self, batch: PreparedBatch) -> None:
@@ -378,22 +393,23 @@ class Pipeline:
         # Wall time from the first chunk's start to the last one's end: chunks run side by side.
         batch.result.inference_seconds = max(p[2] for p in scored) - min(p[1] for p in scored)
         batch.result.scored = len(events)
-        outcomes = route_batch(
+        routes = route_columns(
             prediction.probs,
             predictor.labels,
             batch.serving.thresholds,
             [event.author_tags for event in events],
             self.top_k,
         )
+        outcomes = routes.outcomes()
         scored = ScoredBatch(events, batch.texts, prediction, outcomes, predictor.labels, predictor.version)
         for observer in self.observers:
             batch.result.records.extend(observer.observe(scored))
-        ids = [event.id for event in events]
-        self._seen.add(ids, outcomes, predictor.version)
-        for content_id, outcome in zip(ids, outcomes, strict=True):
-            batch.decided[content_id] = (outcome, predictor.version)
-            if self._unfinished.get(content_id) is batch:
-                del self._unfinished[content_id]
+        duplicate_of = [outcome.duplicate_of for outcome in outcomes]
+        self._seen.add(list(batch.rows), routes, duplicate_of, predictor.version)  # the ids in row order
+        batch.outcomes = outcomes
+        for content_id in batch.rows:
+            # Still this batch's: a later one would have scored the id only after this one finished.
+            del self._unfinished[content_id]
         return outcomes
 
     def _outputs(

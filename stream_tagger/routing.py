@@ -15,6 +15,8 @@ last float bits, and the published value should not.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import msgspec
@@ -62,6 +64,38 @@ def threshold_vector(
 _STATUS: tuple[Literal["review"], Literal["tagged"]] = ("review", "tagged")  # by "any tag cleared"
 
 
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """A batch's routing decisions as columns, row i for row i of the probabilities: row i publishes
+    the labels ``orders[i][published[i]]`` (indices into ``labels``, most confident first) with the
+    ``confidences[i][published[i]]``. The pipeline's dedup window stores these columns as they are
+    rather than one object per post."""
+
+    labels: Sequence[str]
+    tagged: np.ndarray  # [n] bool: some label cleared its threshold
+    orders: np.ndarray  # [n, len(labels)] label indices, most probable first
+    confidences: np.ndarray  # [n, len(labels)] float64, in that order, rounded to 4 decimals
+    published: np.ndarray  # [n, len(labels)] bool, in that order
+
+    def outcomes(self) -> list[Outcome]:
+        """One ``Outcome`` per row, built by ``map`` over flat lists: the Python left is one
+        ``TagScore`` per published score and one ``Outcome`` per row (a per-row loop with the same
+        rules took ~13% of the hot-path thread's GIL time at saturation)."""
+        names = map(list(self.labels).__getitem__, self.orders[self.published].tolist())
+        scores = list(map(TagScore, names, self.confidences[self.published].tolist()))
+        ends = np.cumsum(self.published.sum(axis=1)).tolist()
+        per_row = [scores[start:end] for start, end in pairwise([0, *ends])]
+        return list(map(Outcome, map(_STATUS.__getitem__, self.tagged.tolist()), per_row))
+
+    def outcome(self, row: int) -> Outcome:
+        """Row ``row``'s ``Outcome`` alone, without the per-call numpy overhead ``outcomes`` pays once
+        per batch: for a dedup hit, one post at a time."""
+        published = self.published[row].tolist()
+        picked = zip(self.orders[row].tolist(), self.confidences[row].tolist(), published, strict=True)
+        scores = [TagScore(self.labels[j], confidence) for j, confidence, shown in picked if shown]
+        return Outcome(_STATUS[bool(self.tagged[row])], scores)
+
+
 def route_batch(
     probs: np.ndarray,
     labels: Sequence[str],
@@ -69,11 +103,18 @@ def route_batch(
     author_tags: Sequence[Sequence[str]],
     top_k: int,
 ) -> list[Outcome]:
-    """Route every row of ``probs`` (shape [n, len(labels)]); the result is aligned with the rows.
+    """Route every row of ``probs`` (shape [n, len(labels)]); the result is aligned with the rows."""
+    return route_columns(probs, labels, thresholds, author_tags, top_k).outcomes()
 
-    Vectorised: which labels each row publishes is decided in numpy, and the Python left is one
-    ``TagScore`` per published score and one ``Outcome`` per row, built by ``map`` (a per-row loop
-    with the same rules took ~13% of the hot-path thread's GIL time at saturation)."""
+
+def route_columns(
+    probs: np.ndarray,
+    labels: Sequence[str],
+    thresholds: np.ndarray,
+    author_tags: Sequence[Sequence[str]],
+    top_k: int,
+) -> Routes:
+    """``route_batch`` as columns, decided in numpy for the whole batch at once."""
     n, width = probs.shape
     if len(author_tags) != n:
         raise ValueError(f"{n} rows of probabilities but {len(author_tags)} lists of author tags")
@@ -81,17 +122,13 @@ def route_batch(
     cleared = np.take_along_axis(probs >= thresholds, orders, axis=1)  # each row in its own order
     tagged = cleared.any(axis=1)
     offerable = cleared & ~_author_given(orders, labels, author_tags)
-    pick = np.where(
+    published = np.where(
         tagged[:, None],
         offerable & (np.cumsum(offerable, axis=1) <= top_k),  # the top_k most confident offerable
         np.arange(width) < top_k,  # review: the top_k candidates
     )
     confidences = np.round(np.take_along_axis(probs, orders, axis=1).astype(np.float64), 4)
-    names = map(list(labels).__getitem__, orders[pick].tolist())
-    scores = list(map(TagScore, names, confidences[pick].tolist()))
-    ends = np.cumsum(pick.sum(axis=1)).tolist()
-    per_row = [scores[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)] if n else []
-    return list(map(Outcome, map(_STATUS.__getitem__, tagged.tolist()), per_row))
+    return Routes(labels, tagged, orders, confidences, published)
 
 
 def _author_given(

@@ -18,10 +18,8 @@ from stream_tagger.pipeline import (
     RecentOutcomes,
     ScoredBatch,
     Topics,
-    pack_outcome,
-    unpack_outcome,
 )
-from stream_tagger.routing import Outcome, route_batch
+from stream_tagger.routing import Outcome, Routes, route_columns
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 TOPICS = Topics(tagged="tagged", review="review", dead_letter="dlq")
@@ -268,38 +266,86 @@ def test_scored_batch_top1_is_the_argmax_computed_once() -> None:
     assert batch.top1 is batch.top1
 
 
-def test_packed_outcome_comes_back_identical_for_every_rounded_confidence() -> None:
-    probs = np.random.default_rng(0).dirichlet(np.ones(len(LABELS)), size=2_000).astype(np.float32)
-    exact = np.arange(10_001, dtype=np.float64) / 10_000  # every value routing can publish
-    outcomes = route_batch(probs, LABELS, np.full(len(LABELS), 0.4, np.float32), [[]] * len(probs), 2)
-    outcomes += [Outcome("tagged", [TagScore(LABELS[0], float(c))], "dup-é") for c in exact]
-    outcomes.append(Outcome("review", []))
-    for version, outcome in enumerate(outcomes):
-        back, back_version = unpack_outcome(pack_outcome(outcome, version % 256))
-        assert (back, back_version) == (outcome, version % 256)
-        assert msgspec.json.encode(back) == msgspec.json.encode(outcome)
+def routes(rows: list[list[float]], labels: tuple[str, ...] = LABELS, top_k: int = 2) -> Routes:
+    probs = np.array(rows, dtype=np.float32).reshape(-1, len(labels))
+    return route_columns(probs, labels, np.full(len(labels), 0.5, np.float32), [[]] * len(probs), top_k)
+
+
+REVIEW = [0.3, 0.3, 0.2, 0.2]
 
 
 def test_recent_outcomes_forget_the_oldest_id_first() -> None:
-    recent = RecentOutcomes(2)
+    recent = RecentOutcomes(2, len(LABELS))
     for content_id in ("a", "b", "a", "c"):
-        recent.add([content_id], [Outcome("review", [], content_id)], "v1")
+        recent.add([content_id], routes([REVIEW]), [content_id], "v1")
     assert len(recent) == 2
     assert recent.get("a") is None
-    assert recent.get("b") == (Outcome("review", [], "b"), "v1")
-    assert recent.get("c") == (Outcome("review", [], "c"), "v1")
+    review = routes([REVIEW]).outcomes()[0]
+    assert recent.get("b") == (Outcome("review", review.scores, "b"), "v1")
+    assert recent.get("c") == (Outcome("review", review.scores, "c"), "v1")
 
 
 def test_recent_outcomes_keep_each_version_and_start_afresh_after_256_versions() -> None:
-    recent = RecentOutcomes(1_000)
-    recent.add(["a"], [Outcome("review", [])], "v0")
-    recent.add(["b"], [Outcome("review", [])], "v1")
+    recent = RecentOutcomes(1_000, len(LABELS))
+    recent.add(["a"], routes([REVIEW]), [None], "v0")
+    recent.add(["b"], routes([REVIEW]), [None], "v1")
     assert [recent.get(i)[1] for i in "ab"] == ["v0", "v1"]
     for n in range(2, 256):
-        recent.add([f"id{n}"], [Outcome("review", [])], f"v{n}")
-    assert recent.get("id255") == (Outcome("review", []), "v255")
-    recent.add(["c"], [Outcome("review", [])], "v256")
-    assert (len(recent), recent.get("a"), recent.get("c")) == (1, None, (Outcome("review", []), "v256"))
+        recent.add([f"id{n}"], routes([REVIEW]), [None], f"v{n}")
+    [review] = routes([REVIEW]).outcomes()
+    assert recent.get("id255") == (review, "v255")
+    recent.add(["c"], routes([REVIEW]), [None], "v256")
+    assert (len(recent), recent.get("a"), recent.get("c")) == (1, None, (review, "v256"))
+
+
+class ReferenceWindow:
+    """The window's rules one id at a time, as plainly as they can be written: the oldest id first
+    in, first forgotten (an id seen again keeps its place), and after 256 versions everything goes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.order: list[str] = []
+        self.known: dict[str, tuple[Outcome, str]] = {}
+        self.versions: list[str] = []
+
+    def add(self, content_ids: list[str], outcomes: list[Outcome], version: str) -> None:
+        if version not in self.versions:
+            if len(self.versions) == 256:
+                self.order, self.known, self.versions = [], {}, []
+            self.versions.append(version)
+        for content_id, outcome in zip(content_ids, outcomes, strict=True):
+            if content_id not in self.known:
+                self.order.append(content_id)
+            self.known[content_id] = (outcome, version)
+            if len(self.order) > self.size:
+                del self.known[self.order.pop(0)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 1_000])
+def test_recent_outcomes_agree_with_the_rules_one_id_at_a_time(size: int) -> None:
+    # Ids from a small pool (repeats within and across batches, the ring wrapping many times), each
+    # model version with its own labels in its own order, reviews, author tags, duplicates, 350 versions.
+    rng = np.random.default_rng(size)
+    recent, reference = RecentOutcomes(size, len(LABELS)), ReferenceWindow(size)
+    pool = [f"id{n}" for n in range(30)]
+    orders = [tuple(rng.permutation(LABELS).tolist()) for _ in range(4)] + [LABELS[:3]]  # fewer labels too
+    for batch in range(700):
+        version, labels = f"v{batch // 2}", orders[batch // 2 % len(orders)]
+        n = int(rng.integers(0, 12))
+        probs = rng.dirichlet(np.full(len(labels), 0.4), size=n).astype(np.float32)
+        given = ["mlops", "Computer Vision", "gans"]
+        authors = [rng.choice(given, size=rng.integers(0, 2)).tolist() for _ in range(n)]
+        thresholds = np.full(len(labels), 0.45, np.float32)
+        columns = route_columns(probs, labels, thresholds, authors, int(rng.integers(1, 5)))
+        ids = rng.choice(pool, size=n).tolist()
+        duplicate_of = [None if rng.random() < 0.7 else str(rng.choice(pool)) + "-é" for _ in range(n)]
+        outcomes = columns.outcomes()
+        for outcome, duplicate in zip(outcomes, duplicate_of, strict=True):
+            outcome.duplicate_of = duplicate
+        recent.add(ids, columns, duplicate_of, version)
+        reference.add(ids, outcomes, version)
+        assert len(recent) == len(reference.known)
+        assert [recent.get(i) for i in pool] == [reference.known.get(i) for i in pool]
 
 
 class SecondModel(FakePredictor):
