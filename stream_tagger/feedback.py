@@ -55,6 +55,14 @@ class Prediction(msgspec.Struct, kw_only=True, frozen=True):
     resolved: bool = False
 
 
+class Parked(msgspec.Struct, kw_only=True, frozen=True):
+    """Corrections waiting for their prediction, and the feedback partition they came from: the partition
+    of the key in the table's changelog, which a sweep needs to delete it (``FeedbackLoop.sweep``)."""
+
+    partition: int
+    corrections: list[Feedback]
+
+
 _encode = msgspec.json.Encoder().encode
 decode_feedback = event_decoder(Feedback)
 
@@ -94,28 +102,34 @@ class FeedbackJoin:
         waiting = self.parked.pop(event.id, None)
         if waiting is None:
             return []
-        return [self._judge(fb, self._record(event.id)) for fb in msgspec.convert(waiting, list[Feedback])]
+        parked = msgspec.convert(waiting, Parked)
+        return [self._judge(fb, self._record(event.id)) for fb in parked.corrections]
 
-    def on_feedback(self, feedback: Feedback) -> Verdict | None:
+    def on_feedback(self, feedback: Feedback, partition: int) -> Verdict | None:
         """Judge a correction against its prediction, or park it until the prediction is known."""
         if feedback.id not in self.predictions:
-            waiting = self.parked.get(feedback.id, [])
-            self.parked[feedback.id] = [*waiting, msgspec.to_builtins(feedback)]
+            waiting = self.parked.get(feedback.id)
+            earlier = msgspec.convert(waiting, Parked).corrections if waiting else []
+            parked = Parked(partition=partition, corrections=[*earlier, feedback])
+            self.parked[feedback.id] = msgspec.to_builtins(parked)
             return None
         return self._judge(feedback, self._record(feedback.id))
 
-    def expired(self, before: datetime) -> Iterator[tuple[MutableMapping[str, Any], str]]:
-        """(table, id) of every prediction made before ``before`` and every parked correction list whose
-        newest correction was written before it. A snapshot of the keys is taken first, so the caller
-        may delete while iterating (and yield to the event loop between deletions)."""
+    def expired(self, before: datetime) -> Iterator[tuple[MutableMapping[str, Any], str, int]]:
+        """(table, id, changelog partition) of every prediction made before ``before`` and every parked
+        correction list whose newest correction was written before it. A snapshot of the keys is taken
+        first, so the caller may delete while iterating (and yield to the event loop between deletions)."""
         for content_id in list(self.predictions.keys()):
             value = self.predictions.get(content_id)
             if value is not None and datetime.fromisoformat(value["processed_at"]) < before:
-                yield self.predictions, content_id
+                yield self.predictions, content_id, value["partition"]
         for content_id in list(self.parked.keys()):
             waiting = self.parked.get(content_id)
-            if waiting and max(datetime.fromisoformat(f["created_at"]) for f in waiting) < before:
-                yield self.parked, content_id
+            if waiting is None:
+                continue
+            parked = msgspec.convert(waiting, Parked)
+            if max(f.created_at for f in parked.corrections) < before:
+                yield self.parked, content_id, parked.partition
 
     def _record(self, content_id: str) -> Prediction:
         return msgspec.convert(self.predictions[content_id], Prediction)
@@ -169,8 +183,8 @@ class FeedbackLoop:
         loop every 1,000 deletions: the agents must not stall behind a sweep of a big table."""
         before = datetime.now(UTC) - timedelta(days=self.settings.feedback_retention_days)
         forgotten = 0
-        for table, content_id in self.join.expired(before):
-            table.pop(content_id, None)
+        for table, content_id, partition in self.join.expired(before):
+            forget(table, content_id, partition)
             forgotten += 1
             if forgotten % 1_000 == 0:
                 await asyncio.sleep(0)
@@ -206,7 +220,7 @@ class FeedbackLoop:
                 self.metrics.dead_letters.labels(feedback.reason).inc()
                 continue
             self.metrics.feedback.labels(feedback.source).inc()
-            verdict = self.join.on_feedback(feedback)
+            verdict = self.join.on_feedback(feedback, message.partition)
             if verdict is not None:
                 await self._apply(verdict)
 
@@ -224,6 +238,15 @@ class FeedbackLoop:
             # not split one post's history over two partitions of the tagged topic.
             await self.tagged_topic.send(key=verdict.resolution.id.encode(),
                                          value=_encode(verdict.resolution), partition=verdict.partition)
+
+
+def forget(table: Any, key: str, partition: int) -> None:
+    """``del table[key]`` for a Faust table outside an agent, where Faust refuses it ("Cannot modify
+    table key from outside of stream iteration": it takes the changelog partition from the event being
+    processed). The tombstone goes to the partition the key was written to, its source partition, so
+    that a worker restoring that partition forgets the key too."""
+    table.send_changelog(partition, key, value=None, value_serializer="raw")
+    table.data.pop(key, None)
 
 
 def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:

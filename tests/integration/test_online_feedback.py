@@ -182,3 +182,26 @@ def test_predictions_survive_a_restart_through_the_changelog(settings: Settings,
         precision = wait_metric(worker, "stream_tagger_online_precision", {"tag": "all"}, lambda v: v == 1.0)
         assert worker.terminate() == 0
     assert confirmed and precision == 1.0
+
+
+def test_expired_predictions_leave_the_table_through_its_changelog(
+    settings: Settings, tmp_path: Path
+) -> None:
+    events = dataset_events(20, id_prefix="ex")
+    retention = {"feedback_retention_days": 3 / 86_400, "feedback_sweep_interval_s": 1.0}
+    settings = settings.model_copy(update={"feedback_in_worker": True, **retention})
+    produce(settings, [(e.id.encode(), encode(e)) for e in events])
+    changelog = f"{settings.consumer_group}-app-feedback-predictions-changelog"
+    keys = {msgspec.json.encode(e.id) for e in events}  # the table's json key serializer
+
+    def forgotten(seen: dict[bytes | None, list[bytes]]) -> bool:
+        return keys <= seen.keys() and all(seen[key][-1] is None for key in keys)
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        # Each prediction is written when the feedback agent reads it back, then deleted by a sweep
+        # once it is 3 s old: a tombstone in the changelog, so a restart does not bring it back.
+        records = drain(settings, changelog, forgotten, timeout=60)
+        assert worker.terminate() == 0
+    assert all(records[key][0] is not None for key in keys)
+    assert "feedback tables: forgot" in (tmp_path / "worker.log").read_text()

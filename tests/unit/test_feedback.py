@@ -30,7 +30,7 @@ def fb(content_id: str, tags: list[str], source: str = "user", after: float = 60
 def test_correction_is_judged_against_the_suggested_tags() -> None:
     join = FeedbackJoin({}, {})
     assert join.on_tagged(tagged("1", ["mlops"], author=["other"]), 0) == []
-    verdict = join.on_feedback(fb("1", ["computer-vision", "other", "not-a-tag"]))
+    verdict = join.on_feedback(fb("1", ["computer-vision", "other", "not-a-tag"]), 0)
     assert verdict is not None
     assert verdict.judged.predicted == {"mlops"}
     assert verdict.judged.truth == {"computer-vision"}
@@ -39,8 +39,8 @@ def test_correction_is_judged_against_the_suggested_tags() -> None:
 
 def test_early_feedback_is_parked_and_judged_when_the_prediction_arrives() -> None:
     join = FeedbackJoin({}, {})
-    assert join.on_feedback(fb("1", ["mlops"])) is None
-    assert join.on_feedback(fb("1", ["other"], source="author")) is None
+    assert join.on_feedback(fb("1", ["mlops"]), 0) is None
+    assert join.on_feedback(fb("1", ["other"], source="author"), 0) is None
     verdicts = join.on_tagged(tagged("1", ["mlops"]), 0)
     assert [v.judged.truth for v in verdicts] == [{"mlops"}, {"other"}]
     assert join.parked == {}
@@ -50,7 +50,7 @@ def test_first_prediction_wins_over_replays_and_echoes() -> None:
     join = FeedbackJoin({}, {})
     join.on_tagged(tagged("1", ["mlops"]), 0)
     join.on_tagged(tagged("1", ["other"], version="v2"), 0)
-    verdict = join.on_feedback(fb("1", ["mlops"]))
+    verdict = join.on_feedback(fb("1", ["mlops"]), 0)
     assert verdict is not None and verdict.judged.predicted == {"mlops"}
 
 
@@ -58,27 +58,28 @@ def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
     join = FeedbackJoin({}, {})
     join.on_tagged(tagged("1", [], status="pending_review", author=["other"]), 0)
     first = join.on_feedback(fb("1", ["nlp-not-approved", "natural-language-processing", "other"],
-                                source="reviewer", after=90))
+                                source="reviewer", after=90), 0)
     assert first is not None and first.review_seconds == 90.0
     assert first.resolution is not None
     assert first.resolution.status == "tagged"
     assert [t.tag for t in first.resolution.tags] == ["natural-language-processing"]
     assert first.resolution.author_tags == ["other"]
-    again = join.on_feedback(fb("1", ["mlops"], source="reviewer", after=120))
+    again = join.on_feedback(fb("1", ["mlops"], source="reviewer", after=120), 0)
     assert again is not None and again.resolution is None and again.review_seconds is None
 
 
 def test_user_feedback_does_not_resolve_a_review() -> None:
     join = FeedbackJoin({}, {})
     join.on_tagged(tagged("1", [], status="pending_review"), 0)
-    verdict = join.on_feedback(fb("1", ["mlops"]))
+    verdict = join.on_feedback(fb("1", ["mlops"]), 0)
     assert verdict is not None and verdict.resolution is None
 
 
 def test_tags_are_normalised_like_the_router_does() -> None:
     join = FeedbackJoin({}, {})
     join.on_tagged(tagged("1", [], status="pending_review", author=["Computer Vision"]), 0)
-    verdict = join.on_feedback(fb("1", ["computer_vision", "Natural Language Processing"], source="reviewer"))
+    correction = fb("1", ["computer_vision", "Natural Language Processing"], source="reviewer")
+    verdict = join.on_feedback(correction, 0)
     assert verdict is not None and verdict.resolution is not None
     assert verdict.judged.truth == {"natural-language-processing"}
     assert [t.tag for t in verdict.resolution.tags] == ["natural-language-processing"]
@@ -91,15 +92,31 @@ class RestoredTable(dict):
         super().__setitem__(key, json.loads(json.dumps(value)))
 
 
+class ChangelogTable(RestoredTable):
+    """A restored table with the two members of a Faust table that ``feedback.forget`` uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tombstones: list[tuple[int, str]] = []
+
+    @property
+    def data(self) -> ChangelogTable:
+        return self
+
+    def send_changelog(self, partition: int, key: str, value: None, value_serializer: str) -> None:
+        assert value is None and value_serializer == "raw"
+        self.tombstones.append((partition, key))
+
+
 def test_join_works_on_values_restored_from_a_changelog() -> None:
     join = FeedbackJoin(RestoredTable(), RestoredTable())
-    assert join.on_feedback(fb("1", ["mlops"])) is None
+    assert join.on_feedback(fb("1", ["mlops"]), 0) is None
     [verdict] = join.on_tagged(tagged("1", ["mlops"], status="tagged"), 2)
     assert verdict.judged.predicted == verdict.judged.truth == {"mlops"}
     repost = tagged("2", [], status="pending_review")
     repost.duplicate_of = "1"
     join.on_tagged(repost, 3)
-    resolved = join.on_feedback(fb("2", ["other"], source="reviewer"))
+    resolved = join.on_feedback(fb("2", ["other"], source="reviewer"), 0)
     assert resolved is not None and resolved.partition == 3 and resolved.review_seconds == 60.0
     assert resolved.resolution is not None and resolved.resolution.duplicate_of == "1"
 
@@ -110,22 +127,22 @@ def test_expired_names_old_predictions_and_parked_corrections_only() -> None:
     new = tagged("new", ["mlops"])
     new.processed_at = T0 + timedelta(days=40)
     join.on_tagged(new, 0)
-    join.on_feedback(fb("parked-old", ["mlops"]))
-    join.on_feedback(fb("parked-mixed", ["mlops"]))
-    join.on_feedback(fb("parked-mixed", ["other"], after=40 * 86_400))  # its newest correction is recent
+    join.on_feedback(fb("parked-old", ["mlops"]), 1)
+    join.on_feedback(fb("parked-mixed", ["mlops"]), 0)
+    join.on_feedback(fb("parked-mixed", ["other"], after=40 * 86_400), 0)  # its newest correction is recent
     expired = join.expired(T0 + timedelta(days=30))
-    assert [(table is join.predictions, content_id) for table, content_id in expired] == [
-        (True, "old"),
-        (False, "parked-old"),
+    assert [(table is join.predictions, key, partition) for table, key, partition in expired] == [
+        (True, "old", 0),
+        (False, "parked-old", 1),
     ]
 
 
 def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_run() -> None:
     app = faust.App("sweep-test", broker="kafka://127.0.0.1:1")  # never started: no broker needed
     loop = FeedbackLoop(app, Settings(feedback_retention_days=1), Metrics(CollectorRegistry()))
-    loop.join = FeedbackJoin(RestoredTable(), RestoredTable())
+    loop.join = FeedbackJoin(ChangelogTable(), ChangelogTable())
     for i in range(2_500):
-        loop.join.on_tagged(tagged(f"old{i}", ["mlops"]), 0)
+        loop.join.on_tagged(tagged(f"old{i}", ["mlops"]), i % 4)
     recent = tagged("recent", ["mlops"])
     recent.processed_at = datetime.now(UTC)
     loop.join.on_tagged(recent, 0)
@@ -147,4 +164,6 @@ def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_
     forgotten, ticks = asyncio.run(sweep_beside_another_task())
     assert forgotten == 2_500
     assert list(loop.join.predictions) == ["recent"]
+    # Each tombstone in the partition its key was written to (Faust would take the current event's).
+    assert loop.join.predictions.tombstones == [(i % 4, f"old{i}") for i in range(2_500)]
     assert ticks >= 2  # the sweep yielded to the event loop while it ran
