@@ -218,13 +218,7 @@ class HotPath:
     def _send(self, batch: Sequence[Message], result: BatchResult) -> None:
         """Produce a batch's outputs; its offsets are stored once they are acked (``_finish_pending``)."""
         self._produce(result.records)
-        last: dict[tuple[str, int], int] = {}
-        for message in batch:
-            last[(message.topic(), message.partition())] = message.offset()
-        offsets = [
-            TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()
-        ]
-        self._pending = _Pending(offsets, result)
+        self._pending = _Pending(_next_offsets(batch, self.state.assigned), result)
 
     def _produce(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         producer = self._producer
@@ -350,6 +344,20 @@ def partition_lag(pstats: dict[str, Any]) -> int | None:
     if pstats.get("committed_offset", -1) < 0 and high >= 0 and low >= 0:
         return int(high - low)
     return None
+
+
+def _next_offsets(batch: Sequence[Message], assigned: frozenset[tuple[str, int]]) -> list[TopicPartition]:
+    """Per partition in ``batch``, the offset after its last message (what to commit). Read from the end,
+    stopping once every ``assigned`` partition is found: three method calls per message cost ~0.2 µs,
+    ~1% of the loop's Python, for offsets that only the last message of each partition decides."""
+    last: dict[tuple[str, int], int] = {}
+    for message in reversed(batch):
+        tp = (message.topic(), message.partition())
+        if tp not in last:
+            last[tp] = message.offset() + 1
+            if assigned and last.keys() >= assigned:
+                break
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in last.items()]
 
 
 def _describe(partitions: list[TopicPartition]) -> str:

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.hot_path import DeliveryFailed, HotPath, partition_lag
+from stream_tagger.hot_path import DeliveryFailed, HotPath, _next_offsets, partition_lag
 from stream_tagger.metrics import Metrics
 from stream_tagger.pipeline import Pipeline, Topics
 from stream_tagger.settings import Settings
@@ -328,3 +328,20 @@ def test_a_failing_stolen_chunk_stops_the_loop_and_the_queued_chunks_never_run()
     published = [entry for entry in journal if entry[0] in ("acked", "store")]
     assert published == [("acked", 64), ("store", [(0, 64)])]  # the first batch only, at close
     assert not [call for call in predictor.calls if call[0].startswith("nlp")]  # cancelled at shutdown
+
+
+@pytest.mark.parametrize("assigned", [(), (0, 1), (0, 1, 2), (0, 1, 2, 3)])
+def test_next_offsets_follow_each_partitions_last_message_whatever_the_interleaving(
+    assigned: tuple[int, ...],
+) -> None:
+    order = [(0, 10), (1, 5), (0, 11), (2, 7), (1, 6), (0, 12), (1, 7)]  # partition 2 only near the start
+    batch = [Message(topic="raw", partition=p, offset=o) for p, o in order]
+    found = {
+        (tp.topic, tp.partition): tp.offset
+        for tp in _next_offsets(batch, frozenset(("raw", p) for p in assigned))
+    }
+    expected = {("raw", 0): 13, ("raw", 1): 8, ("raw", 2): 8}
+    # Every assigned partition's offset, right; (0, 1): 2 was revoked inside the consume() that returned it.
+    assert found.items() >= {tp: o for tp, o in expected.items() if not assigned or tp[1] in assigned}.items()
+    assert found.items() <= expected.items()
+    assert _next_offsets([], frozenset()) == []
