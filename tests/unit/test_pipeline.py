@@ -298,6 +298,18 @@ def test_recent_outcomes_keep_each_version_and_start_afresh_after_256_versions()
     assert (len(recent), recent.get("a"), recent.get("c")) == (1, None, (review, "v256"))
 
 
+def test_recent_outcomes_give_back_every_confidence_routing_can_publish_as_the_very_same_float() -> None:
+    exact = np.arange(10_001, dtype=np.float64) / 10_000
+    probs = np.column_stack([exact, np.zeros((len(exact), len(LABELS) - 1))]).astype(np.float32)
+    columns = route_columns(probs, LABELS, np.zeros(len(LABELS), np.float32), [[]] * len(probs), 1)
+    recent = RecentOutcomes(len(probs), len(LABELS))
+    ids = [str(n) for n in range(len(probs))]
+    recent.add(ids, columns, [None] * len(ids), "v1")
+    published = columns.outcomes()
+    assert {score.confidence for outcome in published for score in outcome.scores} == set(exact.tolist())
+    assert [recent.get(i) for i in ids] == [(outcome, "v1") for outcome in published]
+
+
 class ReferenceWindow:
     """The window's rules one id at a time, as plainly as they can be written: the oldest id first
     in, first forgotten (an id seen again keeps its place), and after 256 versions everything goes."""
