@@ -96,8 +96,9 @@ class AuthorAgreementObserver:
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
         top1 = batch.top1.tolist()
+        # Posts without author tags count for nothing: skipped here, not normalised to an empty set.
         results = [author_agreement(batch.labels[j], event.author_tags)
-                   for j, event in zip(top1, batch.events, strict=True)]
+                   for j, event in zip(top1, batch.events, strict=True) if event.author_tags]
         self._agree.inc(results.count(True))
         self._disagree.inc(results.count(False))
         return ()
