@@ -65,12 +65,6 @@ class OutputRecord(NamedTuple):
     value: bytes
 
 
-def _record(topic: str, key: bytes | None, value: bytes) -> OutputRecord:
-    """``OutputRecord(topic, key, value)`` as NamedTuple's own ``__new__`` makes it, minus the Python
-    frame of that ``__new__``: ~0.15 µs of the hot-path thread per record."""
-    return tuple.__new__(OutputRecord, (topic, key, value))
-
-
 @dataclass(frozen=True, slots=True)
 class Topics:
     tagged: str
@@ -441,7 +435,7 @@ class Pipeline:
                 event_time=event_time,
                 processed_at=now,
             )
-            yield _record(self.topics.review, key, encode(review))
+            yield OutputRecord(self.topics.review, key, encode(review))
         status = TaggedContent(
             id=event.id,
             status="tagged" if tagged else "pending_review",
@@ -452,7 +446,7 @@ class Pipeline:
             processed_at=now,
             duplicate_of=outcome.duplicate_of,
         )
-        yield _record(self.topics.tagged, key, encode(status))
+        yield OutputRecord(self.topics.tagged, key, encode(status))
 
     def _dead_letter(self, message: MessageLike, rejection: Rejection, now: datetime) -> OutputRecord:
         key = message.key()
