@@ -29,7 +29,7 @@ import msgspec
 import numpy as np
 
 from stream_tagger.decoding import Rejection, dead_letter, decode_raw
-from stream_tagger.events import RawContent, ReviewRequest, TaggedContent
+from stream_tagger.events import RawContent, ReviewRequest, TaggedContent, TagScore
 from stream_tagger.routing import Outcome, Routes, route_columns, threshold_vector
 from stream_tagger.settings import APPROVED_TAGS
 
@@ -148,14 +148,13 @@ class RecentOutcomes:
         if slot is None:
             return None
         index = self._version[slot]
-        one = slice(slot, slot + 1)
-        remembered = Routes(
-            self._labels[index], self._tagged[one], self._orders[one], self._confidences[one] / 10_000,
-            self._published[one],
-        )
-        outcome = remembered.outcome(0)
-        outcome.duplicate_of = self._duplicate_of[slot]
-        return outcome, self._versions[index]
+        labels = self._labels[index]
+        # One row as Python lists: numpy's per-call overhead would cost more than these few values.
+        orders, confidences = self._orders[slot].tolist(), self._confidences[slot].tolist()
+        row = zip(orders, confidences, self._published[slot].tolist(), strict=True)
+        scores = [TagScore(labels[j], n / 10_000) for j, n, published in row if published]
+        status = "tagged" if self._tagged[slot] else "review"
+        return Outcome(status, scores, self._duplicate_of[slot]), self._versions[index]
 
     def add(
         self, content_ids: Sequence[str], routes: Routes, duplicate_of: Sequence[str | None], version: str

@@ -87,14 +87,6 @@ class Routes:
         per_row = [scores[start:end] for start, end in pairwise([0, *ends])]
         return list(map(Outcome, map(_STATUS.__getitem__, self.tagged.tolist()), per_row))
 
-    def outcome(self, row: int) -> Outcome:
-        """Row ``row``'s ``Outcome`` alone, without the per-call numpy overhead ``outcomes`` pays once
-        per batch: for a dedup hit, one post at a time."""
-        published = self.published[row].tolist()
-        picked = zip(self.orders[row].tolist(), self.confidences[row].tolist(), published, strict=True)
-        scores = [TagScore(self.labels[j], confidence) for j, confidence, shown in picked if shown]
-        return Outcome(_STATUS[bool(self.tagged[row])], scores)
-
 
 def route_batch(
     probs: np.ndarray,
