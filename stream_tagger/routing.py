@@ -68,8 +68,8 @@ _STATUS: tuple[Literal["review"], Literal["tagged"]] = ("review", "tagged")  # b
 class Routes:
     """A batch's routing decisions as columns, row i for row i of the probabilities: row i publishes
     the labels ``orders[i][published[i]]`` (indices into ``labels``, most confident first) with the
-    ``confidences[i][published[i]]``. The pipeline's dedup window stores these columns as they are
-    rather than one object per post."""
+    ``confidences[i][published[i]]``. The pipeline's dedup window keeps these columns for a whole
+    batch with a few numpy writes rather than one packed object per post."""
 
     labels: Sequence[str]
     tagged: np.ndarray  # [n] bool: some label cleared its threshold
