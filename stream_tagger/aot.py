@@ -14,6 +14,8 @@ featuriser (17.2 vs 17.1 µs per post).
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,18 +44,38 @@ def warm_up() -> None:
 
 
 def build(out_dir: Path = compiled.PACKAGE_DIR) -> Path:
-    """Compile every kernel into ``out_dir/_kernels_<digest>.<ext>``; older builds there are removed."""
+    """Compile every kernel into ``out_dir/_kernels_<digest>.<ext>``; older builds there are removed.
+
+    The extension is linked in a temporary folder and moved into place in one step: a file cut short
+    by an interrupted build would crash every process that imports it (a bus error, not an ImportError
+    that the JIT fallback could catch)."""
     if compiled.BUILT is not None:
         raise BuildError(
             f"this process already runs the built kernels ({compiled.BUILT.__file__}); "
             "build with STREAM_TAGGER_KERNELS=jit"
         )
     warm_up()
+    try:
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".kernels-build-") as scratch:
+            built = _compile(Path(scratch))
+            path = out_dir / built.name
+            os.replace(built, path)
+    except BuildError:
+        raise
+    except Exception as exc:  # setuptools, distutils and the C compilers raise their own types
+        raise BuildError(f"cannot build the kernels in {out_dir}: {exc}") from exc
+    for old in out_dir.glob("_kernels_*"):
+        if old != path:
+            old.unlink()
+    return path
+
+
+def _compile(scratch: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
         from numba.pycc import CC
     cc = CC(compiled.module_name())
-    cc.output_dir = str(out_dir)
+    cc.output_dir = str(scratch)
     for name, dispatcher in compiled.KERNELS.items():
         if len(dispatcher.signatures) != 1:
             raise BuildError(
@@ -62,16 +84,9 @@ def build(out_dir: Path = compiled.PACKAGE_DIR) -> Path:
             )
         (args,) = dispatcher.signatures
         cc.export(name, dispatcher.overloads[args].signature.return_type(*args))(dispatcher.py_func)
-    try:
-        with _releasing_gil():
-            cc.compile()
-    except Exception as exc:  # distutils and the C compiler raise their own types
-        raise BuildError(f"cannot build {cc.name} in {out_dir}: {exc}") from exc
-    path = out_dir / cc.output_file
-    for old in out_dir.glob("_kernels_*"):
-        if old != path:
-            old.unlink()
-    return path
+    with _releasing_gil():
+        cc.compile()
+    return scratch / cc.output_file
 
 
 @contextlib.contextmanager

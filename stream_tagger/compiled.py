@@ -8,11 +8,14 @@ They are written once, as numba code, and served one of two ways:
   LLVM starting up to load the first kernel from numba's cache ~57 MB, measured), which is what lets it
   take micro-batches of 1,024 within its memory budget, and it starts without compiling anything.
 - Just in time (numba's ``njit``, cached on disk) when that module is missing, was built from other
-  sources or other numba/numpy versions (its name carries a digest of them, so an edited kernel can
-  never run stale machine code), or when ``STREAM_TAGGER_KERNELS=jit``.
+  sources or other numba/LLVM/numpy versions (its name carries a digest of them, so an edited kernel
+  can never run stale machine code), or when ``STREAM_TAGGER_KERNELS=jit``.
 
 Both release the GIL and run the same LLVM-compiled code (bit-identical outputs: ``tests/unit/test_aot.py``).
 A kernel called from Python is declared with :func:`kernel`; one only other kernels call, with :func:`jit`.
+Unlike numba's dispatcher, a built kernel does not check its arguments (another dtype or a strided view
+is read as if it were the compiled type): the Python functions that call kernels pass arrays they made
+themselves, or ``np.ascontiguousarray`` of the compiled dtype.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from stream_tagger.settings import Settings
+from stream_tagger.settings import KernelSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +40,17 @@ KERNEL_SOURCES = ("compiled.py", "aot.py", "model/features.py", "duplicates.py")
 
 
 def module_name() -> str:
-    """``_kernels_<digest>``: the kernel sources and the numba and numpy versions that compile them."""
+    """``_kernels_<digest>``: the kernel sources and the numba, LLVM and numpy versions that compile them."""
     digest = hashlib.sha256()
     for name in KERNEL_SOURCES:
         digest.update((PACKAGE_DIR / name).read_bytes())
-    for dist in ("numba", "numpy"):
+    for dist in ("numba", "llvmlite", "numpy"):
         digest.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
     return f"_kernels_{digest.hexdigest()[:16]}"
 
 
 def _load_built() -> ModuleType | None:
-    if Settings().kernels == "jit":
+    if KernelSettings().kernels == "jit":
         return None
     name = module_name()
     try:
@@ -69,11 +73,13 @@ def describe() -> str:
 
 
 def export_name(fn: Callable) -> str:
-    return f"{fn.__module__.rsplit('.', 1)[-1]}__{fn.__name__}"
+    """Unique within the package: ``stream_tagger.model.features._pad`` -> ``model_features___pad``."""
+    return f"{fn.__module__.removeprefix(__package__ + '.').replace('.', '_')}__{fn.__name__}"
 
 
 def kernel(fn: Callable) -> Callable:
     """A kernel called from Python: the built module's function, else numba's."""
+    _check_source(fn)
     if BUILT is not None:
         return getattr(BUILT, export_name(fn))
     KERNELS[export_name(fn)] = dispatcher = _njit(fn)
@@ -82,7 +88,16 @@ def kernel(fn: Callable) -> Callable:
 
 def jit(fn: Callable) -> Callable:
     """A kernel only other kernels call. With the built module nothing calls it: it stays plain Python."""
+    _check_source(fn)
     return fn if BUILT is not None else _njit(fn)
+
+
+def _check_source(fn: Callable) -> None:
+    """A kernel outside ``KERNEL_SOURCES`` would not be part of the digest: an edit to it could run
+    the machine code of an older version."""
+    source = Path(inspect.getfile(fn)).resolve()
+    if not any(source == (PACKAGE_DIR / name).resolve() for name in KERNEL_SOURCES):
+        raise RuntimeError(f"kernel {fn.__qualname__} is in {source}, not in compiled.KERNEL_SOURCES")
 
 
 def _njit(fn: Callable) -> Callable:

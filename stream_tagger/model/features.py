@@ -397,7 +397,7 @@ class Vocabulary:
     L2 cache) rather than a 4 MB direct-mapped one: a cache miss per n-gram was most of the cost."""
 
     def __init__(self, hashes: np.ndarray, table_bits: int = 20) -> None:
-        self.hashes = np.asarray(hashes, dtype=np.uint64)
+        self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)  # the kernels' argument types
         self.table_bits = table_bits
         slot = (self.hashes >> np.uint64(64 - table_bits)).astype(np.int64)
         if len(np.unique(slot)) != len(slot):
@@ -430,7 +430,7 @@ class Vocabulary:
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Column of each hash, -1 when the n-gram was not in the training vocabulary."""
-        return _lookup(np.asarray(hashes, dtype=np.uint64), self.table, self.hashes, self.shift)
+        return _lookup(np.ascontiguousarray(hashes, dtype=np.uint64), self.table, self.hashes, self.shift)
 
 
 class Keywords:
@@ -515,7 +515,7 @@ class BatchFeatures:
         which adds nothing to any sum in the graph. T is the longest of these rows."""
         if rows is None:
             rows = np.arange(len(self.oov_share))
-        return _pad(self.indptr, self.cols, self.counts, np.asarray(rows, dtype=np.int64))
+        return _pad(self.indptr, self.cols, self.counts, np.ascontiguousarray(rows, dtype=np.int64))
 
 
 def featurize(

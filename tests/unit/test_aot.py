@@ -52,6 +52,21 @@ def test_a_worker_with_built_kernels_never_imports_numba(built: None, tmp_path: 
     assert _run(["-c", code], "auto", tmp_path).split() == ["False", "False"]
 
 
+def test_the_built_kernels_release_the_gil(built: None) -> None:
+    # pycc's wrappers keep the GIL unless the build sets release_gil (aot._releasing_gil); the scoring
+    # and hot-path threads featurise side by side only if they drop it.
+    (path,) = compiled.PACKAGE_DIR.glob(f"{compiled.module_name()}.*")
+    assert b"PyEval_SaveThread" in path.read_bytes()
+
+
+def test_a_kernel_outside_the_digested_sources_is_refused() -> None:
+    def outside(x: int) -> int:
+        return x
+
+    with pytest.raises(RuntimeError, match=r"not in compiled\.KERNEL_SOURCES"):
+        compiled.jit(outside)
+
+
 def test_editing_a_kernel_source_names_another_module(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
