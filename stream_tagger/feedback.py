@@ -14,16 +14,22 @@ prediction is parked and judged when the prediction comes. The first prediction 
 Both tables forget what is older than ``feedback_retention_days`` (a sweep every
 ``feedback_sweep_interval_s``), so they stay bounded on an endless stream; a deletion is a tombstone
 in the changelog, which compaction then drops.
+
+Every write names its changelog partition (``ChangelogTable``): Faust would take the partition of the
+event being processed, which is another topic's for half the writes (a prediction resolved by a
+correction, a parked correction taken by its prediction) and none at all in the sweep's timer. So each
+key lives in one changelog partition whatever the feedback producers' partitioner, and its tombstone
+goes there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 import msgspec
@@ -78,68 +84,117 @@ class Verdict:
     partition: int = 0  # ... on this partition of the tagged topic
 
 
+class Table(Protocol):
+    """What the join needs of a table: ``ChangelogTable`` in the worker, a dict-backed one in tests."""
+
+    def get(self, key: str) -> Any: ...
+    def snapshot(self) -> list[str]: ...
+    def put(self, key: str, value: Any, partition: int) -> None: ...
+    def forget(self, key: str, partition: int) -> None: ...
+
+
+class ChangelogTable:
+    """A Faust table written with the changelog partition named by the caller (module docstring).
+
+    ``put`` and ``forget`` are what Faust's ``table[key] = value`` and ``del table[key]`` do (a
+    changelog record, then the local store) minus the look-up of the current event's partition and the
+    monitor's counters; a key TTL is only kept for windowed tables, which these are not."""
+
+    def __init__(self, table: faust.Table) -> None:
+        if table.window is not None:
+            raise ValueError(f"{table.name}: windowed tables keep per-partition timestamps; not supported")
+        self.table = table
+
+    def get(self, key: str) -> Any:
+        return self.table.data.get(key)
+
+    def snapshot(self) -> list[str]:
+        """The keys as they are now: a list, so that the caller may delete while it iterates."""
+        return list(self.table.data.keys())
+
+    def put(self, key: str, value: Any, partition: int) -> None:
+        self.table.send_changelog(partition, key, value)
+        self.table.data[key] = value
+
+    def forget(self, key: str, partition: int) -> None:
+        self.table.send_changelog(partition, key, value=None, value_serializer="raw")
+        self.table.data.pop(key, None)
+
+
 class FeedbackJoin:
-    """The join's logic over two mappings of JSON-ready values (Faust tables in the worker, dicts in tests).
+    """The join's logic over two tables of JSON-ready values.
 
     Values are plain builtins because that is what a Faust table gives back when it restores itself
     from its changelog, whatever it was handed before.
     """
 
-    def __init__(self, predictions: MutableMapping[str, Any], parked: MutableMapping[str, Any]) -> None:
+    def __init__(self, predictions: Table, parked: Table) -> None:
         self.predictions = predictions
         self.parked = parked
 
     def on_tagged(self, event: TaggedContent, partition: int) -> list[Verdict]:
         """Remember a prediction; judge the corrections that were waiting for it."""
-        if event.id in self.predictions:
+        if self.predictions.get(event.id) is not None:
             return []
         record = Prediction(
             status=event.status, suggested=[t.tag for t in event.tags], author_tags=list(event.author_tags),
             model_version=event.model_version, event_time=event.event_time, processed_at=event.processed_at,
             partition=partition, duplicate_of=event.duplicate_of,
         )
-        self.predictions[event.id] = msgspec.to_builtins(record)
-        waiting = self.parked.pop(event.id, None)
+        self.predictions.put(event.id, msgspec.to_builtins(record), partition)
+        waiting = self.parked.get(event.id)
         if waiting is None:
             return []
         parked = msgspec.convert(waiting, Parked)
+        self.parked.forget(event.id, parked.partition)
         return [self._judge(fb, self._record(event.id)) for fb in parked.corrections]
 
     def on_feedback(self, feedback: Feedback, partition: int) -> Verdict | None:
         """Judge a correction against its prediction, or park it until the prediction is known."""
-        if feedback.id not in self.predictions:
+        if self.predictions.get(feedback.id) is None:
             waiting = self.parked.get(feedback.id)
-            earlier = msgspec.convert(waiting, Parked).corrections if waiting else []
-            parked = Parked(partition=partition, corrections=[*earlier, feedback])
-            self.parked[feedback.id] = msgspec.to_builtins(parked)
+            # A list keeps the partition of its first correction: one key, one changelog partition.
+            earlier = Parked(partition=partition, corrections=[])
+            if waiting is not None:
+                earlier = msgspec.convert(waiting, Parked)
+            parked = msgspec.structs.replace(earlier, corrections=[*earlier.corrections, feedback])
+            self.parked.put(feedback.id, msgspec.to_builtins(parked), parked.partition)
             return None
         return self._judge(feedback, self._record(feedback.id))
 
-    def expired(self, before: datetime) -> Iterator[tuple[MutableMapping[str, Any], str, int]]:
-        """(table, id, changelog partition) of every prediction made before ``before`` and every parked
-        correction list whose newest correction was written before it. A snapshot of the keys is taken
-        first, so the caller may delete while iterating (and yield to the event loop between deletions)."""
-        for content_id in list(self.predictions.keys()):
-            value = self.predictions.get(content_id)
-            if value is not None and datetime.fromisoformat(value["processed_at"]) < before:
-                yield self.predictions, content_id, value["partition"]
-        for content_id in list(self.parked.keys()):
-            waiting = self.parked.get(content_id)
-            if waiting is None:
-                continue
-            parked = msgspec.convert(waiting, Parked)
-            if max(f.created_at for f in parked.corrections) < before:
-                yield self.parked, content_id, parked.partition
+    def expired(self, before: datetime) -> Iterator[tuple[Table, str, int] | None]:
+        """Per key of both tables: (table, id, changelog partition) for a prediction made before
+        ``before`` or a parked list whose newest correction was written before it, else None (so that
+        the caller can yield to the event loop while it scans a big table). A snapshot of the keys is
+        taken first, so the caller may delete while iterating. A value that cannot be read is kept
+        and logged, not fatal: without its partition it cannot be deleted correctly."""
+        for table, kind in ((self.predictions, Prediction), (self.parked, Parked)):
+            for content_id in table.snapshot():
+                value = table.get(content_id)
+                if value is None:
+                    yield None
+                    continue
+                try:
+                    entry = msgspec.convert(value, kind)
+                except msgspec.ValidationError as exc:
+                    log.warning("feedback table: unreadable value for %r kept (%s)", content_id, exc)
+                    yield None
+                    continue
+                newest = entry.processed_at if isinstance(entry, Prediction) else max(
+                    (f.created_at for f in entry.corrections), default=before
+                )
+                yield (table, content_id, entry.partition) if newest < before else None
 
     def _record(self, content_id: str) -> Prediction:
-        return msgspec.convert(self.predictions[content_id], Prediction)
+        return msgspec.convert(self.predictions.get(content_id), Prediction)
 
     def _judge(self, feedback: Feedback, record: Prediction) -> Verdict:
         corrected = [t for t in map(normalise_tag, feedback.tags) if t in APPROVED_TAGS]
         judged = Judged.of(record.suggested, corrected, record.author_tags)
         if not (feedback.source == "reviewer" and record.status == "pending_review" and not record.resolved):
             return Verdict(feedback, judged)
-        self.predictions[feedback.id] = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
+        resolved = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
+        self.predictions.put(feedback.id, resolved, record.partition)
         resolution = TaggedContent(
             id=feedback.id, status="tagged",
             tags=[TagScore(t, 1.0) for t in corrected if t in judged.truth],
@@ -172,25 +227,39 @@ class FeedbackLoop:
         self.dead_letter_topic = app.topic(settings.topic_dead_letter, schema=raw)
         by_id = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
         n = settings.partitions
-        self.join = FeedbackJoin(app.Table("feedback-predictions", schema=by_id, partitions=n),
-                                 app.Table("feedback-parked", schema=by_id, partitions=n))
+        self.app = app
+        self.join = FeedbackJoin(
+            ChangelogTable(app.Table("feedback-predictions", schema=by_id, partitions=n)),
+            ChangelogTable(app.Table("feedback-parked", schema=by_id, partitions=n)),
+        )
         app.agent(self.tagged_topic, name="feedback-predictions")(self._read_predictions)
         app.agent(self.feedback_topic, name="feedback-corrections")(self._read_feedback)
         app.timer(settings.feedback_sweep_interval_s, name="feedback-sweep")(self.sweep)
 
     async def sweep(self) -> int:
-        """Forget what is older than the retention; returns how many entries went. Yields to the event
-        loop every 1,000 deletions: the agents must not stall behind a sweep of a big table."""
+        """Forget what is older than the retention in the partitions this worker owns (not its standby
+        copies: their owner sweeps them); returns how many entries went. Yields to the event loop every
+        1,000 keys scanned: the agents and heartbeats must not stall behind a sweep of a big table."""
         before = datetime.now(UTC) - timedelta(days=self.settings.feedback_retention_days)
+        predictions = self.join.predictions
+        owned_predictions = self._owned(self.settings.topic_tagged)
+        owned_parked = self._owned(self.settings.topic_feedback)
         forgotten = 0
-        for table, content_id, partition in self.join.expired(before):
-            forget(table, content_id, partition)
-            forgotten += 1
-            if forgotten % 1_000 == 0:
+        for scanned, found in enumerate(self.join.expired(before), 1):
+            if found is not None:
+                table, content_id, partition = found
+                if partition in (owned_predictions if table is predictions else owned_parked):
+                    table.forget(content_id, partition)
+                    forgotten += 1
+            if scanned % 1_000 == 0:
                 await asyncio.sleep(0)
         if forgotten:
             log.info("feedback tables: forgot %d entries older than %s", forgotten, before.isoformat())
         return forgotten
+
+    def _owned(self, topic: str) -> set[int]:
+        """Partitions of ``topic`` this worker is the active owner of (the tables' changelog partitions)."""
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
     async def _read_predictions(self, stream: faust.StreamT) -> None:
         decode = msgspec.json.Decoder(TaggedContent).decode
@@ -238,15 +307,6 @@ class FeedbackLoop:
             # not split one post's history over two partitions of the tagged topic.
             await self.tagged_topic.send(key=verdict.resolution.id.encode(),
                                          value=_encode(verdict.resolution), partition=verdict.partition)
-
-
-def forget(table: Any, key: str, partition: int) -> None:
-    """``del table[key]`` for a Faust table outside an agent, where Faust refuses it ("Cannot modify
-    table key from outside of stream iteration": it takes the changelog partition from the event being
-    processed). The tombstone goes to the partition the key was written to, its source partition, so
-    that a worker restoring that partition forgets the key too."""
-    table.send_changelog(partition, key, value=None, value_serializer="raw")
-    table.data.pop(key, None)
 
 
 def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:

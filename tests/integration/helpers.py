@@ -16,10 +16,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from stream_tagger.broker import free_port
 from stream_tagger.demo import malformed_events as demo_malformed_events
@@ -62,11 +62,13 @@ def _reader(settings: Settings, topic: str) -> tuple[Consumer, list[int]]:
 def drain(
     settings: Settings,
     topic: str,
-    until: Callable[[dict[bytes | None, list[bytes]]], bool],
+    until: Callable[[dict[Any, list[bytes]]], bool],
     timeout: float = 60.0,
-) -> dict[bytes | None, list[bytes]]:
+    by: Callable[[Message], Any] = Message.key,
+) -> dict[Any, list[bytes]]:
     """Messages of ``topic`` from the beginning, as key -> values in arrival order, until ``until(seen)``.
 
+    ``by`` names what groups them (the key; e.g. (partition, key) to see where each record went).
     Fails the test after ``timeout`` seconds, showing how far it got.
     """
     consumer, partitions = _reader(settings, topic)
@@ -80,7 +82,7 @@ def drain(
             )
             for message in consumer.consume(1_000, 0.2):
                 if message.error() is None:
-                    seen[message.key()].append(message.value())
+                    seen[by(message)].append(message.value())
         return dict(seen)
     finally:
         consumer.close()

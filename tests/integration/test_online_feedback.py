@@ -194,14 +194,18 @@ def test_expired_predictions_leave_the_table_through_its_changelog(
     changelog = f"{settings.consumer_group}-app-feedback-predictions-changelog"
     keys = {msgspec.json.encode(e.id) for e in events}  # the table's json key serializer
 
-    def forgotten(seen: dict[bytes | None, list[bytes]]) -> bool:
-        return keys <= seen.keys() and all(seen[key][-1] is None for key in keys)
+    def forgotten(seen: dict[tuple[int, bytes], list[bytes | None]]) -> bool:
+        ours = {(p, key): values for (p, key), values in seen.items() if key in keys}
+        return keys <= {key for _, key in ours} and all(values[-1] is None for values in ours.values())
 
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_ready()
         # Each prediction is written when the feedback agent reads it back, then deleted by a sweep
-        # once it is 3 s old: a tombstone in the changelog, so a restart does not bring it back.
-        records = drain(settings, changelog, forgotten, timeout=60)
+        # once it is 3 s old: a tombstone in the changelog partition that holds it, so that a restart
+        # does not bring it back.
+        records = drain(settings, changelog, forgotten, timeout=60, by=lambda m: (m.partition(), m.key()))
         assert worker.terminate() == 0
-    assert all(records[key][0] is not None for key in keys)
+    placed = sorted(key for _, key in records if key in keys)
+    assert placed == sorted(keys)  # every key in exactly one partition, its value first, then its tombstone
+    assert all(values[0] is not None for (_, key), values in records.items() if key in keys)
     assert "feedback tables: forgot" in (tmp_path / "worker.log").read_text()

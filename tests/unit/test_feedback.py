@@ -10,7 +10,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from stream_tagger.events import Feedback, TaggedContent, TagScore
-from stream_tagger.feedback import FeedbackJoin, FeedbackLoop
+from stream_tagger.feedback import ChangelogTable, FeedbackJoin, FeedbackLoop
 from stream_tagger.metrics import Metrics
 from stream_tagger.settings import Settings
 
@@ -27,8 +27,28 @@ def fb(content_id: str, tags: list[str], source: str = "user", after: float = 60
     return Feedback(id=content_id, tags=tags, source=source, created_at=T0 + timedelta(seconds=after))  # type: ignore[arg-type]
 
 
+class RestoredTable(dict):
+    """A table as the join sees it: values as a Faust table restores them from its changelog (JSON), and
+    the changelog partition of every write and deletion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changelog: list[tuple[int, str, bool]] = []  # (partition, key, deleted)
+
+    def snapshot(self) -> list[str]:
+        return list(self)
+
+    def put(self, key: str, value: object, partition: int) -> None:
+        self[key] = json.loads(json.dumps(value))
+        self.changelog.append((partition, key, False))
+
+    def forget(self, key: str, partition: int) -> None:
+        self.pop(key, None)
+        self.changelog.append((partition, key, True))
+
+
 def test_correction_is_judged_against_the_suggested_tags() -> None:
-    join = FeedbackJoin({}, {})
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
     assert join.on_tagged(tagged("1", ["mlops"], author=["other"]), 0) == []
     verdict = join.on_feedback(fb("1", ["computer-vision", "other", "not-a-tag"]), 0)
     assert verdict is not None
@@ -38,7 +58,7 @@ def test_correction_is_judged_against_the_suggested_tags() -> None:
 
 
 def test_early_feedback_is_parked_and_judged_when_the_prediction_arrives() -> None:
-    join = FeedbackJoin({}, {})
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
     assert join.on_feedback(fb("1", ["mlops"]), 0) is None
     assert join.on_feedback(fb("1", ["other"], source="author"), 0) is None
     verdicts = join.on_tagged(tagged("1", ["mlops"]), 0)
@@ -47,7 +67,7 @@ def test_early_feedback_is_parked_and_judged_when_the_prediction_arrives() -> No
 
 
 def test_first_prediction_wins_over_replays_and_echoes() -> None:
-    join = FeedbackJoin({}, {})
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
     join.on_tagged(tagged("1", ["mlops"]), 0)
     join.on_tagged(tagged("1", ["other"], version="v2"), 0)
     verdict = join.on_feedback(fb("1", ["mlops"]), 0)
@@ -55,7 +75,7 @@ def test_first_prediction_wins_over_replays_and_echoes() -> None:
 
 
 def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
-    join = FeedbackJoin({}, {})
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
     join.on_tagged(tagged("1", [], status="pending_review", author=["other"]), 0)
     first = join.on_feedback(fb("1", ["nlp-not-approved", "natural-language-processing", "other"],
                                 source="reviewer", after=90), 0)
@@ -69,43 +89,20 @@ def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
 
 
 def test_user_feedback_does_not_resolve_a_review() -> None:
-    join = FeedbackJoin({}, {})
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
     join.on_tagged(tagged("1", [], status="pending_review"), 0)
     verdict = join.on_feedback(fb("1", ["mlops"]), 0)
     assert verdict is not None and verdict.resolution is None
 
 
 def test_tags_are_normalised_like_the_router_does() -> None:
-    join = FeedbackJoin({}, {})
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
     join.on_tagged(tagged("1", [], status="pending_review", author=["Computer Vision"]), 0)
     correction = fb("1", ["computer_vision", "Natural Language Processing"], source="reviewer")
     verdict = join.on_feedback(correction, 0)
     assert verdict is not None and verdict.resolution is not None
     assert verdict.judged.truth == {"natural-language-processing"}
     assert [t.tag for t in verdict.resolution.tags] == ["natural-language-processing"]
-
-
-class RestoredTable(dict):
-    """What a Faust table holds after restoring from its changelog: values as JSON gives them back."""
-
-    def __setitem__(self, key: str, value: object) -> None:
-        super().__setitem__(key, json.loads(json.dumps(value)))
-
-
-class ChangelogTable(RestoredTable):
-    """A restored table with the two members of a Faust table that ``feedback.forget`` uses."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tombstones: list[tuple[int, str]] = []
-
-    @property
-    def data(self) -> ChangelogTable:
-        return self
-
-    def send_changelog(self, partition: int, key: str, value: None, value_serializer: str) -> None:
-        assert value is None and value_serializer == "raw"
-        self.tombstones.append((partition, key))
 
 
 def test_join_works_on_values_restored_from_a_changelog() -> None:
@@ -130,7 +127,7 @@ def test_expired_names_old_predictions_and_parked_corrections_only() -> None:
     join.on_feedback(fb("parked-old", ["mlops"]), 1)
     join.on_feedback(fb("parked-mixed", ["mlops"]), 0)
     join.on_feedback(fb("parked-mixed", ["other"], after=40 * 86_400), 0)  # its newest correction is recent
-    expired = join.expired(T0 + timedelta(days=30))
+    expired = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
     assert [(table is join.predictions, key, partition) for table, key, partition in expired] == [
         (True, "old", 0),
         (False, "parked-old", 1),
@@ -140,9 +137,11 @@ def test_expired_names_old_predictions_and_parked_corrections_only() -> None:
 def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_run() -> None:
     app = faust.App("sweep-test", broker="kafka://127.0.0.1:1")  # never started: no broker needed
     loop = FeedbackLoop(app, Settings(feedback_retention_days=1), Metrics(CollectorRegistry()))
-    loop.join = FeedbackJoin(ChangelogTable(), ChangelogTable())
+    loop.join = FeedbackJoin(RestoredTable(), RestoredTable())
+    loop._owned = lambda topic: {0, 1, 2, 3}  # type: ignore[method-assign]  # an app never started owns none
     for i in range(2_500):
         loop.join.on_tagged(tagged(f"old{i}", ["mlops"]), i % 4)
+    loop.join.on_tagged(tagged("standby-copy", ["mlops"]), 5)  # its owner, another worker, sweeps it
     recent = tagged("recent", ["mlops"])
     recent.processed_at = datetime.now(UTC)
     loop.join.on_tagged(recent, 0)
@@ -163,7 +162,53 @@ def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_
 
     forgotten, ticks = asyncio.run(sweep_beside_another_task())
     assert forgotten == 2_500
-    assert list(loop.join.predictions) == ["recent"]
-    # Each tombstone in the partition its key was written to (Faust would take the current event's).
-    assert loop.join.predictions.tombstones == [(i % 4, f"old{i}") for i in range(2_500)]
+    assert sorted(loop.join.predictions) == ["recent", "standby-copy"]
+    tombstones = [(p, key) for p, key, deleted in loop.join.predictions.changelog if deleted]
+    assert tombstones == [(i % 4, f"old{i}") for i in range(2_500)]  # each in its key's partition
     assert ticks >= 2  # the sweep yielded to the event loop while it ran
+
+
+def test_every_write_of_a_key_goes_to_one_changelog_partition_whatever_the_event_partition() -> None:
+    # Feedback produced with another partitioner than the tagged topic's: each key still lives in one
+    # changelog partition, so that its tombstone deletes it everywhere.
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    assert join.on_feedback(fb("early", ["mlops"]), 3) is None
+    assert join.on_feedback(fb("early", ["other"], after=90), 1) is None  # the list keeps partition 3
+    join.on_tagged(tagged("early", ["mlops"]), 0)
+    join.on_tagged(tagged("review", [], status="pending_review"), 2)
+    assert join.on_feedback(fb("review", ["mlops"], source="reviewer"), 1) is not None  # resolves it
+    assert join.parked.changelog == [(3, "early", False), (3, "early", False), (3, "early", True)]
+    assert join.predictions.changelog == [(0, "early", False), (2, "review", False), (2, "review", False)]
+
+
+def test_an_unreadable_value_is_kept_and_the_rest_still_expires() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join.on_tagged(tagged("old", ["mlops"]), 0)
+    join.parked["legacy"] = [{"id": "legacy"}]  # not a Parked: logged and kept, not fatal
+    found = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
+    assert [(key, partition) for _table, key, partition in found] == [("old", 0)]
+
+
+class FakeFaustTable:
+    """The members of a Faust table that ``ChangelogTable`` uses."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+        self.sent: list[tuple[int, str, object, str | None]] = []
+
+    window = None
+
+    def send_changelog(
+        self, partition: int, key: str, value: object, value_serializer: str | None = None
+    ) -> None:
+        self.sent.append((partition, key, value, value_serializer))
+
+
+def test_changelog_table_names_the_partition_of_each_record() -> None:
+    faust_table = FakeFaustTable()
+    table = ChangelogTable(faust_table)  # type: ignore[arg-type]
+    table.put("a", {"x": 1}, 2)
+    assert table.get("a") == {"x": 1} and table.snapshot() == ["a"]
+    table.forget("a", 2)
+    assert table.get("a") is None
+    assert faust_table.sent == [(2, "a", {"x": 1}, None), (2, "a", None, "raw")]
