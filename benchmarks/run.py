@@ -79,14 +79,14 @@ class Mode:
 
 
 FULL = Mode(
-    events=200_000, load_seconds=10.0, slow_seconds=30.0, cap_seconds=120.0, batch_sizes=(64, 256, 1024)
+    events=200_000, load_seconds=10.0, slow_seconds=30.0, cap_seconds=120.0, batch_sizes=(64, 256, 512, 2048)
 )
 QUICK = Mode(
     events=20_000,
     load_seconds=3.0,
     slow_seconds=8.0,
     cap_seconds=30.0,
-    batch_sizes=(64, 1024),
+    batch_sizes=(64, 512),
     saturation_runs=1,
     saturation_fractions=(0.8,),
 )
