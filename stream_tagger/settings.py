@@ -82,6 +82,10 @@ class Settings(KernelSettings):
     feedback_retention_days: float = Field(default=30.0, gt=0)
     # How often the tables are swept for what is older than that.
     feedback_sweep_interval_s: float = Field(default=3_600.0, gt=0)
+    # CPU priority (nice increment) of `stream-tagger feedback-worker`: on a host it shares with workers
+    # it yields the CPU to their hot paths and catches up when they idle (its consumer lag shows it);
+    # the join is not latency-critical, tagging is. 0 = the same priority.
+    feedback_worker_nice: int = Field(default=10, ge=0, le=19)
 
     # --- hot path ---
     # 1,024: ~10% more events/s than 512 on 2 cores (fewer per-batch costs); it was held back while the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,7 @@ def feedback_worker(
 
     settings = settings_from(bootstrap_servers=bootstrap_servers, web_port=web_port)
     configure_logging(settings)
+    os.nice(settings.feedback_worker_nice)
     faust_app, _loop = feedback_app(settings)
     console.print(f"feedback worker up: {settings.topic_tagged} + {settings.topic_feedback}, "
                   f"web on :{settings.web_port}", highlight=False)
