@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import faust
 import msgspec
+from faust.stores.memory import Store as MemoryStore
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
@@ -103,6 +104,9 @@ class ChangelogTable:
     def __init__(self, table: faust.Table) -> None:
         if table.window is not None:
             raise ValueError(f"{table.name}: windowed tables keep per-partition timestamps; not supported")
+        if not isinstance(table.data, MemoryStore):
+            # rocksdb's store files a key under the current event's partition, whatever we name.
+            raise ValueError(f"{table.name}: only Faust's memory store keeps a key where its changelog is")
         self.table = table
 
     def get(self, key: str) -> Any:
@@ -239,7 +243,13 @@ class FeedbackLoop:
     async def sweep(self) -> int:
         """Forget what is older than the retention in the partitions this worker owns (not its standby
         copies: their owner sweeps them); returns how many entries went. Yields to the event loop every
-        1,000 keys scanned: the agents and heartbeats must not stall behind a sweep of a big table."""
+        1,000 keys scanned: the agents and heartbeats must not stall behind a sweep of a big table.
+        Which partitions are owned is only known between rebalances (recovery included): a sweep does
+        not start during one and stops when one begins; the next interval sweeps again."""
+        app = self.app
+        rebalances = app.rebalancing_count
+        if app.rebalancing:
+            return 0
         before = datetime.now(UTC) - timedelta(days=self.settings.feedback_retention_days)
         predictions = self.join.predictions
         owned_predictions = self._owned(self.settings.topic_tagged)
@@ -253,6 +263,9 @@ class FeedbackLoop:
                     forgotten += 1
             if scanned % 1_000 == 0:
                 await asyncio.sleep(0)
+                if app.rebalancing or app.rebalancing_count != rebalances:
+                    log.info("feedback tables: sweep stopped by a rebalance after %d entries", forgotten)
+                    break
         if forgotten:
             log.info("feedback tables: forgot %d entries older than %s", forgotten, before.isoformat())
         return forgotten

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import faust
+import pytest
+from faust.stores.memory import Store as MemoryStore
 from prometheus_client import CollectorRegistry
 
 from stream_tagger.events import Feedback, TaggedContent, TagScore
@@ -190,13 +192,14 @@ def test_an_unreadable_value_is_kept_and_the_rest_still_expires() -> None:
 
 
 class FakeFaustTable:
-    """The members of a Faust table that ``ChangelogTable`` uses."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, object] = {}
-        self.sent: list[tuple[int, str, object, str | None]] = []
+    """The members of a Faust table that ``ChangelogTable`` uses, over Faust's real memory store."""
 
     window = None
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.data = MemoryStore("memory://", faust.App("fake", broker="kafka://127.0.0.1:1"), self)
+        self.sent: list[tuple[int, str, object, str | None]] = []
 
     def send_changelog(
         self, partition: int, key: str, value: object, value_serializer: str | None = None
@@ -212,3 +215,19 @@ def test_changelog_table_names_the_partition_of_each_record() -> None:
     table.forget("a", 2)
     assert table.get("a") is None
     assert faust_table.sent == [(2, "a", {"x": 1}, None), (2, "a", None, "raw")]
+    faust_table.data = {}  # another store (rocksdb files keys by the current event's partition)
+    with pytest.raises(ValueError, match="memory store"):
+        ChangelogTable(faust_table)  # type: ignore[arg-type]
+
+
+def test_no_sweep_during_a_rebalance() -> None:
+    # Which partitions this worker owns is only known between rebalances; the next interval sweeps.
+    app = faust.App("sweep-rebalance", broker="kafka://127.0.0.1:1")  # never started
+    loop = FeedbackLoop(app, Settings(feedback_retention_days=1), Metrics(CollectorRegistry()))
+    loop.join = FeedbackJoin(RestoredTable(), RestoredTable())
+    loop._owned = lambda topic: {0}  # type: ignore[method-assign]
+    loop.join.on_tagged(tagged("old", ["mlops"]), 0)
+    app.rebalancing = True
+    assert asyncio.run(loop.sweep()) == 0 and list(loop.join.predictions) == ["old"]
+    app.rebalancing = False
+    assert asyncio.run(loop.sweep()) == 1 and list(loop.join.predictions) == []
