@@ -92,11 +92,14 @@ def jit(fn: Callable) -> Callable:
     return fn if BUILT is not None else _njit(fn)
 
 
+_SOURCE_PATHS = frozenset((PACKAGE_DIR / name).resolve() for name in KERNEL_SOURCES)
+
+
 def _check_source(fn: Callable) -> None:
     """A kernel outside ``KERNEL_SOURCES`` would not be part of the digest: an edit to it could run
     the machine code of an older version."""
     source = Path(inspect.getfile(fn)).resolve()
-    if not any(source == (PACKAGE_DIR / name).resolve() for name in KERNEL_SOURCES):
+    if source not in _SOURCE_PATHS:
         raise RuntimeError(f"kernel {fn.__qualname__} is in {source}, not in compiled.KERNEL_SOURCES")
 
 
