@@ -109,10 +109,10 @@ def _same(batch: list[str]) -> list[str]:
     return batch
 
 
-def _graph_inputs(predictor: Predictor, batch: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What ``run_padded`` takes: the padded n-gram ids and counts, and the keyword hits."""
+def _graph_inputs(predictor: Predictor, batch: list[str]) -> tuple[np.ndarray, ...]:
+    """What ``run_padded`` takes: the padded n-gram ids and counts, the keyword hits, the embedding."""
     feats = predictor.featurize(batch)
-    return (*feats.padded(), feats.keyword_hits)
+    return (*feats.padded(), feats.keyword_hits, feats.embedding)
 
 
 def _word_tfidf_onnx(texts: list[str], y: list[str]) -> Callable[[list[str]], object]:

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/python -m pip install --quiet -e '.[dev,train]'
 # The featuriser's kernels built ahead of time: workers then run without numba (~120 MB less each).
 .venv/bin/stream-tagger compile >/dev/null
 if ! command -v promtool >/dev/null 2>&1; then

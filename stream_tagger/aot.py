@@ -33,13 +33,22 @@ def warm_up() -> None:
     """Call every kernel once as serving and training call them; in JIT mode this also fills numba's
     disk cache, so a process that cannot use the built module does not compile at start."""
     from stream_tagger.duplicates import fingerprints
-    from stream_tagger.model.features import FeatureParams, Keywords, Vocabulary, featurize, hash_ngrams
+    from stream_tagger.model.features import (
+        FeatureParams,
+        Keywords,
+        Pieces,
+        Vocabulary,
+        featurize,
+        hash_ngrams,
+    )
 
     texts = ["Warm-up: object detection with CI/CD", "Café ☕ naïve", ""]
     hashed = hash_ngrams(texts, FeatureParams())
     vocab = Vocabulary.from_counts(*np.unique(hashed.hashes, return_counts=True), min_df=1)
     vocab.lookup(hashed.hashes)
-    featurize(texts, FeatureParams(), vocab, Keywords({"mlops": ["ci cd", "mlflow"]})).padded()
+    keywords = Keywords({"mlops": ["ci cd", "mlflow"]})
+    pieces = Pieces(["\u2581object", "\u2581detect", "ion", "é"], np.eye(4, dtype=np.float16))
+    featurize(texts, FeatureParams(), vocab, keywords, pieces).padded()
     fingerprints(texts)
 
 

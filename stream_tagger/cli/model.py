@@ -26,13 +26,30 @@ def train(
         Path, typer.Option(help="Folder receiving the new version and the current pointer")
     ] = Path("models"),
     set_current: Annotated[bool, typer.Option(help="Point <out>/current at the new version")] = True,
+    embedding_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight of the pretrained piece embedding (default: TrainConfig's); 0 trains without it "
+            "and without the train extra's wheel"
+        ),
+    ] = None,
 ) -> None:
     """Train on the CSVs (later files override earlier rows with the same id) and export to ONNX."""
-    from stream_tagger.model.train import train as train_model  # heavy imports only for this command
+    from dataclasses import replace
 
+    # Heavy imports only for this command.
+    from stream_tagger.model.pretrained import PretrainedMissing
+    from stream_tagger.model.train import TrainConfig
+    from stream_tagger.model.train import train as train_model
+
+    cfg = TrainConfig()
+    if embedding_scale is not None:
+        if embedding_scale < 0:
+            fail(f"--embedding-scale must be >= 0, got {embedding_scale}")
+        cfg = replace(cfg, embedding_scale=embedding_scale)
     try:
-        version_dir = train_model(data, out, set_current=set_current)
-    except DatasetError as exc:
+        version_dir = train_model(data, out, cfg, set_current=set_current)
+    except (DatasetError, PretrainedMissing) as exc:
         fail(str(exc))
     meta = json.loads((version_dir / "metadata.json").read_text(encoding="utf-8"))
     cv = meta["metrics"]["cv"]

@@ -2,7 +2,9 @@
 
 A version folder holds ``model.onnx``, ``vocabulary.npy`` (the n-gram hash of each column: the
 featuriser's half of the model), ``keywords.json`` (the keyword phrases per tag whose hits the model
-takes as input; absent in models trained without them, which then serve as before), ``metadata.json``,
+takes as input; absent in models trained without them, which then serve as before), ``pieces.npz``
+(the subword pieces and their pretrained vectors behind the ``embedding`` input; likewise optional),
+``metadata.json``,
 ``MODEL_CARD.md``, ``confusion_matrix.png`` and ``pipeline.joblib`` (the fitted scikit-learn pipeline,
 read only by ``evaluate`` to prove parity; the service never unpickles anything).
 ``current`` is a one-line text file naming the served folder: unlike a symlink it survives git on
@@ -19,9 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 MODEL_FILE = "model.onnx"
 VOCAB_FILE = "vocabulary.npy"
 KEYWORDS_FILE = "keywords.json"
+PIECES_FILE = "pieces.npz"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "MODEL_CARD.md"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -31,6 +36,7 @@ POINTER = "current"
 INPUT_IDS = "ids"
 INPUT_TF = "tf"
 INPUT_KEYWORD_HITS = "keyword_hits"  # only in graphs of models with keywords.json
+INPUT_EMBEDDING = "embedding"  # only in graphs of models with pieces.npz
 OUTPUT = "probabilities"
 
 
@@ -92,6 +98,27 @@ def read_keywords(version_dir: Path) -> dict[str, list[str]]:
     ):
         raise ModelLoadError(f"{path}: 'tags' must map each tag to a list of phrases")
     return tags
+
+
+def write_pieces(version_dir: Path, pieces: tuple[str, ...], vectors: np.ndarray) -> None:
+    np.savez_compressed(
+        version_dir / PIECES_FILE, pieces=np.array(pieces, dtype=str), vectors=vectors.astype(np.float16)
+    )
+
+
+def read_pieces(version_dir: Path) -> tuple[list[str], np.ndarray]:
+    """The pieces and their float16 vectors, rows in the order of the vectors."""
+    path = version_dir / PIECES_FILE
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            pieces, vectors = data["pieces"], data["vectors"]
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path}: missing (the model's graph takes a piece embedding)") from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{path}: unreadable pieces ({exc})") from exc
+    if pieces.dtype.kind != "U" or vectors.dtype != np.float16:
+        raise ModelLoadError(f"{path}: 'pieces' must be strings and 'vectors' float16")
+    return pieces.tolist(), vectors
 
 
 @contextmanager

@@ -64,6 +64,17 @@ def write_card(version_dir: Path, meta: dict) -> None:
         if phrases
         else ""
     )
+    pieces = meta["featurizer"].get("pieces")
+    piece_note = (
+        f"- Piece embedding (numba too): each word cut greedily into the longest of {pieces['pieces']}\n"
+        f"  pretrained subword pieces (`pieces.npz`), their vectors summed and scaled to unit length,\n"
+        f"  x{cfg['embedding_scale']}, appended after the keyword hits. Vectors: {pieces['wheel']}\n"
+        f"  `{pieces['source']}` (sha256 `{pieces['weights_sha256'][:16]}…`) projected on {pieces['dims']}\n"
+        "  axes, float16. WordLlama is MIT-licensed; its vectors were trained from the token embeddings of\n"
+        "  LLaMA 2 70B and Phi-3: have the licence terms of those reviewed before shipping this model.\n"
+        if pieces
+        else ""
+    )
     card = f"""# Model card: {meta["version"]}
 
 Tags posts (title + description) with one of: {", ".join(labels)}.
@@ -72,7 +83,7 @@ Tags posts (title + description) with one of: {", ".join(labels)}.
 - Features (computed in numpy, outside the graph): character {cfg["char_min"]}-{cfg["char_max"]}-grams
   (word-padded, across word boundaries) and word 1-{cfg["word_ngrams"]}-grams of the lower-cased text,
   hashed to 64 bits; {vocab} n-grams seen in >= {cfg["min_df"]} training posts form the vocabulary.
-{keyword_note}- Training rows: the posts{aug_note}.
+{keyword_note}{piece_note}- Training rows: the posts{aug_note}.
 - ONNX graph: TF-IDF (sublinear tf: {cfg["sublinear_tf"]}, L2 norm){nb_note} + multinomial logistic regression
   (C={cfg["C"]}, class_weight={cfg["class_weight"]}), softmax probabilities.
 - Auto-tag thresholds per class, chosen on out-of-fold predictions for precision >= {cfg["target_precision"]}.

@@ -2,14 +2,15 @@
 
 Built with ``onnx.helper`` rather than skl2onnx: skl2onnx converts a TfidfTransformer + classifier only
 over a dense input as wide as the vocabulary, or a TfidfVectorizer through ONNX's string operators
-(the slow path this design exists to avoid). The graph below is 18 nodes (20 with keyword hits), does
+(the slow path this design exists to avoid). The graph below is 18 nodes (+2 per dense input), does
 exactly what scikit-learn's ``TfidfTransformer(norm="l2")`` and ``LogisticRegression.predict_proba``
 (multinomial) compute (optionally with ``NBWeights`` between them, folded into idf), and its parity with
 the scikit-learn pipeline is tested to 1e-4.
 
 Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``tf`` (float32 [B, T], counts, 0 = padding),
 plus ``keyword_hits`` (float32 [B, K], log1p of the keyword hits per tag) in models trained with keyword
-columns; output ``probabilities`` (float32 [B, C], columns in label order).
+columns and ``embedding`` (float32 [B, D], the unit-length piece embedding) in models trained with piece
+vectors; output ``probabilities`` (float32 [B, C], columns in label order).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from stream_tagger.model.artefacts import INPUT_IDS, INPUT_KEYWORD_HITS, INPUT_TF, OUTPUT
+from stream_tagger.model.artefacts import INPUT_EMBEDDING, INPUT_IDS, INPUT_KEYWORD_HITS, INPUT_TF, OUTPUT
 
 OPSET = 17
 
@@ -33,13 +34,16 @@ def build_graph(
     column_weights: np.ndarray | None = None,
     keyword_columns: int = 0,
     keyword_scale: float = 1.0,
+    embedding_columns: int = 0,
+    embedding_scale: float = 1.0,
 ) -> onnx.ModelProto:
     """``column_weights`` (``NBWeights.weights_``) scale the L2-normalised TF-IDF columns before a second
     L2 norm; as the first norm cancels out, they simply multiply idf.
 
-    ``keyword_columns``: the classifier's last K input columns are ``keyword_scale`` x the graph input
-    ``keyword_hits`` (appended after the normalised n-gram vector, so outside its norm): their logits are
-    one small MatMul added before the intercept."""
+    Dense inputs follow the normalised n-gram vector in the classifier's columns (so outside its norm),
+    in this order: ``keyword_columns`` columns that are ``keyword_scale`` x the graph input
+    ``keyword_hits``, then ``embedding_columns`` that are ``embedding_scale`` x ``embedding``. Each
+    adds its logits with one small MatMul before the intercept."""
     if tfidf.norm != "l2" or not tfidf.use_idf:
         raise ValueError("the export supports TfidfTransformer(norm='l2', use_idf=True) only")
     coef = np.asarray(clf.coef_, dtype=np.float64)
@@ -48,7 +52,16 @@ def build_graph(
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
     n_classes = coef.shape[0]
-    coef, kw_coef = coef[:, : coef.shape[1] - keyword_columns], coef[:, coef.shape[1] - keyword_columns :]
+    dense = [
+        (INPUT_KEYWORD_HITS, keyword_columns, keyword_scale),
+        (INPUT_EMBEDDING, embedding_columns, embedding_scale),
+    ]
+    n_ngrams = coef.shape[1] - keyword_columns - embedding_columns
+    dense_coef, start = [], n_ngrams
+    for _, columns, scale in dense:
+        dense_coef.append(scale * coef[:, start : start + columns].T)  # [columns, C]
+        start += columns
+    coef = coef[:, :n_ngrams]
     # One table, one Gather: row v = [idf_v * coef_v (C values), idf_v^2]. onnxruntime's Gather pays per
     # index, not per byte, so one gather of 5 floats costs what a gather of 1 float did.
     idf = tfidf.idf_.astype(np.float64)
@@ -100,19 +113,19 @@ def build_graph(
         helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "terms"]),
         helper.make_tensor_value_info(INPUT_TF, TensorProto.FLOAT, ["batch", "terms"]),
     ]
-    ngram_logits = "logits0"
-    if keyword_columns:
-        inputs.append(
-            helper.make_tensor_value_info(INPUT_KEYWORD_HITS, TensorProto.FLOAT, ["batch", keyword_columns])
-        )
-        inits.append(numpy_helper.from_array((keyword_scale * kw_coef.T).astype(np.float32), "kw_coef"))
+    summed = "logits0"
+    for (name, columns, _), weights in zip(dense, dense_coef, strict=True):
+        if not columns:
+            continue
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", columns]))
+        inits.append(numpy_helper.from_array(weights.astype(np.float32), f"{name}_coef"))
         nodes += [
-            helper.make_node("MatMul", [INPUT_KEYWORD_HITS, "kw_coef"], ["kw_logits"]),  # [B, C]
-            helper.make_node("Add", ["logits0", "kw_logits"], ["logits_kw"]),
+            helper.make_node("MatMul", [name, f"{name}_coef"], [f"{name}_logits"]),  # [B, C]
+            helper.make_node("Add", [summed, f"{name}_logits"], [f"logits_{name}"]),
         ]
-        ngram_logits = "logits_kw"
+        summed = f"logits_{name}"
     nodes += [
-        helper.make_node("Add", [ngram_logits, "intercept"], ["logits"]),
+        helper.make_node("Add", [summed, "intercept"], ["logits"]),
         helper.make_node("Softmax", ["logits"], [OUTPUT], axis=-1),
     ]
     graph = helper.make_graph(

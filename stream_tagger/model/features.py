@@ -33,6 +33,7 @@ from stream_tagger.compiled import jit, kernel
 _P = np.uint64(0x100000001B3)  # FNV prime
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # salt of kind k: k * golden ratio mod 2^64
 _WORD_KIND = 100  # word k-grams are kind 100 + k, char k-grams kind k
+_PIECE_KIND = 200  # subword pieces: kind 200 at a word's start ("▁graph"), 201 inside one ("s")
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 MAX_PHRASE_WORDS = 3  # longest keyword phrase, in words ("experiment tracking", "question answering")
@@ -191,6 +192,68 @@ def _count_keywords(
             w += 1
 
 
+@jit
+def _piece_salt(initial: bool) -> np.uint64:
+    return np.uint64(_PIECE_KIND + (0 if initial else 1)) * _GOLDEN
+
+
+@jit
+def _embed_words(
+    buf: np.ndarray,
+    words: np.ndarray,
+    n_words: int,
+    table: np.ndarray,
+    hashes: np.ndarray,
+    shift: np.uint64,
+    vectors: np.ndarray,
+    longest: int,
+    out: np.ndarray,
+) -> None:
+    """Sum of the vectors of one post's pieces into ``out``, then scaled to unit length (zero when no
+    piece matched).
+
+    Each word is cut greedily into the longest known pieces, left to right: the first may be a
+    word-start piece ("▁graph"), the rest are inner pieces ("s"); a byte no piece starts with is
+    skipped. That is not the pretrained tokenizer's BPE, but training and serving both cut this way
+    (measured under 5 x 5-fold CV: as good as the BPE ids, README). A piece never spans two words, so a
+    start costs at most the rest of its word in lookups (``longest`` caps it)."""
+    for w in range(n_words):
+        i, end = words[w, 0], words[w, 1]
+        initial = True
+        while i < end:
+            salt = _piece_salt(initial)
+            h = np.uint64(0)
+            best, best_col = 0, -1
+            for k in range(1, min(longest, end - i) + 1):
+                h = h * _P + np.uint64(buf[i + k - 1])
+                col = _column(_mix(h ^ salt), table, hashes, shift)
+                if col >= 0:
+                    best, best_col = k, col
+            if best:
+                for j in range(len(out)):
+                    out[j] += vectors[best_col, j]
+                i += best
+            elif not initial:
+                i += 1
+            initial = False
+    norm = np.float32(0.0)
+    for j in range(len(out)):
+        norm += out[j] * out[j]
+    if norm > 0:
+        out /= np.sqrt(norm)
+
+
+@kernel
+def _hash_pieces(buf: np.ndarray, bounds: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    out = np.empty(len(initial), dtype=np.uint64)
+    for p in range(len(initial)):
+        h = np.uint64(0)
+        for i in range(bounds[p], bounds[p + 1]):
+            h = h * _P + np.uint64(buf[i])
+        out[p] = _mix(h ^ _piece_salt(initial[p]))
+    return out
+
+
 @kernel
 def _hash_batch(
     raw: np.ndarray, char_min: int, char_max: int, word_ngrams: int
@@ -266,9 +329,15 @@ def _count_batch(
     kw_longer: np.ndarray,
     kw_shift: np.uint64,
     n_tags: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CSR of per-post column counts (columns ascending within a post), each post's oov share, and
-    log1p of its keyword hits per tag ([n_docs, n_tags]; no columns when the model has no keywords)."""
+    pc_table: np.ndarray,
+    pc_hashes: np.ndarray,
+    pc_shift: np.uint64,
+    pc_vectors: np.ndarray,
+    pc_longest: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of per-post column counts (columns ascending within a post), each post's oov share,
+    log1p of its keyword hits per tag ([n_docs, n_tags]; no columns when the model has no keywords),
+    and its unit-length sum of piece vectors ([n_docs, dims]; no columns without pieces)."""
     buf, seps = _clean(raw)
     n_docs = len(seps) - 1
     kinds = max(char_max - char_min + 1, 0) + max(word_ngrams, 0)
@@ -285,6 +354,7 @@ def _count_batch(
     oov = np.zeros(n_docs, dtype=np.float32)
     keyword_hits = np.zeros((n_docs, n_tags), dtype=np.float32)
     hits_of_tag = np.zeros(n_tags, dtype=np.int64)
+    embedding = np.zeros((n_docs, pc_vectors.shape[1]), dtype=np.float32)
     nnz = 0
     for d in range(n_docs):
         n_words = _split_words(buf, seps[d] + 1, seps[d + 1], words)
@@ -295,6 +365,10 @@ def _count_batch(
             )
             for t in range(n_tags):
                 keyword_hits[d, t] = np.log1p(hits_of_tag[t])
+        if pc_vectors.shape[1]:
+            _embed_words(
+                buf, words, n_words, pc_table, pc_hashes, pc_shift, pc_vectors, pc_longest, embedding[d]
+            )
         m = _post_ngrams(
             buf, seps[d] + 1, seps[d + 1], char_min, char_max, word_ngrams, words, n_words, scratch, 0
         )
@@ -323,7 +397,7 @@ def _count_batch(
         indptr[d + 1] = nnz
         if m:
             oov[d] = 1.0 - hits / m
-    return indptr, cols[:nnz], vals[:nnz], oov, keyword_hits
+    return indptr, cols[:nnz], vals[:nnz], oov, keyword_hits, embedding
 
 
 @kernel
@@ -495,16 +569,75 @@ class _NoKeywords:
 
 _NO_KEYWORDS = _NoKeywords()
 
+PIECE_START = "\u2581"  # "▁": SentencePiece's mark of a piece that starts a word
+
+
+class Pieces:
+    """A pretrained subword vocabulary with a vector per piece (model parameters, ``pieces.npz``).
+
+    A post's ``embedding`` is the unit-length sum of the vectors of the pieces its words are cut into
+    (``_embed_words``). Why: the n-grams only know words seen in 764 training posts; pretrained vectors
+    place an unseen word ("YOLOv8", "Kubeflow") near ones the model has weights for. Pieces are what
+    the featuriser can meet: lower-case, of word bytes only (``_CLEAN``), ``PIECE_START`` first for a
+    word-start piece. Vectors are float16, as stored; the kernels get them as float32."""
+
+    def __init__(self, pieces: Sequence[str], vectors: np.ndarray) -> None:
+        self.pieces = tuple(pieces)
+        self.stored = np.asarray(vectors, dtype=np.float16)
+        if self.stored.ndim != 2 or len(self.stored) != len(self.pieces) or not self.pieces:
+            raise ValueError(f"{len(self.pieces)} pieces need a [{len(self.pieces)}, dims] vector table")
+        self.vectors = self.stored.astype(np.float32)
+        encoded = [piece.removeprefix(PIECE_START).encode("utf-8") for piece in self.pieces]
+        for piece, raw in zip(self.pieces, encoded, strict=True):
+            b = np.frombuffer(raw, dtype=np.uint8)
+            if not len(b) or (_CLEAN[b] != b).any() or (b == _SPACE).any() or (b == _DOC_SEP).any():
+                raise ValueError(f"piece {piece!r} can never match: pieces are lower-case word characters")
+        bounds = np.zeros(len(encoded) + 1, dtype=np.int64)
+        bounds[1:] = np.cumsum([len(raw) for raw in encoded])
+        initial = np.array([piece.startswith(PIECE_START) for piece in self.pieces], dtype=np.bool_)
+        self.hashes = _hash_pieces(np.frombuffer(b"".join(encoded), dtype=np.uint8), bounds, initial)
+        if len(np.unique(self.hashes)) != len(self.hashes):
+            raise ValueError("duplicate pieces")
+        self.longest = int(np.diff(bounds).max())
+        bits = max((len(self.hashes) * 4).bit_length(), 1)  # most lookups miss: keep >= 3/4 empty
+        self.shift = np.uint64(64 - bits)
+        self.table = _build_table(self.hashes, self.shift, 1 << bits)
+
+    @property
+    def dims(self) -> int:
+        return self.vectors.shape[1]
+
+    def __getstate__(self) -> dict:
+        return {"pieces": self.pieces, "vectors": self.stored}  # hashes and table are rebuilt
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["pieces"], state["vectors"])
+
+
+class _NoPieces:
+    """What ``_count_batch`` gets for a model without pieces: no dims, so no lookups."""
+
+    hashes = _NO_HASHES
+    shift = np.uint64(63)
+    table = np.full(2, -1, dtype=np.int32)
+    vectors = np.zeros((0, 0), dtype=np.float32)
+    longest = 0
+
+
+_NO_PIECES = _NoPieces()
+
 
 @dataclass(frozen=True)
 class BatchFeatures:
-    """Per-post n-gram counts in CSR form (posts are rows), the drift signal and the keyword hits."""
+    """Per-post n-gram counts in CSR form (posts are rows), the drift signal, the keyword hits and the
+    piece embedding."""
 
     indptr: np.ndarray  # int64 [B + 1]: post i's entries are [indptr[i], indptr[i + 1])
     cols: np.ndarray  # int64 [nnz] vocabulary columns, ascending within a post
     counts: np.ndarray  # float32 [nnz] occurrences
     oov_share: np.ndarray  # float32 [B] share of the post's n-grams that were not in the vocabulary
     keyword_hits: np.ndarray  # float32 [B, K] log1p(keyword hits) per tag of ``Keywords``; K = 0 without
+    embedding: np.ndarray  # float32 [B, D] unit-length sum of piece vectors (``Pieces``); D = 0 without
 
     @property
     def lengths(self) -> np.ndarray:
@@ -519,18 +652,34 @@ class BatchFeatures:
 
 
 def featurize(
-    texts: Sequence[str], params: FeatureParams, vocab: Vocabulary, keywords: Keywords | None = None
+    texts: Sequence[str],
+    params: FeatureParams,
+    vocab: Vocabulary,
+    keywords: Keywords | None = None,
+    pieces: Pieces | None = None,
 ) -> BatchFeatures:
-    """n-gram counts of the batch and, with ``keywords``, its keyword hits, in one pass over the text."""
-    return _featurize(texts, params, vocab.table, vocab.hashes, vocab.shift, keywords)
+    """n-gram counts of the batch and, with ``keywords`` and ``pieces``, its keyword hits and piece
+    embedding, in one pass over the text."""
+    return _featurize(texts, params, vocab.table, vocab.hashes, vocab.shift, keywords, pieces)
 
 
 def keyword_hits(texts: Sequence[str], keywords: Keywords, max_chars: int) -> np.ndarray:
     """``featurize(...).keyword_hits`` without the n-grams (training's keyword columns): the same kernel
     with no n-gram kinds, so the hits cannot differ from what serving computes."""
+    return _without_ngrams(texts, max_chars, keywords=keywords).keyword_hits
+
+
+def piece_embedding(texts: Sequence[str], pieces: Pieces, max_chars: int) -> np.ndarray:
+    """``featurize(...).embedding`` without the n-grams (training's embedding columns), as above."""
+    return _without_ngrams(texts, max_chars, pieces=pieces).embedding
+
+
+def _without_ngrams(
+    texts: Sequence[str], max_chars: int, keywords: Keywords | None = None, pieces: Pieces | None = None
+) -> BatchFeatures:
     no_vocab = np.full(1, -1, dtype=np.int32)
     params = FeatureParams(char_min=1, char_max=0, word_ngrams=0, max_chars=max_chars)
-    return _featurize(texts, params, no_vocab, _NO_HASHES, np.uint64(63), keywords).keyword_hits
+    return _featurize(texts, params, no_vocab, _NO_HASHES, np.uint64(63), keywords, pieces)
 
 
 def _featurize(
@@ -540,8 +689,10 @@ def _featurize(
     hashes: np.ndarray,
     shift: np.uint64,
     keywords: Keywords | None,
+    pieces: Pieces | None,
 ) -> BatchFeatures:
     kw = keywords or _NO_KEYWORDS
+    pc = pieces or _NO_PIECES
     raw = _batch_bytes(texts, params.max_chars)
     return BatchFeatures(
         *_count_batch(
@@ -558,5 +709,10 @@ def _featurize(
             kw.longer,
             kw.shift,
             len(kw.tags),
+            pc.table,
+            pc.hashes,
+            pc.shift,
+            pc.vectors,
+            pc.longest,
         )
     )

@@ -1,5 +1,5 @@
-"""scikit-learn face of the featuriser (n-gram counts, keyword hits): what the training pipeline fits and
-transforms with.
+"""scikit-learn face of the featuriser (n-gram counts, keyword hits, piece embedding): what the training
+pipeline fits and transforms with.
 
 Kept apart from ``features`` so that serving never imports scikit-learn or scipy; both halves call
 the same compiled kernels.
@@ -17,10 +17,12 @@ from stream_tagger.model.features import (
     BatchFeatures,
     FeatureParams,
     Keywords,
+    Pieces,
     Vocabulary,
     featurize,
     hash_ngrams,
     keyword_hits,
+    piece_embedding,
 )
 
 
@@ -86,3 +88,38 @@ class KeywordHits(TransformerMixin, BaseEstimator):
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix(keyword_hits(list(texts), self.keywords_, self.max_chars).astype(np.float64))
+
+
+class PieceEmbedding(TransformerMixin, BaseEstimator):
+    """Each text's unit-length sum of pretrained piece vectors (``features.Pieces``) as dense columns.
+
+    Why: pretrained vectors carry what 764 posts cannot teach, that an unseen word is close to known
+    ones (+0.005 to +0.012 weighted F1 and +0.02 to +0.03 mlops F1 under 5 x 5-fold CV, README).
+    Nothing is learned: ``fit`` only builds the lookup of the given pieces."""
+
+    def __init__(self, pieces: Sequence[str], vectors: np.ndarray, max_chars: int = 4096) -> None:
+        self.pieces = pieces
+        self.vectors = vectors
+        self.max_chars = max_chars
+
+    def fit(self, texts: Sequence[str], y: object = None, **fit_params: object) -> PieceEmbedding:
+        """``fit_params``: meant for the n-gram part of the FeatureUnion (see ``KeywordHits.fit``)."""
+        self.pieces_ = Pieces(self.pieces, self.vectors)
+        return self
+
+    def __getstate__(self) -> dict:
+        """Without the fitted lookup, rebuilt on load: pickled beside the parameters it would store the
+        3 MB of vectors twice (joblib writes each array on its own)."""
+        state = dict(super().__getstate__())  # a copy: scikit-learn may hand out __dict__ itself
+        if state.pop("pieces_", None) is not None:
+            state["_fitted"] = True
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        fitted = state.pop("_fitted", False)
+        super().__setstate__(state)
+        if fitted:
+            self.pieces_ = Pieces(self.pieces, self.vectors)
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        return piece_embedding(list(texts), self.pieces_, self.max_chars).astype(np.float64)

@@ -1,37 +1,51 @@
 """Serving: texts -> class probabilities with the ONNX model of one version folder.
 
 Featurisation is numba over the whole micro-batch (see ``features``): n-gram counts and, for models
-with ``keywords.json``, the keyword hits per tag; the ONNX graph does TF-IDF and the linear model.
+with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the piece embedding;
+the ONNX graph does TF-IDF and the linear model.
 onnxruntime runs with one intra-op thread: the worker scales by running several batches at once, and
 onnxruntime releases the GIL while it computes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
 
 from stream_tagger.model.artefacts import (
+    INPUT_EMBEDDING,
     INPUT_IDS,
     INPUT_KEYWORD_HITS,
     INPUT_TF,
     KEYWORDS_FILE,
     MODEL_FILE,
     OUTPUT,
+    PIECES_FILE,
     VOCAB_FILE,
     ModelLoadError,
     read_keywords,
     read_metadata,
+    read_pieces,
     resolve,
 )
-from stream_tagger.model.features import BatchFeatures, FeatureParams, Keywords, Vocabulary, featurize
+from stream_tagger.model.features import (
+    BatchFeatures,
+    FeatureParams,
+    Keywords,
+    Pieces,
+    Vocabulary,
+    featurize,
+)
 from stream_tagger.settings import APPROVED_TAGS
 
 __all__ = ["BatchPrediction", "ModelLoadError", "Predictor"]
+
+T = TypeVar("T")
 
 #: Largest padded batch (posts x terms) handed to onnxruntime at once: ~12 MB of ids and counts.
 MAX_CELLS = 1 << 20
@@ -59,6 +73,19 @@ def _session(path: Path) -> ort.InferenceSession:
         if not path.is_file():
             raise ModelLoadError(f"{path}: missing") from exc
         raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from exc
+
+
+def _checked(build: Callable[..., T], path: Path, *args: object) -> T:
+    """``build(*args)``, its ValueError reported against the file the arguments came from."""
+    try:
+        return build(*args)
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from exc
+
+
+def _check_width(path: Path, columns: int, width: object) -> None:
+    if columns != width:
+        raise ModelLoadError(f"{path}: gives {columns} columns, but the model's graph takes {width}")
 
 
 class Predictor:
@@ -96,27 +123,27 @@ class Predictor:
             raise ModelLoadError(
                 f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels"
             )
-        self._keywords = self._load_keywords(version_dir, model_path)
+        widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
+        self._keywords: Keywords | None = None
+        if self._takes(widths, INPUT_KEYWORD_HITS, version_dir / KEYWORDS_FILE, model_path):
+            # From the version folder, not from ``rules.py``: editing the baseline's lists must not
+            # change a served model.
+            self._keywords = _checked(Keywords, version_dir / KEYWORDS_FILE, read_keywords(version_dir))
+            _check_width(version_dir / KEYWORDS_FILE, len(self._keywords.tags), widths[INPUT_KEYWORD_HITS])
+        self._pieces: Pieces | None = None
+        if self._takes(widths, INPUT_EMBEDDING, version_dir / PIECES_FILE, model_path):
+            self._pieces = _checked(Pieces, version_dir / PIECES_FILE, *read_pieces(version_dir))
+            _check_width(version_dir / PIECES_FILE, self._pieces.dims, widths[INPUT_EMBEDDING])
 
-    def _load_keywords(self, version_dir: Path, model_path: Path) -> Keywords | None:
-        """The keyword lists the graph's ``keyword_hits`` input was trained on, from the version folder
-        (not from ``rules.py``: editing the baseline's lists must not change a served model). A graph
-        without that input (models trained before keyword hits, or with ``keyword_scale=0``) has none."""
-        path = version_dir / KEYWORDS_FILE
-        width = {i.name: i.shape for i in self._session.get_inputs()}.get(INPUT_KEYWORD_HITS)
-        if width is None:
-            if path.exists():
-                raise ModelLoadError(f"{path}: present, but {model_path} takes no keyword hits")
-            return None
-        try:
-            keywords = Keywords(read_keywords(version_dir))
-        except ValueError as exc:
-            raise ModelLoadError(f"{path}: {exc}") from exc
-        if len(keywords.tags) != width[-1]:
-            raise ModelLoadError(
-                f"{path}: {len(keywords.tags)} tag lists, but {model_path} takes {width[-1]} keyword columns"
-            )
-        return keywords
+    @staticmethod
+    def _takes(widths: dict, name: str, path: Path, model_path: Path) -> bool:
+        """Does the graph take this dense input? Its file must be there exactly when it does (models
+        trained without keyword hits or pieces have neither the input nor the file)."""
+        if name in widths:
+            return True
+        if path.exists():
+            raise ModelLoadError(f"{path}: present, but {model_path} takes no {name!r} input")
+        return False
 
     @classmethod
     def load(cls, model_dir: Path) -> Predictor:
@@ -131,7 +158,7 @@ class Predictor:
 
     def featurize(self, texts: Sequence[str]) -> BatchFeatures:
         """The numba half of ``predict`` (public so benchmarks can time the two halves)."""
-        return featurize(texts, self._params, self._vocab, self._keywords)
+        return featurize(texts, self._params, self._vocab, self._keywords, self._pieces)
 
     def run_graph(self, feats: BatchFeatures) -> np.ndarray:
         """The ONNX half of ``predict``: probabilities [B, len(labels)].
@@ -143,7 +170,7 @@ class Predictor:
         lengths = feats.lengths
         n = len(lengths)
         if n <= GROUP_ROWS and n * max(int(lengths.max()), 1) <= MAX_CELLS:
-            return self.run_padded(*feats.padded(), feats.keyword_hits)
+            return self.run_padded(*feats.padded(), feats.keyword_hits, feats.embedding)
         probs = np.empty((n, len(self.labels)), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
         start = 0
@@ -153,15 +180,21 @@ class Predictor:
             widths = np.maximum(lengths[order[start : start + len(fits)]], 1)
             stop = start + max(int(np.count_nonzero(fits * widths <= MAX_CELLS)), 1)
             rows = order[start:stop]
-            probs[rows] = self.run_padded(*feats.padded(rows), feats.keyword_hits[rows])
+            probs[rows] = self.run_padded(
+                *feats.padded(rows), feats.keyword_hits[rows], feats.embedding[rows]
+            )
             start = stop
         return probs
 
-    def run_padded(self, ids: np.ndarray, tf: np.ndarray, keyword_hits: np.ndarray) -> np.ndarray:
+    def run_padded(
+        self, ids: np.ndarray, tf: np.ndarray, keyword_hits: np.ndarray, embedding: np.ndarray
+    ) -> np.ndarray:
         """onnxruntime on one padded batch (see ``BatchFeatures.padded``) and the same rows' keyword hits
-        (``BatchFeatures.keyword_hits``; ignored by a model without keywords, whose hits have no columns)."""
+        and embedding (ignored by a model without them, whose features have no such columns)."""
         feeds = {INPUT_IDS: ids, INPUT_TF: tf}
         if self._keywords is not None:
             feeds[INPUT_KEYWORD_HITS] = keyword_hits
+        if self._pieces is not None:
+            feeds[INPUT_EMBEDDING] = embedding
         (probs,) = self._session.run([OUTPUT], feeds)
         return probs

@@ -22,6 +22,7 @@ import onnx
 import onnxruntime
 import scipy
 import sklearn
+from sklearn.base import TransformerMixin
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -31,9 +32,10 @@ from stream_tagger.model import artefacts
 from stream_tagger.model.card import write_card
 from stream_tagger.model.dataset import Dataset, compose_texts, load_dataset
 from stream_tagger.model.export import build_graph
-from stream_tagger.model.features import featurize
-from stream_tagger.model.featurizer import Featurizer, KeywordHits
+from stream_tagger.model.features import Pieces, featurize
+from stream_tagger.model.featurizer import Featurizer, KeywordHits, PieceEmbedding
 from stream_tagger.model.nb_weights import NBWeights
+from stream_tagger.model.pretrained import load_pieces
 from stream_tagger.model.rules import KEYWORDS
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.model.scoring import auto_tag_figures, classification_figures, histogram
@@ -63,6 +65,9 @@ class TrainConfig:
     # log1p(hits of the keyword lists per tag) x this, appended after the n-gram vector: +0.005-0.012
     # weighted F1 in CV (README); 0 = no keyword input (the graph and folder of models before it).
     keyword_scale: float = 0.3
+    # The unit-length piece embedding (model/pretrained.py) x this, appended after the keyword hits:
+    # +0.005-0.012 weighted F1, +0.02-0.03 mlops F1 in CV (README); 0 = no embedding input.
+    embedding_scale: float = 0.4
     cv_folds: int = 5
     cv_repeats: int = 3
     seed: int = 42
@@ -76,21 +81,32 @@ def keyword_lists() -> dict[str, tuple[str, ...]]:
     return {label: KEYWORDS[label] for label in LABELS}
 
 
-def build_pipeline(cfg: TrainConfig, keywords: Mapping[str, Sequence[str]] | None = None) -> Pipeline:
-    """``Featurizer -> TfidfTransformer -> NBWeights -> LogisticRegression``; with ``keyword_scale`` the
-    classifier's input is ``FeatureUnion([those n-gram steps, KeywordHits x keyword_scale])``.
-    ``keywords`` defaults to :func:`keyword_lists`."""
+def build_pipeline(
+    cfg: TrainConfig, keywords: Mapping[str, Sequence[str]] | None = None, pieces: Pieces | None = None
+) -> Pipeline:
+    """``Featurizer -> TfidfTransformer -> NBWeights -> LogisticRegression``; with ``keyword_scale`` or
+    ``embedding_scale`` the classifier's input is ``FeatureUnion([those n-gram steps, KeywordHits x
+    keyword_scale, PieceEmbedding x embedding_scale])``. ``keywords`` defaults to :func:`keyword_lists`,
+    ``pieces`` to the pretrained ones (``pretrained.load_pieces``)."""
     steps = [
         ("features", Featurizer(cfg.char_min, cfg.char_max, cfg.word_ngrams, cfg.max_chars, cfg.min_df)),
         ("tfidf", TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=cfg.sublinear_tf)),
     ]
     if cfg.nb_weights:
         steps.append(("nb", NBWeights(cfg.nb_alpha)))
+    dense: list[tuple[str, TransformerMixin, float]] = []
     if cfg.keyword_scale:
-        hits = KeywordHits(dict(keywords or keyword_lists()), cfg.max_chars)
+        dense.append(
+            ("keywords", KeywordHits(dict(keywords or keyword_lists()), cfg.max_chars), cfg.keyword_scale)
+        )
+    if cfg.embedding_scale:
+        pieces = pieces or load_pieces()[0]
+        embedding = PieceEmbedding(pieces.pieces, pieces.stored, cfg.max_chars)
+        dense.append(("embedding", embedding, cfg.embedding_scale))
+    if dense:
         union = FeatureUnion(
-            [("ngrams", Pipeline(steps)), ("keywords", hits)],
-            transformer_weights={"keywords": cfg.keyword_scale},
+            [("ngrams", Pipeline(steps)), *((name, part) for name, part, _ in dense)],
+            transformer_weights={name: scale for name, _, scale in dense},
         )
         steps = [("inputs", union)]
     # max_iter: lbfgs needs more steps on the NB-scaled columns (their scales spread wider).
@@ -100,13 +116,14 @@ def build_pipeline(cfg: TrainConfig, keywords: Mapping[str, Sequence[str]] | Non
 
 def pipeline_steps(pipe: Pipeline) -> dict:
     """The fitted steps by name, whichever shape ``build_pipeline`` gave: ``features``, ``tfidf``,
-    ``nb`` (with NB weights), ``keywords`` (a ``KeywordHits``, with keyword columns), ``clf``."""
+    ``nb`` (with NB weights), ``keywords`` (a ``KeywordHits``, with keyword columns), ``embedding``
+    (a ``PieceEmbedding``, with embedding columns), ``clf``."""
     steps = dict(pipe.steps)
     union = steps.pop("inputs", None)
     if union is None:
         return steps
     parts = dict(union.transformer_list)
-    return {**dict(parts["ngrams"].steps), "keywords": parts["keywords"], **steps}
+    return {**dict(parts.pop("ngrams").steps), **parts, **steps}
 
 
 @dataclass
@@ -143,7 +160,7 @@ def fit_pipeline(
     """The pipeline fitted on these posts (plus their copies with ``cfg.augment``); the vocabulary
     comes from the posts alone."""
     texts, labels = training_rows(titles, descriptions, y, cfg.augment)
-    posts = "inputs__features__posts" if cfg.keyword_scale else "features__posts"
+    posts = "inputs__features__posts" if cfg.keyword_scale or cfg.embedding_scale else "features__posts"
     return build_pipeline(cfg).fit(texts, labels, **{posts: len(titles)})
 
 
@@ -197,8 +214,9 @@ def _reference(cv: CrossValidation) -> dict:
 
 def _version_name(data: Dataset, cfg: TrainConfig, now: datetime) -> str:
     keywords = keyword_lists() if cfg.keyword_scale else None
+    pieces = load_pieces()[1] if cfg.embedding_scale else None
     key = json.dumps(
-        {"data": data.sha256, "config": asdict(cfg), "keywords": keywords}, sort_keys=True
+        {"data": data.sha256, "config": asdict(cfg), "keywords": keywords, "pieces": pieces}, sort_keys=True
     ).encode()
     return f"{now:%Y%m%d-%H%M%S}-{hashlib.sha256(key).hexdigest()[:8]}"
 
@@ -232,6 +250,7 @@ def train(
     featurizer: Featurizer = steps["features"]
     nb = steps.get("nb")
     keywords: KeywordHits | None = steps.get("keywords")
+    embedding: PieceEmbedding | None = steps.get("embedding")
     graph = build_graph(
         steps["tfidf"],
         steps["clf"],
@@ -240,6 +259,8 @@ def train(
         column_weights=None if nb is None else nb.weights_,
         keyword_columns=0 if keywords is None else len(keywords.keywords_.tags),
         keyword_scale=cfg.keyword_scale,
+        embedding_columns=0 if embedding is None else embedding.pieces_.dims,
+        embedding_scale=cfg.embedding_scale,
     )
     metadata = {
         "version": version,
@@ -252,6 +273,7 @@ def train(
             "keyword_phrases": None
             if keywords is None
             else sum(map(len, keywords.keywords_.phrases.values())),
+            "pieces": None if embedding is None else load_pieces()[1],
         },
         "config": asdict(cfg),
         "training_data": {
@@ -277,6 +299,8 @@ def train(
         np.save(tmp / artefacts.VOCAB_FILE, featurizer.vocabulary_.hashes, allow_pickle=False)
         if keywords is not None:
             artefacts.write_keywords(tmp, keywords.keywords_.phrases, cfg.keyword_scale)
+        if embedding is not None:
+            artefacts.write_pieces(tmp, embedding.pieces_.pieces, embedding.pieces_.stored)
         joblib.dump(pipe, tmp / artefacts.PIPELINE_FILE, compress=3)
         (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         metadata["parity"] = parity(pipe, Predictor(tmp), texts)

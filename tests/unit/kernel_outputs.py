@@ -29,7 +29,8 @@ def main(out: Path) -> None:
     np.savez(
         out,
         indptr=feats.indptr, cols=feats.cols, counts=feats.counts, oov=feats.oov_share,
-        keyword_hits=feats.keyword_hits, ids=ids, tf=tf, doc=hashed.doc, hashes=hashed.hashes,
+        keyword_hits=feats.keyword_hits, embedding=feats.embedding, ids=ids, tf=tf, doc=hashed.doc,
+        hashes=hashed.hashes,
         totals=hashed.totals, lookup=vocab.lookup(hashed.hashes), keys=np.array(keys, np.int64),
         probs=predictor.predict(texts).probs,
     )

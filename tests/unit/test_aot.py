@@ -39,6 +39,7 @@ def test_built_kernels_give_numba_jit_outputs_bit_for_bit(built: None, tmp_path:
     for name in jit.files:
         assert aot[name].dtype == jit[name].dtype and np.array_equal(aot[name], jit[name]), name
     assert jit["cols"].size > 100_000 and (jit["keys"] != -1).sum() > 700  # real work was compared
+    assert (np.abs(jit["embedding"]).sum(axis=1) > 0).sum() > 760
 
 
 def test_a_worker_with_built_kernels_never_imports_numba(built: None, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import onnx
 import pytest
 
 from stream_tagger.model.artefacts import (
+    INPUT_EMBEDDING,
     INPUT_IDS,
     INPUT_KEYWORD_HITS,
     INPUT_TF,
@@ -56,13 +57,15 @@ def _check(predictor: Predictor, pipeline, texts: list[str]) -> None:
     assert np.abs(onnx_probs - sk_probs).max() < 1e-4
 
 
-def test_the_served_model_takes_keyword_hits(served) -> None:
-    # so that the parity tests below cover the keyword input too
+def test_the_served_model_takes_keyword_hits_and_the_piece_embedding(served) -> None:
+    # so that the parity tests below cover both dense inputs too
     predictor, pipeline = served
     graph = onnx.load(resolve(MODELS / "current") / MODEL_FILE).graph
-    assert [i.name for i in graph.input] == [INPUT_IDS, INPUT_TF, INPUT_KEYWORD_HITS]
-    assert (predictor.featurize(load_dataset([DATASET]).texts).keyword_hits > 0).mean() > 0.2
-    assert "keywords" in pipeline_steps(pipeline)
+    assert [i.name for i in graph.input] == [INPUT_IDS, INPUT_TF, INPUT_KEYWORD_HITS, INPUT_EMBEDDING]
+    feats = predictor.featurize(load_dataset([DATASET]).texts)
+    assert (feats.keyword_hits > 0).mean() > 0.2
+    assert np.allclose(np.linalg.norm(feats.embedding, axis=1), 1.0, atol=1e-5)
+    assert {"keywords", "embedding"} <= set(pipeline_steps(pipeline))
 
 
 def test_parity_on_the_whole_dataset(served) -> None:

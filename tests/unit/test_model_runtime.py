@@ -89,6 +89,12 @@ def _phrase_too_long(d: Path) -> None:
     (d / "keywords.json").write_text(json.dumps(stored))
 
 
+def _rewrite_pieces(d: Path, change) -> None:
+    with np.load(d / "pieces.npz") as data:
+        pieces, vectors = change(data["pieces"].tolist(), data["vectors"])
+    np.savez(d / "pieces.npz", pieces=np.array(pieces), vectors=vectors)
+
+
 @pytest.mark.parametrize(
     ("damage", "culprit"),
     [
@@ -99,12 +105,23 @@ def _phrase_too_long(d: Path) -> None:
         (_unapproved_label, "metadata.json: labels"),
         (lambda d: (d / "keywords.json").unlink(), "keywords.json: missing"),
         (lambda d: (d / "keywords.json").write_text("[1,"), "keywords.json: unreadable keywords"),
-        (_one_list_short, "keywords.json: 3 tag lists, but .*model.onnx takes 4 keyword columns"),
+        (_one_list_short, "keywords.json: gives 3 columns, but the model's graph takes 4"),
         (
             lambda d: (d / "keywords.json").write_text('{"tags": {"mlops": "docker"}}'),
             "keywords.json: 'tags'",
         ),
         (_phrase_too_long, "keywords.json: keyword 'a b c d' has 4 words"),
+        (lambda d: (d / "pieces.npz").unlink(), "pieces.npz: missing"),
+        (lambda d: (d / "pieces.npz").write_bytes(b"PK broken"), "pieces.npz: unreadable pieces"),
+        (
+            lambda d: _rewrite_pieces(d, lambda p, v: (p, v[:, :10])),
+            "pieces.npz: gives 10 columns, but .* 64",
+        ),
+        (lambda d: _rewrite_pieces(d, lambda p, v: (p[:-1], v)), "pieces.npz: .* pieces need a"),
+        (
+            lambda d: _rewrite_pieces(d, lambda p, v: (["\u2581Upper", *p[1:]], v)),
+            "pieces.npz: piece '▁Upper' can never match",
+        ),
     ],
 )
 def test_broken_folder_raises_naming_the_file(model_copy: Path, damage, culprit: str) -> None:

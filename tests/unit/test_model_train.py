@@ -147,35 +147,57 @@ def test_export_without_nb_weights_matches_scikit_learn(small_csv: Path) -> None
     pipe = build_pipeline(cfg).fit(data.texts, y)
     steps = pipeline_steps(pipe)
     assert "nb" not in steps
+    pieces = steps["embedding"].pieces_
     graph = build_graph(
-        steps["tfidf"], steps["clf"], APPROVED_TAGS, "t", keyword_columns=4, keyword_scale=cfg.keyword_scale
+        steps["tfidf"],
+        steps["clf"],
+        APPROVED_TAGS,
+        "t",
+        keyword_columns=4,
+        keyword_scale=cfg.keyword_scale,
+        embedding_columns=pieces.dims,
+        embedding_scale=cfg.embedding_scale,
     )
     feat = steps["features"]
-    batch = featurize(data.texts, feat.params, feat.vocabulary_, steps["keywords"].keywords_)
+    batch = featurize(data.texts, feat.params, feat.vocabulary_, steps["keywords"].keywords_, pieces)
     ids, tf = batch.padded()
-    feeds = {"ids": ids, "tf": tf, "keyword_hits": batch.keyword_hits}
+    feeds = {"ids": ids, "tf": tf, "keyword_hits": batch.keyword_hits, "embedding": batch.embedding}
     onnx_probs = onnxruntime.InferenceSession(graph.SerializeToString()).run(None, feeds)[0]
     assert np.abs(onnx_probs - pipe.predict_proba(data.texts)).max() < 1e-4
 
 
-def test_without_keyword_scale_the_model_is_the_old_kind_and_serves_as_before(
+def test_without_keyword_and_embedding_scales_the_model_is_the_old_kind_and_serves_as_before(
     small_csv: Path, two_runs: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    old = train([small_csv], tmp_path / "models", replace(FAST, keyword_scale=0.0))
-    assert not (old / "keywords.json").exists()
+    old = train([small_csv], tmp_path / "models", replace(FAST, keyword_scale=0.0, embedding_scale=0.0))
+    assert not (old / "keywords.json").exists() and not (old / "pieces.npz").exists()
     pipe = joblib.load(old / "pipeline.joblib")
     assert [name for name, _ in pipe.steps] == ["features", "tfidf", "nb", "clf"]  # the shape before keywords
     predictor = Predictor.load(old)
     texts = ["YOLO detection of cars", "Deploy with Docker and MLflow", "", "BERT " * 500]
     probs = predictor.predict(texts).probs
     assert predictor.featurize(texts).keyword_hits.shape == (4, 0)
+    assert predictor.featurize(texts).embedding.shape == (4, 0)
     assert np.abs(probs - pipe.predict_proba(texts)).max() < 1e-4
     assert not np.allclose(probs, Predictor.load(two_runs[0]).predict(texts).probs, atol=1e-3)
-    shutil.copy(two_runs[0] / "keywords.json", old / "keywords.json")  # lists its graph cannot take
-    with pytest.raises(
-        ModelLoadError, match=r"keywords\.json: present, but .*model\.onnx takes no keyword hits"
-    ):
-        Predictor.load(old)
+    for name, graph_input in (("keywords.json", "keyword_hits"), ("pieces.npz", "embedding")):
+        shutil.copy(two_runs[0] / name, old / name)  # a file its graph has no input for
+        with pytest.raises(
+            ModelLoadError, match=rf"{name}: present, but .*model\.onnx takes no '{graph_input}'"
+        ):
+            Predictor.load(old)
+        (old / name).unlink()
+
+
+def test_embedding_alone_exports_and_serves_with_parity(small_csv: Path, tmp_path: Path) -> None:
+    only = train([small_csv], tmp_path / "models", replace(FAST, keyword_scale=0.0))
+    assert (only / "pieces.npz").exists() and not (only / "keywords.json").exists()
+    meta = json.loads((only / "metadata.json").read_text())
+    assert meta["featurizer"]["pieces"]["dims"] == 64 and meta["featurizer"]["pieces"]["pieces"] > 20_000
+    assert meta["parity"]["max_prob_diff"] < 1e-4 and meta["parity"]["label_agreement"] == 1.0
+    pipe = joblib.load(only / "pipeline.joblib")
+    texts = ["Kubeflow pipelines on GKE", "YOLOv8 für Autos", "", "gan " * 3000]
+    assert np.abs(Predictor.load(only).predict(texts).probs - pipe.predict_proba(texts)).max() < 1e-4
 
 
 def test_augmentation_adds_each_non_blank_half_with_its_posts_label() -> None:
