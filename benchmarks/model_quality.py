@@ -1,6 +1,6 @@
 """The model-quality figures the README quotes, measured the same way every time from a clean clone.
 
-    .venv/bin/python benchmarks/model_quality.py [--seeds 42,43,44,45,46] [--compare-keyword-scale 0]
+    .venv/bin/python benchmarks/model_quality.py [--seeds 42,43,44,45,46] [--compare embedding_scale=0]
         [--nested] [--targets 0.97,0.975,0.98]
 
 Why: the README's "The model" section cites weighted F1, per-class F1 and the auto-tag operating point of
@@ -9,9 +9,10 @@ from scratch scripts, so anyone can rerun them and a change to the training code
 
 - Repeated stratified 5-fold CV (one repeat per seed) through ``cross_validate``; auto-tag thresholds
   cross-fitted: chosen on the other four folds' out-of-fold predictions, applied to the fifth.
-- ``--compare-keyword-scale S``: the same folds for ``keyword_scale=S``, paired per fold.
+- ``--compare FIELD=VALUE``: the same folds for the shipped config with one ``TrainConfig`` field changed
+  (e.g. ``embedding_scale=0``: without the piece embedding), paired per fold.
 - ``--targets``: the auto-tag operating point per threshold target, on the same out-of-fold probabilities
-  (of both configs with --compare-keyword-scale).
+  (of both configs with --compare).
 - ``--nested``: 5 outer folds (seed 7); ``train()`` (inner CV, thresholds, ONNX export) on 4/5 and
   ``evaluate_model`` (the ONNX artefact) on the other 1/5; with ``--targets``, again per other target.
 Writes benchmarks/results/model_quality.json. Slow on 2 cores: ~20-100 s per seed per config, 3-5 min
@@ -158,10 +159,24 @@ def nested(cfg: TrainConfig) -> dict:
     }
 
 
+def changed_field(cfg: TrainConfig, spec: str) -> dict:
+    """``FIELD=VALUE`` -> {field: value of the field's type}; a clear error for anything else."""
+    name, sep, raw = spec.partition("=")
+    if not sep or not hasattr(cfg, name):
+        raise SystemExit(f"--compare {spec!r}: expected FIELD=VALUE with a TrainConfig field")
+    kind = type(getattr(cfg, name))
+    if kind is bool:
+        return {name: raw.lower() in ("1", "true", "yes")}
+    try:
+        return {name: kind(raw)}
+    except ValueError as exc:
+        raise SystemExit(f"--compare {spec!r}: {raw!r} is not a {kind.__name__}") from exc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="42,43,44,45,46", help="one 5-fold CV repeat per seed")
-    ap.add_argument("--compare-keyword-scale", type=float, help="paired comparison with this keyword_scale")
+    ap.add_argument("--compare", help="paired comparison with one TrainConfig field changed: FIELD=VALUE")
     ap.add_argument("--targets", default="", help="threshold targets, e.g. 0.97,0.975,0.98")
     ap.add_argument("--nested", action="store_true", help="also the nested run (train + ONNX evaluate)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -172,14 +187,10 @@ def main() -> None:
     probs, fold_of, y = oof(cfg, seeds)
     shipped = cv_figures(probs, fold_of, y, cfg.target_precision, targets)
     result: dict = {"config": asdict(cfg), "seeds": seeds, "cv": shipped}
-    if args.compare_keyword_scale is not None:
-        other_cfg = replace(cfg, keyword_scale=args.compare_keyword_scale)
-        other = cv_figures(oof(other_cfg, seeds)[0], fold_of, y, cfg.target_precision, targets)
-        result["compare"] = {
-            "keyword_scale": other_cfg.keyword_scale,
-            "cv": other,
-            "paired": paired(shipped, other),
-        }
+    if args.compare:
+        change = changed_field(cfg, args.compare)
+        other = cv_figures(oof(replace(cfg, **change), seeds)[0], fold_of, y, cfg.target_precision, targets)
+        result["compare"] = {"change": change, "cv": other, "paired": paired(shipped, other)}
     if args.nested:
         result["nested"] = nested(cfg)
         others = [t for t in targets if t != cfg.target_precision]  # train() picks thresholds inside
@@ -188,6 +199,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     show(result)
+
+
+def _label(change: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in change.items())
 
 
 def show(res: dict) -> None:
@@ -203,7 +218,7 @@ def show(res: dict) -> None:
     if "compare" in res:
         other, p = res["compare"], res["compare"]["paired"]
         table.add_row(
-            f"keyword_scale={other['keyword_scale']}: weighted F1 / mlops",
+            f"{_label(other['change'])}: weighted F1 / mlops",
             f"{other['cv']['weighted_f1']:.4f} / {other['cv']['per_class_f1']['mlops']:.3f}",
         )
         for key, d in p.items():
@@ -211,9 +226,7 @@ def show(res: dict) -> None:
                 f"paired {key}",
                 f"{d['mean_delta']:+.4f}, better {d['better']}/{d['folds']}, worse {d['worse']}",
             )
-    runs = [("", res["cv"])] + [
-        (f"keyword_scale={c['keyword_scale']} ", c["cv"]) for c in [res.get("compare")] if c
-    ]
+    runs = [("", res["cv"])] + [(f"{_label(c['change'])} ", c["cv"]) for c in [res.get("compare")] if c]
     for name, t in ((name, t) for name, run in runs for t in run["targets"]):
         table.add_row(
             f"{name}CV auto-tag @ {t['target']}",
