@@ -43,6 +43,7 @@ from stream_tagger.model.train import LABELS, TrainConfig, cross_validate, train
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "dataset.csv"
 OUT = ROOT / "benchmarks" / "results" / "model_quality.json"
+ISSUE_PRECISION, ISSUE_COVERAGE = 0.97, 0.80  # issue 3's auto-tag targets
 NESTED_SEED = 7
 
 
@@ -64,7 +65,7 @@ def folds(fold_of: np.ndarray):
 def operating_point(probs: np.ndarray, fold_of: np.ndarray, y: np.ndarray, target: float) -> dict:
     """Auto-tag precision/coverage on unseen folds, thresholds chosen on the other folds of the repeat."""
     correct, n_auto, n = (np.zeros(len(probs)) for _ in range(3))
-    fold_cov = []
+    fold_cov, fold_prec = [], []
     for r, te in folds(fold_of):
         th = choose_thresholds(probs[r][~te], y[~te], LABELS, target)
         at = auto_tag_figures(probs[r][te], y[te], LABELS, th)
@@ -72,14 +73,18 @@ def operating_point(probs: np.ndarray, fold_of: np.ndarray, y: np.ndarray, targe
         n_auto[r] += at["n_auto"]
         n[r] += te.sum()
         fold_cov.append(at["coverage"])
+        fold_prec.append(at["precision"])
     prec, cov = correct / n_auto, n_auto / n
+    # The issue's targets, per unseen fold (~153 posts, about the size of a hidden test set).
+    both = (np.array(fold_prec) >= ISSUE_PRECISION) & (np.array(fold_cov) >= ISSUE_COVERAGE)
     return {
         "target": target,
         "precision": prec.mean(),
         "precision_min_repeat": prec.min(),
         "coverage": cov.mean(),
         "coverage_min_repeat": cov.min(),
-        "folds_under_80pct_coverage": int(np.sum(np.array(fold_cov) < 0.8)),
+        "folds_under_80pct_coverage": int(np.sum(np.array(fold_cov) < ISSUE_COVERAGE)),
+        "folds_meeting_both_targets": int(both.sum()),
         "folds": len(fold_cov),
     }
 
@@ -138,6 +143,7 @@ def nested(cfg: TrainConfig) -> dict:
     n_auto = np.array([r["auto_tag"]["n_auto"] for r in reports])
     prec = np.array([r["auto_tag"]["precision"] for r in reports])
     n = np.array([r["n"] for r in reports])
+    both = (prec >= ISSUE_PRECISION) & (n_auto / n >= ISSUE_COVERAGE)
     return {
         "outer_seed": NESTED_SEED,
         "weighted_f1": np.mean(wf),
@@ -152,7 +158,9 @@ def nested(cfg: TrainConfig) -> dict:
             "coverage": n_auto.sum() / n.sum(),
             "folds_precision": prec.tolist(),
             "folds_coverage": (n_auto / n).tolist(),
-            "folds_under_80pct_coverage": int(np.sum(n_auto / n < 0.8)),
+            "folds_under_80pct_coverage": int(np.sum(n_auto / n < ISSUE_COVERAGE)),
+            "folds_meeting_both_targets": int(both.sum()),
+            "folds": len(reports),
         },
         "baseline_weighted_f1": np.mean([r["baseline"]["weighted"]["f1"] for r in reports]),
         "parity_max_prob_diff": max(r["parity"]["max_prob_diff"] for r in reports),
@@ -231,7 +239,8 @@ def show(res: dict) -> None:
         table.add_row(
             f"{name}CV auto-tag @ {t['target']}",
             f"{t['precision']:.3f} (min {t['precision_min_repeat']:.3f})"
-            f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%",
+            f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%,"
+            f" {t['folds_meeting_both_targets']}/{t['folds']} meet both",
         )
     if "nested" in res:
         n, nat = res["nested"], res["nested"]["auto_tag"]
@@ -242,7 +251,8 @@ def show(res: dict) -> None:
             table.add_row(
                 f"nested auto-tag @ {t['target']}",
                 f"{t['precision']:.3f} (folds {lo:.3f}-{hi:.3f})"
-                f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%",
+                f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%,"
+                f" {t['folds_meeting_both_targets']}/{t['folds']} meet both",
             )
         table.add_row(
             "nested macro / baseline / parity",
