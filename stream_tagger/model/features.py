@@ -206,7 +206,7 @@ def _embed_words(
     hashes: np.ndarray,
     shift: np.uint64,
     vectors: np.ndarray,
-    longest: int,
+    prefix: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """Sum of the vectors of one post's pieces into ``out``, then scaled to unit length (zero when no
@@ -215,20 +215,26 @@ def _embed_words(
     Each word is cut greedily into the longest known pieces, left to right: the first may be a
     word-start piece ("▁graph"), the rest are inner pieces ("s"); a byte no piece starts with is
     skipped. That is not the pretrained tokenizer's BPE, but training and serving both cut this way
-    (measured under 5 x 5-fold CV: as good as the BPE ids, README). A piece never spans two words, so a
-    start costs at most the rest of its word in lookups (``longest`` caps it)."""
+    (measured under 5 x 5-fold CV: as good as the BPE ids, README). A piece never spans two words.
+    The hashes of every prefix of the rest of the word (at most ``len(prefix)``, the longest piece) are
+    computed first and looked up longest first: most words are a piece, found by one lookup (probing
+    shortest first cost a lookup per byte: this pass alone took 8.5 µs per post instead of 3.9)."""
     for w in range(n_words):
         i, end = words[w, 0], words[w, 1]
         initial = True
         while i < end:
             salt = _piece_salt(initial)
             h = np.uint64(0)
+            reach = min(len(prefix), end - i)
+            for k in range(reach):
+                h = h * _P + np.uint64(buf[i + k])
+                prefix[k] = h
             best, best_col = 0, -1
-            for k in range(1, min(longest, end - i) + 1):
-                h = h * _P + np.uint64(buf[i + k - 1])
-                col = _column(_mix(h ^ salt), table, hashes, shift)
+            for k in range(reach, 0, -1):
+                col = _column(_mix(prefix[k - 1] ^ salt), table, hashes, shift)
                 if col >= 0:
                     best, best_col = k, col
+                    break
             if best:
                 for j in range(len(out)):
                     out[j] += vectors[best_col, j]
@@ -355,6 +361,7 @@ def _count_batch(
     keyword_hits = np.zeros((n_docs, n_tags), dtype=np.float32)
     hits_of_tag = np.zeros(n_tags, dtype=np.int64)
     embedding = np.zeros((n_docs, pc_vectors.shape[1]), dtype=np.float32)
+    prefix = np.empty(pc_longest, dtype=np.uint64)
     nnz = 0
     for d in range(n_docs):
         n_words = _split_words(buf, seps[d] + 1, seps[d + 1], words)
@@ -367,7 +374,7 @@ def _count_batch(
                 keyword_hits[d, t] = np.log1p(hits_of_tag[t])
         if pc_vectors.shape[1]:
             _embed_words(
-                buf, words, n_words, pc_table, pc_hashes, pc_shift, pc_vectors, pc_longest, embedding[d]
+                buf, words, n_words, pc_table, pc_hashes, pc_shift, pc_vectors, prefix, embedding[d]
             )
         m = _post_ngrams(
             buf, seps[d] + 1, seps[d + 1], char_min, char_max, word_ngrams, words, n_words, scratch, 0
