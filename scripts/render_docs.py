@@ -1,0 +1,671 @@
+"""Write the generated parts of the docs from the files they describe, so the docs cannot drift from them.
+
+    .venv/bin/python scripts/render_docs.py           # rewrite every generated block in place
+    .venv/bin/python scripts/render_docs.py --check   # exit 1, naming the files that are out of date
+
+A generated block sits between two marker comments in a Markdown file:
+
+    <!-- BEGIN GENERATED bench-run: scripts/render_docs.py -->
+    ...
+    <!-- END GENERATED bench-run -->
+
+and is rendered from:
+
+- ``bench-run``, ``bench-inference`` (docs/benchmarks.md): ``benchmarks/results/latest.json`` written by
+  ``benchmarks/run.py`` and ``benchmarks/results/inference.json`` written by
+  ``benchmarks/bench_inference.py``; the date and machine are the ones recorded in the JSON, and when
+  the JSON records none the block says so;
+- ``model-quality`` (docs/model.md): ``benchmarks/results/model_quality.json`` written by
+  ``benchmarks/model_quality.py``;
+- ``served-model`` (docs/model.md): ``metadata.json`` of the version ``models/current`` names;
+- ``metrics`` (docs/operations.md): the metrics ``stream_tagger.metrics.Metrics`` registers.
+
+Everything outside the markers is written by hand and left as it is. ``tests/unit/test_docs_render.py``
+fails while a committed file differs from what this script renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path("benchmarks/results")
+
+# Product targets the model figures are read against (auto-tag: precision and coverage together).
+TARGET_WEIGHTED_F1 = 0.92
+TARGET_MLOPS_F1 = 0.85
+TARGET_AUTO_PRECISION = 0.97
+TARGET_AUTO_COVERAGE = 0.80
+
+# Readable names of benchmark pipelines; benchmarks/report.py's own names win when it has one.
+PIPELINE_LABELS = {
+    "passthrough": "confluent-kafka passthrough (ceiling)",
+    "sklearn": "confluent-kafka + sklearn per msg",
+    "faust": "Faust agent, iterate only",
+    "worker": "stream-tagger worker",
+    "worker-split": "stream-tagger worker + feedback-worker",
+}
+
+_BLOCK = re.compile(
+    r"(?P<begin><!-- BEGIN GENERATED (?P<name>[a-z0-9-]+)[^>]*-->\n)"
+    r"(?P<body>.*?)"
+    r"(?P<end><!-- END GENERATED (?P=name) -->)",
+    re.DOTALL,
+)
+
+
+# --- formatting -------------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    """A figure with thousands separators; "-" when it is missing or not a number."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _read_json(root: Path, relative: Path) -> dict | None:
+    path = root / relative
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else None
+
+
+def _labels(root: Path) -> dict[str, str]:
+    labels = dict(PIPELINE_LABELS)
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import report  # benchmarks/report.py: the names the benchmark's own tables use
+
+        labels.update(getattr(report, "LABELS", {}))
+    except Exception:  # the docs render without it: a pipeline is then named by its key
+        pass
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    return labels
+
+
+# --- benchmarks/results/latest.json -----------------------------------------------------------------
+
+
+def _run_line(meta: dict) -> str:
+    machine = meta.get("machine") or {}
+    parts = []
+    if meta.get("date"):
+        parts.append(f"Run of {meta['date']}")
+    else:
+        parts.append("Run (the JSON records no date)")
+    if meta.get("quick"):
+        parts[-1] += " (`--quick`: short runs that check the harness, not figures to quote)"
+    if meta.get("duration_s"):
+        parts.append(f"{meta['duration_s'] / 60:.0f} min in all")
+    if meta.get("events"):
+        parts.append(f"{meta['events']:,} events per saturation run")
+    if meta.get("partitions"):
+        parts.append(f"{meta['partitions']} input partitions")
+    if meta.get("broker"):
+        parts.append(f"broker: {meta['broker']}")
+    line = "; ".join(parts) + "."
+    if machine:
+        bits = []
+        if machine.get("nproc"):
+            bits.append(f"{machine['nproc']} cores")
+        if machine.get("cpu"):
+            bits.append(str(machine["cpu"]))
+        if machine.get("ram_gib"):
+            bits.append(f"{machine['ram_gib']:g} GiB RAM")
+        if machine.get("python"):
+            bits.append(f"Python {machine['python']}")
+        load = machine.get("load_avg_at_start")
+        text = "Machine: " + ", ".join(bits)
+        if load:
+            text += f"; 1-min load average {load[0]:.1f} at the start"
+            end = machine.get("load_avg_at_end")
+            if end:
+                text += f", {end[0]:.1f} at the end"
+        line += " " + text + "."
+    else:
+        line += " The JSON records no machine."
+    return line
+
+
+def _rate(results: dict, kind: str) -> float | None:
+    sat = (results.get("pipelines", {}).get(kind) or {}).get("saturation") or {}
+    return sat.get("events_per_s")
+
+
+def _runs_note(sat: dict) -> str:
+    if "error" in sat:
+        return "failed (see the JSON)"
+    if sat.get("time_capped"):
+        return f"time-capped: {_num(sat.get('delivered'))} of {_num(sat.get('sent'))} out"
+    runs = sat.get("runs_events_per_s") or []
+    if len(runs) > 1:
+        return f"median of {len(runs)}: {_num(min(runs))}-{_num(max(runs))}"
+    return "one run"
+
+
+def render_bench_run(root: Path) -> list[str]:
+    results = _read_json(root, RESULTS / "latest.json")
+    if results is None:
+        return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
+    labels = _labels(root)
+    name = lambda kind: labels.get(kind, kind)  # noqa: E731
+    pipelines: dict[str, dict] = results.get("pipelines", {})
+    sklearn = _rate(results, "sklearn")
+    out = [
+        _run_line(results.get("meta", {})),
+        "",
+        "**Saturation** (N events produced first, then drained):",
+        "",
+    ]
+    rows = []
+    for kind, entry in pipelines.items():
+        sat = entry.get("saturation") or {}
+        rate = sat.get("events_per_s")
+        ratio = rate / sklearn if rate and sklearn and kind != "sklearn" else None
+        rows.append(
+            [
+                name(kind),
+                _num(rate),
+                _num(ratio, 1) if ratio else "-",
+                _num(sat.get("cpu_us_per_event")),
+                _num(sat.get("cores_busy"), 2),
+                _num(sat.get("peak_rss_mb")),
+                _runs_note(sat),
+            ]
+        )
+    header = [
+        "pipeline",
+        "events/s",
+        "x sklearn per msg",
+        "CPU µs/event",
+        "cores busy",
+        "peak RSS MB",
+        "runs",
+    ]
+    out += _table(header, rows)
+
+    rows = []
+    for kind, entry in pipelines.items():
+        for load in entry.get("loads", []):
+            lat = load.get("latency_ms")
+            if lat is None:
+                what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
+                rows.append([name(kind), str(load.get("label", "")), what, "", "", "", ""])
+                continue
+            first_last = load.get("p50_first_last_tenth_ms") or [None, None]
+            rows.append(
+                [
+                    name(kind),
+                    str(load.get("label", "")),
+                    _num(load.get("achieved_offered_per_s")),
+                    _num(lat.get("p50")),
+                    _num(lat.get("p99")),
+                    _num(lat.get("p99.9")),
+                    " → ".join(_num(v) for v in first_last),
+                ]
+            )
+    if rows:
+        out += ["", "**Latency at offered loads** (ms, output CreateTime − input CreateTime):", ""]
+        header = ["pipeline", "offered load", "events/s", "p50", "p99", "p99.9", "p50 first → last 10%"]
+        out += _table(header, rows)
+
+    sweeps = results.get("sweeps") or {}
+    rows = []
+    for run in sweeps.get("batch_max_size", []):
+        rows.append([f"`batch_max_size` {run.get('batch_max_size')}", *_sweep_cells(run)])
+    for run in sweeps.get("workers", []):
+        rows.append([f"{run.get('procs')} worker process(es)", *_sweep_cells(run)])
+    if rows:
+        out += ["", "**Worker sweeps** (saturation, one run each unless said):", ""]
+        out += _table(["configuration", "events/s", "CPU µs/event", "peak RSS MB", "runs"], rows)
+
+    targets = results.get("targets") or []
+    if targets:
+        out += ["", "**Targets:**", ""]
+        rows = [
+            [
+                name(t.get("pipeline", "")),
+                str(t.get("target", "")),
+                _num(t.get("measured"), 1),
+                str(t.get("rule", "")),
+                "PASS" if t.get("pass") else "FAIL",
+            ]
+            for t in targets
+        ]
+        out += _table(["pipeline", "target", "measured", "rule", "result"], rows)
+    return out
+
+
+def _sweep_cells(run: dict) -> list[str]:
+    runs = run.get("runs_events_per_s") or []
+    note = f"median of {len(runs)}" if len(runs) > 1 else ""
+    return [
+        _num(run.get("events_per_s")),
+        _num(run.get("cpu_us_per_event")),
+        _num(run.get("peak_rss_mb")),
+        note,
+    ]
+
+
+# --- benchmarks/results/inference.json --------------------------------------------------------------
+
+
+def render_bench_inference(root: Path) -> list[str]:
+    data = _read_json(root, RESULTS / "inference.json")
+    if data is None:
+        return [
+            f"No results: `{RESULTS / 'inference.json'}` is missing; run `benchmarks/bench_inference.py`."
+        ]
+    machine = data.get("machine") or {}
+    line = f"Model `{data.get('model_version', '?')}`, {_num(data.get('posts'))} real posts"
+    if data.get("rounds"):
+        line += f", median of {data['rounds']} interleaved rounds"
+    line += ", one thread unless said. "
+    line += "The JSON records no date. " if not data.get("date") else f"Run of {data['date']}. "
+    if machine:
+        bits = [f"{machine['cpus']} CPUs"] if machine.get("cpus") else []
+        bits += [f"{k} {machine[k]}" for k in ("python", "onnxruntime") if machine.get(k)]
+        line += "Machine: " + ", ".join(bits)
+        load = data.get("load_average")
+        line += f"; 1-min load average {load[0]:.1f}." if load else "."
+    else:
+        line += "The JSON records no machine."
+    out = [line, ""]
+    rows = [
+        [
+            name,
+            _num(r.get("batch1_p50_ms"), 2),
+            _num(r.get("batch1_p99_ms"), 2),
+            _num(r.get("batch64_posts_per_s")),
+            _num(r.get("batch512_posts_per_s")),
+        ]
+        for name, r in (data.get("results") or {}).items()
+    ]
+    out += _table(["", "batch 1 p50 ms", "batch 1 p99 ms", "batch 64 posts/s", "batch 512 posts/s"], rows)
+    parallel = data.get("parallel_posts_per_s") or {}
+    if parallel:
+        out += ["", f"Threads at once (batch {data.get('parallel_batch', '?')}):", ""]
+        out += _table(["", "posts/s"], [[k, _num(v)] for k, v in parallel.items()])
+    return out
+
+
+# --- benchmarks/results/model_quality.json ----------------------------------------------------------
+
+
+def _f3(value: Any) -> str:
+    return _num(value, 3)
+
+
+def _range(values: Sequence[float] | None) -> str:
+    return f"{min(values):.3f}-{max(values):.3f}" if values else "-"
+
+
+def _change_label(change: dict) -> str:
+    return ", ".join(f"`{k}={v}`" for k, v in change.items()) or "changed"
+
+
+def render_model_quality(root: Path) -> list[str]:
+    data = _read_json(root, RESULTS / "model_quality.json")
+    if data is None:
+        return [
+            f"No results: `{RESULTS / 'model_quality.json'}` is missing; run `benchmarks/model_quality.py`."
+        ]
+    cfg = data.get("config") or {}
+    seeds = data.get("seeds") or []
+    line = "Rendered from `benchmarks/results/model_quality.json`"
+    if data.get("seconds"):
+        line += f" ({data['seconds'] / 60:.0f} min of computing)"
+    line += "; the JSON records no date and no machine."
+    out = [line]
+    cv = data.get("cv")
+    compare = data.get("compare") or {}
+    if cv:
+        other = compare.get("cv")
+        change = _change_label(compare.get("change") or {})
+        auto = cv.get("auto_tag") or {}
+        out += [
+            "",
+            f"**Cross-validation**: {len(seeds)} x stratified {cfg.get('cv_folds', 5)}-fold "
+            f"(one repeat per seed, seeds {', '.join(map(str, seeds))}); auto-tag thresholds chosen on the "
+            f"other folds of the repeat (target {auto.get('target', cfg.get('target_precision', '?'))}) "
+            "and applied to the held-out fold; mean over repeats (lowest repeat in brackets).",
+            "",
+        ]
+        header = ["", "served configuration"] + ([f"with {change}"] if other else [])
+        rows = [["weighted F1", *(_pm(c) for c in (cv, other) if c)]]
+        for label in cv.get("per_class_f1", {}):
+            rows.append([f"F1 {label}", *(_f3(c["per_class_f1"].get(label)) for c in (cv, other) if c)])
+        rows.append(["auto-tag precision", *(_min_repeat(c, "precision") for c in (cv, other) if c)])
+        rows.append(["auto-tag coverage", *(_min_repeat(c, "coverage") for c in (cv, other) if c)])
+        rows.append(
+            [
+                f"folds meeting precision ≥ {TARGET_AUTO_PRECISION:g} "
+                f"and coverage ≥ {TARGET_AUTO_COVERAGE:.0%}",
+                *(_both(c.get("auto_tag") or {}) for c in (cv, other) if c),
+            ]
+        )
+        out += _table(header, rows)
+        paired = compare.get("paired") or {}
+        if paired:
+            bits = []
+            for key, what in (("weighted_f1", "weighted F1"), ("mlops_f1", "mlops F1")):
+                p = paired.get(key)
+                if p:
+                    bits.append(
+                        f"{what} {p['mean_delta']:+.4f} (better in {p['better']} of {p['folds']} folds, "
+                        f"worse in {p['worse']})"
+                    )
+            out += ["", f"Paired fold by fold, served minus {change}: " + "; ".join(bits) + "."]
+
+    nested = data.get("nested")
+    if nested:
+        auto = nested.get("auto_tag") or {}
+        out += [
+            "",
+            f"**Nested** (5 outer stratified folds, seed {nested.get('outer_seed', '?')}): each trains the "
+            "whole procedure (inner CV, thresholds, ONNX export) on 4/5 of the posts and evaluates the "
+            "exported ONNX model on the other 1/5; mean ± sd over folds, fold range in brackets.",
+            "",
+        ]
+        rows = [
+            [
+                "weighted F1",
+                f"{_pm(nested)} ({_range(nested.get('folds_weighted_f1'))})",
+                f"≥ {TARGET_WEIGHTED_F1:g}",
+            ],
+            ["macro F1", _f3(nested.get("macro_f1")), ""],
+        ]
+        for label, value in (nested.get("per_class_f1") or {}).items():
+            extra = ""
+            if label == "mlops":
+                extra = f" ({_range(nested.get('folds_mlops_f1'))})"
+            rows.append(
+                [f"F1 {label}", _f3(value) + extra, f"≥ {TARGET_MLOPS_F1:g}" if label == "mlops" else ""]
+            )
+        rows += [
+            [
+                f"auto-tag precision (target {auto.get('target', '?')}, pooled)",
+                f"{_f3(auto.get('precision'))} ({_range(auto.get('folds_precision'))})",
+                f"≥ {TARGET_AUTO_PRECISION:g}",
+            ],
+            [
+                "auto-tag coverage (pooled)",
+                f"{_f3(auto.get('coverage'))} ({_range(auto.get('folds_coverage'))})",
+                f"≥ {TARGET_AUTO_COVERAGE:.2f}",
+            ],
+            [
+                "keyword baseline, weighted F1 (silence counted wrong)",
+                _f3(nested.get("baseline_weighted_f1")),
+                "",
+            ],
+            [
+                "parity: largest probability difference, scikit-learn vs ONNX",
+                f"{nested['parity_max_prob_diff']:.1e}"
+                if nested.get("parity_max_prob_diff") is not None
+                else "-",
+                "< 1e-4",
+            ],
+        ]
+        out += _table(["", "measured", "target"], rows)
+
+    cv_targets = {t["target"]: t for t in (cv or {}).get("targets", [])}
+    nested_targets = {t["target"]: t for t in (nested or {}).get("targets", [])}
+    if nested and (nested.get("auto_tag") or {}).get("target") is not None:
+        nested_targets.setdefault(nested["auto_tag"]["target"], nested["auto_tag"])
+    levels = sorted(set(cv_targets) | set(nested_targets))
+    if len(levels) > 1:
+        served = cfg.get("target_precision")
+        out += [
+            "",
+            "**Threshold target against what happens on unseen posts** (the target is the precision the "
+            "thresholds are chosen to reach on out-of-fold predictions; the argmax, and so F1, does not "
+            "move):",
+            "",
+        ]
+        header = [""] + [f"**{t:g} (served)**" if t == served else f"{t:g}" for t in levels]
+        rows = [
+            [
+                "precision, CV (lowest repeat)",
+                *(_min_repeat_t(cv_targets.get(t), "precision") for t in levels),
+            ],
+            ["coverage, CV (lowest repeat)", *(_min_repeat_t(cv_targets.get(t), "coverage") for t in levels)],
+            [
+                "precision, nested (fold range)",
+                *(_pooled(nested_targets.get(t), "precision") for t in levels),
+            ],
+            ["coverage, nested (fold range)", *(_pooled(nested_targets.get(t), "coverage") for t in levels)],
+            [
+                "unseen folds under 80% coverage, CV + nested",
+                *(
+                    _count_pair(cv_targets.get(t), nested_targets.get(t), "folds_under_80pct_coverage")
+                    for t in levels
+                ),
+            ],
+            [
+                "unseen folds meeting both targets, CV + nested",
+                *(
+                    _count_pair(cv_targets.get(t), nested_targets.get(t), "folds_meeting_both_targets")
+                    for t in levels
+                ),
+            ],
+        ]
+        out += _table(header, rows)
+    return out
+
+
+def _pm(figures: dict) -> str:
+    sd = figures.get("weighted_f1_sd")
+    return (
+        f"{_f3(figures.get('weighted_f1'))} ± {_f3(sd)}"
+        if sd is not None
+        else _f3(figures.get("weighted_f1"))
+    )
+
+
+def _min_repeat(cv: dict, key: str) -> str:
+    return _min_repeat_t(cv.get("auto_tag"), key)
+
+
+def _min_repeat_t(point: dict | None, key: str) -> str:
+    if not point:
+        return "-"
+    low = point.get(f"{key}_min_repeat")
+    return f"{_f3(point.get(key))} ({_f3(low)})" if low is not None else _f3(point.get(key))
+
+
+def _pooled(point: dict | None, key: str) -> str:
+    if not point:
+        return "-"
+    return f"{_f3(point.get(key))} ({_range(point.get(f'folds_{key}'))})"
+
+
+def _both(point: dict) -> str:
+    if "folds_meeting_both_targets" not in point:
+        return "-"
+    return f"{point['folds_meeting_both_targets']} of {point.get('folds', '?')}"
+
+
+def _count_pair(cv: dict | None, nested: dict | None, key: str) -> str:
+    def one(point: dict | None) -> str:
+        return f"{point[key]}/{point.get('folds', '?')}" if point and key in point else "-"
+
+    return f"{one(cv)} + {one(nested)}"
+
+
+# --- models/current/metadata.json -------------------------------------------------------------------
+
+
+def render_served_model(root: Path) -> list[str]:
+    pointer = root / "models" / "current"
+    if not pointer.is_file():
+        return ["No served model: `models/current` is missing."]
+    version = pointer.read_text(encoding="utf-8").strip()
+    meta = _read_json(root, Path("models") / version / "metadata.json")
+    if meta is None:
+        return [f"`models/current` names `{version}`, which has no readable `metadata.json`."]
+    data = meta.get("training_data") or {}
+    feat = meta.get("featurizer") or {}
+    pieces = feat.get("pieces") or {}
+    out = [
+        f"`models/current` names `{meta.get('version', version)}`, "
+        f"trained {meta.get('trained_at', '(no date)')} "
+        f"on {_num(data.get('rows'))} posts ({', '.join(f['path'] for f in data.get('files', []))}) with "
+        + ", ".join(f"{k} {v}" for k, v in (meta.get("library_versions") or {}).items())
+        + ".",
+        "",
+        f"Vocabulary {_num(feat.get('vocabulary_size'))} n-grams; "
+        f"{_num(feat.get('keyword_phrases'))} keyword "
+        f"phrases; "
+        + (
+            f"{_num(pieces.get('pieces'))} pretrained pieces projected on {pieces.get('dims')} axes "
+            f"(from `{pieces.get('wheel')}`, `{pieces.get('source')}`)."
+            if pieces
+            else "no piece embedding."
+        ),
+    ]
+    cv = (meta.get("metrics") or {}).get("cv") or {}
+    thresholds = meta.get("thresholds") or {}
+    per_class = ((cv.get("first_repeat") or {}).get("per_class")) or {}
+    counts = data.get("class_counts") or {}
+    if thresholds:
+        out += [
+            "",
+            f"Its own cross-validation ({cv.get('scheme', 'CV')}; optimistic about the auto-tag point, since "
+            "the thresholds are chosen on the same predictions): "
+            f"weighted F1 {_f3(cv.get('weighted_f1_mean'))} ± "
+            f"{_f3(cv.get('weighted_f1_std'))}, macro F1 {_f3(cv.get('macro_f1_mean'))}, auto-tag precision "
+            f"{_f3((cv.get('auto_tag') or {}).get('precision'))} at coverage "
+            f"{_f3((cv.get('auto_tag') or {}).get('coverage'))}.",
+            "",
+        ]
+        rows = [
+            [
+                label,
+                _f3((per_class.get(label) or {}).get("precision")),
+                _f3((per_class.get(label) or {}).get("recall")),
+                _f3((cv.get("per_class_f1_mean") or {}).get(label)),
+                _num(counts.get(label)),
+                _f3(value),
+            ]
+            for label, value in thresholds.items()
+        ]
+        header = [
+            "tag",
+            "precision (first repeat)",
+            "recall (first repeat)",
+            "F1 (mean)",
+            "posts",
+            "threshold",
+        ]
+        out += _table(header, rows)
+    return out
+
+
+# --- stream_tagger/metrics.py -----------------------------------------------------------------------
+
+
+def render_metrics(root: Path) -> list[str]:
+    sys.path.insert(0, str(root))
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from stream_tagger.metrics import Metrics
+    finally:
+        sys.path.remove(str(root))
+    registry = CollectorRegistry()
+    Metrics(registry)
+    rows = []
+    for collector in list(registry._collector_to_names):
+        declared = getattr(collector, "_labelnames", None)
+        if declared is None or not hasattr(collector, "_name"):  # a collector of several families
+            for family in collector.collect():
+                rows.append([family.name, family.type, [], family.documentation])
+            continue
+        name, kind = collector._name, collector._type
+        rows.append(
+            [name + ("_total" if kind == "counter" else ""), kind, list(declared), collector._documentation]
+        )
+    rows.sort(key=lambda row: row[0])
+    return _table(
+        ["metric", "type", "labels", "meaning"],
+        [[f"`{name}`", kind, ", ".join(labels) or "-", doc] for name, kind, labels, doc in rows],
+    )
+
+
+# --- files ------------------------------------------------------------------------------------------
+
+RENDERERS: dict[str, Callable[[Path], list[str]]] = {
+    "bench-run": render_bench_run,
+    "bench-inference": render_bench_inference,
+    "model-quality": render_model_quality,
+    "served-model": render_served_model,
+    "metrics": render_metrics,
+}
+FILES = (Path("docs/benchmarks.md"), Path("docs/model.md"), Path("docs/operations.md"))
+
+
+def render_text(text: str, root: Path = ROOT) -> str:
+    """``text`` with every generated block it holds rendered again; an unknown block name is an error."""
+
+    def block(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in RENDERERS:
+            raise KeyError(f"unknown generated block {name!r} (known: {', '.join(RENDERERS)})")
+        body = "\n".join(RENDERERS[name](root))
+        return f"{match['begin']}{body}\n{match['end']}"
+
+    return _BLOCK.sub(block, text)
+
+
+def render(root: Path = ROOT) -> dict[Path, tuple[str, str]]:
+    """Each docs file with generated blocks: (as committed, as rendered now)."""
+    out = {}
+    for relative in FILES:
+        path = root / relative
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            out[relative] = (text, render_text(text, root))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
+    args = ap.parse_args(argv)
+    stale = []
+    for relative, (old, new) in render().items():
+        if old == new:
+            continue
+        stale.append(relative)
+        if not args.check:
+            (ROOT / relative).write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print("out of date (run scripts/render_docs.py): " + ", ".join(map(str, stale)), file=sys.stderr)
+        return 1
+    for relative in stale:
+        print(f"rendered {relative}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
