@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up a fresh clone: a virtualenv in .venv with the package and its dev tools, plus Prometheus
-# (server + promtool, Debian package) for the observability tests when apt is available.
+# Set up a fresh clone: a virtualenv in .venv with the package and its dev tools, Apache Kafka's jars
+# for the integration tests (Maven, deploy/kafka), plus Prometheus (server + promtool, Debian package)
+# for the observability tests when apt is available. Safe to run again: each step skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -12,14 +13,42 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[dev,train]'
 # The featuriser's kernels built ahead of time: workers then run without numba (~120 MB less each).
 .venv/bin/stream-tagger compile >/dev/null
+
+# Apache Kafka (KRaft) for the integration tests: the pinned broker's jars from Maven Central into
+# deploy/kafka/target/libs, where stream_tagger/kafka/local_cluster.py starts brokers from. The stamp
+# it reads is written only after Maven succeeded, so an interrupted copy is redone.
+kafka_version=$(sed -n 's:.*<kafka\.version>\(.*\)</kafka\.version>.*:\1:p' deploy/kafka/pom.xml)
+kafka_stamp=deploy/kafka/target/installed-version
+if [ "$(cat "$kafka_stamp" 2>/dev/null)" != "$kafka_version" ]; then
+  for tool in mvn java; do
+    command -v "$tool" >/dev/null || { echo "bootstrap: ERROR: $tool not found; the integration tests run on Apache Kafka, installed with Maven (Java 17+)" >&2; exit 1; }
+  done
+  echo "bootstrap: installing Apache Kafka $kafka_version for the tests (Maven, deploy/kafka)" >&2
+  mvn_log=$(mktemp)
+  if ! mvn -B -q -Dstyle.color=never -f deploy/kafka/pom.xml clean package >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -f "$mvn_log"
+    echo "bootstrap: ERROR: Maven could not install Apache Kafka $kafka_version" >&2
+    exit 1
+  fi
+  rm -f "$mvn_log"
+  echo "$kafka_version" >"$kafka_stamp"
+fi
+
 if ! command -v promtool >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing Prometheus (Debian package) for the observability tests" >&2
+    # The package starts a system service at install; the tests run their own servers. A policy-rc.d
+    # that answers 101 ("action forbidden") keeps invoke-rc.d and deb-systemd-invoke from starting it.
+    # One already there is the machine's and stays; one made here is removed again, even on failure.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+      trap 'rm -f "$policy"' EXIT
+      printf '#!/bin/sh\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+    fi
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
       || echo "bootstrap: WARNING: could not install prometheus; its tests will be skipped" >&2
-    # The package starts a system service we do not want: the tests run their own server.
-    (command -v systemctl >/dev/null && systemctl stop prometheus 2>/dev/null) || true
-    pkill -x prometheus 2>/dev/null || true
   else
     echo "bootstrap: WARNING: promtool not found and apt-get unavailable; Prometheus tests will be skipped" >&2
   fi
