@@ -7,9 +7,9 @@ overrides and hands it down, so a run is described completely by one object that
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The only tags the product may ever show to users.
@@ -53,6 +53,10 @@ class Settings(KernelSettings):
     topic_shadow_disagreements: str = "content.shadow-disagreements.v1"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    # min.insync.replicas of the topics the worker creates; None leaves the broker's default (1). With
+    # replication 3, 2 means an acked output survives the loss of any one broker, and writes go on
+    # while one is down.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
 
     # --- model and routing ---
     model_dir: Path = Path("models/current")
@@ -137,6 +141,14 @@ class Settings(KernelSettings):
     stall_seconds: float = Field(default=60.0, gt=0)
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Self:
+        # Kafka answers every acks=all write to such a topic with NOT_ENOUGH_REPLICAS.
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) exceeds replication_factor "
+                             f"({self.replication_factor}): every acknowledged write would fail")
+        return self
 
     def kafka_common(self) -> dict[str, str]:
         """librdkafka properties shared by every client (producer, consumer, admin)."""

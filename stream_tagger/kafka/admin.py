@@ -55,8 +55,11 @@ def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
     missing = [name for name in settings.topics() if name not in existing]
     if not missing:
         return []
+    config = {}
+    if settings.min_insync_replicas is not None:
+        config["min.insync.replicas"] = str(settings.min_insync_replicas)
     futures = admin.create_topics(
-        [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing],
+        [NewTopic(name, settings.partitions, settings.replication_factor, config=config) for name in missing],
         operation_timeout=10,
         request_timeout=15,
     )
@@ -69,5 +72,7 @@ def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     if created:
-        log.info("created topics %s with %d partitions", ", ".join(created), settings.partitions)
+        log.info("created topics %s with %d partitions, replication factor %d%s", ", ".join(created),
+                 settings.partitions, settings.replication_factor,
+                 f", min.insync.replicas {settings.min_insync_replicas}" if config else "")
     return created
