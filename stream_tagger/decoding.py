@@ -8,22 +8,31 @@ spend time finding out *why*, so that the dead letter names the producer's actua
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
-from stream_tagger.events import SCHEMA_VERSION, DeadLetter, Feedback, RawContent
-
-Reason = Literal["not_utf8", "not_json", "schema", "too_large", "unknown_schema_version"]
+from stream_tagger.events import SCHEMA_VERSION, DeadLetter, DeadLetterReason, Feedback, RawContent
 
 
 class Rejection(msgspec.Struct, frozen=True):
     """Why an input cannot be read: ``reason`` is the dead-letter reason and metric label."""
 
-    reason: Reason
+    reason: DeadLetterReason
     detail: str
+
+
+def internal_error(stage: str, exc: BaseException) -> Rejection:
+    """The rejection of a message on which the worker itself raised: the exception's type, the stage it
+    was in and the innermost frame it came from, so the dead letter points at the code, not the input.
+    The message text is cut short: it can quote the input, which ``original`` already carries."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return Rejection("internal_error", f"{type(exc).__name__} while {stage}{where}: {str(exc)[:200]}")
 
 
 E = TypeVar("E", RawContent, Feedback)
@@ -47,6 +56,11 @@ def event_decoder(event_type: type[E]) -> Callable[[bytes | None, int], E | Reje
             return decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             return _explain(value, exc)
+        except RecursionError:
+            # msgspec recurses once per nesting level: ~10 kB of "[" is enough.
+            return Rejection("not_json", "nested too deeply")
+        except Exception as exc:  # whatever else a decoder can raise must not stop the worker
+            return internal_error("decoding", exc)
 
     return decode_event
 
@@ -63,6 +77,8 @@ def _explain(value: bytes, exc: Exception) -> Rejection:
         document = _untyped.decode(value)
     except msgspec.DecodeError as bad:
         return Rejection("not_json", str(bad))
+    except RecursionError:
+        return Rejection("not_json", "nested too deeply")
     if isinstance(document, dict):
         version = document.get("schema_version", SCHEMA_VERSION)
         if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:

@@ -9,7 +9,7 @@ cannot read instead of misreading it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -20,6 +20,13 @@ ContentId = Annotated[
 ]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+#: Why an input went to the dead letters. The first five are the producer's mistakes; ``internal_error``
+#: is an exception the worker raised on that one message (its type and where are in ``detail``), so
+#: that no message, however odd, can stop the worker or take its batch down with it.
+DeadLetterReason = Literal[
+    "not_utf8", "not_json", "schema", "too_large", "unknown_schema_version", "internal_error"
+]
+DEAD_LETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
 
 
 def compose_text(title: str, description: str) -> str:
@@ -91,7 +98,7 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     """
 
     schema_version: Literal[1] = 1
-    reason: Literal["not_utf8", "not_json", "schema", "too_large", "unknown_schema_version"]
+    reason: DeadLetterReason
     detail: str
     original: bytes
     original_key: bytes | None = None

@@ -37,7 +37,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.decoding import Rejection, dead_letter, event_decoder
+from stream_tagger.decoding import Rejection, dead_letter, event_decoder, internal_error
 from stream_tagger.events import Feedback, TaggedContent, TagScore
 from stream_tagger.metrics import Metrics
 from stream_tagger.online_eval import Judged, OnlineEvaluator
@@ -277,22 +277,29 @@ class FeedbackLoop:
     async def _read_predictions(self, stream: faust.StreamT) -> None:
         decode = msgspec.json.Decoder(TaggedContent).decode
         async for event in stream.events():
+            message = event.message
             try:
                 tagged = decode(event.value)
-            except msgspec.DecodeError as exc:
+                verdicts = self.join.on_tagged(tagged, message.partition)
+            except Exception as exc:  # unreadable (DecodeError, RecursionError) or a join that raised
                 # Only the worker writes the tagged topic, so this is a bug or a foreign producer:
                 # say where, but do not dead-letter (the dead-letter topic is for inputs).
-                message = event.message
-                log.warning('tagged event unreadable, not joined (%s) topic="%s" partition=%d offset=%d', exc,
-                            message.topic, message.partition, message.offset)
+                log.warning('tagged event not joined (%s) topic="%s" partition=%d offset=%d',
+                            internal_error("joining", exc).detail, message.topic, message.partition,
+                            message.offset)
                 continue
-            for verdict in self.join.on_tagged(tagged, event.message.partition):
+            for verdict in verdicts:
                 await self._apply(verdict)
 
     async def _read_feedback(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             feedback = decode_feedback(event.value, self.settings.max_event_bytes)
+            if not isinstance(feedback, Rejection):
+                try:
+                    verdict = self.join.on_feedback(feedback, message.partition)
+                except Exception as exc:  # one odd correction must not stop the loop: it is dead-lettered
+                    feedback = internal_error("joining", exc)
             if isinstance(feedback, Rejection):
                 log.warning('feedback dead-lettered (%s) topic="%s" partition=%d offset=%d', feedback.reason,
                             message.topic, message.partition, message.offset)
@@ -302,7 +309,6 @@ class FeedbackLoop:
                 self.metrics.dead_letters.labels(feedback.reason).inc()
                 continue
             self.metrics.feedback.labels(feedback.source).inc()
-            verdict = self.join.on_feedback(feedback, message.partition)
             if verdict is not None:
                 await self._apply(verdict)
 

@@ -260,6 +260,8 @@ class HotPath:
                 observe_many(metrics.end_to_end_latency.labels(outcome), now - np.asarray(times))
         for reason, count in result.dead_letter_reasons.items():
             metrics.dead_letters.labels(reason).inc(count)
+        for observer in result.observer_errors:
+            metrics.observer_errors.labels(observer).inc()
         metrics.last_processed_timestamp.set(now)
         self.state.last_progress = time.monotonic()
 

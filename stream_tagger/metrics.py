@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from stream_tagger.events import DEAD_LETTER_REASONS
+
 log = logging.getLogger(__name__)
 
 INFERENCE_BUCKETS = (
@@ -42,7 +44,6 @@ REVIEW_RESOLUTION_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 PREFIX = "stream_tagger_"
 
 OUTCOMES = ("tagged", "review", "dead_letter")
-DEAD_LETTER_REASONS = ("not_utf8", "not_json", "schema", "too_large", "unknown_schema_version")
 
 
 class Metrics:
@@ -118,6 +119,14 @@ class Metrics:
         )
         self.shadow_disagreements = counter(
             "shadow_disagreements", "Shadow and live top-1 that differ.", ["live_tag", "shadow_tag"]
+        )
+        self.shadow_failures = counter(
+            "shadow_failures",
+            "Shadow models turned off because they raised or answered no probabilities.",
+            ["model_version"],
+        )
+        self.observer_errors = counter(
+            "observer_errors", "Batches published without a batch observer that raised.", ["observer"]
         )
         self.duplicates = counter("duplicates", "Posts flagged as duplicates of an earlier one.")
         # Pre-create the label sets an alert divides by, so a rate is 0 rather than absent.

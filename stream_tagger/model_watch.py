@@ -54,7 +54,7 @@ class ModelWatcher(Generic[M]):
             return False
         try:
             model = self._loader(target)
-        except ModelLoadError as exc:
+        except Exception as exc:  # ModelLoadError, or whatever a broken model raises while loading
             log.error("new model not loaded, still serving %s: %s", self._serving_from, exc)
             self._failed = target
             return False

@@ -30,7 +30,8 @@ class Online:
         self.shadow = shadow
         self.drift = DriftObserver(metrics, settings.drift_window, settings.drift_min_events)
         self.drift.use(self.live)
-        self.shadow_observer = ShadowObserver(shadow, settings.topic_shadow_disagreements, metrics)
+        self.shadow_observer = ShadowObserver(shadow, settings.topic_shadow_disagreements, metrics,
+                                              on_disabled=self._shadow_disabled)
         worker.pipeline.observers.extend([
             DuplicateObserver(DuplicateIndex(settings.duplicates_window), metrics),
             AuthorAgreementObserver(metrics),
@@ -70,6 +71,10 @@ class Online:
     def _shadow(self, predictor: Predictor) -> None:
         self.shadow = predictor
         self.shadow_observer.use(predictor)
+        self._export_model_info()
+
+    def _shadow_disabled(self) -> None:
+        self.shadow = None
         self._export_model_info()
 
     def _export_model_info(self) -> None:

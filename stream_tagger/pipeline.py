@@ -18,20 +18,27 @@ being scored again, even if its text changed or the model was hot-reloaded in be
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import msgspec
 import numpy as np
 
-from stream_tagger.decoding import Rejection, dead_letter, decode_raw
+from stream_tagger.decoding import Rejection, dead_letter, decode_raw, internal_error
 from stream_tagger.events import RawContent, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.routing import Outcome, Routes, route_columns, threshold_vector
+from stream_tagger.routing import Outcome, Routes, concat_routes, route_columns, threshold_vector
 from stream_tagger.settings import APPROVED_TAGS
+
+log = logging.getLogger(__name__)
+
+# Kafka timestamps a client may set that datetime cannot hold (before 1970, after 9999): such a post is
+# timed from when the worker received it rather than failed for its producer's clock.
+_LATEST_MS = 253_402_300_799_999
 
 
 class MessageLike(Protocol):
@@ -109,6 +116,7 @@ class BatchResult:
         default_factory=lambda: {"tagged": [], "review": [], "dead_letter": []}
     )
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    observer_errors: list[str] = field(default_factory=list)  # the class of each observer that raised
     inference_seconds: float = 0.0
     scored: int = 0
 
@@ -229,26 +237,35 @@ class PreparedBatch:
     """A micro-batch between its three steps: decoded (``prepare``), scored (``predict``, or the
     chunks of ``scoring_tasks``, which may run in other threads), then routed and encoded (``finish``).
 
-    ``decoded`` holds each valid event with its Kafka time and where its outcome comes from: an
-    (outcome, version) pair remembered from an earlier batch, the row this batch scores for it, or
-    an earlier batch still unfinished when this one was prepared, which scores that id.
+    ``decoded`` holds each valid event with its message, its Kafka time and where its outcome comes
+    from: an (outcome, version) pair remembered from an earlier batch, the row this batch scores for
+    it, or an earlier batch still unfinished when this one was prepared, which scores that id.
     """
 
     serving: Serving
     seq: int  # finish() checks batches come back in the order prepare() made them
     now: datetime
     result: BatchResult
-    decoded: list[tuple[RawContent, float, tuple[Outcome, str] | int | PreparedBatch]]
+    decoded: list[tuple[MessageLike, RawContent, float, Known]]
     to_score: list[RawContent]
     texts: list[str]  # the model's input, one per event in ``to_score``
     rows: dict[str, int] = field(default_factory=dict)  # id -> its row in ``to_score``
-    # Per chunk: its prediction and when its scoring started and ended (time.perf_counter).
-    parts: list[tuple[PredictionLike, float, float] | None] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)  # per row of ``to_score``, once finished
+    # Per chunk: the rows it scored with their prediction (one piece unless a row failed), and when its
+    # scoring started and ended (time.perf_counter).
+    parts: list[tuple[list[Piece], float, float] | None] = field(default_factory=list)
+    # Rows of ``to_score`` on which scoring or routing raised: they become dead letters, not outcomes.
+    failed: dict[int, Rejection] = field(default_factory=dict)
+    # Per row of ``to_score``, once finished: its outcome, or why it has none.
+    outcomes: list[Outcome | Rejection] = field(default_factory=list)
 
-    def decided(self, content_id: str) -> tuple[Outcome, str]:
+    def decided(self, content_id: str) -> tuple[Outcome | Rejection, str]:
         """The outcome of an id this batch scored, for a later batch that met the id again."""
         return self.outcomes[self.rows[content_id]], self.serving.predictor.version
+
+
+Known = tuple[Outcome, str] | int | PreparedBatch
+Piece = tuple[range, PredictionLike]  # rows of ``to_score`` and their prediction, row by row
+R = TypeVar("R")
 
 
 def _join(parts: list[PredictionLike]) -> PredictionLike:
@@ -258,6 +275,38 @@ def _join(parts: list[PredictionLike]) -> PredictionLike:
         return parts[0]
     joined = {f.name: np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(parts[0])}
     return replace(parts[0], **joined)
+
+
+def _take(prediction: PredictionLike, rows: np.ndarray) -> PredictionLike:
+    """The prediction of some of its rows only, in the predictor's own type."""
+    return replace(prediction, **{f.name: getattr(prediction, f.name)[rows] for f in fields(prediction)})
+
+
+def isolate(
+    run: Callable[[range], R], rows: range, failed: dict[int, Rejection], stage: str
+) -> list[tuple[range, R]]:
+    """``run(rows)``, or where it raises, ``run`` over each half, down to single rows: the result is the
+    pieces that succeeded, in row order, and the row that still raises alone is ``failed`` with its
+    exception. One bad message then costs its batch about 2 x log2(n) extra calls, never its outputs."""
+    try:
+        return [(rows, run(rows))]
+    except Exception as exc:
+        if len(rows) == 1:
+            failed[rows[0]] = internal_error(stage, exc)
+            log.warning("%s failed on one message (it goes to the dead letters): %r", stage, exc)
+            return []
+        half = len(rows) // 2
+        return isolate(run, rows[:half], failed, stage) + isolate(run, rows[half:], failed, stage)
+
+
+def check_probabilities(probs: np.ndarray, n: int, width: int) -> np.ndarray:
+    """Rows of a model's answer that are not probabilities (NaN, infinite, outside [0, 1]): a model that
+    loads but misbehaves must not publish a tag it did not mean. Raises when the answer's shape is not
+    one row per text and one column per label."""
+    if not isinstance(probs, np.ndarray) or probs.shape != (n, width):
+        shape = getattr(probs, "shape", type(probs).__name__)
+        raise ValueError(f"model returned probabilities of shape {shape}, expected ({n}, {width})")
+    return ~((probs >= 0.0) & (probs <= 1.0)).all(axis=1)  # NaN compares False
 
 
 class Pipeline:
@@ -310,27 +359,30 @@ class Pipeline:
         now_s = now.timestamp()
         batch = PreparedBatch(self.serving, self._prepared, now, BatchResult(), [], [], [])
         self._prepared += 1
-        result, rows = batch.result, batch.rows
+        rows = batch.rows
         for message in messages:
             kind, ms = message.timestamp()
-            event_s = ms / 1000.0 if kind else now_s
-            event = decode_raw(message.value(), self.max_event_bytes)
-            if isinstance(event, Rejection):
-                result.records.append(self._dead_letter(message, event, now))
-                result.event_times["dead_letter"].append(event_s)
-                result.dead_letter_reasons[event.reason] = result.dead_letter_reasons.get(event.reason, 0) + 1
+            event_s = ms / 1000.0 if kind and 0 <= ms <= _LATEST_MS else now_s
+            try:
+                event = decode_raw(message.value(), self.max_event_bytes)
+                if isinstance(event, Rejection):
+                    self._reject(batch, message, event, event_s)
+                    continue
+                known: Known | None = self._seen.get(event.id)
+                if known is None:
+                    known = rows.get(event.id)
+                if known is None:
+                    known = self._unfinished.get(event.id)
+                if known is None:
+                    text = event.text
+                    known = rows[event.id] = len(batch.to_score)
+                    batch.to_score.append(event)
+                    batch.texts.append(text)
+                    self._unfinished[event.id] = batch
+            except Exception as exc:
+                self._reject(batch, message, internal_error("decoding", exc), event_s)
                 continue
-            known: tuple[Outcome, str] | int | PreparedBatch | None = self._seen.get(event.id)
-            if known is None:
-                known = rows.get(event.id)
-            if known is None:
-                known = self._unfinished.get(event.id)
-            if known is None:
-                known = rows[event.id] = len(batch.to_score)
-                batch.to_score.append(event)
-                batch.texts.append(event.text)
-                self._unfinished[event.id] = batch
-            batch.decoded.append((event, event_s, known))
+            batch.decoded.append((message, event, event_s, known))
         return batch
 
     def predict(self, batch: PreparedBatch) -> None:
@@ -344,18 +396,32 @@ class Pipeline:
 
         Each task writes only its own slot of ``batch``, so they may run in any threads, in any
         order, at the same time; ``finish`` joins them in input order."""
-        texts = batch.texts
-        count = max(1, min(self.score_chunks, len(texts) // _MIN_CHUNK))
-        size = max(1, -(-len(texts) // count))
-        chunks = [texts[start : start + size] for start in range(0, len(texts), size)]
+        n = len(batch.texts)
+        count = max(1, min(self.score_chunks, n // _MIN_CHUNK))
+        size = max(1, -(-n // count))
+        chunks = [range(start, min(start + size, n)) for start in range(0, n, size)]
         batch.parts = [None] * len(chunks)
         return [partial(self._score, batch, index, chunk) for index, chunk in enumerate(chunks)]
 
     @staticmethod
-    def _score(batch: PreparedBatch, index: int, texts: list[str]) -> None:
+    def _score(batch: PreparedBatch, index: int, rows: range) -> None:
+        """Score one chunk; a row on which the model raises or answers no probabilities is ``failed``,
+        the other rows still get their prediction."""
+        predictor, texts = batch.serving.predictor, batch.texts
+        width = len(predictor.labels)
+
+        def predict(part: range) -> PredictionLike:
+            prediction = predictor.predict(texts[part.start : part.stop])
+            invalid = check_probabilities(prediction.probs, len(part), width)
+            if invalid.any():
+                if len(part) > 1:  # split until the rows that are not probabilities stand alone
+                    raise ValueError("model returned rows that are not probabilities")
+                raise ValueError(f"model returned {prediction.probs[0].tolist()}, not probabilities")
+            return prediction
+
         started = time.perf_counter()
-        prediction = batch.serving.predictor.predict(texts)
-        batch.parts[index] = (prediction, started, time.perf_counter())
+        pieces = isolate(predict, rows, batch.failed, "scoring")
+        batch.parts[index] = (pieces, started, time.perf_counter())
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
         """Route, let the observers see the batch, remember the outcomes and encode every output."""
@@ -366,17 +432,25 @@ class Pipeline:
         version = batch.serving.predictor.version
         result, now = batch.result, batch.now
         times: dict[float, datetime] = {}  # events produced in the same millisecond share one
-        for event, event_s, known in batch.decoded:
+        for message, event, event_s, known in batch.decoded:
             if isinstance(known, int):
                 outcome, decided_by = outcomes[known], version
             elif isinstance(known, PreparedBatch):
                 outcome, decided_by = known.decided(event.id)
             else:
                 outcome, decided_by = known
-            event_time = times.get(event_s)
-            if event_time is None:
-                event_time = times[event_s] = datetime.fromtimestamp(event_s, UTC)
-            result.records.extend(self._outputs(event, outcome, event_time, now, decided_by))
+            if isinstance(outcome, Rejection):
+                self._reject(batch, message, outcome, event_s)
+                continue
+            try:
+                event_time = times.get(event_s)
+                if event_time is None:
+                    event_time = times[event_s] = datetime.fromtimestamp(event_s, UTC)
+                records = list(self._outputs(event, outcome, event_time, now, decided_by))
+            except Exception as exc:
+                self._reject(batch, message, internal_error("encoding", exc), event_s)
+                continue
+            result.records.extend(records)
             result.event_times[outcome.status].append(event_s)
         batch.decoded = []  # drops the references to earlier batches (``outcomes`` stays for later ones)
         return result
@@ -389,32 +463,64 @@ class Pipeline:
                 del self._unfinished[content_id]
         self._finished = max(self._finished, batch.seq + 1)
 
-    def _route(self, batch: PreparedBatch) -> list[Outcome]:
-        predictor, events = batch.serving.predictor, batch.to_score
+    def _route(self, batch: PreparedBatch) -> list[Outcome | Rejection]:
+        """Route the rows that were scored, let the observers see them, remember their outcomes. Per row
+        of ``to_score``: its outcome, or the rejection of a row that failed scoring or routing."""
+        predictor = batch.serving.predictor
         scored = [part for part in batch.parts if part is not None]
         assert scored and len(scored) == len(batch.parts), "finish() before every chunk was scored"
-        prediction = _join([part for part, _started, _ended in scored])
+        pieces = [piece for part in scored for piece in part[0]]
         # Wall time from the first chunk's start to the last one's end: chunks run side by side.
         batch.result.inference_seconds = max(p[2] for p in scored) - min(p[1] for p in scored)
-        batch.result.scored = len(events)
-        routes = route_columns(
-            prediction.probs,
-            predictor.labels,
-            batch.serving.thresholds,
-            [event.author_tags for event in events],
-            self.top_k,
-        )
-        outcomes = routes.outcomes()
-        scored = ScoredBatch(events, batch.texts, prediction, outcomes, predictor.labels, predictor.version)
-        for observer in self.observers:
-            batch.result.records.extend(observer.observe(scored))
-        duplicate_of = [outcome.duplicate_of for outcome in outcomes]
-        self._seen.add(list(batch.rows), routes, duplicate_of, predictor.version)  # the ids in row order
-        batch.outcomes = outcomes
+        batch.result.scored = len(batch.to_score)
         for content_id in batch.rows:
             # Still this batch's: a later one would have scored the id only after this one finished.
             del self._unfinished[content_id]
-        return outcomes
+        ok = [row for rows, _prediction in pieces for row in rows]
+        routed: list[tuple[range, Routes]] = []
+        if ok:
+            prediction = _join([prediction for _rows, prediction in pieces])
+            author_tags = [batch.to_score[row].author_tags for row in ok]
+
+            def route(part: range) -> Routes:
+                return route_columns(
+                    prediction.probs[part.start : part.stop], predictor.labels, batch.serving.thresholds,
+                    author_tags[part.start : part.stop], self.top_k,
+                )
+
+            routing_failed: dict[int, Rejection] = {}  # by position in ``ok``
+            routed = isolate(route, range(len(ok)), routing_failed, "routing")
+            if routing_failed:
+                kept = np.fromiter((p for positions, _routes in routed for p in positions), np.intp)
+                prediction = _take(prediction, kept)
+                batch.failed.update({ok[p]: rejection for p, rejection in routing_failed.items()})
+                ok = [ok[p] for p in kept.tolist()]
+        if not routed:
+            batch.outcomes = [batch.failed[row] for row in range(len(batch.to_score))]
+            return batch.outcomes
+        routes = concat_routes([part for _positions, part in routed])
+        outcomes = routes.outcomes()
+        events = [batch.to_score[row] for row in ok] if batch.failed else batch.to_score
+        texts = [batch.texts[row] for row in ok] if batch.failed else batch.texts
+        view = ScoredBatch(events, texts, prediction, outcomes, predictor.labels, predictor.version)
+        for observer in self.observers:
+            try:
+                batch.result.records.extend(observer.observe(view))
+            except Exception:
+                # An observer measures or annotates; the posts' outcomes stand without it.
+                log.exception("batch observer %s failed; the batch is published without it",
+                              type(observer).__name__)
+                batch.result.observer_errors.append(type(observer).__name__)
+        duplicate_of = [outcome.duplicate_of for outcome in outcomes]
+        self._seen.add([event.id for event in events], routes, duplicate_of, predictor.version)
+        if batch.failed:
+            merged: list[Outcome | Rejection] = [batch.failed.get(row) for row in range(len(batch.to_score))]
+            for row, outcome in zip(ok, outcomes, strict=True):
+                merged[row] = outcome
+            batch.outcomes = merged
+        else:
+            batch.outcomes = list(outcomes)
+        return batch.outcomes
 
     def _outputs(
         self, event: RawContent, outcome: Outcome, event_time: datetime, now: datetime, version: str
@@ -447,10 +553,16 @@ class Pipeline:
         )
         yield OutputRecord(self.topics.tagged, key, encode(status))
 
-    def _dead_letter(self, message: MessageLike, rejection: Rejection, now: datetime) -> OutputRecord:
+    def _reject(
+        self, batch: PreparedBatch, message: MessageLike, rejection: Rejection, event_s: float
+    ) -> None:
+        """``message`` goes to the dead letters with ``rejection``: its one outcome."""
+        result = batch.result
         key = message.key()
         letter = dead_letter(
             rejection, message.value(), key, message.topic() or "", message.partition() or 0,
-            message.offset() or 0, now,
+            message.offset() or 0, batch.now,
         )
-        return OutputRecord(self.topics.dead_letter, key, self._encoder.encode(letter))
+        result.records.append(OutputRecord(self.topics.dead_letter, key, self._encoder.encode(letter)))
+        result.event_times["dead_letter"].append(event_s)
+        result.dead_letter_reasons[rejection.reason] = result.dead_letter_reasons.get(rejection.reason, 0) + 1

@@ -88,6 +88,14 @@ class Routes:
         return list(map(Outcome, map(_STATUS.__getitem__, self.tagged.tolist()), per_row))
 
 
+def concat_routes(pieces: Sequence[Routes]) -> Routes:
+    """The routes of consecutive runs of rows as one (the pipeline routes around a row that raises)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    columns = ("tagged", "orders", "confidences", "published")
+    return Routes(pieces[0].labels, *(np.concatenate([getattr(p, c) for p in pieces]) for c in columns))
+
+
 def route_batch(
     probs: np.ndarray,
     labels: Sequence[str],

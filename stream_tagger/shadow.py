@@ -8,9 +8,10 @@ versions with a different label order still compare correctly.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -19,7 +20,9 @@ import numpy as np
 
 from stream_tagger.events import ShadowDisagreement
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import OutputRecord, PredictorLike, ScoredBatch
+from stream_tagger.pipeline import OutputRecord, PredictorLike, ScoredBatch, check_probabilities
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,12 +81,16 @@ class ShadowObserver:
     Same thread on purpose: the shadow then costs latency rather than correctness (its disagreements are
     published with the batch, under the batch's at-least-once guarantee). When the shadow is the very
     version that serves (right after a promotion) there is nothing to compare and it is skipped.
+    A shadow that raises or answers no probabilities turns itself off (a log line, ``shadow_failures``,
+    ``on_disabled``) until another version is pointed to: a candidate must never cost live outputs.
     """
 
-    def __init__(self, shadow: PredictorLike | None, topic: str, metrics: Metrics) -> None:
+    def __init__(self, shadow: PredictorLike | None, topic: str, metrics: Metrics,
+                 on_disabled: Callable[[], None] = lambda: None) -> None:
         self.shadow = shadow
         self.topic = topic
         self._metrics = metrics
+        self._on_disabled = on_disabled
         self._encode = msgspec.json.Encoder().encode
 
     def use(self, shadow: PredictorLike | None) -> None:
@@ -95,8 +102,18 @@ class ShadowObserver:
         if shadow is None or shadow.version == batch.model_version:
             return ()
         started = time.perf_counter()
-        shadow_probs = shadow.predict(batch.texts).probs
         m = self._metrics
+        try:
+            shadow_probs = shadow.predict(batch.texts).probs
+            if check_probabilities(shadow_probs, len(batch.texts), len(shadow.labels)).any():
+                raise ValueError("answered rows that are not probabilities")
+        except Exception as exc:
+            log.error("shadow model %s failed (%r); shadowing is off until another version is pointed to",
+                      shadow.version, exc)
+            m.shadow_failures.labels(shadow.version).inc()
+            self.shadow = None
+            self._on_disabled()
+            return ()
         m.inference_seconds.labels(shadow.version, "shadow").observe(time.perf_counter() - started)
         report = compare([e.id for e in batch.events],
                          batch.labels, batch.prediction.probs, batch.model_version,

@@ -183,6 +183,21 @@ def flow_row(d: dash.Dashboard) -> None:
             ],
         )
     )
+    d.with_panel(
+        graph(
+            "Isolated failures",
+            "What the worker survived: batch observers that raised (the batch was published without "
+            "them) and shadow models that turned themselves off. Messages it raised on are the "
+            "internal_error dead letters.",
+            "short",
+            [
+                query(f"sum by (observer) (increase(stream_tagger_observer_errors_total{RATE}))",
+                      "observer {{observer}}"),
+                query(f"sum by (model_version) (increase(stream_tagger_shadow_failures_total{RATE}))",
+                      "shadow {{model_version}} off"),
+            ],
+        ).draw_style(common.GraphDrawStyle.BARS)
+    )
 
 
 def latency_row(d: dash.Dashboard) -> None:

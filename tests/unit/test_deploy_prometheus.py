@@ -83,6 +83,8 @@ def test_the_required_alerts_exist_with_severity_and_runbook() -> None:
         "EndToEndLatencyP99High",
         "ReviewShareSpike",
         "DriftDetected",
+        "WorkerFailedOnMessages",
+        "ShadowModelFailed",
     }
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"critical", "warning"}, name

@@ -223,15 +223,17 @@ def test_partition_lag_from_librdkafka_statistics(pstats: dict, expected: int | 
     assert partition_lag(pstats) == expected
 
 
-def test_a_scoring_failure_stops_the_loop_and_nothing_after_the_last_acked_batch_is_stored() -> None:
+def test_a_message_the_model_raises_on_is_dead_lettered_and_the_loop_goes_on() -> None:
     script: list = ["assign", full(0, 1), [raw_message(2, title="boom"), raw_message(3)], full(4, 5)]
     hot_path, journal, metrics = build(script)
-    with pytest.raises(KeyError, match="boom"):
-        hot_path.run()
+    hot_path.run()
+    assert hot_path.state.failure is None
     stored = [entry for entry in journal if entry[0] == "store"]
-    assert stored == [("store", [(0, 2)])]  # batch 0, acked at close; not batch 2, being scored then
-    assert journal[-1] == ("close",)
-    assert processed(metrics, "tagged") == 2
+    assert stored[-1] == ("store", [(0, 6)])  # every offset, the poison message's included
+    assert processed(metrics, "tagged") == 5
+    assert processed(metrics, "dead_letter") == 1
+    reason = {"reason": "internal_error"}
+    assert metrics.registry.get_sample_value("stream_tagger_dead_letters_total", reason) == 1
 
 
 def test_lost_partitions_publish_the_batch_being_scored_and_store_nothing() -> None:
@@ -316,18 +318,21 @@ class FailingWhenStolen(FakePredictor):
         return super().predict(texts)
 
 
-def test_a_failing_stolen_chunk_stops_the_loop_and_the_queued_chunks_never_run() -> None:
+def test_a_stolen_chunk_that_fails_dead_letters_its_posts_and_the_loop_goes_on() -> None:
     predictor = FailingWhenStolen()
     settings = Settings(topic_raw="raw", batch_max_size=64, score_chunks=2)
     first = [raw_message(i) for i in range(64)]
     second = [raw_message(64 + i, title="unsure") for i in range(64)]
     third = [raw_message(128 + i, title="nlp") for i in range(64)]
-    hot_path, journal, _ = build(["assign", first, second, third], predictor=predictor, settings=settings)
-    with pytest.raises(RuntimeError, match="stolen chunk failed"):
-        hot_path.run()
-    published = [entry for entry in journal if entry[0] in ("acked", "store")]
-    assert published == [("acked", 64), ("store", [(0, 64)])]  # the first batch only, at close
-    assert not [call for call in predictor.calls if call[0].startswith("nlp")]  # cancelled at shutdown
+    script: list = ["assign", first, second, third]
+    hot_path, journal, metrics = build(script, predictor=predictor, settings=settings)
+    hot_path.run()
+    assert hot_path.state.failure is None
+    assert [entry for entry in journal if entry[0] == "store"][-1] == ("store", [(0, 192)])
+    # The chunk this thread took over (at least one of the two) is dead-lettered; the rest is routed.
+    dead, review = processed(metrics, "dead_letter"), processed(metrics, "review")
+    assert dead in (32, 64) and dead + review == 64, (dead, review)
+    assert processed(metrics, "tagged") == 128
 
 
 @pytest.mark.parametrize("assigned", [(), (0, 1), (0, 1, 2), (0, 1, 2, 3)])

@@ -27,6 +27,8 @@ def loader(calls: list[str]):
         calls.append(path.name)
         if path.name.startswith("broken"):
             raise ModelLoadError(f"{path}: broken")
+        if path.name.startswith("crashing"):  # a model whose loading raises something unforeseen
+            raise RuntimeError("onnxruntime: bad alloc")
         return path.name
 
     return load
@@ -50,19 +52,20 @@ def test_swap_happens_on_apply_only_and_once(tmp_path: Path) -> None:
     assert watcher.check() is False
 
 
+@pytest.mark.parametrize("bad", ["broken", "crashing"])
 def test_a_broken_version_is_tried_once_and_the_old_one_keeps_serving(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: str
 ) -> None:
     v1 = version(tmp_path, "v1")
-    version(tmp_path, "broken")
+    version(tmp_path, bad)
     version(tmp_path, "v3")
     point(tmp_path, "v1")
     calls: list[str] = []
     watcher = ModelWatcher(tmp_path / "current", loader(calls), serving_from=v1, on_swap=[])
-    point(tmp_path, "broken")
+    point(tmp_path, bad)
     assert watcher.check() is False
     assert watcher.check() is False
-    assert calls == ["broken"]
+    assert calls == [bad]
     assert "still serving" in caplog.text
     (tmp_path / "current").write_text("nowhere\n")
     assert watcher.check() is False

@@ -64,8 +64,8 @@ def message(value: bytes | None, offset: int = 0, key: bytes | None = None, part
     )
 
 
-def pipeline(**kwargs: object) -> tuple[Pipeline, FakePredictor]:
-    predictor = FakePredictor()
+def pipeline(predictor: FakePredictor | None = None, **kwargs: object) -> tuple[Pipeline, FakePredictor]:
+    predictor = predictor or FakePredictor()
     options: dict = {"max_event_bytes": 10_000, "top_k": 2, "dedup_window": 100, **kwargs}
     return Pipeline(predictor, TOPICS, **options), predictor
 

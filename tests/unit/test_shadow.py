@@ -76,3 +76,27 @@ def test_observer_counts_publishes_disagreements_and_skips_itself() -> None:
     observer.use(None)
     assert list(observer.observe(batch)) == []
     assert value("stream_tagger_shadow_comparisons_total", {"result": "agree"}) == 3
+
+
+class CrashingShadow(FakeShadow):
+    def predict(self, texts: list[str]) -> FakeShadow:
+        raise RuntimeError("shadow session died")
+
+
+@pytest.mark.parametrize("shadow", [CrashingShadow(np.eye(4)), FakeShadow(np.full((4, 4), np.nan))],
+                         ids=["raises", "nan"])
+def test_a_failing_shadow_turns_itself_off_with_a_metric_and_a_log_line(
+    shadow: FakeShadow, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+    disabled: list[bool] = []
+    observer = ShadowObserver(shadow, "shadow-topic", metrics, on_disabled=lambda: disabled.append(True))
+    events = [RawContent(id=i, title="t", created_at=datetime.now(UTC)) for i in "abcd"]
+    batch = ScoredBatch(events, ["t"] * 4, FakeShadow(np.eye(4)), [], LIVE, "v1")  # type: ignore[arg-type]
+    assert list(observer.observe(batch)) == []
+    assert observer.shadow is None and disabled == [True]
+    failures = {"model_version": "v2"}
+    assert metrics.registry.get_sample_value("stream_tagger_shadow_failures_total", failures) == 1
+    assert "shadowing is off" in caplog.text
+    assert list(observer.observe(batch)) == []  # stays off: no second failure counted
+    assert metrics.registry.get_sample_value("stream_tagger_shadow_failures_total", failures) == 1
