@@ -105,6 +105,11 @@ class Settings(KernelSettings):
     dedup_window_size: int = Field(default=100_000, ge=0)
     # Producer batching delay: a few ms lets one request carry a whole micro-batch's outputs.
     linger_ms: float = Field(default=2.0, ge=0.0)
+    # at_least_once: outputs acked, then offsets stored (a crash re-publishes the last batches, same
+    # outcomes under the same keys). exactly_once: each batch's outputs and offsets in one Kafka
+    # transaction, so readers with isolation.level=read_committed see every output once; it costs a
+    # commit round trip per batch.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     # An output the broker has not acked after this long stops the worker (exit 1) instead of being
     # skipped: its input's offset is never committed, so a restart re-processes it.
     delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
