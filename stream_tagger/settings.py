@@ -110,6 +110,12 @@ class Settings(KernelSettings):
     # transaction, so readers with isolation.level=read_committed see every output once; it costs a
     # commit round trip per batch.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # exactly_once: the producer's transactional.id. Set a stable one per worker instance (e.g. the pod
+    # name of a StatefulSet) so that a restarted worker aborts what its previous life left open at once;
+    # None gives each process a new one, and a crashed worker's open transaction then holds
+    # read_committed readers back until transaction_timeout_ms passes.
+    transactional_id: str | None = None
+    transaction_timeout_ms: int = Field(default=10_000, ge=1_000)
     # An output the broker has not acked after this long stops the worker (exit 1) instead of being
     # skipped: its input's offset is never committed, so a restart re-processes it.
     delivery_timeout_ms: int = Field(default=120_000, ge=1_000)

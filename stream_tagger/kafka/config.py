@@ -9,6 +9,7 @@ its own retries never duplicate or reorder an output.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,10 @@ def consumer_config(
         "max.partition.fetch.bytes": settings.fetch_partition_max_kbytes * 1024,
         "logger": KAFKA_LOG,
     }
+    if settings.processing_guarantee == "exactly_once":
+        # Offsets are committed inside each batch's transaction, never by the consumer itself.
+        conf["enable.auto.commit"] = False
+        conf["isolation.level"] = "read_committed"
     if on_stats is not None:
         conf["statistics.interval.ms"] = settings.lag_interval_ms
         conf["stats_cb"] = on_stats
@@ -64,6 +69,10 @@ def producer_config(
         "delivery.report.only.error": True,
         "logger": KAFKA_LOG,
     }
+    if settings.processing_guarantee == "exactly_once":
+        own_id = f"{settings.consumer_group}-{uuid.uuid4().hex}"
+        conf["transactional.id"] = settings.transactional_id or own_id
+        conf["transaction.timeout.ms"] = settings.transaction_timeout_ms
     if on_error is not None:
         conf["error_cb"] = on_error
     return conf
