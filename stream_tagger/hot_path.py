@@ -29,6 +29,12 @@ Ordering that makes it at-least-once:
 Rebalance callbacks run inside ``consume()`` in this same thread, so the batch being scored and
 the one being acked are finished and their offsets committed before a partition moves to another
 worker.
+
+With ``processing_guarantee=exactly_once`` the same order holds with a Kafka transaction per batch:
+the transaction opens before its outputs are produced, and at step 3 the batch's offsets are sent
+within it and it is committed, so a reader with ``isolation.level=read_committed`` sees every output
+once, a crash included. A failed commit stops the loop, as a failed delivery does: the transaction is
+aborted and a restart re-processes the batch.
 """
 
 from __future__ import annotations
@@ -110,6 +116,8 @@ class HotPath:
         self._pending: _Pending | None = None
         self._scoring: _Scoring | None = None
         self._scorer = ThreadPoolExecutor(1, "scoring")
+        self._transactional = settings.processing_guarantee == "exactly_once"
+        self._in_transaction = False
         self._errors: list[str] = []
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -126,6 +134,9 @@ class HotPath:
         """Block until ``stop()``; raises on a failure that must not be skipped (see module docstring)."""
         settings = self.settings
         self._producer = self._producer_factory(producer_config(settings, self._on_delivery, self._on_error))
+        if self._transactional:
+            # Fences an earlier producer with the same transactional.id and aborts what it left open.
+            self._producer.init_transactions(settings.delivery_timeout_ms / 1000)
         self._consumer = consumer = self._consumer_factory(
             consumer_config(settings, self._on_stats, self._on_error)
         )
@@ -160,6 +171,9 @@ class HotPath:
             scoring, self._scoring = self._scoring, None
             if scoring is not None:
                 self.pipeline.discard(scoring.prepared)
+            if self._transactional:  # its outputs are aborted: nothing of it may be committed at close
+                self._pending = None
+                self._abort()
             raise
         finally:
             self.state.running = False
@@ -217,6 +231,10 @@ class HotPath:
 
     def _send(self, batch: Sequence[Message], result: BatchResult) -> None:
         """Produce a batch's outputs; its offsets are stored once they are acked (``_finish_pending``)."""
+        if self._transactional:
+            assert self._producer is not None
+            self._producer.begin_transaction()
+            self._in_transaction = True
         self._produce(result.records)
         self._pending = _Pending(_next_offsets(batch, self.state.assigned), result)
 
@@ -248,8 +266,25 @@ class HotPath:
                 f"{count} output(s) not acknowledged by the broker ({first}); "
                 "their inputs' offsets are not committed and will be re-processed"
             )
-        consumer.store_offsets(offsets=pending.offsets)
+        if self._transactional:
+            if pending.offsets:
+                producer.send_offsets_to_transaction(pending.offsets, consumer.consumer_group_metadata())
+            producer.commit_transaction()  # raises on failure: run() aborts, a restart re-processes
+            self._in_transaction = False
+        else:
+            consumer.store_offsets(offsets=pending.offsets)
         self._record_acked(pending.result)
+
+    def _abort(self) -> None:
+        """Abort the open transaction, if any: its outputs are never seen by read_committed readers."""
+        if not self._in_transaction:
+            return
+        self._in_transaction = False
+        assert self._producer is not None
+        try:
+            self._producer.abort_transaction(self.settings.transaction_timeout_ms / 1000)
+        except KafkaException as exc:  # fenced or timed out: the broker aborts it at its timeout
+            log.warning("could not abort the open transaction (%s)", exc.args[0].str())
 
     def _record_acked(self, result: BatchResult) -> None:
         now = time.time()
@@ -270,6 +305,8 @@ class HotPath:
         are already acked, so the worst case is that the next owner re-processes from the previous
         commit, which republishes the same outcomes under the same keys."""
         assert self._consumer is not None
+        if self._transactional:
+            return  # each batch's offsets were committed with its transaction
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -302,6 +339,16 @@ class HotPath:
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Another worker may already own them: publish what is pending (idempotent), commit nothing.
+        # In a transaction nothing of it may become visible: abort, the next owner re-processes it.
+        if self._transactional:
+            scoring, self._scoring, self._pending = self._scoring, None, None
+            if scoring is not None:
+                self.pipeline.discard(scoring.prepared)
+            self._abort()
+            self._errors.clear()
+            self._forget(partitions)
+            log.warning("lost %s; their open transaction was aborted", _describe(partitions))
+            return
         scoring, self._scoring = self._scoring, None
         if scoring is not None:
             self._scored(scoring)

@@ -73,6 +73,8 @@ def producer_config(
         own_id = f"{settings.consumer_group}-{uuid.uuid4().hex}"
         conf["transactional.id"] = settings.transactional_id or own_id
         conf["transaction.timeout.ms"] = settings.transaction_timeout_ms
+        # librdkafka refuses a message timeout longer than the transaction's.
+        conf["message.timeout.ms"] = min(settings.delivery_timeout_ms, settings.transaction_timeout_ms)
     if on_error is not None:
         conf["error_cb"] = on_error
     return conf

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from stream_tagger.hot_path import DeliveryFailed, HotPath, _next_offsets, partition_lag
@@ -75,6 +75,9 @@ class FakeConsumer:
     def commit(self, asynchronous: bool = True) -> None:
         self.journal.append(("commit", asynchronous))
 
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
     def close(self) -> None:
         if self.assigned:
             self.on_revoke(self, self.assigned)
@@ -83,6 +86,8 @@ class FakeConsumer:
 
 class FakeProducer:
     """Acks everything on flush, or fails every delivery when ``fail`` is set."""
+
+    fail_commit = False  # commit_transaction raises (a fenced producer)
 
     def __init__(self, conf: dict[str, Any], journal: list[tuple], fail: bool) -> None:
         self.on_delivery = conf["on_delivery"]
@@ -104,6 +109,27 @@ class FakeProducer:
 
     def __len__(self) -> int:
         return len(self.queued)
+
+    # Transactions: journalled; commit_transaction flushes, as librdkafka's does.
+    def init_transactions(self, _timeout: float) -> None:
+        self.journal.append(("init",))
+
+    def begin_transaction(self) -> None:
+        self.journal.append(("begin",))
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: str) -> None:
+        assert metadata == "group-metadata"
+        self.journal.append(("txn-offsets", sorted((tp.partition, tp.offset) for tp in offsets)))
+
+    def commit_transaction(self) -> None:
+        self.flush(0)
+        if self.fail_commit:
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced"))
+        self.journal.append(("txn-commit",))
+
+    def abort_transaction(self, _timeout: float) -> None:
+        self.queued = []
+        self.journal.append(("txn-abort",))
 
 
 def build(
@@ -349,3 +375,46 @@ def test_next_offsets_follow_each_partitions_last_message_whatever_the_interleav
     # Exactly the assigned partitions' ((0, 1): 2 was revoked inside the consume() that returned it).
     assert found == {tp: o for tp, o in expected.items() if not assigned or tp[1] in assigned}
     assert _next_offsets([], frozenset()) == []
+
+
+EXACTLY_ONCE = Settings(topic_raw="raw", batch_max_size=2, processing_guarantee="exactly_once")
+
+
+def test_exactly_once_commits_each_batchs_outputs_and_offsets_in_one_transaction() -> None:
+    script: list = ["assign", [raw_message(0), raw_message(5, partition=1)], [raw_message(1)]]
+    hot_path, journal, metrics = build(script, settings=EXACTLY_ONCE)
+    hot_path.run()
+    assert journal == [
+        ("init",),
+        ("begin",),
+        ("acked", 2),
+        ("txn-offsets", [(0, 1), (1, 6)]),
+        ("txn-commit",),
+        ("begin",),
+        ("acked", 1),
+        ("txn-offsets", [(0, 2)]),
+        ("txn-commit",),
+        ("close",),  # no consumer commit, no stored offset: the transactions committed them
+    ]
+    assert processed(metrics, "tagged") == 3
+
+
+def test_exactly_once_a_failed_commit_stops_the_loop_and_counts_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(FakeProducer, "fail_commit", True)
+    script: list = ["assign", full(0, 1), full(2, 3)]
+    hot_path, journal, metrics = build(script, settings=EXACTLY_ONCE)
+    with pytest.raises(KafkaException, match="fenced"):
+        hot_path.run()
+    assert not any(entry[0] in ("store", "commit", "txn-commit") for entry in journal)
+    assert journal[-2:] == [("txn-abort",), ("close",)]
+    assert processed(metrics, "tagged") == 0
+
+
+def test_exactly_once_lost_partitions_abort_the_open_transaction() -> None:
+    hot_path, journal, metrics = build(["assign", full(0, 1), full(2, 3), "lost"], settings=EXACTLY_ONCE)
+    hot_path.run()
+    assert ("txn-abort",) in journal and ("txn-commit",) not in journal
+    assert not any(entry[0] in ("store", "commit") for entry in journal)
+    assert processed(metrics, "tagged") == 0
