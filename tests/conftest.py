@@ -1,19 +1,23 @@
-"""Fixtures shared by all tests: the broker (embedded Tansu, or a real cluster) and per-test settings.
+"""Fixtures shared by all tests: the Apache Kafka the integration tests run on, and per-test settings.
 
-Set ``STREAM_TAGGER_TEST_BOOTSTRAP=host:port`` to run the integration tests against an existing
-cluster instead of the embedded broker.
+The integration tests run on real Apache Kafka (KRaft), started from the jars ``./scripts/bootstrap.sh``
+installs (``stream_tagger.kafka.local_cluster``): one broker for the whole run, shared through
+``bootstrap_servers``. Set ``STREAM_TAGGER_TEST_BOOTSTRAP=host:port`` to run them against an existing
+cluster instead. Tests that stop, kill or restart brokers start their own (``new_kafka``,
+``kafka_cluster``) whatever that variable says. The demo's test keeps the embedded Tansu broker that
+``stream-tagger demo`` itself starts.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from stream_tagger.broker import EmbeddedBroker
+from stream_tagger.kafka.local_cluster import KafkaNotInstalled, LocalKafka
 from stream_tagger.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,15 +25,51 @@ DATASET = REPO / "data" / "dataset.csv"
 MODELS = REPO / "models"
 
 
+def start_kafka(kafka: LocalKafka) -> LocalKafka:
+    """Start it; missing jars fail the test in one line that says what to run, not with a traceback."""
+    try:
+        return kafka.start()
+    except KafkaNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Address of a running Kafka-compatible broker for the whole session."""
+    """Address of the Kafka cluster shared by the whole session: one local Apache Kafka broker, or
+    the cluster STREAM_TAGGER_TEST_BOOTSTRAP names."""
     existing = os.environ.get("STREAM_TAGGER_TEST_BOOTSTRAP")
     if existing:
         yield existing
         return
-    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "tansu.log") as broker:
-        yield broker.bootstrap_servers
+    kafka = start_kafka(LocalKafka(tmp_path_factory.mktemp("kafka")))
+    try:
+        yield kafka.bootstrap_servers
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def new_kafka(tmp_path: Path) -> Iterator[Callable[[int], LocalKafka]]:
+    """A factory of dedicated, not yet started Kafka clusters (``new_kafka(brokers=1)``), for tests
+    that take brokers down: addresses are known before start, so a worker can be pointed at a broker
+    that is not up yet. Each is stopped at the end of the test."""
+    made: list[LocalKafka] = []
+
+    def make(brokers: int = 1) -> LocalKafka:
+        kafka = LocalKafka(tmp_path / f"kafka-{len(made)}", brokers=brokers)
+        made.append(kafka)
+        return kafka
+
+    yield make
+    for kafka in made:
+        kafka.stop()
+
+
+@pytest.fixture
+def kafka_cluster(new_kafka: Callable[[int], LocalKafka]) -> LocalKafka:
+    """Three Apache Kafka nodes (each broker and controller), started for one test: its topics can be
+    replicated 3 times with min.insync.replicas=2 and survive the loss of any one node."""
+    return start_kafka(new_kafka(3))
 
 
 @pytest.fixture

@@ -13,8 +13,11 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,7 +29,7 @@ from stream_tagger.demo import malformed_events as demo_malformed_events
 from stream_tagger.events import TaggedContent
 from stream_tagger.model.artefacts import resolve
 from stream_tagger.processes import ProcessError, ServiceProcess
-from stream_tagger.produce import encode, make_producer, publish
+from stream_tagger.produce import DeliveryReport, encode, make_producer, publish
 from stream_tagger.settings import Settings
 from stream_tagger.sources import dataset_events
 
@@ -51,6 +54,27 @@ def produce(
     """Publish with a plain confluent-kafka producer and fail the test unless every event was acked."""
     report = publish(make_producer(settings), topic or settings.topic_raw, items)
     assert report.ok, report.errors
+
+
+def produce_in_background(
+    settings: Settings, items: list[tuple[bytes, bytes]], rate: float
+) -> Future[DeliveryReport]:
+    """Publish ``items`` at ``rate`` per second from a thread, so that events keep arriving while a test
+    kills and restarts things; ``check_produced`` on the result fails the test unless all were acked.
+
+    The producer is idempotent and waits up to a minute for a leader: a broker outage must neither
+    lose an input nor write one twice, so every duplicate output counted afterwards is the worker's.
+    """
+    producer = make_producer(settings, **{"enable.idempotence": "true", "message.timeout.ms": 60_000})
+    pool = ThreadPoolExecutor(1, thread_name_prefix="produce")
+    future = pool.submit(publish, producer, settings.topic_raw, items, rate)
+    pool.shutdown(wait=False)
+    return future
+
+
+def check_produced(stream: Future[DeliveryReport], timeout: float = 120.0) -> None:
+    report = stream.result(timeout)
+    assert report.ok, f"{report.failed} input(s) not acked by the broker: {report.errors}"
 
 
 def _reader(settings: Settings, topic: str) -> tuple[Consumer, list[int]]:
@@ -221,3 +245,46 @@ def assert_consistent(tagged: dict[bytes | None, list[bytes]]) -> int:
         decisions = {outcome(value) for value in values}
         assert len(decisions) == 1, f"{key!r} was tagged differently: {decisions}"
     return sum(len(values) - 1 for values in tagged.values())
+
+
+class DuplicateOutputs(UserWarning):
+    """At-least-once allows an id to come out more than once after a failure; a test that saw some
+    says how many in the run's warnings summary instead of passing over them in silence."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The ids that went in against what came out of one topic, every record counted."""
+
+    sent: frozenset[bytes]
+    out: dict[bytes | None, list[bytes]]
+
+    @property
+    def missing(self) -> set[bytes]:
+        return set(self.sent - self.out.keys())
+
+    @property
+    def unexpected(self) -> set[bytes | None]:
+        return set(self.out.keys() - self.sent)
+
+    @property
+    def duplicates(self) -> int:
+        """Records beyond the first per id."""
+        return sum(len(values) - 1 for values in self.out.values())
+
+    def __str__(self) -> str:
+        sample = f" (e.g. {sorted(self.missing)[:3]})" if self.missing else ""
+        return (f"{len(self.sent)} ids in, {len(self.sent & self.out.keys())} out, "
+                f"{len(self.missing)} missing{sample}, {len(self.unexpected)} unexpected, "
+                f"{self.duplicates} duplicate record(s)")
+
+
+def assert_every_id_out(sent: Iterable[bytes], out: dict[bytes | None, list[bytes]]) -> Tally:
+    """Nothing lost, nothing foreign, duplicates consistent with the first; their count is returned,
+    shown in the assertion message on failure and as a ``DuplicateOutputs`` warning otherwise."""
+    tally = Tally(frozenset(sent), out)
+    assert not tally.missing and not tally.unexpected, str(tally)
+    assert_consistent(out)
+    if tally.duplicates:
+        warnings.warn(DuplicateOutputs(str(tally)), stacklevel=2)
+    return tally

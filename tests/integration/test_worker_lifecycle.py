@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stream_tagger.broker import EmbeddedBroker, free_port
+from stream_tagger.kafka.local_cluster import LocalKafka
 from stream_tagger.model.artefacts import MODEL_FILE, resolve
 from stream_tagger.settings import Settings
+from tests.conftest import start_kafka
 from tests.integration.helpers import (
     WorkerProcess,
     committed_total,
@@ -26,22 +26,21 @@ pytestmark = pytest.mark.integration
 
 
 def test_worker_waits_for_the_broker_and_connects_when_it_comes_up(
-    settings: Settings, tmp_path: Path
+    new_kafka: Callable[[int], LocalKafka], settings: Settings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    settings = settings.model_copy(
-        update={"bootstrap_servers": f"127.0.0.1:{port}", "broker_retry_seconds": 0.5}
-    )
+    kafka = new_kafka(1)  # its address is known; it is not started yet
+    address = kafka.bootstrap_servers
+    settings = settings.model_copy(update={"bootstrap_servers": address, "broker_retry_seconds": 0.5})
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
-        worker.wait_for_output(f"Kafka broker unreachable at 127.0.0.1:{port}")
-        with EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log"):
-            worker.wait_ready()
-            events = valid_events(50, prefix="late")
-            produce(settings, events)
-            tagged = drain(settings, settings.topic_tagged, has_keys(len(events)))
-            assert set(tagged) == {key for key, _ in events}
-            assert worker.terminate() == 0
-    assert f"Kafka broker at 127.0.0.1:{port} is up" in worker.output()
+        worker.wait_for_output(f"Kafka broker unreachable at {address}")
+        start_kafka(kafka)
+        worker.wait_ready()
+        events = valid_events(50, prefix="late")
+        produce(settings, events)
+        tagged = drain(settings, settings.topic_tagged, has_keys(len(events)))
+        assert set(tagged) == {key for key, _ in events}
+        assert worker.terminate() == 0
+    assert f"Kafka broker at {address} is up" in worker.output()
 
 
 def test_missing_model_stops_start_up_naming_the_path(settings: Settings, tmp_path: Path) -> None:
@@ -79,22 +78,20 @@ def test_sigterm_finishes_the_in_flight_batch_commits_and_exits_0(settings: Sett
     assert all(len(values) == 1 for values in published.values())
 
 
-def test_outputs_the_broker_never_acks_stop_the_hot_path_loudly(settings: Settings, tmp_path: Path) -> None:
+def test_outputs_the_broker_never_acks_stop_the_hot_path_loudly(
+    new_kafka: Callable[[int], LocalKafka], settings: Settings, tmp_path: Path
+) -> None:
     """Never skip an unacked output. (The process then exits 1, but only after Faust's own consumer
     gives up on the dead broker, ~60 s; the test stops at the loud stop and the failed /healthz.)"""
-    port = free_port()
+    kafka = start_kafka(new_kafka(1))
     settings = settings.model_copy(
-        update={"bootstrap_servers": f"127.0.0.1:{port}", "delivery_timeout_ms": 1_000}
+        update={"bootstrap_servers": kafka.bootstrap_servers, "delivery_timeout_ms": 1_000}
     )
-    with (
-        EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log") as broker,
-        WorkerProcess(settings, tmp_path / "worker.log") as worker,
-    ):
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_ready()
         produce(settings, valid_events(20_000, prefix="lost"))
         worker.wait_processed(500)
-        assert broker.pid is not None
-        os.kill(broker.pid, signal.SIGKILL)  # prefetched events keep the hot path producing into the void
+        kafka.kill(1)  # prefetched events keep the hot path producing into the void
         worker.wait_for_output("not acknowledged by the broker", timeout=60)
         status, body = worker.get("/healthz")
         assert (status, body.startswith("hot path failed")) == (503, True)
