@@ -12,11 +12,12 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -29,7 +30,7 @@ from stream_tagger.demo import malformed_events as demo_malformed_events
 from stream_tagger.events import TaggedContent
 from stream_tagger.model.artefacts import resolve
 from stream_tagger.processes import ProcessError, ServiceProcess
-from stream_tagger.produce import DeliveryReport, encode, make_producer, publish
+from stream_tagger.produce import encode, make_producer, publish
 from stream_tagger.settings import Settings
 from stream_tagger.sources import dataset_events
 
@@ -56,25 +57,51 @@ def produce(
     assert report.ok, report.errors
 
 
-def produce_in_background(
-    settings: Settings, items: list[tuple[bytes, bytes]], rate: float
-) -> Future[DeliveryReport]:
-    """Publish ``items`` at ``rate`` per second from a thread, so that events keep arriving while a test
-    kills and restarts things; ``check_produced`` on the result fails the test unless all were acked.
+class EventStream:
+    """Valid events published from a thread at ``rate`` per second until ``stop()``, so that they keep
+    arriving before, during and after whatever a test kills or restarts meanwhile.
 
     The producer is idempotent and waits up to a minute for a leader: a broker outage must neither
     lose an input nor write one twice, so every duplicate output counted afterwards is the worker's.
     """
-    producer = make_producer(settings, **{"enable.idempotence": "true", "message.timeout.ms": 60_000})
-    pool = ThreadPoolExecutor(1, thread_name_prefix="produce")
-    future = pool.submit(publish, producer, settings.topic_raw, items, rate)
-    pool.shutdown(wait=False)
-    return future
 
+    def __init__(self, settings: Settings, prefix: str, rate: float, limit: int = 60_000) -> None:
+        self.sent: list[bytes] = []
+        self._stop = threading.Event()
+        events = valid_events(limit, prefix)
 
-def check_produced(stream: Future[DeliveryReport], timeout: float = 120.0) -> None:
-    report = stream.result(timeout)
-    assert report.ok, f"{report.failed} input(s) not acked by the broker: {report.errors}"
+        def until_stopped() -> Iterator[tuple[bytes, bytes]]:
+            for key, value in events:
+                if self._stop.is_set():
+                    return
+                self.sent.append(key)
+                yield key, value
+            raise AssertionError(f"the stream ran out of its {limit} events before stop()")
+
+        producer = make_producer(settings, **{"enable.idempotence": "true", "message.timeout.ms": 60_000})
+        pool = ThreadPoolExecutor(1, thread_name_prefix="event-stream")
+        self._report = pool.submit(publish, producer, settings.topic_raw, until_stopped(), rate)
+        pool.shutdown(wait=False)
+
+    @property
+    def running(self) -> bool:
+        return not self._report.done()
+
+    def wait_sent(self, n: int, timeout: float = 60.0) -> None:
+        """Until ``n`` events were handed to the producer in all."""
+        deadline = time.monotonic() + timeout
+        while len(self.sent) < n:
+            assert self.running, "the stream stopped by itself"
+            assert time.monotonic() < deadline, f"fewer than {n} events sent after {timeout:.0f}s"
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 120.0) -> list[bytes]:
+        """Stop sending; the ids sent, once the broker acked every one (or the test fails)."""
+        self._stop.set()
+        report = self._report.result(timeout)
+        assert report.ok, f"{report.failed} input(s) not acked by the broker: {report.errors}"
+        assert report.delivered == len(self.sent)
+        return list(self.sent)
 
 
 def _reader(settings: Settings, topic: str) -> tuple[Consumer, list[int]]:
@@ -283,6 +310,7 @@ def assert_every_id_out(sent: Iterable[bytes], out: dict[bytes | None, list[byte
     """Nothing lost, nothing foreign, duplicates consistent with the first; their count is returned,
     shown in the assertion message on failure and as a ``DuplicateOutputs`` warning otherwise."""
     tally = Tally(frozenset(sent), out)
+    print(f"tally: {tally}")  # in the report of a passing test with -rP
     assert not tally.missing and not tally.unexpected, str(tally)
     assert_consistent(out)
     if tally.duplicates:
