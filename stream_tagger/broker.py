@@ -1,7 +1,8 @@
-"""The embedded Kafka-compatible broker (Tansu, in memory) used by the demo, the tests and the benchmarks.
+"""The embedded Kafka-compatible broker (Tansu, in memory) of `stream-tagger demo` (and `--broker tansu`).
 
 Production points ``bootstrap_servers`` at a real cluster; this exists so that a fresh clone can run the
-whole pipeline with nothing but Python installed. Data lives in memory and is gone when it stops.
+whole pipeline with nothing but Python installed. Data lives in memory and is gone when it stops. The
+integration tests run on Apache Kafka instead (``stream_tagger.kafka.local_cluster``), which needs Java.
 """
 
 from __future__ import annotations
