@@ -1,8 +1,9 @@
-"""The embedded Kafka-compatible broker (Tansu, in memory) of `stream-tagger demo` (and `--broker tansu`).
+"""Tansu, the embedded Kafka-compatible broker (in memory) that ``stream-tagger demo`` starts.
 
 Production points ``bootstrap_servers`` at a real cluster; this exists so that a fresh clone can run the
 whole pipeline with nothing but Python installed. Data lives in memory and is gone when it stops. The
-integration tests run on Apache Kafka instead (``stream_tagger.kafka.local_cluster``), which needs Java.
+benchmarks can run on it (``benchmarks/run.py --broker tansu``); the integration tests run on Apache Kafka
+(``stream_tagger.kafka.local_cluster``), which needs Java.
 """
 
 from __future__ import annotations
