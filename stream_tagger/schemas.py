@@ -2,7 +2,8 @@
 
 ``python -m stream_tagger.schemas [DIR]`` writes ``DIR/<name>.json`` (default ``schemas/``). The files
 are committed so that producers in other languages can validate against them; a unit test fails when
-they no longer match the structs, so the two cannot drift apart.
+they no longer match the structs, so the two cannot drift apart; ``breaking_changes`` tells whether a
+new version of a schema still reads what the previous one did.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -23,6 +25,63 @@ def render(event_type: type[msgspec.Struct]) -> str:
     schema = msgspec.json.schema(event_type)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+# Bounds a newer reader may widen but never narrow: (keyword, True when a larger value is narrower).
+_BOUNDS = (("maxLength", False), ("maximum", False), ("maxItems", False),
+           ("minLength", True), ("minimum", True), ("minItems", True))
+
+
+def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Why a reader of the ``new`` schema could reject an event valid under the ``old`` one (backward
+    compatibility, as a schema registry's BACKWARD mode means it); empty when it cannot.
+
+    Additive changes pass: a new optional property, a new enum value, a wider bound or type. What breaks:
+    a new required property, a type, enum value or bound taken away, closed additional properties.
+    The schemas are msgspec's: objects with ``properties``/``required``, ``$ref`` into ``$defs``,
+    ``anyOf`` for optional values."""
+    problems: list[str] = []
+
+    def resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = doc["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    def types(doc: dict[str, Any], node: dict[str, Any]) -> set[str]:
+        node = resolve(doc, node)
+        if "anyOf" in node:
+            return set().union(*(types(doc, alternative) for alternative in node["anyOf"]))
+        kind = node.get("type", "enum" if "enum" in node else "any")
+        return set(kind) if isinstance(kind, list) else {kind}
+
+    def walk(before: dict[str, Any], after: dict[str, Any], path: str) -> None:
+        before, after = resolve(old, before), resolve(new, after)
+        if not types(old, before) <= types(new, after) and "any" not in types(new, after):
+            problems.append(f"{path}: type {sorted(types(old, before))} -> {sorted(types(new, after))}")
+        removed = set(before.get("enum", [])) - set(after.get("enum", before.get("enum", [])))
+        if removed:
+            problems.append(f"{path}: enum values removed: {sorted(removed, key=repr)}")
+        for keyword, larger_is_narrower in _BOUNDS:
+            if keyword in after:
+                was, now = before.get(keyword), after[keyword]
+                if was is None or (now > was if larger_is_narrower else now < was):
+                    problems.append(f"{path}: {keyword} {was} -> {now}")
+        if after.get("additionalProperties") is False and before.get("additionalProperties") is not False:
+            problems.append(f"{path}: additional properties now rejected")
+        for name in sorted(set(after.get("required", [])) - set(before.get("required", []))):
+            problems.append(f"{path}.{name}: new required property")
+        for name in sorted(set(before.get("properties", {})) & set(after.get("properties", {}))):
+            walk(before["properties"][name], after["properties"][name], f"{path}.{name}")
+        if "items" in before and "items" in after:
+            walk(before["items"], after["items"], f"{path}[]")
+        for alternative in before.get("anyOf", []):
+            kinds = types(old, alternative)
+            match = next((b for b in after.get("anyOf", []) if kinds <= types(new, b)), None)
+            if match is not None:
+                walk(alternative, match, f"{path}|{'/'.join(sorted(kinds))}")
+
+    walk(old, new, "$")
+    return problems
 
 
 def write_all(directory: Path = DEFAULT_DIR) -> list[Path]:
