@@ -15,6 +15,11 @@ Both tables forget what is older than ``feedback_retention_days`` (a sweep every
 ``feedback_sweep_interval_s``), so they stay bounded on an endless stream; a deletion is a tombstone
 in the changelog, which compaction then drops.
 
+At-least-once, as in the hot path: an event read is acknowledged (so that Faust may commit its offset)
+only once every write made before it (table changelog records, review resolutions, dead letters) is
+acknowledged by the broker (``FeedbackLoop.settle``); a write that fails crashes the process before
+its event's offset can be committed, and a restart reads it again.
+
 Every write names its changelog partition (``ChangelogTable``): Faust would take the partition of the
 event being processed, which is another topic's for half the writes (a prediction resolved by a
 correction, a parked correction taken by its prediction) and none at all in the sweep's timer. So each
@@ -46,6 +51,11 @@ from stream_tagger.settings import APPROVED_TAGS, Settings
 from stream_tagger.web import register_metrics_view
 
 log = logging.getLogger(__name__)
+
+# Events are acknowledged in groups, once their writes are: every this many events, or this often
+# when the input is slow (Faust commits acknowledged offsets every few seconds anyway).
+_SETTLE_EVERY = 1_000
+_SETTLE_INTERVAL_S = 0.5
 
 
 class Prediction(msgspec.Struct, kw_only=True, frozen=True):
@@ -99,15 +109,17 @@ class ChangelogTable:
 
     ``put`` and ``forget`` are what Faust's ``table[key] = value`` and ``del table[key]`` do (a
     changelog record, then the local store) minus the look-up of the current event's partition and the
-    monitor's counters; a key TTL is only kept for windowed tables, which these are not."""
+    monitor's counters; a key TTL is only kept for windowed tables, which these are not. Each changelog
+    record's future goes to ``writes``, which the loop awaits before acknowledging events."""
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.Table, writes: list[asyncio.Future[Any]]) -> None:
         if table.window is not None:
             raise ValueError(f"{table.name}: windowed tables keep per-partition timestamps; not supported")
         if not isinstance(table.data, MemoryStore):
             # rocksdb's store files a key under the current event's partition, whatever we name.
             raise ValueError(f"{table.name}: only Faust's memory store keeps a key where its changelog is")
         self.table = table
+        self.writes = writes
 
     def get(self, key: str) -> Any:
         return self.table.data.get(key)
@@ -117,11 +129,11 @@ class ChangelogTable:
         return list(self.table.data.keys())
 
     def put(self, key: str, value: Any, partition: int) -> None:
-        self.table.send_changelog(partition, key, value)
+        self.writes.append(self.table.send_changelog(partition, key, value))
         self.table.data[key] = value
 
     def forget(self, key: str, partition: int) -> None:
-        self.table.send_changelog(partition, key, value=None, value_serializer="raw")
+        self.writes.append(self.table.send_changelog(partition, key, value=None, value_serializer="raw"))
         self.table.data.pop(key, None)
 
 
@@ -232,13 +244,52 @@ class FeedbackLoop:
         by_id = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
         n = settings.partitions
         self.app = app
+        # Writes not known to be acknowledged yet, and the events read before them (see ``settle``).
+        self._writes: list[asyncio.Future[Any]] = []
+        self._held: list[faust.EventT] = []
+        self._settling = asyncio.Lock()  # the timer's settle and an agent's must not interleave
         self.join = FeedbackJoin(
-            ChangelogTable(app.Table("feedback-predictions", schema=by_id, partitions=n)),
-            ChangelogTable(app.Table("feedback-parked", schema=by_id, partitions=n)),
+            ChangelogTable(app.Table("feedback-predictions", schema=by_id, partitions=n), self._writes),
+            ChangelogTable(app.Table("feedback-parked", schema=by_id, partitions=n), self._writes),
         )
         app.agent(self.tagged_topic, name="feedback-predictions")(self._read_predictions)
         app.agent(self.feedback_topic, name="feedback-corrections")(self._read_feedback)
         app.timer(settings.feedback_sweep_interval_s, name="feedback-sweep")(self.sweep)
+        self._settler: asyncio.Task[None] | None = None
+
+    async def _hold(self, event: faust.EventT) -> None:
+        """``event`` is processed: it is acknowledged at the next ``settle``, after its writes."""
+        self._held.append(event)
+        if self._settler is None:
+            # A plain task, not a Faust timer: Faust stops its timers before it waits for every event
+            # to be acknowledged (at a rebalance and at shutdown), and would then wait forever.
+            self._settler = asyncio.ensure_future(self._settle_periodically())
+        if len(self._held) >= _SETTLE_EVERY:
+            await self.settle()
+
+    async def _settle_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(_SETTLE_INTERVAL_S)
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the broker to acknowledge every write made so far, then acknowledge the events held
+        so far (whose writes are among them). A failed write crashes the app: its event is never
+        acknowledged, so its offset is never committed and a restart processes it again."""
+        async with self._settling:
+            held, writes = self._held[:], self._writes[:]
+            try:
+                await asyncio.gather(*writes)
+            except Exception as exc:
+                log.error("a feedback write was not acknowledged (%r); stopping before its offset is "
+                          "committed", exc)
+                await self.app.crash(exc)
+                return
+            # Only appended to meanwhile: drop what this settle covered, keep what came since.
+            del self._writes[: len(writes)]
+            del self._held[: len(held)]
+            for event in held:
+                event.ack()
 
     async def sweep(self) -> int:
         """Forget what is older than the retention in the partitions this worker owns (not its standby
@@ -276,7 +327,7 @@ class FeedbackLoop:
 
     async def _read_predictions(self, stream: faust.StreamT) -> None:
         decode = msgspec.json.Decoder(TaggedContent).decode
-        async for event in stream.events():
+        async for event in stream.noack().events():
             message = event.message
             try:
                 tagged = decode(event.value)
@@ -287,12 +338,14 @@ class FeedbackLoop:
                 log.warning('tagged event not joined (%s) topic="%s" partition=%d offset=%d',
                             internal_error("joining", exc).detail, message.topic, message.partition,
                             message.offset)
+                await self._hold(event)
                 continue
             for verdict in verdicts:
                 await self._apply(verdict)
+            await self._hold(event)
 
     async def _read_feedback(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        async for event in stream.noack().events():
             message = event.message
             feedback = decode_feedback(event.value, self.settings.max_event_bytes)
             if not isinstance(feedback, Rejection):
@@ -305,12 +358,14 @@ class FeedbackLoop:
                             message.topic, message.partition, message.offset)
                 letter = dead_letter(feedback, event.value, event.key, message.topic, message.partition,
                                      message.offset, datetime.now(UTC))
-                await self.dead_letter_topic.send(key=event.key, value=_encode(letter))
+                self._writes.append(await self.dead_letter_topic.send(key=event.key, value=_encode(letter)))
                 self.metrics.dead_letters.labels(feedback.reason).inc()
+                await self._hold(event)
                 continue
             self.metrics.feedback.labels(feedback.source).inc()
             if verdict is not None:
                 await self._apply(verdict)
+            await self._hold(event)
 
     async def _apply(self, verdict: Verdict) -> None:
         self.evaluator.add(verdict.judged)
@@ -324,8 +379,9 @@ class FeedbackLoop:
             m.review_resolution_seconds.observe(verdict.review_seconds)
             # Same partition as the pending event it replaces: a different producer's partitioner must
             # not split one post's history over two partitions of the tagged topic.
-            await self.tagged_topic.send(key=verdict.resolution.id.encode(),
-                                         value=_encode(verdict.resolution), partition=verdict.partition)
+            self._writes.append(await self.tagged_topic.send(
+                key=verdict.resolution.id.encode(), value=_encode(verdict.resolution),
+                partition=verdict.partition))
 
 
 def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:

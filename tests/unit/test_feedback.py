@@ -209,7 +209,7 @@ class FakeFaustTable:
 
 def test_changelog_table_names_the_partition_of_each_record() -> None:
     faust_table = FakeFaustTable()
-    table = ChangelogTable(faust_table)  # type: ignore[arg-type]
+    table = ChangelogTable(faust_table, [])  # type: ignore[arg-type]
     table.put("a", {"x": 1}, 2)
     assert table.get("a") == {"x": 1} and table.snapshot() == ["a"]
     table.forget("a", 2)
@@ -217,7 +217,7 @@ def test_changelog_table_names_the_partition_of_each_record() -> None:
     assert faust_table.sent == [(2, "a", {"x": 1}, None), (2, "a", None, "raw")]
     faust_table.data = {}  # another store (rocksdb files keys by the current event's partition)
     with pytest.raises(ValueError, match="memory store"):
-        ChangelogTable(faust_table)  # type: ignore[arg-type]
+        ChangelogTable(faust_table, [])  # type: ignore[arg-type]
 
 
 def test_no_sweep_during_a_rebalance() -> None:
@@ -231,3 +231,56 @@ def test_no_sweep_during_a_rebalance() -> None:
     assert asyncio.run(loop.sweep()) == 0 and list(loop.join.predictions) == ["old"]
     app.rebalancing = False
     assert asyncio.run(loop.sweep()) == 1 and list(loop.join.predictions) == []
+
+
+class HeldEvent:
+    def __init__(self) -> None:
+        self.acked = False
+
+    def ack(self) -> bool:
+        self.acked = True
+        return True
+
+
+def test_events_are_acknowledged_only_after_every_write_before_them() -> None:
+    async def scenario() -> tuple[list[bool], list[bool]]:
+        app = faust.App("settle", broker="kafka://127.0.0.1:1")  # never started
+        loop = FeedbackLoop(app, Settings(), Metrics(CollectorRegistry()))
+        write = asyncio.get_running_loop().create_future()
+        loop._writes.append(write)
+        first, second = HeldEvent(), HeldEvent()
+        await loop._hold(first)  # type: ignore[arg-type]
+        settling = asyncio.ensure_future(loop.settle())
+        await asyncio.sleep(0.01)
+        await loop._hold(second)  # type: ignore[arg-type]  # held after the settle began
+        before = [first.acked, second.acked]
+        write.set_result(None)
+        await settling
+        return before, [first.acked, second.acked]
+
+    before, after = asyncio.run(scenario())
+    assert before == [False, False]
+    assert after == [True, False]  # the second waits for the next settle
+
+
+def test_a_failed_write_crashes_the_app_and_acknowledges_nothing() -> None:
+    async def scenario() -> tuple[bool, list[BaseException]]:
+        app = faust.App("settle-fail", broker="kafka://127.0.0.1:1")
+        crashes: list[BaseException] = []
+
+        async def crash(reason: BaseException) -> None:
+            crashes.append(reason)
+
+        app.crash = crash  # type: ignore[method-assign]
+        loop = FeedbackLoop(app, Settings(), Metrics(CollectorRegistry()))
+        write = asyncio.get_running_loop().create_future()
+        write.set_exception(RuntimeError("NOT_ENOUGH_REPLICAS"))
+        loop._writes.append(write)
+        event = HeldEvent()
+        await loop._hold(event)  # type: ignore[arg-type]
+        await loop.settle()
+        return event.acked, crashes
+
+    acked, crashes = asyncio.run(scenario())
+    assert not acked
+    assert [str(c) for c in crashes] == ["NOT_ENOUGH_REPLICAS"]
