@@ -1,0 +1,55 @@
+"""The committed corpus of nasty messages, sent to a live worker on Apache Kafka among valid posts: the
+worker keeps running, every message ends as a tagged event or a dead letter, and a restart finds nothing
+left to choke on."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from stream_tagger.events import DeadLetter
+from stream_tagger.settings import Settings
+from tests.integration.helpers import WorkerProcess, committed_total, drain, has_keys, produce, valid_events
+
+pytestmark = pytest.mark.integration
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "raw"
+
+
+def test_the_nasty_corpus_among_valid_posts_gets_one_outcome_each_and_the_worker_lives(
+    settings: Settings, tmp_path: Path
+) -> None:
+    nasty = [(f"nasty-{path.stem}".encode(), path.read_bytes()) for path in sorted(CORPUS.iterdir())]
+    valid = valid_events(2_000, prefix="ok")
+    mixed = valid + nasty
+    random.Random(7).shuffle(mixed)
+    produce(settings, mixed)
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        worker.wait_processed(len(mixed), timeout=120)
+        assert worker.get("/healthz")[0] == 200
+        internal = worker.metric("stream_tagger_dead_letters_total", {"reason": "internal_error"})
+        assert worker.terminate() == 0
+    assert internal == 0
+
+    # A nasty message that is still a valid post (odd text, an id at the length limit) is tagged under
+    # its own id; the rest are dead letters under their message key. Each comes out exactly once.
+    valid_keys = {key for key, _ in valid}
+    tagged = drain(settings, settings.topic_tagged, has_keys(len(valid)), timeout=30)
+    letters = drain(settings, settings.topic_dead_letter, lambda seen: len(seen) >= 1, timeout=30)
+    tagged_nasty = sum(len(values) for key, values in tagged.items() if key not in valid_keys)
+    dead = [msgspec.json.decode(value, type=DeadLetter) for values in letters.values() for value in values]
+    assert all(len(tagged[key]) == 1 for key in valid_keys)
+    assert not [letter for letter in dead if letter.reason == "internal_error"]
+    assert len(dead) + tagged_nasty == len(nasty), (len(dead), tagged_nasty, len(nasty))
+    assert committed_total(settings) == len(mixed)
+
+    # Restarted on the same group: nothing left to read, nothing to choke on.
+    with WorkerProcess(settings, tmp_path / "again.log") as again:
+        again.wait_ready()
+        assert again.processed() == 0
+        assert again.terminate() == 0
