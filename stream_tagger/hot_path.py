@@ -1,9 +1,9 @@
 """The high-volume loop: consume a micro-batch, score it, publish, wait for acks, store offsets.
 
 It runs in one dedicated thread with plain confluent-kafka clients instead of a Faust stream: a Faust
-agent that merely iterates its stream tops out at ~4.4k events/s on this machine, a bare
-confluent-kafka loop at ~167k/s (../shared/FINDINGS.md). Faust still owns the process around it
-(lifecycle, signals, web server, low-volume agents); see ``app.py``.
+agent that merely iterates its stream tops out at ~4.4k events/s on a 2-core machine, a bare
+confluent-kafka loop at ~167k/s (docs/decisions/001-micro-batch-hot-path-beside-faust.md). Faust
+still owns the process around it (lifecycle, signals, web server, low-volume agents); see ``app.py``.
 
 Under load two batches overlap on two cores: when a consume returns a full batch, batch N+1 is
 decoded here, then featurised and run through onnxruntime in the ``scoring`` thread (both release
