@@ -14,7 +14,6 @@ import gc
 import logging
 import os
 import signal
-import ssl
 import tempfile
 import threading
 from pathlib import Path
@@ -25,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from stream_tagger.batch_metrics import ConfidenceObserver, RulesBaselineObserver
 from stream_tagger.hot_path import HotPath
+from stream_tagger.kafka.config import faust_credentials
 from stream_tagger.metrics import Metrics
 from stream_tagger.model.runtime import Predictor
 from stream_tagger.pipeline import BatchObserver, Pipeline, Topics
@@ -104,12 +104,14 @@ class Worker:
 
 
 def make_faust_app(settings: Settings) -> faust.App:
+    """The Faust app of a worker or feedback worker: its aiokafka clients connect and log in as the
+    process's librdkafka clients do (``stream_tagger.kafka.config``)."""
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     app_id = f"{settings.consumer_group}-app"
     return faust.App(
         app_id,
         broker=brokers,
-        broker_credentials=_faust_credentials(settings),
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         datadir=str(Path(tempfile.gettempdir()) / f"stream-tagger-{app_id}"),
@@ -120,20 +122,6 @@ def make_faust_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-    )
-
-
-def _faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
-    """The same SASL login for Faust's aiokafka clients as ``kafka_common()`` gives librdkafka."""
-    if not settings.sasl_mechanism:
-        return None
-    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
-    ssl_context = ssl.create_default_context() if settings.security_protocol.upper() == "SASL_SSL" else None
-    return faust.SASLCredentials(
-        username=settings.sasl_username,
-        password=password,
-        ssl_context=ssl_context,
-        mechanism=settings.sasl_mechanism,
     )
 
 

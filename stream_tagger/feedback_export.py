@@ -22,7 +22,7 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from stream_tagger.events import Feedback, RawContent
-from stream_tagger.kafka.config import KAFKA_LOG
+from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
 from stream_tagger.produce import check_broker
 from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
@@ -51,7 +51,7 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
     request (``get_watermark_offsets``) with the start of the last record batch plus one, which ends
     the read early when a batch holds several records; the fetch response has the true high watermark.
     """
-    consumer = Consumer({**settings.kafka_common(), "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
+    consumer = Consumer({**consumer_common(settings), "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "logger": KAFKA_LOG})
     try:
         ends = {}

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
 
 from stream_tagger.events import RawContent
-from stream_tagger.kafka.config import KAFKA_LOG
+from stream_tagger.kafka.admin import broker_topics
+from stream_tagger.kafka.config import KAFKA_LOG, producer_common
 from stream_tagger.settings import Settings
 from stream_tagger.sources import RowError, read_posts
 
@@ -35,21 +35,20 @@ def check_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> set[
     """The broker's topic names; raises ``BrokerUnreachable`` naming the address after ``timeout`` s.
 
     librdkafka clients never fail on a missing broker, they retry forever: one bounded metadata
-    request up front is what turns "hangs" into a one-line error.
+    request up front is what turns "hangs" into a one-line error. A broker that refuses this client
+    raises ``BrokerRefused`` at once.
     """
-    admin = AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        return broker_topics(settings, timeout)
     except KafkaException as exc:
         raise BrokerUnreachable(f"no Kafka broker answered at {settings.bootstrap_servers} within "
                                 f"{timeout:.0f}s ({exc.args[0].str()}); start one with "
                                 f"`stream-tagger broker` or set STREAM_TAGGER_BOOTSTRAP_SERVERS") from exc
-    return set(metadata.topics)
 
 
 def make_producer(settings: Settings, **overrides: str | int) -> Producer:
     """A producer that waits for the broker's acknowledgement of every event (``acks=all``)."""
-    return Producer({**settings.kafka_common(), "acks": "all", "linger.ms": 5,
+    return Producer({**producer_common(settings), "acks": "all", "linger.ms": 5,
                      "message.timeout.ms": _DELIVERY_TIMEOUT_MS, "logger": KAFKA_LOG, **overrides})
 
 

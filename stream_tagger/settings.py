@@ -2,18 +2,174 @@
 
 Nothing else in the package reads ``os.environ``; a command or a test builds ``Settings(...)`` with
 overrides and hands it down, so a run is described completely by one object that can be logged.
+
+Settings are strict: a ``STREAM_TAGGER_*`` variable that names no setting, a value of the wrong type
+or out of range, or settings that contradict each other raise ``SettingsError``, one line naming each
+variable and what is wrong, so that a typo fails at start instead of leaving a default in force.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import logging
+import os
+import ssl
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from confluent_kafka import Consumer, KafkaException, Producer
+from pydantic import Field, FilePath, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The only tags the product may ever show to users.
 APPROVED_TAGS: tuple[str, ...] = ("computer-vision", "mlops", "natural-language-processing", "other")
+
+ENV_PREFIX = "STREAM_TAGGER_"
+#: ``STREAM_TAGGER_*`` variables that are not settings and that ``Settings`` therefore lets pass: the
+#: test suite's address of an existing Kafka cluster (tests/conftest.py).
+NOT_SETTINGS = frozenset({"STREAM_TAGGER_TEST_BOOTSTRAP"})
+
+#: Settings that hold a secret; each can also be read from the file that ``<name>_file`` names.
+SECRETS = ("sasl_password", "ssl_key_password", "oauth_client_secret")
+MASK = "**********"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+KafkaProperties = Annotated[dict[str, str], NoDecode]
+
+# librdkafka properties the pass-through refuses: a setting owns them (and also gives them to Faust's
+# client, or checks them against others), or the delivery guarantee depends on their value.
+_GUARANTEE = "the delivery guarantee (STREAM_TAGGER_PROCESSING_GUARANTEE)"
+_OWNED_PROPERTIES = {
+    "bootstrap.servers": "STREAM_TAGGER_BOOTSTRAP_SERVERS",
+    "metadata.broker.list": "STREAM_TAGGER_BOOTSTRAP_SERVERS",
+    "security.protocol": "STREAM_TAGGER_SECURITY_PROTOCOL",
+    "ssl.ca.location": "STREAM_TAGGER_SSL_CA_FILE",
+    "ssl.certificate.location": "STREAM_TAGGER_SSL_CERT_FILE",
+    "ssl.key.location": "STREAM_TAGGER_SSL_KEY_FILE",
+    "ssl.endpoint.identification.algorithm": "STREAM_TAGGER_SSL_CHECK_HOSTNAME",
+    "sasl.mechanism": "STREAM_TAGGER_SASL_MECHANISM",
+    "sasl.mechanisms": "STREAM_TAGGER_SASL_MECHANISM",
+    "sasl.username": "STREAM_TAGGER_SASL_USERNAME",
+    "sasl.password": "STREAM_TAGGER_SASL_PASSWORD",
+    "ssl.key.password": "STREAM_TAGGER_SSL_KEY_PASSWORD",
+    "sasl.oauthbearer.client.secret": "STREAM_TAGGER_OAUTH_CLIENT_SECRET",
+    "sasl.oauthbearer.method": "STREAM_TAGGER_SASL_MECHANISM=OAUTHBEARER",
+    "sasl.oauthbearer.token.endpoint.url": "STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL",
+    "sasl.oauthbearer.client.id": "STREAM_TAGGER_OAUTH_CLIENT_ID",
+    "sasl.oauthbearer.scope": "STREAM_TAGGER_OAUTH_SCOPE",
+    "group.id": "STREAM_TAGGER_CONSUMER_GROUP",
+    "group.instance.id": "STREAM_TAGGER_GROUP_INSTANCE_ID",
+    "partition.assignment.strategy": "STREAM_TAGGER_ASSIGNMENT_STRATEGY",
+    "session.timeout.ms": "STREAM_TAGGER_SESSION_TIMEOUT_MS",
+    "heartbeat.interval.ms": "STREAM_TAGGER_HEARTBEAT_INTERVAL_MS",
+    "max.poll.interval.ms": "STREAM_TAGGER_MAX_POLL_INTERVAL_MS",
+    "message.timeout.ms": "STREAM_TAGGER_DELIVERY_TIMEOUT_MS",
+    "delivery.timeout.ms": "STREAM_TAGGER_DELIVERY_TIMEOUT_MS",
+    "linger.ms": "STREAM_TAGGER_LINGER_MS",
+    "queue.buffering.max.ms": "STREAM_TAGGER_LINGER_MS",
+    "transactional.id": "STREAM_TAGGER_TRANSACTIONAL_ID",
+    "transaction.timeout.ms": "STREAM_TAGGER_TRANSACTION_TIMEOUT_MS",
+    "fetch.wait.max.ms": "STREAM_TAGGER_FETCH_WAIT_MAX_MS",
+    "queued.max.messages.kbytes": "STREAM_TAGGER_CONSUMER_PREFETCH_KBYTES",
+    "queued.min.messages": "STREAM_TAGGER_CONSUMER_PREFETCH_MESSAGES",
+    "fetch.queue.backoff.ms": "STREAM_TAGGER_FETCH_QUEUE_BACKOFF_MS",
+    "fetch.max.bytes": "STREAM_TAGGER_FETCH_MAX_KBYTES",
+    "max.partition.fetch.bytes": "STREAM_TAGGER_FETCH_PARTITION_MAX_KBYTES",
+    "statistics.interval.ms": "STREAM_TAGGER_LAG_INTERVAL_MS",
+    "enable.auto.commit": _GUARANTEE,
+    "enable.auto.offset.store": _GUARANTEE,
+    "auto.commit.interval.ms": _GUARANTEE,
+    "isolation.level": _GUARANTEE,
+    "enable.idempotence": _GUARANTEE,
+    "acks": _GUARANTEE,
+    "request.required.acks": _GUARANTEE,
+    # Outputs are keyed by content id and joined with other producers' topics by partition.
+    "partitioner": "Kafka's Java default partitioner (murmur2), which every producer of the package uses",
+}
+# Values the pass-through refuses whatever the property: the settings are printed, secrets masked,
+# and only SecretStr settings are masked.
+_SECRET_MARKERS = ("password", "secret", ".pem")
+
+# librdkafka checks the pass-through's names and values when it makes a client; its warnings (a
+# consumer property given to a producer, say) are not errors and are not shown here.
+_QUIET = logging.getLogger("stream_tagger.settings.librdkafka_check")
+_QUIET.propagate = False
+_QUIET.addHandler(logging.NullHandler())
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used. ``problems`` holds (field, name, what is wrong) per problem, the
+    name being the ``STREAM_TAGGER_*`` variable or the keyword argument that gave the value (with the
+    value unless it is a secret); a check across settings has neither field nor name, its text names
+    the variables."""
+
+    def __init__(self, problems: list[tuple[str | None, str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{name}: {what}" if name else what for _field, name, what in problems))
+
+    def renamed(self, names: dict[str, str]) -> SettingsError:
+        """The same problems, the keyword arguments in ``names`` called by those names (a command's
+        flags)."""
+        problems = []
+        for field, name, what in self.problems:
+            if field is not None and field in names and name.startswith(field):
+                name = names[field] + name.removeprefix(field)
+            problems.append((field, name, what))
+        return SettingsError(problems)
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def key_password(settings: Settings) -> Callable[[], str]:
+    """``ssl_key_password`` as Python's ``load_cert_chain`` takes it: a callable, since with None
+    OpenSSL would prompt for the password of an encrypted key on the terminal."""
+    password = settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else ""
+    return lambda: password
+
+
+# Room, besides the wait for acks, for the work between two polls of the hot path: scoring a batch
+# (milliseconds) and a rebalance callback's commit.
+_POLL_MARGIN_MS = 10_000
+
+
+def _unknown_variables(cls: type[BaseSettings]) -> list[tuple[str | None, str, str]]:
+    """A problem for each ``STREAM_TAGGER_*`` variable that names no setting (pydantic-settings
+    ignores them), with the setting it was probably meant to be."""
+    known = {env_name(name) for name in cls.model_fields}
+    problems: list[tuple[str | None, str, str]] = []
+    for variable in sorted(os.environ):
+        upper = variable.upper()  # pydantic-settings matches names case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append((None, variable, f"not a setting{hint}; see `stream-tagger config` for every one"))
+    return problems
+
+
+def _problems(exc: ValidationError, given: dict[str, Any]) -> list[tuple[str | None, str, str]]:
+    """One (field, name, what is wrong) per error, naming the variable or argument the value came from."""
+    problems: list[tuple[str | None, str, str]] = []
+    for error in exc.errors(include_url=False):
+        what = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a check across settings: its message names the variables
+            problems.append((None, "", what))
+            continue
+        field = str(error["loc"][0])
+        name = field if field in given else env_name(field)
+        value = error.get("input")
+        if field not in SECRETS and len(error["loc"]) == 1 and isinstance(value, str | int | float | Path):
+            shown = str(value) if isinstance(value, Path) else value
+            if isinstance(shown, str) and len(shown) > 200:  # one line, not a JSON document
+                shown = shown[:197] + "..."
+            name = f"{name}={shown!r}"
+        problems.append((field, name, what))
+    return problems
 
 
 class KernelSettings(BaseSettings):
@@ -32,17 +188,74 @@ class Settings(KernelSettings):
     """Runtime configuration of the worker and the command line tools."""
 
 
-    # --- Kafka ---
+    # --- Kafka: where the brokers are and how a client proves who it is ---
+    # Every client of the process gets the same connection: librdkafka's (hot path, topic admin,
+    # produce, tail, demo, export-feedback) and Faust's aiokafka client (its own group, the feedback
+    # worker); stream_tagger/kafka/config.py is the one place that turns these into each one's config.
     bootstrap_servers: str = "127.0.0.1:19092"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    # PLAINTEXT, SSL (TLS; with ssl_cert_file and ssl_key_file, mutual TLS), SASL_PLAINTEXT or SASL_SSL.
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    # TLS: PEM bundle of the CA(s) that signed the brokers' certificates; None trusts the system's store.
+    ssl_ca_file: FilePath | None = None
+    # Mutual TLS: this client's certificate (PEM, intermediates after it) and private key (PEM), both
+    # or neither; ssl_key_password if the key is encrypted.
+    ssl_cert_file: FilePath | None = None
+    ssl_key_file: FilePath | None = None
+    ssl_key_password: SecretStr | None = None
+    # TLS: the broker's certificate must name the host it was reached at (librdkafka's
+    # ssl.endpoint.identification.algorithm=https, Python's check_hostname). Off only for brokers whose
+    # certificates do not name their advertised addresses: the chain is still checked against the CA.
+    ssl_check_hostname: bool = True
+    # SASL_PLAINTEXT/SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 log in with sasl_username and
+    # sasl_password; OAUTHBEARER with the oauth_* client credentials.
+    sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # OAUTHBEARER through OIDC client credentials: a client asks the token endpoint for a token
+    # (grant_type=client_credentials, HTTP Basic with client id and secret, the scope if set) and asks
+    # again before it expires. librdkafka's sasl.oauthbearer.method=oidc; the same request for Faust's.
+    oauth_token_endpoint_url: HttpUrl | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_scope: str | None = None
+    # Mounted secrets: each secret above can be read from a file instead (a Kubernetes or Docker secret),
+    # STREAM_TAGGER_<SECRET>_FILE naming it; its content, less a trailing newline, is the value. Read once
+    # at start. Setting both the secret and its file is refused unless they agree.
+    sasl_password_file: FilePath | None = None
+    ssl_key_password_file: FilePath | None = None
+    oauth_client_secret_file: FilePath | None = None
+    # Pass-through of other librdkafka properties, as a JSON object, e.g.
+    # STREAM_TAGGER_KAFKA_EXTRA='{"client.rack": "use1-az1", "socket.keepalive.enable": true}':
+    # kafka_extra to every librdkafka client, the two others to its producers or its consumers only
+    # (e.g. '{"compression.type": "zstd"}'). librdkafka checks names and values at start. Refused:
+    # properties a setting owns or the delivery guarantee depends on, and secrets (these three are
+    # printed by `stream-tagger config`). Faust's client (aiokafka) does not take them.
+    kafka_extra: KafkaProperties = {}
+    kafka_producer_extra: KafkaProperties = {}
+    kafka_consumer_extra: KafkaProperties = {}
+
+    # --- Kafka: the consumer group ---
     consumer_group: str = "stream-tagger"
+    # Static membership (KIP-345): a stable id per worker instance, unique in the group (e.g. the pod
+    # name of a StatefulSet). A worker back within session_timeout_ms keeps its partitions with no
+    # rebalance at all; raise session_timeout_ms to cover a restart (e.g. 60000) when setting it, since
+    # a dead or scaled-down worker's partitions then wait that long for a new owner. The hot path's
+    # group only: Faust's (the feedback loop's) rebuilds its tables on a restart anyway. None: dynamic
+    # membership, every start and stop rebalances.
+    group_instance_id: str | None = Field(default=None, min_length=1)
+    # The hot path's assignment strategy. cooperative-sticky rebalances incrementally: only partitions
+    # that change owner are revoked, and the others are processed throughout. range and roundrobin
+    # revoke every partition of every worker on each rebalance (eager). One group cannot mix the two
+    # kinds: to switch, stop every worker (range is the one step between librdkafka's old default,
+    # range,roundrobin, and cooperative-sticky that a rolling restart can take).
+    assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = "cooperative-sticky"
     # Short enough that a dead worker's partitions move within seconds; Tansu's group join waits
     # about half of it, so tests lower it further.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    # A consumer that does not poll for this long leaves the group. The hot path does not poll while
+    # it waits for a batch's acks, so delivery_timeout_ms must stay below it by _POLL_MARGIN_MS.
+    max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
 
     # --- topics (names and partition counts; the worker creates the missing ones at start) ---
     topic_raw: str = "content.raw.v1"
@@ -151,29 +364,169 @@ class Settings(KernelSettings):
     # /healthz turns red when lag grew and nothing was processed for this long.
     stall_seconds: float = Field(default=60.0, gt=0)
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    def __init__(self, **values: Any) -> None:
+        """Settings from the environment, ``values`` on top; ``SettingsError`` if they cannot be used."""
+        unknown = _unknown_variables(type(self))
+        if unknown:
+            raise SettingsError(unknown)
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:  # its text would show the input of a secret
+            raise SettingsError(_problems(exc, values)) from None
+
+    @field_validator("security_protocol", "sasl_mechanism", "log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra", mode="before")
+    @classmethod
+    def _properties_from_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError('a JSON object of librdkafka properties, e.g. {"client.rack": "use1-az1"}')
+        # librdkafka takes every value as a string; JSON's true and 5 mean "true" and "5".
+        return {key: json.dumps(item) if isinstance(item, bool | int | float) else item
+                for key, item in value.items()}
+
+    @field_validator("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra")
+    @classmethod
+    def _properties_allowed(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key in _OWNED_PROPERTIES:
+                raise ValueError(f"{key} is set by {_OWNED_PROPERTIES[key]}, not here")
+            if any(marker in key for marker in _SECRET_MARKERS):
+                raise ValueError(f"{key} looks like a secret, and this setting is printed unmasked")
+        return value
 
     @model_validator(mode="after")
-    def _insync_within_replicas(self) -> Self:
+    def _consistent(self) -> Self:
+        self._read_secret_files()
+        self._check_security()
+        self._check_properties()
         # Kafka answers every acks=all write to such a topic with NOT_ENOUGH_REPLICAS.
         if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
-            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) exceeds replication_factor "
-                             f"({self.replication_factor}): every acknowledged write would fail")
+            raise ValueError(f"STREAM_TAGGER_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) exceeds "
+                             f"STREAM_TAGGER_REPLICATION_FACTOR ({self.replication_factor}): every "
+                             "acknowledged write would fail")
+        if self.delivery_timeout_ms > self.max_poll_interval_ms - _POLL_MARGIN_MS:
+            raise ValueError(f"STREAM_TAGGER_DELIVERY_TIMEOUT_MS ({self.delivery_timeout_ms}) must be at "
+                             f"least {_POLL_MARGIN_MS} below STREAM_TAGGER_MAX_POLL_INTERVAL_MS "
+                             f"({self.max_poll_interval_ms}): the hot path does not poll while it waits "
+                             "for acks, and a worker that does not poll in time is put out of the group")
         return self
+
+    def _read_secret_files(self) -> None:
+        for name in SECRETS:
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            variable = env_name(f"{name}_file")
+            try:
+                value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{variable}: cannot read {path}: {exc}") from None
+            if not value:
+                raise ValueError(f"{variable}: {path} is empty")
+            given: SecretStr | None = getattr(self, name)
+            if given is not None and given.get_secret_value() != value:
+                raise ValueError(f"{env_name(name)} and {variable} are both set, to different values: "
+                                 "set one")
+            setattr(self, name, SecretStr(value))
+
+    def _check_security(self) -> None:
+        """Refuse a mechanism without its credentials, and a setting of a protocol or mechanism not in
+        use: clients would ignore it, and the operator meant something else."""
+        protocol, mechanism = self.security_protocol, self.sasl_mechanism
+        tls = protocol in ("SSL", "SASL_SSL")
+        sasl = protocol.startswith("SASL_")
+        oauth = sasl and mechanism == "OAUTHBEARER"
+        login = sasl and mechanism is not None and not oauth
+        required = {"sasl_mechanism": sasl, "sasl_username": login, "sasl_password": login,
+                    "oauth_token_endpoint_url": oauth, "oauth_client_id": oauth,
+                    "oauth_client_secret": oauth}
+        missing = [env_name(name) for name, needed in required.items()
+                   if needed and getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} must be set with {mechanism or protocol}")
+        used = {**dict.fromkeys(("ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_key_password"), tls),
+                "sasl_mechanism": sasl, "sasl_username": login, "sasl_password": login,
+                **dict.fromkeys(("oauth_token_endpoint_url", "oauth_client_id", "oauth_client_secret",
+                                 "oauth_scope"), oauth)}
+        for name, in_use in used.items():
+            if getattr(self, name) is not None and not in_use:
+                by_protocol = name.startswith("ssl_") or name == "sasl_mechanism" or not sasl
+                why = (f"STREAM_TAGGER_SECURITY_PROTOCOL is {protocol}" if by_protocol
+                       else f"STREAM_TAGGER_SASL_MECHANISM is {mechanism}")
+                raise ValueError(f"{env_name(name)} is set but not used: {why}")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE go together "
+                             "(mutual TLS)")
+        if self.ssl_key_password is not None and self.ssl_key_file is None:
+            raise ValueError("STREAM_TAGGER_SSL_KEY_PASSWORD is set but not used: "
+                             "no STREAM_TAGGER_SSL_KEY_FILE")
+        if tls:
+            self._check_tls_files()
+
+    def _check_tls_files(self) -> None:
+        """Load the PEM files as a client will, so that a wrong file or key password fails at start."""
+        try:
+            context = ssl.create_default_context(cafile=self.ssl_ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"STREAM_TAGGER_SSL_CA_FILE: no PEM certificate in {self.ssl_ca_file} "
+                             f"({exc})") from None
+        if self.ssl_cert_file is None or self.ssl_key_file is None:
+            return
+        try:
+            context.load_cert_chain(self.ssl_cert_file, self.ssl_key_file, key_password(self))
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE: cannot use "
+                             f"{self.ssl_cert_file} with {self.ssl_key_file} ({exc})") from None
+
+    def _check_properties(self) -> None:
+        """librdkafka's own check of the pass-through's names and values, as it makes a client."""
+        checks = (("kafka_extra", Producer, {}), ("kafka_producer_extra", Producer, {}),
+                  ("kafka_consumer_extra", Consumer, {"group.id": "settings-check"}))
+        for name, client, required in checks:
+            properties = getattr(self, name)
+            if not properties:
+                continue
+            try:
+                made = client({**properties, **required, "logger": _QUIET})
+            except KafkaException as exc:
+                raise ValueError(f"{env_name(name)}: {exc.args[0].str()}") from None
+            if isinstance(made, Consumer):
+                made.close()
 
     def kafka_common(self) -> dict[str, str]:
         """librdkafka properties shared by every client (producer, consumer, admin)."""
-        conf: dict[str, str] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            conf["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
-            conf["sasl.username"] = self.sasl_username
-        if self.sasl_password:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
-        return conf
+        from stream_tagger.kafka.config import librdkafka_common  # it imports this module
+
+        return librdkafka_common(self)
+
+    def as_environment(self, mask_secrets: bool = True) -> dict[str, str]:
+        """The ``STREAM_TAGGER_*`` variables that give these settings ('' for unset), secrets masked."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                text = ""
+            elif isinstance(value, SecretStr):
+                text = MASK if mask_secrets else value.get_secret_value()
+            elif isinstance(value, bool):
+                text = str(value).lower()
+            elif isinstance(value, dict):
+                text = json.dumps(value) if value else ""
+            else:
+                text = str(value)
+            env[env_name(name)] = text
+        return env
 
     def topics(self) -> list[str]:
         """Every topic the service reads (raw, feedback) or writes, created together with one partition

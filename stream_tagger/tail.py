@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from rich.text import Text
 
 from stream_tagger.events import DeadLetter, RawContent, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.kafka.config import KAFKA_LOG
+from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
 from stream_tagger.produce import check_broker
 from stream_tagger.settings import Settings
 
@@ -69,7 +69,7 @@ def follow(settings: Settings, topics: Sequence[str], from_beginning: bool = Fal
     if missing:
         raise TopicMissing(f"topic {', '.join(missing)} does not exist at {settings.bootstrap_servers}; "
                            f"the worker creates it at start (`stream-tagger worker`)")
-    consumer = Consumer({**settings.kafka_common(), "group.id": f"stream-tagger-tail-{uuid.uuid4().hex}",
+    consumer = Consumer({**consumer_common(settings), "group.id": f"stream-tagger-tail-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "logger": KAFKA_LOG})
     try:
         metadata = consumer.list_topics(timeout=10)

@@ -3,32 +3,89 @@
 librdkafka clients never fail on a missing broker, they retry silently forever. At start the worker
 therefore asks for metadata with a short timeout in a loop, logging the address it cannot reach each
 time, so that "broker down" reads as such in the log and the worker carries on the moment it is up.
+
+A broker that answers but refuses the client (a certificate it does not trust or that names another
+host, a client certificate it refuses, wrong SASL credentials) is no reason to wait: librdkafka would
+retry it forever too, so it is reported at once as ``BrokerRefused``, one line saying why.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream_tagger.kafka.config import KAFKA_LOG
+from stream_tagger.kafka.config import admin_config
 from stream_tagger.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _METADATA_TIMEOUT_S = 3.0
+# How often a metadata request is retried within its timeout, to see a refusal as soon as it comes.
+_REFUSAL_CHECK_S = 0.5
+# "sasl_ssl://127.0.0.1:9093/bootstrap: " before librdkafka's reason, " (after 12ms in state X)" after.
+_BROKER_PREFIX = re.compile(r"^\S+://\S+?: ")
+_TIMING_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
+
+
+class BrokerRefused(Exception):
+    """A broker answered but refused this client: TLS (its certificate not trusted or naming another
+    host, our certificate refused) or SASL (credentials, token). Retrying cannot help."""
+
+
+def _refusal(error: KafkaError) -> bool:
+    if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+        return True
+    # A broker that refuses the client's certificate (or its absence) closes the TLS session with an
+    # alert, which librdkafka reports as a transport failure.
+    return error.code() == KafkaError._TRANSPORT and "SSL routines" in error.str()
+
+
+def _refused(settings: Settings, error: KafkaError) -> BrokerRefused:
+    reason = _TIMING_SUFFIX.sub("", _BROKER_PREFIX.sub("", error.str()))
+    if error.code() == KafkaError._AUTHENTICATION:
+        hint = ("STREAM_TAGGER_OAUTH_*" if settings.sasl_mechanism == "OAUTHBEARER"
+                else "STREAM_TAGGER_SASL_USERNAME and STREAM_TAGGER_SASL_PASSWORD")
+    else:
+        hint = "STREAM_TAGGER_SSL_CA_FILE, STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE"
+    return BrokerRefused(f"the Kafka broker at {settings.bootstrap_servers} refused this client: {reason} "
+                         f"(check {hint})")
+
+
+def broker_topics(settings: Settings, timeout: float) -> set[str]:
+    """The broker's topic names. Raises ``BrokerRefused`` as soon as a broker refuses the client, and
+    librdkafka's ``KafkaException`` when nothing answered within ``timeout`` seconds."""
+    refusals: list[KafkaError] = []
+
+    def on_error(error: KafkaError) -> None:
+        if _refusal(error):
+            refusals.append(error)
+
+    admin = AdminClient(admin_config(settings, on_error))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return set(admin.list_topics(timeout=min(_REFUSAL_CHECK_S, timeout)).topics)
+        except KafkaException:
+            admin.poll(0)  # runs error_cb for what librdkafka reported meanwhile
+            if refusals:
+                raise _refused(settings, refusals[0]) from None
+            if time.monotonic() >= deadline:
+                raise
 
 
 def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> set[str] | None:
-    """The broker's topic names once it answers; None if ``stop`` was set while waiting."""
+    """The broker's topic names once it answers; None if ``stop`` was set while waiting. Raises
+    ``BrokerRefused`` when it answers but refuses this client."""
     stop = stop or threading.Event()
-    admin = AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
     attempt = 0
     while not stop.is_set():
         try:
-            topics = set(admin.list_topics(timeout=_METADATA_TIMEOUT_S).topics)
+            topics = broker_topics(settings, _METADATA_TIMEOUT_S)
         except KafkaException as exc:
             attempt += 1
             log.warning(
@@ -51,7 +108,7 @@ def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
 
     Two workers starting together may both try: "already exists" counts as success.
     """
-    admin = AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
+    admin = AdminClient(admin_config(settings))
     missing = [name for name in settings.topics() if name not in existing]
     if not missing:
         return []
