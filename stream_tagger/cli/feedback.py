@@ -9,26 +9,35 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from stream_tagger.cli._app import app, configure_logging, console, fail, settings_from
+from stream_tagger.cli._app import (
+    app,
+    check_settings,
+    check_web_port,
+    configure_logging,
+    console,
+    fail,
+    settings_from,
+)
 from stream_tagger.model.artefacts import ModelLoadError
 from stream_tagger.model.dataset import DatasetError
-from stream_tagger.settings import Settings
 
 
 @app.command("export-feedback")
 def export_feedback(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Training CSV to write (id,created_on,title,description,tag)")],
     bootstrap_servers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
 ) -> None:
     """Write people's corrections (latest per post) with the posts' text as a training CSV."""
     from stream_tagger.feedback_export import ExportError
     from stream_tagger.feedback_export import export_feedback as export
+    from stream_tagger.kafka.admin import BrokerRefused
     from stream_tagger.produce import BrokerUnreachable
 
-    settings = Settings(**({"bootstrap_servers": bootstrap_servers} if bootstrap_servers else {}))
+    settings = settings_from(ctx, bootstrap_servers=bootstrap_servers)
     try:
         report = export(settings, out)
-    except (BrokerUnreachable, ExportError) as exc:
+    except (BrokerUnreachable, BrokerRefused, ExportError) as exc:
         fail(str(exc))
     console.print(f"[green]wrote[/] {report.written} corrected posts to {out}; skipped "
                   f"{report.without_text} without text on {settings.topic_raw}, "
@@ -37,6 +46,7 @@ def export_feedback(
 
 @app.command("feedback-worker")
 def feedback_worker(
+    ctx: typer.Context,
     bootstrap_servers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
     web_port: Annotated[int | None, typer.Option(help="Port of /metrics and /ready.")] = None,
 ) -> None:
@@ -48,9 +58,15 @@ def feedback_worker(
     import faust
 
     from stream_tagger.feedback import feedback_app
+    from stream_tagger.kafka.admin import BrokerRefused, wait_for_broker
 
-    settings = settings_from(bootstrap_servers=bootstrap_servers, web_port=web_port)
+    settings = settings_from(ctx, bootstrap_servers=bootstrap_servers, web_port=web_port)
+    check_web_port(settings)
     configure_logging(settings)
+    try:  # as the worker does: a broker that refuses the login is one line, not endless retries
+        wait_for_broker(settings)
+    except BrokerRefused as exc:
+        fail(str(exc))
     os.nice(settings.feedback_worker_nice)
     faust_app, _loop = feedback_app(settings)
     console.print(f"feedback worker up: {settings.topic_tagged} + {settings.topic_feedback}, "
@@ -68,6 +84,7 @@ def compare(
     auto-tag precision (the promotion gate)."""
     from stream_tagger.promotion import compare_models
 
+    check_settings()
     try:
         result = compare_models(model, baseline, data)
     except (DatasetError, ModelLoadError, ValueError) as exc:
@@ -100,6 +117,7 @@ def promote(
     from stream_tagger.model.artefacts import resolve, set_current
     from stream_tagger.promotion import compare_models
 
+    check_settings()
     try:
         if data:
             result = compare_models(models / version, resolve(models), data)

@@ -9,10 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from stream_tagger.cli._app import app, console, fail
+from stream_tagger.cli._app import app, check_settings, console, fail, settings_from
 from stream_tagger.model.artefacts import ModelLoadError
 from stream_tagger.model.dataset import DatasetError
-from stream_tagger.settings import Settings
 
 DataOption = Annotated[
     list[Path], typer.Option("--data", help="Labelled CSV (id,created_on,title,description,tag); repeatable")
@@ -35,6 +34,7 @@ def train(
     ] = None,
 ) -> None:
     """Train on the CSVs (later files override earlier rows with the same id) and export to ONNX."""
+    check_settings()
     from dataclasses import replace
 
     # Heavy imports only for this command.
@@ -123,7 +123,8 @@ def evaluate(
     """Run the ONNX model on labelled CSVs: per-class and averaged figures, slices, auto-tag point, parity."""
     from stream_tagger.model.evaluate import evaluate_model
 
-    model_dir = model or Settings().model_dir
+    settings = settings_from()
+    model_dir = model or settings.model_dir
     try:
         report = evaluate_model(model_dir, data)
     except (DatasetError, ModelLoadError, ValueError) as exc:

@@ -22,23 +22,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from stream_tagger.broker import BrokerError, EmbeddedBroker, wait_for_port
-from stream_tagger.cli._app import app, console, fail
+from stream_tagger.cli._app import app, console, fail, settings_from
 from stream_tagger.demo import run_demo
+from stream_tagger.kafka.admin import BrokerRefused
 from stream_tagger.model.artefacts import ModelLoadError
 from stream_tagger.processes import ProcessError
 from stream_tagger.produce import BrokerUnreachable, check_broker, load_file, produce_events
-from stream_tagger.settings import Settings
 from stream_tagger.sources import BUNDLED_DATASET, RowError, SourceError
 from stream_tagger.tail import TOPIC_ALIASES, TopicMissing, follow, render, resolve_topic
 
 Bootstrap = Annotated[str | None, typer.Option(
     "--bootstrap-servers", "-b", show_default=False,
     help="Kafka address (default: STREAM_TAGGER_BOOTSTRAP_SERVERS or 127.0.0.1:19092).")]
-
-
-def settings_for(bootstrap_servers: str | None) -> Settings:
-    """Settings from the environment, with the command line's broker address on top."""
-    return Settings(bootstrap_servers=bootstrap_servers) if bootstrap_servers else Settings()
 
 
 @contextlib.contextmanager
@@ -76,10 +71,11 @@ PostsFile = Annotated[Path, typer.Option(
     "Example:  stream-tagger broker --port 19092"))
 def broker(
     port: Annotated[int | None, typer.Option(help="Port to listen on (default: the port of the configured "
-                                             "bootstrap address, 19092).", show_default=False)] = None,
+                                             "bootstrap address, 19092).", show_default=False,
+                                             min=1, max=65535)] = None,
 ) -> None:
     """Lets a fresh clone run producers and tail against a real Kafka protocol without installing Kafka."""
-    settings = Settings()
+    settings = settings_from()
     host, _, default_port = settings.bootstrap_servers.rpartition(":")
     embedded = EmbeddedBroker(port=port or int(default_port), host=host or "127.0.0.1")
     with sigterm_as_interrupt():
@@ -90,9 +86,10 @@ def broker(
         try:
             console.print(f"broker listening on [bold]{embedded.bootstrap_servers}[/] (pid {embedded.pid}); "
                           "data is in memory only and is lost when it stops. Ctrl-C to stop.")
-            while wait_for_port(embedded.host, embedded.port, timeout=2.0):
+            while embedded.alive and wait_for_port(embedded.host, embedded.port, timeout=2.0):
                 time.sleep(1.0)
-            fail(f"the broker on {embedded.bootstrap_servers} stopped; its log: {embedded.log_path}")
+            fail(f"the broker on {embedded.bootstrap_servers} stopped: {embedded.last_log_line()}; "
+                 f"its log: {embedded.log_path}")
         except KeyboardInterrupt:
             console.print("stopping the broker")
         finally:
@@ -105,6 +102,7 @@ def broker(
     "acknowledged, events that failed). Exit code 1 if any row was bad or any event failed.\n\n"
     "Example:  stream-tagger produce --file data/dataset.csv --topic raw --rate 200"))
 def produce(
+    ctx: typer.Context,
     file: PostsFile,
     topic: Annotated[str, typer.Option(help="Topic name, or 'raw' for the configured raw topic.")] = "raw",
     rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).",
@@ -113,7 +111,7 @@ def produce(
     bootstrap_servers: Bootstrap = None,
 ) -> None:
     """Validates the whole file first, so the producer sees every bad row before anything is sent."""
-    settings = settings_for(bootstrap_servers)
+    settings = settings_from(ctx, bootstrap_servers=bootstrap_servers)
     try:
         posts, bad = load_file(file, settings)
     except SourceError as exc:
@@ -125,7 +123,7 @@ def produce(
     name = resolve_topic(settings, topic)
     try:
         check_broker(settings)
-    except BrokerUnreachable as exc:
+    except (BrokerUnreachable, BrokerRefused) as exc:
         fail(str(exc))
     with progress_bar() as progress:
         task = progress.add_task(f"→ {name}", total=len(posts))
@@ -134,7 +132,7 @@ def produce(
     console.print(f"[{style}]delivered {report.delivered}, failed {report.failed}, bad rows {len(bad)}[/] "
                   f"(topic {name} at {settings.bootstrap_servers})")
     for error in report.errors:
-        console.print(f"[red]delivery error[/] {error}", highlight=False)
+        console.print(Text.assemble(("delivery error ", "red"), error), highlight=False, soft_wrap=True)
     if report.failed or bad:
         raise typer.Exit(1)
 
@@ -144,6 +142,7 @@ def produce(
     "Reads without joining a consumer group, so it never disturbs the worker. Ctrl-C stops it.\n\n"
     "Example:  stream-tagger tail --topic tagged --from-beginning --json --max 10"))
 def tail(
+    ctx: typer.Context,
     topic: Annotated[str, typer.Option(help=f"One of {', '.join(TOPIC_ALIASES)} (the configured topics) "
                                        "or any topic name.")] = "tagged",
     json: Annotated[bool, typer.Option("--json",
@@ -157,7 +156,7 @@ def tail(
     bootstrap_servers: Bootstrap = None,
 ) -> None:
     """What a UI developer uses to see the tagged stream the product will show."""
-    settings = settings_for(bootstrap_servers)
+    settings = settings_from(ctx, bootstrap_servers=bootstrap_servers)
     name = resolve_topic(settings, topic)
     out = Console(highlight=False, soft_wrap=True)
     try:
@@ -169,7 +168,7 @@ def tail(
                     sys.stdout.flush()
                 else:
                     out.print(render(record))
-    except (BrokerUnreachable, TopicMissing) as exc:
+    except (BrokerUnreachable, BrokerRefused, TopicMissing) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         pass
@@ -182,18 +181,20 @@ def tail(
     "model_version) to --out or stdout; bad rows are listed as file:line: reason (exit code 1).\n\n"
     "Example:  stream-tagger predict --file data/dataset.csv --out predictions.jsonl"))
 def predict(
+    ctx: typer.Context,
     file: PostsFile,
     out: Annotated[Path | None, typer.Option(help="Where to write the JSON lines (default: stdout).",
                                              show_default=False)] = None,
-    model: Annotated[Path | None, typer.Option(help="Model folder (default: STREAM_TAGGER_MODEL_DIR or "
-                                               "models/current).", show_default=False)] = None,
+    model_dir: Annotated[Path | None, typer.Option("--model", help="Model folder (default: "
+                                                   "STREAM_TAGGER_MODEL_DIR or models/current).",
+                                                   show_default=False)] = None,
 ) -> None:
     """Batch decisions the product owners can trust to match the stream's."""
     # Imported here: the model runtime pulls in scikit-learn (~2 s), which no other command needs.
     from stream_tagger.model.runtime import Predictor
     from stream_tagger.predict import predict_file
 
-    settings = Settings(model_dir=model) if model else Settings()
+    settings = settings_from(ctx, model_dir=model_dir)
     try:
         predictor = Predictor.load(settings.model_dir)
     except ModelLoadError as exc:
@@ -231,9 +232,10 @@ def demo(
                                                       show_default=False)] = None,
 ) -> None:
     """The first thing a new user runs: the real worker processes on a real (embedded) broker."""
+    settings = settings_from()
     try:
         with sigterm_as_interrupt():
-            summary = run_demo(Settings(), events=events, rate=rate or None, data=data,
+            summary = run_demo(settings, events=events, rate=rate or None, data=data,
                                keep_running=keep_running, console=console)
     except ModelLoadError as exc:
         fail(f"cannot load the model: {exc}")

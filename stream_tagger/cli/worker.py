@@ -7,22 +7,33 @@ from typing import Annotated
 
 import typer
 
-from stream_tagger.cli._app import app, configure_logging, console, fail, settings_from
+from stream_tagger.cli._app import (
+    app,
+    check_settings,
+    check_web_port,
+    configure_logging,
+    console,
+    fail,
+    settings_from,
+)
 
 
 @app.command()
 def worker(
+    ctx: typer.Context,
     bootstrap_servers: Annotated[
         str | None, typer.Option(help="Kafka bootstrap servers (host:port,...).")
     ] = None,
-    group: Annotated[
-        str | None, typer.Option(help="Consumer group; workers in one group split partitions.")
+    consumer_group: Annotated[
+        str | None, typer.Option("--group", help="Consumer group; workers in one group split partitions.")
     ] = None,
     model_dir: Annotated[
         Path | None, typer.Option(help="Model folder, or models/current (the pointer).")
     ] = None,
     web_port: Annotated[int | None, typer.Option(help="Port of /metrics, /healthz and /ready.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Largest micro-batch, in events.")] = None,
+    batch_max_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Largest micro-batch, in events.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
 ) -> None:
     """Tag raw content events: raw topic -> tagged / review / dead-letter topics, at-least-once.
@@ -35,14 +46,17 @@ def worker(
     Stops gracefully on SIGTERM (finishes the in-flight batch, commits, exits 0).
     """
     settings = settings_from(
+        ctx,
         bootstrap_servers=bootstrap_servers,
-        consumer_group=group,
+        consumer_group=consumer_group,
         model_dir=model_dir,
         web_port=web_port,
-        batch_max_size=batch_size,
+        batch_max_size=batch_max_size,
         log_level=log_level,
     )
+    check_web_port(settings)
     configure_logging(settings)
+    from stream_tagger.kafka.admin import BrokerRefused
     from stream_tagger.model.artefacts import ModelLoadError
     from stream_tagger.service import WorkerFailed, run_worker
 
@@ -50,7 +64,7 @@ def worker(
         code = run_worker(settings, on_ready=lambda line: console.print(line, highlight=False))
     except ModelLoadError as exc:
         fail(f"cannot load the model: {exc}")
-    except WorkerFailed as exc:
+    except (WorkerFailed, BrokerRefused) as exc:
         fail(str(exc))
     raise typer.Exit(code)
 
@@ -66,6 +80,7 @@ def compile_kernels() -> None:
     """
     import time
 
+    check_settings()
     from stream_tagger import compiled
 
     started = time.perf_counter()

@@ -1,14 +1,19 @@
-"""Every CLI failure is one line naming what is wrong (address, path, file:line) and a non-zero exit."""
+"""Every CLI failure is one line naming what is wrong (address, path, file:line, variable, flag) and a
+non-zero exit: 2 for settings that cannot be used, whatever the command."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from stream_tagger.broker import free_port
 from stream_tagger.cli import app
+from stream_tagger.settings import Settings
 from tests.conftest import DATASET
 
 runner = CliRunner()
@@ -87,3 +92,107 @@ def test_every_command_help_has_an_example() -> None:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert f"Example:stream-tagger{command}" in flat(result.output), command
+
+
+# --- settings: one line naming the variable or flag, exit 2, for every command ---
+
+# The least each command needs on its command line to get as far as reading its settings.
+ARGUMENTS = {
+    "compare": ["--model", "m", "--baseline", "b", "--data", "d.csv"],
+    "evaluate": ["--data", "d.csv"],
+    "export-feedback": ["--out", "out.csv"],
+    "predict": ["--file", "posts.csv"],
+    "produce": ["--file", "posts.csv"],
+    "promote": ["v1"],
+    "train": ["--data", "d.csv"],
+}
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_refuses_an_unknown_variable(command: str) -> None:
+    result = runner.invoke(app, [command, *ARGUMENTS.get(command, [])],
+                           env={"STREAM_TAGGER_BOOTSTRAP_SERVER": "kafka:9092"})
+    assert result.exit_code == 2, result.output
+    assert one_line(result.stderr) == (
+        "error: STREAM_TAGGER_BOOTSTRAP_SERVER: not a setting "
+        "(did you mean STREAM_TAGGER_BOOTSTRAP_SERVERS?); see `stream-tagger config` for every one")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_refuses_a_bad_value(command: str) -> None:
+    result = runner.invoke(app, [command, *ARGUMENTS.get(command, [])], env={"STREAM_TAGGER_WEB_PORT": "abc"})
+    assert result.exit_code == 2, result.output
+    assert one_line(result.stderr) == ("error: STREAM_TAGGER_WEB_PORT='abc': Input should be a valid "
+                                       "integer, unable to parse string as an integer")
+
+
+def test_a_bad_flag_value_is_named_by_its_flag() -> None:
+    result = runner.invoke(app, ["worker", "--batch-size", "0"])
+    assert result.exit_code == 2
+    assert one_line(result.stderr) == "error: --batch-size=0: Input should be greater than or equal to 1"
+
+
+def test_help_works_whatever_the_environment() -> None:
+    result = runner.invoke(app, ["worker", "--help"], env={"STREAM_TAGGER_THRESHOLD": "abc"})
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_an_error_is_not_wrapped_when_stderr_is_not_a_terminal() -> None:
+    variable = "STREAM_TAGGER_" + "VERY_LONG_NAME_" * 8
+    result = runner.invoke(app, ["config"], env={variable: "1"})
+    assert result.exit_code == 2
+    assert one_line(result.stderr).startswith(f"error: {variable}: not a setting")
+
+
+def test_config_prints_the_settings_in_force_with_secrets_masked(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("hunter2\n")
+    env = {"STREAM_TAGGER_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "STREAM_TAGGER_SASL_MECHANISM": "PLAIN",
+           "STREAM_TAGGER_SASL_USERNAME": "tagger", "STREAM_TAGGER_SASL_PASSWORD_FILE": str(secret)}
+    result = runner.invoke(app, ["config"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+    lines = result.stdout.splitlines()
+    assert "STREAM_TAGGER_SASL_PASSWORD=**********" in lines
+    assert "STREAM_TAGGER_BOOTSTRAP_SERVERS=127.0.0.1:19092" in lines
+    assert len(lines) == len(Settings.model_fields)
+    changed = runner.invoke(app, ["config", "--changed"], env=env).stdout.splitlines()
+    assert changed == ["STREAM_TAGGER_SECURITY_PROTOCOL=SASL_PLAINTEXT", "STREAM_TAGGER_SASL_MECHANISM=PLAIN",
+                       "STREAM_TAGGER_SASL_USERNAME=tagger", "STREAM_TAGGER_SASL_PASSWORD=**********",
+                       f"STREAM_TAGGER_SASL_PASSWORD_FILE={secret}"]
+
+
+# --- busy ports ---
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["worker", "feedback-worker"])
+def test_a_busy_web_port_is_one_line_before_anything_starts(command: str, busy_port: int) -> None:
+    result = runner.invoke(app, [command, "--web-port", str(busy_port)],
+                           env={"STREAM_TAGGER_WEB_HOST": "127.0.0.1"})
+    assert result.exit_code == 1
+    assert one_line(result.stderr) == (
+        f"error: cannot serve /metrics, /healthz and /ready on 127.0.0.1:{busy_port} "
+        "(Address already in use); set another with --web-port or STREAM_TAGGER_WEB_PORT")
+
+
+def test_broker_on_a_busy_port_fails_instead_of_saying_it_listens(busy_port: int) -> None:
+    result = runner.invoke(app, ["broker", "--port", str(busy_port)])
+    assert result.exit_code == 1
+    assert one_line(result.stderr) == (
+        f"error: embedded broker cannot listen on 127.0.0.1:{busy_port}: Address already in use")
+    assert "listening" not in result.output
