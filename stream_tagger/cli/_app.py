@@ -17,9 +17,36 @@ from rich.text import Text
 from stream_tagger.broker import bind_error
 from stream_tagger.settings import Settings, SettingsError
 
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """A command line typer cannot parse (a bad flag value, an unknown command) is one line too: typer
+    would draw a box around it, wrapped at 80 columns."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            _print_error("aborted")
+            raise SystemExit(1) from None
+        except Exception as exc:
+            # click's usage errors, without importing typer's private copy of click
+            if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help is the answer
+                exc.show()  # type: ignore[attr-defined]
+                raise SystemExit(exc.exit_code) from None
+            command = getattr(getattr(exc, "ctx", None), "command_path", "stream-tagger")
+            _print_error(f"{exc.format_message()} (see `{command} --help`)")
+            raise SystemExit(exc.exit_code) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="stream-tagger",
     help="Tag content events on Kafka with an ONNX text classifier.",
+    cls=_OneLineUsageErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,10 +59,14 @@ USAGE = 2
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line on stderr and exit non-zero: the CLI's only way to report a failure."""
+    _print_error(message)
+    raise typer.Exit(code)
+
+
+def _print_error(message: str) -> None:
     # The message is plain text: a path or "topic[0]" in it must not be read as rich markup. Soft
     # wrap: rich would otherwise break it at 80 columns when stderr is not a terminal.
     console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def settings_from(ctx: typer.Context | None = None, **flags: Any) -> Settings:

@@ -11,9 +11,9 @@ from stream_tagger.settings import Settings
 
 
 @app.command(help=(
-    "Print the effective settings: every STREAM_TAGGER_* variable with the value in force, one "
-    "NAME=value line each (empty: unset), from the environment, the files *_FILE variables name, and "
-    "the defaults. Secrets print as **********.\n\n"
+    "Print the settings in force, secrets masked.\n\n"
+    "Every STREAM_TAGGER_* variable with its value, one NAME=value line each (empty: unset), from the "
+    "environment, the files *_FILE variables name, and the defaults. Secrets print as **********.\n\n"
     "Fails like every command, in one line and exit code 2, on a variable that names no setting or a "
     "bad value.\n\n"
     "Example:  stream-tagger config --changed"))

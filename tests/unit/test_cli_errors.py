@@ -196,3 +196,16 @@ def test_broker_on_a_busy_port_fails_instead_of_saying_it_listens(busy_port: int
     assert one_line(result.stderr) == (
         f"error: embedded broker cannot listen on 127.0.0.1:{busy_port}: Address already in use")
     assert "listening" not in result.output
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["worker", "--web-port", "abc"], "error: Invalid value for '--web-port': Input should be a valid "
+                                      "integer, unable to parse string as an integer "
+                                      "(see `stream-tagger worker --help`)"),
+    (["tale"], "error: No such command 'tale'. Did you mean 'tail'? (see `stream-tagger --help`)"),
+    (["produce"], "error: Missing option '--file' / '-f'. (see `stream-tagger produce --help`)"),
+])
+def test_a_command_line_typer_cannot_parse_is_one_line_too(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert one_line(result.stderr) == expected
