@@ -3,7 +3,7 @@
 It runs in one dedicated thread with plain confluent-kafka clients instead of a Faust stream: a Faust
 agent that merely iterates its stream tops out at ~4.4k events/s on a 2-core machine, a bare
 confluent-kafka loop at ~167k/s (docs/decisions/001-micro-batch-hot-path-beside-faust.md). Faust
-still owns the process around it (lifecycle, signals, web server, low-volume agents); see ``app.py``.
+still owns the process around it (lifecycle, signals, low-volume agents); see ``app.py``.
 
 Under load two batches overlap on two cores: when a consume returns a full batch, batch N+1 is
 decoded here, then featurised and run through onnxruntime in the ``scoring`` thread (both release
@@ -122,6 +122,7 @@ class HotPath:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._consumed = metrics.events_consumed.labels(settings.topic_raw)
+        self._live_version: str | None = None  # of the last batch published, to retire its series
         # Called in this thread before each batch is consumed: where a hot-reloaded model is swapped in
         # (``model_watch``), so that every batch is scored by exactly one model version.
         self.between_batches: list[Callable[[], object]] = []
@@ -130,10 +131,17 @@ class HotPath:
         """Ask the loop to finish the batch being scored and the one waiting for acks, commit, return."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop, or stopped by a failure (which stops the worker)."""
+        return self._stop.is_set() or self.state.failure is not None
+
     def run(self) -> None:
         """Block until ``stop()``; raises on a failure that must not be skipped (see module docstring)."""
         settings = self.settings
-        self._producer = self._producer_factory(producer_config(settings, self._on_delivery, self._on_error))
+        self._producer = self._producer_factory(
+            producer_config(settings, self._on_delivery, self._on_producer_error)
+        )
         if self._transactional:
             # Fences an earlier producer with the same transactional.id and aborts what it left open.
             self._producer.init_transactions(settings.delivery_timeout_ms / 1000)
@@ -191,7 +199,8 @@ class HotPath:
             elif error.fatal():
                 raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", error.str())
+                log.warning("consumer error: %s", error.str(),
+                            extra={"topic": message.topic(), "partition": message.partition()})
         return batch
 
     def _score(self, batch: list[Message]) -> _Scoring:
@@ -220,6 +229,11 @@ class HotPath:
         result = self.pipeline.finish(scoring.prepared)
         if result.scored:
             version = scoring.prepared.serving.predictor.version
+            if version != self._live_version:
+                # Batches are published in order: none of the version served before will follow.
+                if self._live_version is not None:
+                    self.metrics.retire_model(self._live_version, "live")
+                self._live_version = version
             self.metrics.inference_seconds.labels(version, "live").observe(result.inference_seconds)
         self._finish_pending()
         self._send(scoring.messages, result)
@@ -267,9 +281,11 @@ class HotPath:
                 "their inputs' offsets are not committed and will be re-processed"
             )
         if self._transactional:
+            started = time.perf_counter()
             if pending.offsets:
                 producer.send_offsets_to_transaction(pending.offsets, consumer.consumer_group_metadata())
             producer.commit_transaction()  # raises on failure: run() aborts, a restart re-processes
+            self.metrics.kafka_commit_seconds.labels("transaction").observe(time.perf_counter() - started)
             self._in_transaction = False
         else:
             consumer.store_offsets(offsets=pending.offsets)
@@ -307,8 +323,10 @@ class HotPath:
         assert self._consumer is not None
         if self._transactional:
             return  # each batch's offsets were committed with its transaction
+        started = time.perf_counter()
         try:
             self._consumer.commit(asynchronous=False)
+            self.metrics.kafka_commit_seconds.labels("sync").observe(time.perf_counter() - started)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning(
@@ -317,9 +335,18 @@ class HotPath:
 
     # --- librdkafka callbacks (all run inside consume()/flush() in this thread) ---
 
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._errors.append(error.str())
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            return
+        if not self._errors:  # the first failure names the output; the loop stops on it anyway
+            log.warning("delivery failed: %s", error.str(),
+                        extra={"topic": message.topic(), "content_id": _text(message.key())})
+        self._errors.append(error.str())
+        self.metrics.kafka_produce_errors.labels(error.name()).inc()
+
+    def _on_producer_error(self, error: KafkaError) -> None:
+        self.metrics.kafka_produce_errors.labels(error.name()).inc()
+        self._on_error(error)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -328,6 +355,7 @@ class HotPath:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.state.assigned = self.state.assigned | {(p.topic, p.partition) for p in partitions}
+        self._rebalanced("assigned")
         log.info("assigned %s", _describe(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -335,6 +363,7 @@ class HotPath:
         self._finish_pending()
         self._commit()
         self._forget(partitions)
+        self._rebalanced("revoked")
         log.info("revoked %s after committing", _describe(partitions))
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -347,6 +376,7 @@ class HotPath:
             self._abort()
             self._errors.clear()
             self._forget(partitions)
+            self._rebalanced("lost")
             log.warning("lost %s; their open transaction was aborted", _describe(partitions))
             return
         scoring, self._scoring = self._scoring, None
@@ -361,6 +391,7 @@ class HotPath:
             # left here they would stop the loop later, blamed on a batch that was delivered.
             self._errors.clear()
         self._forget(partitions)
+        self._rebalanced("lost")
         log.warning("lost %s; they will be re-processed from the last commit", _describe(partitions))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
@@ -370,6 +401,10 @@ class HotPath:
             self.state.lag.pop((topic, partition), None)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, str(partition))
+
+    def _rebalanced(self, event: str) -> None:
+        self.metrics.kafka_rebalances.labels(event).inc()
+        self.metrics.kafka_assigned_partitions.set(len(self.state.assigned))
 
     def _on_stats(self, stats_json: str) -> None:
         stats = json.loads(stats_json)
@@ -410,6 +445,11 @@ def _next_offsets(batch: Sequence[Message], assigned: frozenset[tuple[str, int]]
             if len(last) == len(assigned):
                 break
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in last.items()]
+
+
+def _text(key: bytes | None) -> str | None:
+    """A message key as the content id it is, for a log line."""
+    return key.decode("utf-8", "replace") if key is not None else None
 
 
 def _describe(partitions: list[TopicPartition]) -> str:

@@ -3,6 +3,9 @@
 Names, labels and buckets are a contract with the alert rules and the dashboard (METRICS.md): change
 them here and there together. No metric lives at import time, so each test builds a fresh registry.
 
+Each kind of process exports only what it updates: the feedback worker ``FeedbackMetrics`` (its own
+loop, and the process's resource use), a worker ``Metrics``, which is that and the rest.
+
 The hot path handles tens of thousands of events a second, so it updates metrics once per batch:
 ``observe_many`` folds a whole array into a histogram in one call instead of one locked ``observe``
 per event.
@@ -10,11 +13,19 @@ per event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -38,37 +49,82 @@ INFERENCE_BUCKETS = (
     1.0,
 )
 END_TO_END_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
-CONFIDENCE_BUCKETS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0)
+# Served thresholds run from ~0.7 to 0.999: each falls in a bucket at most 0.05 wide and narrower than
+# what is left above it, so the share of posts that clears it can be read from the histogram.
+CONFIDENCE_BUCKETS = (
+    0.25, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0
+)
 BATCH_SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
 REVIEW_RESOLUTION_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PREFIX = "stream_tagger_"
 
 OUTCOMES = ("tagged", "review", "dead_letter")
+#: The hot path's rebalance callbacks: partitions given to it, taken back, or lost without a revoke.
+REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 
 
-class Metrics:
-    """The service's metrics; one instance per process (or per test), owning nothing but its registry."""
+def _counter(registry: CollectorRegistry, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+    return Counter(PREFIX + name, doc, labels, registry=registry)
+
+
+def _gauge(registry: CollectorRegistry, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+    return Gauge(PREFIX + name, doc, labels, registry=registry)
+
+
+def _histogram(
+    registry: CollectorRegistry, name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
+) -> Histogram:
+    return Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=registry)
+
+
+class FeedbackMetrics:
+    """What the feedback loop updates, and the process's resource use (``process_*``: resident memory,
+    CPU, open files; ``python_info``): all that a feedback worker exports."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        self.dead_letters = _counter(
+            registry, "dead_letters", "Inputs sent to the dead-letter topic, by reason.", ["reason"]
+        )
+        self.online_precision = _gauge(
+            registry, "online_precision", "Rolling precision from feedback.", ["tag"]
+        )
+        self.online_recall = _gauge(registry, "online_recall", "Rolling recall from feedback.", ["tag"])
+        self.feedback = _counter(registry, "feedback", "Corrections received, by who sent them.", ["source"])
+        self.review_resolution_seconds = _histogram(
+            registry,
+            "review_resolution_seconds",
+            "Review request to the reviewer's feedback.",
+            REVIEW_RESOLUTION_BUCKETS,
+        )
+        # Pre-create the label sets an alert divides by, so a rate is 0 rather than absent.
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+
+
+class Metrics(FeedbackMetrics):
+    """A worker's metrics; one instance per process (or per test), owning nothing but its registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
 
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
-            return Counter(PREFIX + name, doc, labels, registry=registry)
+            return _counter(registry, name, doc, labels)
 
         def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
-            return Gauge(PREFIX + name, doc, labels, registry=registry)
+            return _gauge(registry, name, doc, labels)
 
         def histogram(name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()) -> Histogram:
-            return Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=registry)
+            return _histogram(registry, name, doc, buckets, labels)
 
         self.events_consumed = counter("events_consumed", "Raw messages read from Kafka.", ["topic"])
         self.events_processed = counter(
             "events_processed",
             "Inputs by their one outcome, counted once the broker acked the output.",
             ["outcome"],
-        )
-        self.dead_letters = counter(
-            "dead_letters", "Inputs sent to the dead-letter topic, by reason.", ["reason"]
         )
         self.inference_seconds = histogram(
             "inference_seconds", "ONNX time per micro-batch.", INFERENCE_BUCKETS, ["model_version", "role"]
@@ -103,16 +159,8 @@ class Metrics:
             "signal",
             registry,
         )
-        self.online_precision = gauge("online_precision", "Rolling precision from feedback.", ["tag"])
-        self.online_recall = gauge("online_recall", "Rolling recall from feedback.", ["tag"])
-        self.feedback = counter("feedback", "Corrections received, by who sent them.", ["source"])
         self.author_tag_agreement = counter(
             "author_tag_agreement", "Model top-1 against the author's own tags (a proxy label).", ["result"]
-        )
-        self.review_resolution_seconds = histogram(
-            "review_resolution_seconds",
-            "Review request to the reviewer's feedback.",
-            REVIEW_RESOLUTION_BUCKETS,
         )
         self.shadow_comparisons = counter(
             "shadow_comparisons", "Shadow model's top-1 against the live one.", ["result"]
@@ -129,17 +177,42 @@ class Metrics:
             "observer_errors", "Batches published without a batch observer that raised.", ["observer"]
         )
         self.duplicates = counter("duplicates", "Posts flagged as duplicates of an earlier one.")
-        # Pre-create the label sets an alert divides by, so a rate is 0 rather than absent.
+        self.kafka_rebalances = counter(
+            "kafka_rebalances",
+            "Rebalance callbacks of the hot path's consumer: partitions assigned, revoked or lost.",
+            ["event"],
+        )
+        self.kafka_assigned_partitions = gauge(
+            "kafka_assigned_partitions", "Raw-topic partitions the hot path holds."
+        )
+        self.kafka_commit_seconds = histogram(
+            "kafka_commit_seconds",
+            "Offset commits the hot path waits for: sync (on revoke and at stop) or transaction "
+            "(each batch, exactly_once).",
+            COMMIT_BUCKETS,
+            ["kind"],
+        )
+        self.kafka_produce_errors = counter(
+            "kafka_produce_errors",
+            "Outputs the broker did not ack, and producer errors, by librdkafka error code.",
+            ["code"],
+        )
         for outcome in OUTCOMES:
             self.events_processed.labels(outcome)
-        for reason in DEAD_LETTER_REASONS:
-            self.dead_letters.labels(reason)
+        for event in REBALANCE_EVENTS:
+            self.kafka_rebalances.labels(event)
 
     def set_model_info(
         self, version: str, role: str, labels: Iterable[str], thresholds: dict[str, float]
     ) -> None:
         threshold = ",".join(f"{label}={thresholds[label]:.3f}" for label in labels)
         self.model_info.labels(version, role, ",".join(labels), threshold).set(1)
+
+    def retire_model(self, version: str, role: str) -> None:
+        """Drop the inference series of a model version no longer served in ``role`` (hot reload): a
+        retired version's histogram would otherwise be exported, frozen, until the process restarts."""
+        with contextlib.suppress(KeyError):
+            self.inference_seconds.remove(version, role)
 
 
 class ScrapeTimeGauge(Collector):

@@ -95,7 +95,15 @@ class ShadowObserver:
 
     def use(self, shadow: PredictorLike | None) -> None:
         """Swap the shadow model (hot reload); None stops shadowing."""
+        self._retire(shadow)
         self.shadow = shadow
+
+    def _retire(self, successor: PredictorLike | None) -> None:
+        """Drop the inference series of the shadow being replaced (observers run in the hot-path
+        thread, as swaps do, so it is never observed again)."""
+        current = self.shadow
+        if current is not None and (successor is None or successor.version != current.version):
+            self._metrics.retire_model(current.version, "shadow")
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
         shadow = self.shadow
@@ -111,6 +119,7 @@ class ShadowObserver:
             log.error("shadow model %s failed (%r); shadowing is off until another version is pointed to",
                       shadow.version, exc)
             m.shadow_failures.labels(shadow.version).inc()
+            self._retire(None)
             self.shadow = None
             self._on_disabled()
             return ()

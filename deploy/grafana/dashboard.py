@@ -2,6 +2,10 @@
 
 Code rather than hand-edited JSON so that queries are written once (the latency quantiles, the share
 ratios) and a test can check every expression against the metrics the worker really exports.
+
+Two variables make it portable: ``datasource`` (any Prometheus data source; no uid is written in) and
+``job`` (the scrape jobs of the worker and the feedback worker, whatever a deployment calls them):
+``query`` adds ``job=~"$job"`` to every series an expression reads.
 Run ``python deploy/grafana/dashboard.py`` after a change: it rewrites
 ``deploy/grafana/dashboards/stream-tagger.json``, which docker-compose provisions into Grafana, and a
 test fails while the committed JSON differs from what this file builds.
@@ -10,6 +14,7 @@ test fails while the committed JSON differs from what this file builds.
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 
@@ -25,14 +30,45 @@ from stream_tagger.settings import APPROVED_TAGS
 
 OUTPUT = Path(__file__).resolve().parent / "dashboards" / "stream-tagger.json"
 UID = "stream-tagger"
-#: Matches deploy/grafana/provisioning/datasources/prometheus.yml.
-DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+#: The data source the reader picks (variable ``datasource``).
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+#: Exported by the worker and the feedback worker alike (with every reason, before any dead letter):
+#: the jobs that have it are the stream-tagger jobs.
+JOB_SERIES = "stream_tagger_dead_letters_total"
 QUANTILES = (0.5, 0.95, 0.99)
 RATE = "[$__rate_interval]"
+# A series name the processes export (or Prometheus's `up`), with its matchers if any.
+_SERIES = re.compile(r"\b((?:stream_tagger|process|python)_\w+|up)\b(?:\{([^}]*)\})?")
+
+
+def scoped(expr: str) -> str:
+    """``expr`` reading only the series of the jobs selected in the ``job`` variable."""
+
+    def add_job(match: re.Match[str]) -> str:
+        name, matchers = match.group(1), match.group(2)
+        return f'{name}{{job=~"$job"{", " + matchers if matchers else ""}}}'
+
+    return _SERIES.sub(add_job, expr)
+
+
+def variables() -> list[dash.DatasourceVariable | dash.QueryVariable]:
+    return [
+        dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        dash.QueryVariable("job")
+        .label("Job")
+        .description("Scrape jobs of stream-tagger workers and feedback workers.")
+        .datasource(DATASOURCE)
+        .query(f"label_values({JOB_SERIES}, job)")
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .current(model.VariableOption(selected=True, text="All", value="$__all")),
+    ]
 
 
 def query(expr: str, legend: str = "", fmt: PromQueryFormat | None = None) -> prometheus.Dataquery:
-    q = prometheus.Dataquery().expr(expr).legend_format(legend or "__auto").datasource(DATASOURCE)
+    q = prometheus.Dataquery().expr(scoped(expr)).legend_format(legend or "__auto").datasource(DATASOURCE)
     if fmt is not None:
         q = q.format(fmt)
     if fmt is PromQueryFormat.TABLE:
@@ -103,10 +139,10 @@ def flow_row(d: dash.Dashboard) -> None:
     d.with_row(dash.Row("Flow"))
     d.with_panel(
         stat.Panel()
-        .title("Workers up")
-        .description("Scrape targets of job stream-tagger that answer.")
+        .title("Processes up")
+        .description("Scrape targets of the selected jobs that answer.")
         .datasource(DATASOURCE)
-        .with_target(query('sum(up{job="stream-tagger"})', "up"))
+        .with_target(query("sum(up)", "up"))
         .thresholds(thresholds((None, "red"), (1, "green")))
         .height(8)
         .span(3)
@@ -359,18 +395,118 @@ def quality_row(d: dash.Dashboard) -> None:
     )
 
 
+def process_row(d: dash.Dashboard) -> None:
+    d.with_row(dash.Row("Processes and Kafka clients"))
+    d.with_panel(
+        graph(
+            "Memory",
+            "Resident and virtual memory per process.",
+            "bytes",
+            [
+                query("max by (instance) (process_resident_memory_bytes)", "resident {{instance}}"),
+                query("max by (instance) (process_virtual_memory_bytes)", "virtual {{instance}}"),
+            ],
+            width=6,
+        )
+    )
+    d.with_panel(
+        graph(
+            "CPU",
+            "CPU time per second per process, user and system: 1 is one core busy.",
+            "short",
+            [query(f"sum by (instance) (rate(process_cpu_seconds_total{RATE}))", "{{instance}}")],
+            width=6,
+        ).min(0)
+    )
+    d.with_panel(
+        graph(
+            "Open files",
+            "File descriptors open per process, against its limit.",
+            "short",
+            [
+                query("max by (instance) (process_open_fds)", "open {{instance}}"),
+                query("max by (instance) (process_max_fds)", "limit {{instance}}"),
+            ],
+            width=5,
+        )
+    )
+    d.with_panel(
+        stat.Panel()
+        .title("Restarts")
+        .description("Process starts over the dashboard's time range (a crash loop shows here first).")
+        .datasource(DATASOURCE)
+        .with_target(query("sum(changes(process_start_time_seconds[$__range]))", "restarts"))
+        .thresholds(thresholds((None, "green"), (1, "orange")))
+        .height(8)
+        .span(2)
+    )
+    d.with_panel(
+        table.Panel()
+        .title("Processes")
+        .description("Each process scraped, with its Python version.")
+        .datasource(DATASOURCE)
+        .with_target(query("max by (job, instance, version) (python_info)", fmt=PromQueryFormat.TABLE))
+        .with_transformation(hide_columns("Time", "Value"))
+        .height(8)
+        .span(5)
+    )
+    d.with_panel(
+        graph(
+            "Rebalances",
+            "Rebalance callbacks of the hot paths' consumers: partitions assigned, revoked, or lost "
+            "without a revoke (a session timeout). Alert: the group never settles.",
+            "short",
+            [query(f"sum by (event) (increase(stream_tagger_kafka_rebalances_total{RATE}))", "{{event}}")],
+            width=6,
+        ).draw_style(common.GraphDrawStyle.BARS)
+    )
+    d.with_panel(
+        graph(
+            "Assigned partitions",
+            "Raw-topic partitions each worker's hot path holds.",
+            "short",
+            [query("max by (instance) (stream_tagger_kafka_assigned_partitions)", "{{instance}}")],
+            width=6,
+        ).min(0)
+    )
+    d.with_panel(
+        graph(
+            "Commit latency",
+            "Offset commits the hot path waits for: sync (on a revoke, at stop) and, with exactly_once, "
+            "the transaction of each batch. Auto-commits run in librdkafka's background.",
+            "s",
+            quantile_queries("stream_tagger_kafka_commit_seconds", "kind", " {{kind}}"),
+            width=6,
+        )
+    )
+    d.with_panel(
+        graph(
+            "Produce errors",
+            "Outputs the broker did not acknowledge (the worker stops and re-processes them after a "
+            "restart), and producer errors, by librdkafka error code.",
+            "ops",
+            [query(f"sum by (code) (rate(stream_tagger_kafka_produce_errors_total{RATE}))", "{{code}}")],
+            width=6,
+        )
+    )
+
+
 def build() -> dict:
     d = (
         dash.Dashboard("stream-tagger")
         .uid(UID)
-        .description("Streaming tagger: flow, latency, model, quality. Source: deploy/grafana/dashboard.py")
+        .description(
+            "Streaming tagger: flow, latency, model, quality, processes. Source: deploy/grafana/dashboard.py"
+        )
         .tags(["stream-tagger", "kafka", "ml"])
         .refresh("10s")
         .time("now-30m", "now")
         .timezone("browser")
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
     )
-    for row in (flow_row, latency_row, model_row, quality_row):
+    for variable in variables():
+        d = d.with_variable(variable)
+    for row in (flow_row, latency_row, model_row, quality_row, process_row):
         row(d)
     built = json.loads(json.dumps(d.build(), cls=JSONEncoder))
     number_panels_and_queries(built["panels"])

@@ -37,12 +37,19 @@ def exported_series() -> dict[str, frozenset[str]]:
     """Exposed series name -> its label names, read from a fresh ``Metrics`` instance.
 
     Collectors only expose samples for label sets already used, so the label names come from the
-    collector objects (``_labelnames``/``_type`` of the pinned prometheus-client).
+    collector objects (``_labelnames``/``_type`` of the pinned prometheus-client). Collectors of several
+    families (the process and platform collectors) declare nothing: their families are read from a
+    collection, which always has samples.
     """
     registry = CollectorRegistry()
     Metrics(registry)
     series: dict[str, frozenset[str]] = {}
     for collector in registry._collector_to_names:
+        if not hasattr(collector, "_type"):
+            for family in collector.collect():
+                for sample in family.samples:
+                    series[sample.name] = frozenset(sample.labels)
+            continue
         assert collector._type in _SUFFIXES, f"{collector._name}: teach promql_names about {collector._type}"
         labels = frozenset(collector._labelnames)
         for suffix, has_le in _SUFFIXES[collector._type]:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-import yaml
+from prometheus_client import CollectorRegistry
 
+from stream_tagger.metrics import FeedbackMetrics, Metrics
 from tests.unit.deploy_support import load_script
 from tests.unit.promql_names import PROMETHEUS_SERIES, exported_series, problems
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
 COMMITTED = GRAFANA / "dashboards" / "stream-tagger.json"
-DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +96,44 @@ def test_panels_have_unique_ids_ref_ids_and_do_not_overlap() -> None:
         taken |= cells
 
 
-def test_panels_use_the_provisioned_datasource(panels: list[dict]) -> None:
-    (source,) = yaml.safe_load(DATASOURCES.read_text())["datasources"]
-    assert source["type"] == "prometheus"
-    refs = {(t["datasource"]["type"], t["datasource"]["uid"]) for p in panels for t in p["targets"]}
-    assert refs == {("prometheus", source["uid"])}
+def variables() -> dict[str, dict]:
+    return {v["name"]: v for v in json.loads(COMMITTED.read_text())["templating"]["list"]}
+
+
+def datasource_refs(node: object) -> list[dict]:
+    if isinstance(node, list):
+        return [ref for item in node for ref in datasource_refs(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["datasource"]] if isinstance(node.get("datasource"), dict) else []
+    return found + [ref for value in node.values() for ref in datasource_refs(value)]
+
+
+def test_every_data_source_is_the_one_the_reader_picks_no_uid_written_in() -> None:
+    source = variables()["datasource"]
+    assert (source["type"], source["query"]) == ("datasource", "prometheus")
+    refs = datasource_refs(json.loads(COMMITTED.read_text()))
+    assert len(refs) > 50  # every panel and query names one
+    assert {(ref["type"], ref["uid"]) for ref in refs} == {("prometheus", "${datasource}")}
+
+
+def test_every_query_reads_only_the_selected_jobs(panels: list[dict]) -> None:
+    for title, expr in exprs(panels):
+        selectors = re.findall(r"\b(?:stream_tagger|process|python)_\w+(\{[^}]*\})?|\bup(\{[^}]*\})?", expr)
+        assert selectors, title
+        assert all('job=~"$job"' in "".join(parts) for parts in selectors), f"{title}: {expr}"
+
+
+def test_the_job_variable_lists_the_jobs_of_both_kinds_of_process() -> None:
+    job = variables()["job"]
+    assert (job["type"], job["multi"], job["includeAll"]) == ("query", True, True)
+    assert job["datasource"]["uid"] == "${datasource}"
+    series = re.fullmatch(r"label_values\((\w+), job\)", job["query"])
+    assert series is not None, job["query"]
+    for metrics in (Metrics, FeedbackMetrics):  # a worker, a feedback worker: both export it at start
+        registry = CollectorRegistry()
+        metrics(registry)
+        assert any(s.name == series.group(1) for family in registry.collect() for s in family.samples)
 
 
 def test_layout_picture_renders_from_the_committed_json(tmp_path: Path) -> None:

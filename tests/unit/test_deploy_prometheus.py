@@ -85,6 +85,7 @@ def test_the_required_alerts_exist_with_severity_and_runbook() -> None:
         "DriftDetected",
         "WorkerFailedOnMessages",
         "ShadowModelFailed",
+        "ConsumerGroupRebalancing",
     }
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"critical", "warning"}, name

@@ -98,12 +98,15 @@ class FakeProducer:
     def produce(self, topic: str, _value: bytes, key: bytes | None) -> None:
         self.queued.append((topic, key))
 
+    def fail_queued(self) -> None:
+        for topic, key in self.queued:
+            self.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), Message(topic=topic, key=key))
+
     def flush(self, _timeout: float) -> int:
         if self.queued:
             self.journal.append(("acked", len(self.queued)))
         if self.fail:
-            for _ in self.queued:
-                self.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+            self.fail_queued()
         self.queued = []
         return 0
 
@@ -278,8 +281,7 @@ def test_a_delivery_failure_of_lost_partitions_outputs_does_not_stop_the_loop_la
 
     def flush_failing_once(self: FakeProducer, _timeout: float) -> int:
         if self.queued and next(flushes, False):
-            for _ in self.queued:
-                self.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+            self.fail_queued()
         self.queued = []
         return 0
 
@@ -418,3 +420,74 @@ def test_exactly_once_lost_partitions_abort_the_open_transaction() -> None:
     assert ("txn-abort",) in journal and ("txn-commit",) not in journal
     assert not any(entry[0] in ("store", "commit") for entry in journal)
     assert processed(metrics, "tagged") == 0
+
+
+def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return metrics.registry.get_sample_value(name, labels or {})
+
+
+def test_rebalances_and_assigned_partitions_are_exported() -> None:
+    hot_path, _, metrics = build(["assign", full(0, 1), "revoke", "lost"])
+    hot_path.run()
+    rebalances = "stream_tagger_kafka_rebalances_total"
+    assert sample(metrics, rebalances, {"event": "assigned"}) == 1
+    assert sample(metrics, rebalances, {"event": "revoked"}) == 1
+    assert sample(metrics, rebalances, {"event": "lost"}) == 1
+    assert sample(metrics, "stream_tagger_kafka_assigned_partitions") == 0
+
+
+def test_the_assigned_partitions_gauge_follows_assignment() -> None:
+    hot_path, _, metrics = build(["assign", "revoke"])
+    seen: list[float | None] = []
+    hot_path.between_batches.append(
+        lambda: seen.append(sample(metrics, "stream_tagger_kafka_assigned_partitions"))
+    )
+    hot_path.run()
+    assert seen[1:3] == [2, 1]  # after the assignment of partitions 0 and 1, after the revoke of 0
+
+
+def test_sync_and_transaction_commits_are_timed() -> None:
+    hot_path, _, metrics = build(["assign", full(0, 1)])
+    hot_path.run()
+    count = "stream_tagger_kafka_commit_seconds_count"
+    assert sample(metrics, count, {"kind": "sync"}) == 2  # at stop, and in the revoke of close()
+    hot_path, _, metrics = build(["assign", full(0, 1), full(2, 3)], settings=EXACTLY_ONCE)
+    hot_path.run()
+    assert sample(metrics, count, {"kind": "transaction"}) == 2
+
+
+def test_failed_deliveries_count_as_produce_errors_by_code() -> None:
+    hot_path, _, metrics = build(["assign", [raw_message(0)], [raw_message(1)]], fail=True)
+    with pytest.raises(DeliveryFailed):
+        hot_path.run()
+    assert sample(metrics, "stream_tagger_kafka_produce_errors_total", {"code": "_MSG_TIMED_OUT"}) == 1
+
+
+def test_a_producer_error_counts_as_a_produce_error() -> None:
+    hot_path, _, metrics = build([])
+    hot_path._on_producer_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert sample(metrics, "stream_tagger_kafka_produce_errors_total", {"code": "_ALL_BROKERS_DOWN"}) == 1
+
+
+class NextVersion(FakePredictor):
+    version = "fake-2"
+
+
+def test_the_series_of_a_model_version_no_longer_served_is_removed() -> None:
+    hot_path, _, metrics = build(["assign", [raw_message(0)], [raw_message(1)]])
+    count = "stream_tagger_inference_seconds_count"
+
+    def served(version: str) -> float | None:
+        return sample(metrics, count, {"model_version": version, "role": "live"})
+
+    seen: list[float | None] = []  # fake-1's batches, before each consume
+
+    def swap_after_the_first_batch() -> None:
+        seen.append(served("fake-1"))
+        if len(seen) == 3:  # after the assignment, after the first batch
+            hot_path.pipeline.serve(NextVersion())  # type: ignore[arg-type]
+
+    hot_path.between_batches.append(swap_after_the_first_batch)
+    hot_path.run()
+    assert seen[2] == 1
+    assert (served("fake-1"), served("fake-2")) == (None, 1)

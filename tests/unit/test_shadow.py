@@ -100,3 +100,24 @@ def test_a_failing_shadow_turns_itself_off_with_a_metric_and_a_log_line(
     assert "shadowing is off" in caplog.text
     assert list(observer.observe(batch)) == []  # stays off: no second failure counted
     assert metrics.registry.get_sample_value("stream_tagger_shadow_failures_total", failures) == 1
+
+
+class NextShadow(FakeShadow):
+    version = "v3"
+
+
+def test_a_replaced_shadow_version_takes_its_inference_series_along() -> None:
+    metrics = Metrics(CollectorRegistry())
+    events = [RawContent(id=i, title="t", created_at=datetime.now(UTC)) for i in "ab"]
+    batch = ScoredBatch(events, ["t"] * 2, FakeShadow(np.eye(4)[:2]), [], LIVE, "v1")  # type: ignore[arg-type]
+    observer = ShadowObserver(FakeShadow(np.eye(4)[:2]), "shadow-topic", metrics)
+    list(observer.observe(batch))
+    count = "stream_tagger_inference_seconds_count"
+    observer.use(FakeShadow(np.eye(4)[:2]))  # the same version again (a pointer rewritten): kept
+    assert metrics.registry.get_sample_value(count, {"model_version": "v2", "role": "shadow"}) == 1
+    observer.use(NextShadow(np.eye(4)[:2]))
+    list(observer.observe(batch))
+    assert metrics.registry.get_sample_value(count, {"model_version": "v2", "role": "shadow"}) is None
+    assert metrics.registry.get_sample_value(count, {"model_version": "v3", "role": "shadow"}) == 1
+    observer.use(None)
+    assert metrics.registry.get_sample_value(count, {"model_version": "v3", "role": "shadow"}) is None
