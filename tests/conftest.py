@@ -41,7 +41,7 @@ def bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     if existing:
         yield existing
         return
-    kafka = start_kafka(LocalKafka(tmp_path_factory.mktemp("kafka")))
+    kafka = start_kafka(LocalKafka(tmp_path_factory.mktemp("kafka"), quick_start=True))
     try:
         yield kafka.bootstrap_servers
     finally:
@@ -56,7 +56,7 @@ def new_kafka(tmp_path: Path) -> Iterator[Callable[[int], LocalKafka]]:
     made: list[LocalKafka] = []
 
     def make(brokers: int = 1) -> LocalKafka:
-        kafka = LocalKafka(tmp_path / f"kafka-{len(made)}", brokers=brokers)
+        kafka = LocalKafka(tmp_path / f"kafka-{len(made)}", brokers=brokers, quick_start=True)
         made.append(kafka)
         return kafka
 

@@ -28,6 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from stream_tagger.broker import free_port
 from stream_tagger.demo import malformed_events as demo_malformed_events
 from stream_tagger.events import TaggedContent
+from stream_tagger.kafka.config import KAFKA_LOG
 from stream_tagger.model.artefacts import resolve
 from stream_tagger.processes import ProcessError, ServiceProcess
 from stream_tagger.produce import encode, make_producer, publish
@@ -106,7 +107,8 @@ class EventStream:
 
 def _reader(settings: Settings, topic: str) -> tuple[Consumer, list[int]]:
     """A consumer outside any group (``assign``: no group-join delay) and the topic's partitions."""
-    consumer = Consumer({**settings.kafka_common(), "group.id": "test-reader", "enable.auto.commit": False})
+    consumer = Consumer({**settings.kafka_common(), "group.id": "test-reader", "enable.auto.commit": False,
+                         "logger": KAFKA_LOG})
     return consumer, list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from stream_tagger.kafka.config import KAFKA_LOG
 from stream_tagger.kafka.local_cluster import LocalKafka
 from stream_tagger.settings import Settings
 from tests.conftest import start_kafka
@@ -38,14 +39,14 @@ AFTER = 2_000
 
 def leaders(settings: Settings, topic: str) -> dict[int, int]:
     """Partition -> id of the broker leading it, as the cluster's metadata says now."""
-    admin = AdminClient(settings.kafka_common())
+    admin = AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     return {p: meta.leader for p, meta in partitions.items()}
 
 
 def replication(settings: Settings, topic: str) -> tuple[set[int], str]:
     """(replica counts of its partitions, its min.insync.replicas) of a topic."""
-    admin = AdminClient(settings.kafka_common())
+    admin = AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     resource = ConfigResource(ResourceType.TOPIC, topic)
     config = admin.describe_configs([resource])[resource].result(10)
