@@ -1,6 +1,7 @@
 """Inference speed of the served model, split into featurise / ONNX / total, against the alternatives.
 
     .venv/bin/python benchmarks/bench_inference.py [--model models/current] [--seconds 1.0]
+        [--against models/<older version>]
 
 Compared, on the real posts of data/dataset.csv, one thread each:
 - ours: numba featuriser (n-grams and keyword hits) + ONNX TF-IDF/linear graph (``Predictor.predict``),
@@ -8,6 +9,8 @@ Compared, on the real posts of data/dataset.csv, one thread each:
 - scikit-learn ``predict_proba`` of the same fitted pipeline (``pipeline.joblib``);
 - a plain skl2onnx graph of word TF-IDF (1-2-grams) + logistic regression, i.e. ONNX string operators.
 Batch 1: per-call latency p50/p99. Batches of 64 and 512: posts per second.
+With ``--against``, another model folder's ``Predictor.predict`` and featuriser in the same rounds (a
+new model is "no slower" only against the old one measured under the same load).
 Then ``Predictor.predict`` and the featuriser alone on batches of 64 from 1 and from 2 threads at once
 (the worker's inference pool): both release the GIL, so 2 threads should approach 2x on 2 free cores.
 Writes benchmarks/results/inference.json and inference.png. Timings on a shared machine are noisy:
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset.csv")
     parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median is reported)")
+    parser.add_argument("--against", type=Path, help="another model folder, timed in the same rounds")
     args = parser.parse_args()
 
     version_dir = resolve(args.model)
@@ -155,6 +159,10 @@ def main() -> None:
         "ours: ONNX graph only": (lambda p: predictor.run_padded(*p), lambda b: _graph_inputs(predictor, b)),
         **{name: (fn, _same) for name, fn in text_contenders.items()},
     }
+    against = Predictor(resolve(args.against)) if args.against else None
+    if against is not None:
+        contenders[f"{against.version}: total"] = (against.predict, _same)
+        contenders[f"{against.version}: featurise"] = (against.featurize, _same)
     # Rounds interleave the contenders, so a burst of load from elsewhere hits them all alike;
     # each figure is the median over rounds.
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
@@ -200,6 +208,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
         "model_version": predictor.version,
+        "against_version": against.version if against is not None else None,
         "posts": len(texts),
         "machine": {
             "cpus": os.cpu_count(),

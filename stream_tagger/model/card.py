@@ -46,7 +46,7 @@ def write_card(version_dir: Path, meta: dict) -> None:
     cfg = meta["config"]
     rows = "\n".join(
         f"| {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {cv['per_class_f1_mean'][label]:.3f} "
-        f"| {pc['support']} | {meta['thresholds'][label]:.3f} |"
+        f"| {pc['support']} |"
         for label, pc in ((label, first["per_class"][label]) for label in labels)
     )
     data = meta["training_data"]
@@ -67,14 +67,16 @@ def write_card(version_dir: Path, meta: dict) -> None:
     pieces = meta["featurizer"].get("pieces")
     piece_note = (
         f"- Piece embedding (numba too): each word cut greedily into the longest of {pieces['pieces']}\n"
-        f"  pretrained subword pieces (`pieces.npz`), their vectors summed and scaled to unit length,\n"
-        f"  x{cfg['embedding_scale']}, appended after the keyword hits. Vectors: {pieces['wheel']}\n"
-        f"  `{pieces['source']}` (sha256 `{pieces['weights_sha256'][:16]}…`) projected on {pieces['dims']}\n"
-        "  axes, float16. WordLlama is MIT-licensed; its vectors were trained from the token embeddings of\n"
-        "  LLaMA 2 70B and Phi-3: have the licence terms of those reviewed before shipping this model.\n"
+        f"  subword pieces (`pieces.npz`, the WordPiece vocabulary of {pieces['model']}),\n"
+        f"  their vectors summed and scaled to unit length, x{cfg['embedding_scale']}, appended after the\n"
+        "  keyword hits.\n"
+        "  A piece's vector is the encoder's mean-pooled output for the piece alone, projected on\n"
+        f"  {pieces['dims']} axes, float16.\n"
         if pieces
         else ""
     )
+    auto_rows = _auto_tag_rows(labels, meta["thresholds"], auto, cv.get("auto_tag_cross_fitted"))
+    inputs = "\n".join(f"| {i['input']} | {i['source']} | {i['licence']} |" for i in meta.get("inputs", []))
     card = f"""# Model card: {meta["version"]}
 
 Tags posts (title + description) with one of: {", ".join(labels)}.
@@ -86,22 +88,39 @@ Tags posts (title + description) with one of: {", ".join(labels)}.
 {keyword_note}{piece_note}- Training rows: the posts{aug_note}.
 - ONNX graph: TF-IDF (sublinear tf: {cfg["sublinear_tf"]}, L2 norm){nb_note} + multinomial logistic regression
   (C={cfg["C"]}, class_weight={cfg["class_weight"]}), softmax probabilities.
-- Auto-tag thresholds per class, chosen on out-of-fold predictions for precision >= {cfg["target_precision"]}.
+- Auto-tag thresholds per class, chosen on out-of-fold predictions (below).
 
 ## Training data
 {data["rows"]} posts, sha256 `{data["sha256"][:16]}…`; per class: {data["class_counts"]}.
 Files: {", ".join(f["path"] for f in data["files"])}.
 
+## Inputs and licences
+Everything the model was made from; nothing else is in the version folder.
+
+| input | source | licence |
+|---|---|---|
+{inputs}
+
 ## Cross-validated quality ({cv["scheme"]})
 Weighted F1 {cv["weighted_f1_mean"]:.3f} ± {cv["weighted_f1_std"]:.3f}, macro F1 {cv["macro_f1_mean"]:.3f}.
-Auto-tag (out-of-fold, thresholds chosen on the same predictions, so optimistic): precision
-{auto["precision"]:.3f} at coverage {auto["coverage"]:.3f}.
 
-| tag | precision | recall | F1 (mean over repeats) | support | threshold |
-|---|---|---|---|---|---|
+| tag | precision | recall | F1 (mean over repeats) | support |
+|---|---|---|---|---|
 {rows}
 
 ![confusion matrix]({CONFUSION_FILE})
+
+## Auto-tag at the served thresholds
+Targets: precision >= {cfg["target_precision"]} of all auto-tagged posts, >= {cfg["min_class_coverage"]} of
+each class's posts auto-tagged (thresholds: calibrated per class, `model/thresholds.py`). Precision is
+of the posts auto-tagged with the tag; coverage is the share of the tag's posts auto-tagged.
+OOF (out-of-fold): the served thresholds on the out-of-fold predictions they were chosen on (optimistic).
+Cross-fitted: per fold, thresholds chosen by the same rule on the other folds, scored on this one
+(what unseen posts get).
+
+| tag | threshold | precision, OOF | coverage, OOF | precision, cross-fitted | coverage, cross-fitted |
+|---|---|---|---|---|---|
+{auto_rows}
 
 ## Parity (scikit-learn vs onnxruntime, training posts)
 Label agreement {parity["label_agreement"]:.4f}, max probability difference {parity["max_prob_diff"]:.2e}.
@@ -115,3 +134,19 @@ Trained {meta["trained_at"]} in {meta["training_seconds"]} s with scikit-learn {
 onnxruntime {libs["onnxruntime"]}.
 """
     (version_dir / CARD_FILE).write_text(card, encoding="utf-8")
+
+
+def _auto_tag_rows(labels: Sequence[str], thresholds: dict, served: dict, cross: dict | None) -> str:
+    """One row per tag and one for all posts: threshold, out-of-fold and cross-fitted figures."""
+    rows = []
+    for label in [*labels, None]:
+        figures = [served, cross] if cross else [served]
+        cells = []
+        for fig in figures:
+            part = fig if label is None else fig["per_class"][label]
+            cells += [f"{part['precision']:.3f}", f"{part['coverage']:.3f}"]
+        if not cross:
+            cells += ["-", "-"]
+        name, th = ("all posts", "") if label is None else (label, f"{thresholds[label]:.3f}")
+        rows.append(f"| {name} | {th} | {' | '.join(cells)} |")
+    return "\n".join(rows)

