@@ -1,10 +1,11 @@
 """The Faust application: the one place that wires settings, model, pipeline, hot path, metrics and web.
 
-The process is a Faust worker: Faust gives it the lifecycle (start-up order, SIGTERM -> graceful
-stop), the aiohttp web server (/metrics, /healthz, /ready), and agents with changelog-backed tables
-for low-volume topics such as feedback. The high-volume raw topic does not go through Faust's
-per-event stream machinery (measured ~4.4k events/s); it is read by ``HotPathService``, a mode
-Service running the confluent-kafka loop of ``hot_path`` in its own thread (~10x that).
+The process is a Faust worker: Faust gives it the lifecycle (SIGTERM -> graceful stop) and agents with
+changelog-backed tables for low-volume topics such as feedback. /metrics, /healthz and /ready are the
+process's own server (``web.py``), up before Faust runs; Faust's web server is off. The high-volume raw
+topic does not go through Faust's per-event stream machinery (measured ~4.4k events/s); it is read by
+``HotPathService``, a mode Service running the confluent-kafka loop of ``hot_path`` in its own thread
+(~10x that).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from stream_tagger.model.runtime import Predictor
 from stream_tagger.pipeline import BatchObserver, Pipeline, Topics
 from stream_tagger.routing import label_thresholds
 from stream_tagger.settings import Settings
-from stream_tagger.web import register_views
+from stream_tagger.web import WorkerProbe, watch_faust
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,11 @@ class Worker:
         settings: Settings,
         predictor: Predictor,
         observers: list[BatchObserver] | None = None,
-        registry: CollectorRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.predictor = predictor
-        self.metrics = Metrics(registry or CollectorRegistry())
+        self.metrics = metrics or Metrics(CollectorRegistry())
         served = label_thresholds(predictor.labels, predictor.thresholds, settings.threshold)
         self.metrics.set_model_info(predictor.version, "live", predictor.labels, served)
         topics = Topics(settings.topic_tagged, settings.topic_review, settings.topic_dead_letter)
@@ -98,9 +99,10 @@ class Worker:
         )
         self.hot_path = HotPath(settings, self.pipeline, self.metrics)
         self.faust_app = make_faust_app(settings)
+        self.faust_app.conf.web_enabled = False  # see web.py
         self.service = HotPathService(self.hot_path)
         self.faust_app.service(self.service)
-        register_views(self.faust_app, self.metrics.registry, self.hot_path.state, settings.stall_seconds)
+        self.probe = WorkerProbe(self.hot_path, watch_faust(self.faust_app), settings.stall_seconds)
 
 
 def make_faust_app(settings: Settings) -> faust.App:

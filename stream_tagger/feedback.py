@@ -39,16 +39,13 @@ from typing import Any, Protocol
 import faust
 import msgspec
 from faust.stores.memory import Store as MemoryStore
-from faust.web import Request, Response, View
-from prometheus_client import CollectorRegistry
 
 from stream_tagger.decoding import Rejection, dead_letter, event_decoder, internal_error
 from stream_tagger.events import Feedback, TaggedContent, TagScore
-from stream_tagger.metrics import Metrics
+from stream_tagger.metrics import FeedbackMetrics
 from stream_tagger.online_eval import Judged, OnlineEvaluator
 from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
-from stream_tagger.web import register_metrics_view
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +190,8 @@ class FeedbackJoin:
                 try:
                     entry = msgspec.convert(value, kind)
                 except msgspec.ValidationError as exc:
-                    log.warning("feedback table: unreadable value for %r kept (%s)", content_id, exc)
+                    log.warning("feedback table: unreadable value kept (%s)", exc,
+                                extra={"content_id": content_id})
                     yield None
                     continue
                 newest = entry.processed_at if isinstance(entry, Prediction) else max(
@@ -232,7 +230,7 @@ class FeedbackLoop:
     wait for it, and feedback for a prediction not read back yet is parked, not lost.
     """
 
-    def __init__(self, app: faust.App, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, app: faust.App, settings: Settings, metrics: FeedbackMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self.evaluator = OnlineEvaluator(APPROVED_TAGS, settings.online_eval_window)
@@ -335,9 +333,8 @@ class FeedbackLoop:
             except Exception as exc:  # unreadable (DecodeError, RecursionError) or a join that raised
                 # Only the worker writes the tagged topic, so this is a bug or a foreign producer:
                 # say where, but do not dead-letter (the dead-letter topic is for inputs).
-                log.warning('tagged event not joined (%s) topic="%s" partition=%d offset=%d',
-                            internal_error("joining", exc).detail, message.topic, message.partition,
-                            message.offset)
+                log.warning("tagged event not joined (%s)", internal_error("joining", exc).detail,
+                            extra=_context(event))
                 await self._hold(event)
                 continue
             for verdict in verdicts:
@@ -354,8 +351,7 @@ class FeedbackLoop:
                 except Exception as exc:  # one odd correction must not stop the loop: it is dead-lettered
                     feedback = internal_error("joining", exc)
             if isinstance(feedback, Rejection):
-                log.warning('feedback dead-lettered (%s) topic="%s" partition=%d offset=%d', feedback.reason,
-                            message.topic, message.partition, message.offset)
+                log.warning("feedback dead-lettered (%s)", feedback.reason, extra=_context(event))
                 letter = dead_letter(feedback, event.value, event.key, message.topic, message.partition,
                                      message.offset, datetime.now(UTC))
                 self._writes.append(await self.dead_letter_topic.send(key=event.key, value=_encode(letter)))
@@ -384,8 +380,9 @@ class FeedbackLoop:
                 partition=verdict.partition))
 
 
-def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:
-    """A Faust app running only the feedback loop, with /metrics and /ready (``feedback-worker``).
+def feedback_app(settings: Settings, metrics: FeedbackMetrics) -> tuple[faust.App, FeedbackLoop]:
+    """A Faust app running only the feedback loop (``feedback-worker``); its /metrics, /healthz and
+    /ready are the process's own server (``web.py``), Faust's web server is off.
 
     Reading every tagged event back through Faust costs CPU, and in the worker's process also the GIL
     its hot path needs (2 cores at load average ~9: ~1.5k instead of ~4k events/s; within noise when
@@ -396,14 +393,13 @@ def feedback_app(settings: Settings) -> tuple[faust.App, FeedbackLoop]:
 
     own_group = settings.model_copy(update={"consumer_group": f"{settings.consumer_group}-feedback"})
     app = make_faust_app(own_group)
-    metrics = Metrics(CollectorRegistry())
-    loop = FeedbackLoop(app, settings, metrics)
+    app.conf.web_enabled = False  # its views would serve the tables: parked corrections, reviewers
+    return app, FeedbackLoop(app, settings, metrics)
 
-    register_metrics_view(app, metrics.registry)
 
-    @app.page("/ready")
-    async def ready(web: View, _request: Request) -> Response:
-        assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
-        return web.text("ok" if assigned else "no partitions assigned", status=200 if assigned else 503)
-
-    return app, loop
+def _context(event: faust.EventT) -> dict[str, Any]:
+    """Where an event came from, for a log record's ``extra`` (``stream_tagger.logs``)."""
+    message = event.message
+    key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else event.key
+    return {"topic": message.topic, "partition": message.partition, "offset": message.offset,
+            "content_id": key}

@@ -353,8 +353,12 @@ class Settings(KernelSettings):
     # Longest a fetch waits at the broker for new data. Kafka answers as soon as data arrives; Tansu
     # sleeps half the remaining wait after an empty look: low values keep latency low on both.
     fetch_wait_max_ms: int = Field(default=5, ge=1)
-    # At start the worker waits for the broker this often, forever, saying so in the log each time.
+    # At start the worker waits for the broker, saying so in the log at each attempt: the first retry
+    # after broker_retry_seconds, each wait twice the one before up to broker_retry_max_seconds, and
+    # for at most broker_wait_limit_seconds in all (then it exits 1 in one line; unset: for ever).
     broker_retry_seconds: float = Field(default=2.0, gt=0)
+    broker_retry_max_seconds: float = Field(default=30.0, gt=0)
+    broker_wait_limit_seconds: float | None = Field(default=None, gt=0)
     # The keyword baseline costs ~70 us/post (more than the model): check every Nth scored event only.
     rules_baseline_stride: int = Field(default=20, ge=1)
 
@@ -365,6 +369,8 @@ class Settings(KernelSettings):
     stall_seconds: float = Field(default=60.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # text lines, or one JSON object per line (with topic, partition, offset, content_id where known).
+    log_format: Literal["text", "json"] = "text"
 
     def __init__(self, **values: Any) -> None:
         """Settings from the environment, ``values`` on top; ``SettingsError`` if they cannot be used."""

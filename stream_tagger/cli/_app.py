@@ -7,7 +7,6 @@ flag value), 1 for anything else. Every command checks the environment before it
 
 from __future__ import annotations
 
-import logging
 from typing import Any, NoReturn
 
 import typer
@@ -106,7 +105,7 @@ def check_web_port(settings: Settings) -> None:
 
 
 def configure_logging(settings: Settings) -> None:
-    """One log format for the long-running commands (worker, feedback-worker)."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """One log format for the long-running commands (worker, feedback-worker): ``stream_tagger.logs``."""
+    from stream_tagger.logs import configure_logging as configure
+
+    configure(settings.log_level, settings.log_format)

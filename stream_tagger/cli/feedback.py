@@ -48,30 +48,25 @@ def export_feedback(
 def feedback_worker(
     ctx: typer.Context,
     bootstrap_servers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
-    web_port: Annotated[int | None, typer.Option(help="Port of /metrics and /ready.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of /metrics, /healthz and /ready.")] = None,
 ) -> None:
     """Run only the feedback loop (join, online precision/recall, review resolution), in its own process.
 
     Run one per deployment beside the workers (which leave the loop out by default,
     STREAM_TAGGER_FEEDBACK_IN_WORKER=false), so the loop does not compete with the hot path for the CPU.
     """
-    import faust
-
-    from stream_tagger.feedback import feedback_app
-    from stream_tagger.kafka.admin import BrokerRefused, wait_for_broker
+    from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired
+    from stream_tagger.service import run_feedback_worker
 
     settings = settings_from(ctx, bootstrap_servers=bootstrap_servers, web_port=web_port)
     check_web_port(settings)
     configure_logging(settings)
-    try:  # as the worker does: a broker that refuses the login is one line, not endless retries
-        wait_for_broker(settings)
-    except BrokerRefused as exc:
-        fail(str(exc))
     os.nice(settings.feedback_worker_nice)
-    faust_app, _loop = feedback_app(settings)
-    console.print(f"feedback worker up: {settings.topic_tagged} + {settings.topic_feedback}, "
-                  f"web on :{settings.web_port}", highlight=False)
-    faust.Worker(faust_app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    try:  # as the worker does: a broker that refuses the login is one line, not endless retries
+        code = run_feedback_worker(settings)
+    except (BrokerRefused, BrokerWaitExpired) as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
 
 
 @app.command()

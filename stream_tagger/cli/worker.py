@@ -56,15 +56,15 @@ def worker(
     )
     check_web_port(settings)
     configure_logging(settings)
-    from stream_tagger.kafka.admin import BrokerRefused
+    from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired
     from stream_tagger.model.artefacts import ModelLoadError
     from stream_tagger.service import WorkerFailed, run_worker
 
     try:
-        code = run_worker(settings, on_ready=lambda line: console.print(line, highlight=False))
+        code = run_worker(settings)
     except ModelLoadError as exc:
         fail(f"cannot load the model: {exc}")
-    except (WorkerFailed, BrokerRefused) as exc:
+    except (WorkerFailed, BrokerRefused, BrokerWaitExpired) as exc:
         fail(str(exc))
     raise typer.Exit(code)
 

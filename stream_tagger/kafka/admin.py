@@ -3,6 +3,8 @@
 librdkafka clients never fail on a missing broker, they retry silently forever. At start the worker
 therefore asks for metadata with a short timeout in a loop, logging the address it cannot reach each
 time, so that "broker down" reads as such in the log and the worker carries on the moment it is up.
+The pause between attempts doubles up to ``broker_retry_max_seconds``; with
+``broker_wait_limit_seconds`` the wait ends in ``BrokerWaitExpired`` after that long.
 
 A broker that answers but refuses the client (a certificate it does not trust or that names another
 host, a client certificate it refuses, wrong SASL credentials) is no reason to wait: librdkafka would
@@ -30,6 +32,10 @@ _REFUSAL_CHECK_S = 0.5
 # "sasl_ssl://127.0.0.1:9093/bootstrap: " before librdkafka's reason, " (after 12ms in state X)" after.
 _BROKER_PREFIX = re.compile(r"^\S+://\S+?: ")
 _TIMING_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
+
+
+class BrokerWaitExpired(Exception):
+    """No broker answered within ``broker_wait_limit_seconds``."""
 
 
 class BrokerRefused(Exception):
@@ -80,22 +86,30 @@ def broker_topics(settings: Settings, timeout: float) -> set[str]:
 
 def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> set[str] | None:
     """The broker's topic names once it answers; None if ``stop`` was set while waiting. Raises
-    ``BrokerRefused`` when it answers but refuses this client."""
+    ``BrokerRefused`` when it answers but refuses this client, ``BrokerWaitExpired`` when nothing
+    answered within ``broker_wait_limit_seconds``."""
     stop = stop or threading.Event()
+    limit = settings.broker_wait_limit_seconds
+    started = time.monotonic()
+    pause = settings.broker_retry_seconds
     attempt = 0
     while not stop.is_set():
         try:
             topics = broker_topics(settings, _METADATA_TIMEOUT_S)
         except KafkaException as exc:
             attempt += 1
-            log.warning(
-                "Kafka broker unreachable at %s (%s); retrying in %.0fs (attempt %d)",
-                settings.bootstrap_servers,
-                exc.args[0].str(),
-                settings.broker_retry_seconds,
-                attempt,
-            )
-            stop.wait(settings.broker_retry_seconds)
+            reason = exc.args[0].str()
+            left = limit - (time.monotonic() - started) if limit is not None else pause
+            if left <= 0:
+                raise BrokerWaitExpired(
+                    f"no Kafka broker answered at {settings.bootstrap_servers} within {limit:g}s "
+                    f"({attempt} attempt(s), the last: {reason}); see STREAM_TAGGER_BROKER_WAIT_LIMIT_SECONDS"
+                ) from None
+            wait = min(pause, left)
+            log.warning("Kafka broker unreachable at %s (%s); retrying in %.1fs (attempt %d)",
+                        settings.bootstrap_servers, reason, wait, attempt)
+            stop.wait(wait)
+            pause = min(pause * 2, max(settings.broker_retry_max_seconds, settings.broker_retry_seconds))
             continue
         if attempt:
             log.info("Kafka broker at %s is up", settings.bootstrap_servers)
