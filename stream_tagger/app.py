@@ -58,7 +58,7 @@ class HotPathService(Service):
             self.hot_path.run()
         except BaseException as exc:
             self.failure = exc
-            log.critical("hot path stopped: %s; stopping the worker", exc)
+            log.info("stopping the worker after the hot path's failure")
             os.kill(os.getpid(), signal.SIGTERM)
 
     async def on_stop(self) -> None:

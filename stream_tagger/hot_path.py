@@ -175,6 +175,9 @@ class HotPath:
             log.info("hot path stopped after committing its last batch")
         except BaseException as exc:
             self.state.failure = repr(exc)
+            # Said as /healthz turns 503, which points to the log: closing the consumer below can take
+            # a minute when the broker is gone.
+            log.critical("hot path stopped: %s", exc)
             # Not published after a failure (close() revokes): a restart re-reads it.
             scoring, self._scoring = self._scoring, None
             if scoring is not None:
@@ -335,14 +338,10 @@ class HotPath:
 
     # --- librdkafka callbacks (all run inside consume()/flush() in this thread) ---
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            return
-        if not self._errors:  # the first failure names the output; the loop stops on it anyway
-            log.warning("delivery failed: %s", error.str(),
-                        extra={"topic": message.topic(), "content_id": _text(message.key())})
-        self._errors.append(error.str())
-        self.metrics.kafka_produce_errors.labels(error.name()).inc()
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._errors.append(error.str())
+            self.metrics.kafka_produce_errors.labels(error.name()).inc()
 
     def _on_producer_error(self, error: KafkaError) -> None:
         self.metrics.kafka_produce_errors.labels(error.name()).inc()
@@ -445,11 +444,6 @@ def _next_offsets(batch: Sequence[Message], assigned: frozenset[tuple[str, int]]
             if len(last) == len(assigned):
                 break
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in last.items()]
-
-
-def _text(key: bytes | None) -> str | None:
-    """A message key as the content id it is, for a log line."""
-    return key.decode("utf-8", "replace") if key is not None else None
 
 
 def _describe(partitions: list[TopicPartition]) -> str:
