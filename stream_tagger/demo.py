@@ -241,6 +241,7 @@ def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0
         run = settings.model_copy(update={
             "bootstrap_servers": broker.bootstrap_servers, "web_port": web_port,
             "consumer_group": f"stream-tagger-demo-{prefix}",
+            "replication_factor": 1, "min_insync_replicas": 1,  # one in-memory broker
             # Tansu holds a group join for about half the session timeout: keep start-up short.
             "session_timeout_ms": 6_000, "heartbeat_interval_ms": 500,
         })

@@ -265,11 +265,12 @@ class Settings(KernelSettings):
     topic_feedback: str = "content.feedback.v1"
     topic_shadow_disagreements: str = "content.shadow-disagreements.v1"
     partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
-    # min.insync.replicas of the topics the worker creates; None leaves the broker's default (1). With
-    # replication 3, 2 means an acked output survives the loss of any one broker, and writes go on
-    # while one is down.
-    min_insync_replicas: int | None = Field(default=None, ge=1)
+    # Durable by default: with 3 replicas and min.insync.replicas 2, an acked output survives the loss of
+    # any one broker, and writes go on while one is down. A single-broker cluster (the embedded broker,
+    # a laptop) needs 1 and 1; the worker says so in one line if it has fewer
+    # brokers than this.
+    replication_factor: int = Field(default=3, ge=1)
+    min_insync_replicas: int | None = Field(default=2, ge=1)
 
     # --- model and routing ---
     model_dir: Path = Path("models/current")

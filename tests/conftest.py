@@ -86,6 +86,8 @@ def settings(bootstrap_servers: str, tmp_path: Path) -> Settings:
         topic_feedback=f"feedback-{run}",
         topic_shadow_disagreements=f"shadow-{run}",
         partitions=4,
+        replication_factor=1,  # one broker; the durability tests name their own
+        min_insync_replicas=1,
         session_timeout_ms=6_000,
         heartbeat_interval_ms=500,
         model_dir=MODELS / "current",

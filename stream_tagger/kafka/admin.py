@@ -140,8 +140,16 @@ def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
             future.result()
             created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if error.code() in (KafkaError.INVALID_REPLICATION_FACTOR, KafkaError.INVALID_CONFIG,
+                                KafkaError.POLICY_VIOLATION):
+                # The durable defaults (3 replicas, min.insync.replicas 2) on a smaller cluster.
+                raise BrokerRefused(
+                    f"cannot create topic {name}: {error.str()}; set STREAM_TAGGER_REPLICATION_FACTOR and "
+                    "STREAM_TAGGER_MIN_INSYNC_REPLICAS for this cluster") from exc
+            raise
     if created:
         log.info("created topics %s with %d partitions, replication factor %d%s", ", ".join(created),
                  settings.partitions, settings.replication_factor,

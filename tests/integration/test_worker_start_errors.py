@@ -29,7 +29,22 @@ def test_the_cli_reports_a_missing_shadow_model_in_one_line(settings: Settings, 
         "STREAM_TAGGER_TOPIC_RAW": settings.topic_raw,
         "STREAM_TAGGER_SHADOW_MODEL_DIR": str(shadow),
         "STREAM_TAGGER_WEB_PORT": str(free_port()),
+        "STREAM_TAGGER_REPLICATION_FACTOR": "1",
+        "STREAM_TAGGER_MIN_INSYNC_REPLICAS": "1",
     }
     result = CliRunner().invoke(app, ["worker"], env=env)
     assert result.exit_code == 1
     assert "cannot load the model: shadow model:" in " ".join(result.output.split())
+
+
+def test_durable_defaults_on_a_one_broker_cluster_say_what_to_set(settings: Settings) -> None:
+    env = {
+        "STREAM_TAGGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "STREAM_TAGGER_TOPIC_RAW": settings.topic_raw,
+        "STREAM_TAGGER_WEB_PORT": str(free_port()),
+    }  # replication factor 3 and min.insync.replicas 2, the defaults
+    result = CliRunner().invoke(app, ["worker"], env=env)
+    assert result.exit_code == 1
+    line = " ".join(result.output.split())
+    assert f"cannot create topic {settings.topic_raw}" in line
+    assert "STREAM_TAGGER_REPLICATION_FACTOR" in line

@@ -217,5 +217,10 @@ def test_the_delivery_timeout_stays_below_the_poll_interval() -> None:
 
 
 def test_min_insync_replicas_within_the_replication_factor() -> None:
-    assert error_of(min_insync_replicas=2).startswith(
+    assert error_of(replication_factor=1).startswith(
         "STREAM_TAGGER_MIN_INSYNC_REPLICAS (2) exceeds STREAM_TAGGER_REPLICATION_FACTOR (1)")
+
+
+def test_topics_are_durable_by_default() -> None:
+    settings = Settings()
+    assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
