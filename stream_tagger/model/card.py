@@ -116,7 +116,8 @@ each class's posts auto-tagged (thresholds: calibrated per class, `model/thresho
 of the posts auto-tagged with the tag; coverage is the share of the tag's posts auto-tagged.
 OOF (out-of-fold): the served thresholds on the out-of-fold predictions they were chosen on (optimistic).
 Cross-fitted: per fold, thresholds chosen by the same rule on the other folds, scored on this one
-(what unseen posts get).
+(what unseen posts get). The whole procedure on posts it never trained on (nested CV, through the
+ONNX artefact): `benchmarks/model_quality.py --nested`, results in `benchmarks/results/model_quality.json`.
 
 | tag | threshold | precision, OOF | coverage, OOF | precision, cross-fitted | coverage, cross-fitted |
 |---|---|---|---|---|---|

@@ -260,7 +260,7 @@ def inputs(data: Dataset, cfg: TrainConfig) -> list[dict[str, str]]:
     rows = [
         {
             "input": f"training posts (`{f['path']}`, {f['rows']} rows)",
-            "source": f"sha256 `{str(f['sha256'])[:16]}…`",
+            "source": f"file sha256 `{str(f['sha256'])[:16]}…`",
             "licence": _data_licence(Path(str(f["path"]))),
         }
         for f in data.sources

@@ -111,6 +111,28 @@ def test_thresholds_are_chosen_not_defaulted(two_runs: tuple[Path, Path]) -> Non
     assert len(set(thresholds.values())) > 1
 
 
+def test_the_card_lists_every_input_with_its_licence_and_the_auto_tag_figures_per_class(
+    two_runs: tuple[Path, Path],
+) -> None:
+    meta = json.loads((two_runs[0] / "metadata.json").read_text())
+    licences = {row["input"].split(" (")[0]: row["licence"] for row in meta["inputs"]}
+    assert licences["training posts"].startswith("no LICENSE file beside")  # a CSV in a temporary folder
+    assert licences["subword pieces and their vectors"] == "Apache-2.0 (the model's own)"
+    assert set(licences) == {
+        "training posts",
+        "n-gram vocabulary",
+        "keyword phrases",
+        "subword pieces and their vectors",
+    }
+    assert train_module._data_licence(DATASET).startswith("MIT License; Copyright")
+    card = (two_runs[0] / "MODEL_CARD.md").read_text()
+    assert "all-MiniLM-L6-v2" in card and "Apache-2.0" in card
+    cross = meta["metrics"]["cv"]["auto_tag_cross_fitted"]
+    for label in APPROVED_TAGS:
+        assert set(cross["per_class"][label]) == {"precision", "coverage", "n_auto", "n"}
+        assert f"| {label} | {meta['thresholds'][label]:.3f} |" in card
+
+
 def test_bad_csv_leaves_models_untouched(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("id,created_on,title,description,tag\n1,2020,t,d,robotics\n", encoding="utf-8")
