@@ -9,8 +9,9 @@ Compared, on the real posts of data/dataset.csv, one thread each:
 - scikit-learn ``predict_proba`` of the same fitted pipeline (``pipeline.joblib``);
 - a plain skl2onnx graph of word TF-IDF (1-2-grams) + logistic regression, i.e. ONNX string operators.
 Batch 1: per-call latency p50/p99. Batches of 64 and 512: posts per second.
-With ``--against``, another model folder's ``Predictor.predict`` and featuriser in the same rounds (a
-new model is "no slower" only against the old one measured under the same load).
+With ``--against``, another model folder's ``Predictor.predict`` and featuriser in the same rounds, and
+both models' ``Predictor.predict`` head to head: alternating passes over the same batches, the ratio
+of their times per pass (a new model is "no slower" only against the old one under the same load).
 Then ``Predictor.predict`` and the featuriser alone on batches of 64 from 1 and from 2 threads at once
 (the worker's inference pool): both release the GIL, so 2 threads should approach 2x on 2 free cores.
 Writes benchmarks/results/inference.json and inference.png. Timings on a shared machine are noisy:
@@ -102,6 +103,32 @@ def _parallel(
     return sum(done) / (time.perf_counter() - t0)
 
 
+def _paired(
+    fns: tuple[Callable[[list[str]], object], Callable[[list[str]], object]],
+    batches: list[list[str]],
+    slices: int,
+) -> dict[str, float]:
+    """Two models' time per post on the same batches, alternating pass by pass (A B B A A B ...), so
+    load from elsewhere hits both alike; per-pass ratios B / A, median and quartiles."""
+    posts = sum(len(b) for b in batches)
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(slices):
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
+            t0 = time.perf_counter()
+            for b in batches:
+                fns[k](b)
+            times[k].append((time.perf_counter() - t0) / posts * 1e6)
+    ratio = np.array(times[1]) / np.array(times[0])
+    return {
+        "model_us_per_post": float(np.median(times[0])),
+        "against_us_per_post": float(np.median(times[1])),
+        "against_over_model_median": float(np.median(ratio)),
+        "against_over_model_q1": float(np.percentile(ratio, 25)),
+        "against_over_model_q3": float(np.percentile(ratio, 75)),
+        "passes": slices,
+    }
+
+
 def _batches(texts: list[str], size: int) -> list[list[str]]:
     """Consecutive batches of real posts, repeating the posts when there are fewer than ``size``."""
     pool = texts * (size // len(texts) + 1)
@@ -141,6 +168,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median is reported)")
     parser.add_argument("--against", type=Path, help="another model folder, timed in the same rounds")
+    parser.add_argument(
+        "--passes", type=int, default=40, help="alternating passes per batch size (--against)"
+    )
     args = parser.parse_args()
 
     version_dir = resolve(args.model)
@@ -163,6 +193,11 @@ def main() -> None:
     if against is not None:
         contenders[f"{against.version}: total"] = (against.predict, _same)
         contenders[f"{against.version}: featurise"] = (against.featurize, _same)
+    head_to_head = {}
+    if against is not None:
+        for size in (1, *BATCHES):
+            batches = _batches(texts, size)[: max(1, 512 // size)]
+            head_to_head[f"batch{size}"] = _paired((predictor.predict, against.predict), batches, args.passes)
     # Rounds interleave the contenders, so a burst of load from elsewhere hits them all alike;
     # each figure is the median over rounds.
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
@@ -201,6 +236,13 @@ def main() -> None:
     for name, r in results.items():
         cells = "".join(f" {r[f'batch{b}_posts_per_s']:13,.0f}" for b in BATCHES)
         print(f"{name:34s} {r['batch1_p50_ms']:10.3f} {r['batch1_p99_ms']:10.3f}{cells}")
+    for name, h in head_to_head.items():
+        print(
+            f"{name}: {h['model_us_per_post']:.1f} us/post,"
+            f" {against.version} {h['against_us_per_post']:.1f};"
+            f" ratio {h['against_over_model_median']:.3f}"
+            f" (quartiles {h['against_over_model_q1']:.3f}-{h['against_over_model_q3']:.3f})"
+        )
     print(f"batches of {PARALLEL_BATCH}, threads calling at once:")
     for name, rate in parallel.items():
         print(f"  {name:32s} {rate:13,.0f} posts/s")
@@ -209,6 +251,8 @@ def main() -> None:
     report = {
         "model_version": predictor.version,
         "against_version": against.version if against is not None else None,
+        # Predictor.predict of both, alternating passes over the same batches (ratio > 1: this model faster).
+        "head_to_head": head_to_head,
         "posts": len(texts),
         "machine": {
             "cpus": os.cpu_count(),
