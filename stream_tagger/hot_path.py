@@ -118,6 +118,7 @@ class HotPath:
         self._scorer = ThreadPoolExecutor(1, "scoring")
         self._transactional = settings.processing_guarantee == "exactly_once"
         self._in_transaction = False
+        self._assignment_seen = False  # until then, _next_offsets counts every partition (fake clients)
         self._errors: list[str] = []
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -253,7 +254,8 @@ class HotPath:
             self._producer.begin_transaction()
             self._in_transaction = True
         self._produce(result.records)
-        self._pending = _Pending(_next_offsets(batch, self.state.assigned), result)
+        assigned = self.state.assigned if self._assignment_seen else None
+        self._pending = _Pending(_next_offsets(batch, assigned), result)
 
     def _produce(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         producer = self._producer
@@ -354,6 +356,7 @@ class HotPath:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.state.assigned = self.state.assigned | {(p.topic, p.partition) for p in partitions}
+        self._assignment_seen = True
         self._rebalanced("assigned")
         log.info("assigned %s", _describe(partitions))
 
@@ -429,19 +432,23 @@ def partition_lag(pstats: dict[str, Any]) -> int | None:
     return None
 
 
-def _next_offsets(batch: Sequence[Message], assigned: frozenset[tuple[str, int]]) -> list[TopicPartition]:
+def _next_offsets(
+    batch: Sequence[Message], assigned: frozenset[tuple[str, int]] | None
+) -> list[TopicPartition]:
     """Per assigned partition in ``batch``, the offset after its last message (what to commit). Read from
     the end, stopping once every assigned partition is found: three method calls per message cost
     ~0.2 µs, ~1% of the loop's Python, for offsets that only each partition's last message decides.
     A partition revoked inside the consume() that returned the batch is left out: storing an offset
-    for it raises, which would stop the loop (its events are the next owner's to redo). With nothing
-    assigned (no rebalance seen, as with fake clients) every partition counts."""
+    for it raises, which would stop the loop (its events are the next owner's to redo); with every
+    partition revoked, nothing is stored. ``assigned`` is None before any assignment was seen (fake
+    clients in unit tests): then every partition counts."""
     last: dict[tuple[str, int], int] = {}
+    wanted = -1 if assigned is None else len(assigned)
     for message in reversed(batch):
         tp = (message.topic(), message.partition())
-        if tp not in last and (not assigned or tp in assigned):
+        if tp not in last and (assigned is None or tp in assigned):
             last[tp] = message.offset() + 1
-            if len(last) == len(assigned):
+            if len(last) == wanted:
                 break
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in last.items()]
 

@@ -363,20 +363,21 @@ def test_a_stolen_chunk_that_fails_dead_letters_its_posts_and_the_loop_goes_on()
     assert processed(metrics, "tagged") == 128
 
 
-@pytest.mark.parametrize("assigned", [(), (0, 1), (0, 1, 2), (0, 1, 2, 3)])
+@pytest.mark.parametrize("assigned", [None, (), (0, 1), (0, 1, 2), (0, 1, 2, 3)])
 def test_next_offsets_follow_each_partitions_last_message_whatever_the_interleaving(
-    assigned: tuple[int, ...],
+    assigned: tuple[int, ...] | None,
 ) -> None:
     order = [(0, 10), (1, 5), (0, 11), (2, 7), (1, 6), (0, 12), (1, 7)]  # partition 2 only near the start
     batch = [Message(topic="raw", partition=p, offset=o) for p, o in order]
     found = {
         (tp.topic, tp.partition): tp.offset
-        for tp in _next_offsets(batch, frozenset(("raw", p) for p in assigned))
+        for tp in _next_offsets(batch, None if assigned is None else frozenset(("raw", p) for p in assigned))
     }
     expected = {("raw", 0): 13, ("raw", 1): 8, ("raw", 2): 8}
-    # Exactly the assigned partitions' ((0, 1): 2 was revoked inside the consume() that returned it).
-    assert found == {tp: o for tp, o in expected.items() if not assigned or tp[1] in assigned}
-    assert _next_offsets([], frozenset()) == []
+    # Exactly the assigned partitions' ((0, 1): 2 was revoked inside the consume() that returned it;
+    # (): every one was); None: no assignment seen yet, every partition counts.
+    assert found == {tp: o for tp, o in expected.items() if assigned is None or tp[1] in assigned}
+    assert _next_offsets([], frozenset()) == [] == _next_offsets([], None)
 
 
 EXACTLY_ONCE = Settings(topic_raw="raw", batch_max_size=2, processing_guarantee="exactly_once")
