@@ -52,6 +52,23 @@ MAX_CELLS = 1 << 20
 #: Posts per onnxruntime call in big batches: one call costs ~20 µs, padding a group to its longest
 #: post costs more once groups are much bigger (measured on the dataset's length spread).
 GROUP_ROWS = 64
+#: Largest difference allowed between the smoke probabilities stored at export and those at load: the
+#: same graph on another machine differs in the last float bits (~1e-7), a broken one by far more.
+SMOKE_TOLERANCE = 1e-4
+#: What the smoke test predicts: a post per tag and text the featuriser must survive.
+SMOKE_TEXTS = (
+    "Fine-tuning BERT for named entity recognition in clinical notes",
+    "Real-time object detection with YOLO on an edge GPU",
+    "Serving models with feature stores, CI/CD and monitoring in production",
+    "A list of awesome resources",
+    "",
+    "ÜNÎCØDÉ 😀 \u200b\u202e " + "x" * 300,
+)
+
+
+def smoke(predictor: Predictor) -> dict[str, list]:
+    """What the export stores in metadata.json for ``Predictor`` to check at load."""
+    return {"texts": list(SMOKE_TEXTS), "probs": predictor.predict(SMOKE_TEXTS).probs.tolist()}
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,25 @@ class Predictor:
         if self._takes(widths, INPUT_EMBEDDING, version_dir / PIECES_FILE, model_path):
             self._pieces = _checked(Pieces, version_dir / PIECES_FILE, *read_pieces(version_dir))
             _check_width(version_dir / PIECES_FILE, self._pieces.dims, widths[INPUT_EMBEDDING])
+        self._smoke_test(meta_path)
+
+    def _smoke_test(self, meta_path: Path) -> None:
+        """Predict the texts stored at export and compare with the probabilities stored with them: a
+        version that loads but answers wrongly here (another onnxruntime, a damaged file, a kernel built
+        from other sources) never starts serving, live, shadow or hot-reloaded."""
+        smoke = self.metadata.get("smoke")
+        if not smoke:
+            return
+        try:
+            expected = np.asarray(smoke["probs"], dtype=np.float64)
+            got = self.predict(list(smoke["texts"])).probs
+        except Exception as exc:  # whatever a broken model raises, it is a model that cannot serve
+            failure = f"{type(exc).__name__}: {exc}"
+            raise ModelLoadError(f"{meta_path}: smoke prediction failed ({failure})") from exc
+        if got.shape != expected.shape or not np.all(np.abs(got - expected) <= SMOKE_TOLERANCE):
+            worst = float(np.nanmax(np.abs(got - expected))) if got.shape == expected.shape else got.shape
+            raise ModelLoadError(f"{meta_path}: smoke prediction differs from the one stored at export "
+                                 f"(max difference {worst}, allowed {SMOKE_TOLERANCE})")
 
     @staticmethod
     def _takes(widths: dict, name: str, path: Path, model_path: Path) -> bool:

@@ -37,7 +37,7 @@ from stream_tagger.model.featurizer import Featurizer, KeywordHits, PieceEmbeddi
 from stream_tagger.model.nb_weights import NBWeights
 from stream_tagger.model.pretrained import load_pieces
 from stream_tagger.model.rules import KEYWORDS
-from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.runtime import Predictor, smoke
 from stream_tagger.model.scoring import auto_tag_figures, classification_figures, histogram, masked_figures
 from stream_tagger.model.thresholds import auto_tag_mask, choose_thresholds
 from stream_tagger.settings import APPROVED_TAGS
@@ -381,7 +381,9 @@ def train(
             artefacts.write_pieces(tmp, embedding.pieces_.pieces, embedding.pieces_.stored)
         joblib.dump(pipe, tmp / artefacts.PIPELINE_FILE, compress=3)
         (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        metadata["parity"] = parity(pipe, Predictor(tmp), texts)
+        exported = Predictor(tmp)
+        metadata["parity"] = parity(pipe, exported, texts)
+        metadata["smoke"] = smoke(exported)
         metadata["training_seconds"] = round(time.perf_counter() - started, 2)
         (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         write_card(tmp, metadata)

@@ -158,7 +158,41 @@ def test_keyword_lists_are_served_from_the_version_folder(
     stored = json.loads((model_copy / "keywords.json").read_text())
     stored["tags"]["mlops"] = []
     (model_copy / "keywords.json").write_text(json.dumps(stored))
+    with pytest.raises(ModelLoadError, match="smoke prediction differs"):  # not the folder it exported
+        Predictor.load(model_copy)
+    rewrite_smoke(model_copy, dict.clear)  # a version exported without a smoke test loads unchecked
     edited = Predictor.load(model_copy)
     assert edited.featurize(text).keyword_hits[0].tolist() == [0, 0, 0, 0]
     mlops = predictor.labels.index("mlops")
     assert edited.predict(text).probs[0, mlops] < predictor.predict(text).probs[0, mlops] - 0.01
+
+
+def test_the_served_model_passes_its_smoke_test_stored_at_export(predictor: Predictor) -> None:
+    assert len(predictor.metadata["smoke"]["texts"]) == len(runtime.SMOKE_TEXTS)
+
+
+def rewrite_smoke(model_copy: Path, change) -> None:  # type: ignore[no-untyped-def]
+    version = resolve(model_copy)
+    meta = json.loads((version / "metadata.json").read_text())
+    change(meta["smoke"])
+    (version / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_a_model_that_answers_otherwise_than_at_export_never_loads(model_copy: Path) -> None:
+    def shift(smoke: dict) -> None:
+        smoke["probs"][0] = [p + 0.01 for p in smoke["probs"][0]]
+
+    rewrite_smoke(model_copy, shift)
+    with pytest.raises(ModelLoadError, match=r"smoke prediction differs .*max difference 0\.01"):
+        Predictor.load(model_copy)
+
+
+def test_a_model_that_raises_at_its_smoke_prediction_never_loads(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(self: Predictor, texts: list[str]) -> None:
+        raise RuntimeError("onnxruntime: bad allocation")
+
+    monkeypatch.setattr(Predictor, "predict", crash)
+    with pytest.raises(ModelLoadError, match=r"smoke prediction failed \(RuntimeError: onnxruntime"):
+        Predictor.load(model_copy)
