@@ -1,17 +1,21 @@
 """Measuring a pipeline from the outside: feed its input topic, watch its output topics, sample its process.
 
 The harness never looks inside a pipeline. Every input event carries a timestamp set by the harness when
-it produced it (Kafka CreateTime, ms); every output message carries the CreateTime its pipeline's producer
-stamped when it produced it. Latency is the difference between the two (the output's own trip to the
-broker is not in it); throughput is counted on the output topics, first output to last. CPU and memory
-come from /proc of the pipeline's processes, so a Python loop and a Faust worker are measured alike.
+it produced it (Kafka CreateTime, ms). A reader of the output topics (``Sink``, ``assign()``ed, so no group
+join delays it) notes when it receives each output: end-to-end latency is that wall time minus the input's
+CreateTime, and throughput is counted on those receipts, first output to last. The output's own CreateTime
+is kept too (latency inside the pipeline, without the output's trip to the broker and the reader), but it
+times nothing for a pipeline that copies the input's timestamp onto its output, as Quix Streams does.
+CPU and memory come from /proc of the pipeline's processes, so a Python loop and a JVM are measured alike.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import math
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -23,6 +27,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of a pipeline's process: SIGTERM when the benchmark dies, even by kill -9, which
+    runs no ``finally``. Set from the thread that starts the process (the main one), whose exit fires it."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
@@ -32,7 +44,7 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None
 
 
 def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
-    """Frees the in-memory broker between runs; a run of 200k events holds a few hundred MB there."""
+    """Frees the broker between runs (Tansu holds a run of 200k events in memory, a few hundred MB)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.delete_topics(list(names)).values():
         future.result(30)
@@ -50,17 +62,22 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
             producer.poll(0.05)
 
 
-def _producer(bootstrap: str) -> Producer:
+def new_producer(bootstrap: str) -> Producer:
     # librdkafka's default linger (5 ms), which a real upstream would use. Tansu's cost is per request: at
     # 5,000/s with linger 1 ms it needed a whole core and fell seconds behind; 5 ms: half a core, p50 35 ms.
     return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "queue.buffering.max.messages": 500_000})
 
 
 def produce_bulk(
-    bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]], partitions: int | None = None
+    bootstrap: str,
+    topic: str,
+    pairs: Sequence[tuple[bytes, bytes]],
+    partitions: int | None = None,
+    producer: Producer | None = None,
 ) -> dict[bytes, int]:
     """Send everything as fast as possible (round robin over ``partitions`` when given); key -> CreateTime."""
-    producer = _producer(bootstrap)
+    # Not `producer or ...`: a Producer's len() is its queue, so an idle one is falsy.
+    producer = new_producer(bootstrap) if producer is None else producer
     sent: dict[bytes, int] = {}
     for i, (key, value) in enumerate(pairs):
         sent[key] = _produce(producer, topic, key, value, None if partitions is None else i % partitions)
@@ -72,14 +89,19 @@ def produce_bulk(
 
 
 def produce_paced(
-    bootstrap: str, topic: str, pairs: Sequence[tuple[bytes, bytes]], rate: float
+    bootstrap: str,
+    topic: str,
+    pairs: Sequence[tuple[bytes, bytes]],
+    rate: float,
+    producer: Producer | None = None,
 ) -> tuple[dict[bytes, int], float]:
     """Send at ``rate`` events/s (open loop: the schedule does not wait for the pipeline) and return
     key -> CreateTime and the rate actually achieved. Sends whatever is due every millisecond, so the
-    loop ends after len(pairs) / rate seconds."""
+    loop ends after len(pairs) / rate seconds. Pass a ``producer`` that has sent before: a new one
+    first fetches metadata and connects, and the events it holds meanwhile would count as latency."""
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
-    producer = _producer(bootstrap)
+    producer = new_producer(bootstrap) if producer is None else producer
     sent: dict[bytes, int] = {}
     start = time.monotonic()
     i, total = 0, len(pairs)
@@ -98,7 +120,9 @@ def produce_paced(
 
 class Sink(threading.Thread):
     """Reads the output topics from the beginning and keeps, per key, the first output's CreateTime (ms)
-    and the wall time the harness received it. Counts keys, not messages: one event may yield several."""
+    and the wall time (s) the harness received it. Counts keys, not messages: one event may yield several.
+    Partitions are assigned, not subscribed through a group: a group reader starts late (the join) and
+    then receives a burst, which would read as latency."""
 
     def __init__(self, bootstrap: str, topics: Sequence[str], partitions: int) -> None:
         super().__init__(daemon=True, name="sink")
@@ -117,11 +141,18 @@ class Sink(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
+        seen = self.seen
         try:
             while not self._halt.is_set():
-                for msg in self._consumer.consume(1000, 0.05):
-                    if msg.error() is None and msg.key() not in self.seen:
-                        self.seen[msg.key()] = (msg.timestamp()[1], time.time())
+                # poll() returns the moment a message is there; consume(n, timeout) would wait for n or
+                # the timeout and add that wait to the latency. The rest is what had already arrived.
+                first = self._consumer.poll(0.05)
+                if first is None:
+                    continue
+                now = time.time()
+                for msg in (first, *self._consumer.consume(1000, 0)):
+                    if msg.error() is None and (key := msg.key()) not in seen:
+                        seen[key] = (msg.timestamp()[1], now)
         finally:
             self._consumer.close()
 
@@ -185,6 +216,7 @@ class Processes:
     procs: list[subprocess.Popen[bytes]]
     logs: list[Path]
     broker_pid: int | None = None  # sampled too: the broker shares the machine's cores with the pipeline
+    web_ports: list[int] = field(default_factory=list)  # where the processes serve /metrics, if they do
     interval: float = 0.1
     samples: list[tuple[float, float, float]] = field(default_factory=list)  # wall, pipeline CPU, broker CPU
     peak_rss_kb: dict[int, int] = field(default_factory=dict)

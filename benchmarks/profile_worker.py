@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness import Sink, produce_bulk, produce_paced
+from harness import Sink, _cpu_seconds, produce_bulk, produce_paced
 
 SAMPLE_RATE_HZ = 100
 # Once the backlog is drained the worker idles, and py-spy records no idle samples.
@@ -35,6 +35,23 @@ _PACKAGE = (
     re.compile(r"/(stream_tagger)/"),
     re.compile(r"/lib/python3\.\d+/([A-Za-z0-9_]+)"),
 )
+
+
+#: Where a sample of the hot path or the scoring thread goes, by the worker's frames on its stack; the
+#: first match wins. Time in a C extension counts in the Python frame that called it.
+CATEGORIES = (
+    ("featuriser (numba kernels)", ("Predictor.featurize",)),
+    ("ONNX graph (onnxruntime)", ("Predictor.run_graph",)),
+    ("decode and validate, per event (Pipeline.prepare)", ("Pipeline.prepare",)),
+    ("route, observers, encode, per event (Pipeline.finish)", ("Pipeline.finish",)),
+    ("produce the outputs (librdkafka produce())", ("HotPath._produce",)),
+    ("metrics of acked batches", ("HotPath._record_acked",)),
+    ("wait for acks, store offsets (librdkafka flush())", ("HotPath._finish_pending",)),
+    ("wait for the scoring thread", ("Future.result",)),
+)
+#: A sample whose innermost frame is the loop itself is in consume() (C, with the GIL released).
+CONSUME = ("consume (librdkafka consume())", "HotPath.run")
+HOT_THREADS = ("hot-path", "scoring")
 
 
 def package_of(path: str) -> str:
@@ -81,6 +98,54 @@ def summarize(speedscope: dict[str, Any], title: str, top: int = 10) -> str:
     return "\n".join(lines)
 
 
+def _category(names: list[str]) -> str:
+    """``names``: a sample's frames, outermost first."""
+    present = set(names)
+    for label, frames in CATEGORIES:
+        if present.intersection(frames):
+            return label
+    return CONSUME[0] if names and names[-1] == CONSUME[1] else "other"
+
+
+def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float) -> str:
+    """Markdown: the samples of the hot-path and scoring threads by category, as shares of each thread
+    and as µs per event (samples x sampling interval / events). The worker's CPU per event, from /proc
+    over the same window, is the reference: what it has beyond both threads' samples is librdkafka's own
+    threads and the rest of the process. On-CPU samples include time a thread was runnable but waiting
+    for a core, so on a loaded machine the shares hold better than the µs."""
+    frames = speedscope["shared"]["frames"]
+    per_thread: dict[str, Counter[str]] = {t: Counter() for t in HOT_THREADS}
+    for profile in speedscope["profiles"]:
+        thread = next((t for t in HOT_THREADS if t in profile["name"]), None)
+        if thread is None:
+            continue
+        for stack in profile["samples"]:
+            if stack:
+                per_thread[thread][_category([_frame(frames[i]).split(" (")[0] for i in stack])] += 1
+    both = sum(per_thread.values(), Counter())
+    us = 1e6 / SAMPLE_RATE_HZ / max(1, events)  # µs per event that one sample stands for
+    sampled = sum(both.values()) * us
+    rows = [
+        f"| {label} | "
+        + " | ".join(f"{per_thread[t][label] / max(1, sum(per_thread[t].values())):.0%}" for t in HOT_THREADS)
+        + f" | {count * us:.1f} |"
+        for label, count in both.most_common()
+    ]
+    cpu = cpu_seconds * 1e6 / max(1, events)
+    return "\n".join(
+        [
+            "### Where the time goes: the hot-path and scoring threads",
+            "",
+            "| work | share of hot-path thread | share of scoring thread | µs per event |",
+            "|---|---|---|---|",
+            *rows,
+            f"| both threads, sampled | | | {sampled:.1f} |",
+            f"| the worker's CPU (/proc), all threads | | | {cpu:.1f} |",
+            "",
+        ]
+    )
+
+
 def _record(pyspy: str, pid: int, target: Path, *extra: str) -> None:
     record = [
         pyspy,
@@ -96,9 +161,10 @@ def _record(pyspy: str, pid: int, target: Path, *extra: str) -> None:
     subprocess.run(record, check=True, timeout=PROFILE_SECONDS + 60)
 
 
-def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> str:
+def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tuple[int, float]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
-    record it draining a backlog (``rate`` None, on-CPU) or under ``rate`` events/s (GIL holders)."""
+    record it draining a backlog (``rate`` None, on-CPU) or under ``rate`` events/s (GIL holders).
+    Returns the events that came out while recording and the worker's CPU seconds meanwhile."""
     from run import PARTITIONS, STARTUP_TIMEOUT_S, PipelineFailed, encoded, launch, run_topics
 
     with run_topics(bench, "worker") as (run_id, topics):
@@ -112,8 +178,8 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> st
                 produce_bulk(bench.bootstrap, topics.raw, encoded(PARTITIONS, f"{run_id}w"), PARTITIONS)
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise PipelineFailed("worker: no output; its log:\n" + "\n".join(processes.stop()))
-            first = len(sink.seen)
             pid = processes.procs[0].pid
+            first, cpu = len(sink.seen), _cpu_seconds(pid)
             if rate is None:
                 _record(pyspy, pid, target)
             else:
@@ -121,10 +187,11 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> st
                 spy.start()
                 produce_paced(bench.bootstrap, topics.raw, encoded(int(rate * PROFILE_SECONDS), run_id), rate)
                 spy.join()
+            done, cpu = len(sink.seen) - first, _cpu_seconds(pid) - cpu
         finally:
             sink.stop()
             processes.stop()
-    return f"{len(sink.seen) - first:,} events came out while recording"
+    return done, cpu
 
 
 def profile(bench: Any, out: Path) -> None:
@@ -139,8 +206,11 @@ def profile(bench: Any, out: Path) -> None:
     for name, rate, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)
-        done = _profile_one(bench, pyspy, target, rate)
-        sections.append(summarize(json.loads(target.read_text()), f"{title} ({done})"))
+        done, cpu = _profile_one(bench, pyspy, target, rate)
+        speedscope = json.loads(target.read_text())
+        sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)"))
+        if rate is None and done:
+            sections.append(where_time_goes(speedscope, done, cpu))
     summary = "\n".join(sections)
     (out / "profile-worker.md").write_text(summary + "\n")
     print(summary)
