@@ -47,10 +47,12 @@ TARGET_AUTO_COVERAGE = 0.80
 # Readable names of benchmark pipelines; benchmarks/report.py's own names win when it has one.
 PIPELINE_LABELS = {
     "passthrough": "confluent-kafka passthrough (ceiling)",
-    "sklearn": "confluent-kafka + sklearn per msg",
-    "faust": "Faust agent, iterate only",
+    "quix": "Quix Streams passthrough (JSON in, JSON out)",
+    "sklearn": "confluent-kafka + scikit-learn per batch",
     "worker": "stream-tagger worker",
+    "worker x2": "stream-tagger worker, 2 processes",
     "worker-split": "stream-tagger worker + feedback-worker",
+    "faust": "Faust agent, iterate only",
 }
 
 _BLOCK = re.compile(
@@ -107,49 +109,73 @@ def _labels(root: Path) -> dict[str, str]:
 
 
 def _run_line(meta: dict) -> str:
-    machine = meta.get("machine") or {}
-    parts = []
-    if meta.get("date"):
-        parts.append(f"Run of {meta['date']}")
-    else:
-        parts.append("Run (the JSON records no date)")
+    """When, how long, on what broker, serving which model, from which commit."""
+    parts = [f"Run of {meta['date']}" if meta.get("date") else "Run (the JSON records no date)"]
     if meta.get("quick"):
         parts[-1] += " (`--quick`: short runs that check the harness, not figures to quote)"
     if meta.get("duration_s"):
         parts.append(f"{meta['duration_s'] / 60:.0f} min in all")
     if meta.get("events"):
-        parts.append(f"{meta['events']:,} events per saturation run")
+        runs = meta.get("saturation_runs")
+        parts.append(
+            f"{meta['events']:,} events per saturation run"
+            + (f", {runs} runs each" if runs and runs > 1 else "")
+        )
     if meta.get("partitions"):
         parts.append(f"{meta['partitions']} input partitions")
     if meta.get("broker"):
         parts.append(f"broker: {meta['broker']}")
-    line = "; ".join(parts) + "."
-    if machine:
-        bits = []
-        if machine.get("nproc"):
-            bits.append(f"{machine['nproc']} cores")
-        if machine.get("cpu"):
-            bits.append(str(machine["cpu"]))
-        if machine.get("ram_gib"):
-            bits.append(f"{machine['ram_gib']:g} GiB RAM")
-        if machine.get("python"):
-            bits.append(f"Python {machine['python']}")
-        load = machine.get("load_avg_at_start")
-        text = "Machine: " + ", ".join(bits)
-        if load:
-            text += f"; 1-min load average {load[0]:.1f} at the start"
-            end = machine.get("load_avg_at_end")
-            if end:
-                text += f", {end[0]:.1f} at the end"
-        line += " " + text + "."
-    else:
-        line += " The JSON records no machine."
-    return line
+    if meta.get("model_version"):
+        parts.append(f"model served: `{meta['model_version']}`")
+    code = meta.get("code") or {}
+    if code.get("commit"):
+        modified = " plus uncommitted changes" if code.get("modified") else ""
+        parts.append(f"worker code: {code.get('source', 'commit')}, `{code['commit'][:10]}`{modified}")
+    return "; ".join(parts) + "."
 
 
-def _rate(results: dict, kind: str) -> float | None:
-    sat = (results.get("pipelines", {}).get(kind) or {}).get("saturation") or {}
-    return sat.get("events_per_s")
+def _machine_line(meta: dict) -> str:
+    machine = meta.get("machine") or {}
+    if not machine:
+        return "The JSON records no machine."
+    bits = [
+        f"{machine['cores']} cores" if machine.get("cores") else "",
+        str(machine.get("cpu") or ""),
+        f"{machine['ram_gib']:g} GiB RAM" if machine.get("ram_gib") else "",
+        str(machine.get("kernel") or ""),
+        f"Python {machine['python']}" if machine.get("python") else "",
+    ]
+    text = "Machine: " + ", ".join(b for b in bits if b)
+    load = machine.get("load_avg_at_start")
+    if load:
+        text += f"; 1-min load average {load[0]:.1f} at the start"
+        during = machine.get("load_avg_1min_during")
+        if during:
+            text += (
+                f", median {during['median']:.1f} ({during['min']:.1f}-{during['max']:.1f}) during the run"
+            )
+    versions = meta.get("versions") or {}
+    names = (
+        ("kafka", "Apache Kafka"),
+        ("confluent_kafka", "confluent-kafka"),
+        ("librdkafka", "librdkafka"),
+        ("quixstreams", "Quix Streams"),
+        ("scikit_learn", "scikit-learn"),
+        ("onnxruntime", "onnxruntime"),
+    )
+    found = [f"{name} {versions[key]}" for key, name in names if versions.get(key)]
+    if versions.get("java"):
+        found.append(str(versions["java"]))
+    return text + "." + (" Versions: " + ", ".join(found) + "." if found else "")
+
+
+def _saturations(results: dict) -> dict[str, dict]:
+    """The saturation line of each pipeline, then the worker as 2 processes (a sweep of the JSON)."""
+    lines = {kind: entry.get("saturation") or {} for kind, entry in (results.get("pipelines") or {}).items()}
+    two = [run for run in (results.get("sweeps") or {}).get("workers", []) if run.get("procs") == 2]
+    if two:
+        lines["worker x2"] = two[0]
+    return lines
 
 
 def _runs_note(sat: dict) -> str:
@@ -163,30 +189,41 @@ def _runs_note(sat: dict) -> str:
     return "one run"
 
 
+def _times(value: Any) -> str:
+    return f"{value:.2f}x" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def _share(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
 def render_bench_run(root: Path) -> list[str]:
     results = _read_json(root, RESULTS / "latest.json")
     if results is None:
         return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
     labels = _labels(root)
     name = lambda kind: labels.get(kind, kind)  # noqa: E731
-    pipelines: dict[str, dict] = results.get("pipelines", {})
-    sklearn = _rate(results, "sklearn")
+    meta = results.get("meta") or {}
+    lines = _saturations(results)
+    quix = (lines.get("quix") or {}).get("events_per_s")
+    ceiling = (lines.get("passthrough") or {}).get("events_per_s")
     out = [
-        _run_line(results.get("meta", {})),
+        _run_line(meta),
         "",
-        "**Saturation** (N events produced first, then drained):",
+        _machine_line(meta),
+        "",
+        "**Saturation** (N events produced first, then drained; events/s as the output reader gets them):",
         "",
     ]
     rows = []
-    for kind, entry in pipelines.items():
-        sat = entry.get("saturation") or {}
+    for kind, sat in lines.items():
         rate = sat.get("events_per_s")
-        ratio = rate / sklearn if rate and sklearn and kind != "sklearn" else None
         rows.append(
             [
                 name(kind),
                 _num(rate),
-                _num(ratio, 1) if ratio else "-",
+                _times(rate / quix) if rate and quix else "-",
+                _share(rate / ceiling) if rate and ceiling else "-",
                 _num(sat.get("cpu_us_per_event")),
                 _num(sat.get("cores_busy"), 2),
                 _num(sat.get("peak_rss_mb")),
@@ -196,7 +233,8 @@ def render_bench_run(root: Path) -> list[str]:
     header = [
         "pipeline",
         "events/s",
-        "x sklearn per msg",
+        "x Quix",
+        "of ceiling",
         "CPU µs/event",
         "cores busy",
         "peak RSS MB",
@@ -204,13 +242,34 @@ def render_bench_run(root: Path) -> list[str]:
     ]
     out += _table(header, rows)
 
+    ratios = results.get("ratios") or {}
+    if ratios:
+        per_run = ", ".join(_times(x) for x in ratios.get("worker_over_quix_per_run") or [])
+        rows = [
+            ["worker / Quix Streams passthrough", _times(ratios.get("worker_over_quix"))],
+            ["worker / Quix Streams, run by run (each pair back to back)", per_run or "-"],
+            [
+                "worker / confluent-kafka passthrough (share of the ceiling)",
+                _share(ratios.get("worker_share_of_ceiling")),
+            ],
+            ["worker / scikit-learn per batch", _times(ratios.get("worker_over_sklearn"))],
+            ["worker, 2 processes / Quix Streams passthrough", _times(ratios.get("worker_2procs_over_quix"))],
+            [
+                "worker, 2 processes / confluent-kafka passthrough",
+                _share(ratios.get("worker_2procs_share_of_ceiling")),
+            ],
+            ["Quix Streams / confluent-kafka passthrough", _share(ratios.get("quix_share_of_ceiling"))],
+        ]
+        out += ["", "**Ratios** (of the medians):", ""]
+        out += _table(["", "ratio"], rows)
+
     rows = []
-    for kind, entry in pipelines.items():
+    for kind, entry in (results.get("pipelines") or {}).items():
         for load in entry.get("loads", []):
             lat = load.get("latency_ms")
             if lat is None:
                 what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
-                rows.append([name(kind), str(load.get("label", "")), what, "", "", "", ""])
+                rows.append([name(kind), str(load.get("label", "")), what, "", "", "", "", ""])
                 continue
             first_last = load.get("p50_first_last_tenth_ms") or [None, None]
             rows.append(
@@ -218,35 +277,53 @@ def render_bench_run(root: Path) -> list[str]:
                     name(kind),
                     str(load.get("label", "")),
                     _num(load.get("achieved_offered_per_s")),
-                    _num(lat.get("p50")),
-                    _num(lat.get("p99")),
-                    _num(lat.get("p99.9")),
-                    " → ".join(_num(v) for v in first_last),
+                    _num(lat.get("p50"), 1),
+                    _num(lat.get("p99"), 1),
+                    _num(lat.get("p99.9"), 1),
+                    _num((load.get("latency_created_ms") or {}).get("p99")),
+                    " → ".join(_num(v, 1) for v in first_last),
                 ]
             )
     if rows:
-        out += ["", "**Latency at offered loads** (ms, output CreateTime − input CreateTime):", ""]
-        header = ["pipeline", "offered load", "events/s", "p50", "p99", "p99.9", "p50 first → last 10%"]
+        out += [
+            "",
+            "**End-to-end latency at offered loads** (ms, output received by a reader − input CreateTime; "
+            "in pipeline: output CreateTime − input CreateTime):",
+            "",
+        ]
+        header = [
+            "pipeline",
+            "offered load",
+            "events/s",
+            "p50",
+            "p99",
+            "p99.9",
+            "p99 in pipeline",
+            "p50 first → last 10%",
+        ]
         out += _table(header, rows)
 
-    sweeps = results.get("sweeps") or {}
-    rows = []
-    for run in sweeps.get("batch_max_size", []):
-        rows.append([f"`batch_max_size` {run.get('batch_max_size')}", *_sweep_cells(run)])
-    for run in sweeps.get("workers", []):
-        rows.append([f"{run.get('procs')} worker process(es)", *_sweep_cells(run)])
+    rows = [
+        [
+            f"`batch_max_size` {run.get('batch_max_size')}",
+            _num(run.get("events_per_s")),
+            _num(run.get("cpu_us_per_event")),
+            _num(run.get("peak_rss_mb")),
+        ]
+        for run in (results.get("sweeps") or {}).get("batch_max_size", [])
+    ]
     if rows:
-        out += ["", "**Worker sweeps** (saturation, one run each unless said):", ""]
-        out += _table(["configuration", "events/s", "CPU µs/event", "peak RSS MB", "runs"], rows)
+        out += ["", "**Worker batch sweep** (saturation, one run each):", ""]
+        out += _table(["configuration", "events/s", "CPU µs/event", "peak RSS MB"], rows)
 
     targets = results.get("targets") or []
     if targets:
-        out += ["", "**Targets:**", ""]
+        out += ["", "**Targets** (the worker as shipped):", ""]
         rows = [
             [
                 name(t.get("pipeline", "")),
                 str(t.get("target", "")),
-                _num(t.get("measured"), 1),
+                _num(t.get("measured"), 2 if str(t.get("rule", "")).startswith(">=") else 1),
                 str(t.get("rule", "")),
                 "PASS" if t.get("pass") else "FAIL",
             ]
@@ -254,17 +331,6 @@ def render_bench_run(root: Path) -> list[str]:
         ]
         out += _table(["pipeline", "target", "measured", "rule", "result"], rows)
     return out
-
-
-def _sweep_cells(run: dict) -> list[str]:
-    runs = run.get("runs_events_per_s") or []
-    note = f"median of {len(runs)}" if len(runs) > 1 else ""
-    return [
-        _num(run.get("events_per_s")),
-        _num(run.get("cpu_us_per_event")),
-        _num(run.get("peak_rss_mb")),
-        note,
-    ]
 
 
 # --- benchmarks/results/inference.json --------------------------------------------------------------
@@ -599,12 +665,12 @@ def render_metrics(root: Path) -> list[str]:
         declared = getattr(collector, "_labelnames", None)
         if declared is None or not hasattr(collector, "_name"):  # a collector of several families
             for family in collector.collect():
-                rows.append([family.name, family.type, [], family.documentation])
+                labels = sorted({label for sample in family.samples for label in sample.labels})
+                rows.append([family.name, family.type, labels, family.documentation])
             continue
-        name, kind = collector._name, collector._type
-        rows.append(
-            [name + ("_total" if kind == "counter" else ""), kind, list(declared), collector._documentation]
-        )
+        rows.append([collector._name, collector._type, list(declared), collector._documentation])
+    rows = [[name + ("_total" if kind == "counter" else ""), kind, labels, doc]
+            for name, kind, labels, doc in rows]
     rows.sort(key=lambda row: row[0])
     return _table(
         ["metric", "type", "labels", "meaning"],
