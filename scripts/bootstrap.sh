@@ -10,7 +10,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev,train]'
+# Exactly the locked versions (requirements/dev.lock: runtime, train, demo and dev extras; scripts/lock.sh
+# writes it), then the package itself without resolving anything again.
+.venv/bin/python -m pip install --quiet --no-deps -r requirements/dev.lock
+.venv/bin/python -m pip install --quiet --no-deps -e .
 # The featuriser's kernels built ahead of time: workers then run without numba (~120 MB less each).
 .venv/bin/stream-tagger compile >/dev/null
 

