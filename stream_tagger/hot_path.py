@@ -119,6 +119,7 @@ class HotPath:
         self._transactional = settings.processing_guarantee == "exactly_once"
         self._in_transaction = False
         self._assignment_seen = False  # until then, _next_offsets counts every partition (fake clients)
+        self._moved = False  # partitions were revoked or lost since the last consume() returned
         self._errors: list[str] = []
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -195,11 +196,17 @@ class HotPath:
                 self._scorer.shutdown(cancel_futures=True)
 
     def _usable(self, messages: list[Message]) -> list[Message]:
+        """The messages to process: errors are raised or logged, and after a revoke or loss inside the
+        consume() that returned them, messages of partitions no longer assigned are dropped (their next
+        owner processes them; published here, their outputs would be committed without their offsets)."""
         batch = []
+        moved, self._moved = self._moved, False
+        assigned = self.state.assigned
         for message in messages:
             error = message.error()
             if error is None:
-                batch.append(message)
+                if not moved or (message.topic(), message.partition()) in assigned:
+                    batch.append(message)
             elif error.fatal():
                 raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
@@ -376,6 +383,10 @@ class HotPath:
             if scoring is not None:
                 self.pipeline.discard(scoring.prepared)
             self._abort()
+            # librdkafka reports the purged outputs' failures at the next flush or poll: take them now,
+            # or the next, healthy batch would be blamed for them.
+            assert self._producer is not None
+            self._producer.flush(0)
             self._errors.clear()
             self._forget(partitions)
             self._rebalanced("lost")
@@ -397,6 +408,7 @@ class HotPath:
         log.warning("lost %s; they will be re-processed from the last commit", _describe(partitions))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
+        self._moved = True
         gone = {(p.topic, p.partition) for p in partitions}
         self.state.assigned = self.state.assigned - gone
         for topic, partition in gone:

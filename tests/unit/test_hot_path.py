@@ -62,6 +62,11 @@ class FakeConsumer:
             self.assigned = self.assigned[1:]
             self.journal.append(("revoke-end",))
             return []
+        if isinstance(step, tuple) and step[0] == "revoke-within":
+            # A revoke of partition 0 inside the consume() that then returns these messages.
+            self.on_revoke(self, [TopicPartition("raw", 0)])
+            self.assigned = self.assigned[1:]
+            return list(step[1])
         if step == "lost":
             self.journal.append(("lost",))
             self.on_lost(self, self.assigned)
@@ -94,6 +99,7 @@ class FakeProducer:
         self.journal = journal
         self.fail = fail
         self.queued: list[tuple[str, bytes | None]] = []
+        self.purged: list[tuple[str, bytes | None]] = []  # aborted outputs, reported at the next flush
 
     def produce(self, topic: str, _value: bytes, key: bytes | None) -> None:
         self.queued.append((topic, key))
@@ -103,6 +109,9 @@ class FakeProducer:
             self.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), Message(topic=topic, key=key))
 
     def flush(self, _timeout: float) -> int:
+        for topic, key in self.purged:  # as librdkafka: a purged output's failure comes at the next flush
+            self.on_delivery(KafkaError(KafkaError._PURGE_QUEUE), Message(topic=topic, key=key))
+        self.purged = []
         if self.queued:
             self.journal.append(("acked", len(self.queued)))
         if self.fail:
@@ -131,7 +140,7 @@ class FakeProducer:
         self.journal.append(("txn-commit",))
 
     def abort_transaction(self, _timeout: float) -> None:
-        self.queued = []
+        self.purged, self.queued = self.queued, []
         self.journal.append(("txn-abort",))
 
 
@@ -492,3 +501,21 @@ def test_the_series_of_a_model_version_no_longer_served_is_removed() -> None:
     hot_path.run()
     assert seen[2] == 1
     assert (served("fake-1"), served("fake-2")) == (None, 1)
+
+
+def test_messages_of_a_partition_revoked_inside_the_consume_are_left_to_its_next_owner() -> None:
+    batch = [raw_message(0), raw_message(7, partition=1), raw_message(1)]
+    hot_path, journal, metrics = build(["assign", ("revoke-within", batch), [raw_message(8, partition=1)]])
+    hot_path.run()
+    stored = [entry for entry in journal if entry[0] == "store"]
+    assert stored == [("store", [(1, 8)]), ("store", [(1, 9)])]  # partition 0's two are not published
+    assert processed(metrics, "tagged") == 2
+
+
+def test_exactly_once_the_batch_after_a_loss_is_not_blamed_for_the_aborted_outputs() -> None:
+    script: list = ["assign", full(0, 1), full(2, 3), "lost", "assign", [raw_message(4)]]
+    hot_path, journal, metrics = build(script, settings=EXACTLY_ONCE)
+    hot_path.run()  # the purge reports of the aborted transaction come at the next flush
+    assert hot_path.state.failure is None
+    assert journal[-3:] == [("txn-offsets", [(0, 5)]), ("txn-commit",), ("close",)]
+    assert processed(metrics, "tagged") == 1
