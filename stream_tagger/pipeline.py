@@ -264,7 +264,7 @@ class PreparedBatch:
 
 
 Known = tuple[Outcome, str] | int | PreparedBatch
-Piece = tuple[range, PredictionLike]  # rows of ``to_score`` and their prediction, row by row
+Piece = tuple[Sequence[int], PredictionLike]  # rows of ``to_score`` and their prediction, row by row
 R = TypeVar("R")
 
 
@@ -412,15 +412,20 @@ class Pipeline:
 
         def predict(part: range) -> PredictionLike:
             prediction = predictor.predict(texts[part.start : part.stop])
-            invalid = check_probabilities(prediction.probs, len(part), width)
-            if invalid.any():
-                if len(part) > 1:  # split until the rows that are not probabilities stand alone
-                    raise ValueError("model returned rows that are not probabilities")
-                raise ValueError(f"model returned {prediction.probs[0].tolist()}, not probabilities")
+            check_probabilities(prediction.probs, len(part), width)  # the shape: raises, and is bisected
             return prediction
 
         started = time.perf_counter()
-        pieces = isolate(predict, rows, batch.failed, "scoring")
+        pieces: list[Piece] = []
+        for part, prediction in isolate(predict, rows, batch.failed, "scoring"):
+            invalid = check_probabilities(prediction.probs, len(part), width)
+            if invalid.any():  # those rows alone fail: the answer says which, no need to bisect
+                for i in np.flatnonzero(invalid).tolist():
+                    detail = f"model returned {prediction.probs[i].tolist()}, not probabilities"
+                    batch.failed[part[i]] = Rejection("internal_error", f"ValueError while scoring: {detail}")
+                valid = np.flatnonzero(~invalid)
+                part, prediction = [part[i] for i in valid.tolist()], _take(prediction, valid)
+            pieces.append((part, prediction))
         batch.parts[index] = (pieces, started, time.perf_counter())
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
@@ -505,12 +510,14 @@ class Pipeline:
         view = ScoredBatch(events, texts, prediction, outcomes, predictor.labels, predictor.version)
         for observer in self.observers:
             try:
-                batch.result.records.extend(observer.observe(view))
+                records = list(observer.observe(view))  # all of an observer's records, or none
             except Exception:
                 # An observer measures or annotates; the posts' outcomes stand without it.
                 log.exception("batch observer %s failed; the batch is published without it",
                               type(observer).__name__)
                 batch.result.observer_errors.append(type(observer).__name__)
+            else:
+                batch.result.records.extend(records)
         duplicate_of = [outcome.duplicate_of for outcome in outcomes]
         self._seen.add([event.id for event in events], routes, duplicate_of, predictor.version)
         if batch.failed:

@@ -137,3 +137,25 @@ def test_an_encoding_failure_dead_letters_the_message(monkeypatch: pytest.Monkey
     assert one_outcome_each(result, 2) == {"tagged": 1, "dlq": 1}
     [letter] = decoded(result.records, "dlq", DeadLetter)
     assert letter.detail.startswith("OverflowError while encoding")
+
+
+def test_rows_that_are_not_probabilities_are_found_from_the_one_answer_without_bisecting() -> None:
+    predictor = PoisonedPredictor()
+    pipe, _ = pipeline(predictor=predictor)
+    batch = [message(raw(f"id{i}", "nan" if i % 10 == 3 else "cv"), i) for i in range(100)]
+    result = pipe.process(batch)
+    assert one_outcome_each(result, 100) == {"tagged": 90, "dlq": 10}
+    assert len(predictor.calls) == 1
+
+
+class HalfwayFailing:
+    def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
+        yield OutputRecord("side", b"k", b"{}")
+        raise ZeroDivisionError("after one record")
+
+
+def test_an_observer_that_fails_halfway_publishes_none_of_its_records() -> None:
+    pipe, _ = pipeline(observers=[HalfwayFailing()])
+    result = pipe.process([message(raw("a", "cv"), 0)])
+    assert [r.topic for r in result.records] == ["tagged"]
+    assert result.observer_errors == ["HalfwayFailing"]
