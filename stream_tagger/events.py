@@ -8,7 +8,7 @@ cannot read instead of misreading it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal, get_args
 
 import msgspec
@@ -27,6 +27,12 @@ DeadLetterReason = Literal[
     "not_utf8", "not_json", "schema", "too_large", "unknown_schema_version", "internal_error"
 ]
 DEAD_LETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp an event carries, comparable with every other: one without a timezone (which the
+    schema allows) is taken as UTC, rather than raise wherever it meets an aware one."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def compose_text(title: str, description: str) -> str:

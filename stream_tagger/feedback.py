@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -41,7 +41,7 @@ import msgspec
 from faust.stores.memory import Store as MemoryStore
 
 from stream_tagger.decoding import Rejection, dead_letter, event_decoder, internal_error
-from stream_tagger.events import Feedback, TaggedContent, TagScore
+from stream_tagger.events import Feedback, TaggedContent, TagScore, as_utc
 from stream_tagger.metrics import FeedbackMetrics
 from stream_tagger.online_eval import Judged, OnlineEvaluator
 from stream_tagger.routing import normalise_tag
@@ -79,6 +79,7 @@ class Parked(msgspec.Struct, kw_only=True, frozen=True):
 
 _encode = msgspec.json.Encoder().encode
 decode_feedback = event_decoder(Feedback)
+_decode_tagged = msgspec.json.Decoder(TaggedContent).decode
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,10 @@ class FeedbackJoin:
         if waiting is None:
             return []
         parked = msgspec.convert(waiting, Parked)
+        # Judged before the list is forgotten: a correction that raises leaves every one of them parked.
+        verdicts = [self._judge(fb, self._record(event.id)) for fb in parked.corrections]
         self.parked.forget(event.id, parked.partition)
-        return [self._judge(fb, self._record(event.id)) for fb in parked.corrections]
+        return verdicts
 
     def on_feedback(self, feedback: Feedback, partition: int) -> Verdict | None:
         """Judge a correction against its prediction, or park it until the prediction is known."""
@@ -194,8 +197,8 @@ class FeedbackJoin:
                                 extra={"content_id": content_id})
                     yield None
                     continue
-                newest = entry.processed_at if isinstance(entry, Prediction) else max(
-                    (f.created_at for f in entry.corrections), default=before
+                newest = as_utc(entry.processed_at) if isinstance(entry, Prediction) else max(
+                    (as_utc(f.created_at) for f in entry.corrections), default=before
                 )
                 yield (table, content_id, entry.partition) if newest < before else None
 
@@ -207,15 +210,16 @@ class FeedbackJoin:
         judged = Judged.of(record.suggested, corrected, record.author_tags)
         if not (feedback.source == "reviewer" and record.status == "pending_review" and not record.resolved):
             return Verdict(feedback, judged)
-        resolved = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
-        self.predictions.put(feedback.id, resolved, record.partition)
         resolution = TaggedContent(
             id=feedback.id, status="tagged",
             tags=[TagScore(t, 1.0) for t in corrected if t in judged.truth],
             author_tags=record.author_tags, model_version=record.model_version,
             event_time=record.event_time, processed_at=datetime.now(UTC), duplicate_of=record.duplicate_of,
         )
-        waited = max(0.0, (feedback.created_at - record.processed_at).total_seconds())
+        waited = max(0.0, (as_utc(feedback.created_at) - as_utc(record.processed_at)).total_seconds())
+        # Written last: nothing above may leave a prediction resolved without its resolution.
+        resolved = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
+        self.predictions.put(feedback.id, resolved, record.partition)
         return Verdict(feedback, judged, review_seconds=waited, resolution=resolution,
                        partition=record.partition)
 
@@ -276,12 +280,13 @@ class FeedbackLoop:
         acknowledged, so its offset is never committed and a restart processes it again."""
         async with self._settling:
             held, writes = self._held[:], self._writes[:]
-            try:
-                await asyncio.gather(*writes)
-            except Exception as exc:
+            # Exceptions as results: a failed or cancelled write must crash the app, never this task.
+            failed = [r for r in await asyncio.gather(*writes, return_exceptions=True)
+                      if isinstance(r, BaseException)]
+            if failed:
                 log.error("a feedback write was not acknowledged (%r); stopping before its offset is "
-                          "committed", exc)
-                await self.app.crash(exc)
+                          "committed", failed[0])
+                await self.app.crash(failed[0])
                 return
             # Only appended to meanwhile: drop what this settle covered, keep what came since.
             del self._writes[: len(writes)]
@@ -324,44 +329,62 @@ class FeedbackLoop:
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
     async def _read_predictions(self, stream: faust.StreamT) -> None:
-        decode = msgspec.json.Decoder(TaggedContent).decode
         async for event in stream.noack().events():
-            message = event.message
-            try:
-                tagged = decode(event.value)
-                verdicts = self.join.on_tagged(tagged, message.partition)
-            except Exception as exc:  # unreadable (DecodeError, RecursionError) or a join that raised
-                # Only the worker writes the tagged topic, so this is a bug or a foreign producer:
-                # say where, but do not dead-letter (the dead-letter topic is for inputs).
-                log.warning("tagged event not joined (%s)", internal_error("joining", exc).detail,
-                            extra=_context(event))
-                await self._hold(event)
-                continue
-            for verdict in verdicts:
-                await self._apply(verdict)
-            await self._hold(event)
+            if not await self._guarded(self._on_tagged, event):
+                return
 
     async def _read_feedback(self, stream: faust.StreamT) -> None:
         async for event in stream.noack().events():
-            message = event.message
-            feedback = decode_feedback(event.value, self.settings.max_event_bytes)
-            if not isinstance(feedback, Rejection):
-                try:
-                    verdict = self.join.on_feedback(feedback, message.partition)
-                except Exception as exc:  # one odd correction must not stop the loop: it is dead-lettered
-                    feedback = internal_error("joining", exc)
-            if isinstance(feedback, Rejection):
-                log.warning("feedback dead-lettered (%s)", feedback.reason, extra=_context(event))
-                letter = dead_letter(feedback, event.value, event.key, message.topic, message.partition,
-                                     message.offset, datetime.now(UTC))
-                self._writes.append(await self.dead_letter_topic.send(key=event.key, value=_encode(letter)))
-                self.metrics.dead_letters.labels(feedback.reason).inc()
-                await self._hold(event)
-                continue
+            if not await self._guarded(self._on_feedback, event):
+                return
+
+    async def _guarded(self, handle: Callable[[faust.EventT], Awaitable[None]], event: faust.EventT
+                       ) -> bool:
+        """``handle(event)``; what it raises unforeseen (a failed send) crashes the app: its event is
+        never acknowledged, so its offset is never committed and a restart processes it again (left
+        to Faust's supervisor, the agent would restart past it and its partition's commits stall)."""
+        try:
+            await handle(event)
+        except Exception as exc:
+            log.error("feedback loop failed on an event (%r); stopping", exc, extra=_context(event))
+            await self.app.crash(exc)
+            return False
+        return True
+
+    async def _on_tagged(self, event: faust.EventT) -> None:
+        try:
+            tagged = _decode_tagged(event.value)
+            verdicts = self.join.on_tagged(tagged, event.message.partition)
+        except Exception as exc:  # unreadable (DecodeError, RecursionError) or a join that raised
+            # Only the worker writes the tagged topic, so this is a bug or a foreign producer:
+            # say where, but do not dead-letter (the dead-letter topic is for inputs).
+            log.warning("tagged event not joined (%s)", internal_error("joining", exc).detail,
+                        extra=_context(event))
+            verdicts = []
+        for verdict in verdicts:
+            await self._apply(verdict)
+        await self._hold(event)
+
+    async def _on_feedback(self, event: faust.EventT) -> None:
+        message = event.message
+        feedback = decode_feedback(event.value, self.settings.max_event_bytes)
+        verdict = None
+        if not isinstance(feedback, Rejection):
+            try:
+                verdict = self.join.on_feedback(feedback, message.partition)
+            except Exception as exc:  # one odd correction must not stop the loop: it is dead-lettered
+                feedback = internal_error("joining", exc)
+        if isinstance(feedback, Rejection):
+            log.warning("feedback dead-lettered (%s)", feedback.reason, extra=_context(event))
+            letter = dead_letter(feedback, event.value, event.key, message.topic, message.partition,
+                                 message.offset, datetime.now(UTC))
+            self._writes.append(await self.dead_letter_topic.send(key=event.key, value=_encode(letter)))
+            self.metrics.dead_letters.labels(feedback.reason).inc()
+        else:
             self.metrics.feedback.labels(feedback.source).inc()
             if verdict is not None:
                 await self._apply(verdict)
-            await self._hold(event)
+        await self._hold(event)
 
     async def _apply(self, verdict: Verdict) -> None:
         self.evaluator.add(verdict.judged)

@@ -21,7 +21,7 @@ from typing import TypeVar
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from stream_tagger.events import Feedback, RawContent
+from stream_tagger.events import Feedback, RawContent, as_utc
 from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
 from stream_tagger.produce import check_broker
 from stream_tagger.routing import normalise_tag
@@ -99,7 +99,7 @@ def latest_corrections(messages: Iterator[Message]) -> dict[str, Feedback]:
     """Per id, the correction with the latest ``created_at``; undecodable messages are skipped."""
     latest: dict[str, Feedback] = {}
     for fb in decoded(messages, Feedback):
-        if fb.id not in latest or fb.created_at >= latest[fb.id].created_at:
+        if fb.id not in latest or as_utc(fb.created_at) >= as_utc(latest[fb.id].created_at):
             latest[fb.id] = fb
     return latest
 

@@ -284,3 +284,51 @@ def test_a_failed_write_crashes_the_app_and_acknowledges_nothing() -> None:
     acked, crashes = asyncio.run(scenario())
     assert not acked
     assert [str(c) for c in crashes] == ["NOT_ENOUGH_REPLICAS"]
+
+
+def naive(content_id: str, tags: list[str], source: str = "user") -> Feedback:
+    """A correction whose timestamp has no timezone: the schema allows it."""
+    return Feedback(id=content_id, tags=tags, source=source,  # type: ignore[arg-type]
+                    created_at=(T0 + timedelta(days=1)).replace(tzinfo=None))
+
+
+def test_timestamps_without_a_timezone_are_taken_as_utc_by_the_sweep_and_the_review_clock() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join.on_feedback(naive("parked", ["mlops"]), 0)
+    expired = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
+    assert [key for _table, key, _partition in expired] == ["parked"]
+    join.on_tagged(tagged("r", [], status="pending_review"), 0)
+    verdict = join.on_feedback(naive("r", ["mlops"], source="reviewer"), 0)
+    assert verdict is not None and verdict.review_seconds == 86_400.0
+
+
+def test_a_parked_correction_that_cannot_be_judged_leaves_the_list_parked() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join.on_feedback(fb("1", ["mlops"]), 0)
+    join.on_feedback(fb("1", ["other"], source="reviewer"), 0)
+    join._judge = lambda feedback, record: 1 / 0  # type: ignore[method-assign,assignment,misc]
+    with pytest.raises(ZeroDivisionError):
+        join.on_tagged(tagged("1", ["mlops"], status="pending_review"), 0)
+    assert len(join.parked["1"]["corrections"]) == 2
+
+
+def test_a_cancelled_write_crashes_the_app_rather_than_the_settler() -> None:
+    async def scenario() -> tuple[bool, list[BaseException]]:
+        app = faust.App("settle-cancel", broker="kafka://127.0.0.1:1")
+        crashes: list[BaseException] = []
+
+        async def crash(reason: BaseException) -> None:
+            crashes.append(reason)
+
+        app.crash = crash  # type: ignore[method-assign]
+        loop = FeedbackLoop(app, Settings(), Metrics(CollectorRegistry()))
+        write = asyncio.get_running_loop().create_future()
+        write.cancel()
+        loop._writes.append(write)
+        event = HeldEvent()
+        await loop._hold(event)  # type: ignore[arg-type]
+        await loop.settle()
+        return event.acked, crashes
+
+    acked, crashes = asyncio.run(scenario())
+    assert not acked and len(crashes) == 1 and isinstance(crashes[0], asyncio.CancelledError)
