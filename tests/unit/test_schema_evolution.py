@@ -28,9 +28,9 @@ def test_a_v1_worker_reads_a_raw_event_with_fields_added_by_a_newer_producer() -
     assert isinstance(event, RawContent) and (event.id, event.title) == ("p1", "Segmenting cells with U-Net")
 
 
-def previous_version(path: Path) -> dict[str, Any] | None:
-    """The schema as it was before its latest change: HEAD's when the working tree changed it, else the
-    one of the commit before the last that touched it. None for a schema with no earlier version."""
+def earlier_versions(path: Path) -> list[dict[str, Any]]:
+    """Every committed version of the schema file other than the one in the working tree, oldest first:
+    a reader must still read what any earlier writer wrote."""
     relative = path.relative_to(REPO).as_posix()
 
     def git(*args: str) -> str:
@@ -40,21 +40,21 @@ def previous_version(path: Path) -> dict[str, Any] | None:
     try:
         if git("rev-parse", "--is-shallow-repository").strip() == "true":
             pytest.skip("a shallow clone has no earlier versions to compare with")
-        commits = git("log", "--format=%H", "-n", "2", "--", relative).split()
-        changed = bool(git("status", "--porcelain", "--", relative).strip())
+        commits = git("log", "--format=%H", "--", relative).split()
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("no git history to compare with")
-    base = commits[0] if changed and commits else commits[1] if len(commits) > 1 else None
-    return None if base is None else json.loads(git("show", f"{base}:{relative}"))
+    current = path.read_text(encoding="utf-8")
+    versions = {git("show", f"{commit}:{relative}") for commit in commits} - {current}
+    return [json.loads(text) for text in sorted(versions)]
 
 
-def test_each_committed_schema_reads_what_its_previous_version_did() -> None:
+def test_each_committed_schema_reads_what_every_earlier_version_did() -> None:
     compared = 0
     for name in sorted(EVENTS):
         path = DEFAULT_DIR / f"{name}.json"
-        before = previous_version(path)
-        if before is not None:  # a first version has nothing to stay compatible with
-            assert breaking_changes(before, json.loads(path.read_text(encoding="utf-8"))) == [], name
+        now = json.loads(path.read_text(encoding="utf-8"))
+        for before in earlier_versions(path):  # a first version has nothing to stay compatible with
+            assert breaking_changes(before, now) == [], name
             compared += 1
     assert compared >= 1  # dead_letter.v1 gained the internal_error reason after its first version
 
@@ -82,12 +82,25 @@ def changed(edit: str) -> dict[str, Any]:
         props["source"] = {"type": "string"}
     elif edit == "author tags bounded below":
         props["author_tags"]["minItems"] = 1
+    elif edit == "title nullable but shorter":
+        props["title"] = {"anyOf": [{"type": "string", "maxLength": 10}, {"type": "null"}]}
+    elif edit == "id with a pattern":
+        props["id"]["pattern"] = "^[a-z]+$"
+    elif edit == "source limited to values":
+        props["source"] = {"anyOf": [{"enum": ["web"]}, {"type": "null"}]}
+    elif edit == "schema version any integer":
+        props["schema_version"] = {"type": "integer"}
+    elif edit == "source nullable title":
+        props["title"] = {"anyOf": [{"type": "string", "maxLength": 1000}, {"type": "null"}]}
     elif edit == "closed":
         schema["$defs"]["RawContent"]["additionalProperties"] = False
     return schema
 
 
-@pytest.mark.parametrize("edit", ["new optional field", "wider title", "new schema version"])
+@pytest.mark.parametrize(
+    "edit", ["new optional field", "wider title", "new schema version", "schema version any integer",
+             "source nullable title"]
+)
 def test_additive_changes_are_compatible(edit: str) -> None:
     assert breaking_changes(RAW, changed(edit)) == []
 
@@ -98,10 +111,25 @@ def test_additive_changes_are_compatible(edit: str) -> None:
         ("new required field", "$.language: new required property"),
         ("narrower title", "$.title: maxLength 1000 -> 500"),
         ("schema version taken away", "$.schema_version: enum values removed: [1]"),
-        ("source no longer nullable", "$.source: type ['null', 'string'] -> ['string']"),
+        ("source no longer nullable", "$.source: type ['null'] -> ['string']"),
+        ("title nullable but shorter", "$.title: maxLength 1000 -> 10"),
+        ("id with a pattern", "$.id: pattern None -> ^[a-z]+$"),
+        ("source limited to values", "$.source: values now limited to ['web']"),
         ("author tags bounded below", "$.author_tags: minItems None -> 1"),
         ("closed", "$: additional properties now rejected"),
     ],
 )
 def test_breaking_changes_are_named(edit: str, expected: str) -> None:
     assert breaking_changes(RAW, changed(edit)) == [expected]
+
+
+def test_a_recursive_schema_is_walked_once_per_pair_of_nodes() -> None:
+    node = {"$defs": {"Tree": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Tree"}}}},
+            "$ref": "#/$defs/Tree"}
+    assert breaking_changes(node, copy.deepcopy(node)) == []
+
+
+def test_integers_are_numbers_but_numbers_are_not_integers() -> None:
+    integer, number = {"type": "integer"}, {"type": "number"}
+    assert breaking_changes(integer, number) == []
+    assert breaking_changes(number, integer) == ["$: type ['number'] -> ['integer']"]
