@@ -363,11 +363,13 @@ class Pipeline:
         for message in messages:
             kind, ms = message.timestamp()
             event_s = ms / 1000.0 if kind and 0 <= ms <= _LATEST_MS else now_s
+            stage = "decoding"
             try:
                 event = decode_raw(message.value(), self.max_event_bytes)
                 if isinstance(event, Rejection):
                     self._reject(batch, message, event, event_s)
                     continue
+                stage = "de-duplicating"
                 known: Known | None = self._seen.get(event.id)
                 if known is None:
                     known = rows.get(event.id)
@@ -380,7 +382,7 @@ class Pipeline:
                     batch.texts.append(text)
                     self._unfinished[event.id] = batch
             except Exception as exc:
-                self._reject(batch, message, internal_error("decoding", exc), event_s)
+                self._reject(batch, message, internal_error(stage, exc), event_s)
                 continue
             batch.decoded.append((message, event, event_s, known))
         return batch
