@@ -63,6 +63,11 @@ def package_of(path: str) -> str:
     return path or "?"
 
 
+def _thread_name(name: str) -> str:
+    """A thread named after its model folder, without the scratch folder the benchmark copied it to."""
+    return re.sub(r"/[^\s\"]*/(models/)", r"\1", name)
+
+
 def _frame(frame: dict[str, Any]) -> str:
     return f"{frame['name']} ({package_of(frame['file'])}/{Path(frame['file']).name})"
 
@@ -84,7 +89,8 @@ def summarize(speedscope: dict[str, Any], title: str, top: int = 10) -> str:
             inclusive.update({_frame(frames[i]) for i in stack})  # one count per function, whatever the line
         heavy = [(name, c) for name, c in inclusive.most_common() if c < 0.95 * n][:top]
         lines += [
-            f"### {profile['name']}: {n / (PROFILE_SECONDS * SAMPLE_RATE_HZ):.0%} of the recorded wall time",
+            f"### {_thread_name(profile['name'])}: {n / (PROFILE_SECONDS * SAMPLE_RATE_HZ):.0%} of the "
+            "recorded wall time",
             "",
             "| innermost frame's package | share |",
             "|---|---|",
@@ -191,10 +197,16 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
         finally:
             sink.stop()
             processes.stop()
+    # The worker ran its code and model from the scratch folder, which is gone after the run. Frames keep
+    # a leading "/stream_tagger/", which ``package_of`` reads.
+    target.write_text(
+        target.read_text().replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", "")
+    )
     return done, cpu
 
 
-def profile(bench: Any, out: Path) -> None:
+def profile(bench: Any, out: Path, about: str) -> None:
+    """``about``: one line on what is profiled (broker, code, model, machine load), heading the summary."""
     pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not pyspy:
         sys.exit("error: py-spy is not installed (pip install -e '.[dev]')")
@@ -202,7 +214,7 @@ def profile(bench: Any, out: Path) -> None:
         ("saturation", None, "draining a backlog: on-CPU samples"),
         ("gil-1000", LOW_LOAD_PER_S, f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
     ]
-    sections = ["# Worker profile (py-spy)", ""]
+    sections = ["# Worker profile (py-spy)", "", about, ""]
     for name, rate, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)

@@ -758,7 +758,14 @@ def main() -> None:
             if args.profile:
                 from profile_worker import profile
 
-                profile(bench, args.out)
+                assert code is not None  # prepare_code() ran: a profile needs a worker
+                about = (
+                    f"{datetime.now(UTC).isoformat(timespec='seconds')}, {broker_text}; worker code "
+                    f"{code.record['source']} {code.record['commit'][:10]}, model {code.model_dir.name}; "
+                    f"{host['cores']} cores ({host['cpu']}), 1-min load average {os.getloadavg()[0]:.1f} "
+                    f"at start; {mode.events:,} events queued for the saturation view."
+                )
+                profile(bench, args.out, about)
                 return
             if "sklearn" in only:
                 log("training the user's scikit-learn model")
