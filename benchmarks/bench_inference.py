@@ -41,9 +41,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from stream_tagger.model.artefacts import PIPELINE_FILE, resolve
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.model.versions import PIPELINE_FILE, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

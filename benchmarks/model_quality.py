@@ -39,7 +39,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.evaluate import evaluate_model
-from stream_tagger.model.scoring import auto_tag_figures, classification_figures
+from stream_tagger.model.quality_figures import auto_tag_figures, classification_figures
 from stream_tagger.model.thresholds import choose_thresholds
 from stream_tagger.model.train import LABELS, TrainConfig, cross_validate, train
 

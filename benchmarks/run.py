@@ -75,9 +75,9 @@ from harness import (
 )
 from report import check_targets, print_report, ratios, write_json, write_markdown, write_plot
 
-from stream_tagger.broker import EmbeddedBroker, free_port
-from stream_tagger.model.artefacts import ModelLoadError, resolve
-from stream_tagger.sources import BUNDLED_DATASET, dataset_events
+from stream_tagger.kafka.embedded_broker import EmbeddedBroker, free_port
+from stream_tagger.model.versions import ModelLoadError, resolve
+from stream_tagger.tools.sources import BUNDLED_DATASET, dataset_events
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

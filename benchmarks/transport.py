@@ -37,7 +37,7 @@ import numpy as np
 from confluent_kafka import Consumer, Message, Producer
 from harness import _cpu_seconds, create_topics  # benchmarks/ is the script's folder
 
-from stream_tagger.broker import MEMORY, EmbeddedBroker
+from stream_tagger.kafka.embedded_broker import MEMORY, EmbeddedBroker
 
 WINDOW_S = 2.0
 STATS_MS = 500

@@ -23,15 +23,15 @@ import faust
 from mode import Service
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.batch_metrics import ConfidenceObserver, RulesBaselineObserver
-from stream_tagger.hot_path import HotPath
 from stream_tagger.kafka.config import faust_credentials
 from stream_tagger.metrics import Metrics
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.pipeline import BatchObserver, Pipeline, Topics
-from stream_tagger.routing import label_thresholds
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.online.observers import ConfidenceObserver, RulesBaselineObserver
 from stream_tagger.settings import Settings
 from stream_tagger.web import WorkerProbe, watch_faust
+from stream_tagger.worker.hot_path import HotPath
+from stream_tagger.worker.pipeline import BatchObserver, Pipeline, Topics
+from stream_tagger.worker.route import label_thresholds
 
 log = logging.getLogger(__name__)
 

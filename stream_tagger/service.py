@@ -109,12 +109,12 @@ def run_worker(settings: Settings) -> int:
 
 
 def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: WebServer) -> int:
-    from stream_tagger import compiled
     from stream_tagger.app import Worker, tune_gc
     from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
-    from stream_tagger.model.artefacts import ModelLoadError
-    from stream_tagger.model.runtime import Predictor
-    from stream_tagger.online import Online
+    from stream_tagger.kernels import load as compiled
+    from stream_tagger.model.predictor import Predictor
+    from stream_tagger.model.versions import ModelLoadError
+    from stream_tagger.online.attach import Online
 
     predictor = Predictor.load(settings.model_dir)
     log.info(
@@ -154,8 +154,8 @@ def run_feedback_worker(settings: Settings) -> int:
 def _start_feedback_worker(
     settings: Settings, metrics: FeedbackMetrics, probes: Probes, server: WebServer
 ) -> int:
-    from stream_tagger.feedback import feedback_app
     from stream_tagger.kafka.admin import wait_for_broker
+    from stream_tagger.online.feedback import feedback_app
     from stream_tagger.web import FeedbackProbe, watch_faust
 
     wait_for_broker(settings)

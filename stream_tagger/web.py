@@ -30,7 +30,7 @@ from prometheus_client.exposition import choose_encoder
 if TYPE_CHECKING:
     import faust
 
-    from stream_tagger.hot_path import HotPath, HotPathState
+    from stream_tagger.worker.hot_path import HotPath, HotPathState
 
 log = logging.getLogger(__name__)
 

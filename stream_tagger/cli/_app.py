@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from stream_tagger.broker import bind_error
+from stream_tagger.kafka.embedded_broker import bind_error
 from stream_tagger.settings import Settings, SettingsError
 
 

@@ -18,8 +18,8 @@ from stream_tagger.cli._app import (
     fail,
     settings_from,
 )
-from stream_tagger.model.artefacts import ModelLoadError
 from stream_tagger.model.dataset import DatasetError
+from stream_tagger.model.versions import ModelLoadError
 
 
 @app.command("export-feedback")
@@ -29,10 +29,10 @@ def export_feedback(
     bootstrap_servers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
 ) -> None:
     """Write people's corrections (latest per post) with the posts' text as a training CSV."""
-    from stream_tagger.feedback_export import ExportError
-    from stream_tagger.feedback_export import export_feedback as export
     from stream_tagger.kafka.admin import BrokerRefused
-    from stream_tagger.produce import BrokerUnreachable
+    from stream_tagger.online.feedback_export import ExportError
+    from stream_tagger.online.feedback_export import export_feedback as export
+    from stream_tagger.tools.produce import BrokerUnreachable
 
     settings = settings_from(ctx, bootstrap_servers=bootstrap_servers)
     try:
@@ -77,7 +77,7 @@ def compare(
 ) -> None:
     """Both models on the same data, side by side; exits 1 if the candidate is worse on weighted F1 or
     auto-tag precision (the promotion gate)."""
-    from stream_tagger.promotion import compare_models
+    from stream_tagger.online.promotion_gate import compare_models
 
     check_settings()
     try:
@@ -109,8 +109,8 @@ def promote(
 ) -> None:
     """Point <models>/current at VERSION (atomic rename): running workers serve it from their next batch,
     without a restart or a rebalance."""
-    from stream_tagger.model.artefacts import resolve, set_current
-    from stream_tagger.promotion import compare_models
+    from stream_tagger.model.versions import resolve, set_current
+    from stream_tagger.online.promotion_gate import compare_models
 
     check_settings()
     try:

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from stream_tagger.cli._app import app, check_settings, console, fail, settings_from
-from stream_tagger.model.artefacts import ModelLoadError
 from stream_tagger.model.dataset import DatasetError
+from stream_tagger.model.versions import ModelLoadError
 
 DataOption = Annotated[
     list[Path], typer.Option("--data", help="Labelled CSV (id,created_on,title,description,tag); repeatable")
@@ -38,7 +38,7 @@ def train(
     from dataclasses import replace
 
     # Heavy imports only for this command.
-    from stream_tagger.model.pretrained import PretrainedMissing
+    from stream_tagger.model.pretrained_pieces import PretrainedMissing
     from stream_tagger.model.train import TrainConfig
     from stream_tagger.model.train import train as train_model
 

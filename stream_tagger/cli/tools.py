@@ -1,7 +1,7 @@
 """Commands for the people around the worker: broker, produce, tail, predict, demo.
 
 Each command parses options, calls one library function and turns its errors into one line and a
-non-zero exit; everything it does is callable from Python (see the README's Python API).
+non-zero exit; everything it does is callable from Python (``stream_tagger.__all__``).
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from stream_tagger.broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.cli._app import app, console, fail, settings_from
-from stream_tagger.demo import run_demo
 from stream_tagger.kafka.admin import BrokerRefused
-from stream_tagger.model.artefacts import ModelLoadError
+from stream_tagger.kafka.embedded_broker import BrokerError, EmbeddedBroker, wait_for_port
+from stream_tagger.model.versions import ModelLoadError
 from stream_tagger.processes import ProcessError
-from stream_tagger.produce import BrokerUnreachable, check_broker, load_file, produce_events
-from stream_tagger.sources import BUNDLED_DATASET, RowError, SourceError
-from stream_tagger.tail import TOPIC_ALIASES, TopicMissing, follow, render, resolve_topic
+from stream_tagger.tools.demo import run_demo
+from stream_tagger.tools.produce import BrokerUnreachable, check_broker, load_file, produce_events
+from stream_tagger.tools.sources import BUNDLED_DATASET, RowError, SourceError
+from stream_tagger.tools.tail import TOPIC_ALIASES, TopicMissing, follow, render, resolve_topic
 
 Bootstrap = Annotated[str | None, typer.Option(
     "--bootstrap-servers", "-b", show_default=False,
@@ -191,8 +191,8 @@ def predict(
 ) -> None:
     """Batch decisions the product owners can trust to match the stream's."""
     # Imported here: the model runtime pulls in scikit-learn (~2 s), which no other command needs.
-    from stream_tagger.model.runtime import Predictor
-    from stream_tagger.predict import predict_file
+    from stream_tagger.model.predictor import Predictor
+    from stream_tagger.tools.predict import predict_file
 
     settings = settings_from(ctx, model_dir=model_dir)
     try:

@@ -57,7 +57,7 @@ def worker(
     check_web_port(settings)
     configure_logging(settings)
     from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired
-    from stream_tagger.model.artefacts import ModelLoadError
+    from stream_tagger.model.versions import ModelLoadError
     from stream_tagger.service import WorkerFailed, run_worker
 
     try:
@@ -81,13 +81,13 @@ def compile_kernels() -> None:
     import time
 
     check_settings()
-    from stream_tagger import compiled
+    from stream_tagger.kernels import load as compiled
 
     started = time.perf_counter()
     if compiled.BUILT is not None:
         console.print(f"compiled kernels up to date: {compiled.BUILT.__file__}", soft_wrap=True)
         return
-    from stream_tagger.aot import BuildError, build
+    from stream_tagger.kernels.build import BuildError, build
 
     try:
         path = build()  # fills numba's cache first, whatever comes of the build

@@ -1,9 +1,10 @@
 """Apache Kafka on loopback: 1 or N KRaft nodes (each broker and controller at once), data on disk.
 
-Tansu (``stream_tagger.broker``) is not Kafka: it keeps data only in memory, so a broker restart cannot
-be tested on it, and its fetch path says nothing about Kafka's latency. The integration tests therefore
-run on the real broker, started here from the jars that ``deploy/kafka/pom.xml`` copies out of Maven
-Central (``scripts/bootstrap.sh`` runs it): no download outside the package registries, no Docker.
+Tansu (``stream_tagger.kafka.embedded_broker``) is not Kafka: it keeps data only in memory, so a broker
+restart cannot be tested on it, and its fetch path says nothing about Kafka's latency. The integration
+tests therefore run on the real broker, started here from the jars that ``deploy/kafka/pom.xml`` copies
+out of Maven Central (``scripts/bootstrap.sh`` runs it): no download outside the package registries, no
+Docker.
 
 ``LocalKafka`` is a context manager that always stops what it started; the failure tests also kill -9,
 stop and restart single nodes. Every node's data, configuration and log live under one directory.
@@ -27,7 +28,7 @@ from typing import Self
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from stream_tagger.broker import free_port, wait_for_port
+from stream_tagger.kafka.embedded_broker import free_port, wait_for_port
 from stream_tagger.processes import stop_process
 
 KAFKA_PROJECT = Path(__file__).resolve().parents[2] / "deploy" / "kafka"

@@ -15,11 +15,11 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from stream_tagger.model.artefacts import PIPELINE_FILE, resolve
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.rules import KeywordBaseline
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.model.scoring import auto_tag_figures, classification_figures
+from stream_tagger.model.keyword_baseline import KeywordBaseline
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.model.quality_figures import auto_tag_figures, classification_figures
+from stream_tagger.model.versions import PIPELINE_FILE, resolve
 
 #: A post this short gives the model little to go on; worth watching separately.
 SHORT_WORDS = 8

@@ -28,17 +28,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from stream_tagger.model import artefacts
-from stream_tagger.model.card import write_card
+from stream_tagger.model import versions as artefacts
 from stream_tagger.model.dataset import Dataset, compose_texts, load_dataset
-from stream_tagger.model.export import build_graph
-from stream_tagger.model.features import Pieces, featurize
-from stream_tagger.model.featurizer import Featurizer, KeywordHits, PieceEmbedding
+from stream_tagger.model.featurise import Pieces, featurize
+from stream_tagger.model.keyword_baseline import KEYWORDS
+from stream_tagger.model.model_card import write_card
 from stream_tagger.model.nb_weights import NBWeights
-from stream_tagger.model.pretrained import load_pieces
-from stream_tagger.model.rules import KEYWORDS
-from stream_tagger.model.runtime import Predictor, smoke
-from stream_tagger.model.scoring import auto_tag_figures, classification_figures, histogram, masked_figures
+from stream_tagger.model.onnx_graph import build_graph
+from stream_tagger.model.predictor import Predictor, smoke
+from stream_tagger.model.pretrained_pieces import load_pieces
+from stream_tagger.model.quality_figures import (
+    auto_tag_figures,
+    classification_figures,
+    histogram,
+    masked_figures,
+)
+from stream_tagger.model.sklearn_transformers import Featurizer, KeywordHits, PieceEmbedding
 from stream_tagger.model.thresholds import auto_tag_mask, choose_thresholds
 from stream_tagger.settings import APPROVED_TAGS
 
@@ -276,7 +281,7 @@ def inputs(data: Dataset, cfg: TrainConfig) -> list[dict[str, str]]:
         rows.append(
             {
                 "input": "keyword phrases (`keywords.json`)",
-                "source": "this project's keyword baseline, `stream_tagger/model/rules.py`",
+                "source": "this project's keyword baseline, `stream_tagger/model/keyword_baseline.py`",
                 "licence": "this project's (MIT)",
             }
         )

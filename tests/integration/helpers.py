@@ -25,15 +25,15 @@ from typing import Any, Self
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from stream_tagger.broker import free_port
-from stream_tagger.demo import malformed_events as demo_malformed_events
 from stream_tagger.events import TaggedContent
 from stream_tagger.kafka.config import KAFKA_LOG
-from stream_tagger.model.artefacts import resolve
+from stream_tagger.kafka.embedded_broker import free_port
+from stream_tagger.model.versions import resolve
 from stream_tagger.processes import ProcessError, ServiceProcess
-from stream_tagger.produce import encode, make_producer, publish
 from stream_tagger.settings import Settings
-from stream_tagger.sources import dataset_events
+from stream_tagger.tools.demo import malformed_events as demo_malformed_events
+from stream_tagger.tools.produce import encode, make_producer, publish
+from stream_tagger.tools.sources import dataset_events
 
 WORKER_COMMAND = [str(Path(sys.executable).with_name("stream-tagger")), "worker"]
 

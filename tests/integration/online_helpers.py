@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stream_tagger.model.artefacts import METADATA_FILE, resolve, set_current
+from stream_tagger.model.versions import METADATA_FILE, resolve, set_current
 from tests.conftest import MODELS
 from tests.integration.helpers import WorkerProcess
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream_tagger.broker import MEMORY, BrokerError, EmbeddedBroker
+from stream_tagger.kafka.embedded_broker import MEMORY, BrokerError, EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from stream_tagger.events import TaggedContent
-from stream_tagger.predict import PostPrediction
 from stream_tagger.settings import Settings
+from stream_tagger.tools.predict import PostPrediction
 from tests.conftest import DATASET
 from tests.integration.helpers import WorkerProcess, settings_env
 

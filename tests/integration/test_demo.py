@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from stream_tagger.demo import DemoSummary
+from stream_tagger.tools.demo import DemoSummary
 from tests.conftest import DATASET, MODELS
 
 pytestmark = pytest.mark.integration

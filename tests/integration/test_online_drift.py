@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from stream_tagger.drift import SIGNALS
 from stream_tagger.events import RawContent
 from stream_tagger.model.train import TrainConfig, train
-from stream_tagger.produce import encode
+from stream_tagger.online.drift import SIGNALS
 from stream_tagger.settings import Settings
-from stream_tagger.sources import valid_posts
+from stream_tagger.tools.produce import encode
+from stream_tagger.tools.sources import valid_posts
 from tests.conftest import DATASET
 from tests.integration.helpers import WorkerProcess, produce
 from tests.integration.online_helpers import wait_metric

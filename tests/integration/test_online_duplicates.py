@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from stream_tagger.events import RawContent, TaggedContent
-from stream_tagger.produce import encode
 from stream_tagger.settings import Settings
+from stream_tagger.tools.produce import encode
 from tests.integration.helpers import WorkerProcess, drain, produce
 
 pytestmark = pytest.mark.integration

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from stream_tagger.cli import app
 from stream_tagger.events import Feedback
-from stream_tagger.feedback_export import export_feedback
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.produce import encode
+from stream_tagger.online.feedback_export import export_feedback
 from stream_tagger.settings import Settings
-from stream_tagger.sources import dataset_events
+from stream_tagger.tools.produce import encode
+from stream_tagger.tools.sources import dataset_events
 from tests.conftest import DATASET
 from tests.integration.helpers import produce
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from stream_tagger.events import Feedback, TaggedContent
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.produce import encode
+from stream_tagger.model.predictor import Predictor
 from stream_tagger.settings import Settings
-from stream_tagger.sources import dataset_events
+from stream_tagger.tools.produce import encode
+from stream_tagger.tools.sources import dataset_events
 from tests.integration.helpers import WORKER_COMMAND, WorkerProcess, committed_total, drain, produce
 from tests.integration.online_helpers import wait_metric
 

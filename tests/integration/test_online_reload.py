@@ -11,10 +11,10 @@ import msgspec
 import pytest
 
 from stream_tagger.events import TaggedContent
-from stream_tagger.model.artefacts import set_current
-from stream_tagger.produce import encode
+from stream_tagger.model.versions import set_current
 from stream_tagger.settings import Settings
-from stream_tagger.sources import dataset_events
+from stream_tagger.tools.produce import encode
+from stream_tagger.tools.sources import dataset_events
 from tests.integration.helpers import WorkerProcess, drain, produce
 from tests.integration.online_helpers import models_root, relabelled_copy, wait_metric
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream_tagger.broker import free_port
+from stream_tagger.kafka.embedded_broker import free_port
 from stream_tagger.settings import Settings
 from tests.integration.helpers import WorkerProcess, produce, valid_events
 from tests.unit.deploy_support import require_tool

@@ -32,9 +32,9 @@ from confluent_kafka.admin import (
 )
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from stream_tagger.broker import free_port
 from stream_tagger.kafka.admin import broker_topics
 from stream_tagger.kafka.config import faust_credentials
+from stream_tagger.kafka.embedded_broker import free_port
 from stream_tagger.kafka.local_cluster import KafkaNode, LocalKafka
 from stream_tagger.processes import cli_command
 from stream_tagger.settings import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream_tagger.kafka.local_cluster import LocalKafka
-from stream_tagger.model.artefacts import MODEL_FILE, resolve
+from stream_tagger.model.versions import MODEL_FILE, resolve
 from stream_tagger.settings import Settings
 from tests.conftest import start_kafka
 from tests.integration.helpers import (

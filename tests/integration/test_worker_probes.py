@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_tagger.broker import free_port
+from stream_tagger.kafka.embedded_broker import free_port
 from stream_tagger.settings import Settings
 from tests.conftest import MODELS
 from tests.integration.helpers import WORKER_COMMAND, WorkerProcess
@@ -94,7 +94,7 @@ def test_ready_only_once_partitions_are_assigned_with_the_phase_in_healthz(
     assert all(ready == 503 for phase, (_, ready) in zip(phases, seen, strict=True) if phase != "running")
     # Every line of the run, Faust's and librdkafka's included, is one JSON object.
     records = [json.loads(line) for line in worker.output().splitlines() if line.strip()]
-    assert {"stream_tagger.worker", "stream_tagger.hot_path"} <= {r["logger"] for r in records}
+    assert {"stream_tagger.worker", "stream_tagger.worker.hot_path"} <= {r["logger"] for r in records}
     assert any(r["logger"].startswith(("faust", "mode")) for r in records)
     assert any(r["message"].startswith("worker up: ") for r in records)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from stream_tagger.broker import free_port
 from stream_tagger.cli import app
-from stream_tagger.model.artefacts import ModelLoadError
+from stream_tagger.kafka.embedded_broker import free_port
+from stream_tagger.model.versions import ModelLoadError
 from stream_tagger.service import run_worker
 from stream_tagger.settings import Settings
 

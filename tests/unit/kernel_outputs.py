@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_tagger import compiled
-from stream_tagger.duplicates import fingerprints
-from stream_tagger.model.artefacts import VOCAB_FILE, resolve
+from stream_tagger.kernels import load as compiled
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.features import FeatureParams, Vocabulary, hash_ngrams
-from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.featurise import FeatureParams, Vocabulary, hash_ngrams
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.model.versions import VOCAB_FILE, resolve
+from stream_tagger.online.duplicates import fingerprints
 from tests.conftest import DATASET, MODELS
 from tests.unit.test_model_features import NASTY
 

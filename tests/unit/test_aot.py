@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_tagger import compiled
+from stream_tagger.kernels import load as compiled
 from tests.conftest import REPO
 
 SCRIPT = Path(__file__).with_name("kernel_outputs.py")
@@ -44,8 +44,8 @@ def test_built_kernels_give_numba_jit_outputs_bit_for_bit(built: None, tmp_path:
 
 def test_a_worker_with_built_kernels_never_imports_numba(built: None, tmp_path: Path) -> None:
     code = (
-        "import sys; from stream_tagger.app import Worker; from stream_tagger.online import Online; "
-        "from stream_tagger.settings import Settings; from stream_tagger.model.runtime import Predictor; "
+        "import sys; from stream_tagger.app import Worker; from stream_tagger.online.attach import Online; "
+        "from stream_tagger.settings import Settings; from stream_tagger.model.predictor import Predictor; "
         f"s = Settings(model_dir={str(REPO / 'models' / 'current')!r}); "
         "w = Worker(s, Predictor.load(s.model_dir)); Online(w); "  # loads every kernel
         "print('numba' in sys.modules, 'llvmlite' in sys.modules)"
@@ -73,10 +73,10 @@ def test_editing_a_kernel_source_names_another_module(
 ) -> None:
     for name in compiled.KERNEL_SOURCES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(compiled.PACKAGE_DIR / name, tmp_path / name)
-    monkeypatch.setattr(compiled, "PACKAGE_DIR", tmp_path)
+        shutil.copy(compiled.SOURCE_ROOT / name, tmp_path / name)
+    monkeypatch.setattr(compiled, "SOURCE_ROOT", tmp_path)
     before = compiled.module_name()
     assert before.startswith("_kernels_") and before == compiled.module_name()
-    features = tmp_path / "model" / "features.py"
+    features = tmp_path / "model" / "featurise.py"
     features.write_text(features.read_text().replace("_SPACE = 32", "_SPACE = 33"))
     assert compiled.module_name() != before

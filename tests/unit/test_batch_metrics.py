@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.batch_metrics import ConfidenceObserver, RulesBaselineObserver
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import ScoredBatch
+from stream_tagger.online.observers import ConfidenceObserver, RulesBaselineObserver
+from stream_tagger.worker.pipeline import ScoredBatch
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from stream_tagger.decoding import Rejection, decode_raw
-from stream_tagger.demo import Tally, demo_stream, malformed_events
 from stream_tagger.events import DeadLetter, RawContent, TaggedContent, TagScore
-from stream_tagger.sources import BUNDLED_DATASET, valid_posts
-from stream_tagger.tail import Record
+from stream_tagger.tools.demo import Tally, demo_stream, malformed_events
+from stream_tagger.tools.sources import BUNDLED_DATASET, valid_posts
+from stream_tagger.tools.tail import Record
+from stream_tagger.worker.decode import Rejection, decode_raw
 
 LIMIT = 64 * 1024
 

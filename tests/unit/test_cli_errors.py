@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from stream_tagger.broker import free_port
 from stream_tagger.cli import app
+from stream_tagger.kafka.embedded_broker import free_port
 from stream_tagger.settings import Settings
 from tests.conftest import DATASET
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.predict import PostPrediction, predict_file, predict_texts
-from stream_tagger.routing import route_batch, threshold_vector
+from stream_tagger.model.predictor import Predictor
 from stream_tagger.settings import APPROVED_TAGS, Settings
-from stream_tagger.sources import BUNDLED_DATASET, valid_posts
+from stream_tagger.tools.predict import PostPrediction, predict_file, predict_texts
+from stream_tagger.tools.sources import BUNDLED_DATASET, valid_posts
+from stream_tagger.worker.route import route_batch, threshold_vector
 from tests.conftest import MODELS
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from stream_tagger.decoding import Rejection, decode_raw
 from stream_tagger.events import RawContent
+from stream_tagger.worker.decode import Rejection, decode_raw
 
 LIMIT = 1_000
 VALID = {

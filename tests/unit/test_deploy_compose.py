@@ -175,8 +175,9 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
     assert probe, "no HEALTHCHECK on /healthz"
     assert re.search(rf"^EXPOSE {probe.group(1)}$", text, re.MULTILINE), "health check probes another port"
     assert text.rstrip().endswith('CMD ["stream-tagger", "worker"]')
-    assert "RUN pip install . && stream-tagger compile" in text  # the kernels built ahead of time ...
-    assert "assert compiled.BUILT" in text  # ... or the image build fails
+    assert "RUN pip install --no-deps -r requirements/runtime.lock" in text  # the locked runtime set
+    assert "RUN pip install --no-deps . && stream-tagger compile" in text  # the kernels built ahead ...
+    assert "assert load.BUILT" in text  # ... or the image build fails
     for source in re.findall(r"^COPY (?!--from=)(.+) \S+$", text, re.MULTILINE):
         for path in source.split():
             assert (REPO / path).exists(), f"Dockerfile copies missing {path}"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream_tagger.drift import DriftMonitor, DriftObserver, Histogram, Reference, psi
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import ScoredBatch
+from stream_tagger.online.drift import DriftMonitor, DriftObserver, Histogram, Reference, psi
+from stream_tagger.worker.pipeline import ScoredBatch
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver, fingerprints, normalise
 from stream_tagger.events import RawContent, compose_text
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import ScoredBatch
-from stream_tagger.routing import Outcome
-from stream_tagger.sources import BUNDLED_DATASET, valid_posts
+from stream_tagger.online.duplicates import DuplicateIndex, DuplicateObserver, fingerprints, normalise
+from stream_tagger.tools.sources import BUNDLED_DATASET, valid_posts
+from stream_tagger.worker.pipeline import ScoredBatch
+from stream_tagger.worker.route import Outcome
 
 
 def test_normalise_ignores_case_width_punctuation_and_whitespace() -> None:

@@ -13,8 +13,8 @@ from faust.stores.memory import Store as MemoryStore
 from prometheus_client import CollectorRegistry
 
 from stream_tagger.events import Feedback, TaggedContent, TagScore
-from stream_tagger.feedback import ChangelogTable, FeedbackJoin, FeedbackLoop
 from stream_tagger.metrics import Metrics
+from stream_tagger.online.feedback import ChangelogTable, FeedbackJoin, FeedbackLoop
 from stream_tagger.settings import Settings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.pipeline import Pipeline, Topics
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.worker.pipeline import Pipeline, Topics
 from tests.conftest import MODELS
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "raw"

@@ -10,10 +10,10 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_tagger.hot_path import DeliveryFailed, HotPath, _next_offsets, partition_lag
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import Pipeline, Topics
 from stream_tagger.settings import Settings
+from stream_tagger.worker.hot_path import DeliveryFailed, HotPath, _next_offsets, partition_lag
+from stream_tagger.worker.pipeline import Pipeline, Topics
 from tests.unit.test_pipeline import FakePrediction, FakePredictor
 
 SETTINGS = Settings(topic_raw="raw", batch_max_size=2)

@@ -33,8 +33,8 @@ from stream_tagger.kafka.config import (
     producer_common,
     producer_config,
 )
-from stream_tagger.produce import make_producer
 from stream_tagger.settings import Settings
+from stream_tagger.tools.produce import make_producer
 from tests.certs import KEY_PASSWORD, Certs, make_certs
 
 FLOORS = {

@@ -14,8 +14,8 @@ from stream_tagger.logs import JsonFormatter, TextFormatter, configure_logging
 
 
 def record(message: str = "feedback dead-lettered (%s)", *args: object, **extra: object) -> logging.LogRecord:
-    made = logging.LogRecord("stream_tagger.feedback", logging.WARNING, __file__, 1, message, args or ("x",),
-                             None)
+    made = logging.LogRecord("stream_tagger.online.feedback", logging.WARNING, __file__, 1, message,
+                             args or ("x",), None)
     made.__dict__.update(extra)
     return made
 
@@ -24,14 +24,14 @@ def test_text_lines_end_with_the_known_context() -> None:
     context = {"topic": "content.feedback.v1", "partition": 3, "offset": 42, "content_id": "a b"}
     line = TextFormatter().format(record(**context))
     assert line.endswith(
-        ' WARNING stream_tagger.feedback: feedback dead-lettered (x) '
+        ' WARNING stream_tagger.online.feedback: feedback dead-lettered (x) '
         'topic="content.feedback.v1" partition=3 offset=42 content_id="a b"'
     )
 
 
 def test_text_lines_without_context_are_the_plain_format() -> None:
     line = TextFormatter().format(record())
-    assert line.endswith(" WARNING stream_tagger.feedback: feedback dead-lettered (x)")
+    assert line.endswith(" WARNING stream_tagger.online.feedback: feedback dead-lettered (x)")
 
 
 def test_json_lines_carry_the_context_as_fields() -> None:
@@ -39,7 +39,7 @@ def test_json_lines_carry_the_context_as_fields() -> None:
     assert entry.pop("time").endswith("+00:00")
     assert entry == {
         "level": "WARNING",
-        "logger": "stream_tagger.feedback",
+        "logger": "stream_tagger.online.feedback",
         "message": "feedback dead-lettered (x)",
         "topic": "raw",
         "partition": 0,

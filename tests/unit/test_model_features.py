@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_tagger.model.artefacts import VOCAB_FILE, resolve
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.features import FeatureParams, Vocabulary, featurize, hash_ngrams
-from stream_tagger.model.featurizer import Featurizer, to_csr
+from stream_tagger.model.featurise import FeatureParams, Vocabulary, featurize, hash_ngrams
+from stream_tagger.model.sklearn_transformers import Featurizer, to_csr
+from stream_tagger.model.versions import VOCAB_FILE, resolve
 from tests.conftest import DATASET, MODELS
 
 PARAMS = FeatureParams(char_min=2, char_max=4, word_ngrams=2, max_chars=4096)
@@ -250,6 +250,6 @@ def test_import_survives_a_read_only_install(tmp_path: Path) -> None:
         "STREAM_TAGGER_KERNELS": "jit",  # not the module `stream-tagger compile` built
     }
     env.pop("NUMBA_CACHE_DIR", None)
-    code = "from stream_tagger.model import features as f; print(type(f._count_batch._cache).__name__)"
+    code = "from stream_tagger.model import featurise as f; print(type(f._count_batch._cache).__name__)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "NullCache"

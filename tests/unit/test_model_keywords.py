@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.features import FeatureParams, Keywords, Vocabulary, featurize, keyword_hits
-from stream_tagger.model.featurizer import KeywordHits
-from stream_tagger.model.rules import KEYWORDS
+from stream_tagger.model.featurise import FeatureParams, Keywords, Vocabulary, featurize, keyword_hits
+from stream_tagger.model.keyword_baseline import KEYWORDS
+from stream_tagger.model.sklearn_transformers import KeywordHits
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import DATASET
 

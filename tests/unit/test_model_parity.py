@@ -12,7 +12,10 @@ import numpy as np
 import onnx
 import pytest
 
-from stream_tagger.model.artefacts import (
+from stream_tagger.model.dataset import load_dataset
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.model.train import pipeline_steps
+from stream_tagger.model.versions import (
     INPUT_EMBEDDING,
     INPUT_IDS,
     INPUT_KEYWORD_HITS,
@@ -21,9 +24,6 @@ from stream_tagger.model.artefacts import (
     PIPELINE_FILE,
     resolve,
 )
-from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.model.train import pipeline_steps
 from tests.conftest import DATASET, MODELS, REPO
 
 NASTY = [
@@ -80,7 +80,7 @@ def test_parity_on_nasty_text(served) -> None:
 
 _SNIPPET = """
 import json, sys
-from stream_tagger.model.runtime import Predictor
+from stream_tagger.model.predictor import Predictor
 texts = json.loads(sys.stdin.read())
 print(json.dumps(Predictor.load(sys.argv[1]).predict(texts).probs.tolist()))
 """

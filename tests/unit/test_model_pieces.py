@@ -9,9 +9,9 @@ import joblib
 import numpy as np
 import pytest
 
-from stream_tagger.model import pretrained
+from stream_tagger.model import pretrained_pieces as pretrained
 from stream_tagger.model.dataset import load_dataset
-from stream_tagger.model.features import (
+from stream_tagger.model.featurise import (
     PIECE_START,
     FeatureParams,
     Pieces,
@@ -19,8 +19,8 @@ from stream_tagger.model.features import (
     featurize,
     piece_embedding,
 )
-from stream_tagger.model.featurizer import PieceEmbedding
-from stream_tagger.model.pretrained import PretrainedMissing, load_pieces
+from stream_tagger.model.pretrained_pieces import PretrainedMissing, load_pieces
+from stream_tagger.model.sklearn_transformers import PieceEmbedding
 from tests.conftest import DATASET
 from tests.unit.test_model_features import NASTY
 

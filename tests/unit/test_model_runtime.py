@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_tagger.model import rules, runtime
-from stream_tagger.model.artefacts import resolve
-from stream_tagger.model.runtime import ModelLoadError, Predictor
+from stream_tagger.model import keyword_baseline as rules
+from stream_tagger.model import predictor as runtime
+from stream_tagger.model.predictor import ModelLoadError, Predictor
+from stream_tagger.model.versions import resolve
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import MODELS
 

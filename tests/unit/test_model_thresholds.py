@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_tagger.model.scoring import auto_tag_figures
+from stream_tagger.model.quality_figures import auto_tag_figures
 from stream_tagger.model.thresholds import MIN_THRESHOLD, auto_tag_mask, calibrated, choose_thresholds, platt
 
 LABELS = ("a", "b")

@@ -15,14 +15,14 @@ import pytest
 import scipy.sparse as sp
 from sklearn.model_selection import StratifiedKFold
 
-from stream_tagger.model import artefacts
 from stream_tagger.model import train as train_module
+from stream_tagger.model import versions as artefacts
 from stream_tagger.model.dataset import DatasetError, load_dataset
-from stream_tagger.model.export import build_graph
-from stream_tagger.model.features import featurize
+from stream_tagger.model.featurise import featurize
+from stream_tagger.model.keyword_baseline import KEYWORDS
 from stream_tagger.model.nb_weights import NBWeights
-from stream_tagger.model.rules import KEYWORDS
-from stream_tagger.model.runtime import ModelLoadError, Predictor
+from stream_tagger.model.onnx_graph import build_graph
+from stream_tagger.model.predictor import ModelLoadError, Predictor
 from stream_tagger.model.train import TrainConfig, build_pipeline, pipeline_steps, train, training_rows
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import DATASET

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_tagger.model.artefacts import ModelLoadError
-from stream_tagger.model_watch import ModelWatcher
+from stream_tagger.model.versions import ModelLoadError
+from stream_tagger.online.model_watch import ModelWatcher
 
 
 def version(root: Path, name: str) -> Path:

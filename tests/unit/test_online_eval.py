@@ -11,8 +11,14 @@ from prometheus_client import CollectorRegistry
 
 from stream_tagger.events import RawContent
 from stream_tagger.metrics import Metrics
-from stream_tagger.online_eval import ALL, AuthorAgreementObserver, Judged, OnlineEvaluator, author_agreement
-from stream_tagger.pipeline import ScoredBatch
+from stream_tagger.online.precision_recall import (
+    ALL,
+    AuthorAgreementObserver,
+    Judged,
+    OnlineEvaluator,
+    author_agreement,
+)
+from stream_tagger.worker.pipeline import ScoredBatch
 
 TAGS = ("computer-vision", "mlops", "natural-language-processing", "other")
 CV, MLOPS, NLP, OTHER = TAGS

@@ -12,14 +12,14 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.pipeline import (
+from stream_tagger.worker.pipeline import (
     OutputRecord,
     Pipeline,
     RecentOutcomes,
     ScoredBatch,
     Topics,
 )
-from stream_tagger.routing import Outcome, Routes, route_columns
+from stream_tagger.worker.route import Outcome, Routes, route_columns
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 TOPICS = Topics(tagged="tagged", review="review", dead_letter="dlq")
@@ -238,7 +238,7 @@ def test_inference_seconds_is_the_wall_time_of_the_chunks_not_their_sum(
     prepared = chunked.prepare([message(raw(f"id{i}", "cv"), i) for i in range(64)])
     first, second = chunked.scoring_tasks(prepared)
     clock = iter([10.0, 11.5, 10.5, 12.0])  # chunk 1 runs 10.0-11.5, chunk 2 10.5-12.0, side by side
-    monkeypatch.setattr("stream_tagger.pipeline.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("stream_tagger.worker.pipeline.time.perf_counter", lambda: next(clock))
     first()
     second()
     result = chunked.finish(prepared)

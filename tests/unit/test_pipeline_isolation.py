@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
-from stream_tagger import pipeline as pipeline_module
 from stream_tagger.events import DeadLetter, TaggedContent
-from stream_tagger.pipeline import BatchResult, OutputRecord, ScoredBatch
+from stream_tagger.worker import pipeline as pipeline_module
+from stream_tagger.worker.pipeline import BatchResult, OutputRecord, ScoredBatch
 from tests.unit.test_pipeline import FakePrediction, FakePredictor, decoded, message, pipeline, raw
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from stream_tagger.cli import app
-from stream_tagger.promotion import compare_reports
+from stream_tagger.online.promotion_gate import compare_reports
 from tests.conftest import DATASET
 from tests.integration.online_helpers import models_root, relabelled_copy
 

@@ -29,7 +29,7 @@ def test_importing_the_package_loads_no_heavy_dependency() -> None:
     assert loaded.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["stream_tagger.app", "stream_tagger.feedback"])
+@pytest.mark.parametrize("module", ["stream_tagger.app", "stream_tagger.online.feedback"])
 def test_serving_processes_do_not_load_the_training_stack(module: str) -> None:
     """scikit-learn is ~60 MB resident: the worker and the feedback worker must not pay for it."""
     training_stack = ("sklearn", "skl2onnx", "matplotlib")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stream_tagger.events import TagScore
-from stream_tagger.routing import Outcome, label_thresholds, normalise_tag, route_batch, threshold_vector
+from stream_tagger.worker.route import Outcome, label_thresholds, normalise_tag, route_batch, threshold_vector
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 THRESHOLDS = np.array([0.5, 0.4, 0.5, 0.6], dtype=np.float32)

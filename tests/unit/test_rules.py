@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_tagger.model.rules import KEYWORDS, KeywordBaseline
+from stream_tagger.model.keyword_baseline import KEYWORDS, KeywordBaseline
 from stream_tagger.settings import APPROVED_TAGS
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from stream_tagger.decoding import decode_raw
 from stream_tagger.events import EVENTS, RawContent
 from stream_tagger.schemas import DEFAULT_DIR, breaking_changes
+from stream_tagger.worker.decode import decode_raw
 
 REPO = DEFAULT_DIR.parent
 

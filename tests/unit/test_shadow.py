@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from stream_tagger.events import RawContent, ShadowDisagreement
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import ScoredBatch
-from stream_tagger.shadow import ShadowObserver, compare
+from stream_tagger.online.shadow import ShadowObserver, compare
+from stream_tagger.worker.pipeline import ScoredBatch
 
 LIVE = ("computer-vision", "mlops", "natural-language-processing", "other")
 SHADOW = ("other", "natural-language-processing", "mlops", "computer-vision")  # another label order

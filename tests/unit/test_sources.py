@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from stream_tagger.events import RawContent
-from stream_tagger.sources import (
+from stream_tagger.tools.sources import (
     BUNDLED_DATASET,
     RowError,
     SourceError,

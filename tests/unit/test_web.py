@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from stream_tagger.hot_path import HotPathState
 from stream_tagger.web import (
     JOINING,
     LOADING_MODEL,
@@ -24,6 +23,7 @@ from stream_tagger.web import (
     loop_health,
     readiness,
 )
+from stream_tagger.worker.hot_path import HotPathState
 
 
 def running(**kwargs: object) -> HotPathState:

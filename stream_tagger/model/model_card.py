@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: training runs on servers and in CI
 import matplotlib.pyplot as plt
 
-from stream_tagger.model.artefacts import CARD_FILE, CONFUSION_FILE
+from stream_tagger.model.versions import CARD_FILE, CONFUSION_FILE
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, path: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from stream_tagger.model.features import (
+from stream_tagger.model.featurise import (
     BatchFeatures,
     FeatureParams,
     Keywords,

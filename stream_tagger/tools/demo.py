@@ -29,15 +29,15 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stream_tagger.broker import EmbeddedBroker, free_port
 from stream_tagger.events import DeadLetter, RawContent, TaggedContent
 from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
-from stream_tagger.model.artefacts import resolve
+from stream_tagger.kafka.embedded_broker import EmbeddedBroker, free_port
+from stream_tagger.model.versions import resolve
 from stream_tagger.processes import ServiceProcess, cli_command
-from stream_tagger.produce import DeliveryReport, encode, make_producer, publish
 from stream_tagger.settings import Settings
-from stream_tagger.sources import BUNDLED_DATASET, resample, valid_posts
-from stream_tagger.tail import Record, follow, latency_ms
+from stream_tagger.tools.produce import DeliveryReport, encode, make_producer, publish
+from stream_tagger.tools.sources import BUNDLED_DATASET, resample, valid_posts
+from stream_tagger.tools.tail import Record, follow, latency_ms
 
 # One malformed event per 100, at least one of each dead-letter reason: enough to see the dead-letter
 # topic work without drowning the tagged stream.

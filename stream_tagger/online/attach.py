@@ -8,15 +8,15 @@ from ``app.py`` so the core worker stays small and each piece can be read on its
 from __future__ import annotations
 
 from stream_tagger.app import Worker
-from stream_tagger.drift import DriftObserver
-from stream_tagger.duplicates import DuplicateIndex, DuplicateObserver
-from stream_tagger.feedback import FeedbackLoop
-from stream_tagger.model.artefacts import resolve
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.model_watch import ModelWatcher
-from stream_tagger.online_eval import AuthorAgreementObserver
-from stream_tagger.routing import label_thresholds
-from stream_tagger.shadow import ShadowObserver
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.model.versions import resolve
+from stream_tagger.online.drift import DriftObserver
+from stream_tagger.online.duplicates import DuplicateIndex, DuplicateObserver
+from stream_tagger.online.feedback import FeedbackLoop
+from stream_tagger.online.model_watch import ModelWatcher
+from stream_tagger.online.precision_recall import AuthorAgreementObserver
+from stream_tagger.online.shadow import ShadowObserver
+from stream_tagger.worker.route import label_thresholds
 
 
 class Online:

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from stream_tagger.metrics import Metrics, observe_many
-from stream_tagger.model.rules import KeywordBaseline
-from stream_tagger.pipeline import OutputRecord, ScoredBatch
+from stream_tagger.model.keyword_baseline import KeywordBaseline
+from stream_tagger.worker.pipeline import OutputRecord, ScoredBatch
 
 
 class ConfidenceObserver:

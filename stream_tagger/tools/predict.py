@@ -17,10 +17,10 @@ from typing import IO, Literal
 import msgspec
 
 from stream_tagger.events import RawContent, Tag, TagScore
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.routing import route_batch, threshold_vector
+from stream_tagger.model.predictor import Predictor
 from stream_tagger.settings import Settings
-from stream_tagger.sources import RowError, read_posts
+from stream_tagger.tools.sources import RowError, read_posts
+from stream_tagger.worker.route import route_batch, threshold_vector
 
 
 class PostPrediction(msgspec.Struct, kw_only=True):

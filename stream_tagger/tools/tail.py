@@ -17,8 +17,8 @@ from rich.text import Text
 
 from stream_tagger.events import DeadLetter, RawContent, ReviewRequest, TaggedContent, TagScore
 from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
-from stream_tagger.produce import check_broker
 from stream_tagger.settings import Settings
+from stream_tagger.tools.produce import check_broker
 
 #: Names a user types for the topics in settings (any other name is taken as a topic name as is).
 TOPIC_ALIASES = ("tagged", "review", "dead-letter", "raw")

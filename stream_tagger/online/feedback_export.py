@@ -23,9 +23,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from stream_tagger.events import Feedback, RawContent, as_utc
 from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
-from stream_tagger.produce import check_broker
-from stream_tagger.routing import normalise_tag
 from stream_tagger.settings import APPROVED_TAGS, Settings
+from stream_tagger.tools.produce import check_broker
+from stream_tagger.worker.route import normalise_tag
 
 CSV_COLUMNS = ("id", "created_on", "title", "description", "tag")
 CREATED_ON_FORMAT = "%Y-%m-%d %H:%M:%S"  # as in data/dataset.csv

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from stream_tagger.model.artefacts import INPUT_EMBEDDING, INPUT_IDS, INPUT_KEYWORD_HITS, INPUT_TF, OUTPUT
+from stream_tagger.model.versions import INPUT_EMBEDDING, INPUT_IDS, INPUT_KEYWORD_HITS, INPUT_TF, OUTPUT
 
 OPSET = 17
 

@@ -18,7 +18,7 @@ from stream_tagger.events import RawContent
 from stream_tagger.kafka.admin import broker_topics
 from stream_tagger.kafka.config import KAFKA_LOG, producer_common
 from stream_tagger.settings import Settings
-from stream_tagger.sources import RowError, read_posts
+from stream_tagger.tools.sources import RowError, read_posts
 
 #: How long a command waits for the broker's first answer before saying it is not there.
 CONNECT_TIMEOUT_S = 5.0

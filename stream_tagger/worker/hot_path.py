@@ -54,8 +54,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from stream_tagger.kafka.config import consumer_config, producer_config
 from stream_tagger.metrics import Metrics, observe_many
-from stream_tagger.pipeline import BatchResult, Pipeline, PreparedBatch
 from stream_tagger.settings import Settings
+from stream_tagger.worker.pipeline import BatchResult, Pipeline, PreparedBatch
 
 log = logging.getLogger(__name__)
 

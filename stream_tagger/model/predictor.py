@@ -17,7 +17,15 @@ from typing import TypeVar
 import numpy as np
 import onnxruntime as ort
 
-from stream_tagger.model.artefacts import (
+from stream_tagger.model.featurise import (
+    BatchFeatures,
+    FeatureParams,
+    Keywords,
+    Pieces,
+    Vocabulary,
+    featurize,
+)
+from stream_tagger.model.versions import (
     INPUT_EMBEDDING,
     INPUT_IDS,
     INPUT_KEYWORD_HITS,
@@ -32,14 +40,6 @@ from stream_tagger.model.artefacts import (
     read_metadata,
     read_pieces,
     resolve,
-)
-from stream_tagger.model.features import (
-    BatchFeatures,
-    FeatureParams,
-    Keywords,
-    Pieces,
-    Vocabulary,
-    featurize,
 )
 from stream_tagger.settings import APPROVED_TAGS
 

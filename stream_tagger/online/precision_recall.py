@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import OutputRecord, ScoredBatch
-from stream_tagger.routing import normalise_tag
+from stream_tagger.worker.pipeline import OutputRecord, ScoredBatch
+from stream_tagger.worker.route import normalise_tag
 
 ALL = "all"
 

@@ -40,12 +40,12 @@ import faust
 import msgspec
 from faust.stores.memory import Store as MemoryStore
 
-from stream_tagger.decoding import Rejection, dead_letter, event_decoder, internal_error
 from stream_tagger.events import Feedback, TaggedContent, TagScore, as_utc
 from stream_tagger.metrics import FeedbackMetrics
-from stream_tagger.online_eval import Judged, OnlineEvaluator
-from stream_tagger.routing import normalise_tag
+from stream_tagger.online.precision_recall import Judged, OnlineEvaluator
 from stream_tagger.settings import APPROVED_TAGS, Settings
+from stream_tagger.worker.decode import Rejection, dead_letter, event_decoder, internal_error
+from stream_tagger.worker.route import normalise_tag
 
 log = logging.getLogger(__name__)
 

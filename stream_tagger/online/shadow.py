@@ -20,7 +20,7 @@ import numpy as np
 
 from stream_tagger.events import ShadowDisagreement
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import OutputRecord, PredictorLike, ScoredBatch, check_probabilities
+from stream_tagger.worker.pipeline import OutputRecord, PredictorLike, ScoredBatch, check_probabilities
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import msgspec
 from stream_tagger.events import RawContent
 
 #: The dataset shipped with the repository; the demo and the benchmarks resample it.
-BUNDLED_DATASET = Path(__file__).resolve().parents[1] / "data" / "dataset.csv"
+BUNDLED_DATASET = Path(__file__).resolve().parents[2] / "data" / "dataset.csv"
 
 #: Columns a CSV must have (the training-data format); ``author_tags`` and ``source`` are optional.
 CSV_REQUIRED = ("id", "created_on", "title", "description")

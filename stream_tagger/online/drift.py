@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stream_tagger.metrics import Metrics
-from stream_tagger.model.runtime import Predictor
-from stream_tagger.pipeline import OutputRecord, ScoredBatch
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.worker.pipeline import OutputRecord, ScoredBatch
 
 log = logging.getLogger(__name__)
 

@@ -34,16 +34,18 @@ from stream_tagger.settings import KernelSettings
 
 log = logging.getLogger(__name__)
 
+# Where the built module lives (imported as ``stream_tagger.kernels._kernels_<digest>``).
 PACKAGE_DIR = Path(__file__).parent
+SOURCE_ROOT = PACKAGE_DIR.parent
 # Every file whose content decides the compiled code: the kernels, and how they are compiled.
-KERNEL_SOURCES = ("compiled.py", "aot.py", "model/features.py", "duplicates.py")
+KERNEL_SOURCES = ("kernels/load.py", "kernels/build.py", "model/featurise.py", "online/duplicates.py")
 
 
 def module_name() -> str:
     """``_kernels_<digest>``: the kernel sources and the numba, LLVM and numpy versions that compile them."""
     digest = hashlib.sha256()
     for name in KERNEL_SOURCES:
-        digest.update((PACKAGE_DIR / name).read_bytes())
+        digest.update((SOURCE_ROOT / name).read_bytes())
     for dist in ("numba", "llvmlite", "numpy"):
         digest.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
     return f"_kernels_{digest.hexdigest()[:16]}"
@@ -73,7 +75,7 @@ def describe() -> str:
 
 
 def export_name(fn: Callable) -> str:
-    """Unique within the package: ``stream_tagger.model.features._pad`` -> ``model_features___pad``."""
+    """Unique within the package: ``stream_tagger.model.featurise._pad`` -> ``model_features___pad``."""
     return f"{fn.__module__.removeprefix(__package__ + '.').replace('.', '_')}__{fn.__name__}"
 
 
@@ -92,7 +94,7 @@ def jit(fn: Callable) -> Callable:
     return fn if BUILT is not None else _njit(fn)
 
 
-_SOURCE_PATHS = frozenset((PACKAGE_DIR / name).resolve() for name in KERNEL_SOURCES)
+_SOURCE_PATHS = frozenset((SOURCE_ROOT / name).resolve() for name in KERNEL_SOURCES)
 
 
 def _check_source(fn: Callable) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_tagger.compiled import jit, kernel
+from stream_tagger.kernels.load import jit, kernel
 
 _P = np.uint64(0x100000001B3)  # FNV prime
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # salt of kind k: k * golden ratio mod 2^64

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_tagger import compiled
+from stream_tagger.kernels import load as compiled
 
 
 class BuildError(RuntimeError):
@@ -32,8 +32,7 @@ class BuildError(RuntimeError):
 def warm_up() -> None:
     """Call every kernel once as serving and training call them; in JIT mode this also fills numba's
     disk cache, so a process that cannot use the built module does not compile at start."""
-    from stream_tagger.duplicates import fingerprints
-    from stream_tagger.model.features import (
+    from stream_tagger.model.featurise import (
         FeatureParams,
         Keywords,
         Pieces,
@@ -41,6 +40,7 @@ def warm_up() -> None:
         featurize,
         hash_ngrams,
     )
+    from stream_tagger.online.duplicates import fingerprints
 
     texts = ["Warm-up: object detection with CI/CD", "Café ☕ naïve", ""]
     hashed = hash_ngrams(texts, FeatureParams())

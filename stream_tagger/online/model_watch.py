@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from stream_tagger.model.artefacts import ModelLoadError, resolve
+from stream_tagger.model.versions import ModelLoadError, resolve
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from stream_tagger.compiled import kernel
 from stream_tagger.events import compose_text
+from stream_tagger.kernels.load import kernel
 from stream_tagger.metrics import Metrics
-from stream_tagger.pipeline import OutputRecord, ScoredBatch
+from stream_tagger.worker.pipeline import OutputRecord, ScoredBatch
 
 _PUNCTUATION_AND_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")

@@ -1,0 +1,3 @@
+"""Library functions behind the commands for the people around the worker: read files, produce, tail,
+predict offline, the demo.
+"""
