@@ -73,4 +73,7 @@ def configure_logging(level: str, log_format: Literal["text", "json"] = "text") 
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    logging.captureWarnings(True)  # warnings.warn from libraries: a record like any other
+    # warnings.warn from libraries: a record like any other. Off first: captureWarnings(True) does
+    # nothing when it was already on, even if something (Faust's worker) replaced the hook since.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)

@@ -156,7 +156,8 @@ def topics() -> dict[str, Any]:
     return {"consumer_group": f"test-{run}", "topic_raw": f"raw-{run}", "topic_tagged": f"tagged-{run}",
             "topic_review": f"review-{run}", "topic_dead_letter": f"dlq-{run}",
             "topic_feedback": f"feedback-{run}", "topic_shadow_disagreements": f"shadow-{run}",
-            "session_timeout_ms": 6_000, "heartbeat_interval_ms": 500, "model_dir": MODELS / "current"}
+            "session_timeout_ms": 6_000, "heartbeat_interval_ms": 500, "model_dir": MODELS / "current",
+            "replication_factor": 1, "min_insync_replicas": 1}  # one broker
 
 
 def connect(kafka: SecureKafka, certs: Certs, way: str, token_endpoint: str = "",
