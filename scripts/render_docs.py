@@ -44,17 +44,6 @@ TARGET_MLOPS_F1 = 0.85
 TARGET_AUTO_PRECISION = 0.98
 TARGET_AUTO_COVERAGE = 0.75
 
-# Readable names of benchmark pipelines; benchmarks/report.py's own names win when it has one.
-PIPELINE_LABELS = {
-    "passthrough": "confluent-kafka passthrough (ceiling)",
-    "quix": "Quix Streams passthrough (JSON in, JSON out)",
-    "sklearn": "confluent-kafka + scikit-learn per batch",
-    "worker": "stream-tagger worker",
-    "worker x2": "stream-tagger worker, 2 processes",
-    "worker-split": "stream-tagger worker + feedback-worker",
-    "faust": "Faust agent, iterate only",
-}
-
 _BLOCK = re.compile(
     r"(?P<begin><!-- BEGIN GENERATED (?P<name>[a-z0-9-]+)[^>]*-->\n)"
     r"(?P<body>.*?)"
@@ -92,17 +81,14 @@ def _read_json(root: Path, relative: Path) -> dict | None:
 
 
 def _labels(root: Path) -> dict[str, str]:
-    labels = dict(PIPELINE_LABELS)
+    """The pipelines' readable names, as the benchmark's own tables (benchmarks/report.py) give them."""
     sys.path.insert(0, str(root / "benchmarks"))
     try:
-        import report  # benchmarks/report.py: the names the benchmark's own tables use
+        import report
 
-        labels.update(getattr(report, "LABELS", {}))
-    except Exception:  # the docs render without it: a pipeline is then named by its key
-        pass
+        return dict(report.LABELS)
     finally:
         sys.path.remove(str(root / "benchmarks"))
-    return labels
 
 
 # --- benchmarks/results/latest.json -----------------------------------------------------------------
