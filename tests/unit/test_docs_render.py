@@ -159,6 +159,6 @@ def test_every_alert_has_a_runbook_entry() -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_docs_speak_about_the_product_not_the_work(doc: Path) -> None:
-    diary = re.compile(r"session [0-9]|round [0-9]|\.tmp/|\.\./shared", re.IGNORECASE)
+    diary = re.compile(r"session [0-9]|round [0-9]|[.]tmp/|[.][.]/shared", re.IGNORECASE)
     found = diary.findall(doc.read_text(encoding="utf-8"))
     assert not found, f"{doc.relative_to(ROOT)}: {found}"
