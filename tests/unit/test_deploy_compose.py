@@ -178,6 +178,12 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
     assert "RUN pip install --no-deps -r requirements/runtime.lock" in text  # the locked runtime set
     assert "RUN pip install --no-deps . && stream-tagger compile" in text  # the kernels built ahead ...
     assert "assert load.BUILT" in text  # ... or the image build fails
+    # The context ignores everything (**) but what its ignore file lets back in with "!".
+    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "**" in ignore
+    let_in = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
     for source in re.findall(r"^COPY (?!--from=)(.+) \S+$", text, re.MULTILINE):
         for path in source.split():
             assert (REPO / path).exists(), f"Dockerfile copies missing {path}"
+            assert any(path.rstrip("/") == kept or path.startswith(kept + "/") for kept in let_in), (
+                f"Dockerfile copies {path}, which Dockerfile.dockerignore keeps out of the build context")
