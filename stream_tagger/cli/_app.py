@@ -7,6 +7,8 @@ flag value), 1 for anything else. Every command checks the environment before it
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import typer
@@ -54,6 +56,17 @@ console = Console(stderr=True)
 
 #: Exit code of settings that cannot be used, as for a bad command line.
 USAGE = 2
+
+
+@contextlib.contextmanager
+def needs_train_extra(command: str) -> Iterator[None]:
+    """Around the imports of a command that trains or scores labelled data: a worker's install has no
+    scikit-learn and friends, and that is one line, not a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        fail(f"{command} needs the train extra ({exc.name} is missing): install requirements/dev.lock, "
+             "or the package with [train]")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

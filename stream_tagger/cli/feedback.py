@@ -16,6 +16,7 @@ from stream_tagger.cli._app import (
     configure_logging,
     console,
     fail,
+    needs_train_extra,
     settings_from,
 )
 from stream_tagger.model.dataset import DatasetError
@@ -77,7 +78,8 @@ def compare(
 ) -> None:
     """Both models on the same data, side by side; exits 1 if the candidate is worse on weighted F1 or
     auto-tag precision (the promotion gate)."""
-    from stream_tagger.online.promotion_gate import compare_models
+    with needs_train_extra("compare"):
+        from stream_tagger.online.promotion_gate import compare_models
 
     check_settings()
     try:
@@ -110,11 +112,12 @@ def promote(
     """Point <models>/current at VERSION (atomic rename): running workers serve it from their next batch,
     without a restart or a rebalance."""
     from stream_tagger.model.versions import resolve, set_current
-    from stream_tagger.online.promotion_gate import compare_models
 
     check_settings()
     try:
-        if data:
+        if data:  # the gate scores labelled data; promoting without it needs only the pointer
+            with needs_train_extra("promote --data"):
+                from stream_tagger.online.promotion_gate import compare_models
             result = compare_models(models / version, resolve(models), data)
             if not result.passed:
                 fail(f"{version} is worse than {result.baseline_version} on "

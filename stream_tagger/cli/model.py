@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from stream_tagger.cli._app import app, check_settings, console, fail, settings_from
+from stream_tagger.cli._app import app, check_settings, console, fail, needs_train_extra, settings_from
 from stream_tagger.model.dataset import DatasetError
 from stream_tagger.model.versions import ModelLoadError
 
@@ -38,9 +38,10 @@ def train(
     from dataclasses import replace
 
     # Heavy imports only for this command.
-    from stream_tagger.model.pretrained_pieces import PretrainedMissing
-    from stream_tagger.model.train import TrainConfig
-    from stream_tagger.model.train import train as train_model
+    with needs_train_extra("train"):
+        from stream_tagger.model.pretrained_pieces import PretrainedMissing
+        from stream_tagger.model.train import TrainConfig
+        from stream_tagger.model.train import train as train_model
 
     cfg = TrainConfig()
     if embedding_scale is not None:
@@ -121,7 +122,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Run the ONNX model on labelled CSVs: per-class and averaged figures, slices, auto-tag point, parity."""
-    from stream_tagger.model.evaluate import evaluate_model
+    with needs_train_extra("evaluate"):
+        from stream_tagger.model.evaluate import evaluate_model
 
     settings = settings_from()
     model_dir = model or settings.model_dir

@@ -4,6 +4,7 @@ non-zero exit: 2 for settings that cannot be used, whatever the command."""
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +210,18 @@ def test_a_command_line_typer_cannot_parse_is_one_line_too(args: list[str], expe
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert one_line(result.stderr) == expected
+
+
+@pytest.mark.parametrize(("command", "module"), [
+    (["evaluate", "--data", "d.csv"], "stream_tagger.model.evaluate"),
+    (["train", "--data", "d.csv"], "stream_tagger.model.train"),
+    (["compare", "--model", "a", "--baseline", "b", "--data", "d.csv"],
+     "stream_tagger.online.promotion_gate"),
+])
+def test_a_command_that_needs_the_train_extra_says_so_in_one_line_without_it(
+    command: list[str], module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # what importing it does in a worker's install
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "needs the train extra" in result.output
