@@ -9,6 +9,8 @@ max_prob_diff}``.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,11 +44,20 @@ def _slices(
     }
 
 
+# Where the pickled scikit-learn steps of older model versions were defined (docs/decisions/008).
+_MOVED_MODULES = {
+    "stream_tagger.model.features": "stream_tagger.model.featurise",
+    "stream_tagger.model.featurizer": "stream_tagger.model.sklearn_transformers",
+}
+
+
 def _parity(version_dir: Path, predictor: Predictor, texts: list[str], onnx_probs: np.ndarray) -> dict:
     """scikit-learn pipeline saved at training time vs the ONNX path, on these texts."""
     path = version_dir / PIPELINE_FILE
     if not path.is_file():
         return {"available": False, "label_agreement": None, "max_prob_diff": None}
+    for old, new in _MOVED_MODULES.items():  # a version pickled before the package's layout by role
+        sys.modules.setdefault(old, importlib.import_module(new))
     sk = joblib.load(path).predict_proba(texts)
     return {
         "available": True,
