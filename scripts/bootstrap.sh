@@ -22,10 +22,13 @@ fi
 # it reads is written only after Maven succeeded, so an interrupted copy is redone.
 kafka_version=$(sed -n 's:.*<kafka\.version>\(.*\)</kafka\.version>.*:\1:p' deploy/kafka/pom.xml)
 kafka_stamp=deploy/kafka/target/installed-version
-if [ "$(cat "$kafka_stamp" 2>/dev/null)" != "$kafka_version" ]; then
-  for tool in mvn java; do
-    command -v "$tool" >/dev/null || { echo "bootstrap: ERROR: $tool not found; the integration tests run on Apache Kafka, installed with Maven (Java 17+)" >&2; exit 1; }
-  done
+missing_tools=""
+for tool in mvn java; do command -v "$tool" >/dev/null || missing_tools="$missing_tools $tool"; done
+if [ -n "$missing_tools" ] && [ "$(cat "$kafka_stamp" 2>/dev/null)" != "$kafka_version" ]; then
+  # The demo runs on its embedded broker and needs neither; the integration tests and CI do.
+  echo "bootstrap: WARNING:$missing_tools not found; Apache Kafka for the integration tests is not installed (Java 17+ and Maven)" >&2
+  [ "${CI:-}" = true ] && exit 1
+elif [ "$(cat "$kafka_stamp" 2>/dev/null)" != "$kafka_version" ]; then
   echo "bootstrap: installing Apache Kafka $kafka_version for the tests (Maven, deploy/kafka)" >&2
   mvn_log=$(mktemp)
   if ! mvn -B -q -Dstyle.color=never -f deploy/kafka/pom.xml clean package >"$mvn_log" 2>&1; then

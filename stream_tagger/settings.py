@@ -173,12 +173,12 @@ def _problems(exc: ValidationError, given: dict[str, Any]) -> list[tuple[str | N
 
 
 class KernelSettings(BaseSettings):
-    """The one setting read when the package is imported (``compiled.py``), apart from the rest so that
+    """The one setting read when the package is imported (``kernels/load.py``), apart from the rest so that
     a bad value elsewhere fails where settings are used, with their error, not at ``import``."""
 
     model_config = SettingsConfigDict(env_prefix="STREAM_TAGGER_", extra="ignore")
 
-    # Where the featuriser's and duplicate check's kernels come from (compiled.py): "auto" takes the
+    # Where the featuriser's and duplicate check's kernels come from (kernels/load.py): "auto" takes the
     # module `stream-tagger compile` built for this exact source (no numba in the process, ~120 MB less
     # resident), else numba's JIT; "jit" always takes numba's JIT (building that module needs it).
     kernels: Literal["auto", "jit"] = "auto"

@@ -190,7 +190,7 @@ def predict(
                                                    show_default=False)] = None,
 ) -> None:
     """Batch decisions the product owners can trust to match the stream's."""
-    # Imported here: the model runtime pulls in scikit-learn (~2 s), which no other command needs.
+    # Imported here: onnxruntime and the kernels take a while to load, which no other command needs.
     from stream_tagger.model.predictor import Predictor
     from stream_tagger.tools.predict import predict_file
 

@@ -3,10 +3,11 @@
 They are written once, as numba code, and served one of two ways:
 
 - Ahead of time: ``stream-tagger compile`` (bootstrap.sh and the Docker build run it) builds them into
-  a C extension, ``stream_tagger/_kernels_<digest>`` (``aot.py``). A process that finds the module built
-  for exactly this source never imports numba: a worker is ~120 MB smaller (numba's import ~64 MB, and
-  LLVM starting up to load the first kernel from numba's cache ~57 MB, measured), which is what lets it
-  take micro-batches of 1,024 within its memory budget, and it starts without compiling anything.
+  a C extension, ``stream_tagger/kernels/_kernels_<digest>`` (``build.py``). A process that finds the
+  module built for exactly this source never imports numba: a worker is ~120 MB smaller (numba's
+  import ~64 MB, and LLVM starting up to load the first kernel from numba's cache ~57 MB, measured),
+  which is what lets it take micro-batches of 1,024 within its memory budget, and it starts without
+  compiling anything.
 - Just in time (numba's ``njit``, cached on disk) when that module is missing, was built from other
   sources or other numba/LLVM/numpy versions (its name carries a digest of them, so an edited kernel
   can never run stale machine code), or when ``STREAM_TAGGER_KERNELS=jit``.

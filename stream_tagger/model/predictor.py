@@ -143,7 +143,7 @@ class Predictor:
         widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
         self._keywords: Keywords | None = None
         if self._takes(widths, INPUT_KEYWORD_HITS, version_dir / KEYWORDS_FILE, model_path):
-            # From the version folder, not from ``rules.py``: editing the baseline's lists must not
+            # From the version folder, not from ``keyword_baseline.py``: editing the baseline's lists must not
             # change a served model.
             self._keywords = _checked(Keywords, version_dir / KEYWORDS_FILE, read_keywords(version_dir))
             _check_width(version_dir / KEYWORDS_FILE, len(self._keywords.tags), widths[INPUT_KEYWORD_HITS])

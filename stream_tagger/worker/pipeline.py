@@ -57,7 +57,7 @@ class PredictionLike(Protocol):
 
 
 class PredictorLike(Protocol):
-    """The part of ``model.runtime.Predictor`` the pipeline uses (a fake one in unit tests)."""
+    """The part of ``model.predictor.Predictor`` the pipeline uses (a fake one in unit tests)."""
 
     version: str
     labels: Sequence[str]
