@@ -41,7 +41,21 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from stream_tagger.cli import main; main()", *args]
 
 
-class ServiceProcess:
+class ChildProcess:
+    """What every process the package starts tells about itself; ``proc`` is None until it starts."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class ServiceProcess(ChildProcess):
     """A long-running command with a web port (/ready), its output in a log file; stopped on exit."""
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str], log_path: Path, web_port: int) -> None:
@@ -54,14 +68,6 @@ class ServiceProcess:
     @property
     def name(self) -> str:
         return self.command[-1]
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     @property
     def url(self) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from stream_tagger.processes import stop_process
+from stream_tagger.processes import ChildProcess, stop_process
 
 # The only storage engine of the shipped binary that keeps data (it is built with "dynostore" alone:
 # memory://, s3://, gs://, and null:// which drops everything); sqlite://, postgres:// and slatedb:// fail
@@ -60,7 +60,7 @@ def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool
     return False
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(ChildProcess):
     """A Tansu broker process on loopback; a context manager that always stops what it started."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None,
@@ -69,19 +69,11 @@ class EmbeddedBroker:
         self.storage_engine = storage_engine
         self.port = port or free_port(host)
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"stream-tagger-tansu-{self.port}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         # Checked first: with the port taken, whatever listens there would answer for a broker that
@@ -100,7 +92,7 @@ class EmbeddedBroker:
                "--storage-engine", self.storage_engine]
         log = self.log_path.open("ab")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        self._proc = proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+        self.proc = proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                              stdin=subprocess.DEVNULL, env=env)
         log.close()
 
@@ -123,7 +115,7 @@ class EmbeddedBroker:
         return "no log"
 
     def stop(self, timeout: float = 10.0) -> None:
-        proc, self._proc = self._proc, None
+        proc, self.proc = self.proc, None
         stop_process(proc, timeout)
 
     def __enter__(self) -> EmbeddedBroker:

@@ -29,7 +29,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from stream_tagger.kafka.embedded_broker import free_port, wait_for_port
-from stream_tagger.processes import stop_process
+from stream_tagger.processes import ChildProcess, stop_process
 
 KAFKA_PROJECT = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 #: Where ``mvn -f deploy/kafka/pom.xml package`` puts the broker's jars.
@@ -86,7 +86,7 @@ def _properties(values: dict[str, object]) -> str:
 
 
 @dataclass
-class KafkaNode:
+class KafkaNode(ChildProcess):
     """One JVM: broker and KRaft controller with a fixed address, so a restart comes back where
     clients last saw it, on the data it left on disk."""
 
@@ -112,14 +112,6 @@ class KafkaNode:
     @property
     def data_dir(self) -> Path:
         return self.directory / "data"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
