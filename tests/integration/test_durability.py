@@ -60,6 +60,19 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
         time.sleep(0.2)
 
 
+def rode_it_out(
+    settings: Settings, worker: WorkerProcess, stream: EventStream, at_kill: int, lost: str
+) -> list[bytes]:
+    """After a failure at ``at_kill`` events sent: AFTER more are sent and every one sent is tagged, the
+    worker still alive and then stopping cleanly. Returns the ids sent."""
+    stream.wait_sent(at_kill + AFTER)
+    sent = stream.stop()
+    drain(settings, settings.topic_tagged, has_keys(len(sent)), timeout=120)
+    assert worker.alive, f"the worker died with {lost}:\n{worker.log_tail(30)}"
+    assert worker.terminate() == 0
+    return sent
+
+
 def test_broker_killed_and_restarted_mid_stream_every_id_comes_out(
     new_kafka: Callable[[int], LocalKafka], settings: Settings, tmp_path: Path
 ) -> None:
@@ -76,12 +89,7 @@ def test_broker_killed_and_restarted_mid_stream_every_id_comes_out(
         at_kill = len(stream.sent)
         time.sleep(2)
         kafka.start_node(1)
-        stream.wait_sent(at_kill + AFTER)
-        sent = stream.stop()
-        drain(settings, settings.topic_tagged, has_keys(len(sent)), timeout=120)
-        assert worker.alive, f"the worker died with the broker:\n{worker.log_tail(30)}"
-        assert worker.terminate() == 0
-
+        sent = rode_it_out(settings, worker, stream, at_kill, "the broker")
     assert_every_id_out(sent, read_all(settings, settings.topic_tagged))
 
 
@@ -113,12 +121,7 @@ def test_killing_the_leader_of_raw_and_tagged_partitions_loses_nothing(
 
         wait_for(led_elsewhere, f"the partitions broker {victim} led have new leaders")
         # Written, consumed and tagged with one broker of three down (it stays down).
-        stream.wait_sent(at_kill + AFTER)
-        sent = stream.stop()
-        drain(settings, settings.topic_tagged, has_keys(len(sent)), timeout=120)
-        assert worker.alive, f"the worker died with broker {victim}:\n{worker.log_tail(30)}"
-        assert worker.terminate() == 0
-
+        sent = rode_it_out(settings, worker, stream, at_kill, f"broker {victim}")
     assert_every_id_out(sent, read_all(settings, settings.topic_tagged))
 
 
