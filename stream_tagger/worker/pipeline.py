@@ -483,7 +483,10 @@ class Pipeline:
         for content_id in batch.rows:
             # Still this batch's: a later one would have scored the id only after this one finished.
             del self._unfinished[content_id]
-        ok = [row for rows, _prediction in pieces for row in rows]
+        # The rows scored, in order: every row unless one failed (no per-row list in the common case).
+        ok: Sequence[int] = range(len(batch.to_score))
+        if batch.failed:
+            ok = [row for rows, _prediction in pieces for row in rows]
         routed: list[tuple[range, Routes]] = []
         if ok:
             prediction = _join([prediction for _rows, prediction in pieces])
