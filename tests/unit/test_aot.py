@@ -1,4 +1,4 @@
-"""The kernels built ahead of time (``aot``) against numba's JIT: same outputs, and no numba in a worker."""
+"""The kernels built ahead of time (``aot``): no numba in a worker, the GIL released, a digest per source."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stream_tagger.kernels import load as compiled
 from tests.conftest import REPO
-
-SCRIPT = Path(__file__).with_name("kernel_outputs.py")
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +26,6 @@ def _run(code_or_script: list[str], kernels: str, tmp_path: Path) -> str:
         [sys.executable, *code_or_script], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
     )
     return done.stdout
-
-
-def test_built_kernels_give_numba_jit_outputs_bit_for_bit(built: None, tmp_path: Path) -> None:
-    said = {kernels: _run([str(SCRIPT), f"{kernels}.npz"], kernels, tmp_path) for kernels in ("auto", "jit")}
-    assert said["auto"].startswith("ahead of time") and said["jit"].startswith("numba JIT")
-    aot, jit = np.load(tmp_path / "auto.npz"), np.load(tmp_path / "jit.npz")
-    assert sorted(aot.files) == sorted(jit.files)
-    for name in jit.files:
-        assert aot[name].dtype == jit[name].dtype and np.array_equal(aot[name], jit[name]), name
-    assert jit["cols"].size > 100_000 and (jit["keys"] != -1).sum() > 700  # real work was compared
-    assert (np.abs(jit["embedding"]).sum(axis=1) > 0).sum() > 760
 
 
 def test_a_worker_with_built_kernels_never_imports_numba(built: None, tmp_path: Path) -> None:
