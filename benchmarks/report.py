@@ -440,3 +440,128 @@ def write_markdown(results: dict, path: Path) -> None:
         lines += _md_table(["configuration", "events/s", "CPU µs/event", "peak RSS MB"], sweep_rows(results))
     lines += _md_table(["pipeline", "target", "measured", "rule", "result"], target_rows(results))
     path.write_text("\n".join(lines))
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _list(values: list[float | None], digits: int = 0) -> str:
+    return ", ".join(_fmt(v, digits) for v in values)
+
+
+AB_SATURATION_HEADER = [
+    "code",
+    "events/s",
+    "x first",
+    "x first, run by run",
+    "CPU µs/event",
+    "cores busy",
+    "peak RSS MB",
+    "runs (events/s)",
+]
+AB_LATENCY_HEADER = [
+    "offered load",
+    "code",
+    "p50",
+    "p99",
+    "p99.9",
+    "p99 in pipeline",
+    "p50 last 10%",
+    "x first (p99)",
+    "runs (p99)",
+]
+
+
+def ab_saturation_rows(results: dict) -> list[list[str]]:
+    """Per variant: the median rate, its ratio to the first variant's, and the ratio round by round (the
+    two ran back to back, so a load change on the machine hits both)."""
+    ab = results["ab"]
+    first = ab["variants"][0]
+    base = ab["saturation"][first].get("events_per_s")
+    rows = []
+    for label in ab["variants"]:
+        sat = ab["saturation"][label]
+        paired = [_ratio(r, b) for r, b in zip(ab["rounds"][label], ab["rounds"][first], strict=True)]
+        rows.append(
+            [
+                label,
+                _fmt(sat.get("events_per_s")),
+                _x(_ratio(sat.get("events_per_s"), base)),
+                f"{_x(_median(paired))} ({', '.join(_x(p) for p in paired)})",
+                _fmt(sat.get("cpu_us_per_event"), 1),
+                _fmt(sat.get("cores_busy"), 2),
+                _fmt(sat.get("peak_rss_mb")),
+                _list(ab["rounds"][label]),
+            ]
+        )
+    return rows
+
+
+def ab_latency_rows(results: dict) -> list[list[str]]:
+    """Per offered load and variant: the median over rounds of each percentile."""
+    ab = results["ab"]
+    rows = []
+    for load in ab["loads"]:
+        base = None
+        for label in ab["variants"]:
+            runs = [r for r in load["runs"].get(label, []) if "latency_ms" in r]
+
+            def med(get: Any, runs: list[dict] = runs) -> float | None:
+                return _median([get(r) for r in runs])
+
+            p99 = med(lambda r: r["latency_ms"]["p99"])
+            base = p99 if base is None and label == ab["variants"][0] else base
+            rows.append(
+                [
+                    f"{load['label']} ({load['offered_per_s']:,.0f}/s)",
+                    label,
+                    _fmt(med(lambda r: r["latency_ms"]["p50"]), 1),
+                    _fmt(p99, 1),
+                    _fmt(med(lambda r: r["latency_ms"]["p99.9"]), 1),
+                    _fmt(med(lambda r: r.get("latency_created_ms", {}).get("p99")), 1),
+                    _fmt(med(lambda r: r["p50_first_last_tenth_ms"][1]), 1),
+                    _x(_ratio(p99, base)),
+                    _list([r["latency_ms"]["p99"] for r in runs], 1),
+                ]
+            )
+    return rows
+
+
+def ab_headline(results: dict) -> list[str]:
+    meta = results["meta"]
+    m, codes = meta["machine"], meta.get("codes", {})
+    during = m.get("load_avg_1min_during") or {}
+    named = "; ".join(
+        f"{label} = {c['source']} {c['commit'][:10]}" + (" with changes" * bool(c.get("modified")))
+        for label, c in codes.items()
+    )
+    load = f"1-min load average {m['load_avg_at_start'][0]:.1f} at start"
+    if during:
+        load += f", {during['median']:.1f} median ({during['min']:.1f}-{during['max']:.1f}) during"
+    return [
+        f"A/B run of {meta['date']}, {meta['duration_s'] / 60:.0f} min: {named}; interleaved run by run, "
+        f"{meta['saturation_runs']} saturation runs of {meta['events']:,} events and "
+        f"{meta.get('latency_runs', 1)} runs of {meta['load_seconds']:g} s per offered load, medians; "
+        f"broker: {meta['broker']}; model {meta.get('model_version')}",
+        f"machine: {m['cpu']}, {m['cores']} cores; {load}",
+    ]
+
+
+def print_ab(results: dict, console: Console | None = None) -> None:
+    console = console or Console(width=None if Console().is_terminal else 200)
+    for line in ab_headline(results):
+        console.print(line, highlight=False)
+    console.print(_rich_table("A/B saturation", AB_SATURATION_HEADER, ab_saturation_rows(results)))
+    console.print(_rich_table("A/B end-to-end latency (ms)", AB_LATENCY_HEADER, ab_latency_rows(results)))
+
+
+def write_ab_markdown(results: dict, path: Path) -> None:
+    lines = [*(line + "." for line in ab_headline(results)), ""]
+    lines += _md_table(AB_SATURATION_HEADER, ab_saturation_rows(results))
+    lines += _md_table(AB_LATENCY_HEADER, ab_latency_rows(results))
+    path.write_text("\n".join(lines))

@@ -73,7 +73,16 @@ from harness import (
     produce_bulk,
     produce_paced,
 )
-from report import check_targets, print_report, ratios, write_json, write_markdown, write_plot
+from report import (
+    check_targets,
+    print_ab,
+    print_report,
+    ratios,
+    write_ab_markdown,
+    write_json,
+    write_markdown,
+    write_plot,
+)
 
 from stream_tagger.kafka.embedded_broker import EmbeddedBroker, free_port
 from stream_tagger.model.versions import ModelLoadError, resolve
@@ -115,11 +124,14 @@ class Mode:
     # Saturation runs of the fast pipelines, the median reported: on this shared VM single runs of one
     # build spread by ±15% within minutes.
     saturation_runs: int
+    latency_runs: int = 1  # rounds of the offered loads in an A/B run, the median reported
     fixed_loads: tuple[float, ...] = (1_000.0,)
     worker_fractions: tuple[float, ...] = (0.8,)
 
 
-FULL = Mode(events=200_000, load_seconds=20.0, slow_seconds=30.0, cap_seconds=120.0, saturation_runs=5)
+FULL = Mode(
+    events=200_000, load_seconds=20.0, slow_seconds=30.0, cap_seconds=120.0, saturation_runs=5, latency_runs=3
+)
 QUICK = Mode(events=30_000, load_seconds=5.0, slow_seconds=10.0, cap_seconds=30.0, saturation_runs=1)
 
 
@@ -131,9 +143,8 @@ class Bench:
     broker_pid: int | None
     scratch: Path
     user_model: Path
-    model_dir: Path | None  # a copy of the version models/current named at start: every worker serves it
+    code: Code | None  # what the workers run unless a run names other code (A/B runs)
     mode: Mode
-    code_env: dict[str, str] = field(default_factory=dict)  # where the workers import stream_tagger from
     _seq: Iterator[int] = field(default_factory=itertools.count)
 
     def run_id(self, kind: str) -> str:
@@ -161,9 +172,11 @@ def topics_for(kind: str, run_id: str) -> RunTopics:
     return RunTopics(f"{run_id}-raw", (f"{run_id}-out",))
 
 
-def worker_env(bench: Bench, topics: RunTopics, group: str, batch: int | None) -> dict[str, str]:
-    if bench.model_dir is None:
-        raise ValueError("no model to serve: prepare_code() copies it when a worker is selected")
+def worker_env(
+    code: Code | None, bench: Bench, topics: RunTopics, group: str, batch: int | None
+) -> dict[str, str]:
+    if code is None:
+        raise ValueError("no code to run: prepare_code() makes it when a worker is selected")
     tagged, review, dlq = topics.outputs
     feedback, shadow = topics.extra
     env = {
@@ -181,12 +194,12 @@ def worker_env(bench: Bench, topics: RunTopics, group: str, batch: int | None) -
         "STREAM_TAGGER_MIN_INSYNC_REPLICAS": "1",
         "STREAM_TAGGER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "STREAM_TAGGER_HEARTBEAT_INTERVAL_MS": "500",
-        "STREAM_TAGGER_MODEL_DIR": str(bench.model_dir),
+        "STREAM_TAGGER_MODEL_DIR": str(code.model_dir),
         "STREAM_TAGGER_WEB_HOST": "127.0.0.1",
         "STREAM_TAGGER_WEB_PORT": str(free_port()),
         "STREAM_TAGGER_LOG_LEVEL": "WARNING",
         "STREAM_TAGGER_FEEDBACK_IN_WORKER": "false",
-        **bench.code_env,
+        **code.env,
     }
     if batch is not None:
         env["STREAM_TAGGER_BATCH_MAX_SIZE"] = str(batch)
@@ -219,12 +232,14 @@ def launch(
     batch: int | None = None,
     seconds: float = 600.0,
     wrap: list[str] | None = None,
+    code: Code | None = None,
 ) -> Processes:
-    """Start ``procs`` processes of one pipeline in one consumer group, each logging to the scratch folder."""
+    """Start ``procs`` processes of one pipeline in one consumer group, each logging to the scratch folder.
+    Workers run ``code``, or the bench's."""
     started, logs, ports = [], [], []
     for i, command in enumerate(commands_for(kind, bench, topics, group, seconds, procs)):
         # Each worker gets its own env: its own free web port.
-        own = worker_env(bench, topics, group, batch) if kind in OURS else {}
+        own = worker_env(code or bench.code, bench, topics, group, batch) if kind in OURS else {}
         if own and command[-1] == "worker":
             ports.append(int(own["STREAM_TAGGER_WEB_PORT"]))
         env = {**os.environ, **own}
@@ -347,6 +362,7 @@ def saturation(
     batch: int | None = None,
     seconds: float | None = None,
     wrap: list[str] | None = None,
+    code: Code | None = None,
 ) -> dict:
     """N events pre-produced, then the pipeline started: how fast does it drain them?"""
     n, limit = bench.mode.events, seconds or bench.mode.cap_seconds
@@ -355,8 +371,9 @@ def saturation(
         sent = produce_bulk(bench.bootstrap, topics.raw, encoded(n, run_id))
         sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
         sink.start()
+        group, seconds = f"g-{run_id}", limit + 60
         processes = launch(
-            kind, bench, topics, f"g-{run_id}", procs=procs, batch=batch, seconds=limit + 60, wrap=wrap
+            kind, bench, topics, group, procs=procs, batch=batch, seconds=seconds, wrap=wrap, code=code
         )
         try:
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
@@ -398,14 +415,14 @@ def median_of(runs: list[dict]) -> dict:
     return out
 
 
-def paced(bench: Bench, kind: str, rate: float) -> dict:
+def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dict:
     """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see."""
     n = min(bench.mode.events, max(100, int(rate * bench.mode.load_seconds)))
     load = os.getloadavg()[0]
     with run_topics(bench, kind) as (run_id, topics):
         sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
         sink.start()
-        processes = launch(kind, bench, topics, f"g-{run_id}", seconds=STARTUP_TIMEOUT_S + 120)
+        processes = launch(kind, bench, topics, f"g-{run_id}", seconds=STARTUP_TIMEOUT_S + 120, code=code)
         try:
             producer = new_producer(bench.bootstrap)  # warmed up too: connected, metadata known
             warm = produce_bulk(
@@ -436,10 +453,12 @@ def paced(bench: Bench, kind: str, rate: float) -> dict:
     }
 
 
-def loads_for(mode: Mode, worker_rate: float) -> list[tuple[str, float]]:
+def loads_for(mode: Mode, worker_rate: float | None) -> list[tuple[str, float]]:
+    """The offered loads: the fixed ones, and fractions of the worker's saturation when it is known."""
     fixed = [(f"{r:,.0f}/s", r) for r in mode.fixed_loads]
-    relative = [(f"{f:.0%} of worker saturation", f * worker_rate) for f in mode.worker_fractions]
-    return fixed + relative
+    if not worker_rate:
+        return fixed
+    return fixed + [(f"{f:.0%} of worker saturation", f * worker_rate) for f in mode.worker_fractions]
 
 
 def guarded(log: Callable[[str], None], what: str, run: Callable[[], dict], **base: Any) -> dict:
@@ -508,6 +527,38 @@ def run_all(bench: Bench, only: list[str], batch_sizes: list[int], log: Callable
     return results
 
 
+def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
+    """The worker at each of ``codes``, interleaved run by run so that the shared machine's load hits
+    each alike: saturation rounds, then rounds of the offered loads. The order within a round alternates
+    (A B, then B A) so that neither side always runs first. Every variant is offered the same rates:
+    1,000/s and 80% of the first variant's (the baseline's) median saturation."""
+    mode, labels = bench.mode, [code.label for code in codes]
+    results: dict[str, Any] = {"variants": labels, "saturation": {}, "rounds": {}, "loads": []}
+
+    def ordered(round_: int) -> list[Code]:
+        return codes if round_ % 2 == 0 else codes[::-1]
+
+    runs: dict[str, list[dict]] = {label: [] for label in labels}
+    for round_ in range(mode.saturation_runs):
+        for code in ordered(round_):
+            log(f"worker@{code.label}: saturation, run {round_ + 1} of {mode.saturation_runs}")
+            run = partial(saturation, bench, "worker", code=code)
+            runs[code.label].append(guarded(log, code.label, run, pipeline="worker", procs=1))
+    for label in labels:
+        results["saturation"][label] = median_of(runs[label])
+        results["rounds"][label] = [r.get("events_per_s") for r in runs[label]]
+    for label, rate in loads_for(mode, results["saturation"][labels[0]].get("events_per_s")):
+        entry: dict[str, Any] = {"label": label, "offered_per_s": round(rate, 1), "runs": {}}
+        for round_ in range(mode.latency_runs):
+            for code in ordered(round_):
+                log(f"worker@{code.label}: {label} ({rate:,.0f}/s), run {round_ + 1} of {mode.latency_runs}")
+                run = partial(paced, bench, "worker", rate, code)
+                run = guarded(log, code.label, run, offered_per_s=rate)
+                entry["runs"].setdefault(code.label, []).append(run)
+        results["loads"].append(entry)
+    return results
+
+
 def _cpu_model() -> str:
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -571,6 +622,7 @@ def _git(*args: str) -> str:
 class Code:
     """What the workers run: the environment that points them at their code, and the model they serve."""
 
+    label: str  # as given to --code: the revision, with its settings if any
     env: dict[str, str]
     model_dir: Path
     record: dict[str, Any]  # what the JSON says about it
@@ -581,44 +633,65 @@ def _extract(commit: str, paths: list[str], into: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
 
 
-def prepare_code(rev: str, scratch: Path) -> Code:
-    """The workers' code and model, copied into the scratch folder: ``rev``'s ``stream_tagger`` (with the
-    schemas it reads) and the model version its ``models/current`` names, out of git; or, for
-    ``worktree``, the package as it is and a copy of the version ``models/current`` names now. The work
-    tree is shared: a half-made edit there would be measured or stop a worker mid-run, and a promotion
-    may change or delete the served version between two runs. Builds the kernels for that code as a
-    deployment does (without them a worker runs numba's JIT, ~120 MB more resident)."""
+def parse_code(spec: str) -> tuple[str, dict[str, str]]:
+    """``REV`` or ``REV+NAME=VALUE+...``: a revision and the settings its workers run with, NAME being a
+    setting's name without ``STREAM_TAGGER_`` (``worktree+linger_ms=0``)."""
+    rev, *pairs = spec.split("+")
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            sys.exit(f"error: --code {spec!r}: {pair!r} is not NAME=VALUE")
+        settings[f"STREAM_TAGGER_{name.upper()}"] = value
+    return rev, settings
+
+
+def prepare_code(spec: str, scratch: Path) -> Code:
+    """The workers' code and model, copied into ``scratch``: ``rev``'s ``stream_tagger`` (with the schemas it
+    reads) and the model version its ``models/current`` names, out of git; or, for ``worktree``, the
+    package and schemas as they are now (tracked or not) and a copy of the version ``models/current``
+    names. A copy, because the work tree is shared: an edit made there during the run would be measured
+    or stop a worker mid-run, and a promotion may change or delete the served version between two runs.
+    Builds the kernels for that code as a deployment does (without them a worker runs numba's JIT,
+    ~120 MB more resident)."""
+    rev, settings = parse_code(spec)
     cli = str(Path(sys.executable).parent / "stream-tagger")
-    models = scratch / "models"
+    scratch.mkdir()
+    models, root = scratch / "models", scratch / "code"
     models.mkdir()
+    root.mkdir()
     if rev == "worktree":
         try:
             version = resolve(REPO / "models" / "current")
         except ModelLoadError as exc:
             sys.exit(f"error: {exc}; train a model first (stream-tagger train)")
         shutil.copytree(version, models / version.name)
-        subprocess.run([cli, "compile"], check=True)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for part in ("stream_tagger", "schemas"):
+            shutil.copytree(REPO / part, root / part, ignore=ignore)
+        version_name = version.name
         modified = bool(_git("status", "--porcelain", "stream_tagger", "schemas", "models"))
         record = {"source": "work tree", "commit": _git("rev-parse", "HEAD"), "modified": modified}
-        return Code({}, models / version.name, record)
-    commit = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    if not commit:
-        sys.exit(f"error: --code {rev!r} names no commit")
-    version_name = _git("show", f"{commit}:models/current")
-    if not version_name:
-        sys.exit(f"error: {rev} has no models/current")
-    root = scratch / "code"
-    root.mkdir()
-    _extract(commit, ["stream_tagger", "schemas"], root)
-    _extract(commit, [f"models/{version_name}"], scratch)
-    # Kernels built for the same sources load as they are: their name carries a digest of the sources.
-    for built in (REPO / "stream_tagger").glob("_kernels_*"):
-        if built.is_file():
-            shutil.copy2(built, root / "stream_tagger" / built.name)
-    env = {"PYTHONPATH": str(root)}  # ahead of the editable install, which maps to the work tree
+    else:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        if not commit:
+            sys.exit(f"error: --code {rev!r} names no commit")
+        version_name = _git("show", f"{commit}:models/current")
+        if not version_name:
+            sys.exit(f"error: {rev} has no models/current")
+        _extract(commit, ["stream_tagger", "schemas"], root)
+        _extract(commit, [f"models/{version_name}"], scratch)
+        # Kernels built for the same sources load as they are: their name carries a digest of the sources.
+        for built in (REPO / "stream_tagger").rglob("_kernels_*"):
+            if built.is_file():
+                target = root / built.relative_to(REPO)
+                if target.parent.is_dir():
+                    shutil.copy2(built, target)
+        record = {"source": f"git {rev}", "commit": commit, "modified": False}
+    env = {"PYTHONPATH": str(root), **settings}  # ahead of the editable install, which maps to the work tree
     # Run from the scratch folder: a working directory of the repo would put its stream_tagger first.
     subprocess.run([cli, "compile"], check=True, cwd=scratch, env={**os.environ, **env})
-    return Code(env, models / version_name, {"source": f"git {rev}", "commit": commit, "modified": False})
+    return Code(spec, env, models / version_name, {**record, "settings": settings})
 
 
 class LoadWatch(threading.Thread):
@@ -681,6 +754,13 @@ def publish(results: dict, out: Path) -> None:
     write_markdown(results, out / "latest.md")
 
 
+def publish_ab(results: dict, out: Path) -> None:
+    """An A/B run goes to ``ab.json`` and ``ab.md``: it never replaces the full run's ``latest`` files."""
+    print_ab(results)
+    write_json(results, out / "ab.json")
+    write_ab_markdown(results, out / "ab.md")
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops the pipelines and the broker it started.
     raise KeyboardInterrupt
@@ -716,8 +796,13 @@ def main() -> None:
     parser.add_argument(
         "--code",
         default="HEAD",
-        help="the worker's code: a git revision (default: HEAD), or 'worktree' for the files as they are",
+        help="the worker's code: a git revision (default: HEAD) or 'worktree' for the files as they are, "
+        "optionally with settings (worktree+linger_ms=0); several, comma-separated (HEAD,worktree), run "
+        "an A/B comparison of the worker alone, interleaved run by run, ratios to the first",
     )
+    parser.add_argument("--rounds", type=int, help="saturation runs per pipeline (5; quick: 1)")
+    parser.add_argument("--latency-rounds", type=int, help="A/B: rounds of the offered loads (3; quick: 1)")
+    parser.add_argument("--load-seconds", type=float, help="length of each paced run (20 s; quick: 5 s)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/latest.png go")
     args = parser.parse_args()
     if args.report_only:
@@ -729,10 +814,19 @@ def main() -> None:
         parser.error(f"unknown pipelines: {', '.join(sorted(unknown))}")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     mode = QUICK if args.quick else FULL
-    if args.events:
-        mode = Mode(**{**mode.__dict__, "events": args.events})
-    check_setup([] if args.profile else only)
-    workers = args.profile or bool(set(OURS) & set(only)) or bool(batch_sizes)
+    chosen = {
+        "events": args.events,
+        "saturation_runs": args.rounds,
+        "latency_runs": args.latency_rounds,
+        "load_seconds": args.load_seconds,
+    }
+    mode = Mode(**{**mode.__dict__, **{k: v for k, v in chosen.items() if v}})
+    specs = args.code.split(",")
+    ab = len(specs) > 1
+    if ab and (args.profile or batch_sizes):
+        parser.error("an A/B run (several --code) measures the worker alone: no --profile or --batch-sizes")
+    check_setup([] if args.profile or ab else only)
+    workers = ab or args.profile or bool(set(OURS) & set(only)) or bool(batch_sizes)
     args.out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _interrupt)
     began, host, watch = datetime.now(UTC), machine(), LoadWatch()
@@ -743,7 +837,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="stream-tagger-bench-") as tmp:
         scratch = Path(tmp)
-        code = prepare_code(args.code, scratch) if workers else None
+        codes = [prepare_code(spec, scratch / f"code-{i}") for i, spec in enumerate(specs)] if workers else []
+        code = codes[0] if codes else None
         log(f"starting the broker ({args.broker})")
         with running_broker(args.broker, scratch) as (bootstrap, broker_pid, broker_text):
             bench = Bench(
@@ -751,9 +846,8 @@ def main() -> None:
                 broker_pid,
                 scratch,
                 scratch / "user-model.pkl",
-                code.model_dir if code else None,
+                code,
                 mode,
-                code.env if code else {},
             )
             if args.profile:
                 from profile_worker import profile
@@ -767,10 +861,13 @@ def main() -> None:
                 )
                 profile(bench, args.out, about)
                 return
-            if "sklearn" in only:
+            if ab:
+                results = {"ab": run_ab(bench, codes, log)}
+            elif "sklearn" in only:
                 log("training the user's scikit-learn model")
                 train_user_model(BUNDLED_DATASET, bench.user_model)
-            results = run_all(bench, only, batch_sizes, log)
+            if not ab:
+                results = run_all(bench, only, batch_sizes, log)
     host["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     host["load_avg_1min_during"] = watch.stop()
     results["meta"] = {
@@ -779,6 +876,7 @@ def main() -> None:
         "quick": args.quick,
         "events": mode.events,
         "saturation_runs": mode.saturation_runs,
+        "latency_runs": mode.latency_runs,
         "load_seconds": mode.load_seconds,
         "partitions": PARTITIONS,
         "broker": broker_text,
@@ -786,12 +884,16 @@ def main() -> None:
         "versions": versions(args.broker),
         "model_version": code.model_dir.name if code else None,
         "code": code.record if code else {},
+        "codes": {c.label: c.record for c in codes},
         "latency": "end-to-end: wall time the harness's reader (assign(), no group) received the output "
         "minus the input's CreateTime (stamped by the load generator at produce()), ms; "
         "latency_created_ms: the output's CreateTime (stamped by the pipeline's producer) minus the input's",
         "throughput": "distinct input keys out, from the first output received to the last",
     }
-    publish(results, args.out)
+    if ab:
+        publish_ab(results, args.out)
+    else:
+        publish(results, args.out)
 
 
 if __name__ == "__main__":
