@@ -330,8 +330,11 @@ class Pipeline:
         dedup_window: int = 0,
         observers: Sequence[BatchObserver] = (),
         score_chunks: int = 1,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """``clock``: the time a batch is processed at (``processed_at``, ``received_at``)."""
         self.topics = topics
+        self._clock = clock or partial(datetime.now, UTC)
         self.max_event_bytes = max_event_bytes
         self.top_k = top_k
         self.threshold = threshold
@@ -355,7 +358,7 @@ class Pipeline:
 
     def prepare(self, messages: Sequence[MessageLike]) -> PreparedBatch:
         """Decode every message; dead letters are ready, valid events wait for their outcome."""
-        now = datetime.now(UTC)
+        now = self._clock()
         now_s = now.timestamp()
         batch = PreparedBatch(self.serving, self._prepared, now, BatchResult(), [], [], [])
         self._prepared += 1
