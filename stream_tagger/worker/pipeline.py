@@ -1,37 +1,35 @@
 """One micro-batch of raw messages -> the output records to publish. No Kafka in here.
 
-Kept free of I/O so that the whole decision path (decode, dedup, predict, route, encode) is unit
-tested with a fake predictor, and so that the Kafka loop around it (``hot_path``) only moves bytes.
+The steps, each in its own module: ``decode`` (bytes -> event or rejection), ``dedup`` (an id seen
+recently keeps its outcome), the model's ``predict`` (scored here, a failing row bisected away),
+``route`` (probabilities -> outcome), the observers, then ``encode`` (outcome -> records). Kept free of
+I/O so that the whole decision path is unit tested with a fake predictor, and so that the Kafka loop
+around it (``hot_path``) only moves bytes.
 
 Extension point: ``BatchObserver``s see every freshly scored batch (events, prediction, outcomes)
 before encoding. They may annotate outcomes (e.g. ``duplicate_of``) and return extra records to
 publish (e.g. shadow disagreements); the hot path publishes those with the batch, so they share its
 at-least-once guarantee. Metrics that need the model's view (confidence, rules baseline, drift,
 shadow) are observers too, which keeps the core small.
-
-Dedup: outputs are a deterministic function of (text, model version), so a replay after a crash
-republishes the same decision under the same key. On top of that the last ``dedup_window`` content
-ids scored keep their outcome (``RecentOutcomes``); an id seen again inside the window (a producer
-retry, an edit) gets the identical outcome, under the version of the model that decided it, without
-being scored again, even if its text changed or the model was hot-reloaded in between.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-import msgspec
 import numpy as np
 
-from stream_tagger.events import RawContent, ReviewRequest, TaggedContent, TagScore
+from stream_tagger.events import RawContent
 from stream_tagger.settings import APPROVED_TAGS
-from stream_tagger.worker.decode import Rejection, dead_letter, decode_raw, internal_error
+from stream_tagger.worker.decode import Rejection, decode_raw, internal_error
+from stream_tagger.worker.dedup import RecentOutcomes
+from stream_tagger.worker.encode import MessageLike, OutputEncoder, OutputRecord, Topics
 from stream_tagger.worker.route import Outcome, Routes, concat_routes, route_columns, threshold_vector
 
 log = logging.getLogger(__name__)
@@ -39,17 +37,6 @@ log = logging.getLogger(__name__)
 # Kafka timestamps a client may set that datetime cannot hold (before 1970, after 9999): such a post is
 # timed from when the worker received it rather than failed for its producer's clock.
 _LATEST_MS = 253_402_300_799_999
-
-
-class MessageLike(Protocol):
-    """What the pipeline reads from a message: confluent-kafka's ``Message`` satisfies it as is."""
-
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
 
 
 class PredictionLike(Protocol):
@@ -64,19 +51,6 @@ class PredictorLike(Protocol):
     thresholds: dict[str, float]
 
     def predict(self, texts: list[str]) -> PredictionLike: ...
-
-
-class OutputRecord(NamedTuple):
-    topic: str
-    key: bytes | None
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    tagged: str
-    review: str
-    dead_letter: str
 
 
 @dataclass(slots=True)
@@ -119,104 +93,6 @@ class BatchResult:
     observer_errors: list[str] = field(default_factory=list)  # the class of each observer that raised
     inference_seconds: float = 0.0
     scored: int = 0
-
-
-class RecentOutcomes:
-    """The outcomes of the last ``size`` content ids remembered with the model version that decided
-    them, oldest forgotten first.
-
-    Columns with one slot per id, the slots a ring: a batch's routing columns (``Routes``) go in with
-    a few numpy assignments, and an ``Outcome`` is built again only on a hit, which is rare. Per id
-    that is the id, its dict entry and ~26 bytes of arrays: packing each outcome into bytes took ~1 µs
-    per event in the hot-path thread, and Outcome objects in an OrderedDict ~42 MB of the worker's
-    peak memory for 100,000 ids. The version is kept because a hot reload swaps the model while the
-    window still holds the old one's decisions: a replay must name the model that decided.
-    """
-
-    def __init__(self, size: int, width: int) -> None:
-        """``width``: the most labels a model has (every model's labels are approved tags)."""
-        self._slots: dict[str, int] = {}
-        self._ids: list[str | None] = [None] * size  # slot -> id
-        self._next = 0  # the slot of the oldest id, the next new one's
-        self._versions: list[str] = []  # index -> version, one byte per slot
-        self._labels: list[Sequence[str]] = []  # index -> the labels of that version's orders
-        self._version = np.zeros(size, np.uint8)
-        self._tagged = np.zeros(size, bool)
-        self._orders = np.zeros((size, width), np.int8)
-        # In 1/10,000: routing rounds to 4 decimals, so n / 10_000 is the very float it published.
-        self._confidences = np.zeros((size, width), np.uint16)
-        self._published = np.zeros((size, width), bool)
-        self._duplicate_of = np.full(size, None, object)
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def get(self, content_id: str) -> tuple[Outcome, str] | None:
-        slot = self._slots.get(content_id)
-        if slot is None:
-            return None
-        index = self._version[slot]
-        labels = self._labels[index]
-        # One row as Python lists: numpy's per-call overhead would cost more than these few values.
-        orders, confidences = self._orders[slot].tolist(), self._confidences[slot].tolist()
-        row = zip(orders, confidences, self._published[slot].tolist(), strict=True)
-        scores = [TagScore(labels[j], n / 10_000) for j, n, published in row if published]
-        status = "tagged" if self._tagged[slot] else "review"
-        return Outcome(status, scores, self._duplicate_of[slot]), self._versions[index]
-
-    def add(
-        self, content_ids: Sequence[str], routes: Routes, duplicate_of: Sequence[str | None], version: str
-    ) -> None:
-        """Remember one batch's outcomes, all decided by the model ``version``: row i of ``routes`` is
-        ``content_ids[i]``'s routing, and ``duplicate_of[i]`` what the observers annotated on it."""
-        if not self._ids:
-            return
-        index = self._version_index(version, routes.labels)
-        written = self._claim(content_ids)
-        slots = np.fromiter(written, np.intp, len(written))
-        rows = np.fromiter(written.values(), np.intp, len(written))
-        width = len(routes.labels)
-        self._version[slots] = index
-        self._tagged[slots] = routes.tagged[rows]
-        self._orders[slots, :width] = routes.orders[rows]
-        self._confidences[slots, :width] = np.rint(routes.confidences[rows] * 10_000)
-        self._published[slots, :width] = routes.published[rows]
-        self._published[slots, width:] = False
-        self._duplicate_of[slots] = np.asarray(duplicate_of, object)[rows]
-
-    def _claim(self, content_ids: Sequence[str]) -> dict[int, int]:
-        """The slot of each id -> the row of ``content_ids`` it remembers. A new id takes the oldest
-        id's slot, which is forgotten. A slot claimed twice in one batch (an id given twice, or
-        forgotten within the batch) keeps the later row, as when ids are remembered one by one."""
-        slots, ids, next_slot = self._slots, self._ids, self._next
-        written: dict[int, int] = {}
-        for row, content_id in enumerate(content_ids):
-            slot = slots.get(content_id)
-            if slot is None:
-                slot, next_slot = next_slot, (next_slot + 1) % len(ids)
-                forgotten = ids[slot]
-                if forgotten is not None:
-                    del slots[forgotten]
-                ids[slot] = content_id
-                slots[content_id] = slot
-            written[slot] = row
-        self._next = next_slot
-        return written
-
-    def _version_index(self, version: str, labels: Sequence[str]) -> int:
-        if version in self._versions:
-            return self._versions.index(version)
-        if len(self._versions) == 256:
-            # One byte names the version: after 256 models in one process, forget every outcome
-            # rather than let an index name two versions (the forgotten ids are scored again).
-            self._slots.clear()
-            self._ids = [None] * len(self._ids)
-            self._next = 0
-            self._versions.clear()
-            self._labels.clear()
-        self._versions.append(version)
-        self._labels.append(labels)
-        return len(self._versions) - 1
 
 
 # Below this many texts per chunk, the model's per-call cost outweighs sharing the work.
@@ -333,7 +209,6 @@ class Pipeline:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         """``clock``: the time a batch is processed at (``processed_at``, ``received_at``)."""
-        self.topics = topics
         self._clock = clock or partial(datetime.now, UTC)
         self.max_event_bytes = max_event_bytes
         self.top_k = top_k
@@ -343,7 +218,7 @@ class Pipeline:
         self._seen = RecentOutcomes(dedup_window, len(APPROVED_TAGS))
         self._unfinished: dict[str, PreparedBatch] = {}  # id -> the prepared, unfinished batch scoring it
         self._prepared = self._finished = 0  # sequence numbers of batches
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = OutputEncoder(topics)
         self.score_chunks = score_chunks
 
     def serve(self, predictor: PredictorLike) -> None:
@@ -441,6 +316,7 @@ class Pipeline:
         outcomes = self._route(batch) if batch.to_score else []
         version = batch.serving.predictor.version
         result, now = batch.result, batch.now
+        outcome_records = self._encoder.outcome
         times: dict[float, datetime] = {}  # events produced in the same millisecond share one
         for message, event, event_s, known in batch.decoded:
             if isinstance(known, int):
@@ -456,7 +332,7 @@ class Pipeline:
                 event_time = times.get(event_s)
                 if event_time is None:
                     event_time = times[event_s] = datetime.fromtimestamp(event_s, UTC)
-                records = list(self._outputs(event, outcome, event_time, now, decided_by))
+                records = outcome_records(event, outcome, event_time, now, decided_by)
             except Exception as exc:
                 self._reject(batch, message, internal_error("encoding", exc), event_s)
                 continue
@@ -537,47 +413,11 @@ class Pipeline:
             batch.outcomes = list(outcomes)
         return batch.outcomes
 
-    def _outputs(
-        self, event: RawContent, outcome: Outcome, event_time: datetime, now: datetime, version: str
-    ) -> Iterator[OutputRecord]:
-        """A review request first when a human must decide, then the post's status on the tagged topic."""
-        key = event.id.encode()
-        encode = self._encoder.encode
-        tagged = outcome.status == "tagged"
-        if not tagged:
-            review = ReviewRequest(
-                id=event.id,
-                title=event.title,
-                description=event.description,
-                author_tags=event.author_tags,
-                candidates=outcome.scores,
-                model_version=version,
-                event_time=event_time,
-                processed_at=now,
-            )
-            yield OutputRecord(self.topics.review, key, encode(review))
-        status = TaggedContent(
-            id=event.id,
-            status="tagged" if tagged else "pending_review",
-            tags=outcome.scores if tagged else [],
-            author_tags=event.author_tags,
-            model_version=version,
-            event_time=event_time,
-            processed_at=now,
-            duplicate_of=outcome.duplicate_of,
-        )
-        yield OutputRecord(self.topics.tagged, key, encode(status))
-
     def _reject(
         self, batch: PreparedBatch, message: MessageLike, rejection: Rejection, event_s: float
     ) -> None:
         """``message`` goes to the dead letters with ``rejection``: its one outcome."""
         result = batch.result
-        key = message.key()
-        letter = dead_letter(
-            rejection, message.value(), key, message.topic() or "", message.partition() or 0,
-            message.offset() or 0, batch.now,
-        )
-        result.records.append(OutputRecord(self.topics.dead_letter, key, self._encoder.encode(letter)))
+        result.records.append(self._encoder.rejection(message, rejection, batch.now))
         result.event_times["dead_letter"].append(event_s)
         result.dead_letter_reasons[rejection.reason] = result.dead_letter_reasons.get(rejection.reason, 0) + 1

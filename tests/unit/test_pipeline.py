@@ -12,13 +12,8 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.worker.pipeline import (
-    OutputRecord,
-    Pipeline,
-    RecentOutcomes,
-    ScoredBatch,
-    Topics,
-)
+from stream_tagger.worker.dedup import RecentOutcomes
+from stream_tagger.worker.pipeline import OutputRecord, Pipeline, ScoredBatch, Topics
 from stream_tagger.worker.route import Outcome, Routes, route_columns
 
 LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")

@@ -125,14 +125,14 @@ def test_a_kafka_timestamp_datetime_cannot_hold_is_timed_from_receipt(timestamp_
 
 def test_an_encoding_failure_dead_letters_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
     pipe, _ = pipeline()
-    outputs = pipe._outputs
+    outcome = pipe._encoder.outcome
 
     def fragile(event, *args):  # type: ignore[no-untyped-def]
         if event.id == "b":
             raise OverflowError("cannot encode")
-        return outputs(event, *args)
+        return outcome(event, *args)
 
-    monkeypatch.setattr(pipe, "_outputs", fragile)
+    monkeypatch.setattr(pipe._encoder, "outcome", fragile)
     result = pipe.process([message(raw("a", "cv"), 0), message(raw("b", "cv"), 1)])
     assert one_outcome_each(result, 2) == {"tagged": 1, "dlq": 1}
     [letter] = decoded(result.records, "dlq", DeadLetter)
