@@ -124,7 +124,11 @@ class Sink(threading.Thread):
     Partitions are assigned, not subscribed through a group: a group reader starts late (the join) and
     then receives a burst, which would read as latency."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+    def __init__(
+        self, bootstrap: str, topics: Sequence[str], partitions: int, floor_topic: str | None = None
+    ) -> None:
+        """``floor_topic``: also read the pipeline's input topic, keeping when each key arrived in ``floor``
+        (the harness's floor: upstream producer, broker and this reader, with no pipeline in between)."""
         super().__init__(daemon=True, name="sink")
         self._consumer = Consumer(
             {
@@ -134,14 +138,17 @@ class Sink(threading.Thread):
                 "fetch.wait.max.ms": 10,
             }
         )
+        read = [*topics, floor_topic] if floor_topic else list(topics)
         self._consumer.assign(
-            [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in range(partitions)]
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t in read for p in range(partitions)]
         )
+        self._floor_topic = floor_topic
         self.seen: dict[bytes, tuple[int, float]] = {}
+        self.floor: dict[bytes, tuple[int, float]] = {}
         self._halt = threading.Event()
 
     def run(self) -> None:
-        seen = self.seen
+        seen, floor, floor_topic = self.seen, self.floor, self._floor_topic
         try:
             while not self._halt.is_set():
                 # poll() returns the moment a message is there; consume(n, timeout) would wait for n or
@@ -151,8 +158,10 @@ class Sink(threading.Thread):
                     continue
                 now = time.time()
                 for msg in (first, *self._consumer.consume(1000, 0)):
-                    if msg.error() is None and (key := msg.key()) not in seen:
-                        seen[key] = (msg.timestamp()[1], now)
+                    if msg.error() is None:
+                        into = floor if floor_topic is not None and msg.topic() == floor_topic else seen
+                        if (key := msg.key()) not in into:
+                            into[key] = (msg.timestamp()[1], now)
         finally:
             self._consumer.close()
 

@@ -218,8 +218,15 @@ LATENCY_HEADER = [
     "p99.9 ms",
     "p99 in pipeline ms",
     "p50 first → last 10%",
+    "harness floor p50 / p99 ms",
     "CPU µs/event",
 ]
+
+
+def _floor(load: dict) -> str:
+    """The harness's own floor in a paced run (input topic read back, no pipeline in between), if measured."""
+    floor = load.get("floor_ms")
+    return f"{_fmt(floor['p50'], 1)} / {_fmt(floor['p99'], 1)}" if floor else "-"
 
 
 def latency_rows(results: dict) -> list[list[str]]:
@@ -229,7 +236,7 @@ def latency_rows(results: dict) -> list[list[str]]:
             if load.get("over_capacity") or "error" in load:
                 what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
                 rows.append(
-                    [LABELS.get(kind, kind), load["label"], _fmt(load["offered_per_s"]), what, *[""] * 6]
+                    [LABELS.get(kind, kind), load["label"], _fmt(load["offered_per_s"]), what, *[""] * 7]
                 )
                 continue
             lat = load.get("latency_ms", {})
@@ -244,6 +251,7 @@ def latency_rows(results: dict) -> list[list[str]]:
                     _fmt(lat.get("p99.9"), 1),
                     _fmt(load.get("latency_created_ms", {}).get("p99")),
                     " → ".join(_fmt(v, 1) for v in load.get("p50_first_last_tenth_ms", [None, None])),
+                    _floor(load),
                     _fmt(load.get("cpu_us_per_event")),
                 ]
             )
@@ -472,6 +480,7 @@ AB_LATENCY_HEADER = [
     "p99.9",
     "p99 in pipeline",
     "p50 last 10%",
+    "harness floor p50 / p99",
     "x first (p99)",
     "runs (p99)",
 ]
@@ -525,6 +534,9 @@ def ab_latency_rows(results: dict) -> list[list[str]]:
                     _fmt(med(lambda r: r["latency_ms"]["p99.9"]), 1),
                     _fmt(med(lambda r: r.get("latency_created_ms", {}).get("p99")), 1),
                     _fmt(med(lambda r: r["p50_first_last_tenth_ms"][1]), 1),
+                    _floor({"floor_ms": {p: med(lambda r, p=p: r["floor_ms"][p]) for p in ("p50", "p99")}})
+                    if all("floor_ms" in r for r in runs) and runs
+                    else "-",
                     _x(_ratio(p99, base)),
                     _list([r["latency_ms"]["p99"] for r in runs], 1),
                 ]

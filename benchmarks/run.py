@@ -110,6 +110,9 @@ LATENCY = ("worker", "worker-split", "passthrough")
 #: Warm-up events per partition before a paced run: the pipeline has joined and loaded when they are out.
 WARMUP_PER_PARTITION = 25
 STARTUP_TIMEOUT_S = 120.0
+# Up to this offered rate the harness's reader also reads the input topic (the floor): above it, reading
+# twice the messages would take CPU from the pipeline on a 2-core machine.
+FLOOR_MAX_RATE = 2_000.0
 SESSION_TIMEOUT_MS = 6_000  # Tansu's group join waits about half of it (see tests/conftest.py)
 
 
@@ -416,11 +419,13 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dict:
-    """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see."""
+    """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see.
+    At low rates the reader also reads the input topic: the harness's floor, which no pipeline beats."""
     n = min(bench.mode.events, max(100, int(rate * bench.mode.load_seconds)))
     load = os.getloadavg()[0]
     with run_topics(bench, kind) as (run_id, topics):
-        sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
+        floor = topics.raw if rate <= FLOOR_MAX_RATE else None
+        sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS, floor_topic=floor)
         sink.start()
         processes = launch(kind, bench, topics, f"g-{run_id}", seconds=STARTUP_TIMEOUT_S + 120, code=code)
         try:
@@ -444,6 +449,9 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
             processes.stop()
     result = summarize(kind, sent, sink, processes, start, served)
     result.pop("events_per_s", None)  # the offered rate, not the pipeline's
+    if floor:
+        arrived = [sink.floor[key][1] * 1000 - t_in for key, t_in in sent.items() if key in sink.floor]
+        result["floor_ms"] = {k: round(v, 1) for k, v in percentiles(arrived).items()}
     return {
         "pipeline": kind,
         "offered_per_s": round(rate, 1),
