@@ -11,11 +11,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # Exactly the locked versions (requirements/dev.lock: runtime, train, demo and dev extras; scripts/lock.sh
-# writes it), then the package itself without resolving anything again.
+# writes it), then the package itself without resolving anything again; installing it compiles the
+# featuriser's kernels (Cython, in pip's build environment), which needs a C compiler.
 .venv/bin/python -m pip install --quiet --no-deps -r requirements/dev.lock
 .venv/bin/python -m pip install --quiet --no-deps -e .
-# The featuriser's kernels built ahead of time: workers then run without numba (~120 MB less each).
-.venv/bin/stream-tagger compile >/dev/null
 
 # Apache Kafka (KRaft) for the integration tests: the pinned broker's jars from Maven Central into
 # deploy/kafka/target/libs, where stream_tagger/kafka/local_cluster.py starts brokers from. The stamp

@@ -111,15 +111,12 @@ def run_worker(settings: Settings) -> int:
 def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: WebServer) -> int:
     from stream_tagger.app import Worker, tune_gc
     from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
-    from stream_tagger.kernels import load as compiled
     from stream_tagger.model.predictor import Predictor
     from stream_tagger.model.versions import ModelLoadError
     from stream_tagger.online.attach import Online
 
     predictor = Predictor.load(settings.model_dir)
-    log.info(
-        "model %s loaded from %s; kernels: %s", predictor.version, settings.model_dir, compiled.describe()
-    )
+    log.info("model %s loaded from %s", predictor.version, settings.model_dir)
     probes.phase = WAITING_FOR_BROKER
     existing = wait_for_broker(settings)
     probes.phase = JOINING

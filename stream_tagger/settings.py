@@ -172,21 +172,10 @@ def _problems(exc: ValidationError, given: dict[str, Any]) -> list[tuple[str | N
     return problems
 
 
-class KernelSettings(BaseSettings):
-    """The one setting read when the package is imported (``kernels/load.py``), apart from the rest so that
-    a bad value elsewhere fails where settings are used, with their error, not at ``import``."""
-
-    model_config = SettingsConfigDict(env_prefix="STREAM_TAGGER_", extra="ignore")
-
-    # Where the featuriser's and duplicate check's kernels come from (kernels/load.py): "auto" takes the
-    # module `stream-tagger compile` built for this exact source (no numba in the process, ~120 MB less
-    # resident), else numba's JIT; "jit" always takes numba's JIT (building that module needs it).
-    kernels: Literal["auto", "jit"] = "auto"
-
-
-class Settings(KernelSettings):
+class Settings(BaseSettings):
     """Runtime configuration of the worker and the command line tools."""
 
+    model_config = SettingsConfigDict(env_prefix="STREAM_TAGGER_", extra="ignore")
 
     # --- Kafka: where the brokers are and how a client proves who it is ---
     # Every client of the process gets the same connection: librdkafka's (hot path, topic admin,
@@ -306,8 +295,7 @@ class Settings(KernelSettings):
     feedback_worker_nice: int = Field(default=10, ge=0, le=19)
 
     # --- hot path ---
-    # 1,024: ~10% more events/s than 512 on 2 cores (fewer per-batch costs); it was held back while the
-    # worker peaked at ~300 MB, and costs ~6 MB more now that its kernels load without numba (~180 MB).
+    # 1,024: ~10% more events/s than 512 on 2 cores (fewer per-batch costs), for ~6 MB more resident.
     batch_max_size: int = Field(default=1024, ge=1)
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)

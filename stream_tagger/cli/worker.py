@@ -9,10 +9,8 @@ import typer
 
 from stream_tagger.cli._app import (
     app,
-    check_settings,
     check_web_port,
     configure_logging,
-    console,
     fail,
     settings_from,
 )
@@ -67,31 +65,3 @@ def worker(
     except (WorkerFailed, BrokerRefused, BrokerWaitExpired) as exc:
         fail(str(exc))
     raise typer.Exit(code)
-
-
-@app.command("compile")
-def compile_kernels() -> None:
-    """Build the featuriser's and duplicate check's kernels ahead of time (a C extension in the package).
-
-    Run once after installing (bootstrap.sh and the Docker build do): a worker that finds them built
-    for its source never imports numba, ~120 MB less resident, and starts without compiling. Where they
-    cannot be built (no C compiler), numba's on-disk cache is filled instead, so that workers at least
-    do not compile at start (~10 s with the GIL held); it says so and exits 0.
-    """
-    import time
-
-    check_settings()
-    from stream_tagger.kernels import load as compiled
-
-    started = time.perf_counter()
-    if compiled.BUILT is not None:
-        console.print(f"compiled kernels up to date: {compiled.BUILT.__file__}", soft_wrap=True)
-        return
-    from stream_tagger.kernels.build import BuildError, build
-
-    try:
-        path = build()  # fills numba's cache first, whatever comes of the build
-    except BuildError as exc:
-        console.print(f"WARNING: {exc}\nworkers will run numba's JIT (kernels cached); ~120 MB more each")
-        return
-    console.print(f"compiled kernels built in {time.perf_counter() - started:.1f} s: {path}", soft_wrap=True)

@@ -1,3 +1,4 @@
-"""The featuriser's and duplicate check's compiled kernels: where they are loaded from, and their
-build.
+"""The compiled kernels: the featuriser's (``featurise.pyx``) and the duplicate check's
+(``duplicates.pyx``), C extensions written in Cython and built by the package's own build (``setup.py``):
+``pip install`` and ``pip install -e`` compile them, and a worker imports them like any module.
 """

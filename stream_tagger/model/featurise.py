@@ -1,13 +1,14 @@
-"""Text -> sparse n-gram counts for a whole micro-batch, in one compiled (numba) pass.
+"""Text -> sparse n-gram counts for a whole micro-batch, in one compiled pass.
 
 Why outside the ONNX graph: ONNX's string operators (normaliser, regex tokenizer, n-gram lookup) cost
 200-500 µs per post, ten times the budget of the worker. Here a batch is lower-cased once and encoded to
-one UTF-8 byte array; one numba kernel then cleans it, hashes every n-gram, looks it up in the
-vocabulary and counts columns per post (a scratch array and a touched-list, no sort of the batch). The
-ONNX graph only sees integer column ids and counts. The kernels release the GIL (``nogil``), so the
-worker's inference threads featurise two batches at once on two cores.
+one UTF-8 byte array; one C kernel (``stream_tagger/kernels/featurise.pyx``, Cython) then cleans it,
+hashes every n-gram, looks it up in the vocabulary and counts columns per post (a scratch array and a
+bitmap of the columns seen, no sort of the batch). The ONNX graph only sees integer column ids and
+counts. The kernels release the GIL, so the worker's inference threads featurise two batches at once on
+two cores.
 
-The same kernels are the first step of the scikit-learn training pipeline (``featurizer.Featurizer``
+The same kernels are the first step of the scikit-learn training pipeline (``sklearn_transformers``
 wraps them) and of serving, so training and serving cannot featurise differently. This module imports
 neither scikit-learn nor scipy: the worker loads only what serving needs (~65 MB less resident).
 
@@ -15,10 +16,6 @@ Hashes: ``H(s) = sum b_j * P^(len-1-j) mod 2^64`` (Horner, uint64 arithmetic wra
 mod 2^64), XOR a salt per n-gram kind, then a splitmix64 finaliser that spreads the bits before the
 vocabulary lookup. These are the values the first, numpy prefix-sum implementation produced, so models
 trained with it stay valid (a unit test keeps that implementation as the reference).
-
-The kernels are built ahead of time into a C extension by ``stream-tagger compile`` (the worker then
-never imports numba), else compiled by numba's JIT and cached on disk: see ``compiled``. Without either,
-each process compiles them when it first builds a :class:`Vocabulary` (~10 s on this machine).
 """
 
 from __future__ import annotations
@@ -28,14 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_tagger.kernels.load import jit, kernel
+from stream_tagger.kernels import featurise as kernels
 
-_P = np.uint64(0x100000001B3)  # FNV prime
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # salt of kind k: k * golden ratio mod 2^64
-_WORD_KIND = 100  # word k-grams are kind 100 + k, char k-grams kind k
-_PIECE_KIND = 200  # subword pieces: kind 200 at a word's start ("▁graph"), 201 inside one ("s")
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 MAX_PHRASE_WORDS = 3  # longest keyword phrase, in words ("experiment tracking", "question answering")
 _NO_HASHES = np.zeros(0, dtype=np.uint64)
 _DOC_SEP = 0  # byte that separates posts in the batch buffer; never inside a text after cleaning
@@ -48,380 +39,6 @@ _CLEAN = np.full(256, _SPACE, dtype=np.uint8)
 for _lo, _hi in ((ord("a"), ord("z")), (ord("0"), ord("9")), (0x80, 0xFF)):
     _CLEAN[_lo : _hi + 1] = np.arange(_lo, _hi + 1)
 _CLEAN[_DOC_SEP] = _DOC_SEP
-
-# Index of a 64-bit word's only set bit: multiply by a de Bruijn sequence, the top 6 bits are unique.
-_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_DEBRUIJN_INDEX = np.zeros(64, dtype=np.int64)
-for _bit in range(64):
-    _DEBRUIJN_INDEX[((int(_DEBRUIJN) << _bit) & (2**64 - 1)) >> 58] = _bit
-
-
-@jit
-def _mix(h: np.uint64) -> np.uint64:
-    """splitmix64 finaliser: without it, short n-grams differ only in their low bits."""
-    h = (h ^ (h >> np.uint64(30))) * _M1
-    h = (h ^ (h >> np.uint64(27))) * _M2
-    return h ^ (h >> np.uint64(31))
-
-
-@jit
-def _clean(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bytes mapped through ``_CLEAN`` with runs of spaces collapsed to one; and where each separator is."""
-    buf = np.empty(len(raw), dtype=np.uint8)
-    n = 0
-    n_seps = 0
-    for b in raw:
-        c = _CLEAN[b]
-        if c == _SPACE and n and buf[n - 1] == _SPACE:
-            continue
-        buf[n] = c
-        n += 1
-        if c == _DOC_SEP:
-            n_seps += 1
-    seps = np.empty(n_seps, dtype=np.int64)
-    j = 0
-    for i in range(n):
-        if buf[i] == _DOC_SEP:
-            seps[j] = i
-            j += 1
-    return buf[:n], seps
-
-
-@jit
-def _bound(seps: np.ndarray, kinds: int) -> int:
-    """Most n-grams one post can have: ``kinds`` per byte (a word k-gram needs a word end)."""
-    return int((seps[1:] - seps[:-1]).max()) * kinds + 1 if len(seps) > 1 else 1
-
-
-@jit
-def _split_words(buf: np.ndarray, start: int, end: int, words: np.ndarray) -> int:
-    """Start and end of each word of the post ``buf[start:end]`` into ``words``; returns how many."""
-    n_words = 0
-    i = start
-    while i < end:
-        if buf[i] == _SPACE:
-            i += 1
-            continue
-        words[n_words, 0] = i
-        while i < end and buf[i] != _SPACE:
-            i += 1
-        words[n_words, 1] = i
-        n_words += 1
-    return n_words
-
-
-@jit
-def _extend(h: np.uint64, buf: np.ndarray, words: np.ndarray, w: int, k: int) -> np.uint64:
-    """Hash of word k-gram ``words[w : w + k]`` from the hash ``h`` of its first k - 1 words: the
-    bytes from the end of word k - 1 (its space included) to the end of word k."""
-    i = words[w, 0] if k == 1 else words[w + k - 2, 1]
-    for j in range(i, words[w + k - 1, 1]):
-        h = h * _P + np.uint64(buf[j])
-    return h
-
-
-@jit
-def _post_ngrams(
-    buf: np.ndarray,
-    start: int,
-    end: int,
-    char_min: int,
-    char_max: int,
-    word_ngrams: int,
-    words: np.ndarray,
-    n_words: int,
-    out: np.ndarray,
-    pos: int,
-) -> int:
-    """Hashes of the n-grams of one post ``buf[start:end]`` written to ``out[pos:]``; returns the new pos.
-
-    Char n-grams span word boundaries (the single spaces are part of them); word k-grams span k words
-    and the spaces between. ``words`` holds the post's ``n_words`` words (``_split_words``)."""
-    for i in range(start, end):
-        h = np.uint64(0)
-        for k in range(1, min(char_max, end - i) + 1):
-            h = h * _P + np.uint64(buf[i + k - 1])
-            if k >= char_min:
-                out[pos] = _mix(h ^ (np.uint64(k) * _GOLDEN))
-                pos += 1
-    for w in range(n_words):
-        h = np.uint64(0)
-        for k in range(1, min(word_ngrams, n_words - w) + 1):
-            h = _extend(h, buf, words, w, k)
-            out[pos] = _mix(h ^ (np.uint64(_WORD_KIND + k) * _GOLDEN))
-            pos += 1
-    return pos
-
-
-@jit
-def _count_keywords(
-    buf: np.ndarray,
-    words: np.ndarray,
-    n_words: int,
-    table: np.ndarray,
-    hashes: np.ndarray,
-    tags: np.ndarray,
-    longer: np.ndarray,
-    shift: np.uint64,
-    out: np.ndarray,
-) -> None:
-    """Keyword phrases of one post, counted per tag into ``out``, leftmost-longest and not overlapping
-    (as a regex alternation scans): "object detection" is one hit, not also one for "detection".
-
-    The table holds every phrase (``tags`` >= 0) and every proper prefix of one (``longer``), so a
-    word that starts nothing costs one hash and one lookup, and a phrase is extended only while it
-    can still grow into a longer one."""
-    w = 0
-    while w < n_words:
-        h = np.uint64(0)
-        found = 0
-        tag = -1
-        for k in range(1, n_words - w + 1):
-            h = _extend(h, buf, words, w, k)
-            col = _column(_mix(h ^ (np.uint64(_WORD_KIND + k) * _GOLDEN)), table, hashes, shift)
-            if col < 0:
-                break
-            if tags[col] >= 0:
-                found, tag = k, tags[col]
-            if not longer[col]:
-                break
-        if found:
-            out[tag] += 1
-            w += found
-        else:
-            w += 1
-
-
-@jit
-def _piece_salt(initial: bool) -> np.uint64:
-    return np.uint64(_PIECE_KIND + (0 if initial else 1)) * _GOLDEN
-
-
-@jit
-def _embed_words(
-    buf: np.ndarray,
-    words: np.ndarray,
-    n_words: int,
-    table: np.ndarray,
-    hashes: np.ndarray,
-    shift: np.uint64,
-    vectors: np.ndarray,
-    prefix: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """Sum of the vectors of one post's pieces into ``out``, then scaled to unit length (zero when no
-    piece matched).
-
-    Each word is cut greedily into the longest known pieces, left to right: the first may be a
-    word-start piece ("▁graph"), the rest are inner pieces ("s"); a byte no piece starts with is
-    skipped. That is WordPiece's own cut (greedy longest-match-first, ``pretrained``), except that a
-    word WordPiece cannot cut whole becomes [UNK] there and keeps its known pieces here; training and
-    serving both cut this way. A piece never spans two words.
-    The hashes of every prefix of the rest of the word (at most ``len(prefix)``, the longest piece) are
-    computed first and looked up longest first: most words are a piece, found by one lookup (probing
-    shortest first cost a lookup per byte: this pass alone took 8.5 µs per post instead of 3.9)."""
-    for w in range(n_words):
-        i, end = words[w, 0], words[w, 1]
-        initial = True
-        while i < end:
-            salt = _piece_salt(initial)
-            h = np.uint64(0)
-            reach = min(len(prefix), end - i)
-            for k in range(reach):
-                h = h * _P + np.uint64(buf[i + k])
-                prefix[k] = h
-            best, best_col = 0, -1
-            for k in range(reach, 0, -1):
-                col = _column(_mix(prefix[k - 1] ^ salt), table, hashes, shift)
-                if col >= 0:
-                    best, best_col = k, col
-                    break
-            if best:
-                for j in range(len(out)):
-                    out[j] += vectors[best_col, j]
-                i += best
-            elif not initial:
-                i += 1
-            initial = False
-    norm = np.float32(0.0)
-    for j in range(len(out)):
-        norm += out[j] * out[j]
-    if norm > 0:
-        out /= np.sqrt(norm)
-
-
-@kernel
-def _hash_pieces(buf: np.ndarray, bounds: np.ndarray, initial: np.ndarray) -> np.ndarray:
-    out = np.empty(len(initial), dtype=np.uint64)
-    for p in range(len(initial)):
-        h = np.uint64(0)
-        for i in range(bounds[p], bounds[p + 1]):
-            h = h * _P + np.uint64(buf[i])
-        out[p] = _mix(h ^ _piece_salt(initial[p]))
-    return out
-
-
-@kernel
-def _hash_batch(
-    raw: np.ndarray, char_min: int, char_max: int, word_ngrams: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    buf, seps = _clean(raw)
-    n_docs = len(seps) - 1
-    kinds = max(char_max - char_min + 1, 0) + max(word_ngrams, 0)
-    total = 0
-    for d in range(n_docs):
-        total += (seps[d + 1] - seps[d] - 1) * kinds
-    hashes = np.empty(total, dtype=np.uint64)
-    doc = np.empty(total, dtype=np.int32)
-    totals = np.zeros(n_docs, dtype=np.int64)
-    words = np.empty((_bound(seps, 1), 2), dtype=np.int64)
-    pos = 0
-    for d in range(n_docs):
-        n_words = _split_words(buf, seps[d] + 1, seps[d + 1], words)
-        stop = _post_ngrams(
-            buf, seps[d] + 1, seps[d + 1], char_min, char_max, word_ngrams, words, n_words, hashes, pos
-        )
-        doc[pos:stop] = d
-        totals[d] = stop - pos
-        pos = stop
-    return doc[:pos], hashes[:pos], totals
-
-
-@jit
-def _column(h: np.uint64, table: np.ndarray, vocab: np.ndarray, shift: np.uint64) -> int:
-    """Vocabulary column of hash ``h``, -1 when it was not in the training vocabulary.
-
-    Open addressing with linear probing from the slot named by the top bits of ``h``; the table is
-    at least a third empty, so a probe ends after one or two slots."""
-    mask = len(table) - 1
-    slot = np.int64(h >> shift)
-    while True:
-        col = table[slot]
-        if col < 0 or vocab[col] == h:
-            return col
-        slot = (slot + 1) & mask
-
-
-@kernel
-def _build_table(vocab: np.ndarray, shift: np.uint64, size: int) -> np.ndarray:
-    table = np.full(size, -1, dtype=np.int32)
-    for col in range(len(vocab)):
-        slot = np.int64(vocab[col] >> shift)
-        while table[slot] >= 0:
-            slot = (slot + 1) & (size - 1)
-        table[slot] = col
-    return table
-
-
-@kernel
-def _lookup(hashes: np.ndarray, table: np.ndarray, vocab: np.ndarray, shift: np.uint64) -> np.ndarray:
-    out = np.empty(len(hashes), dtype=np.int32)
-    for i in range(len(hashes)):
-        out[i] = _column(hashes[i], table, vocab, shift)
-    return out
-
-
-@kernel
-def _count_batch(
-    raw: np.ndarray,
-    char_min: int,
-    char_max: int,
-    word_ngrams: int,
-    table: np.ndarray,
-    vocab: np.ndarray,
-    shift: np.uint64,
-    kw_table: np.ndarray,
-    kw_hashes: np.ndarray,
-    kw_tags: np.ndarray,
-    kw_longer: np.ndarray,
-    kw_shift: np.uint64,
-    n_tags: int,
-    pc_table: np.ndarray,
-    pc_hashes: np.ndarray,
-    pc_shift: np.uint64,
-    pc_vectors: np.ndarray,
-    pc_longest: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CSR of per-post column counts (columns ascending within a post), each post's oov share,
-    log1p of its keyword hits per tag ([n_docs, n_tags]; no columns when the model has no keywords),
-    and its unit-length sum of piece vectors ([n_docs, dims]; no columns without pieces)."""
-    buf, seps = _clean(raw)
-    n_docs = len(seps) - 1
-    kinds = max(char_max - char_min + 1, 0) + max(word_ngrams, 0)
-    scratch = np.empty(_bound(seps, kinds), dtype=np.uint64)
-    words = np.empty((_bound(seps, 1), 2), dtype=np.int64)
-    counts = np.zeros(max(len(vocab), 1), dtype=np.int32)
-    seen = np.zeros((len(counts) + 63) >> 6, dtype=np.uint64)  # bitmap of the post's columns
-    indptr = np.zeros(n_docs + 1, dtype=np.int64)
-    capacity = 0  # most entries the posts can have; pages never written are never mapped in
-    for d in range(n_docs):
-        capacity += min((seps[d + 1] - seps[d] - 1) * kinds, len(counts))
-    cols = np.empty(capacity, dtype=np.int64)
-    vals = np.empty(len(cols), dtype=np.float32)
-    oov = np.zeros(n_docs, dtype=np.float32)
-    keyword_hits = np.zeros((n_docs, n_tags), dtype=np.float32)
-    hits_of_tag = np.zeros(n_tags, dtype=np.int64)
-    embedding = np.zeros((n_docs, pc_vectors.shape[1]), dtype=np.float32)
-    prefix = np.empty(pc_longest, dtype=np.uint64)
-    nnz = 0
-    for d in range(n_docs):
-        n_words = _split_words(buf, seps[d] + 1, seps[d + 1], words)
-        if n_tags:
-            hits_of_tag[:] = 0
-            _count_keywords(
-                buf, words, n_words, kw_table, kw_hashes, kw_tags, kw_longer, kw_shift, hits_of_tag
-            )
-            for t in range(n_tags):
-                keyword_hits[d, t] = np.log1p(hits_of_tag[t])
-        if pc_vectors.shape[1]:
-            _embed_words(
-                buf, words, n_words, pc_table, pc_hashes, pc_shift, pc_vectors, prefix, embedding[d]
-            )
-        m = _post_ngrams(
-            buf, seps[d] + 1, seps[d + 1], char_min, char_max, word_ngrams, words, n_words, scratch, 0
-        )
-        hits = 0
-        for j in range(m):
-            c = _column(scratch[j], table, vocab, shift)
-            if c < 0:
-                continue
-            hits += 1
-            if counts[c] == 0:
-                seen[c >> 6] |= np.uint64(1) << np.uint64(c & 63)
-            counts[c] += 1
-        # Columns in ascending order by scanning the bitmap: a few hundred words, where sorting the
-        # post's ~300 columns costs ~9 µs in numba.
-        for w in range(len(seen)):
-            bits = seen[w]
-            seen[w] = 0
-            while bits:
-                low = bits & (~bits + np.uint64(1))
-                c = (w << 6) + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
-                cols[nnz] = c
-                vals[nnz] = counts[c]
-                counts[c] = 0
-                nnz += 1
-                bits ^= low
-        indptr[d + 1] = nnz
-        if m:
-            oov[d] = 1.0 - hits / m
-    return indptr, cols[:nnz], vals[:nnz], oov, keyword_hits, embedding
-
-
-@kernel
-def _pad(
-    indptr: np.ndarray, cols: np.ndarray, counts: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    width = 1
-    for r in rows:
-        width = max(width, indptr[r + 1] - indptr[r])
-    ids = np.zeros((len(rows), width), dtype=np.int64)
-    tf = np.zeros((len(rows), width), dtype=np.float32)
-    for i, r in enumerate(rows):
-        n = indptr[r + 1] - indptr[r]
-        ids[i, :n] = cols[indptr[r] : indptr[r + 1]]
-        tf[i, :n] = counts[indptr[r] : indptr[r + 1]]
-    return ids, tf
 
 
 def _batch_bytes(texts: Sequence[str], max_chars: int) -> np.ndarray:
@@ -467,7 +84,7 @@ def hash_ngrams(texts: Sequence[str], params: FeatureParams) -> Hashed:
     """All character n-grams (char_min..char_max, never across posts) and word 1..k-grams of a batch,
     post by post (what ``Featurizer.fit`` counts document frequencies from)."""
     raw = _batch_bytes(texts, params.max_chars)
-    return Hashed(*_hash_batch(raw, params.char_min, params.char_max, params.word_ngrams))
+    return Hashed(*kernels.hash_batch(_CLEAN, raw, params.char_min, params.char_max, params.word_ngrams))
 
 
 class Vocabulary:
@@ -486,10 +103,7 @@ class Vocabulary:
             raise ValueError("vocabulary hashes collide in the lookup table; build it with from_counts")
         bits = max((len(self.hashes) * 3 // 2).bit_length(), 1)  # >= 1/3 of the slots stay empty
         self.shift = np.uint64(64 - bits)
-        self.table = _build_table(self.hashes, self.shift, 1 << bits)
-        # Compile the serving kernels (or load them from the disk cache) now, while a model loads, not
-        # in the worker's first batch: a cold compile holds the GIL for ~10 s, starving the event loop.
-        featurize([""], FeatureParams(), self).padded()
+        self.table = kernels.build_table(self.hashes, self.shift, 1 << bits)
 
     @classmethod
     def from_counts(cls, hashes: np.ndarray, df: np.ndarray, min_df: int, table_bits: int = 20) -> Vocabulary:
@@ -512,7 +126,8 @@ class Vocabulary:
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Column of each hash, -1 when the n-gram was not in the training vocabulary."""
-        return _lookup(np.ascontiguousarray(hashes, dtype=np.uint64), self.table, self.hashes, self.shift)
+        hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+        return kernels.lookup(hashes, self.table, self.hashes, self.shift)
 
 
 class Keywords:
@@ -520,9 +135,9 @@ class Keywords:
 
     A phrase is hashed exactly as the featuriser hashes a post's word n-grams (same cleaning, same
     salts), so "CI/CD" and "ci cd" are one phrase and "organ" never contains "gan"; a post's hits are
-    then counted in the featuriser's own pass over its words (``_count_keywords``), ~0.5 µs per post
-    where a regex alternation over the same lists cost ~18 µs. Phrases of up to ``MAX_PHRASE_WORDS``
-    words; the column order of the hits is the order of ``phrases``' tags."""
+    then counted in the featuriser's own pass over its words (``count_keywords``, kernels/featurise.pyx),
+    ~0.5 µs per post where a regex alternation over the same lists cost ~18 µs. Phrases of up to
+    ``MAX_PHRASE_WORDS`` words; the column order of the hits is the order of ``phrases``' tags."""
 
     def __init__(self, phrases: Mapping[str, Sequence[str]]) -> None:
         self.phrases = {tag: tuple(words) for tag, words in phrases.items()}
@@ -545,7 +160,7 @@ class Keywords:
         self.longer = np.array([int(h) in prefixes for h in self.hashes], dtype=np.bool_)
         bits = max((len(self.hashes) * 8).bit_length(), 1)  # >= 7/8 empty: a miss ends at its first slot
         self.shift = np.uint64(64 - bits)
-        self.table = _build_table(self.hashes, self.shift, 1 << bits)
+        self.table = kernels.build_table(self.hashes, self.shift, 1 << bits)
 
 
 def _phrase_hashes(phrase: str) -> list[int]:
@@ -565,7 +180,7 @@ def _phrase_hashes(phrase: str) -> list[int]:
 
 
 class _NoKeywords:
-    """What ``_count_batch`` gets for a model without keywords: no tags, so no lookups."""
+    """What ``kernels.count_batch`` gets for a model without keywords: no tags, so no lookups."""
 
     tags: tuple[str, ...] = ()
     hashes = _NO_HASHES
@@ -584,10 +199,11 @@ class Pieces:
     """A pretrained subword vocabulary with a vector per piece (model parameters, ``pieces.npz``).
 
     A post's ``embedding`` is the unit-length sum of the vectors of the pieces its words are cut into
-    (``_embed_words``). Why: the n-grams only know words seen in 764 training posts; pretrained vectors
-    place an unseen word ("YOLOv8", "Kubeflow") near ones the model has weights for. Pieces are what
-    the featuriser can meet: lower-case, of word bytes only (``_CLEAN``), ``PIECE_START`` first for a
-    word-start piece. Vectors are float16, as stored; the kernels get them as float32."""
+    (``embed_words``, kernels/featurise.pyx). Why: the n-grams only know words seen in 764 training
+    posts; pretrained vectors place an unseen word ("YOLOv8", "Kubeflow") near ones the model has
+    weights for. Pieces are what the featuriser can meet: lower-case, of word bytes only (``_CLEAN``),
+    ``PIECE_START`` first for a word-start piece. Vectors are float16, as stored; the kernels get them
+    as float32 (converted once, here), and sum them in float32."""
 
     def __init__(self, pieces: Sequence[str], vectors: np.ndarray) -> None:
         self.pieces = tuple(pieces)
@@ -603,13 +219,14 @@ class Pieces:
         bounds = np.zeros(len(encoded) + 1, dtype=np.int64)
         bounds[1:] = np.cumsum([len(raw) for raw in encoded])
         initial = np.array([piece.startswith(PIECE_START) for piece in self.pieces], dtype=np.bool_)
-        self.hashes = _hash_pieces(np.frombuffer(b"".join(encoded), dtype=np.uint8), bounds, initial)
+        joined = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self.hashes = kernels.hash_pieces(joined, bounds, initial.view(np.uint8))
         if len(np.unique(self.hashes)) != len(self.hashes):
             raise ValueError("duplicate pieces")
         self.longest = int(np.diff(bounds).max())
         bits = max((len(self.hashes) * 4).bit_length(), 1)  # most lookups miss: keep >= 3/4 empty
         self.shift = np.uint64(64 - bits)
-        self.table = _build_table(self.hashes, self.shift, 1 << bits)
+        self.table = kernels.build_table(self.hashes, self.shift, 1 << bits)
 
     @property
     def dims(self) -> int:
@@ -623,7 +240,7 @@ class Pieces:
 
 
 class _NoPieces:
-    """What ``_count_batch`` gets for a model without pieces: no dims, so no lookups."""
+    """What ``kernels.count_batch`` gets for a model without pieces: no dims, so no lookups."""
 
     hashes = _NO_HASHES
     shift = np.uint64(63)
@@ -656,7 +273,7 @@ class BatchFeatures:
         which adds nothing to any sum in the graph. T is the longest of these rows."""
         if rows is None:
             rows = np.arange(len(self.oov_share))
-        return _pad(self.indptr, self.cols, self.counts, np.ascontiguousarray(rows, dtype=np.int64))
+        return kernels.pad(self.indptr, self.cols, self.counts, np.ascontiguousarray(rows, dtype=np.int64))
 
 
 def featurize(
@@ -703,7 +320,8 @@ def _featurize(
     pc = pieces or _NO_PIECES
     raw = _batch_bytes(texts, params.max_chars)
     return BatchFeatures(
-        *_count_batch(
+        *kernels.count_batch(
+            _CLEAN,
             raw,
             params.char_min,
             params.char_max,
@@ -714,7 +332,7 @@ def _featurize(
             kw.table,
             kw.hashes,
             kw.tag_index,
-            kw.longer,
+            kw.longer.view(np.uint8),
             kw.shift,
             len(kw.tags),
             pc.table,

