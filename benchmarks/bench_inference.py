@@ -4,7 +4,7 @@
         [--against models/<older version>]
 
 Compared, on the real posts of data/dataset.csv, one thread each:
-- ours: numba featuriser (n-grams and keyword hits) + ONNX TF-IDF/linear graph (``Predictor.predict``),
+- ours: compiled featuriser (n-grams and keyword hits) + ONNX TF-IDF/linear graph (``Predictor.predict``),
   and its two halves;
 - scikit-learn ``predict_proba`` of the same fitted pipeline (``pipeline.joblib``);
 - a plain skl2onnx graph of word TF-IDF (1-2-grams) + logistic regression, i.e. ONNX string operators.
@@ -185,7 +185,7 @@ def main() -> None:
         "skl2onnx word TF-IDF + LR": _word_tfidf_onnx(texts, list(data.tags)),
     }
     contenders: dict[str, tuple[Callable[[object], object], Callable[[list[str]], object]]] = {
-        "ours: featurise (numba)": (predictor.featurize, _same),
+        "ours: featurise (compiled)": (predictor.featurize, _same),
         "ours: ONNX graph only": (lambda p: predictor.run_padded(*p), lambda b: _graph_inputs(predictor, b)),
         **{name: (fn, _same) for name, fn in text_contenders.items()},
     }

@@ -40,7 +40,7 @@ _PACKAGE = (
 #: Where a sample of the hot path or the scoring thread goes, by the worker's frames on its stack; the
 #: first match wins. Time in a C extension counts in the Python frame that called it.
 CATEGORIES = (
-    ("featuriser (numba kernels)", ("Predictor.featurize",)),
+    ("featuriser (compiled kernels)", ("Predictor.featurize",)),
     ("ONNX graph (onnxruntime)", ("Predictor.run_graph",)),
     ("decode and validate, per event (Pipeline.prepare)", ("Pipeline.prepare",)),
     ("route, observers, encode, per event (Pipeline.finish)", ("Pipeline.finish",)),

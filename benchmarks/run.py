@@ -50,6 +50,7 @@ import threading
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -660,10 +661,8 @@ def prepare_code(spec: str, scratch: Path) -> Code:
     package and schemas as they are now (tracked or not) and a copy of the version ``models/current``
     names. A copy, because the work tree is shared: an edit made there during the run would be measured
     or stop a worker mid-run, and a promotion may change or delete the served version between two runs.
-    Builds the kernels for that code as a deployment does (without them a worker runs numba's JIT,
-    ~120 MB more resident)."""
+    Builds the kernels for that code as an install does (``_build_kernels``)."""
     rev, settings = parse_code(spec)
-    cli = str(Path(sys.executable).parent / "stream-tagger")
     scratch.mkdir()
     models, root = scratch / "models", scratch / "code"
     models.mkdir()
@@ -674,9 +673,11 @@ def prepare_code(spec: str, scratch: Path) -> Code:
         except ModelLoadError as exc:
             sys.exit(f"error: {exc}; train a model first (stream-tagger train)")
         shutil.copytree(version, models / version.name)
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "*.c")
         for part in ("stream_tagger", "schemas"):
             shutil.copytree(REPO / part, root / part, ignore=ignore)
+        for part in BUILD_FILES:
+            shutil.copy2(REPO / part, root / part)
         version_name = version.name
         modified = bool(_git("status", "--porcelain", "stream_tagger", "schemas", "models"))
         record = {"source": "work tree", "commit": _git("rev-parse", "HEAD"), "modified": modified}
@@ -687,19 +688,34 @@ def prepare_code(spec: str, scratch: Path) -> Code:
         version_name = _git("show", f"{commit}:models/current")
         if not version_name:
             sys.exit(f"error: {rev} has no models/current")
-        _extract(commit, ["stream_tagger", "schemas"], root)
+        build_files = _git("ls-tree", "--name-only", commit, *BUILD_FILES).split()
+        _extract(commit, ["stream_tagger", "schemas", *build_files], root)
         _extract(commit, [f"models/{version_name}"], scratch)
-        # Kernels built for the same sources load as they are: their name carries a digest of the sources.
-        for built in (REPO / "stream_tagger").rglob("_kernels_*"):
-            if built.is_file():
-                target = root / built.relative_to(REPO)
-                if target.parent.is_dir():
-                    shutil.copy2(built, target)
         record = {"source": f"git {rev}", "commit": commit, "modified": False}
     env = {"PYTHONPATH": str(root), **settings}  # ahead of the editable install, which maps to the work tree
-    # Run from the scratch folder: a working directory of the repo would put its stream_tagger first.
-    subprocess.run([cli, "compile"], check=True, cwd=scratch, env={**os.environ, **env})
+    _build_kernels(root, scratch, env)
     return Code(spec, env, models / version_name, {**record, "settings": settings})
+
+
+# What the package's own build reads, beside the package: it compiles the kernels (Cython) at install.
+BUILD_FILES = ("pyproject.toml", "setup.py", "README.md")
+
+
+def _build_kernels(root: Path, scratch: Path, env: dict[str, str]) -> None:
+    """The kernels of the code in ``root``, compiled as an install compiles them: a wheel of that code,
+    whose extension modules go next to their sources. Revisions whose build has no extensions (no
+    ``setup.py``) built theirs with numba's ``stream-tagger compile`` instead."""
+    if not (root / "setup.py").exists():
+        # Run from the scratch folder: a working directory of the repo would put its stream_tagger first.
+        cli = str(Path(sys.executable).parent / "stream-tagger")
+        subprocess.run([cli, "compile"], check=True, cwd=scratch, env={**os.environ, **env})
+        return
+    wheels = scratch / "wheel"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels)]
+    subprocess.run([*pip_wheel, str(root)], check=True, cwd=scratch)
+    (wheel,) = wheels.glob("*.whl")
+    with zipfile.ZipFile(wheel) as built:
+        built.extractall(root, [name for name in built.namelist() if name.endswith(".so")])
 
 
 class LoadWatch(threading.Thread):
