@@ -13,8 +13,18 @@ fi
 # Exactly the locked versions (requirements/dev.lock: runtime, train, demo and dev extras; scripts/lock.sh
 # writes it), then the package itself without resolving anything again; installing it compiles the
 # featuriser's kernels (Cython, in pip's build environment), which needs a C compiler.
-.venv/bin/python -m pip install --quiet --no-deps -r requirements/dev.lock
+.venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/dev.lock
 .venv/bin/python -m pip install --quiet --no-deps -e .
+# A .venv made from an older lock keeps packages this one dropped: remove them, so the tests run on
+# exactly what the lock lists (the venv's own pip, setuptools and wheel stay).
+.venv/bin/python - requirements/dev.lock <<'EOF' | xargs -r .venv/bin/python -m pip uninstall --quiet --yes
+import re, sys
+from importlib.metadata import distributions
+def key(name): return re.sub(r"[-_.]+", "-", name).lower()
+locked = {key(line.split("==")[0]) for line in open(sys.argv[1]) if "==" in line and line[0].isalnum()}
+kept = locked | {"pip", "setuptools", "wheel", "stream-tagger"}
+print("\n".join(sorted({d.metadata["Name"] for d in distributions() if key(d.metadata["Name"]) not in kept})))
+EOF
 
 # Apache Kafka (KRaft) for the integration tests: the pinned broker's jars from Maven Central into
 # deploy/kafka/target/libs, where stream_tagger/kafka/local_cluster.py starts brokers from. The stamp

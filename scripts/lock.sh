@@ -2,11 +2,12 @@
 # Regenerate the lock files from pyproject.toml's ranges (after changing a dependency):
 #   requirements/dev.lock      everything bootstrap and CI install (runtime + train + demo + dev)
 #   requirements/runtime.lock  what the image installs (the worker's runtime set), at the same versions
-# Both are installed with `pip install --no-deps -r`: exactly these packages, nothing resolved again.
+# Both are installed with `pip install --no-deps --require-hashes -r`: exactly these packages and files
+# (sha256 of every wheel and sdist), nothing resolved again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=${UV:-uv}
 command -v "$UV" >/dev/null || { echo "lock.sh: needs uv (pip install uv)" >&2; exit 2; }
-common=(--quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --override requirements/overrides.txt)
+common=(--quiet --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --override requirements/overrides.txt)
 "$UV" pip compile "${common[@]}" pyproject.toml --extra train --extra demo --extra dev -o requirements/dev.lock
 "$UV" pip compile "${common[@]}" pyproject.toml --constraint requirements/dev.lock -o requirements/runtime.lock

@@ -1,7 +1,9 @@
-"""The lock files hold exactly one version of every package, within pyproject.toml's ranges."""
+"""The lock files hold exactly one version of every package, within pyproject.toml's ranges, and the
+sha256 of its files (pip installs them with --require-hashes)."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -17,7 +19,7 @@ def locked(name: str) -> dict[str, str]:
     pins = {}
     for line in (ROOT / "requirements" / name).read_text(encoding="utf-8").splitlines():
         if line and not line.startswith((" ", "#")):
-            requirement = Requirement(line)
+            requirement = Requirement(line.removesuffix(" \\"))
             [spec] = requirement.specifier
             assert spec.operator == "==", line
             pins[canonicalize_name(requirement.name)] = spec.version
@@ -57,3 +59,13 @@ def test_the_kernels_are_compiled_at_install_and_nothing_of_the_build_is_served(
     for name in ("numba", "llvmlite", "cython"):
         assert name not in locked("dev.lock")
     assert "setuptools" not in locked("runtime.lock")
+
+
+@pytest.mark.parametrize("lock", ["dev.lock", "runtime.lock"])
+def test_every_pin_carries_the_sha256_of_its_files(lock: str) -> None:
+    # A pin followed by no --hash line would make `pip install --require-hashes` refuse the whole file.
+    text = (ROOT / "requirements" / lock).read_text(encoding="utf-8")
+    pin = r"^([A-Za-z0-9][^\s=]*)==\S+((?: \\\n +--hash=sha256:[0-9a-f]{64})*)"
+    pins = re.findall(pin, text, re.MULTILINE)
+    assert len(pins) == len(locked(lock))
+    assert [name for name, hashes in pins if not hashes] == []
