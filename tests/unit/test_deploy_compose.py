@@ -175,7 +175,7 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
     assert probe, "no HEALTHCHECK on /healthz"
     assert re.search(rf"^EXPOSE {probe.group(1)}$", text, re.MULTILINE), "health check probes another port"
     assert text.rstrip().endswith('CMD ["stream-tagger", "worker"]')
-    assert "RUN pip install --no-deps -r requirements/runtime.lock" in text  # the locked runtime set
+    assert "RUN pip install --no-deps --require-hashes -r requirements/runtime.lock" in text  # locked, hashed
     assert "RUN pip install --no-deps . " in text  # builds the kernels ...
     assert 'python -P -c "import stream_tagger.kernels.featurise' in text  # ... or the image build fails
     build, served = text.split("\n# Stage 2:")
