@@ -18,6 +18,7 @@ ctypedef uint64_t u64
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil  # index of the lowest set bit (GCC, Clang)
+    void __builtin_prefetch(const void*) nogil
 
 cdef u64 P = 0x100000001B3ULL  # FNV prime
 cdef u64 GOLDEN = 0x9E3779B97F4A7C15ULL  # salt of kind k: k * golden ratio mod 2^64
@@ -27,13 +28,17 @@ cdef u64 WORD_KIND = 100  # word k-grams are kind 100 + k, char k-grams kind k
 cdef u64 PIECE_KIND = 200  # subword pieces: 200 at a word's start, 201 inside one
 cdef uint8_t DOC_SEP = 0
 cdef uint8_t SPACE = 32
+cdef u64 EMPTY = 0xFFFFFFFFFFFFFFFFULL  # key of an empty slot: stops every probe
+cdef int64_t AHEAD = 16  # n-grams between a slot's prefetch and its lookup
+cdef u64 TOP_BIT = 1ULL << 63  # or-ed into a word before ctz: 63, not undefined, when no bit is left
 
 
 cdef struct Table:
-    # Open addressing (``Vocabulary``): slot -> column (-1: empty), column -> its hash.
-    const int32_t* slots
-    const u64* hashes
-    u64 mask
+    # Ordered linear probing (``build_table``): a hash's home slot is its top bits, keys ascend along
+    # the slots, an empty slot is EMPTY with column -1. The key is in the slot, so a lookup reads one
+    # cache line, and a miss ends at the first larger key.
+    const u64* keys
+    const int32_t* cols
     u64 shift
 
 
@@ -51,21 +56,17 @@ cdef inline u64 mix(u64 h) noexcept nogil:
 
 
 cdef inline int32_t column(u64 h, const Table* t) noexcept nogil:
-    """Column of hash ``h``, -1 when it is not in the table's vocabulary (linear probing)."""
+    """Column of hash ``h``, -1 when it is not in the table's vocabulary."""
     cdef u64 slot = h >> t.shift
-    cdef int32_t col
-    while True:
-        col = t.slots[slot]
-        if col < 0 or t.hashes[col] == h:
-            return col
-        slot = (slot + 1) & t.mask
+    while t.keys[slot] < h:
+        slot += 1
+    return t.cols[slot] if t.keys[slot] == h else -1
 
 
-cdef Table table_of(const int32_t[::1] slots, const u64[::1] hashes, u64 shift) noexcept:
+cdef Table table_of(const u64[::1] keys, const int32_t[::1] cols, u64 shift) noexcept:
     cdef Table t
-    t.slots = &slots[0]
-    t.hashes = &hashes[0] if hashes.shape[0] else NULL
-    t.mask = <u64>slots.shape[0] - 1
+    t.keys = &keys[0]
+    t.cols = &cols[0]
     t.shift = shift
     return t
 
@@ -302,24 +303,28 @@ def hash_batch(const uint8_t[::1] clean_table, const uint8_t[::1] raw, int64_t c
         free(c.seps)
 
 
-def build_table(const u64[::1] vocab, u64 shift, int64_t size):
-    """Open-addressing table of ``size`` slots (a power of two) for the hashes ``vocab``."""
-    cdef int64_t col
-    cdef u64 slot
-    table = np.full(size, -1, dtype=np.int32)
-    cdef int32_t[::1] t = table
-    with nogil:
-        for col in range(vocab.shape[0]):
-            slot = vocab[col] >> shift
-            while t[slot] >= 0:
-                slot = (slot + 1) & <u64>(size - 1)
-            t[slot] = <int32_t>col
-    return table
+def build_table(const u64[::1] vocab, u64 shift):
+    """``keys`` (uint64) and ``cols`` (int32) of the table of the hashes ``vocab`` (column = index in
+    ``vocab``; of equal hashes, the first), home slots ``hash >> shift``.
+
+    Inserted in ascending order, each key takes the slot after the previous one or its home, whichever
+    is later: keys ascend along the slots. No slot wraps around: the table grows past 2^(64 - shift)
+    slots when it must, and ends with an empty slot."""
+    order = np.argsort(vocab, kind="stable")
+    ascending = np.asarray(vocab)[order]
+    rank = np.arange(len(order))
+    slot = np.maximum.accumulate((ascending >> np.uint64(shift)).astype(np.int64) - rank) + rank
+    size = max(1 << (64 - shift), int(slot[-1]) + 1 if len(slot) else 0) + 1
+    keys = np.full(size, EMPTY, dtype=np.uint64)
+    cols = np.full(size, -1, dtype=np.int32)
+    keys[slot] = ascending
+    cols[slot] = order
+    return keys, cols
 
 
-def lookup(const u64[::1] hashes, const int32_t[::1] table, const u64[::1] vocab, u64 shift):
-    """Column of each hash, -1 for one not in ``vocab``."""
-    cdef Table t = table_of(table, vocab, shift)
+def lookup(const u64[::1] hashes, const u64[::1] keys, const int32_t[::1] cols, u64 shift):
+    """Column of each hash, -1 for one not in the table."""
+    cdef Table t = table_of(keys, cols, shift)
     cdef int64_t i
     out = np.empty(hashes.shape[0], dtype=np.int32)
     cdef int32_t[::1] o = out
@@ -331,23 +336,23 @@ def lookup(const u64[::1] hashes, const int32_t[::1] table, const u64[::1] vocab
 
 def count_batch(
     const uint8_t[::1] clean_table, const uint8_t[::1] raw, int64_t char_min, int64_t char_max,
-    int64_t word_ngrams, const int32_t[::1] table, const u64[::1] vocab, u64 shift,
-    const int32_t[::1] kw_table, const u64[::1] kw_hashes, const int64_t[::1] kw_tags,
+    int64_t word_ngrams, const u64[::1] keys, const int32_t[::1] table_cols, u64 shift, int64_t n_cols,
+    const u64[::1] kw_keys, const int32_t[::1] kw_cols, const int64_t[::1] kw_tags,
     const uint8_t[::1] kw_longer, u64 kw_shift, int64_t n_tags,
-    const int32_t[::1] pc_table, const u64[::1] pc_hashes, u64 pc_shift, const float[:, ::1] pc_vectors,
+    const u64[::1] pc_keys, const int32_t[::1] pc_cols, u64 pc_shift, const float[:, ::1] pc_vectors,
     int64_t pc_longest,
 ):
     """CSR of per-post column counts (columns ascending within a post), each post's oov share,
     log1p of its keyword hits per tag ([n_docs, n_tags]) and its unit-length sum of piece vectors
     ([n_docs, dims])."""
     cdef Cleaned c
-    cdef Table vt = table_of(table, vocab, shift)
-    cdef Table kw = table_of(kw_table, kw_hashes, kw_shift)
-    cdef Table pc = table_of(pc_table, pc_hashes, pc_shift)
-    cdef int64_t dims = pc_vectors.shape[1], n_cols = max(vocab.shape[0], 1), n_seen = (n_cols + 63) >> 6
-    cdef int64_t n_docs, kinds, capacity = 0, d, t, n_words, m, j, hits, nnz = 0, w, col
+    cdef Table vt = table_of(keys, table_cols, shift)
+    cdef Table kw = table_of(kw_keys, kw_cols, kw_shift)
+    cdef Table pc = table_of(pc_keys, pc_cols, pc_shift)
+    cdef int64_t dims = pc_vectors.shape[1], n_seen = (n_cols >> 6) + 1  # bit n_cols: misses
+    cdef int64_t n_docs, kinds, capacity = 0, d, t, n_words, m, i, j, hits, nnz = 0, w, col, base
     cdef int32_t hit
-    cdef u64 bits, low
+    cdef u64 bits
     cdef u64* scratch = NULL
     cdef int64_t* words = NULL
     cdef int32_t* counts = NULL
@@ -364,7 +369,7 @@ def count_batch(
         for d in range(n_docs):
             capacity += min((c.seps[d + 1] - c.seps[d] - 1) * kinds, n_cols)
         indptr = np.zeros(n_docs + 1, dtype=np.int64)
-        cols = np.empty(capacity, dtype=np.int64)  # pages never written are never mapped in
+        cols = np.empty(capacity + 4, dtype=np.int64)  # pages never written are never mapped in
         vals = np.empty(capacity, dtype=np.float32)
         oov = np.zeros(n_docs, dtype=np.float32)
         keyword_hits = np.zeros((n_docs, n_tags), dtype=np.float32)
@@ -372,7 +377,7 @@ def count_batch(
         indptr_v, cols_v, vals_v, oov_v, keyword_v, embedding_v = indptr, cols, vals, oov, keyword_hits, embedding
         scratch = <u64*>malloc(bound(&c, kinds) * sizeof(u64))
         words = <int64_t*>malloc(2 * bound(&c, 1) * sizeof(int64_t))
-        counts = <int32_t*>calloc(n_cols, sizeof(int32_t))
+        counts = <int32_t*>calloc(n_cols + 1, sizeof(int32_t))
         seen = <u64*>calloc(n_seen, sizeof(u64))  # bitmap of the post's columns
         prefix = <u64*>malloc(max(pc_longest, 1) * sizeof(u64))
         hits_of_tag = <int64_t*>malloc(max(n_tags, 1) * sizeof(int64_t))
@@ -396,26 +401,48 @@ def count_batch(
                     c.buf, c.seps[d] + 1, c.seps[d + 1], char_min, char_max, word_ngrams, words, n_words,
                     scratch, 0,
                 )
-                hits = 0
+                for j in range(min(m, AHEAD)):
+                    __builtin_prefetch(&vt.keys[scratch[j] >> vt.shift])
+                # A miss counts in column n_cols, which is dropped: no branch on a hit to mispredict.
                 for j in range(m):
+                    if j + AHEAD < m:
+                        __builtin_prefetch(&vt.keys[scratch[j + AHEAD] >> vt.shift])
                     hit = column(scratch[j], &vt)
-                    if hit < 0:
-                        continue
-                    hits += 1
-                    seen[hit >> 6] |= (<u64>1) << (hit & 63)  # idempotent: no branch to mispredict
-                    counts[hit] += 1
-                # Columns in ascending order from the bitmap, lowest set bit first: no sort.
+                    col = hit if hit >= 0 else n_cols
+                    seen[col >> 6] |= (<u64>1) << (col & 63)
+                    counts[col] += 1
+                hits = m - counts[n_cols]
+                counts[n_cols] = 0
+                seen[n_cols >> 6] &= ~((<u64>1) << (n_cols & 63))
+                # Columns in ascending order from the bitmap, no sort: each word's four lowest set bits
+                # are written whether or not they are set (the count only advances on a set one), so
+                # the loop does not branch on how many bits a word has; a word with more ends in a loop.
+                j = nnz
                 for w in range(n_seen):
                     bits = seen[w]
                     seen[w] = 0
+                    base = w << 6
+                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
+                    j += bits != 0
+                    bits &= bits - 1
+                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
+                    j += bits != 0
+                    bits &= bits - 1
+                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
+                    j += bits != 0
+                    bits &= bits - 1
+                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
+                    j += bits != 0
+                    bits &= bits - 1
                     while bits:
-                        low = bits & (~bits + 1)
-                        col = (w << 6) + __builtin_ctzll(bits)
-                        cols_v[nnz] = col
-                        vals_v[nnz] = <float>counts[col]
-                        counts[col] = 0
-                        nnz += 1
-                        bits ^= low
+                        cols_v[j] = base + __builtin_ctzll(bits)
+                        j += 1
+                        bits &= bits - 1
+                for i in range(nnz, j):
+                    col = cols_v[i]
+                    vals_v[i] = <float>counts[col]
+                    counts[col] = 0
+                nnz = j
                 indptr_v[d + 1] = nnz
                 if m:
                     oov_v[d] = <float>(1.0 - <double>hits / <double>m)

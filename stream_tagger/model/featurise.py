@@ -92,8 +92,10 @@ class Vocabulary:
 
     Fitting keeps, of the known hashes that share their top ``table_bits`` bits, only the most frequent
     (decided at fit time, so training and serving agree; the constructor rejects a vocabulary that
-    breaks this). Lookups go through a compact open-addressing table (256 kB for 24 k n-grams, in
-    L2 cache) rather than a 4 MB direct-mapped one: a cache miss per n-gram was most of the cost."""
+    breaks this). Lookups go through an open-addressing table with each key in its slot, keys ascending
+    (``build_table``, kernels/featurise.pyx): a lookup reads one cache line, a miss ends at the first
+    larger key, and the table (512 kB of keys for 24 k n-grams) stays in L2 cache, not a cache miss per
+    n-gram. A third of the slots stays empty: a denser table probes longer."""
 
     def __init__(self, hashes: np.ndarray, table_bits: int = 20) -> None:
         self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)  # the kernels' argument types
@@ -101,9 +103,9 @@ class Vocabulary:
         slot = (self.hashes >> np.uint64(64 - table_bits)).astype(np.int64)
         if len(np.unique(slot)) != len(slot):
             raise ValueError("vocabulary hashes collide in the lookup table; build it with from_counts")
-        bits = max((len(self.hashes) * 3 // 2).bit_length(), 1)  # >= 1/3 of the slots stay empty
+        bits = max((len(self.hashes) * 3 // 2).bit_length(), 1)
         self.shift = np.uint64(64 - bits)
-        self.table = kernels.build_table(self.hashes, self.shift, 1 << bits)
+        self.keys, self.cols = kernels.build_table(self.hashes, self.shift)
 
     @classmethod
     def from_counts(cls, hashes: np.ndarray, df: np.ndarray, min_df: int, table_bits: int = 20) -> Vocabulary:
@@ -127,7 +129,10 @@ class Vocabulary:
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Column of each hash, -1 when the n-gram was not in the training vocabulary."""
         hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
-        return kernels.lookup(hashes, self.table, self.hashes, self.shift)
+        return kernels.lookup(hashes, self.keys, self.cols, self.shift)
+
+
+_NO_VOCAB = Vocabulary(_NO_HASHES)  # for ``_without_ngrams``, which has no n-grams to look up
 
 
 class Keywords:
@@ -160,7 +165,7 @@ class Keywords:
         self.longer = np.array([int(h) in prefixes for h in self.hashes], dtype=np.bool_)
         bits = max((len(self.hashes) * 8).bit_length(), 1)  # >= 7/8 empty: a miss ends at its first slot
         self.shift = np.uint64(64 - bits)
-        self.table = kernels.build_table(self.hashes, self.shift, 1 << bits)
+        self.keys, self.cols = kernels.build_table(self.hashes, self.shift)
 
 
 def _phrase_hashes(phrase: str) -> list[int]:
@@ -183,11 +188,10 @@ class _NoKeywords:
     """What ``kernels.count_batch`` gets for a model without keywords: no tags, so no lookups."""
 
     tags: tuple[str, ...] = ()
-    hashes = _NO_HASHES
     tag_index = np.zeros(0, dtype=np.int64)
     longer = np.zeros(0, dtype=np.bool_)
     shift = np.uint64(63)
-    table = np.full(2, -1, dtype=np.int32)
+    keys, cols = kernels.build_table(_NO_HASHES, shift)
 
 
 _NO_KEYWORDS = _NoKeywords()
@@ -226,7 +230,7 @@ class Pieces:
         self.longest = int(np.diff(bounds).max())
         bits = max((len(self.hashes) * 4).bit_length(), 1)  # most lookups miss: keep >= 3/4 empty
         self.shift = np.uint64(64 - bits)
-        self.table = kernels.build_table(self.hashes, self.shift, 1 << bits)
+        self.keys, self.cols = kernels.build_table(self.hashes, self.shift)
 
     @property
     def dims(self) -> int:
@@ -242,9 +246,8 @@ class Pieces:
 class _NoPieces:
     """What ``kernels.count_batch`` gets for a model without pieces: no dims, so no lookups."""
 
-    hashes = _NO_HASHES
     shift = np.uint64(63)
-    table = np.full(2, -1, dtype=np.int32)
+    keys, cols = kernels.build_table(_NO_HASHES, shift)
     vectors = np.zeros((0, 0), dtype=np.float32)
     longest = 0
 
@@ -285,7 +288,7 @@ def featurize(
 ) -> BatchFeatures:
     """n-gram counts of the batch and, with ``keywords`` and ``pieces``, its keyword hits and piece
     embedding, in one pass over the text."""
-    return _featurize(texts, params, vocab.table, vocab.hashes, vocab.shift, keywords, pieces)
+    return _featurize(texts, params, vocab, keywords, pieces)
 
 
 def keyword_hits(texts: Sequence[str], keywords: Keywords, max_chars: int) -> np.ndarray:
@@ -302,17 +305,14 @@ def piece_embedding(texts: Sequence[str], pieces: Pieces, max_chars: int) -> np.
 def _without_ngrams(
     texts: Sequence[str], max_chars: int, keywords: Keywords | None = None, pieces: Pieces | None = None
 ) -> BatchFeatures:
-    no_vocab = np.full(1, -1, dtype=np.int32)
     params = FeatureParams(char_min=1, char_max=0, word_ngrams=0, max_chars=max_chars)
-    return _featurize(texts, params, no_vocab, _NO_HASHES, np.uint64(63), keywords, pieces)
+    return _featurize(texts, params, _NO_VOCAB, keywords, pieces)
 
 
 def _featurize(
     texts: Sequence[str],
     params: FeatureParams,
-    table: np.ndarray,
-    hashes: np.ndarray,
-    shift: np.uint64,
+    vocab: Vocabulary,
     keywords: Keywords | None,
     pieces: Pieces | None,
 ) -> BatchFeatures:
@@ -326,17 +326,18 @@ def _featurize(
             params.char_min,
             params.char_max,
             params.word_ngrams,
-            table,
-            hashes,
-            shift,
-            kw.table,
-            kw.hashes,
+            vocab.keys,
+            vocab.cols,
+            vocab.shift,
+            len(vocab),
+            kw.keys,
+            kw.cols,
             kw.tag_index,
             kw.longer.view(np.uint8),
             kw.shift,
             len(kw.tags),
-            pc.table,
-            pc.hashes,
+            pc.keys,
+            pc.cols,
             pc.shift,
             pc.vectors,
             pc.longest,

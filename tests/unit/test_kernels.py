@@ -1,5 +1,5 @@
-"""The compiled kernels as the worker uses them: they release the GIL, and any text gives well-formed,
-deterministic features whatever the batch around it."""
+"""The compiled kernels as the worker uses them: they release the GIL, any text gives well-formed,
+deterministic features whatever the batch around it, and a lookup table finds exactly its hashes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_tagger.kernels import duplicates as kernels
+from stream_tagger.kernels import featurise
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.featurise import BatchFeatures
 from stream_tagger.model.predictor import Predictor
@@ -82,3 +83,19 @@ def test_any_texts_give_well_formed_deterministic_features(texts: list[str]) -> 
     ids, tf = feats.padded()
     assert ids.shape == tf.shape == (len(texts), max(1, feats.lengths.max()))
     assert tf.sum() == feats.counts.sum()
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=60), st.lists(st.integers(0, 2**64 - 1), max_size=60))
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_a_lookup_table_finds_its_hashes_and_nothing_else(stored: list[int], probes: list[int]) -> None:
+    # Crowded (4 home slots for up to 60 hashes), at both ends of the range, the largest hash included.
+    edges = [0, 1, 2**64 - 2, 2**64 - 1]
+    hashes = np.array([*stored, *edges[: len(stored) % 5]], dtype=np.uint64)
+    column = {}
+    for col, h in enumerate(hashes.tolist()):
+        column.setdefault(h, col)
+    queries = [*probes, *edges, *(h + d for h in column for d in (-1, 1) if 0 <= h + d < 2**64)]
+    shift = np.uint64(62)
+    keys, cols = featurise.build_table(hashes, shift)
+    found = featurise.lookup(np.array(queries, dtype=np.uint64), keys, cols, shift)
+    assert found.tolist() == [column.get(q, -1) for q in queries]
