@@ -232,3 +232,15 @@ def test_features_are_bit_identical_to_the_numpy_reference(params: FeatureParams
         assert np.array_equal(hashed.doc[mine], doc[order]) and np.array_equal(
             hashed.hashes[mine], hashes[order]
         )
+
+
+def test_lower_casing_post_by_post_is_the_whole_batchs() -> None:
+    # ASCII posts are lowered by the cleaning table, others by str.lower one post at a time: the same
+    # bytes as lowering the whole batch, final sigmas at a post's edges included.
+    texts = ["ΟΔΟΣ", "ΟΔΟΣ.", "Σ", "AΣ", "ΣA", "HELLO World 42", "ÀB Σ'", "ΑΣ'", "'Σ", "İSTANBUL", "ZZ"]
+    for batch in (texts, texts[::-1], *([t] for t in texts)):
+        doc, hashes = _reference_hashes(batch, PARAMS)
+        hashed = hash_ngrams(batch, PARAMS)
+        assert np.array_equal(hashed.doc, np.sort(doc, kind="stable"))
+        for d in range(len(batch)):
+            assert sorted(hashed.hashes[hashed.doc == d].tolist()) == sorted(hashes[doc == d].tolist())
