@@ -181,9 +181,7 @@ class HotPath:
             # a minute when the broker is gone.
             log.critical("hot path stopped: %s", exc)
             # Not published after a failure (close() revokes): a restart re-reads it.
-            scoring, self._scoring = self._scoring, None
-            if scoring is not None:
-                self.pipeline.discard(scoring.prepared)
+            self._scoring = None
             if self._transactional:  # its outputs are aborted: nothing of it may be committed at close
                 self._pending = None
                 self._abort()
@@ -379,9 +377,7 @@ class HotPath:
         # Another worker may already own them: publish what is pending (idempotent), commit nothing.
         # In a transaction nothing of it may become visible: abort, the next owner re-processes it.
         if self._transactional:
-            scoring, self._scoring, self._pending = self._scoring, None, None
-            if scoring is not None:
-                self.pipeline.discard(scoring.prepared)
+            self._scoring = self._pending = None
             self._abort()
             # librdkafka reports the purged outputs' failures at the next flush or poll: take them now,
             # or the next, healthy batch would be blamed for them.

@@ -114,12 +114,12 @@ class PreparedBatch:
     chunks of ``scoring_tasks``, which may run in other threads), then routed and encoded (``finish``).
 
     ``decoded`` holds each valid event with its message, its Kafka time and where its outcome comes
-    from: an (outcome, version) pair remembered from an earlier batch, the row this batch scores for
-    it, or an earlier batch still unfinished when this one was prepared, which scores that id.
+    from: an (outcome, version) pair remembered from an earlier batch, or the row this batch scores
+    for it. An id in a batch prepared before this one and not yet finished is scored again here: the
+    same text under the same model gets the same outcome.
     """
 
     serving: Serving
-    seq: int  # finish() checks batches come back in the order prepare() made them
     now: datetime
     result: BatchResult
     decoded: list[tuple[MessageLike, RawContent, float, Known]]
@@ -131,15 +131,9 @@ class PreparedBatch:
     parts: list[tuple[list[Piece], float, float] | None] = field(default_factory=list)
     # Rows of ``to_score`` on which scoring or routing raised: they become dead letters, not outcomes.
     failed: dict[int, Rejection] = field(default_factory=dict)
-    # Per row of ``to_score``, once finished: its outcome, or why it has none.
-    outcomes: list[Outcome | Rejection] = field(default_factory=list)
-
-    def decided(self, content_id: str) -> tuple[Outcome | Rejection, str]:
-        """The outcome of an id this batch scored, for a later batch that met the id again."""
-        return self.outcomes[self.rows[content_id]], self.serving.predictor.version
 
 
-Known = tuple[Outcome, str] | int | PreparedBatch
+Known = tuple[Outcome, str] | int
 Piece = tuple[Sequence[int], PredictionLike]  # rows of ``to_score`` and their prediction, row by row
 R = TypeVar("R")
 
@@ -192,7 +186,7 @@ class Pipeline:
     N+1 is scored in another thread while batch N is routed, encoded and published: scoring is
     featurisation and onnxruntime, which release the GIL, and ``prepare``/``finish`` are the Python
     half. Scoring comes as ``score_chunks`` independent tasks, so that a thread with nothing else to
-    do can take some. Batches must be finished in the order they were prepared.
+    do can take some.
     """
 
     def __init__(
@@ -216,8 +210,6 @@ class Pipeline:
         self.serve(predictor)
         self.observers = list(observers)
         self._seen = RecentOutcomes(dedup_window, len(APPROVED_TAGS))
-        self._unfinished: dict[str, PreparedBatch] = {}  # id -> the prepared, unfinished batch scoring it
-        self._prepared = self._finished = 0  # sequence numbers of batches
         self._encoder = OutputEncoder(topics)
         self.score_chunks = score_chunks
 
@@ -235,34 +227,32 @@ class Pipeline:
         """Decode every message; dead letters are ready, valid events wait for their outcome."""
         now = self._clock()
         now_s = now.timestamp()
-        batch = PreparedBatch(self.serving, self._prepared, now, BatchResult(), [], [], [])
-        self._prepared += 1
-        rows = batch.rows
+        batch = PreparedBatch(self.serving, now, BatchResult(), [], [], [])
+        rows, to_score, texts, decoded = batch.rows, batch.to_score, batch.texts, batch.decoded
+        seen, max_bytes = self._seen, self.max_event_bytes
         for message in messages:
             kind, ms = message.timestamp()
             event_s = ms / 1000.0 if kind and 0 <= ms <= _LATEST_MS else now_s
             stage = "decoding"
             try:
-                event = decode_raw(message.value(), self.max_event_bytes)
+                event = decode_raw(message.value(), max_bytes)
                 if isinstance(event, Rejection):
                     self._reject(batch, message, event, event_s)
                     continue
                 stage = "de-duplicating"
-                known: Known | None = self._seen.get(event.id)
+                content_id = event.id
+                known: Known | None = rows.get(content_id)
                 if known is None:
-                    known = rows.get(event.id)
-                if known is None:
-                    known = self._unfinished.get(event.id)
+                    known = seen.get(content_id)
                 if known is None:
                     text = event.text
-                    known = rows[event.id] = len(batch.to_score)
-                    batch.to_score.append(event)
-                    batch.texts.append(text)
-                    self._unfinished[event.id] = batch
+                    known = rows[content_id] = len(to_score)
+                    to_score.append(event)
+                    texts.append(text)
             except Exception as exc:
                 self._reject(batch, message, internal_error(stage, exc), event_s)
                 continue
-            batch.decoded.append((message, event, event_s, known))
+            decoded.append((message, event, event_s, known))
         return batch
 
     def predict(self, batch: PreparedBatch) -> None:
@@ -310,19 +300,15 @@ class Pipeline:
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
         """Route, let the observers see the batch, remember the outcomes and encode every output."""
-        if batch.seq != self._finished:
-            raise RuntimeError(f"batch {batch.seq} finished before batch {self._finished}")
-        self._finished += 1
         outcomes = self._route(batch) if batch.to_score else []
         version = batch.serving.predictor.version
         result, now = batch.result, batch.now
-        outcome_records = self._encoder.outcome
+        outcome_records, extend = self._encoder.outcome, result.records.extend
+        event_times = result.event_times
         times: dict[float, datetime] = {}  # events produced in the same millisecond share one
         for message, event, event_s, known in batch.decoded:
             if isinstance(known, int):
                 outcome, decided_by = outcomes[known], version
-            elif isinstance(known, PreparedBatch):
-                outcome, decided_by = known.decided(event.id)
             else:
                 outcome, decided_by = known
             if isinstance(outcome, Rejection):
@@ -336,18 +322,9 @@ class Pipeline:
             except Exception as exc:
                 self._reject(batch, message, internal_error("encoding", exc), event_s)
                 continue
-            result.records.extend(records)
-            result.event_times[outcome.status].append(event_s)
-        batch.decoded = []  # drops the references to earlier batches (``outcomes`` stays for later ones)
+            extend(records)
+            event_times[outcome.status].append(event_s)
         return result
-
-    def discard(self, batch: PreparedBatch) -> None:
-        """Forget ``batch`` and every earlier batch not finished yet (the loop failed): their inputs
-        are re-read after a restart, and later batches must not wait for their outcomes."""
-        for content_id, unfinished in list(self._unfinished.items()):
-            if unfinished.seq <= batch.seq:
-                del self._unfinished[content_id]
-        self._finished = max(self._finished, batch.seq + 1)
 
     def _route(self, batch: PreparedBatch) -> list[Outcome | Rejection]:
         """Route the rows that were scored, let the observers see them, remember their outcomes. Per row
@@ -359,9 +336,6 @@ class Pipeline:
         # Wall time from the first chunk's start to the last one's end: chunks run side by side.
         batch.result.inference_seconds = max(p[2] for p in scored) - min(p[1] for p in scored)
         batch.result.scored = len(batch.to_score)
-        for content_id in batch.rows:
-            # Still this batch's: a later one would have scored the id only after this one finished.
-            del self._unfinished[content_id]
         # The rows scored, in order: every row unless one failed (no per-row list in the common case).
         ok: Sequence[int] = range(len(batch.to_score))
         if batch.failed:
@@ -385,8 +359,7 @@ class Pipeline:
                 batch.failed.update({ok[p]: rejection for p, rejection in routing_failed.items()})
                 ok = [ok[p] for p in kept.tolist()]
         if not routed:
-            batch.outcomes = [batch.failed[row] for row in range(len(batch.to_score))]
-            return batch.outcomes
+            return [batch.failed[row] for row in range(len(batch.to_score))]
         routes = concat_routes([part for _positions, part in routed])
         outcomes = routes.outcomes()
         events = [batch.to_score[row] for row in ok] if batch.failed else batch.to_score
@@ -408,10 +381,8 @@ class Pipeline:
             merged: list[Outcome | Rejection] = [batch.failed.get(row) for row in range(len(batch.to_score))]
             for row, outcome in zip(ok, outcomes, strict=True):
                 merged[row] = outcome
-            batch.outcomes = merged
-        else:
-            batch.outcomes = list(outcomes)
-        return batch.outcomes
+            return merged
+        return list(outcomes)
 
     def _reject(
         self, batch: PreparedBatch, message: MessageLike, rejection: Rejection, event_s: float
