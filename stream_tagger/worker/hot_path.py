@@ -40,6 +40,7 @@ aborted and a restart re-processes the batch.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import threading
@@ -156,6 +157,9 @@ class HotPath:
         self.state.running = True
         log.info("hot path consuming %s as group %s", settings.topic_raw, settings.consumer_group)
         wait_s = settings.batch_max_wait_ms / 1000
+        # What is loaded by now (modules, the model, Faust) lives as long as the process: frozen, a full
+        # collection no longer walks it (~80-100 ms on 2 busy cores, a stall of every event in flight).
+        gc.freeze()
         try:
             while not self._stop.is_set():
                 for hook in self.between_batches:

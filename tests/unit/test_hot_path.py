@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any
 
@@ -519,3 +520,14 @@ def test_exactly_once_the_batch_after_a_loss_is_not_blamed_for_the_aborted_outpu
     assert hot_path.state.failure is None
     assert journal[-3:] == [("txn-offsets", [(0, 5)]), ("txn-commit",), ("close",)]
     assert processed(metrics, "tagged") == 1
+
+
+def test_what_is_loaded_before_the_loop_is_frozen_out_of_full_collections() -> None:
+    hot_path, _, _ = build(["assign", [raw_message(0)]])
+    frozen: list[int] = []
+    hot_path.between_batches.append(lambda: frozen.append(gc.get_freeze_count()))
+    try:
+        hot_path.run()
+    finally:
+        gc.unfreeze()
+    assert frozen[0] > 0
