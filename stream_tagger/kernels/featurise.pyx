@@ -407,6 +407,7 @@ def count_batch(
                 for j in range(m):
                     if j + AHEAD < m:
                         __builtin_prefetch(&vt.keys[scratch[j + AHEAD] >> vt.shift])
+                        __builtin_prefetch(&vt.cols[scratch[j + AHEAD] >> vt.shift])
                     hit = column(scratch[j], &vt)
                     col = hit if hit >= 0 else n_cols
                     seen[col >> 6] |= (<u64>1) << (col & 63)
