@@ -198,7 +198,7 @@ cdef inline u64 piece_salt(bint initial) noexcept nogil:
 
 cdef void embed_words(
     const uint8_t* buf, const int64_t* words, int64_t n_words, const Table* pc, const float* vectors,
-    int64_t dims, u64* prefix, int64_t longest, float* out,
+    int64_t dims, u64* prefix, int64_t longest, int32_t* found, float* out,
 ) noexcept nogil:
     """Sum of the vectors of one post's pieces into ``out``, then scaled to unit length (zero when no
     piece matched).
@@ -209,8 +209,11 @@ cdef void embed_words(
     that a word WordPiece cannot cut whole becomes [UNK] there and keeps its known pieces here; training
     and serving both cut this way. A piece never spans two words. The hashes of every prefix of the rest
     of the word (at most ``longest`` bytes, the longest piece) are computed first and looked up longest
-    first: most words are a piece, found by one lookup (probing shortest first costs a lookup per byte)."""
-    cdef int64_t w, i, end, k, j, reach, best
+    first: most words are a piece, found by one lookup (probing shortest first costs a lookup per byte).
+
+    The vectors are mostly out of cache: each is prefetched when its piece is found and summed after
+    the whole post is cut, in the pieces' order (``found``), so that their loads overlap."""
+    cdef int64_t w, i, end, k, j, reach, best, n_found = 0, f
     cdef int32_t col, best_col
     cdef bint initial
     cdef u64 h, salt
@@ -233,13 +236,18 @@ cdef void embed_words(
                     best, best_col = k, col
                     break
             if best:
-                vector = vectors + best_col * dims
-                for j in range(dims):
-                    out[j] += vector[j]
+                for j in range(0, dims, 16):  # a cache line of floats
+                    __builtin_prefetch(vectors + best_col * dims + j)
+                found[n_found] = best_col
+                n_found += 1
                 i += best
             elif not initial:
                 i += 1
             initial = False
+    for f in range(n_found):
+        vector = vectors + found[f] * dims
+        for j in range(dims):
+            out[j] += vector[j]
     for j in range(dims):
         norm += out[j] * out[j]
     if norm > 0:
@@ -358,6 +366,7 @@ def count_batch(
     cdef int32_t* counts = NULL
     cdef u64* seen = NULL
     cdef u64* prefix = NULL
+    cdef int32_t* found = NULL
     cdef int64_t* hits_of_tag = NULL
     cdef int64_t[::1] indptr_v, cols_v
     cdef float[::1] vals_v, oov_v
@@ -380,8 +389,9 @@ def count_batch(
         counts = <int32_t*>calloc(n_cols + 1, sizeof(int32_t))
         seen = <u64*>calloc(n_seen, sizeof(u64))  # bitmap of the post's columns
         prefix = <u64*>malloc(max(pc_longest, 1) * sizeof(u64))
+        found = <int32_t*>malloc(bound(&c, 1) * sizeof(int32_t))  # a post's pieces: at most a byte each
         hits_of_tag = <int64_t*>malloc(max(n_tags, 1) * sizeof(int64_t))
-        if not (scratch and words and counts and seen and prefix and hits_of_tag):
+        if not (scratch and words and counts and seen and prefix and found and hits_of_tag):
             raise MemoryError()
         with nogil:
             for d in range(n_docs):
@@ -394,7 +404,7 @@ def count_batch(
                         keyword_v[d, t] = <float>log1p(<double>hits_of_tag[t])
                 if dims:
                     embed_words(
-                        c.buf, words, n_words, &pc, &pc_vectors[0, 0], dims, prefix, pc_longest,
+                        c.buf, words, n_words, &pc, &pc_vectors[0, 0], dims, prefix, pc_longest, found,
                         &embedding_v[d, 0],
                     )
                 m = post_ngrams(
@@ -454,6 +464,7 @@ def count_batch(
         free(counts)
         free(seen)
         free(prefix)
+        free(found)
         free(hits_of_tag)
         free(c.buf)
         free(c.seps)
