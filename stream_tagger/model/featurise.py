@@ -175,6 +175,12 @@ class Keywords:
         self.shift = np.uint64(64 - bits)
         self.keys, self.cols = kernels.build_table(self.hashes, self.shift)
 
+    def __getstate__(self) -> dict:
+        return {"phrases": self.phrases}  # hashes and table are rebuilt
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["phrases"])
+
 
 def _phrase_hashes(phrase: str) -> list[int]:
     """The hashes a post's word 1-, 2-, ... n-grams get when they read as the first 1, 2, ... n words of
