@@ -220,12 +220,14 @@ class Pieces:
     (``embed_words``, kernels/featurise.pyx). Why: the n-grams only know words seen in 764 training
     posts; pretrained vectors place an unseen word ("YOLOv8", "Kubeflow") near ones the model has
     weights for. Pieces are what the featuriser can meet: lower-case, of word bytes only (``_CLEAN``),
-    ``PIECE_START`` first for a word-start piece. Vectors are float16, as stored; the kernels get them
-    as float32 (converted once, here), and sum them in float32."""
+    ``PIECE_START`` first for a word-start piece. Vectors are stored float16, or float32 when given as
+    float32 (per-tag scores, whose float16 rounding would show in the probabilities); the kernels get
+    them as float32 (converted once, here), and sum them in float32."""
 
     def __init__(self, pieces: Sequence[str], vectors: np.ndarray) -> None:
         self.pieces = tuple(pieces)
-        self.stored = np.asarray(vectors, dtype=np.float16)
+        given = np.asarray(vectors)
+        self.stored = given.astype(np.float32 if given.dtype == np.float32 else np.float16, copy=False)
         if self.stored.ndim != 2 or len(self.stored) != len(self.pieces) or not self.pieces:
             raise ValueError(f"{len(self.pieces)} pieces need a [{len(self.pieces)}, dims] vector table")
         self.vectors = self.stored.astype(np.float32)

@@ -173,5 +173,5 @@ def load_pieces(dims: int = DIMS) -> tuple[Pieces, dict]:
     # An axis and its negation are equally valid: fix each sign so that retraining on another machine
     # (another LAPACK) gives the same table.
     axes *= np.sign(axes[np.arange(dims), np.abs(axes).argmax(axis=1)])[:, None]
-    pieces = Pieces(names, (centred @ axes.T).astype(np.float32))
+    pieces = Pieces(names, (centred @ axes.T).astype(np.float16))
     return pieces, {**source, "dims": dims, "pieces": len(names)}

@@ -101,13 +101,11 @@ def read_keywords(version_dir: Path) -> dict[str, list[str]]:
 
 
 def write_pieces(version_dir: Path, pieces: tuple[str, ...], vectors: np.ndarray) -> None:
-    np.savez_compressed(
-        version_dir / PIECES_FILE, pieces=np.array(pieces, dtype=str), vectors=vectors.astype(np.float16)
-    )
+    np.savez_compressed(version_dir / PIECES_FILE, pieces=np.array(pieces, dtype=str), vectors=vectors)
 
 
 def read_pieces(version_dir: Path) -> tuple[list[str], np.ndarray]:
-    """The pieces and their float16 vectors, rows in the order of the vectors."""
+    """The pieces and their vectors (float16, or float32 per-tag scores), rows in the order of the vectors."""
     path = version_dir / PIECES_FILE
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -116,8 +114,8 @@ def read_pieces(version_dir: Path) -> tuple[list[str], np.ndarray]:
         raise ModelLoadError(f"{path}: missing (the model's graph takes a piece embedding)") from exc
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"{path}: unreadable pieces ({exc})") from exc
-    if pieces.dtype.kind != "U" or vectors.dtype != np.float16:
-        raise ModelLoadError(f"{path}: 'pieces' must be strings and 'vectors' float16")
+    if pieces.dtype.kind != "U" or vectors.dtype not in (np.float16, np.float32):
+        raise ModelLoadError(f"{path}: 'pieces' must be strings and 'vectors' float16 or float32")
     return pieces.tolist(), vectors
 
 

@@ -118,6 +118,13 @@ def test_serving_computes_the_training_columns_whatever_the_batch(tiny: Pieces) 
     assert np.array_equal(trained, served.astype(np.float64))
 
 
+def test_float32_vectors_are_kept_as_float32() -> None:
+    scores = np.array([[0.1, -2.000001, 1.0]] * len(TINY), dtype=np.float32)
+    assert Pieces(TINY, scores).stored.dtype == np.float32
+    assert np.array_equal(Pieces(TINY, scores).vectors, scores)
+    assert Pieces(TINY, scores.astype(np.float64)).stored.dtype == np.float16
+
+
 def test_a_pickled_piece_embedding_stores_its_vectors_once(tmp_path) -> None:
     pieces = load_pieces()[0]
     fitted = PieceEmbedding(pieces.pieces, pieces.stored).fit([])
