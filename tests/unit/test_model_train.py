@@ -222,6 +222,31 @@ def test_embedding_alone_exports_and_serves_with_parity(small_csv: Path, tmp_pat
     assert np.abs(Predictor.load(only).predict(texts).probs - pipe.predict_proba(texts)).max() < 1e-4
 
 
+@pytest.mark.parametrize("norm_axes", [0, 16])
+def test_per_tag_piece_scores_serve_the_trained_embedding_with_parity(
+    small_csv: Path, tmp_path: Path, norm_axes: int
+) -> None:
+    cfg = replace(FAST, piece_scores=True, embedding_dims=256, piece_norm_axes=norm_axes)
+    scored = train([small_csv], tmp_path / "models", cfg)
+    meta = json.loads((scored / "metadata.json").read_text())
+    assert meta["featurizer"]["pieces"]["dims"] == 256 and meta["featurizer"]["pieces"]["per_tag_scores"]
+    assert meta["parity"]["max_prob_diff"] < 1e-4 and meta["parity"]["label_agreement"] == 1.0
+    width = len(APPROVED_TAGS) + max(norm_axes, 1)  # scores, then the axes that give the length
+    pieces, scores = artefacts.read_pieces(scored)
+    assert scores.dtype == np.float32 and scores.shape == (len(pieces), width)
+    pipe = joblib.load(scored / "pipeline.joblib")
+    vectors = pipeline_steps(pipe)["embedding"].vectors
+    assert vectors.shape[1] == 256
+    if norm_axes:
+        assert np.array_equal(scores[:, len(APPROVED_TAGS) :], vectors[:, :norm_axes].astype(np.float32))
+    else:
+        assert (scores[:, -1] == 1).all()  # the count
+    predictor = Predictor.load(scored)
+    texts = ["Kubeflow pipelines on GKE", "YOLOv8 für Autos", "", "!!!", "gan " * 3000]
+    assert predictor.featurize(texts).embedding.shape == (len(texts), width)
+    assert np.abs(predictor.predict(texts).probs - pipe.predict_proba(texts)).max() < 1e-4
+
+
 def test_augmentation_adds_each_non_blank_half_with_its_posts_label() -> None:
     titles, descriptions = ["YOLO v5", "Kubeflow", "BERT"], ["object detection", "  ", "fine-tuning"]
     y = np.array([0, 1, 2])
