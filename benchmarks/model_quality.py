@@ -1,6 +1,6 @@
 """The model-quality figures the README quotes, measured the same way every time from a clean clone.
 
-    .venv/bin/python benchmarks/model_quality.py [--seeds 42,43,44,45,46] [--compare embedding_scale=0]
+    .venv/bin/python benchmarks/model_quality.py [--seeds 42,43,44,45,46] [--compare embedding_scale=0,C=30]
         [--nested] [--outer-seeds 7,8] [--targets 0.98,0.985]
 
 Why: the README's "The model" section cites weighted F1, per-class F1 and the auto-tag operating point of
@@ -9,8 +9,8 @@ from scratch scripts, so anyone can rerun them and a change to the training code
 
 - Repeated stratified 5-fold CV (one repeat per seed) through ``cross_validate``; auto-tag thresholds
   cross-fitted: chosen on the other four folds' out-of-fold predictions, applied to the fifth.
-- ``--compare FIELD=VALUE``: the same folds for the shipped config with one ``TrainConfig`` field changed
-  (e.g. ``embedding_scale=0``: without the piece embedding), paired per fold.
+- ``--compare FIELD=VALUE[,FIELD=VALUE...]``: the same folds for the shipped config with ``TrainConfig``
+  fields changed (e.g. ``embedding_scale=0``: without the piece embedding), paired per fold.
 - ``--targets``: the auto-tag operating point per threshold target, on the same out-of-fold probabilities
   (of both configs with --compare).
 - ``--nested``: 5 outer folds (seed 7, or each of ``--outer-seeds``); ``train()`` (inner CV, thresholds,
@@ -202,6 +202,11 @@ def nested(cfg: TrainConfig, outer_seed: int = NESTED_SEED) -> dict:
     }
 
 
+def changed_fields(cfg: TrainConfig, specs: str) -> dict:
+    """``FIELD=VALUE,FIELD=VALUE`` -> {field: value of the field's type, ...}."""
+    return {k: v for spec in specs.split(",") for k, v in changed_field(cfg, spec).items()}
+
+
 def changed_field(cfg: TrainConfig, spec: str) -> dict:
     """``FIELD=VALUE`` -> {field: value of the field's type}; a clear error for anything else."""
     name, sep, raw = spec.partition("=")
@@ -219,7 +224,9 @@ def changed_field(cfg: TrainConfig, spec: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="42,43,44,45,46", help="one 5-fold CV repeat per seed")
-    ap.add_argument("--compare", help="paired comparison with one TrainConfig field changed: FIELD=VALUE")
+    ap.add_argument(
+        "--compare", help="paired comparison with TrainConfig fields changed: FIELD=VALUE[,FIELD=VALUE...]"
+    )
     ap.add_argument("--targets", default="", help="threshold targets, e.g. 0.97,0.975,0.98")
     ap.add_argument("--nested", action="store_true", help="also the nested run (train + ONNX evaluate)")
     ap.add_argument(
@@ -234,7 +241,7 @@ def main() -> None:
     shipped = cv_figures(probs, fold_of, y, cfg, targets)
     result: dict = {"config": asdict(cfg), "seeds": seeds, "cv": shipped}
     if args.compare:
-        change = changed_field(cfg, args.compare)
+        change = changed_fields(cfg, args.compare)
         other = cv_figures(oof(replace(cfg, **change), seeds)[0], fold_of, y, cfg, targets)
         result["compare"] = {"change": change, "cv": other, "paired": paired(shipped, other)}
     if args.nested:
