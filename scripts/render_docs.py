@@ -464,6 +464,19 @@ def render_model_quality(root: Path) -> list[str]:
                 f"{_f3(auto.get('coverage'))} ({_range(auto.get('folds_coverage'))})",
                 f"≥ {TARGET_AUTO_COVERAGE:.2f}",
             ],
+        ]
+        for label, coverage in (auto.get("per_class_coverage") or {}).items():
+            precision = (auto.get("per_class_precision") or {}).get(label)
+            rows.append(
+                [
+                    f"auto-tag precision / coverage, {label} (pooled)",
+                    f"{_f3(precision)} / {_f3(coverage)} ({_range(auto['folds_per_class_coverage'][label])})"
+                    if auto.get("folds_per_class_coverage")
+                    else f"{_f3(precision)} / {_f3(coverage)}",
+                    f"coverage ≥ {TARGET_AUTO_COVERAGE:.2f}",
+                ]
+            )
+        rows += [
             [
                 "keyword baseline, weighted F1 (silence counted wrong)",
                 _f3(nested.get("baseline_weighted_f1")),

@@ -36,7 +36,7 @@ from stream_tagger.model.model_card import write_card
 from stream_tagger.model.nb_weights import NBWeights
 from stream_tagger.model.onnx_graph import build_graph, piece_scores
 from stream_tagger.model.predictor import Predictor, smoke
-from stream_tagger.model.pretrained_pieces import load_pieces
+from stream_tagger.model.pretrained_pieces import DIMS, load_pieces
 from stream_tagger.model.quality_figures import (
     auto_tag_figures,
     classification_figures,
@@ -74,13 +74,13 @@ class TrainConfig:
     # after the keyword hits. 2 x 5-fold CV: weighted F1 0.913 without it, 0.915 at 0.4, 0.921 at 0.8;
     # 0 = no embedding input.
     embedding_scale: float = 0.8
-    embedding_dims: int = 64  # main axes the piece vectors are projected on (384: all of them)
+    embedding_dims: int = DIMS  # main axes the piece vectors are projected on (384: all of them)
     # The embedding is the sum of the piece vectors divided by the length of its first piece_norm_axes
     # coordinates (0: by the number of pieces) instead of its own length, and the export stores each
     # piece's logits (one per tag, onnx_graph.piece_scores) and those coordinates instead of its
     # vector: the featuriser then sums 4 + piece_norm_axes numbers per piece (5 for 0), not
     # embedding_dims.
-    piece_scores: bool = False
+    piece_scores: bool = True
     piece_norm_axes: int = 16
     cv_folds: int = 5
     cv_repeats: int = 3

@@ -116,7 +116,7 @@ def _rewrite_pieces(d: Path, change) -> None:
         (lambda d: (d / "pieces.npz").write_bytes(b"PK broken"), "pieces.npz: unreadable pieces"),
         (
             lambda d: _rewrite_pieces(d, lambda p, v: (p, v[:, :10])),
-            "pieces.npz: gives 10 columns, but .* 64",
+            "pieces.npz: gives 10 columns, but .* 20",
         ),
         (lambda d: _rewrite_pieces(d, lambda p, v: (p[:-1], v)), "pieces.npz: .* pieces need a"),
         (
