@@ -43,6 +43,7 @@ import contextlib
 import gc
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,7 @@ from stream_tagger.settings import Settings
 from stream_tagger.worker.pipeline import BatchResult, Pipeline, PreparedBatch
 
 log = logging.getLogger(__name__)
+_SWITCH_INTERVAL_S = 0.001
 
 
 class DeliveryFailed(RuntimeError):
@@ -160,6 +162,9 @@ class HotPath:
         # What is loaded by now (modules, the model, Faust) lives as long as the process: frozen, a full
         # collection no longer walks it (~80-100 ms on 2 busy cores, a stall of every event in flight).
         gc.freeze()
+        # The scoring thread needs the GIL between its featurise and graph calls; at the default 5 ms
+        # switch interval it waited up to that long each time while this thread ran Python, its core idle.
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
         try:
             while not self._stop.is_set():
                 for hook in self.between_batches:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from typing import Any
 
@@ -531,3 +532,16 @@ def test_what_is_loaded_before_the_loop_is_frozen_out_of_full_collections() -> N
     finally:
         gc.unfreeze()
     assert frozen[0] > 0
+
+
+def test_the_gil_switch_interval_is_short_while_the_loop_runs() -> None:
+    hot_path, _, _ = build(["assign", [raw_message(0)]])
+    seen: list[float] = []
+    hot_path.between_batches.append(lambda: seen.append(sys.getswitchinterval()))
+    before = sys.getswitchinterval()
+    try:
+        hot_path.run()
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(before)
+    assert seen[0] == pytest.approx(0.001)
