@@ -164,6 +164,7 @@ class HotPath:
         gc.freeze()
         # The scoring thread needs the GIL between its featurise and graph calls; at the default 5 ms
         # switch interval it waited up to that long each time while this thread ran Python, its core idle.
+        switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(_SWITCH_INTERVAL_S)
         try:
             while not self._stop.is_set():
@@ -197,6 +198,8 @@ class HotPath:
             raise
         finally:
             self.state.running = False
+            sys.setswitchinterval(switch_interval)
+            gc.unfreeze()
             try:
                 consumer.close()
             finally:
