@@ -189,3 +189,30 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
             assert (REPO / path).exists(), f"Dockerfile copies missing {path}"
             assert any(path.rstrip("/") == kept or path.startswith(kept + "/") for kept in let_in), (
                 f"Dockerfile copies {path}, which Dockerfile.dockerignore keeps out of the build context")
+
+
+def _in_image_context(path: str) -> bool:
+    """Whether Dockerfile.dockerignore lets ``path`` into the build context: the last rule that matches
+    it or a folder above it decides; ``!`` lets back in, ``**`` is any depth, ``*`` one name's part."""
+    inside = True
+    for line in (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines():
+        rule = line.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        pattern = rule.removeprefix("!").rstrip("/")
+        regex = re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        parts = PurePosixPath(path).parts
+        if any(re.fullmatch(regex, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+            inside = rule.startswith("!")
+    return inside
+
+
+def test_the_image_gets_the_served_model_but_not_its_pickle() -> None:
+    version = (REPO / "models" / "current").read_text().strip()
+    for served in ("current", f"{version}/model.onnx", f"{version}/pieces.npz", f"{version}/metadata.json"):
+        assert _in_image_context(f"models/{served}"), served
+    assert _in_image_context("stream_tagger/kernels/featurise.pyx")
+    # What the worker never reads stays out: the parity pickle (no scikit-learn in the image to read
+    # it), the generated C and any extension built outside the image.
+    for left_out in (f"models/{version}/pipeline.joblib", "stream_tagger/kernels/featurise.c", ".venv/x"):
+        assert not _in_image_context(left_out), left_out
