@@ -21,9 +21,11 @@ fi
 import re, sys
 from importlib.metadata import distributions
 def key(name): return re.sub(r"[-_.]+", "-", name).lower()
-locked = {key(line.split("==")[0]) for line in open(sys.argv[1]) if "==" in line and line[0].isalnum()}
+# A requirement line starts with the name (then ==, [extras], a marker); hashes and comments are indented.
+locked = {key(m[0]) for line in open(sys.argv[1]) if (m := re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line))}
 kept = locked | {"pip", "setuptools", "wheel", "stream-tagger"}
-print("\n".join(sorted({d.metadata["Name"] for d in distributions() if key(d.metadata["Name"]) not in kept})))
+names = {d.metadata["Name"] for d in distributions()} - {None}  # None: a half-removed dist-info
+print("\n".join(sorted(name for name in names if key(name) not in kept)))
 EOF
 
 # Apache Kafka (KRaft) for the integration tests: the pinned broker's jars from Maven Central into

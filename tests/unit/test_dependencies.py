@@ -4,7 +4,10 @@ sha256 of its files (pip installs them with --require-hashes)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
+from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,25 @@ def test_every_pin_carries_the_sha256_of_its_files(lock: str) -> None:
     pins = re.findall(pin, text, re.MULTILINE)
     assert len(pins) == len(locked(lock))
     assert [name for name, hashes in pins if not hashes] == []
+
+
+def _unlisted(lock: Path) -> list[str]:
+    """What scripts/bootstrap.sh uninstalls from this interpreter's environment given ``lock``."""
+    script = (ROOT / "scripts" / "bootstrap.sh").read_text(encoding="utf-8")
+    program = script.split("<<'EOF'", 1)[1].split("\n", 1)[1].split("\nEOF\n", 1)[0]
+    done = subprocess.run([sys.executable, "-c", program, lock], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_bootstrap_removes_only_what_the_lock_does_not_list(tmp_path: Path) -> None:
+    names = sorted({d.metadata["Name"] for d in distributions()} - {None, "pip", "setuptools", "wheel"})
+    dropped, extras, marker, *plain = [name for name in names if canonicalize_name(name) != "stream-tagger"]
+    lock = tmp_path / "dev.lock"
+    lock.write_text(
+        "# comment line\n"
+        f"{extras.upper().replace('-', '_')}[extra]==1.0 \\\n    --hash=sha256:{'0' * 64}\n"
+        f'{marker}==1.0 ; python_version >= "3.11" \\\n'
+        + "".join(f"{name}==1.0\n    # via\n    #   {dropped}\n" for name in plain),
+        encoding="utf-8",
+    )
+    assert _unlisted(lock) == [dropped]
