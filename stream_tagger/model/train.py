@@ -70,7 +70,7 @@ class TrainConfig:
     # log1p(hits of the keyword lists per tag) x this, appended after the n-gram vector: +0.005-0.012
     # weighted F1 in CV (README); 0 = no keyword input (the graph and folder of models before it).
     keyword_scale: float = 0.3
-    # The piece embedding (model/pretrained.py: all-MiniLM-L6-v2's pieces, distilled) x this, appended
+    # The piece embedding (model/pretrained_pieces.py: all-MiniLM-L6-v2's pieces, distilled) x this, appended
     # after the keyword hits. 2 x 5-fold CV: weighted F1 0.913 without it, 0.915 at 0.4, 0.921 at 0.8;
     # 0 = no embedding input.
     embedding_scale: float = 0.8
@@ -105,7 +105,7 @@ def build_pipeline(
     """``Featurizer -> TfidfTransformer -> NBWeights -> LogisticRegression``; with ``keyword_scale`` or
     ``embedding_scale`` the classifier's input is ``FeatureUnion([those n-gram steps, KeywordHits x
     keyword_scale, PieceEmbedding x embedding_scale])``. ``keywords`` defaults to :func:`keyword_lists`,
-    ``pieces`` to the pretrained ones (``pretrained.load_pieces``)."""
+    ``pieces`` to the pretrained ones (``pretrained_pieces.load_pieces``)."""
     steps = [
         ("features", Featurizer(cfg.char_min, cfg.char_max, cfg.word_ngrams, cfg.max_chars, cfg.min_df)),
         ("tfidf", TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=cfg.sublinear_tf)),

@@ -1,5 +1,6 @@
 """The lock files hold exactly one version of every package, within pyproject.toml's ranges, and the
-sha256 of its files (pip installs them with --require-hashes)."""
+sha256 of its files (pip installs them with --require-hashes); bootstrap removes exactly what they do
+not list."""
 
 from __future__ import annotations
 
