@@ -51,6 +51,8 @@ def _batch_bytes(texts: Sequence[str], max_chars: int) -> np.ndarray:
     through ``str.lower``, post by post, which gives what lowering the batch at once would (the
     separators end a final sigma's context), at a quarter of the cost. ``surrogatepass`` keeps a lone
     surrogate (invalid UTF-16 from a JSON decoder) as bytes instead of failing the batch."""
+    if not texts:
+        return np.zeros(1, dtype=np.uint8)  # one separator, no post (the padding would make an empty one)
     cut = [t[:max_chars] for t in texts]
     joined = b"\0 " + b" \0 ".join(_utf8(cut)) + b" \0"
     if joined.count(_DOC_SEP) != len(cut) + 1:  # a post holds NUL itself: blank it out, rare path

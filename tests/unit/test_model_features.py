@@ -244,3 +244,10 @@ def test_lower_casing_post_by_post_is_the_whole_batchs() -> None:
         assert np.array_equal(hashed.doc, np.sort(doc, kind="stable"))
         for d in range(len(batch)):
             assert sorted(hashed.hashes[hashed.doc == d].tolist()) == sorted(hashes[doc == d].tolist())
+
+
+def test_an_empty_batch_has_no_posts() -> None:
+    vocab = Vocabulary(np.load(resolve(MODELS / "current") / VOCAB_FILE))
+    feats = featurize([], PARAMS, vocab)
+    assert feats.indptr.tolist() == [0] and len(feats.oov_share) == 0 and feats.padded()[0].shape[0] == 0
+    assert hash_ngrams([], PARAMS).n_docs == 0
