@@ -322,7 +322,7 @@ def build_table(const u64[::1] vocab, u64 shift):
     ascending = np.asarray(vocab)[order]
     rank = np.arange(len(order))
     slot = np.maximum.accumulate((ascending >> np.uint64(shift)).astype(np.int64) - rank) + rank
-    size = max(1 << (64 - shift), int(slot[-1]) + 1 if len(slot) else 0) + 1
+    size = max((<u64>1) << (64 - shift), int(slot[-1]) + 1 if len(slot) else 0) + 1
     keys = np.full(size, EMPTY, dtype=np.uint64)
     cols = np.full(size, -1, dtype=np.int32)
     keys[slot] = ascending
@@ -358,7 +358,7 @@ def count_batch(
     cdef Table kw = table_of(kw_keys, kw_cols, kw_shift)
     cdef Table pc = table_of(pc_keys, pc_cols, pc_shift)
     cdef int64_t dims = pc_vectors.shape[1], n_seen = (n_cols >> 6) + 1  # bit n_cols: misses
-    cdef int64_t n_docs, kinds, capacity = 0, d, t, n_words, m, i, j, hits, nnz = 0, w, col, base
+    cdef int64_t n_docs, kinds, capacity = 0, d, t, n_words, m, i, j, k, hits, nnz = 0, w, col, base
     cdef int32_t hit
     cdef u64 bits
     cdef u64* scratch = NULL
@@ -433,18 +433,10 @@ def count_batch(
                     bits = seen[w]
                     seen[w] = 0
                     base = w << 6
-                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
-                    j += bits != 0
-                    bits &= bits - 1
-                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
-                    j += bits != 0
-                    bits &= bits - 1
-                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
-                    j += bits != 0
-                    bits &= bits - 1
-                    cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
-                    j += bits != 0
-                    bits &= bits - 1
+                    for k in range(4):  # a constant count: the C compiler unrolls it, no branch left
+                        cols_v[j] = base + __builtin_ctzll(bits | TOP_BIT)
+                        j += bits != 0
+                        bits &= bits - 1
                     while bits:
                         cols_v[j] = base + __builtin_ctzll(bits)
                         j += 1

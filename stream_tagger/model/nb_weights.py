@@ -4,7 +4,7 @@ Why: with 764 posts, logistic regression alone cannot tell a rare but telling n-
 meaningless one; scaling every column by how unevenly it spreads over the classes does. The weight of
 an n-gram is the largest one-vs-rest |log-count ratio| of its presence (add-``alpha`` smoothed), so
 "kubeflow" or "yolo" get a large weight, "the" or "ing" a small one. Measured under 3 x 5-fold CV:
-+0.008 weighted F1 and +5 points of auto-tag coverage at precision 0.97 (README table).
++0.008 weighted F1 and +5 points of auto-tag coverage at precision 0.97.
 
 The scaled vectors are L2-normalised again. Since TF-IDF is itself L2-normalised, the result is just
 TF-IDF with ``idf * weight`` in place of ``idf``: the ONNX graph folds the weights into its table and

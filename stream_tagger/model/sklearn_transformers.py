@@ -73,7 +73,7 @@ class KeywordHits(TransformerMixin, BaseEstimator):
     """log1p of each text's keyword hits per tag (``keywords`` order) as dense columns.
 
     Why: the n-gram vector is L2-normalised, so in a long post the evidence of a few telling words is
-    diluted; these counts are not (+0.005 to +0.012 weighted F1 under 5 x 5-fold CV, README). Nothing
+    diluted; these counts are not (+0.005 to +0.012 weighted F1 under 5 x 5-fold CV). Nothing
     is learned: ``fit`` compiles the lists. The texts are cut at ``max_chars`` as the n-grams are."""
 
     def __init__(self, keywords: Mapping[str, Sequence[str]], max_chars: int = 4096) -> None:

@@ -17,7 +17,7 @@ Targets: the auto-tagged posts together reach ``target_precision``, and every cl
 Why not the earlier rule (each class alone reaches the target precision): for the small mlops class
 (8% of posts) one confident error among its few dozen out-of-fold predictions pushed its threshold to
 0.999 and sent half of the mlops posts to review; the precision that matters is that of the auto-tagged
-posts as a whole (5 x 5-fold CV, README).
+posts as a whole (5 x 5-fold CV).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ CONFIDENCE_BINS = [0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Model and procedure; the defaults were selected by 3 x 5-fold stratified CV (README has the table)."""
+    """Model and procedure; the defaults were selected by 3 x 5-fold stratified CV."""
 
     char_min: int = 2
     char_max: int = 5
@@ -62,13 +62,13 @@ class TrainConfig:
     max_chars: int = 4096
     min_df: int = 2
     sublinear_tf: bool = True
-    C: float = 100.0  # with augmentation; C=30-300 is a plateau (README table)
+    C: float = 100.0  # with augmentation; C=30-300 is a plateau in CV
     class_weight: str | None = "balanced"  # mlops is 8% of posts: +0.013 mlops F1 in CV
     nb_weights: bool = True  # NB-scaled TF-IDF columns: +0.008 weighted F1, +5 pts coverage in CV
     nb_alpha: float = 1.0
     augment: bool = True  # title-only and description-only copies of training posts: +0.015 mlops F1 in CV
     # log1p(hits of the keyword lists per tag) x this, appended after the n-gram vector: +0.005-0.012
-    # weighted F1 in CV (README); 0 = no keyword input (the graph and folder of models before it).
+    # weighted F1 in CV; 0 = no keyword input (the graph and folder of models before it).
     keyword_scale: float = 0.3
     # The piece embedding (model/pretrained_pieces.py: all-MiniLM-L6-v2's pieces, distilled) x this, appended
     # after the keyword hits. 2 x 5-fold CV: weighted F1 0.913 without it, 0.915 at 0.4, 0.921 at 0.8;
@@ -161,7 +161,7 @@ def training_rows(
 
     Why: titles are short (median 38 characters) and many live posts are little more than one; a
     copy of each half teaches the model what either half alone says (in a whole post the longer
-    description dominates the L2-normalised vector). Measured under 5 x 5-fold CV (README): mlops F1
+    description dominates the L2-normalised vector). Measured under 5 x 5-fold CV: mlops F1
     0.836 -> 0.851, auto-tag coverage +2 points, weighted F1 unchanged (0.906 -> 0.907). The copies
     only ever train: cross-validation scores and thresholds come from whole held-out posts."""
     texts, labels = compose_texts(titles, descriptions), [np.asarray(y)]

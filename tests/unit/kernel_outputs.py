@@ -40,7 +40,6 @@ def outputs() -> dict[str, np.ndarray]:
         "keyword_hits": feats.keyword_hits, "embedding": feats.embedding, "ids": ids, "tf": tf,
         "doc": hashed.doc, "hashes": hashed.hashes, "totals": hashed.totals,
         "lookup": vocab.lookup(hashed.hashes), "keys": np.array(keys, np.int64),
-        "probs": predictor.predict(texts).probs,
     }  # fmt: skip
 
 
