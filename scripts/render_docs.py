@@ -14,7 +14,7 @@ and is rendered from:
 - ``bench-run``, ``bench-inference`` (docs/benchmarks.md): ``benchmarks/results/latest.json`` written by
   ``benchmarks/run.py`` and ``benchmarks/results/inference.json`` written by
   ``benchmarks/bench_inference.py``; the date and machine are the ones recorded in the JSON, and when
-  the JSON records none the block says so;
+  the JSON records none the block says so; ``bench-headline`` (README.md), the same run in a few lines;
 - ``model-quality`` (docs/model.md): ``benchmarks/results/model_quality.json`` written by
   ``benchmarks/model_quality.py``;
 - ``served-model`` (docs/model.md): ``metadata.json`` of the version ``models/current`` names;
@@ -302,21 +302,44 @@ def render_bench_run(root: Path) -> list[str]:
         out += ["", "**Worker batch sweep** (saturation, one run each):", ""]
         out += _table(["configuration", "events/s", "CPU µs/event", "peak RSS MB"], rows)
 
-    targets = results.get("targets") or []
-    if targets:
+    if results.get("targets"):
         out += ["", "**Targets** (the worker as shipped):", ""]
-        rows = [
-            [
-                name(t.get("pipeline", "")),
-                str(t.get("target", "")),
-                _num(t.get("measured"), 2 if str(t.get("rule", "")).startswith(">=") else 1),
-                str(t.get("rule", "")),
-                "PASS" if t.get("pass") else "FAIL",
-            ]
-            for t in targets
-        ]
-        out += _table(["pipeline", "target", "measured", "rule", "result"], rows)
+        out += _targets_table(results, name)
     return out
+
+
+def _targets_table(results: dict, name: Callable[[str], str]) -> list[str]:
+    rows = [
+        [
+            name(t.get("pipeline", "")),
+            str(t.get("target", "")),
+            _num(t.get("measured"), 2 if str(t.get("rule", "")).startswith(">=") else 1),
+            str(t.get("rule", "")),
+            "PASS" if t.get("pass") else "FAIL",
+        ]
+        for t in results.get("targets") or []
+    ]
+    return _table(["pipeline", "target", "measured", "rule", "result"], rows)
+
+
+def render_bench_headline(root: Path) -> list[str]:
+    """The README's few lines: the served model's worker against its peers, and the targets."""
+    results = _read_json(root, RESULTS / "latest.json")
+    if results is None:
+        return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
+    labels = _labels(root)
+    name = lambda kind: labels.get(kind, kind)  # noqa: E731
+    lines = _saturations(results)
+    quix = (lines.get("quix") or {}).get("events_per_s")
+    rows = [
+        [name(kind), _num(sat.get("events_per_s")), _times(sat["events_per_s"] / quix) if quix else "-"]
+        for kind, sat in lines.items()
+        if sat.get("events_per_s")
+    ]
+    meta = results.get("meta") or {}
+    out = [_run_line(meta), "", _machine_line(meta), ""]
+    out += _table(["pipeline (saturation)", "events/s", "x Quix"], rows)
+    return [*out, "", *_targets_table(results, name)]
 
 
 # --- benchmarks/results/inference.json --------------------------------------------------------------
@@ -680,13 +703,14 @@ def render_metrics(root: Path) -> list[str]:
 # --- files ------------------------------------------------------------------------------------------
 
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
+    "bench-headline": render_bench_headline,
     "bench-run": render_bench_run,
     "bench-inference": render_bench_inference,
     "model-quality": render_model_quality,
     "served-model": render_served_model,
     "metrics": render_metrics,
 }
-FILES = (Path("docs/benchmarks.md"), Path("docs/model.md"), Path("docs/operations.md"))
+FILES = (Path("README.md"), Path("docs/benchmarks.md"), Path("docs/model.md"), Path("docs/operations.md"))
 
 
 def render_text(text: str, root: Path = ROOT) -> str:
