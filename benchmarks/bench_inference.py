@@ -27,6 +27,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
@@ -249,6 +250,7 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model_version": predictor.version,
         "against_version": against.version if against is not None else None,
         # Predictor.predict of both, alternating passes over the same batches (ratio > 1: this model faster).
