@@ -183,12 +183,20 @@ def _share(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
 
 
-def render_bench_run(root: Path) -> list[str]:
+def _latest_run(root: Path) -> tuple[dict, Callable[[str], str]] | None:
+    """``latest.json`` and the pipelines' display names, or None when there is no run."""
     results = _read_json(root, RESULTS / "latest.json")
     if results is None:
-        return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
+        return None
     labels = _labels(root)
-    name = lambda kind: labels.get(kind, kind)  # noqa: E731
+    return results, lambda kind: labels.get(kind, kind)
+
+
+def render_bench_run(root: Path) -> list[str]:
+    run = _latest_run(root)
+    if run is None:
+        return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
+    results, name = run
     meta = results.get("meta") or {}
     lines = _saturations(results)
     quix = (lines.get("quix") or {}).get("events_per_s")
@@ -324,11 +332,10 @@ def _targets_table(results: dict, name: Callable[[str], str]) -> list[str]:
 
 def render_bench_headline(root: Path) -> list[str]:
     """The README's few lines: the served model's worker against its peers, and the targets."""
-    results = _read_json(root, RESULTS / "latest.json")
-    if results is None:
+    run = _latest_run(root)
+    if run is None:
         return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
-    labels = _labels(root)
-    name = lambda kind: labels.get(kind, kind)  # noqa: E731
+    results, name = run
     lines = _saturations(results)
     quix = (lines.get("quix") or {}).get("events_per_s")
     rows = [
