@@ -161,6 +161,9 @@ class HotPath:
         wait_s = settings.batch_max_wait_ms / 1000
         # What is loaded by now (modules, the model, Faust) lives as long as the process: frozen, a full
         # collection no longer walks it (~80-100 ms on 2 busy cores, a stall of every event in flight).
+        # Unfrozen at the end only if nothing was frozen before: gc.unfreeze() would also release what
+        # the process froze itself (``app.tune_gc``).
+        unfreeze = gc.get_freeze_count() == 0
         gc.freeze()
         # The scoring thread needs the GIL between its featurise and graph calls; at the default 5 ms
         # switch interval it waited up to that long each time while this thread ran Python, its core idle.
@@ -199,7 +202,8 @@ class HotPath:
         finally:
             self.state.running = False
             sys.setswitchinterval(switch_interval)
-            gc.unfreeze()
+            if unfreeze:
+                gc.unfreeze()
             try:
                 consumer.close()
             finally:

@@ -532,3 +532,22 @@ def test_while_the_loop_runs_what_was_loaded_is_frozen_and_the_gil_switches_ever
     assert seen[0][0] > 0
     assert seen[0][1] == pytest.approx(0.001)
     assert (gc.get_freeze_count(), sys.getswitchinterval()) == (0, before)  # as they were, once it stops
+
+
+def test_a_failed_loop_also_restores_the_switch_interval_and_the_collector() -> None:
+    hot_path, _, _ = build(["assign", [raw_message(0)], [raw_message(1)]], fail=True)
+    before = sys.getswitchinterval()
+    with pytest.raises(DeliveryFailed):
+        hot_path.run()
+    assert (gc.get_freeze_count(), sys.getswitchinterval()) == (0, before)
+
+
+def test_what_the_process_froze_before_the_loop_stays_frozen_after_it() -> None:
+    hot_path, _, _ = build(["assign", [raw_message(0)]])
+    gc.freeze()  # as the worker's start-up does (app.tune_gc)
+    try:
+        frozen = gc.get_freeze_count()
+        hot_path.run()
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
