@@ -414,3 +414,19 @@ def test_an_id_of_a_batch_not_finished_yet_is_scored_again_with_the_same_outcome
     [before] = decoded(pipe.finish(first).records, "tagged", TaggedContent)
     again, _ = decoded(pipe.finish(second).records, "tagged", TaggedContent)
     assert (again.id, again.status, again.tags) == (before.id, before.status, before.tags)
+
+
+def test_an_id_of_a_batch_not_finished_yet_across_a_hot_reload_is_decided_by_the_new_model() -> None:
+    # A model swapped in between the two batches scores the second copy, and the window keeps that outcome.
+    pipe, _ = pipeline()
+    first = pipe.prepare([message(raw("a", "cv"), 0)])
+    pipe.serve(StricterModel())
+    second = pipe.prepare([message(raw("a", "cv"), 1)])
+    pipe.predict(second)
+    pipe.predict(first)
+    [before] = decoded(pipe.finish(first).records, "tagged", TaggedContent)
+    [after] = decoded(pipe.finish(second).records, "tagged", TaggedContent)
+    assert (before.status, before.model_version) == ("tagged", "fake-1")
+    assert (after.status, after.model_version) == ("pending_review", "fake-2")
+    [later] = decoded(pipe.process([message(raw("a", "nlp"), 2)]).records, "tagged", TaggedContent)
+    assert (later.status, later.model_version) == ("pending_review", "fake-2")
