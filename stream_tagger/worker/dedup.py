@@ -23,10 +23,9 @@ class RecentOutcomes:
 
     Columns with one slot per id, the slots a ring: a batch's routing columns (``Routes``) go in with
     a few numpy assignments, and an ``Outcome`` is built again only on a hit, which is rare. Per id
-    that is the id, its dict entry and ~26 bytes of arrays: packing each outcome into bytes took ~1 µs
-    per event in the hot-path thread, and Outcome objects in an OrderedDict ~42 MB of the worker's
-    peak memory for 100,000 ids. The version is kept because a hot reload swaps the model while the
-    window still holds the old one's decisions: a replay must name the model that decided.
+    that is the id, its dict entry and ~26 bytes of arrays, and nothing is built or packed per event on
+    the way in. The version is kept because a hot reload swaps the model while the window still holds
+    the old one's decisions: a replay must name the model that decided.
     """
 
     def __init__(self, size: int, width: int) -> None:

@@ -2,8 +2,8 @@
 
 A post that a person must review gets a review request first, then its status (``pending_review``) on
 the tagged topic; a tagged post gets its status only; an input that cannot be read gets a dead letter
-keyed by its original key. One msgspec encode per record: this runs once per event in the hot-path
-thread, so it builds each record directly rather than through a generator or an intermediate list.
+keyed by its original key. One msgspec encode per record, each record built directly (no generator,
+no intermediate list): this runs once per event in the hot-path thread.
 """
 
 from __future__ import annotations
