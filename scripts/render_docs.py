@@ -263,9 +263,10 @@ def render_bench_run(root: Path) -> list[str]:
             lat = load.get("latency_ms")
             if lat is None:
                 what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
-                rows.append([name(kind), str(load.get("label", "")), what, "", "", "", "", ""])
+                rows.append([name(kind), str(load.get("label", "")), what, "", "", "", "", "", ""])
                 continue
             first_last = load.get("p50_first_last_tenth_ms") or [None, None]
+            floor = load.get("floor_ms") or {}
             rows.append(
                 [
                     name(kind),
@@ -276,6 +277,7 @@ def render_bench_run(root: Path) -> list[str]:
                     _num(lat.get("p99.9"), 1),
                     _num((load.get("latency_created_ms") or {}).get("p99")),
                     " → ".join(_num(v, 1) for v in first_last),
+                    f"{_num(floor.get('p50'), 1)} / {_num(floor.get('p99'), 1)}" if floor else "-",
                 ]
             )
     if rows:
@@ -294,6 +296,7 @@ def render_bench_run(root: Path) -> list[str]:
             "p99.9",
             "p99 in pipeline",
             "p50 first → last 10%",
+            "harness floor p50 / p99",
         ]
         out += _table(header, rows)
 

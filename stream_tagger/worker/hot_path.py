@@ -8,19 +8,18 @@ still owns the process around it (lifecycle, signals, low-volume agents); see ``
 Under load two batches overlap on two cores: when a consume returns a full batch, batch N+1 is
 decoded here, then featurised and run through onnxruntime in the ``scoring`` thread (both release
 the GIL) while this thread routes, encodes and publishes batch N (``Pipeline.prepare`` /
-``scoring_tasks`` / ``finish``). Scoring was ~64% of the loop's time, so one thread doing it all kept
-one core busy and left the other to the broker's clients. Scoring comes in chunks, and when this
+``scoring_tasks`` / ``finish``). Scoring is most of the loop's time: one thread doing it all would keep
+one core busy and leave the other to the broker's clients. Scoring comes in chunks, and when this
 thread gets to a batch whose chunks the scoring thread has not all started, it scores those itself
 rather than wait (``_scored``). A partial batch (the input does not keep up) is published at once,
-as by one thread: overlapping those too made many small batches, each waiting for the acks of the
-one before, and at 5,000 events/s on Tansu the loop fell behind (p50 47 ms -> 471 ms and growing).
+as by one thread: overlapping those too would make many small batches, each waiting for the acks of
+the one before, and the loop would fall behind (what each piece buys: decision 013).
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
 2. while the broker acks them, batch N+1 is consumed and scored (overlapping network and CPU),
-   full or not: waiting for the acks at once after a partial batch left the thread idle for a
-   broker round trip per batch while events queued behind it (at 12k events/s offered, p50
-   100-112 -> 38-62 ms, p99 246-890 -> 126-399 ms). When no input comes within the consume wait
+   full or not: waiting for the acks at once after a partial batch would leave the thread idle for
+   a broker round trip per batch while events queue behind it. When no input comes within the consume wait
    (``batch_max_wait_ms``), the acks are awaited then, so at low load a batch is finished at most
    that much after its acks. While a full batch is being scored the loop does not wait for input;
 3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
