@@ -849,6 +849,9 @@ def main() -> None:
     ab = len(specs) > 1
     if ab and (args.profile or batch_sizes):
         parser.error("an A/B run (several --code) measures the worker alone: no --profile or --batch-sizes")
+    if len(set(specs)) < len(specs):
+        # Runs are filed by their --code label: two equal ones would be merged into one variant.
+        parser.error(f"--code {args.code}: each variant must differ (add +setting=value to one)")
     check_setup([] if args.profile or ab else only)
     workers = ab or args.profile or bool(set(OURS) & set(only)) or bool(batch_sizes)
     args.out.mkdir(parents=True, exist_ok=True)
