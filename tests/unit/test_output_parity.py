@@ -5,6 +5,10 @@ A fake model (probabilities from a hash of the text) keeps the digest independen
 the inputs are resampled posts with their author tags, every message of the nasty corpus, ids sent
 again (in the same batch, the next one, much later) with other texts, and odd Kafka timestamps, in
 batches of many sizes, with an observer that annotates outcomes and adds records of its own.
+
+A message added to tests/corpus/raw changes the digest: record the new ``DIGEST`` (the failing
+assertion prints it) in a commit that changes nothing else, so that the digest moves with its inputs
+only, never with a change to how outputs are built.
 """
 
 from __future__ import annotations
