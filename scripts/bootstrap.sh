@@ -14,7 +14,9 @@ fi
 # writes it), then the package itself without resolving anything again; installing it compiles the
 # featuriser's kernels (Cython, in pip's build environment), which needs a C compiler.
 .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/dev.lock
-.venv/bin/python -m pip install --quiet --no-deps -e .
+# setuptools warns at every editable install that a folder named like the package could shadow it:
+# here that folder is the package itself.
+PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/python -m pip install --quiet --no-deps -e .
 # A .venv made from an older lock keeps packages this one dropped: remove them, so the tests run on
 # exactly what the lock lists (the venv's own pip, setuptools and wheel stay).
 .venv/bin/python - requirements/dev.lock <<'EOF' | xargs -r .venv/bin/python -m pip uninstall --quiet --yes
