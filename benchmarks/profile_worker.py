@@ -16,17 +16,20 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
-import threading
+import time
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness import Sink, _cpu_seconds, produce_bulk, produce_paced
 
 SAMPLE_RATE_HZ = 100
-# Once the backlog is drained the worker idles, and py-spy records no idle samples.
+# The longest a view records: the paced one lasts this long; the backlog one stops once it is drained.
 PROFILE_SECONDS = 30
 LOW_LOAD_PER_S = 1_000.0
 # Most specific first: a third-party file also lives under /lib/python3.x/.
@@ -72,8 +75,8 @@ def _frame(frame: dict[str, Any]) -> str:
     return f"{frame['name']} ({package_of(frame['file'])}/{Path(frame['file']).name})"
 
 
-def summarize(speedscope: dict[str, Any], title: str, top: int = 10) -> str:
-    """Markdown, per Python thread: its share of the recorded wall time, self time by package, and the
+def summarize(speedscope: dict[str, Any], title: str, seconds: float, top: int = 10) -> str:
+    """Markdown, per Python thread: its share of the ``seconds`` recorded, self time by package, and the
     heaviest frames by inclusive share (frames on every sample, the thread's entry points, left out)."""
     frames = speedscope["shared"]["frames"]
     lines = [f"## {title}", ""]
@@ -89,8 +92,8 @@ def summarize(speedscope: dict[str, Any], title: str, top: int = 10) -> str:
             inclusive.update({_frame(frames[i]) for i in stack})  # one count per function, whatever the line
         heavy = [(name, c) for name, c in inclusive.most_common() if c < 0.95 * n][:top]
         lines += [
-            f"### {_thread_name(profile['name'])}: {n / (PROFILE_SECONDS * SAMPLE_RATE_HZ):.0%} of the "
-            "recorded wall time",
+            f"### {_thread_name(profile['name'])}: {n / (seconds * SAMPLE_RATE_HZ):.0%} of the "
+            f"{seconds:.1f} s recorded",
             "",
             "| innermost frame's package | share |",
             "|---|---|",
@@ -152,7 +155,8 @@ def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float)
     )
 
 
-def _record(pyspy: str, pid: int, target: Path, *extra: str) -> None:
+def _record(pyspy: str, pid: int, target: Path, until: Callable[[], object], *extra: str) -> float:
+    """py-spy on ``pid`` while ``until()`` runs (at most ``PROFILE_SECONDS``); the seconds recorded."""
     record = [
         pyspy,
         "record",
@@ -164,13 +168,22 @@ def _record(pyspy: str, pid: int, target: Path, *extra: str) -> None:
         str(SAMPLE_RATE_HZ),
     ]
     record += ["-f", "speedscope", "-o", str(target), *extra]
-    subprocess.run(record, check=True, timeout=PROFILE_SECONDS + 60)
+    spy = subprocess.Popen(record)
+    started = time.monotonic()
+    until()
+    seconds = min(time.monotonic() - started, PROFILE_SECONDS)
+    if spy.poll() is None:
+        spy.send_signal(signal.SIGINT)  # py-spy stops and writes what it recorded
+    if spy.wait(timeout=60):
+        raise subprocess.CalledProcessError(spy.returncode, record)
+    return seconds
 
 
-def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tuple[int, float]:
+def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tuple[int, float, float]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
-    record it draining a backlog (``rate`` None, on-CPU) or under ``rate`` events/s (GIL holders).
-    Returns the events that came out while recording and the worker's CPU seconds meanwhile."""
+    record it draining a backlog (``rate`` None, on-CPU, until the backlog is out) or under ``rate``
+    events/s (GIL holders). Returns the events that came out while recording, the worker's CPU seconds
+    meanwhile and the seconds recorded."""
     from run import PARTITIONS, STARTUP_TIMEOUT_S, PipelineFailed, encoded, launch, run_topics
 
     with run_topics(bench, "worker") as (run_id, topics):
@@ -187,12 +200,13 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
             pid = processes.procs[0].pid
             first, cpu = len(sink.seen), _cpu_seconds(pid)
             if rate is None:
-                _record(pyspy, pid, target)
+                seconds = _record(
+                    pyspy, pid, target, lambda: sink.wait_for(bench.mode.events, PROFILE_SECONDS, processes)
+                )
             else:
-                spy = threading.Thread(target=_record, args=(pyspy, pid, target, "--gil"))
-                spy.start()
-                produce_paced(bench.bootstrap, topics.raw, encoded(int(rate * PROFILE_SECONDS), run_id), rate)
-                spy.join()
+                events = encoded(int(rate * PROFILE_SECONDS), run_id)
+                paced = partial(produce_paced, bench.bootstrap, topics.raw, events, rate)
+                seconds = _record(pyspy, pid, target, paced, "--gil")
             done, cpu = len(sink.seen) - first, _cpu_seconds(pid) - cpu
         finally:
             sink.stop()
@@ -202,7 +216,7 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
     target.write_text(
         target.read_text().replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", "")
     )
-    return done, cpu
+    return done, cpu, seconds
 
 
 def profile(bench: Any, out: Path, about: str) -> None:
@@ -218,9 +232,9 @@ def profile(bench: Any, out: Path, about: str) -> None:
     for name, rate, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)
-        done, cpu = _profile_one(bench, pyspy, target, rate)
+        done, cpu, seconds = _profile_one(bench, pyspy, target, rate)
         speedscope = json.loads(target.read_text())
-        sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)"))
+        sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)", seconds))
         if rate is None and done:
             sections.append(where_time_goes(speedscope, done, cpu))
     summary = "\n".join(sections)
