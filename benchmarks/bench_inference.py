@@ -141,9 +141,9 @@ def _same(batch: list[str]) -> list[str]:
 
 
 def _graph_inputs(predictor: Predictor, batch: list[str]) -> tuple[np.ndarray, ...]:
-    """What ``run_padded`` takes: the padded n-gram ids and counts, the keyword hits, the embedding."""
+    """What ``run_padded`` takes: the padded n-gram ids and term weights, the keyword hits, the embedding."""
     feats = predictor.featurize(batch)
-    return (*feats.padded(), feats.keyword_hits, feats.embedding)
+    return (*feats.padded(sublinear=predictor.sublinear_tf), feats.keyword_hits, feats.embedding)
 
 
 def _word_tfidf_onnx(texts: list[str], y: list[str]) -> Callable[[list[str]], object]:

@@ -8,7 +8,7 @@ definition in C; floats keep the widths and the order of operations of that defi
 no fast-math, and no fused multiply-add: the build passes ``-ffp-contract=off``).
 """
 
-from libc.math cimport log1p, sqrtf
+from libc.math cimport log, log1p, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 
@@ -31,6 +31,10 @@ cdef uint8_t SPACE = 32
 cdef u64 EMPTY = 0xFFFFFFFFFFFFFFFFULL  # key of an empty slot: stops every probe
 cdef int64_t AHEAD = 16  # n-grams between a slot's prefetch and its lookup
 cdef u64 TOP_BIT = 1ULL << 63  # or-ed into a word before ctz: 63, not undefined, when no bit is left
+cdef int64_t SMALL_COUNTS = 256  # 1 + log(count) of smaller counts (nearly all) comes from a table
+cdef float SUBLINEAR[256]
+for _count in range(1, SMALL_COUNTS):
+    SUBLINEAR[_count] = <float>(log(<double>_count) + 1.0)
 
 
 cdef struct Table:
@@ -462,19 +466,33 @@ def count_batch(
         free(c.seps)
 
 
-def pad(const int64_t[::1] indptr, const int64_t[::1] cols, const float[::1] counts, const int64_t[::1] rows):
-    """``ids`` int64 [R, T] and ``tf`` float32 [R, T] of the CSR rows ``rows``, zero-padded to the longest."""
+def pad(
+    const int64_t[::1] indptr, const int64_t[::1] cols, const float[::1] counts, const int64_t[::1] rows,
+    bint sublinear,
+):
+    """``ids`` int64 [R, T] and ``weights`` float32 [R, 2, T] of the CSR rows ``rows``, zero-padded to the
+    longest row: ``weights[:, 0]`` is each n-gram's term-frequency weight, its count or with ``sublinear``
+    1 + log(count) (scikit-learn's ``TfidfTransformer(sublinear_tf=True)``, in float32), and
+    ``weights[:, 1]`` its square: the ONNX graph's ``term_weights`` input. The log is taken in double and
+    rounded once to float32, as scikit-learn takes it in double: the same float on every CPU, where
+    float32 ``logf`` may differ in the last bit between libm's variants. Counts under ``SMALL_COUNTS``
+    look it up: a log per n-gram cost more than the graph saved by not taking it."""
     cdef int64_t width = 1, i, r, j, n_rows = rows.shape[0]
+    cdef float w
     for i in range(n_rows):
         width = max(width, indptr[rows[i] + 1] - indptr[rows[i]])
     ids = np.zeros((n_rows, width), dtype=np.int64)
-    tf = np.zeros((n_rows, width), dtype=np.float32)
+    weights = np.zeros((n_rows, 2, width), dtype=np.float32)
     cdef int64_t[:, ::1] ids_v = ids
-    cdef float[:, ::1] tf_v = tf
+    cdef float[:, :, ::1] w_v = weights
     with nogil:
         for i in range(n_rows):
             r = rows[i]
             for j in range(indptr[r + 1] - indptr[r]):
                 ids_v[i, j] = cols[indptr[r] + j]
-                tf_v[i, j] = counts[indptr[r] + j]
-    return ids, tf
+                w = counts[indptr[r] + j]  # >= 1: the CSR holds only n-grams that occur
+                if sublinear:
+                    w = SUBLINEAR[<int64_t>w] if w < SMALL_COUNTS else <float>(log(<double>w) + 1.0)
+                w_v[i, 0, j] = w
+                w_v[i, 1, j] = w * w
+    return ids, weights

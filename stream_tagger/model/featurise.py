@@ -289,12 +289,16 @@ class BatchFeatures:
     def lengths(self) -> np.ndarray:
         return self.indptr[1:] - self.indptr[:-1]
 
-    def padded(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``ids`` int64 [R, T] and ``tf`` float32 [R, T] for the ONNX graph; padding is id 0 with tf 0,
-        which adds nothing to any sum in the graph. T is the longest of these rows."""
+    def padded(
+        self, rows: np.ndarray | None = None, sublinear: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``ids`` int64 [R, T] and ``term_weights`` float32 [R, 2, T] for the ONNX graph: each n-gram's
+        count, or 1 + log(count) with ``sublinear``, and its square. Padding is id 0 with weight 0, which
+        adds nothing to any sum in the graph. T is the longest of these rows."""
         if rows is None:
             rows = np.arange(len(self.oov_share))
-        return kernels.pad(self.indptr, self.cols, self.counts, np.ascontiguousarray(rows, dtype=np.int64))
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        return kernels.pad(self.indptr, self.cols, self.counts, rows, sublinear)
 
 
 def featurize(

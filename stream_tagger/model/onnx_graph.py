@@ -2,16 +2,19 @@
 
 Built with ``onnx.helper`` rather than skl2onnx: skl2onnx converts a TfidfTransformer + classifier only
 over a dense input as wide as the vocabulary, or a TfidfVectorizer through ONNX's string operators
-(the slow path this design exists to avoid). The graph below is 18 nodes (+2 per dense input, +5 for
-per-tag piece scores), does exactly what scikit-learn's ``TfidfTransformer(norm="l2")`` and
-``LogisticRegression.predict_proba`` (multinomial) compute (optionally with ``NBWeights`` between them,
-folded into idf), and its parity with the scikit-learn pipeline is tested to 1e-4.
+(the slow path this design exists to avoid). The graph below is 10 nodes (+2 per dense input, +5 for
+per-tag piece scores), does exactly what scikit-learn's ``TfidfTransformer(norm="l2")`` (from its term
+weights on) and ``LogisticRegression.predict_proba`` (multinomial) compute (optionally with
+``NBWeights`` between them, folded into idf), and its parity with the scikit-learn pipeline is tested
+to 1e-4.
 
-Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``tf`` (float32 [B, T], counts, 0 = padding),
-plus ``keyword_hits`` (float32 [B, K], log1p of the keyword hits per tag) in models trained with keyword
-columns and ``embedding`` (float32 [B, D], the unit-length piece embedding; or [B, C + L], the unit-length
-sum of per-tag piece logits and of the L coordinates whose length divides them, see ``piece_scores``) in
-models trained with piece vectors; output ``probabilities`` (float32 [B, C], columns in label order).
+Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``term_weights`` (float32 [B, 2, T]: each
+n-gram's term-frequency weight, then its square; 0 = padding), plus ``keyword_hits`` (float32 [B, K],
+log1p of the keyword hits per tag) in models trained with keyword columns and ``embedding`` (float32
+[B, D], the unit-length piece embedding; or [B, C + L], the unit-length sum of per-tag piece logits and
+of the L coordinates whose length divides them, see ``piece_scores``) in models trained with piece
+vectors; output ``probabilities`` (float32 [B, C], columns in label order). The graph's metadata
+property ``term_weights`` says how the featuriser makes the weights from counts (decision 015).
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from stream_tagger.model.versions import INPUT_EMBEDDING, INPUT_IDS, INPUT_KEYWORD_HITS, INPUT_TF, OUTPUT
+from stream_tagger.model.versions import (
+    INPUT_EMBEDDING,
+    INPUT_IDS,
+    INPUT_KEYWORD_HITS,
+    INPUT_TERM_WEIGHTS,
+    OUTPUT,
+    TERM_WEIGHTS_PROP,
+)
 
 OPSET = 17
 
@@ -81,30 +91,15 @@ def build_graph(
         numpy_helper.from_array(np.array([1, n_classes], dtype=np.int64), "ss_start"),
         numpy_helper.from_array(np.array([2, n_classes + 1], dtype=np.int64), "ss_end"),
         numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "eps"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
-        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
     ]
-    nodes = []
-    tf_in = INPUT_TF
-    if tfidf.sublinear_tf:
-        # 1 + log(tf) where tf > 0; padding (tf = 0) stays 0 (Where discards the -inf of log(0)).
-        nodes += [
-            helper.make_node("Greater", [INPUT_TF, "zero"], ["present"]),
-            helper.make_node("Log", [INPUT_TF], ["log_tf"]),
-            helper.make_node("Add", ["log_tf", "one"], ["log_tf1"]),
-            helper.make_node("Where", ["present", "log_tf1", "zero"], ["tf_sub"]),
-        ]
-        tf_in = "tf_sub"
-    # With t = tf weight and g = the gathered rows, one batched MatMul of [t; t^2] ([B, 2, T]) by g
-    # ([B, T, C+1]) yields both sum(t * idf * coef) (the unnormalised logits) and sum(t^2 * idf^2)
-    # (the squared L2 norm of the TF-IDF vector), since the norm only scales the logits.
-    nodes += [
-        helper.make_node("Mul", [tf_in, tf_in], ["tf_sq"]),
-        helper.make_node("Unsqueeze", [tf_in, "axis1"], ["t3"]),
-        helper.make_node("Unsqueeze", ["tf_sq", "axis1"], ["t3_sq"]),
-        helper.make_node("Concat", ["t3", "t3_sq"], ["weights"], axis=1),  # [B, 2, T]
+    # With t = the term weight and g = the gathered rows, one batched MatMul of [t; t^2] (the input
+    # ``term_weights``, [B, 2, T]) by g ([B, T, C+1]) yields both sum(t * idf * coef) (the unnormalised
+    # logits) and sum(t^2 * idf^2) (the squared L2 norm of the TF-IDF vector), since the norm only scales
+    # the logits. The featuriser makes t, sublinear or not as ``TERM_WEIGHTS_PROP`` says: a table lookup
+    # per count there is cheaper than a Log over every padded cell here.
+    nodes = [
         helper.make_node("Gather", ["table", INPUT_IDS], ["rows"]),  # [B, T, C+1]
-        helper.make_node("MatMul", ["weights", "rows"], ["sums"]),  # [B, 2, C+1]
+        helper.make_node("MatMul", [INPUT_TERM_WEIGHTS, "rows"], ["sums"]),  # [B, 2, C+1]
         helper.make_node("Slice", ["sums", "raw_start", "raw_end", "axes12"], ["raw"]),  # [B, 1, C]
         helper.make_node("Slice", ["sums", "ss_start", "ss_end", "axes12"], ["ss"]),  # [B, 1, 1]
         helper.make_node("Sqrt", ["ss"], ["norm"]),
@@ -114,7 +109,7 @@ def build_graph(
     ]
     inputs = [
         helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "terms"]),
-        helper.make_tensor_value_info(INPUT_TF, TensorProto.FLOAT, ["batch", "terms"]),
+        helper.make_tensor_value_info(INPUT_TERM_WEIGHTS, TensorProto.FLOAT, ["batch", 2, "terms"]),
     ]
     summed = "logits0"
     for (name, columns, _), weights in zip(dense, dense_coef, strict=True):
@@ -152,7 +147,10 @@ def build_graph(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="stream-tagger"
     )
     model.ir_version = 8  # readable by every onnxruntime >= 1.10
-    helper.set_model_props(model, {"labels": ",".join(labels), "version": version})
+    term_weights = "sublinear" if tfidf.sublinear_tf else "counts"
+    helper.set_model_props(
+        model, {"labels": ",".join(labels), "version": version, TERM_WEIGHTS_PROP: term_weights}
+    )
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -2,7 +2,8 @@
 
 Featurisation is one compiled pass over the whole micro-batch (see ``featurise``): n-gram counts and,
 for models with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the piece
-embedding; the ONNX graph does TF-IDF and the linear model.
+embedding, and each n-gram's term-frequency weight; the ONNX graph does the rest of TF-IDF and the linear
+model.
 onnxruntime runs with one intra-op thread: the worker scales by running several batches at once, and
 onnxruntime releases the GIL while it computes.
 """
@@ -29,11 +30,12 @@ from stream_tagger.model.versions import (
     INPUT_EMBEDDING,
     INPUT_IDS,
     INPUT_KEYWORD_HITS,
-    INPUT_TF,
+    INPUT_TERM_WEIGHTS,
     KEYWORDS_FILE,
     MODEL_FILE,
     OUTPUT,
     PIECES_FILE,
+    TERM_WEIGHTS_PROP,
     VOCAB_FILE,
     ModelLoadError,
     read_keywords,
@@ -47,7 +49,7 @@ __all__ = ["BatchPrediction", "ModelLoadError", "Predictor"]
 
 T = TypeVar("T")
 
-#: Largest padded batch (posts x terms) handed to onnxruntime at once: ~12 MB of ids and counts.
+#: Largest padded batch (posts x terms) handed to onnxruntime at once: ~16 MB of ids and term weights.
 MAX_CELLS = 1 << 20
 #: Posts per onnxruntime call in big batches: one call costs ~20 µs, padding a group to its longest
 #: post costs more once groups are much bigger (measured on the dataset's length spread).
@@ -141,6 +143,7 @@ class Predictor:
                 f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels"
             )
         widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
+        self.sublinear_tf = self._term_weights(widths, model_path)
         self._keywords: Keywords | None = None
         if self._takes(widths, INPUT_KEYWORD_HITS, version_dir / KEYWORDS_FILE, model_path):
             # From the version folder, not from ``keyword_baseline.py``: editing the baseline's lists must not
@@ -170,6 +173,17 @@ class Predictor:
             worst = float(np.nanmax(np.abs(got - expected))) if got.shape == expected.shape else got.shape
             raise ModelLoadError(f"{meta_path}: smoke prediction differs from the one stored at export "
                                  f"(max difference {worst}, allowed {SMOKE_TOLERANCE})")
+
+    def _term_weights(self, widths: dict, model_path: Path) -> bool:
+        """Whether the graph wants sublinear term weights (1 + log(count)) rather than counts."""
+        if INPUT_TERM_WEIGHTS not in widths:
+            raise ModelLoadError(f"{model_path}: takes no {INPUT_TERM_WEIGHTS!r} input (exported by an "
+                                 "older stream-tagger, whose graph weighted the counts itself): retrain it")
+        kind = self._session.get_modelmeta().custom_metadata_map.get(TERM_WEIGHTS_PROP)
+        if kind not in ("sublinear", "counts"):
+            raise ModelLoadError(f"{model_path}: metadata property {TERM_WEIGHTS_PROP!r} is {kind!r}, "
+                                 "expected 'sublinear' or 'counts'")
+        return kind == "sublinear"
 
     @staticmethod
     def _takes(widths: dict, name: str, path: Path, model_path: Path) -> bool:
@@ -206,7 +220,8 @@ class Predictor:
         lengths = feats.lengths
         n = len(lengths)
         if n <= GROUP_ROWS and n * max(int(lengths.max()), 1) <= MAX_CELLS:
-            return self.run_padded(*feats.padded(), feats.keyword_hits, feats.embedding)
+            ids, weights = feats.padded(sublinear=self.sublinear_tf)
+            return self.run_padded(ids, weights, feats.keyword_hits, feats.embedding)
         probs = np.empty((n, len(self.labels)), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
         start = 0
@@ -217,17 +232,17 @@ class Predictor:
             stop = start + max(int(np.count_nonzero(fits * widths <= MAX_CELLS)), 1)
             rows = order[start:stop]
             probs[rows] = self.run_padded(
-                *feats.padded(rows), feats.keyword_hits[rows], feats.embedding[rows]
+                *feats.padded(rows, self.sublinear_tf), feats.keyword_hits[rows], feats.embedding[rows]
             )
             start = stop
         return probs
 
     def run_padded(
-        self, ids: np.ndarray, tf: np.ndarray, keyword_hits: np.ndarray, embedding: np.ndarray
+        self, ids: np.ndarray, term_weights: np.ndarray, keyword_hits: np.ndarray, embedding: np.ndarray
     ) -> np.ndarray:
         """onnxruntime on one padded batch (see ``BatchFeatures.padded``) and the same rows' keyword hits
         and embedding (ignored by a model without them, whose features have no such columns)."""
-        feeds = {INPUT_IDS: ids, INPUT_TF: tf}
+        feeds = {INPUT_IDS: ids, INPUT_TERM_WEIGHTS: term_weights}
         if self._keywords is not None:
             feeds[INPUT_KEYWORD_HITS] = keyword_hits
         if self._pieces is not None:

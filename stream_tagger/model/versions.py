@@ -34,7 +34,10 @@ PIPELINE_FILE = "pipeline.joblib"
 POINTER = "current"
 # Names of the ONNX graph's inputs and output: the contract between export and serving.
 INPUT_IDS = "ids"
-INPUT_TF = "tf"
+INPUT_TERM_WEIGHTS = "term_weights"
+# The graph's metadata property saying how the featuriser makes ``term_weights`` from n-gram counts:
+# "sublinear" (1 + log(count)) or "counts".
+TERM_WEIGHTS_PROP = "term_weights"
 INPUT_KEYWORD_HITS = "keyword_hits"  # only in graphs of models with keywords.json
 INPUT_EMBEDDING = "embedding"  # only in graphs of models with pieces.npz
 OUTPUT = "probabilities"

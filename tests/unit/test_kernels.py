@@ -80,9 +80,10 @@ def test_any_texts_give_well_formed_deterministic_features(texts: list[str]) -> 
     assert np.array_equal(feats.lengths, [a.lengths[0] for a in alone])
     assert np.array_equal(feats.cols, np.concatenate([a.cols for a in alone]))
     assert np.array_equal(feats.embedding, np.concatenate([a.embedding for a in alone]))
-    ids, tf = feats.padded()
-    assert ids.shape == tf.shape == (len(texts), max(1, feats.lengths.max()))
-    assert tf.sum() == feats.counts.sum()
+    ids, weights = feats.padded()
+    assert ids.shape == (len(texts), max(1, feats.lengths.max()))
+    assert weights.shape == (len(texts), 2, ids.shape[1])
+    assert weights[:, 0].sum() == feats.counts.sum()
 
 
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=60), st.lists(st.integers(0, 2**64 - 1), max_size=60))

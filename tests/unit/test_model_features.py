@@ -52,11 +52,11 @@ def test_char_and_word_ngrams_of_the_same_string_differ() -> None:
 def test_odd_texts_never_break_the_batch(text: str) -> None:
     feat = Featurizer(char_min=2, char_max=4).fit(CORPUS)
     batch = featurize(["object detection", text, "text"], PARAMS, feat.vocabulary_)
-    ids, tf = batch.padded()
-    assert ids.shape == tf.shape and ids.shape[0] == 3
-    single_ids, single_tf = featurize(["object detection"], PARAMS, feat.vocabulary_).padded()
-    row = {int(i): float(t) for i, t in zip(ids[0], tf[0], strict=True) if t}
-    assert row == {int(i): float(t) for i, t in zip(single_ids[0], single_tf[0], strict=True) if t}
+    ids, weights = batch.padded()
+    assert weights.shape == (3, 2, ids.shape[1])
+    single_ids, single_weights = featurize(["object detection"], PARAMS, feat.vocabulary_).padded()
+    row = {int(i): float(t) for i, t in zip(ids[0], weights[0, 0], strict=True) if t}
+    assert row == {int(i): float(t) for i, t in zip(single_ids[0], single_weights[0, 0], strict=True) if t}
     assert 0.0 <= batch.oov_share[1] <= 1.0
 
 
@@ -64,10 +64,11 @@ def test_padded_rows_and_csr_agree() -> None:
     feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
     batch = featurize(CORPUS, PARAMS, feat.vocabulary_)
     dense = to_csr(batch, len(feat.vocabulary_)).toarray()
-    ids, tf = batch.padded(np.array([3, 1]))
+    ids, weights = batch.padded(np.array([3, 1]))
     for r, row in enumerate((3, 1)):
-        assert tf[r].sum() == dense[row].sum()
-        assert np.array_equal(np.bincount(ids[r], weights=tf[r], minlength=dense.shape[1]), dense[row])
+        tf = weights[r, 0]
+        assert tf.sum() == dense[row].sum() and np.array_equal(weights[r, 1], tf * tf)
+        assert np.array_equal(np.bincount(ids[r], weights=tf, minlength=dense.shape[1]), dense[row])
 
 
 def test_oov_share_and_vocabulary_lookup() -> None:
@@ -102,8 +103,8 @@ def test_counted_totals_equal_collected_ngrams() -> None:
 def test_batch_without_any_known_ngram() -> None:
     feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
     out = featurize(["", "qqq zzz", "!!!"], PARAMS, feat.vocabulary_)
-    ids, tf = out.padded()
-    assert len(out.cols) == 0 and ids.shape == (3, 1) and not tf.any()
+    ids, weights = out.padded(sublinear=True)
+    assert len(out.cols) == 0 and ids.shape == (3, 1) and weights.shape == (3, 2, 1) and not weights.any()
     assert out.oov_share.tolist() == [0.0, 1.0, 0.0]
 
 

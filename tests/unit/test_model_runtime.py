@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from stream_tagger.model import keyword_baseline as rules
@@ -96,10 +97,43 @@ def _rewrite_pieces(d: Path, change) -> None:
     np.savez(d / "pieces.npz", pieces=np.array(pieces), vectors=vectors)
 
 
+def _rewrite_graph(d: Path, change) -> None:
+    model = onnx.load(d / "model.onnx")
+    change(model)
+    onnx.save(model, d / "model.onnx")
+
+
+def _graph_of_an_older_release(model: onnx.ModelProto) -> None:
+    # Its graph took raw counts as "tf" [B, T] and weighted them itself.
+    model.graph.input[1].name = "tf"
+    for node in model.graph.node:
+        node.input[:] = ["tf" if name == "term_weights" else name for name in node.input]
+
+
+def _term_weights_prop(value: str | None):
+    def change(model: onnx.ModelProto) -> None:
+        props = {p.key: p.value for p in model.metadata_props if p.key != "term_weights"}
+        onnx.helper.set_model_props(model, props if value is None else {**props, "term_weights": value})
+
+    return change
+
+
 @pytest.mark.parametrize(
     ("damage", "culprit"),
     [
         (lambda d: (d / "model.onnx").unlink(), "model.onnx: missing"),
+        (
+            lambda d: _rewrite_graph(d, _graph_of_an_older_release),
+            "model.onnx: takes no 'term_weights' input .*retrain it",
+        ),
+        (
+            lambda d: _rewrite_graph(d, _term_weights_prop(None)),
+            "model.onnx: metadata property 'term_weights' is None",
+        ),
+        (
+            lambda d: _rewrite_graph(d, _term_weights_prop("log")),
+            "model.onnx: metadata property 'term_weights' is 'log', expected",
+        ),
         (_corrupt_onnx, "model.onnx: not a loadable ONNX model"),
         (lambda d: (d / "vocabulary.npy").unlink(), "vocabulary.npy: missing"),
         (_bad_metadata, "metadata.json: unreadable metadata"),

@@ -162,10 +162,11 @@ def test_nb_weights_favour_columns_that_separate_classes() -> None:
     assert np.allclose(np.linalg.norm(NBWeights().fit(X, [0, 0, 1, 1]).transform(X).toarray(), axis=1), 1.0)
 
 
-def test_export_without_nb_weights_matches_scikit_learn(small_csv: Path) -> None:
+def test_export_without_nb_weights_or_sublinear_tf_matches_scikit_learn(small_csv: Path) -> None:
     data = load_dataset([small_csv])
     y = np.array([APPROVED_TAGS.index(t) for t in data.tags])
-    cfg = replace(FAST, nb_weights=False, piece_scores=False)  # and the graph's MatMul of unit-length vectors
+    # and the graph's MatMul of unit-length vectors; raw counts as term weights
+    cfg = replace(FAST, nb_weights=False, piece_scores=False, sublinear_tf=False)
     pipe = build_pipeline(cfg).fit(data.texts, y)
     steps = pipeline_steps(pipe)
     assert "nb" not in steps
@@ -182,8 +183,10 @@ def test_export_without_nb_weights_matches_scikit_learn(small_csv: Path) -> None
     )
     feat = steps["features"]
     batch = featurize(data.texts, feat.params, feat.vocabulary_, steps["keywords"].keywords_, pieces)
-    ids, tf = batch.padded()
-    feeds = {"ids": ids, "tf": tf, "keyword_hits": batch.keyword_hits, "embedding": batch.embedding}
+    assert {p.key: p.value for p in graph.metadata_props}["term_weights"] == "counts"
+    ids, weights = batch.padded(sublinear=False)
+    feeds = {"ids": ids, "term_weights": weights}
+    feeds |= {"keyword_hits": batch.keyword_hits, "embedding": batch.embedding}
     onnx_probs = onnxruntime.InferenceSession(graph.SerializeToString()).run(None, feeds)[0]
     assert np.abs(onnx_probs - pipe.predict_proba(data.texts)).max() < 1e-4
 
