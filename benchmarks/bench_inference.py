@@ -187,7 +187,10 @@ def main() -> None:
     }
     contenders: dict[str, tuple[Callable[[object], object], Callable[[list[str]], object]]] = {
         "ours: featurise (compiled)": (predictor.featurize, _same),
-        "ours: ONNX graph only": (lambda p: predictor.run_padded(*p), lambda b: _graph_inputs(predictor, b)),
+        "ours: ONNX graph only (inputs padded beforehand)": (
+            lambda p: predictor.run_padded(*p),
+            lambda b: _graph_inputs(predictor, b),
+        ),
         **{name: (fn, _same) for name, fn in text_contenders.items()},
     }
     against = Predictor(resolve(args.against)) if args.against else None

@@ -31,10 +31,23 @@ cdef uint8_t SPACE = 32
 cdef u64 EMPTY = 0xFFFFFFFFFFFFFFFFULL  # key of an empty slot: stops every probe
 cdef int64_t AHEAD = 16  # n-grams between a slot's prefetch and its lookup
 cdef u64 TOP_BIT = 1ULL << 63  # or-ed into a word before ctz: 63, not undefined, when no bit is left
-cdef int64_t SMALL_COUNTS = 256  # 1 + log(count) of smaller counts (nearly all) comes from a table
-cdef float SUBLINEAR[256]
-for _count in range(1, SMALL_COUNTS):
-    SUBLINEAR[_count] = <float>(log(<double>_count) + 1.0)
+cdef enum:
+    SMALL_COUNTS = 256  # 1 + log(count) of smaller counts (nearly all of them) comes from a table
+cdef float SUBLINEAR[SMALL_COUNTS]
+
+
+cdef inline float sublinear_weight(float count) noexcept nogil:
+    """1 + log(count) in double, rounded once to float32 (scikit-learn's sublinear tf, as a float32)."""
+    return <float>(log(<double>count) + 1.0)
+
+
+cdef void fill_sublinear() noexcept:
+    cdef int64_t count
+    for count in range(1, SMALL_COUNTS):
+        SUBLINEAR[count] = sublinear_weight(count)
+
+
+fill_sublinear()
 
 
 cdef struct Table:
@@ -476,7 +489,7 @@ def pad(
     ``weights[:, 1]`` its square: the ONNX graph's ``term_weights`` input. The log is taken in double and
     rounded once to float32, as scikit-learn takes it in double: the same float on every CPU, where
     float32 ``logf`` may differ in the last bit between libm's variants. Counts under ``SMALL_COUNTS``
-    look it up: a log per n-gram cost more than the graph saved by not taking it."""
+    are looked up: a ``log`` per n-gram costs about as much as the graph's ``Log`` over every cell."""
     cdef int64_t width = 1, i, r, j, n_rows = rows.shape[0]
     cdef float w
     for i in range(n_rows):
@@ -492,7 +505,7 @@ def pad(
                 ids_v[i, j] = cols[indptr[r] + j]
                 w = counts[indptr[r] + j]  # >= 1: the CSR holds only n-grams that occur
                 if sublinear:
-                    w = SUBLINEAR[<int64_t>w] if w < SMALL_COUNTS else <float>(log(<double>w) + 1.0)
+                    w = SUBLINEAR[<int64_t>w] if 1 <= w < SMALL_COUNTS else sublinear_weight(w)
                 w_v[i, 0, j] = w
                 w_v[i, 1, j] = w * w
     return ids, weights

@@ -231,9 +231,8 @@ class Predictor:
             widths = np.maximum(lengths[order[start : start + len(fits)]], 1)
             stop = start + max(int(np.count_nonzero(fits * widths <= MAX_CELLS)), 1)
             rows = order[start:stop]
-            probs[rows] = self.run_padded(
-                *feats.padded(rows, self.sublinear_tf), feats.keyword_hits[rows], feats.embedding[rows]
-            )
+            ids, weights = feats.padded(rows, sublinear=self.sublinear_tf)
+            probs[rows] = self.run_padded(ids, weights, feats.keyword_hits[rows], feats.embedding[rows])
             start = stop
         return probs
 

@@ -52,9 +52,10 @@ def test_char_and_word_ngrams_of_the_same_string_differ() -> None:
 def test_odd_texts_never_break_the_batch(text: str) -> None:
     feat = Featurizer(char_min=2, char_max=4).fit(CORPUS)
     batch = featurize(["object detection", text, "text"], PARAMS, feat.vocabulary_)
-    ids, weights = batch.padded()
+    ids, weights = batch.padded(sublinear=False)
     assert weights.shape == (3, 2, ids.shape[1])
-    single_ids, single_weights = featurize(["object detection"], PARAMS, feat.vocabulary_).padded()
+    single = featurize(["object detection"], PARAMS, feat.vocabulary_)
+    single_ids, single_weights = single.padded(sublinear=False)
     row = {int(i): float(t) for i, t in zip(ids[0], weights[0, 0], strict=True) if t}
     assert row == {int(i): float(t) for i, t in zip(single_ids[0], single_weights[0, 0], strict=True) if t}
     assert 0.0 <= batch.oov_share[1] <= 1.0
@@ -64,7 +65,7 @@ def test_padded_rows_and_csr_agree() -> None:
     feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
     batch = featurize(CORPUS, PARAMS, feat.vocabulary_)
     dense = to_csr(batch, len(feat.vocabulary_)).toarray()
-    ids, weights = batch.padded(np.array([3, 1]))
+    ids, weights = batch.padded(np.array([3, 1]), sublinear=False)
     for r, row in enumerate((3, 1)):
         tf = weights[r, 0]
         assert tf.sum() == dense[row].sum() and np.array_equal(weights[r, 1], tf * tf)
@@ -250,5 +251,6 @@ def test_lower_casing_post_by_post_is_the_whole_batchs() -> None:
 def test_an_empty_batch_has_no_posts() -> None:
     vocab = Vocabulary(np.load(resolve(MODELS / "current") / VOCAB_FILE))
     feats = featurize([], PARAMS, vocab)
-    assert feats.indptr.tolist() == [0] and len(feats.oov_share) == 0 and feats.padded()[0].shape[0] == 0
+    assert feats.indptr.tolist() == [0] and len(feats.oov_share) == 0
+    assert feats.padded(sublinear=True)[0].shape[0] == 0
     assert hash_ngrams([], PARAMS).n_docs == 0

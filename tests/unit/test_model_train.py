@@ -194,11 +194,14 @@ def test_export_without_nb_weights_or_sublinear_tf_matches_scikit_learn(small_cs
 def test_without_keyword_and_embedding_scales_the_model_is_the_old_kind_and_serves_as_before(
     small_csv: Path, two_runs: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    old = train([small_csv], tmp_path / "models", replace(FAST, keyword_scale=0.0, embedding_scale=0.0))
+    # Raw counts as term weights too: the graph says so, and Predictor feeds them.
+    cfg = replace(FAST, keyword_scale=0.0, embedding_scale=0.0, sublinear_tf=False)
+    old = train([small_csv], tmp_path / "models", cfg)
     assert not (old / "keywords.json").exists() and not (old / "pieces.npz").exists()
     pipe = joblib.load(old / "pipeline.joblib")
     assert [name for name, _ in pipe.steps] == ["features", "tfidf", "nb", "clf"]  # the shape before keywords
     predictor = Predictor.load(old)
+    assert predictor.sublinear_tf is False and Predictor.load(two_runs[0]).sublinear_tf is True
     texts = ["YOLO detection of cars", "Deploy with Docker and MLflow", "", "BERT " * 500]
     probs = predictor.predict(texts).probs
     assert predictor.featurize(texts).keyword_hits.shape == (4, 0)
