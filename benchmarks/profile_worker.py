@@ -156,7 +156,12 @@ def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float)
 
 
 def _record(pyspy: str, pid: int, target: Path, until: Callable[[], object], *extra: str) -> float:
-    """py-spy on ``pid`` while ``until()`` runs (at most ``PROFILE_SECONDS``); the seconds recorded."""
+    """py-spy on ``pid`` while ``until()`` runs (at most ``PROFILE_SECONDS``); the seconds recorded.
+
+    The clock starts once py-spy says it samples: attaching takes a moment, and until then a SIGINT
+    would kill it before it writes anything. Raises ``PipelineFailed`` when ``until()`` returns False."""
+    from run import PipelineFailed
+
     record = [
         pyspy,
         "record",
@@ -168,13 +173,28 @@ def _record(pyspy: str, pid: int, target: Path, until: Callable[[], object], *ex
         str(SAMPLE_RATE_HZ),
     ]
     record += ["-f", "speedscope", "-o", str(target), *extra]
-    spy = subprocess.Popen(record)
-    started = time.monotonic()
-    until()
-    seconds = min(time.monotonic() - started, PROFILE_SECONDS)
-    if spy.poll() is None:
-        spy.send_signal(signal.SIGINT)  # py-spy stops and writes what it recorded
-    if spy.wait(timeout=60):
+    spy = subprocess.Popen(record, stdout=subprocess.PIPE, text=True)
+    try:
+        assert spy.stdout is not None
+        for line in spy.stdout:
+            if "Sampling process" in line:
+                break
+        else:
+            raise subprocess.CalledProcessError(spy.wait(), record)
+        started = time.monotonic()
+        finished = until()
+        seconds = min(time.monotonic() - started, PROFILE_SECONDS)
+        if finished is False:
+            raise PipelineFailed(f"worker: the profiled run did not finish within {PROFILE_SECONDS} s")
+    finally:
+        if spy.poll() is None:
+            spy.send_signal(signal.SIGINT)  # py-spy stops and writes what it recorded
+        try:
+            spy.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.communicate()
+    if spy.returncode:
         raise subprocess.CalledProcessError(spy.returncode, record)
     return seconds
 
