@@ -489,7 +489,7 @@ def pad(
     ``weights[:, 1]`` its square: the ONNX graph's ``term_weights`` input. The log is taken in double and
     rounded once to float32, as scikit-learn takes it in double: the same float on every CPU, where
     float32 ``logf`` may differ in the last bit between libm's variants. Counts under ``SMALL_COUNTS``
-    are looked up: a ``log`` per n-gram costs about as much as the graph's ``Log`` over every cell."""
+    are looked up: a ``log`` per n-gram costs more than the eight graph nodes it replaces."""
     cdef int64_t width = 1, i, r, j, n_rows = rows.shape[0]
     cdef float w
     for i in range(n_rows):

@@ -289,9 +289,7 @@ class BatchFeatures:
     def lengths(self) -> np.ndarray:
         return self.indptr[1:] - self.indptr[:-1]
 
-    def padded(
-        self, rows: np.ndarray | None = None, *, sublinear: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def padded(self, rows: np.ndarray | None = None, *, sublinear: bool) -> tuple[np.ndarray, np.ndarray]:
         """``ids`` int64 [R, T] and ``term_weights`` float32 [R, 2, T] for the ONNX graph: each n-gram's
         count, or 1 + log(count) with ``sublinear``, and its square. Padding is id 0 with weight 0, which
         adds nothing to any sum in the graph. T is the longest of these rows."""

@@ -86,21 +86,23 @@ def test_any_texts_give_well_formed_deterministic_features(texts: list[str]) -> 
     assert weights[:, 0].sum() == feats.counts.sum()
 
 
-
 def test_sublinear_term_weights_are_scikit_learns_in_double_rounded_once() -> None:
     # TfidfTransformer(sublinear_tf=True) takes log(count) + 1 in float64; small counts come from the
-    # kernel's table, counts from 256 on from log itself: both must give the same float32.
-    counts = np.array([1, 2, 3, 255, 256, 257, 4_000, 1, 7], dtype=np.float32)
-    indptr = np.array([0, 7, 9], dtype=np.int64)
+    # kernel's table, counts from 256 on from log itself: both must give the same float32 (float32
+    # arithmetic would differ for some, e.g. 7 and 1097).
+    counts = np.arange(1, 5_001, dtype=np.float32)
+    indptr = np.array([0, 4_990, 5_000], dtype=np.int64)
     cols = np.arange(len(counts), dtype=np.int64)
     ids, weights = featurise.pad(indptr, cols, counts, np.array([0, 1], dtype=np.int64), True)
     expected = (np.log(counts.astype(np.float64)) + 1.0).astype(np.float32)
-    assert ids.shape == (2, 7) and weights.shape == (2, 2, 7)
-    assert np.array_equal(weights[0, 0], expected[:7]) and np.array_equal(weights[1, 0, :2], expected[7:])
+    assert ids.shape == (2, 4_990) and weights.shape == (2, 2, 4_990)
+    assert np.array_equal(weights[0, 0], expected[:4_990])
+    assert np.array_equal(weights[1, 0, :10], expected[4_990:])
     assert np.array_equal(weights[:, 1], weights[:, 0] * weights[:, 0])
-    assert not weights[1, :, 2:].any() and not ids[1, 2:].any()  # padding
+    assert not weights[1, :, 10:].any() and not ids[1, 10:].any()  # padding
     _, raw = featurise.pad(indptr, cols, counts, np.array([0], dtype=np.int64), False)
-    assert np.array_equal(raw[0, 0], counts[:7])
+    assert np.array_equal(raw[0, 0], counts[:4_990])
+
 
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=60), st.lists(st.integers(0, 2**64 - 1), max_size=60))
 @settings(max_examples=300, deadline=None, derandomize=True)
