@@ -155,13 +155,19 @@ def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float)
     )
 
 
-def _record(pyspy: str, pid: int, target: Path, until: Callable[[], object], *extra: str) -> float:
-    """py-spy on ``pid`` while ``until()`` runs (at most ``PROFILE_SECONDS``); the seconds recorded.
+def _record(
+    pyspy: str,
+    pid: int,
+    target: Path,
+    started: Callable[[], object],
+    until: Callable[[], object],
+    *extra: str,
+) -> tuple[float, bool]:
+    """py-spy on ``pid``: ``started()`` once it samples, then ``until()`` (at most ``PROFILE_SECONDS``).
+    Returns the seconds recorded and whether ``until()`` finished (did not return False).
 
-    The clock starts once py-spy says it samples: attaching takes a moment, and until then a SIGINT
-    would kill it before it writes anything. Raises ``PipelineFailed`` when ``until()`` returns False."""
-    from run import PipelineFailed
-
+    Attaching takes a moment: a SIGINT before py-spy samples would kill it before it writes anything,
+    and the time and events before then have no samples."""
     record = [
         pyspy,
         "record",
@@ -177,26 +183,28 @@ def _record(pyspy: str, pid: int, target: Path, until: Callable[[], object], *ex
     try:
         assert spy.stdout is not None
         for line in spy.stdout:
+            print(line, end="", file=sys.stderr)
             if "Sampling process" in line:
                 break
         else:
             raise subprocess.CalledProcessError(spy.wait(), record)
-        started = time.monotonic()
-        finished = until()
-        seconds = min(time.monotonic() - started, PROFILE_SECONDS)
-        if finished is False:
-            raise PipelineFailed(f"worker: the profiled run did not finish within {PROFILE_SECONDS} s")
+        time.sleep(0.05)  # py-spy says it samples just before it handles Ctrl-C
+        begin = time.monotonic()
+        started()
+        finished = until() is not False
+        seconds = min(time.monotonic() - begin, PROFILE_SECONDS)
     finally:
         if spy.poll() is None:
             spy.send_signal(signal.SIGINT)  # py-spy stops and writes what it recorded
         try:
-            spy.communicate(timeout=60)
+            rest, _ = spy.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             spy.kill()
-            spy.communicate()
+            rest, _ = spy.communicate()
+        print(rest, end="", file=sys.stderr)  # its "behind in sampling" warnings and sample count
     if spy.returncode:
         raise subprocess.CalledProcessError(spy.returncode, record)
-    return seconds
+    return seconds, finished
 
 
 def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tuple[int, float, float]:
@@ -218,16 +226,24 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise PipelineFailed("worker: no output; its log:\n" + "\n".join(processes.stop()))
             pid = processes.procs[0].pid
-            first, cpu = len(sink.seen), _cpu_seconds(pid)
+            before: list[float] = []
+
+            def started() -> None:
+                before[:] = [len(sink.seen), _cpu_seconds(pid)]
+
             if rate is None:
-                seconds = _record(
-                    pyspy, pid, target, lambda: sink.wait_for(bench.mode.events, PROFILE_SECONDS, processes)
-                )
+                drained = partial(sink.wait_for, bench.mode.events, PROFILE_SECONDS, processes)
+                seconds, finished = _record(pyspy, pid, target, started, drained)
             else:
                 events = encoded(int(rate * PROFILE_SECONDS), run_id)
                 paced = partial(produce_paced, bench.bootstrap, topics.raw, events, rate)
-                seconds = _record(pyspy, pid, target, paced, "--gil")
-            done, cpu = len(sink.seen) - first, _cpu_seconds(pid) - cpu
+                seconds, finished = _record(pyspy, pid, target, started, paced, "--gil")
+            if not finished:
+                raise PipelineFailed(
+                    f"worker: the backlog was not out within {PROFILE_SECONDS} s; its log:\n"
+                    + "\n".join(processes.stop())
+                )
+            done, cpu = len(sink.seen) - int(before[0]), _cpu_seconds(pid) - before[1]
         finally:
             sink.stop()
             processes.stop()
