@@ -168,11 +168,16 @@ class HotPath:
         # switch interval it waited up to that long each time while this thread ran Python, its core idle.
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(_SWITCH_INTERVAL_S)
+        taken = time.monotonic()
         try:
             while not self._stop.is_set():
                 for hook in self.between_batches:
                     hook()
-                messages = consumer.consume(settings.batch_max_size, 0 if self._scoring else wait_s)
+                # The wait counts from when the last batch was taken, not from now: what arrived while
+                # that batch was processed has waited already.
+                timeout = 0.0 if self._scoring else max(0.0, taken + wait_s - time.monotonic())
+                messages = consumer.consume(settings.batch_max_size, timeout)
+                taken = time.monotonic()
                 batch = self._usable(messages)
                 # The callbacks of a rebalance inside consume() may have finished self._scoring.
                 scoring, self._scoring = self._scoring, self._score(batch) if batch else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import time
 from typing import Any
 
 import msgspec
@@ -45,11 +46,13 @@ class FakeConsumer:
         self.journal = journal
         self.hot_path = hot_path
         self.assigned: list[TopicPartition] = []
+        self.timeouts: list[float] = []  # of every consume() call
 
     def subscribe(self, _topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
         self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
 
-    def consume(self, _n: int, _timeout: float) -> list[Message]:
+    def consume(self, _n: int, timeout: float) -> list[Message]:
+        self.timeouts.append(timeout)
         if not self.script:
             self.hot_path[0].stop()
             return []
@@ -312,6 +315,23 @@ def test_a_partial_batch_is_published_at_once_and_only_full_batches_overlap() ->
     # produced in the next loop); 2 once the next consume came back empty.
     assert queued[2:5] == [1, 0, 2]
 
+
+
+class SlowPredictor(FakePredictor):
+    def predict(self, texts: list[str]) -> FakePrediction:
+        time.sleep(0.03)
+        return super().predict(texts)
+
+
+def test_the_consume_wait_counts_from_when_the_previous_batch_was_taken() -> None:
+    # 50 ms wait; the partial batch takes >= 30 ms to score: the next consume waits the rest only.
+    settings = Settings(topic_raw="raw", batch_max_size=64, batch_max_wait_ms=50)
+    hot_path, _, _ = build(["assign", [raw_message(0)], [], []], predictor=SlowPredictor(), settings=settings)
+    hot_path.run()
+    timeouts = hot_path._consumer.timeouts  # type: ignore[union-attr]
+    assert 0.04 < timeouts[0] <= 0.05  # nothing taken yet: from the loop's start
+    assert timeouts[2] <= 0.02  # after the partial batch, taken at timeouts[1]'s return
+    assert 0.04 < timeouts[3] <= 0.05  # the empty consume before it was a take too
 
 class WaitingPredictor(FakePredictor):
     """In the scoring thread, ``predict`` waits (up to 5 s) until another thread has scored a chunk."""
