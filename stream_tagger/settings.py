@@ -297,7 +297,8 @@ class Settings(BaseSettings):
     # --- hot path ---
     # 1,024: ~10% more events/s than 512 on 2 cores (fewer per-batch costs), for ~6 MB more resident.
     batch_max_size: int = Field(default=1024, ge=1)
-    # Longest an event waits for its batch to be taken, counted from when the previous batch was taken.
+    # How long a consume waits to fill a batch, counted from when the previous consume returned (at low
+    # load, the longest an event waits for its batch; decision 016).
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     # A full batch is scored as this many chunks: the scoring thread takes them in order, and the
@@ -306,8 +307,7 @@ class Settings(BaseSettings):
     # Outcomes of the last N content ids: an id seen again (a producer retry) gets the same outcome
     # without being scored again (pipeline.py). Not ``duplicates_window``, which matches reposted text.
     dedup_window_size: int = Field(default=100_000, ge=0)
-    # Producer batching delay. 1 ms lets one request carry a micro-batch's outputs (they are produced
-    # in one tight loop); each ms more is a ms more of latency at low load.
+    # Producer batching delay: each ms is a ms of latency at low load (decision 016).
     linger_ms: float = Field(default=1.0, ge=0.0)
     # at_least_once: outputs acked, then offsets stored (a crash re-publishes the last batches, same
     # outcomes under the same keys). exactly_once: each batch's outputs and offsets in one Kafka

@@ -20,8 +20,9 @@ Ordering that makes it at-least-once:
 2. while the broker acks them, batch N+1 is consumed and scored (overlapping network and CPU),
    full or not: waiting for the acks at once after a partial batch would leave the thread idle for
    a broker round trip per batch while events queue behind it. When no input comes within the consume wait
-   (``batch_max_wait_ms``), the acks are awaited then, so at low load a batch is finished at most
-   that much after its acks. While a full batch is being scored the loop does not wait for input;
+   (what is left of ``batch_max_wait_ms`` since the previous consume returned), the acks are awaited
+   then, so at low load a batch is finished at most that much after its acks. While a full batch is
+   being scored the loop does not wait for input;
 3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
    offsets only. A failed delivery never lets an offset advance: the loop stops and the worker
    exits 1, so a restart re-processes the batch.
