@@ -175,7 +175,8 @@ class HotPath:
                 for hook in self.between_batches:
                     hook()
                 # The wait counts from when the last batch was taken, not from now: what arrived while
-                # that batch was processed has waited already.
+                # that batch was processed has waited already. Never negative: confluent-kafka would
+                # read it as "wait forever".
                 timeout = 0.0 if self._scoring else max(0.0, taken + wait_s - time.monotonic())
                 messages = consumer.consume(settings.batch_max_size, timeout)
                 taken = time.monotonic()
