@@ -66,26 +66,32 @@ def write_card(version_dir: Path, meta: dict) -> None:
     )
     pieces = meta["featurizer"].get("pieces")
     piece_note = ""
-    if pieces and pieces.get("per_tag_scores"):
-        axes = cfg.get("piece_norm_axes", 0)
-        length = f"the length of its first {axes} coordinates" if axes else "the number of pieces"
+    if pieces:
+        scale = cfg["embedding_scale"]
+        if pieces.get("per_tag_scores"):
+            axes = cfg.get("piece_norm_axes", 0)
+            length = f"the length of its first {axes} coordinates" if axes else "the number of pieces"
+            summed = (
+                f"  subword pieces (the WordPiece vocabulary of {pieces['model']}); the sum of their\n"
+                f"  vectors divided by {length}, x{scale}, appended after the keyword hits.\n"
+            )
+            stored = (
+                ". That part of the classifier is linear, so it folds into the pieces:\n"
+                "  `pieces.npz` holds each piece's logit per tag and the coordinates that give the length\n"
+                "  (float32); the served model sums those and divides.\n"
+            )
+        else:
+            summed = (
+                f"  subword pieces (`pieces.npz`, the WordPiece vocabulary of {pieces['model']}),\n"
+                f"  their vectors summed and scaled to unit length, x{scale}, appended after\n"
+                "  the keyword hits.\n"
+            )
+            stored = ", float16.\n"
         piece_note = (
             f"- Piece embedding (same pass): each word cut greedily into the longest of {pieces['pieces']}\n"
-            f"  subword pieces (the WordPiece vocabulary of {pieces['model']}); the sum of their\n"
-            f"  vectors divided by {length}, x{cfg['embedding_scale']}, appended after the keyword hits.\n"
-            "  A piece's vector is the encoder's mean-pooled output for the piece alone, projected on\n"
-            f"  {pieces['dims']} axes. That part of the classifier is linear, so it folds into the pieces:\n"
-            "  `pieces.npz` holds each piece's logit per tag and the coordinates that give the length\n"
-            "  (float32); the served model sums those and divides.\n"
-        )
-    elif pieces:
-        piece_note = (
-            f"- Piece embedding (same pass): each word cut greedily into the longest of {pieces['pieces']}\n"
-            f"  subword pieces (`pieces.npz`, the WordPiece vocabulary of {pieces['model']}),\n"
-            f"  their vectors summed and scaled to unit length, x{cfg['embedding_scale']}, appended after\n"
-            "  the keyword hits.\n"
-            "  A piece's vector is the encoder's mean-pooled output for the piece alone, projected on\n"
-            f"  {pieces['dims']} axes, float16.\n"
+            + summed
+            + "  A piece's vector is the encoder's mean-pooled output for the piece alone, projected on\n"
+            + f"  {pieces['dims']} axes{stored}"
         )
     auto_rows = _auto_tag_rows(labels, meta["thresholds"], auto, cv.get("auto_tag_cross_fitted"))
     inputs = "\n".join(f"| {i['input']} | {i['source']} | {i['licence']} |" for i in meta.get("inputs", []))
