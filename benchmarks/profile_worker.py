@@ -9,11 +9,19 @@ Writes ``profile-worker-<view>.speedscope.json`` (open at https://www.speedscope
 worker's own functions by inclusive share. py-spy sees Python threads only: time inside a C extension
 (onnxruntime, librdkafka, msgspec) is charged to the Python frame that called it, and librdkafka's own
 threads are not seen.
+
+How busy each thread was comes from the kernel, not from the samples: py-spy counts a thread that is
+runnable but waiting for a core as active, so on a machine with more runnable threads than cores its
+shares read as "on CPU" what is queueing. ``/proc/<pid>/task/<tid>/schedstat`` splits the window into
+on a core, waiting for one, and asleep (I/O, a lock, the GIL); ``/proc/stat`` and each process's CPU
+say who else took the cores meanwhile (the broker, the harness). py-spy runs ``--nonblocking``: by
+default it stops the process for every sample, which slowed the drain by a fifth to a third.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -22,11 +30,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness import Sink, _cpu_seconds, produce_bulk, produce_paced
+from harness import _CLOCK_TICKS, Sink, _cpu_seconds, produce_bulk, produce_paced
 
 SAMPLE_RATE_HZ = 100
 # The longest a view records: the paced one lasts this long; the backlog one stops once it is drained.
@@ -55,6 +64,97 @@ CATEGORIES = (
 #: A sample whose innermost frame is the loop itself is in consume() (C, with the GIL released).
 CONSUME = ("consume (librdkafka consume())", "HotPath.run")
 HOT_THREADS = ("hot-path", "scoring")
+#: How py-spy names a thread's profile: its thread id and Python name.
+_PROFILE_NAME = re.compile(r'Thread (\d+) "(.*)"')
+
+
+def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
+    """Per thread of ``pid``: (kernel name, seconds on a core, seconds runnable but waiting for one)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm, open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                on_cpu, waiting = (int(v) / 1e9 for v in f.read().split()[:2])
+                out[int(tid)] = (comm.read().strip(), on_cpu, waiting)
+        except OSError:  # the thread ended
+            continue
+    return out
+
+
+def machine_times() -> tuple[float, float]:
+    """(busy, idle) seconds of all cores together since boot, from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        fields = [int(v) / _CLOCK_TICKS for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields[:8]) - idle, idle
+
+
+@dataclass
+class Window:
+    """What the kernel says of the worker's threads and of the machine over the window recorded."""
+
+    pid: int
+    others: dict[str, int]  # other processes sharing the cores, by what they are (the broker, ...)
+    seconds: float = 0.0
+    threads: dict[int, tuple[str, float, float]] = field(default_factory=dict)
+    machine: tuple[float, float] = (0.0, 0.0)
+    processes: dict[str, float] = field(default_factory=dict)
+    _began: float = 0.0
+
+    def start(self) -> None:
+        self.threads, self.machine = thread_times(self.pid), machine_times()
+        self.processes = {name: _cpu_seconds(pid) for name, pid in self._all().items()}
+        self._began = time.monotonic()
+
+    def stop(self) -> None:
+        """From now on the fields hold what happened between ``start`` and now."""
+        self.seconds = time.monotonic() - self._began
+        before = self.threads
+        self.threads = {}
+        for tid, (name, on_cpu, waiting) in thread_times(self.pid).items():
+            _, on_cpu_before, waiting_before = before.get(tid, (name, 0.0, 0.0))  # 0: a thread started since
+            self.threads[tid] = (name, on_cpu - on_cpu_before, waiting - waiting_before)
+        busy, idle = machine_times()
+        self.machine = (busy - self.machine[0], idle - self.machine[1])
+        self.processes = {name: _cpu_seconds(pid) - self.processes[name] for name, pid in self._all().items()}
+
+    def _all(self) -> dict[str, int]:
+        return {"worker": self.pid, **self.others}
+
+    def describe(self, names: dict[int, str]) -> str:
+        """Markdown: the machine's cores by process, and per busy thread of the worker where its time
+        went. ``names``: Python's thread names by thread id (py-spy's), else the kernel's is shown."""
+        cores = os.cpu_count() or 1
+        busy, idle = self.machine
+        known = sum(self.processes.values())
+        lines = [
+            f"**Cores over the {self.seconds:.1f} s** ({cores} cores): busy {busy / self.seconds:.2f}, idle "
+            f"{idle / self.seconds:.2f}; "
+            + ", ".join(f"{name} {cpu / self.seconds:.2f}" for name, cpu in self.processes.items())
+            + f", everything else {max(busy - known, 0.0) / self.seconds:.2f}.",
+            "",
+            "| worker thread | on a core | waiting for a core | asleep (I/O, locks, the GIL) |",
+            "|---|---|---|---|",
+        ]
+        for tid, (name, on_cpu, waiting) in sorted(self.threads.items(), key=lambda t: -t[1][1]):
+            if on_cpu + waiting < 0.02 * self.seconds:
+                continue
+            asleep = max(self.seconds - on_cpu - waiting, 0.0)
+            lines.append(
+                f"| {_thread_name(names.get(tid, name))} | {on_cpu / self.seconds:.0%} | "
+                f"{waiting / self.seconds:.0%} | {asleep / self.seconds:.0%} |"
+            )
+        return "\n".join([*lines, ""])
+
+
+def python_thread_names(speedscope: dict[str, Any]) -> dict[int, str]:
+    """Thread id -> Python thread name, from py-spy's profile names (``Thread 123 "hot-path"``)."""
+    names = {}
+    for profile in speedscope["profiles"]:
+        match = _PROFILE_NAME.match(profile["name"])
+        if match:
+            names[int(match.group(1))] = match.group(2)
+    return names
 
 
 def package_of(path: str) -> str:
@@ -75,11 +175,12 @@ def _frame(frame: dict[str, Any]) -> str:
     return f"{frame['name']} ({package_of(frame['file'])}/{Path(frame['file']).name})"
 
 
-def summarize(speedscope: dict[str, Any], title: str, seconds: float, top: int = 10) -> str:
-    """Markdown, per Python thread: its share of the ``seconds`` recorded, self time by package, and the
-    heaviest frames by inclusive share (frames on every sample, the thread's entry points, left out)."""
+def summarize(speedscope: dict[str, Any], title: str, window: Window, top: int = 10) -> str:
+    """Markdown: where the cores went over the ``window`` (kernel figures), then per Python thread its
+    samples, self time by package, and the heaviest frames by inclusive share (frames on every sample,
+    the thread's entry points, left out)."""
     frames = speedscope["shared"]["frames"]
-    lines = [f"## {title}", ""]
+    lines = [f"## {title}", "", window.describe(python_thread_names(speedscope))]
     total = sum(len(p["samples"]) for p in speedscope["profiles"])
     for profile in sorted(speedscope["profiles"], key=lambda p: -len(p["samples"])):
         samples = [stack for stack in profile["samples"] if stack]
@@ -92,8 +193,7 @@ def summarize(speedscope: dict[str, Any], title: str, seconds: float, top: int =
             inclusive.update({_frame(frames[i]) for i in stack})  # one count per function, whatever the line
         heavy = [(name, c) for name, c in inclusive.most_common() if c < 0.95 * n][:top]
         lines += [
-            f"### {_thread_name(profile['name'])}: {n / (seconds * SAMPLE_RATE_HZ):.0%} of the "
-            f"{seconds:.1f} s recorded",
+            f"### {_thread_name(profile['name'])}: {n:,} samples",
             "",
             "| innermost frame's package | share |",
             "|---|---|",
@@ -116,31 +216,40 @@ def _category(names: list[str]) -> str:
     return CONSUME[0] if names and names[-1] == CONSUME[1] else "other"
 
 
-def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float) -> str:
-    """Markdown: the samples of the hot-path and scoring threads by category, as shares of each thread
-    and as µs per event (samples x sampling interval / events). The worker's CPU per event, from /proc
-    over the same window, is the reference: what it has beyond both threads' samples is librdkafka's own
-    threads and the rest of the process. On-CPU samples include time a thread was runnable but waiting
-    for a core, so on a loaded machine the shares hold better than the µs."""
+def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float, window: Window) -> str:
+    """Markdown: the samples of the hot-path and scoring threads by category, as shares of each thread,
+    and as µs per event: each thread's seconds on a core (the kernel's, over the window) shared out as
+    its samples are. Samples alone would also count the time a thread waited for a core. The worker's
+    CPU per event, from /proc over the same window, is the reference: what it has beyond both threads is
+    librdkafka's own threads and the rest of the process."""
     frames = speedscope["shared"]["frames"]
     per_thread: dict[str, Counter[str]] = {t: Counter() for t in HOT_THREADS}
+    on_cpu = dict.fromkeys(HOT_THREADS, 0.0)
     for profile in speedscope["profiles"]:
         thread = next((t for t in HOT_THREADS if t in profile["name"]), None)
         if thread is None:
             continue
+        match = _PROFILE_NAME.match(profile["name"])
+        if match:
+            on_cpu[thread] += window.threads.get(int(match.group(1)), ("", 0.0, 0.0))[1]
         for stack in profile["samples"]:
             if stack:
                 per_thread[thread][_category([_frame(frames[i]).split(" (")[0] for i in stack])] += 1
-    both = sum(per_thread.values(), Counter())
-    us = 1e6 / SAMPLE_RATE_HZ / max(1, events)  # µs per event that one sample stands for
-    sampled = sum(both.values()) * us
+    share = {
+        t: {label: c / max(1, sum(per_thread[t].values())) for label, c in per_thread[t].items()}
+        for t in HOT_THREADS
+    }
+    per_event = 1e6 / max(1, events)
+    labels = sorted(
+        {label for t in HOT_THREADS for label in per_thread[t]},
+        key=lambda label: -sum(share[t].get(label, 0.0) * on_cpu[t] for t in HOT_THREADS),
+    )
     rows = [
         f"| {label} | "
-        + " | ".join(f"{per_thread[t][label] / max(1, sum(per_thread[t].values())):.0%}" for t in HOT_THREADS)
-        + f" | {count * us:.1f} |"
-        for label, count in both.most_common()
+        + " | ".join(f"{share[t].get(label, 0.0):.0%}" for t in HOT_THREADS)
+        + f" | {sum(share[t].get(label, 0.0) * on_cpu[t] for t in HOT_THREADS) * per_event:.1f} |"
+        for label in labels
     ]
-    cpu = cpu_seconds * 1e6 / max(1, events)
     return "\n".join(
         [
             "### Where the time goes: the hot-path and scoring threads",
@@ -148,8 +257,8 @@ def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float)
             "| work | share of hot-path thread | share of scoring thread | µs per event |",
             "|---|---|---|---|",
             *rows,
-            f"| both threads, sampled | | | {sampled:.1f} |",
-            f"| the worker's CPU (/proc), all threads | | | {cpu:.1f} |",
+            f"| both threads, on a core | | | {sum(on_cpu.values()) * per_event:.1f} |",
+            f"| the worker's CPU (/proc), all threads | | | {cpu_seconds * per_event:.1f} |",
             "",
         ]
     )
@@ -162,9 +271,9 @@ def _record(
     started: Callable[[], object],
     until: Callable[[], object],
     *extra: str,
-) -> tuple[float, bool]:
+) -> bool:
     """py-spy on ``pid``: ``started()`` once it samples, then ``until()`` (at most ``PROFILE_SECONDS``).
-    Returns the seconds recorded and whether ``until()`` finished (did not return False).
+    Returns whether ``until()`` finished (did not return False).
 
     Attaching takes a moment: a SIGINT before py-spy samples would kill it before it writes anything,
     and the time and events before then have no samples."""
@@ -177,6 +286,7 @@ def _record(
         str(PROFILE_SECONDS),
         "-r",
         str(SAMPLE_RATE_HZ),
+        "--nonblocking",
     ]
     record += ["-f", "speedscope", "-o", str(target), *extra]
     spy = subprocess.Popen(record, stdout=subprocess.PIPE, text=True)
@@ -189,10 +299,8 @@ def _record(
         else:
             raise subprocess.CalledProcessError(spy.wait(), record)
         time.sleep(0.05)  # py-spy says it samples just before it handles Ctrl-C
-        begin = time.monotonic()
         started()
         finished = until() is not False
-        seconds = min(time.monotonic() - begin, PROFILE_SECONDS)
     finally:
         if spy.poll() is None:
             spy.send_signal(signal.SIGINT)  # py-spy stops and writes what it recorded
@@ -204,14 +312,14 @@ def _record(
         print(rest, end="", file=sys.stderr)  # its "behind in sampling" warnings and sample count
     if spy.returncode:
         raise subprocess.CalledProcessError(spy.returncode, record)
-    return seconds, finished
+    return finished
 
 
-def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tuple[int, float, float]:
+def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tuple[int, float, Window]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
     record it draining a backlog (``rate`` None, on-CPU, until the backlog is out) or under ``rate``
     events/s (GIL holders). Returns the events that came out while recording, the worker's CPU seconds
-    meanwhile and the seconds recorded."""
+    meanwhile and what the kernel says of that window."""
     from run import PARTITIONS, STARTUP_TIMEOUT_S, PipelineFailed, encoded, launch, run_topics
 
     with run_topics(bench, "worker") as (run_id, topics):
@@ -227,17 +335,25 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
                 raise PipelineFailed("worker: no output; its log:\n" + "\n".join(processes.stop()))
             pid = processes.procs[0].pid
             before: list[float] = []
+            others = {"broker": bench.broker_pid, "harness": os.getpid()}
+            window = Window(pid, {name: other for name, other in others.items() if other is not None})
 
             def started() -> None:
                 before[:] = [len(sink.seen), _cpu_seconds(pid)]
+                window.start()
+
+            def until(work: Callable[[], object]) -> object:
+                result = work()
+                window.stop()
+                return result
 
             if rate is None:
                 drained = partial(sink.wait_for, bench.mode.events, PROFILE_SECONDS, processes)
-                seconds, finished = _record(pyspy, pid, target, started, drained)
+                finished = _record(pyspy, pid, target, started, partial(until, drained))
             else:
                 events = encoded(int(rate * PROFILE_SECONDS), run_id)
                 paced = partial(produce_paced, bench.bootstrap, topics.raw, events, rate)
-                seconds, finished = _record(pyspy, pid, target, started, paced, "--gil")
+                finished = _record(pyspy, pid, target, started, partial(until, paced), "--gil")
             if not finished:
                 raise PipelineFailed(
                     f"worker: the backlog was not out within {PROFILE_SECONDS} s; its log:\n"
@@ -252,7 +368,7 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
     target.write_text(
         target.read_text().replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", "")
     )
-    return done, cpu, seconds
+    return done, cpu, window
 
 
 def profile(bench: Any, out: Path, about: str) -> None:
@@ -265,14 +381,18 @@ def profile(bench: Any, out: Path, about: str) -> None:
         ("gil-1000", LOW_LOAD_PER_S, f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
     ]
     sections = ["# Worker profile (py-spy)", "", about, ""]
+    # A broker started moments ago spends most of a core compiling its own code (0.85 cores at 1,000
+    # events/s in its first 15 s, 0.2 after a minute): one drain first, not recorded.
+    print("warming up the broker: one drain of the backlog, not recorded", file=sys.stderr)
+    _profile_one(bench, pyspy, bench.scratch / "warm-up.speedscope.json", None)
     for name, rate, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)
-        done, cpu, seconds = _profile_one(bench, pyspy, target, rate)
+        done, cpu, window = _profile_one(bench, pyspy, target, rate)
         speedscope = json.loads(target.read_text())
-        sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)", seconds))
+        sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)", window))
         if rate is None and done:
-            sections.append(where_time_goes(speedscope, done, cpu))
+            sections.append(where_time_goes(speedscope, done, cpu, window))
     summary = "\n".join(sections)
     (out / "profile-worker.md").write_text(summary + "\n")
     print(summary)
