@@ -93,6 +93,15 @@ class TrainConfig:
     target_precision: float = 0.985
     min_class_coverage: float = 0.8
 
+    def __post_init__(self) -> None:
+        """A setting that cannot be trained is refused here, in one line, before minutes of training:
+        too many norm axes would otherwise export a pieces table of the wrong width."""
+        if not 0 <= self.piece_norm_axes <= self.embedding_dims:
+            raise ValueError(
+                f"TrainConfig: piece_norm_axes={self.piece_norm_axes} must be between 0 and "
+                f"embedding_dims={self.embedding_dims}"
+            )
+
 
 def keyword_lists() -> dict[str, tuple[str, ...]]:
     """The keyword baseline's lists (``rules.KEYWORDS``) in label order: the columns of the hits."""

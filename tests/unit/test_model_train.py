@@ -154,6 +154,13 @@ def test_failure_while_writing_leaves_no_folder(
     assert not (tmp_path / "models" / artefacts.POINTER).exists()
 
 
+@pytest.mark.parametrize("axes", [-1, 9])
+def test_piece_norm_axes_outside_the_embedding_are_refused_before_training(axes: int) -> None:
+    with pytest.raises(ValueError, match=f"piece_norm_axes={axes} must be between 0 and embedding_dims=8"):
+        TrainConfig(embedding_dims=8, piece_norm_axes=axes)
+    assert TrainConfig(embedding_dims=8, piece_norm_axes=8).piece_norm_axes == 8  # all of them is fine
+
+
 def test_nb_weights_favour_columns_that_separate_classes() -> None:
     # column 0 only in class 0, column 1 in every post: the telling column must weigh more.
     X = sp.csr_matrix(np.array([[1, 1], [1, 1], [0, 1], [0, 1]], dtype=float))
