@@ -548,8 +548,10 @@ def ab_headline(results: dict) -> list[str]:
     meta = results["meta"]
     m, codes = meta["machine"], meta.get("codes", {})
     during = m.get("load_avg_1min_during") or {}
+    # Each variant serves the model its own revision names (records before that name only the first's).
     named = "; ".join(
         f"{label} = {c['source']} {c['commit'][:10]}" + (" with changes" * bool(c.get("modified")))
+        + f", model {c.get('model', meta.get('model_version'))}"
         for label, c in codes.items()
     )
     load = f"1-min load average {m['load_avg_at_start'][0]:.1f} at start"
@@ -559,7 +561,7 @@ def ab_headline(results: dict) -> list[str]:
         f"A/B run of {meta['date']}, {meta['duration_s'] / 60:.0f} min: {named}; interleaved run by run, "
         f"{meta['saturation_runs']} saturation runs of {meta['events']:,} events and "
         f"{meta.get('latency_runs', 1)} runs of {meta['load_seconds']:g} s per offered load, medians; "
-        f"broker: {meta['broker']}; model {meta.get('model_version')}",
+        f"broker: {meta['broker']}",
         f"machine: {m['cpu']}, {m['cores']} cores; {load}",
     ]
 

@@ -694,7 +694,7 @@ def prepare_code(spec: str, scratch: Path) -> Code:
         record = {"source": f"git {rev}", "commit": commit, "modified": False}
     env = {"PYTHONPATH": str(root), **settings}  # ahead of the editable install, which maps to the work tree
     _build_kernels(root, scratch, env)
-    return Code(spec, env, models / version_name, {**record, "settings": settings})
+    return Code(spec, env, models / version_name, {**record, "settings": settings, "model": version_name})
 
 
 # What the package's own build reads, beside the package: it compiles the kernels (Cython) at install.
