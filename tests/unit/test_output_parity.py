@@ -6,9 +6,12 @@ the inputs are resampled posts with their author tags, every message of the nast
 again (in the same batch, the next one, much later) with other texts, and odd Kafka timestamps, in
 batches of many sizes, with an observer that annotates outcomes and adds records of its own.
 
-A message added to tests/corpus/raw changes the digest: record the new ``DIGEST`` (the failing
-assertion prints it) in a commit that changes nothing else, so that the digest moves with its inputs
-only, never with a change to how outputs are built.
+The same inputs in the hot path's order under load (batches overlapped, scored in chunks, a model
+swapped mid-stream) are held to a second digest, ``DIGEST_OVERLAPPED``.
+
+A message added to tests/corpus/raw changes both digests: record the new ones (the failing assertions
+print them) in a commit that changes nothing else, so that the digests move with their inputs only,
+never with a change to how outputs are built.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import numpy as np
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Message
 
 from stream_tagger.tools.sources import dataset_events
-from stream_tagger.worker.pipeline import OutputRecord, Pipeline, ScoredBatch, Topics
+from stream_tagger.worker.pipeline import OutputRecord, Pipeline, PreparedBatch, ScoredBatch, Topics
 from tests.unit.test_pipeline import LABELS, FakePrediction
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "raw"
 TOPICS = Topics(tagged="tagged", review="review", dead_letter="dlq")
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
 DIGEST = "43ca18c6a79fc3cfa8da61a9edbefa6a59cbc381d87928c94c1fe9daa70c30a8"
+DIGEST_OVERLAPPED = "605f53f50b8fb9da26d5dec948626e6efdf92d0436402fd406e475aca12bbdd5"
 
 
 class HashPredictor:
@@ -46,6 +50,13 @@ class HashPredictor:
         sharp = raw**3
         probs = (sharp / sharp.sum(axis=1, keepdims=True)).astype(np.float32)
         return FakePrediction(probs, np.zeros(len(texts), np.float32))
+
+
+class SwappedPredictor(HashPredictor):
+    """Another model: another version and other thresholds, the same probabilities."""
+
+    version = "hash-2"
+    thresholds: ClassVar = dict(zip(LABELS, (0.3, 0.6, 0.3, 0.5), strict=True))
 
 
 class Annotator:
@@ -85,22 +96,54 @@ def inputs() -> list[Message]:
     ]
 
 
-def published(pipe: Pipeline, messages: list[Message]) -> bytes:
+def published(pipe: Pipeline, messages: list[Message], overlap: bool = False) -> bytes:
+    """The digest of every record published for ``messages`` in batches of many sizes. ``overlap``: as the
+    hot path runs under load, batch N+1 is prepared and scored (its chunks last to first) before batch N
+    is finished, and a second model is served from the 40th batch on."""
     digest = hashlib.sha256()
-    start, sizes = 0, [1, 2, 64, 7, 200, 33, 128, 1, 300, 5]
-    for size in sizes * 10:
-        if start >= len(messages):
-            break
-        for topic, key, value in pipe.process(messages[start : start + size]).records:
+
+    def emit(batch: PreparedBatch) -> None:
+        for topic, key, value in pipe.finish(batch).records:
             for part in (topic.encode(), key or b"\x00", value):
                 digest.update(len(part).to_bytes(4, "big") + part)
+
+    start, sizes = 0, [1, 2, 64, 7, 200, 33, 128, 1, 300, 5]
+    waiting: PreparedBatch | None = None
+    for n, size in enumerate(sizes * 10):
+        if start >= len(messages):
+            break
+        if overlap and n == 40:
+            pipe.serve(SwappedPredictor())
+        batch = pipe.prepare(messages[start : start + size])
+        for task in reversed(pipe.scoring_tasks(batch)) if overlap else pipe.scoring_tasks(batch):
+            task()
+        if waiting is not None:
+            emit(waiting)
+        waiting = batch if overlap else None
+        if not overlap:
+            emit(batch)
         start += size
+    if waiting is not None:
+        emit(waiting)
     return digest.hexdigest().encode()
 
 
-def test_published_bytes_match_the_recorded_digest() -> None:
-    pipe = Pipeline(
+def pipeline(score_chunks: int = 1) -> Pipeline:
+    return Pipeline(
         HashPredictor(), TOPICS, max_event_bytes=20_000, top_k=2, dedup_window=500,
-        observers=[Annotator()], clock=lambda: NOW,
+        observers=[Annotator()], clock=lambda: NOW, score_chunks=score_chunks,
     )
-    assert published(pipe, inputs()).decode() == DIGEST
+
+
+def test_published_bytes_match_the_recorded_digest() -> None:
+    assert published(pipeline(), inputs()).decode() == DIGEST
+    assert published(pipeline(score_chunks=3), inputs()).decode() == DIGEST
+
+
+def test_overlapped_chunked_batches_and_a_model_swap_publish_the_recorded_bytes() -> None:
+    """The hot path's order under load, held to its own digest: an id in a batch prepared before the
+    previous one is finished is scored again (and so annotated by its new batch's observers), and a batch
+    prepared before a swap is finished with the model that scored it. How a batch is cut into chunks,
+    and in which order they run, changes nothing."""
+    assert published(pipeline(score_chunks=3), inputs(), overlap=True).decode() == DIGEST_OVERLAPPED
+    assert published(pipeline(), inputs(), overlap=True).decode() == DIGEST_OVERLAPPED
