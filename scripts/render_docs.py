@@ -33,6 +33,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,13 +81,13 @@ def _read_json(root: Path, relative: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _labels(root: Path) -> dict[str, str]:
-    """The pipelines' readable names, as the benchmark's own tables (benchmarks/report.py) give them."""
+def _report(root: Path) -> ModuleType:
+    """The benchmark's own report module (benchmarks/report.py): the docs show its tables, not copies."""
     sys.path.insert(0, str(root / "benchmarks"))
     try:
         import report
 
-        return dict(report.LABELS)
+        return report
     finally:
         sys.path.remove(str(root / "benchmarks"))
 
@@ -155,26 +156,6 @@ def _machine_line(meta: dict) -> str:
     return text + "." + (" Versions: " + ", ".join(found) + "." if found else "")
 
 
-def _saturations(results: dict) -> dict[str, dict]:
-    """The saturation line of each pipeline, then the worker as 2 processes (a sweep of the JSON)."""
-    lines = {kind: entry.get("saturation") or {} for kind, entry in (results.get("pipelines") or {}).items()}
-    two = [run for run in (results.get("sweeps") or {}).get("workers", []) if run.get("procs") == 2]
-    if two:
-        lines["worker x2"] = two[0]
-    return lines
-
-
-def _runs_note(sat: dict) -> str:
-    if "error" in sat:
-        return "failed (see the JSON)"
-    if sat.get("time_capped"):
-        return f"time-capped: {_num(sat.get('delivered'))} of {_num(sat.get('sent'))} out"
-    runs = sat.get("runs_events_per_s") or []
-    if len(runs) > 1:
-        return f"median of {len(runs)}: {_num(min(runs))}-{_num(max(runs))}"
-    return "one run"
-
-
 def _times(value: Any) -> str:
     return f"{value:.2f}x" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
 
@@ -183,24 +164,26 @@ def _share(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
 
 
-def _latest_run(root: Path) -> tuple[dict, Callable[[str], str]] | None:
-    """``latest.json`` and the pipelines' display names, or None when there is no run."""
+def _namer(report: ModuleType) -> Callable[[str], str]:
+    """A pipeline's readable name, as the benchmark's own tables give it."""
+    return lambda kind: report.LABELS.get(kind, kind)
+
+
+def _latest_run(root: Path) -> tuple[dict, ModuleType] | None:
+    """``latest.json`` and the benchmark's report module that reads it, or None when there is no run."""
     results = _read_json(root, RESULTS / "latest.json")
     if results is None:
         return None
-    labels = _labels(root)
-    return results, lambda kind: labels.get(kind, kind)
+    return results, _report(root)
 
 
 def render_bench_run(root: Path) -> list[str]:
     run = _latest_run(root)
     if run is None:
         return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
-    results, name = run
+    results, report = run
+    name = _namer(report)
     meta = results.get("meta") or {}
-    lines = _saturations(results)
-    quix = (lines.get("quix") or {}).get("events_per_s")
-    ceiling = (lines.get("passthrough") or {}).get("events_per_s")
     out = [
         _run_line(meta),
         "",
@@ -209,32 +192,7 @@ def render_bench_run(root: Path) -> list[str]:
         "**Saturation** (N events produced first, then drained; events/s as the output reader gets them):",
         "",
     ]
-    rows = []
-    for kind, sat in lines.items():
-        rate = sat.get("events_per_s")
-        rows.append(
-            [
-                name(kind),
-                _num(rate),
-                _times(rate / quix) if rate and quix else "-",
-                _share(rate / ceiling) if rate and ceiling else "-",
-                _num(sat.get("cpu_us_per_event")),
-                _num(sat.get("cores_busy"), 2),
-                _num(sat.get("peak_rss_mb")),
-                _runs_note(sat),
-            ]
-        )
-    header = [
-        "pipeline",
-        "events/s",
-        "x Quix",
-        "of ceiling",
-        "CPU µs/event",
-        "cores busy",
-        "peak RSS MB",
-        "runs",
-    ]
-    out += _table(header, rows)
+    out += _table(report.SATURATION_HEADER, report.saturation_rows(results))
 
     ratios = results.get("ratios") or {}
     if ratios:
@@ -338,8 +296,9 @@ def render_bench_headline(root: Path) -> list[str]:
     run = _latest_run(root)
     if run is None:
         return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
-    results, name = run
-    lines = _saturations(results)
+    results, report = run
+    name = _namer(report)
+    lines = report.saturations(results)
     quix = (lines.get("quix") or {}).get("events_per_s")
     rows = [
         [name(kind), _num(sat.get("events_per_s")), _times(sat["events_per_s"] / quix) if quix else "-"]
