@@ -550,7 +550,8 @@ def ab_headline(results: dict) -> list[str]:
     during = m.get("load_avg_1min_during") or {}
     # Each variant serves the model its own revision names (records before that name only the first's).
     named = "; ".join(
-        f"{label} = {c['source']} {c['commit'][:10]}" + (" with changes" * bool(c.get("modified")))
+        f"{label} = {c['source']} {c['commit'][:10]}"
+        + (" with changes" * bool(c.get("modified")))
         + f", model {c.get('model', meta.get('model_version'))}"
         for label, c in codes.items()
     )

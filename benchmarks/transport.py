@@ -102,21 +102,37 @@ class Clients:
 
     def __init__(self, args: argparse.Namespace, bootstrap: str, counters: Counters) -> None:
         self.args, self.counters = args, counters
-        self.common = {"bootstrap.servers": bootstrap, "socket.nagle.disable": args.nagle_off,
-                       "statistics.interval.ms": STATS_MS}
+        self.common = {
+            "bootstrap.servers": bootstrap,
+            "socket.nagle.disable": args.nagle_off,
+            "statistics.interval.ms": STATS_MS,
+        }
 
     def consumer(self, topic: str, group: str, wait_ms: int, min_bytes: int) -> Consumer:
-        consumer = Consumer({**self.common, "group.id": group, "auto.offset.reset": "latest",
-                             "session.timeout.ms": 6_000, "heartbeat.interval.ms": 500,
-                             "fetch.wait.max.ms": wait_ms, "fetch.min.bytes": min_bytes,
-                             "stats_cb": self.counters.on_consumer_stats})
+        consumer = Consumer(
+            {
+                **self.common,
+                "group.id": group,
+                "auto.offset.reset": "latest",
+                "session.timeout.ms": 6_000,
+                "heartbeat.interval.ms": 500,
+                "fetch.wait.max.ms": wait_ms,
+                "fetch.min.bytes": min_bytes,
+                "stats_cb": self.counters.on_consumer_stats,
+            }
+        )
         consumer.subscribe([topic])
         return consumer
 
     def producer(self, linger_ms: float) -> Producer:
-        return Producer({**self.common, "linger.ms": linger_ms,
-                         "batch.num.messages": self.args.batch_messages,
-                         "stats_cb": self.counters.on_producer_stats})
+        return Producer(
+            {
+                **self.common,
+                "linger.ms": linger_ms,
+                "batch.num.messages": self.args.batch_messages,
+                "stats_cb": self.counters.on_producer_stats,
+            }
+        )
 
 
 def start_helpers(clients: Clients, topics: list[str], stop: threading.Event) -> list[threading.Thread]:
@@ -132,8 +148,9 @@ def start_helpers(clients: Clients, topics: list[str], stop: threading.Event) ->
         relay_in = clients.consumer(source, f"relay-{source}", args.fetch_wait_ms, args.fetch_min_bytes)
         helpers.append(threading.Thread(target=run_until, args=(stop, relay_in, relay), daemon=True))
     for i in range(args.readers):
-        reader = clients.consumer(topics[-1], f"reader{i}-{topics[-1]}", args.reader_wait_ms,
-                                  args.reader_min_bytes)
+        reader = clients.consumer(
+            topics[-1], f"reader{i}-{topics[-1]}", args.reader_wait_ms, args.reader_min_bytes
+        )
         helpers.append(threading.Thread(target=run_until, args=(stop, reader, lambda _: None), daemon=True))
     for helper in helpers:
         helper.start()
@@ -145,8 +162,9 @@ def offer(args: argparse.Namespace, producer: Producer, topic: str, done: thread
     for i in range(total):
         if (delay := start + i / args.rate - time.perf_counter()) > 0:
             time.sleep(delay)
-        producer.produce(topic, b"x" * 290, key=str(i).encode() if args.keyed else None,
-                         timestamp=int(time.time() * 1000))
+        producer.produce(
+            topic, b"x" * 290, key=str(i).encode() if args.keyed else None, timestamp=int(time.time() * 1000)
+        )
         producer.poll(0)
     producer.flush(30)
     done.set()
@@ -171,8 +189,10 @@ def measure(args: argparse.Namespace) -> tuple[list[Window], list[tuple[float, f
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         while not any(m.error() is None for m in take(last, 0.2)):  # every hop joined and reading
             if time.monotonic() > deadline:
-                raise SystemExit(f"nothing came through in {JOIN_TIMEOUT_S:.0f} s: Tansu cuts a partition's "
-                                 "listing short at fetch.wait.max.ms: a topic this big starves the consumer")
+                raise SystemExit(
+                    f"nothing came through in {JOIN_TIMEOUT_S:.0f} s: Tansu cuts a partition's "
+                    "listing short at fetch.wait.max.ms: a topic this big starves the consumer"
+                )
             producer.produce(topics[0], WARM_UP)
             producer.flush(10)
         threading.Thread(target=offer, args=(args, producer, topics[0], done), daemon=True).start()
@@ -201,21 +221,30 @@ def measure(args: argparse.Namespace) -> tuple[list[Window], list[tuple[float, f
 def report(args: argparse.Namespace, windows: list[Window], seen: list[tuple[float, float]]) -> None:
     wall, lat = np.array([s[0] for s in seen]), np.array([s[1] for s in seen])
     relay = f" (relay {args.relay_linger_ms:g})" if args.hops > 1 else ""
-    readers = (f", {args.readers} readers (wait {args.reader_wait_ms} ms, min bytes {args.reader_min_bytes})"
-               if args.readers else "")
-    print(f"rate {args.rate:,.0f}/s, {args.hops} hop(s), linger {args.linger_ms:g} ms{relay}, "
-          f"fetch wait {args.fetch_wait_ms} ms, min bytes {args.fetch_min_bytes}, "
-          f"{args.partitions} partitions"
-          f"{', keyed' if args.keyed else ''}{', nagle off' if args.nagle_off else ''}{readers}, "
-          f"{args.storage_engine}: {len(lat):,} messages")
+    readers = (
+        f", {args.readers} readers (wait {args.reader_wait_ms} ms, min bytes {args.reader_min_bytes})"
+        if args.readers
+        else ""
+    )
+    print(
+        f"rate {args.rate:,.0f}/s, {args.hops} hop(s), linger {args.linger_ms:g} ms{relay}, "
+        f"fetch wait {args.fetch_wait_ms} ms, min bytes {args.fetch_min_bytes}, "
+        f"{args.partitions} partitions"
+        f"{', keyed' if args.keyed else ''}{', nagle off' if args.nagle_off else ''}{readers}, "
+        f"{args.storage_engine}: {len(lat):,} messages"
+    )
     for (t0, c0, _, f0), (t1, c1, b1, f1) in itertools.pairwise(windows):
         window = lat[(wall >= t0) & (wall < t1)]
         if len(window):
-            print(f"  {t0 - windows[0][0]:5.1f}s  broker {(c1 - c0) / (t1 - t0):.2f} cores  "
-                  f"{b1:7,} batches  {(f1 - f0) / (t1 - t0):5.0f} fetches/s  "
-                  f"p50 {np.percentile(window, 50):6.1f}  p99 {np.percentile(window, 99):6.1f} ms")
-    print(f"  all    p50 {np.percentile(lat, 50):.1f}  p99 {np.percentile(lat, 99):.1f}  "
-          f"p99.9 {np.percentile(lat, 99.9):.1f} ms")
+            print(
+                f"  {t0 - windows[0][0]:5.1f}s  broker {(c1 - c0) / (t1 - t0):.2f} cores  "
+                f"{b1:7,} batches  {(f1 - f0) / (t1 - t0):5.0f} fetches/s  "
+                f"p50 {np.percentile(window, 50):6.1f}  p99 {np.percentile(window, 99):6.1f} ms"
+            )
+    print(
+        f"  all    p50 {np.percentile(lat, 50):.1f}  p99 {np.percentile(lat, 99):.1f}  "
+        f"p99.9 {np.percentile(lat, 99.9):.1f} ms"
+    )
 
 
 def main() -> None:
@@ -223,14 +252,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1_000.0, help="messages per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--linger-ms", type=float, default=5, help="the first producer's linger.ms")
-    parser.add_argument("--batch-messages", type=int, default=10_000,
-                        help="the producers' batch.num.messages")
+    parser.add_argument(
+        "--batch-messages", type=int, default=10_000, help="the producers' batch.num.messages"
+    )
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumers' fetch.wait.max.ms")
     parser.add_argument("--fetch-min-bytes", type=int, default=1, help="the consumers' fetch.min.bytes")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--keyed", action="store_true",
-                        help="a distinct key per message, spread over the partitions like the pipeline's "
-                             "input (default: no key, librdkafka's sticky partitioner, one batch a request)")
+    parser.add_argument(
+        "--keyed",
+        action="store_true",
+        help="a distinct key per message, spread over the partitions like the pipeline's "
+        "input (default: no key, librdkafka's sticky partitioner, one batch a request)",
+    )
     parser.add_argument("--nagle-off", action="store_true", help="socket.nagle.disable on every client")
     parser.add_argument("--hops", type=int, default=1, choices=(1, 2), help="2: a relay in between")
     parser.add_argument("--relay-linger-ms", type=float, default=5, help="the relay producer's linger.ms")

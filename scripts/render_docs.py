@@ -660,8 +660,10 @@ def render_metrics(root: Path) -> list[str]:
                 rows.append([family.name, family.type, labels, family.documentation])
             continue
         rows.append([collector._name, collector._type, list(declared), collector._documentation])
-    rows = [[name + ("_total" if kind == "counter" else ""), kind, labels, doc]
-            for name, kind, labels, doc in rows]
+    rows = [
+        [name + ("_total" if kind == "counter" else ""), kind, labels, doc]
+        for name, kind, labels, doc in rows
+    ]
     rows.sort(key=lambda row: row[0])
     return _table(
         ["metric", "type", "labels", "meaning"],

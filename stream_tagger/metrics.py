@@ -52,7 +52,22 @@ END_TO_END_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 
 # Served thresholds run from ~0.7 to 0.999: each falls in a bucket at most 0.05 wide and narrower than
 # what is left above it, so the share of posts that clears it can be read from the histogram.
 CONFIDENCE_BUCKETS = (
-    0.25, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0
+    0.25,
+    0.5,
+    0.6,
+    0.65,
+    0.7,
+    0.75,
+    0.8,
+    0.85,
+    0.9,
+    0.95,
+    0.97,
+    0.98,
+    0.99,
+    0.995,
+    0.999,
+    1.0,
 )
 BATCH_SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
 REVIEW_RESOLUTION_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)

@@ -75,8 +75,9 @@ class ServiceProcess(ChildProcess):
 
     def start(self) -> Self:
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env)
+            self.proc = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+            )
         return self
 
     def output(self) -> str:
@@ -102,13 +103,15 @@ class ServiceProcess(ChildProcess):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
-                raise ProcessError(f"{self.name} exited during start-up; its log: {self.log_path}\n"
-                                   f"{self.log_tail()}")
+                raise ProcessError(
+                    f"{self.name} exited during start-up; its log: {self.log_path}\n{self.log_tail()}"
+                )
             if self.get("/ready")[0] == 200:
                 return self
             time.sleep(0.2)
-        raise ProcessError(f"{self.name} was not ready within {timeout:.0f}s; its log: {self.log_path}\n"
-                           f"{self.log_tail()}")
+        raise ProcessError(
+            f"{self.name} was not ready within {timeout:.0f}s; its log: {self.log_path}\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """The graceful stop that cannot hang (see ``stop_process``); the exit code."""
@@ -117,6 +120,7 @@ class ServiceProcess(ChildProcess):
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

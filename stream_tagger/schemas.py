@@ -28,8 +28,16 @@ def render(event_type: type[msgspec.Struct]) -> str:
 
 
 # Bounds a newer reader may widen but never narrow: (keyword, True when a larger value is narrower).
-_BOUNDS = (("maxLength", False), ("maximum", False), ("exclusiveMaximum", False), ("maxItems", False),
-           ("minLength", True), ("minimum", True), ("exclusiveMinimum", True), ("minItems", True))
+_BOUNDS = (
+    ("maxLength", False),
+    ("maximum", False),
+    ("exclusiveMaximum", False),
+    ("maxItems", False),
+    ("minLength", True),
+    ("minimum", True),
+    ("exclusiveMinimum", True),
+    ("minItems", True),
+)
 # Keywords that, new or changed on an existing value, can only reject more.
 _RESTRICTIONS = ("const", "pattern", "format")
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}

@@ -104,8 +104,12 @@ def run_worker(settings: Settings) -> int:
     ``WorkerFailed`` when the hot path stopped on a failure.
     """
     metrics = Metrics(CollectorRegistry())
-    return _serve_and_start(settings, metrics.registry, LOADING_MODEL,
-                            lambda probes, server: _start_worker(settings, metrics, probes, server))
+    return _serve_and_start(
+        settings,
+        metrics.registry,
+        LOADING_MODEL,
+        lambda probes, server: _start_worker(settings, metrics, probes, server),
+    )
 
 
 def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: WebServer) -> int:
@@ -131,8 +135,13 @@ def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: 
         probes.probe = service.probe
         online.start()
         tune_gc()
-        log.info("worker up: %s -> %s, model %s, web on :%d", settings.topic_raw, settings.topic_tagged,
-                 predictor.version, server.port)
+        log.info(
+            "worker up: %s -> %s, model %s, web on :%d",
+            settings.topic_raw,
+            settings.topic_tagged,
+            predictor.version,
+            server.port,
+        )
 
     code = _run_faust(service.faust_app, hand_over)
     if service.service.failure is not None:
@@ -144,8 +153,12 @@ def run_feedback_worker(settings: Settings) -> int:
     """The feedback worker (``feedback-worker``): web server, broker wait, then Faust until SIGTERM;
     the exit code. Raises ``BrokerRefused`` or ``BrokerWaitExpired`` as ``run_worker`` does."""
     metrics = FeedbackMetrics(CollectorRegistry())
-    return _serve_and_start(settings, metrics.registry, WAITING_FOR_BROKER,
-                            lambda probes, server: _start_feedback_worker(settings, metrics, probes, server))
+    return _serve_and_start(
+        settings,
+        metrics.registry,
+        WAITING_FOR_BROKER,
+        lambda probes, server: _start_feedback_worker(settings, metrics, probes, server),
+    )
 
 
 def _start_feedback_worker(
@@ -162,7 +175,11 @@ def _start_feedback_worker(
 
     def hand_over() -> None:
         probes.probe = probe
-        log.info("feedback worker up: %s + %s, web on :%d", settings.topic_tagged, settings.topic_feedback,
-                 server.port)
+        log.info(
+            "feedback worker up: %s + %s, web on :%d",
+            settings.topic_tagged,
+            settings.topic_feedback,
+            server.port,
+        )
 
     return _run_faust(app, hand_over)

@@ -389,8 +389,10 @@ class Settings(BaseSettings):
         if not isinstance(value, dict):
             raise ValueError('a JSON object of librdkafka properties, e.g. {"client.rack": "use1-az1"}')
         # librdkafka takes every value as a string; JSON's true and 5 mean "true" and "5".
-        return {key: json.dumps(item) if isinstance(item, bool | int | float) else item
-                for key, item in value.items()}
+        return {
+            key: json.dumps(item) if isinstance(item, bool | int | float) else item
+            for key, item in value.items()
+        }
 
     @field_validator("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra")
     @classmethod
@@ -409,14 +411,18 @@ class Settings(BaseSettings):
         self._check_properties()
         # Kafka answers every acks=all write to such a topic with NOT_ENOUGH_REPLICAS.
         if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
-            raise ValueError(f"STREAM_TAGGER_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) exceeds "
-                             f"STREAM_TAGGER_REPLICATION_FACTOR ({self.replication_factor}): every "
-                             "acknowledged write would fail")
+            raise ValueError(
+                f"STREAM_TAGGER_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) exceeds "
+                f"STREAM_TAGGER_REPLICATION_FACTOR ({self.replication_factor}): every "
+                "acknowledged write would fail"
+            )
         if self.delivery_timeout_ms > self.max_poll_interval_ms - _POLL_MARGIN_MS:
-            raise ValueError(f"STREAM_TAGGER_DELIVERY_TIMEOUT_MS ({self.delivery_timeout_ms}) must be at "
-                             f"least {_POLL_MARGIN_MS} below STREAM_TAGGER_MAX_POLL_INTERVAL_MS "
-                             f"({self.max_poll_interval_ms}): the hot path does not poll while it waits "
-                             "for acks, and a worker that does not poll in time is put out of the group")
+            raise ValueError(
+                f"STREAM_TAGGER_DELIVERY_TIMEOUT_MS ({self.delivery_timeout_ms}) must be at "
+                f"least {_POLL_MARGIN_MS} below STREAM_TAGGER_MAX_POLL_INTERVAL_MS "
+                f"({self.max_poll_interval_ms}): the hot path does not poll while it waits "
+                "for acks, and a worker that does not poll in time is put out of the group"
+            )
         return self
 
     def _read_secret_files(self) -> None:
@@ -433,8 +439,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{variable}: {path} is empty")
             given: SecretStr | None = getattr(self, name)
             if given is not None and given.get_secret_value() != value:
-                raise ValueError(f"{env_name(name)} and {variable} are both set, to different values: "
-                                 "set one")
+                raise ValueError(
+                    f"{env_name(name)} and {variable} are both set, to different values: set one"
+                )
             setattr(self, name, SecretStr(value))
 
     def _check_security(self) -> None:
@@ -445,29 +452,45 @@ class Settings(BaseSettings):
         sasl = protocol.startswith("SASL_")
         oauth = sasl and mechanism == "OAUTHBEARER"
         login = sasl and mechanism is not None and not oauth
-        required = {"sasl_mechanism": sasl, "sasl_username": login, "sasl_password": login,
-                    "oauth_token_endpoint_url": oauth, "oauth_client_id": oauth,
-                    "oauth_client_secret": oauth}
-        missing = [env_name(name) for name, needed in required.items()
-                   if needed and getattr(self, name) is None]
+        required = {
+            "sasl_mechanism": sasl,
+            "sasl_username": login,
+            "sasl_password": login,
+            "oauth_token_endpoint_url": oauth,
+            "oauth_client_id": oauth,
+            "oauth_client_secret": oauth,
+        }
+        missing = [
+            env_name(name) for name, needed in required.items() if needed and getattr(self, name) is None
+        ]
         if missing:
             raise ValueError(f"{' and '.join(missing)} must be set with {mechanism or protocol}")
-        used = {**dict.fromkeys(("ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_key_password"), tls),
-                "sasl_mechanism": sasl, "sasl_username": login, "sasl_password": login,
-                **dict.fromkeys(("oauth_token_endpoint_url", "oauth_client_id", "oauth_client_secret",
-                                 "oauth_scope"), oauth)}
+        used = {
+            **dict.fromkeys(("ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_key_password"), tls),
+            "sasl_mechanism": sasl,
+            "sasl_username": login,
+            "sasl_password": login,
+            **dict.fromkeys(
+                ("oauth_token_endpoint_url", "oauth_client_id", "oauth_client_secret", "oauth_scope"), oauth
+            ),
+        }
         for name, in_use in used.items():
             if getattr(self, name) is not None and not in_use:
                 by_protocol = name.startswith("ssl_") or name == "sasl_mechanism" or not sasl
-                why = (f"STREAM_TAGGER_SECURITY_PROTOCOL is {protocol}" if by_protocol
-                       else f"STREAM_TAGGER_SASL_MECHANISM is {mechanism}")
+                why = (
+                    f"STREAM_TAGGER_SECURITY_PROTOCOL is {protocol}"
+                    if by_protocol
+                    else f"STREAM_TAGGER_SASL_MECHANISM is {mechanism}"
+                )
                 raise ValueError(f"{env_name(name)} is set but not used: {why}")
         if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
-            raise ValueError("STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE go together "
-                             "(mutual TLS)")
+            raise ValueError(
+                "STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE go together (mutual TLS)"
+            )
         if self.ssl_key_password is not None and self.ssl_key_file is None:
-            raise ValueError("STREAM_TAGGER_SSL_KEY_PASSWORD is set but not used: "
-                             "no STREAM_TAGGER_SSL_KEY_FILE")
+            raise ValueError(
+                "STREAM_TAGGER_SSL_KEY_PASSWORD is set but not used: no STREAM_TAGGER_SSL_KEY_FILE"
+            )
         if tls:
             self._check_tls_files()
 
@@ -476,20 +499,26 @@ class Settings(BaseSettings):
         try:
             context = ssl.create_default_context(cafile=self.ssl_ca_file)
         except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"STREAM_TAGGER_SSL_CA_FILE: no PEM certificate in {self.ssl_ca_file} "
-                             f"({exc})") from None
+            raise ValueError(
+                f"STREAM_TAGGER_SSL_CA_FILE: no PEM certificate in {self.ssl_ca_file} ({exc})"
+            ) from None
         if self.ssl_cert_file is None or self.ssl_key_file is None:
             return
         try:
             context.load_cert_chain(self.ssl_cert_file, self.ssl_key_file, key_password(self))
         except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE: cannot use "
-                             f"{self.ssl_cert_file} with {self.ssl_key_file} ({exc})") from None
+            raise ValueError(
+                f"STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE: cannot use "
+                f"{self.ssl_cert_file} with {self.ssl_key_file} ({exc})"
+            ) from None
 
     def _check_properties(self) -> None:
         """librdkafka's own check of the pass-through's names and values, as it makes a client."""
-        checks = (("kafka_extra", Producer, {}), ("kafka_producer_extra", Producer, {}),
-                  ("kafka_consumer_extra", Consumer, {"group.id": "settings-check"}))
+        checks = (
+            ("kafka_extra", Producer, {}),
+            ("kafka_producer_extra", Producer, {}),
+            ("kafka_consumer_extra", Consumer, {"group.id": "settings-check"}),
+        )
         for name, client, required in checks:
             properties = getattr(self, name)
             if not properties:

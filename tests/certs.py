@@ -58,29 +58,67 @@ def _openssl(*args: str | Path, cwd: Path) -> None:
 
 def _signed(name: str, subject: str, san: str | None, cwd: Path) -> None:
     """``name``.key and ``name``.pem, signed by ca.pem."""
-    _openssl("req", "-new", *_NEW_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
-             cwd=cwd)
+    _openssl(
+        "req", "-new", *_NEW_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=cwd
+    )
     extensions = []
     if san is not None:
         (cwd / f"{name}.ext").write_text(f"subjectAltName={san}\n")
         extensions = ["-extfile", f"{name}.ext"]
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-out", f"{name}.pem", *extensions, cwd=cwd)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        f"{name}.pem",
+        *extensions,
+        cwd=cwd,
+    )
 
 
 def make_certs(directory: Path) -> Certs:
     if shutil.which("openssl") is None:
-        pytest.fail("the TLS tests make their certificates with the openssl command line: install it",
-                    pytrace=False)
+        pytest.fail(
+            "the TLS tests make their certificates with the openssl command line: install it", pytrace=False
+        )
     directory.mkdir(parents=True, exist_ok=True)
     for ca, subject in (("ca", "/CN=stream-tagger test CA"), ("untrusted-ca", "/CN=untrusted CA")):
-        _openssl("req", "-x509", *_NEW_KEY, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "2",
-                 "-subj", subject, cwd=directory)
+        _openssl(
+            "req",
+            "-x509",
+            *_NEW_KEY,
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.pem",
+            "-days",
+            "2",
+            "-subj",
+            subject,
+            cwd=directory,
+        )
     _signed("broker", "/CN=localhost", "IP:127.0.0.1,DNS:localhost", directory)
     _signed("other-host", "/CN=kafka.invalid", "DNS:kafka.invalid", directory)
     _signed("client", "/CN=stream-tagger", None, directory)
-    _openssl("pkcs8", "-topk8", "-in", "client.key", "-out", "client-encrypted.key",
-             "-passout", f"pass:{KEY_PASSWORD}", cwd=directory)
+    _openssl(
+        "pkcs8",
+        "-topk8",
+        "-in",
+        "client.key",
+        "-out",
+        "client-encrypted.key",
+        "-passout",
+        f"pass:{KEY_PASSWORD}",
+        cwd=directory,
+    )
     for name in ("broker", "other-host"):
         keystore = (directory / f"{name}.key").read_text() + (directory / f"{name}.pem").read_text()
         (directory / f"{name}-keystore.pem").write_text(keystore)

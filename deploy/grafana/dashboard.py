@@ -227,10 +227,14 @@ def flow_row(d: dash.Dashboard) -> None:
             "internal_error dead letters.",
             "short",
             [
-                query(f"sum by (observer) (increase(stream_tagger_observer_errors_total{RATE}))",
-                      "observer {{observer}}"),
-                query(f"sum by (model_version) (increase(stream_tagger_shadow_failures_total{RATE}))",
-                      "shadow {{model_version}} off"),
+                query(
+                    f"sum by (observer) (increase(stream_tagger_observer_errors_total{RATE}))",
+                    "observer {{observer}}",
+                ),
+                query(
+                    f"sum by (model_version) (increase(stream_tagger_shadow_failures_total{RATE}))",
+                    "shadow {{model_version}} off",
+                ),
             ],
         ).draw_style(common.GraphDrawStyle.BARS)
     )

@@ -65,8 +65,10 @@ def needs_train_extra(command: str) -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as exc:
-        fail(f"{command} needs the train extra ({exc.name} is missing): install requirements/dev.lock, "
-             "or the package with [train]")
+        fail(
+            f"{command} needs the train extra ({exc.name} is missing): install requirements/dev.lock, "
+            "or the package with [train]"
+        )
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -102,8 +104,11 @@ def _flag_names(ctx: typer.Context | None, fields: dict[str, Any]) -> dict[str, 
     """The flag each field was given as: the command's option whose parameter is named after it."""
     if ctx is None:
         return {}
-    return {param.name: param.opts[0] for param in ctx.command.params
-            if param.name in fields and param.param_type_name == "option"}
+    return {
+        param.name: param.opts[0]
+        for param in ctx.command.params
+        if param.name in fields and param.param_type_name == "option"
+    }
 
 
 def check_web_port(settings: Settings) -> None:
@@ -113,8 +118,10 @@ def check_web_port(settings: Settings) -> None:
         return
     error = bind_error(settings.web_host, settings.web_port)
     if error is not None:
-        fail(f"cannot serve /metrics, /healthz and /ready on {settings.web_host}:{settings.web_port} "
-             f"({error}); set another with --web-port or STREAM_TAGGER_WEB_PORT")
+        fail(
+            f"cannot serve /metrics, /healthz and /ready on {settings.web_host}:{settings.web_port} "
+            f"({error}); set another with --web-port or STREAM_TAGGER_WEB_PORT"
+        )
 
 
 def configure_logging(settings: Settings) -> None:

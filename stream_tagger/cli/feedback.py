@@ -40,9 +40,12 @@ def export_feedback(
         report = export(settings, out)
     except (BrokerUnreachable, BrokerRefused, ExportError) as exc:
         fail(str(exc))
-    console.print(f"[green]wrote[/] {report.written} corrected posts to {out}; skipped "
-                  f"{report.without_text} without text on {settings.topic_raw}, "
-                  f"{report.without_approved_tag} naming no approved tag", highlight=False)
+    console.print(
+        f"[green]wrote[/] {report.written} corrected posts to {out}; skipped "
+        f"{report.without_text} without text on {settings.topic_raw}, "
+        f"{report.without_approved_tag} naming no approved tag",
+        highlight=False,
+    )
 
 
 @app.command("feedback-worker")
@@ -92,8 +95,13 @@ def compare(
     for row in result.rows:
         delta = row.new - row.baseline
         style = "red" if row.worse else ("bold" if row.decides else None)
-        table.add_row(row.name + (" *" if row.decides else ""), f"{row.new:.3f}", f"{row.baseline:.3f}",
-                      f"{delta:+.3f}", style=style)
+        table.add_row(
+            row.name + (" *" if row.decides else ""),
+            f"{row.new:.3f}",
+            f"{row.baseline:.3f}",
+            f"{delta:+.3f}",
+            style=style,
+        )
     console.print(table)
     console.print("* decides promotion")
     if not result.passed:
@@ -105,9 +113,13 @@ def compare(
 def promote(
     version: Annotated[str, typer.Argument(help="Version folder name under --models to serve")],
     models: Annotated[Path, typer.Option(help="Folder of the versions and the pointer")] = Path("models"),
-    data: Annotated[list[Path] | None, typer.Option(
-        "--data", help="Labelled CSV: pass the compare gate against the serving model first; repeatable",
-    )] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="Labelled CSV: pass the compare gate against the serving model first; repeatable",
+        ),
+    ] = None,
 ) -> None:
     """Point <models>/current at VERSION (atomic rename): running workers serve it from their next batch,
     without a restart or a rebalance."""
@@ -120,8 +132,11 @@ def promote(
                 from stream_tagger.online.promotion_gate import compare_models
             result = compare_models(models / version, resolve(models), data)
             if not result.passed:
-                fail(f"{version} is worse than {result.baseline_version} on "
-                     + ", ".join(row.name for row in result.failures) + "; not promoted")
+                fail(
+                    f"{version} is worse than {result.baseline_version} on "
+                    + ", ".join(row.name for row in result.failures)
+                    + "; not promoted"
+                )
         set_current(models, version)
     except (DatasetError, ModelLoadError, ValueError) as exc:
         fail(str(exc))

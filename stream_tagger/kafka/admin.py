@@ -54,12 +54,16 @@ def _refusal(error: KafkaError) -> bool:
 def _refused(settings: Settings, error: KafkaError) -> BrokerRefused:
     reason = _TIMING_SUFFIX.sub("", _BROKER_PREFIX.sub("", error.str()))
     if error.code() == KafkaError._AUTHENTICATION:
-        hint = ("STREAM_TAGGER_OAUTH_*" if settings.sasl_mechanism == "OAUTHBEARER"
-                else "STREAM_TAGGER_SASL_USERNAME and STREAM_TAGGER_SASL_PASSWORD")
+        hint = (
+            "STREAM_TAGGER_OAUTH_*"
+            if settings.sasl_mechanism == "OAUTHBEARER"
+            else "STREAM_TAGGER_SASL_USERNAME and STREAM_TAGGER_SASL_PASSWORD"
+        )
     else:
         hint = "STREAM_TAGGER_SSL_CA_FILE, STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE"
-    return BrokerRefused(f"the Kafka broker at {settings.bootstrap_servers} refused this client: {reason} "
-                         f"(check {hint})")
+    return BrokerRefused(
+        f"the Kafka broker at {settings.bootstrap_servers} refused this client: {reason} (check {hint})"
+    )
 
 
 def broker_topics(settings: Settings, timeout: float) -> set[str]:
@@ -106,8 +110,13 @@ def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> 
                     f"({attempt} attempt(s), the last: {reason}); see STREAM_TAGGER_BROKER_WAIT_LIMIT_SECONDS"
                 ) from None
             wait = min(pause, left)
-            log.warning("Kafka broker unreachable at %s (%s); retrying in %.1fs (attempt %d)",
-                        settings.bootstrap_servers, reason, wait, attempt)
+            log.warning(
+                "Kafka broker unreachable at %s (%s); retrying in %.1fs (attempt %d)",
+                settings.bootstrap_servers,
+                reason,
+                wait,
+                attempt,
+            )
             stop.wait(wait)
             pause = min(pause * 2, max(settings.broker_retry_max_seconds, settings.broker_retry_seconds))
             continue
@@ -143,15 +152,23 @@ def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
             error = exc.args[0]
             if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            if error.code() in (KafkaError.INVALID_REPLICATION_FACTOR, KafkaError.INVALID_CONFIG,
-                                KafkaError.POLICY_VIOLATION):
+            if error.code() in (
+                KafkaError.INVALID_REPLICATION_FACTOR,
+                KafkaError.INVALID_CONFIG,
+                KafkaError.POLICY_VIOLATION,
+            ):
                 # The durable defaults (3 replicas, min.insync.replicas 2) on a smaller cluster.
                 raise BrokerRefused(
                     f"cannot create topic {name}: {error.str()}; set STREAM_TAGGER_REPLICATION_FACTOR and "
-                    "STREAM_TAGGER_MIN_INSYNC_REPLICAS for this cluster") from exc
+                    "STREAM_TAGGER_MIN_INSYNC_REPLICAS for this cluster"
+                ) from exc
             raise
     if created:
-        log.info("created topics %s with %d partitions, replication factor %d%s", ", ".join(created),
-                 settings.partitions, settings.replication_factor,
-                 f", min.insync.replicas {settings.min_insync_replicas}" if config else "")
+        log.info(
+            "created topics %s with %d partitions, replication factor %d%s",
+            ", ".join(created),
+            settings.partitions,
+            settings.replication_factor,
+            f", min.insync.replicas {settings.min_insync_replicas}" if config else "",
+        )
     return created

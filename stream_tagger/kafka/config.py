@@ -57,13 +57,15 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
         conf["ssl.endpoint.identification.algorithm"] = "https" if settings.ssl_check_hostname else "none"
     if settings.sasl_mechanism == "OAUTHBEARER":
         assert settings.oauth_client_secret is not None  # Settings requires it with OAUTHBEARER
-        conf.update({
-            "sasl.mechanism": "OAUTHBEARER",
-            "sasl.oauthbearer.method": "oidc",
-            "sasl.oauthbearer.token.endpoint.url": str(settings.oauth_token_endpoint_url),
-            "sasl.oauthbearer.client.id": str(settings.oauth_client_id),
-            "sasl.oauthbearer.client.secret": settings.oauth_client_secret.get_secret_value(),
-        })
+        conf.update(
+            {
+                "sasl.mechanism": "OAUTHBEARER",
+                "sasl.oauthbearer.method": "oidc",
+                "sasl.oauthbearer.token.endpoint.url": str(settings.oauth_token_endpoint_url),
+                "sasl.oauthbearer.client.id": str(settings.oauth_client_id),
+                "sasl.oauthbearer.client.secret": settings.oauth_client_secret.get_secret_value(),
+            }
+        )
         if settings.oauth_scope:
             conf["sasl.oauthbearer.scope"] = settings.oauth_scope
     elif settings.sasl_mechanism is not None:
@@ -179,9 +181,12 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
         return faust.OAuthCredentials(oauth_cb=OidcTokenProvider(settings), ssl_context=context)
     if settings.sasl_mechanism is not None:
         assert settings.sasl_password is not None  # Settings requires it with PLAIN and SCRAM
-        return faust.SASLCredentials(username=settings.sasl_username,
-                                     password=settings.sasl_password.get_secret_value(),
-                                     ssl_context=context, mechanism=settings.sasl_mechanism)
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism,
+        )
     if context is not None:
         return faust.SSLCredentials(context)
     return None
@@ -199,8 +204,11 @@ class OidcTokenProvider(AbstractTokenProvider):
     def __init__(self, settings: Settings) -> None:
         assert settings.oauth_client_secret is not None  # Settings requires it with OAUTHBEARER
         self.url = str(settings.oauth_token_endpoint_url)
-        self._headers = {"Authorization": aiohttp.encode_basic_auth(
-            str(settings.oauth_client_id), settings.oauth_client_secret.get_secret_value())}
+        self._headers = {
+            "Authorization": aiohttp.encode_basic_auth(
+                str(settings.oauth_client_id), settings.oauth_client_secret.get_secret_value()
+            )
+        }
         self._form = {"grant_type": "client_credentials"}
         if settings.oauth_scope:
             self._form["scope"] = settings.oauth_scope
@@ -218,8 +226,10 @@ class OidcTokenProvider(AbstractTokenProvider):
     async def _request(self) -> tuple[str, float]:
         timeout = aiohttp.ClientTimeout(total=10)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, \
-                    session.post(self.url, data=self._form, headers=self._headers) as response:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.url, data=self._form, headers=self._headers) as response,
+            ):
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TokenError(f"OIDC token endpoint {self.url}: {exc or type(exc).__name__}") from exc
@@ -227,8 +237,10 @@ class OidcTokenProvider(AbstractTokenProvider):
             body = json.loads(text)
             token = body["access_token"]
         except (ValueError, KeyError, TypeError):
-            raise TokenError(f"OIDC token endpoint {self.url} answered {response.status} "
-                             f"without an access_token: {text[:200]}") from None
+            raise TokenError(
+                f"OIDC token endpoint {self.url} answered {response.status} "
+                f"without an access_token: {text[:200]}"
+            ) from None
         return token, _lifetime(body, token)
 
 

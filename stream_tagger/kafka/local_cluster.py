@@ -64,8 +64,9 @@ def installed_classpath(java: str = "java") -> tuple[str, str]:
     installed = INSTALLED_STAMP.read_text().strip() if INSTALLED_STAMP.is_file() else None
     if installed != version:
         found = f"version {installed} is" if installed else "nothing is"
-        raise KafkaNotInstalled(f"Apache Kafka {version} is not installed ({found} in {LIBS}): "
-                                f"run ./scripts/bootstrap.sh")
+        raise KafkaNotInstalled(
+            f"Apache Kafka {version} is not installed ({found} in {LIBS}): run ./scripts/bootstrap.sh"
+        )
     executable = shutil.which(java)
     if executable is None:
         raise KafkaNotInstalled(f"{java!r} not found on PATH: Apache Kafka needs Java 17 or later")
@@ -133,9 +134,17 @@ class LocalKafka:
     peak throughput that tests do not reach and benchmarks must not pay.
     """
 
-    def __init__(self, directory: Path, brokers: int = 1, heap_mb: int | None = None, partitions: int = 4,
-                 host: str = "127.0.0.1", log_level: str = "INFO", java: str = "java",
-                 quick_start: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        brokers: int = 1,
+        heap_mb: int | None = None,
+        partitions: int = 4,
+        host: str = "127.0.0.1",
+        log_level: str = "INFO",
+        java: str = "java",
+        quick_start: bool = False,
+    ) -> None:
         if brokers < 1:
             raise ValueError("at least one broker")
         self.directory = directory
@@ -211,10 +220,19 @@ class LocalKafka:
     def _java_command(self, node: KafkaNode, main: str, *args: str, heap_mb: int) -> list[str]:
         java, classpath = installed_classpath(self.java)
         jit = ["-XX:TieredStopAtLevel=1"] if self.quick_start else []
-        command = [java, f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", *jit,
-                   "-Djava.awt.headless=true",
-                   f"-Dlog4j2.configurationFile={node.directory / 'log4j2.properties'}",
-                   "-cp", classpath, main, *args]
+        command = [
+            java,
+            f"-Xmx{heap_mb}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            *jit,
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={node.directory / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            main,
+            *args,
+        ]
         # The JVM dies with the thread that started it, even when that process is killed -9 and
         # never gets to stop it: a test run never leaves a broker behind.
         setpriv = shutil.which("setpriv")
@@ -229,21 +247,39 @@ class LocalKafka:
             node.directory.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text(_properties(self.server_properties(node)))
             (node.directory / "log4j2.properties").write_text(_properties(self._log4j_properties(node)))
-            command = self._java_command(node, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                                         "-t", self.cluster_id, "-c", str(node.config_path), heap_mb=128)
-            pending.append((node, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                   stdin=subprocess.DEVNULL)))
+            command = self._java_command(
+                node,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                self.cluster_id,
+                "-c",
+                str(node.config_path),
+                heap_mb=128,
+            )
+            pending.append(
+                (
+                    node,
+                    subprocess.Popen(
+                        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                    ),
+                )
+            )
         for node, proc in pending:
             output, _ = proc.communicate(timeout=120)
             if proc.returncode != 0:
-                raise KafkaClusterError(f"kafka-storage format of node {node.node_id} failed "
-                                        f"(exit {proc.returncode}):\n{output.decode(errors='replace')}")
+                raise KafkaClusterError(
+                    f"kafka-storage format of node {node.node_id} failed "
+                    f"(exit {proc.returncode}):\n{output.decode(errors='replace')}"
+                )
 
     def _launch(self, node: KafkaNode) -> None:
         command = self._java_command(node, "kafka.Kafka", str(node.config_path), heap_mb=self.heap_mb)
         with (node.directory / "stdout.log").open("ab") as out:
-            node.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            node.proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
 
     def wait_serving(self, timeout: float = 60.0) -> None:
         """Until every running node listens and the cluster's metadata lists each of them as a broker:
@@ -266,8 +302,9 @@ class LocalKafka:
                 if seen >= wanted:
                     return
             time.sleep(0.1)
-        self._fail(running[0], f"brokers {sorted(wanted - seen)} not in the cluster's metadata "
-                               f"within {timeout:.0f}s")
+        self._fail(
+            running[0], f"brokers {sorted(wanted - seen)} not in the cluster's metadata within {timeout:.0f}s"
+        )
 
     def _fail(self, node: KafkaNode, message: str) -> None:
         raise KafkaClusterError(f"{message}; its log ({node.log_path}):\n{node.log_tail()}")
@@ -322,6 +359,7 @@ class LocalKafka:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -171,18 +171,24 @@ class Predictor:
             raise ModelLoadError(f"{meta_path}: smoke prediction failed ({failure})") from exc
         if got.shape != expected.shape or not np.all(np.abs(got - expected) <= SMOKE_TOLERANCE):
             worst = float(np.nanmax(np.abs(got - expected))) if got.shape == expected.shape else got.shape
-            raise ModelLoadError(f"{meta_path}: smoke prediction differs from the one stored at export "
-                                 f"(max difference {worst}, allowed {SMOKE_TOLERANCE})")
+            raise ModelLoadError(
+                f"{meta_path}: smoke prediction differs from the one stored at export "
+                f"(max difference {worst}, allowed {SMOKE_TOLERANCE})"
+            )
 
     def _term_weights(self, widths: dict, model_path: Path) -> bool:
         """Whether the graph wants sublinear term weights (1 + log(count)) rather than counts."""
         if INPUT_TERM_WEIGHTS not in widths:
-            raise ModelLoadError(f"{model_path}: takes no {INPUT_TERM_WEIGHTS!r} input (exported by an "
-                                 "older stream-tagger, whose graph weighted the counts itself): retrain it")
+            raise ModelLoadError(
+                f"{model_path}: takes no {INPUT_TERM_WEIGHTS!r} input (exported by an "
+                "older stream-tagger, whose graph weighted the counts itself): retrain it"
+            )
         kind = self._session.get_modelmeta().custom_metadata_map.get(TERM_WEIGHTS_PROP)
         if kind not in ("sublinear", "counts"):
-            raise ModelLoadError(f"{model_path}: metadata property {TERM_WEIGHTS_PROP!r} is {kind!r}, "
-                                 "expected 'sublinear' or 'counts'")
+            raise ModelLoadError(
+                f"{model_path}: metadata property {TERM_WEIGHTS_PROP!r} is {kind!r}, "
+                "expected 'sublinear' or 'counts'"
+            )
         return kind == "sublinear"
 
     @staticmethod

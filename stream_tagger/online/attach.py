@@ -30,24 +30,36 @@ class Online:
         self.shadow = shadow
         self.drift = DriftObserver(metrics, settings.drift_window, settings.drift_min_events)
         self.drift.use(self.live)
-        self.shadow_observer = ShadowObserver(shadow, settings.topic_shadow_disagreements, metrics,
-                                              on_disabled=self._shadow_disabled)
-        worker.pipeline.observers.extend([
-            DuplicateObserver(DuplicateIndex(settings.duplicates_window), metrics),
-            AuthorAgreementObserver(metrics),
-            self.drift,
-            self.shadow_observer,
-        ])
-        self.feedback = (FeedbackLoop(worker.faust_app, settings, metrics)
-                         if settings.feedback_in_worker else None)
+        self.shadow_observer = ShadowObserver(
+            shadow, settings.topic_shadow_disagreements, metrics, on_disabled=self._shadow_disabled
+        )
+        worker.pipeline.observers.extend(
+            [
+                DuplicateObserver(DuplicateIndex(settings.duplicates_window), metrics),
+                AuthorAgreementObserver(metrics),
+                self.drift,
+                self.shadow_observer,
+            ]
+        )
+        self.feedback = (
+            FeedbackLoop(worker.faust_app, settings, metrics) if settings.feedback_in_worker else None
+        )
         interval = settings.model_watch_interval_seconds
         self.watchers: list[ModelWatcher[Predictor]] = [
-            ModelWatcher(settings.model_dir, Predictor.load, resolve(settings.model_dir),
-                         [self._serve], interval),
+            ModelWatcher(
+                settings.model_dir, Predictor.load, resolve(settings.model_dir), [self._serve], interval
+            ),
         ]
         if settings.shadow_model_dir is not None:
-            self.watchers.append(ModelWatcher(settings.shadow_model_dir, Predictor.load,
-                                              resolve(settings.shadow_model_dir), [self._shadow], interval))
+            self.watchers.append(
+                ModelWatcher(
+                    settings.shadow_model_dir,
+                    Predictor.load,
+                    resolve(settings.shadow_model_dir),
+                    [self._shadow],
+                    interval,
+                )
+            )
         worker.hot_path.between_batches.append(self.apply_model_swaps)
         if shadow is not None:  # the live model's info is the Worker's own; only the shadow is new
             self._export_model_info()

@@ -31,8 +31,9 @@ PSI_EPSILON = 1e-4
 SIGNALS: tuple[str, ...] = ("oov_share", "predicted_class", "confidence")
 
 
-def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray,
-        epsilon: float = PSI_EPSILON) -> float:
+def psi(
+    expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, epsilon: float = PSI_EPSILON
+) -> float:
     """Population Stability Index of two distributions over the same bins (counts or shares)."""
     e = np.asarray(expected, dtype=np.float64)
     a = np.asarray(actual, dtype=np.float64)
@@ -116,16 +117,16 @@ class _Ring:
         values = values[-size:]
         end = self._next + len(values)
         if end <= size:
-            self._buf[self._next:end] = values
+            self._buf[self._next : end] = values
         else:
             split = size - self._next
-            self._buf[self._next:] = values[:split]
-            self._buf[:end - size] = values[split:]
+            self._buf[self._next :] = values[:split]
+            self._buf[: end - size] = values[split:]
         self._next = end % size
         self.count = min(self.count + len(values), size)
 
     def values(self) -> np.ndarray:
-        return self._buf[:self.count] if self.count < len(self._buf) else self._buf
+        return self._buf[: self.count] if self.count < len(self._buf) else self._buf
 
 
 class DriftMonitor:

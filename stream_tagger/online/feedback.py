@@ -151,9 +151,14 @@ class FeedbackJoin:
         if self.predictions.get(event.id) is not None:
             return []
         record = Prediction(
-            status=event.status, suggested=[t.tag for t in event.tags], author_tags=list(event.author_tags),
-            model_version=event.model_version, event_time=event.event_time, processed_at=event.processed_at,
-            partition=partition, duplicate_of=event.duplicate_of,
+            status=event.status,
+            suggested=[t.tag for t in event.tags],
+            author_tags=list(event.author_tags),
+            model_version=event.model_version,
+            event_time=event.event_time,
+            processed_at=event.processed_at,
+            partition=partition,
+            duplicate_of=event.duplicate_of,
         )
         self.predictions.put(event.id, msgspec.to_builtins(record), partition)
         waiting = self.parked.get(event.id)
@@ -193,12 +198,15 @@ class FeedbackJoin:
                 try:
                     entry = msgspec.convert(value, kind)
                 except msgspec.ValidationError as exc:
-                    log.warning("feedback table: unreadable value kept (%s)", exc,
-                                extra={"content_id": content_id})
+                    log.warning(
+                        "feedback table: unreadable value kept (%s)", exc, extra={"content_id": content_id}
+                    )
                     yield None
                     continue
-                newest = as_utc(entry.processed_at) if isinstance(entry, Prediction) else max(
-                    (as_utc(f.created_at) for f in entry.corrections), default=before
+                newest = (
+                    as_utc(entry.processed_at)
+                    if isinstance(entry, Prediction)
+                    else max((as_utc(f.created_at) for f in entry.corrections), default=before)
                 )
                 yield (table, content_id, entry.partition) if newest < before else None
 
@@ -211,17 +219,22 @@ class FeedbackJoin:
         if not (feedback.source == "reviewer" and record.status == "pending_review" and not record.resolved):
             return Verdict(feedback, judged)
         resolution = TaggedContent(
-            id=feedback.id, status="tagged",
+            id=feedback.id,
+            status="tagged",
             tags=[TagScore(t, 1.0) for t in corrected if t in judged.truth],
-            author_tags=record.author_tags, model_version=record.model_version,
-            event_time=record.event_time, processed_at=datetime.now(UTC), duplicate_of=record.duplicate_of,
+            author_tags=record.author_tags,
+            model_version=record.model_version,
+            event_time=record.event_time,
+            processed_at=datetime.now(UTC),
+            duplicate_of=record.duplicate_of,
         )
         waited = max(0.0, (as_utc(feedback.created_at) - as_utc(record.processed_at)).total_seconds())
         # Written last: nothing above may leave a prediction resolved without its resolution.
         resolved = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
         self.predictions.put(feedback.id, resolved, record.partition)
-        return Verdict(feedback, judged, review_seconds=waited, resolution=resolution,
-                       partition=record.partition)
+        return Verdict(
+            feedback, judged, review_seconds=waited, resolution=resolution, partition=record.partition
+        )
 
 
 class FeedbackLoop:
@@ -281,11 +294,16 @@ class FeedbackLoop:
         async with self._settling:
             held, writes = self._held[:], self._writes[:]
             # Exceptions as results: a failed or cancelled write must crash the app, never this task.
-            failed = [r for r in await asyncio.gather(*writes, return_exceptions=True)
-                      if isinstance(r, BaseException)]
+            failed = [
+                r
+                for r in await asyncio.gather(*writes, return_exceptions=True)
+                if isinstance(r, BaseException)
+            ]
             if failed:
-                log.error("a feedback write was not acknowledged (%r); stopping before its offset is "
-                          "committed", failed[0])
+                log.error(
+                    "a feedback write was not acknowledged (%r); stopping before its offset is committed",
+                    failed[0],
+                )
                 await self.app.crash(failed[0])
                 return
             # Only appended to meanwhile: drop what this settle covered, keep what came since.
@@ -338,8 +356,7 @@ class FeedbackLoop:
             if not await self._guarded(self._on_feedback, event):
                 return
 
-    async def _guarded(self, handle: Callable[[faust.EventT], Awaitable[None]], event: faust.EventT
-                       ) -> bool:
+    async def _guarded(self, handle: Callable[[faust.EventT], Awaitable[None]], event: faust.EventT) -> bool:
         """``handle(event)``; what it raises unforeseen (a failed send) crashes the app: its event is
         never acknowledged, so its offset is never committed and a restart processes it again (left
         to Faust's supervisor, the agent would restart past it and its partition's commits stall)."""
@@ -358,8 +375,9 @@ class FeedbackLoop:
         except Exception as exc:  # unreadable (DecodeError, RecursionError) or a join that raised
             # Only the worker writes the tagged topic, so this is a bug or a foreign producer:
             # say where, but do not dead-letter (the dead-letter topic is for inputs).
-            log.warning("tagged event not joined (%s)", internal_error("joining", exc).detail,
-                        extra=_context(event))
+            log.warning(
+                "tagged event not joined (%s)", internal_error("joining", exc).detail, extra=_context(event)
+            )
             verdicts = []
         for verdict in verdicts:
             await self._apply(verdict)
@@ -376,8 +394,15 @@ class FeedbackLoop:
                 feedback = internal_error("joining", exc)
         if isinstance(feedback, Rejection):
             log.warning("feedback dead-lettered (%s)", feedback.reason, extra=_context(event))
-            letter = dead_letter(feedback, event.value, event.key, message.topic, message.partition,
-                                 message.offset, datetime.now(UTC))
+            letter = dead_letter(
+                feedback,
+                event.value,
+                event.key,
+                message.topic,
+                message.partition,
+                message.offset,
+                datetime.now(UTC),
+            )
             self._writes.append(await self.dead_letter_topic.send(key=event.key, value=_encode(letter)))
             self.metrics.dead_letters.labels(feedback.reason).inc()
         else:
@@ -398,9 +423,13 @@ class FeedbackLoop:
             m.review_resolution_seconds.observe(verdict.review_seconds)
             # Same partition as the pending event it replaces: a different producer's partitioner must
             # not split one post's history over two partitions of the tagged topic.
-            self._writes.append(await self.tagged_topic.send(
-                key=verdict.resolution.id.encode(), value=_encode(verdict.resolution),
-                partition=verdict.partition))
+            self._writes.append(
+                await self.tagged_topic.send(
+                    key=verdict.resolution.id.encode(),
+                    value=_encode(verdict.resolution),
+                    partition=verdict.partition,
+                )
+            )
 
 
 def feedback_app(settings: Settings, metrics: FeedbackMetrics) -> tuple[faust.App, FeedbackLoop]:
@@ -424,5 +453,9 @@ def _context(event: faust.EventT) -> dict[str, Any]:
     """Where an event came from, for a log record's ``extra`` (``stream_tagger.logs``)."""
     message = event.message
     key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else event.key
-    return {"topic": message.topic, "partition": message.partition, "offset": message.offset,
-            "content_id": key}
+    return {
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "content_id": key,
+    }

@@ -51,8 +51,14 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
     request (``get_watermark_offsets``) with the start of the last record batch plus one, which ends
     the read early when a batch holds several records; the fetch response has the true high watermark.
     """
-    consumer = Consumer({**consumer_common(settings), "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "logger": KAFKA_LOG})
+    consumer = Consumer(
+        {
+            **consumer_common(settings),
+            "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "logger": KAFKA_LOG,
+        }
+    )
     try:
         ends = {}
         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
@@ -132,7 +138,11 @@ def export_feedback(settings: Settings, out: Path) -> ExportReport:
         writer.writerow(CSV_COLUMNS)
         for cid in sorted(posts):
             post = posts[cid]
-            writer.writerow([cid, post.created_at.strftime(CREATED_ON_FORMAT), post.title, post.description,
-                             tags[cid]])
-    return ExportReport(written=len(posts), without_text=len(tags) - len(posts),
-                        without_approved_tag=len(corrections) - len(tags))
+            writer.writerow(
+                [cid, post.created_at.strftime(CREATED_ON_FORMAT), post.title, post.description, tags[cid]]
+            )
+    return ExportReport(
+        written=len(posts),
+        without_text=len(tags) - len(posts),
+        without_approved_tag=len(corrections) - len(tags),
+    )

@@ -26,8 +26,14 @@ M = TypeVar("M")
 class ModelWatcher(Generic[M]):
     """Watches one model pointer; ``apply()`` hands a freshly loaded model to ``on_swap`` callbacks."""
 
-    def __init__(self, model_dir: Path, loader: Callable[[Path], M], serving_from: Path,
-                 on_swap: list[Callable[[M], None]], interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        loader: Callable[[Path], M],
+        serving_from: Path,
+        on_swap: list[Callable[[M], None]],
+        interval: float = 1.0,
+    ) -> None:
         self.model_dir = Path(model_dir)
         self._loader = loader
         self._serving_from = serving_from.resolve()

@@ -29,8 +29,9 @@ class Judged:
     truth: frozenset[str]
 
     @classmethod
-    def of(cls, suggested: Iterable[str], corrected: Iterable[str],
-           author_tags: Iterable[str] = ()) -> Judged:
+    def of(
+        cls, suggested: Iterable[str], corrected: Iterable[str], author_tags: Iterable[str] = ()
+    ) -> Judged:
         given = frozenset(map(normalise_tag, author_tags))
         return cls(frozenset(suggested) - given, frozenset(map(normalise_tag, corrected)) - given)
 
@@ -97,8 +98,11 @@ class AuthorAgreementObserver:
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
         top1 = batch.top1.tolist()
         # Posts without author tags count for nothing: skipped here, not normalised to an empty set.
-        results = [author_agreement(batch.labels[j], event.author_tags)
-                   for j, event in zip(top1, batch.events, strict=True) if event.author_tags]
+        results = [
+            author_agreement(batch.labels[j], event.author_tags)
+            for j, event in zip(top1, batch.events, strict=True)
+            if event.author_tags
+        ]
         self._agree.inc(results.count(True))
         self._disagree.inc(results.count(False))
         return ()

@@ -67,9 +67,16 @@ def compare_reports(new: dict, baseline: dict) -> Comparison:
     rows = [Row(name, figure(new, path), figure(baseline, path), True) for name, path in GATE]
     rows += [Row(name, figure(new, path), figure(baseline, path), False) for name, path in CONTEXT]
     labels = new["confusion_matrix"]["labels"]
-    rows += [Row(f"F1 {label}", figure(new, ("per_class", label, "f1")),
-                 figure(baseline, ("per_class", label, "f1")), False)
-             for label in labels if label in baseline["per_class"]]
+    rows += [
+        Row(
+            f"F1 {label}",
+            figure(new, ("per_class", label, "f1")),
+            figure(baseline, ("per_class", label, "f1")),
+            False,
+        )
+        for label in labels
+        if label in baseline["per_class"]
+    ]
     return Comparison(new["model"]["version"], baseline["model"]["version"], rows)
 
 

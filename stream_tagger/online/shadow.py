@@ -40,9 +40,14 @@ class ShadowReport:
 
 def compare(
     ids: Sequence[str],
-    live_labels: Sequence[str], live_probs: np.ndarray, live_version: str,
-    shadow_labels: Sequence[str], shadow_probs: np.ndarray, shadow_version: str,
-    now: datetime | None = None, live_top: np.ndarray | None = None,
+    live_labels: Sequence[str],
+    live_probs: np.ndarray,
+    live_version: str,
+    shadow_labels: Sequence[str],
+    shadow_probs: np.ndarray,
+    shadow_version: str,
+    now: datetime | None = None,
+    live_top: np.ndarray | None = None,
 ) -> ShadowReport:
     """Top-1 of the live model against top-1 of the shadow, event by event.
 
@@ -62,16 +67,18 @@ def compare(
             report.agree += 1
             continue
         report.pairs[(live_tag, shadow_tag)] += 1
-        report.records.append(ShadowDisagreement(
-            id=content_id,
-            live_model_version=live_version,
-            live_tag=live_tag,
-            live_confidence=float(live_probs[i, live_top[i]]),
-            shadow_model_version=shadow_version,
-            shadow_tag=shadow_tag,
-            shadow_confidence=float(shadow_probs[i, shadow_top[i]]),
-            observed_at=observed_at,
-        ))
+        report.records.append(
+            ShadowDisagreement(
+                id=content_id,
+                live_model_version=live_version,
+                live_tag=live_tag,
+                live_confidence=float(live_probs[i, live_top[i]]),
+                shadow_model_version=shadow_version,
+                shadow_tag=shadow_tag,
+                shadow_confidence=float(shadow_probs[i, shadow_top[i]]),
+                observed_at=observed_at,
+            )
+        )
     return report
 
 
@@ -85,8 +92,13 @@ class ShadowObserver:
     ``on_disabled``) until another version is pointed to: a candidate must never cost live outputs.
     """
 
-    def __init__(self, shadow: PredictorLike | None, topic: str, metrics: Metrics,
-                 on_disabled: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        shadow: PredictorLike | None,
+        topic: str,
+        metrics: Metrics,
+        on_disabled: Callable[[], None] = lambda: None,
+    ) -> None:
         self.shadow = shadow
         self.topic = topic
         self._metrics = metrics
@@ -116,17 +128,27 @@ class ShadowObserver:
             if check_probabilities(shadow_probs, len(batch.texts), len(shadow.labels)).any():
                 raise ValueError("answered rows that are not probabilities")
         except Exception as exc:
-            log.error("shadow model %s failed (%r); shadowing is off until another version is pointed to",
-                      shadow.version, exc)
+            log.error(
+                "shadow model %s failed (%r); shadowing is off until another version is pointed to",
+                shadow.version,
+                exc,
+            )
             m.shadow_failures.labels(shadow.version).inc()
             self._retire(None)
             self.shadow = None
             self._on_disabled()
             return ()
         m.inference_seconds.labels(shadow.version, "shadow").observe(time.perf_counter() - started)
-        report = compare([e.id for e in batch.events],
-                         batch.labels, batch.prediction.probs, batch.model_version,
-                         shadow.labels, shadow_probs, shadow.version, live_top=batch.top1)
+        report = compare(
+            [e.id for e in batch.events],
+            batch.labels,
+            batch.prediction.probs,
+            batch.model_version,
+            shadow.labels,
+            shadow_probs,
+            shadow.version,
+            live_top=batch.top1,
+        )
         m.shadow_comparisons.labels("agree").inc(report.agree)
         m.shadow_comparisons.labels("disagree").inc(report.disagree)
         for (live_tag, shadow_tag), n in report.pairs.items():

@@ -72,8 +72,9 @@ def malformed_events(max_event_bytes: int) -> list[tuple[str, bytes]]:
     ]
 
 
-def demo_stream(posts: list[RawContent], n: int, prefix: str, max_event_bytes: int,
-                seed: int = 0) -> tuple[list[tuple[bytes, bytes]], dict[str, str]]:
+def demo_stream(
+    posts: list[RawContent], n: int, prefix: str, max_event_bytes: int, seed: int = 0
+) -> tuple[list[tuple[bytes, bytes]], dict[str, str]]:
     """``n`` (key, value) messages, every key unique: resampled posts with vague and malformed ones
     spread through, and the title of every valid post by id (for the panel's recent-posts list)."""
     bad = malformed_events(max_event_bytes)
@@ -82,8 +83,9 @@ def demo_stream(posts: list[RawContent], n: int, prefix: str, max_event_bytes: i
     good = resample(posts, n - n_bad - n_vague, seed=seed, id_prefix=prefix)
     for i in range(n_vague):
         title, description = _VAGUE[i % len(_VAGUE)]
-        vague = RawContent(id=f"{prefix}-vague-{i}", title=title, description=description,
-                           created_at=good[0].created_at)
+        vague = RawContent(
+            id=f"{prefix}-vague-{i}", title=title, description=description, created_at=good[0].created_at
+        )
         good.insert((i + 1) * _VAGUE_EVERY - 1, vague)
     messages: list[tuple[bytes, bytes]] = [(post.id.encode(), encode(post)) for post in good]
     step = max(1, len(messages) // max(n_bad, 1))
@@ -172,8 +174,9 @@ class LivePanel:
     def __init__(self, total: int, tally: Tally, processes: list[ServiceProcess]) -> None:
         self.tally = tally
         self.processes = processes
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn())
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        )
         self.sent = self.progress.add_task("produced ", total=total)
         self.out = self.progress.add_task("processed", total=total)
 
@@ -181,13 +184,19 @@ class LivePanel:
         tally = self.tally
         self.progress.update(self.out, completed=tally.done)
         stats = Table.grid(padding=(0, 3))
-        stats.add_row(f"[bold]{tally.rate():.0f}[/] events/s",
-                      f"latency p50 [bold]{_ms(tally.percentile(50))}[/]  "
-                      f"p99 [bold]{_ms(tally.percentile(99))}[/]",
-                      f"[green]tagged {len(tally.tagged)}[/]", f"[yellow]review {len(tally.review)}[/]",
-                      f"[red]dead-letter {len(tally.dead)}[/]")
-        stats.add_row(*(f"{p.name} pid {p.pid} " + ("[green]up[/]" if p.alive else "[red]exited[/]")
-                        for p in self.processes))
+        stats.add_row(
+            f"[bold]{tally.rate():.0f}[/] events/s",
+            f"latency p50 [bold]{_ms(tally.percentile(50))}[/]  p99 [bold]{_ms(tally.percentile(99))}[/]",
+            f"[green]tagged {len(tally.tagged)}[/]",
+            f"[yellow]review {len(tally.review)}[/]",
+            f"[red]dead-letter {len(tally.dead)}[/]",
+        )
+        stats.add_row(
+            *(
+                f"{p.name} pid {p.pid} " + ("[green]up[/]" if p.alive else "[red]exited[/]")
+                for p in self.processes
+            )
+        )
         recent = Table(title="recent tagged posts", title_justify="left", expand=True, show_edge=False)
         recent.add_column("post", ratio=3, no_wrap=True)
         recent.add_column("tags (confidence)", ratio=2, no_wrap=True)
@@ -202,8 +211,11 @@ def summary_table(summary: DemoSummary) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="right")
     rows = [
-        ("produced", summary.produced), ("tagged", summary.tagged), ("pending review", summary.review),
-        ("dead-letter", summary.dead_letter), ("missing", summary.missing),
+        ("produced", summary.produced),
+        ("tagged", summary.tagged),
+        ("pending review", summary.review),
+        ("dead-letter", summary.dead_letter),
+        ("missing", summary.missing),
         ("every event accounted for", "yes" if summary.accounted else "NO"),
         ("throughput", f"{summary.events_per_second:.0f} events/s over {summary.seconds:.1f} s"),
         ("end-to-end latency p50 / p99", f"{_ms(summary.latency_p50_ms)} / {_ms(summary.latency_p99_ms)}"),
@@ -225,9 +237,15 @@ def _port_or_free(port: int) -> int:
     return port
 
 
-def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0,
-             data: Path = BUNDLED_DATASET, keep_running: bool = False, console: Console | None = None,
-             log_dir: Path | None = None) -> DemoSummary:
+def run_demo(
+    settings: Settings,
+    events: int = 1_500,
+    rate: float | None = 150.0,
+    data: Path = BUNDLED_DATASET,
+    keep_running: bool = False,
+    console: Console | None = None,
+    log_dir: Path | None = None,
+) -> DemoSummary:
     """Run the whole demo and return its summary; every process started here is stopped on return
     (with ``keep_running``, only after Ctrl-C/SIGTERM)."""
     console = console or Console(stderr=True)
@@ -238,26 +256,38 @@ def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker(log_path=log_dir / "broker.log"))
         web_port = _port_or_free(settings.web_port)
-        run = settings.model_copy(update={
-            "bootstrap_servers": broker.bootstrap_servers, "web_port": web_port,
-            "consumer_group": f"stream-tagger-demo-{prefix}",
-            "replication_factor": 1, "min_insync_replicas": 1,  # one in-memory broker
-            # Tansu holds a group join for about half the session timeout: keep start-up short.
-            "session_timeout_ms": 6_000, "heartbeat_interval_ms": 500,
-        })
+        run = settings.model_copy(
+            update={
+                "bootstrap_servers": broker.bootstrap_servers,
+                "web_port": web_port,
+                "consumer_group": f"stream-tagger-demo-{prefix}",
+                "replication_factor": 1,
+                "min_insync_replicas": 1,  # one in-memory broker
+                # Tansu holds a group join for about half the session timeout: keep start-up short.
+                "session_timeout_ms": 6_000,
+                "heartbeat_interval_ms": 500,
+            }
+        )
         console.print(f"broker on [bold]{broker.bootstrap_servers}[/] (in memory, pid {broker.pid})")
         ensure_topics(run, wait_for_broker(run) or set())
         env = {**os.environ, **_worker_env(run)}
-        worker = stack.enter_context(ServiceProcess(cli_command("worker"), env, log_dir / "worker.log",
-                                                    web_port))
+        worker = stack.enter_context(
+            ServiceProcess(cli_command("worker"), env, log_dir / "worker.log", web_port)
+        )
         # Its own web port; both start at once, so their group joins overlap.
         feedback_port = free_port()
-        feedback = stack.enter_context(ServiceProcess(
-            cli_command("feedback-worker"), {**env, "STREAM_TAGGER_WEB_PORT": str(feedback_port)},
-            log_dir / "feedback-worker.log", feedback_port))
+        feedback = stack.enter_context(
+            ServiceProcess(
+                cli_command("feedback-worker"),
+                {**env, "STREAM_TAGGER_WEB_PORT": str(feedback_port)},
+                log_dir / "feedback-worker.log",
+                feedback_port,
+            )
+        )
         processes = [worker, feedback]
-        console.print(f"worker pid {worker.pid} and feedback worker pid {feedback.pid} starting "
-                      f"(logs in {log_dir}) ...")
+        console.print(
+            f"worker pid {worker.pid} and feedback worker pid {feedback.pid} starting (logs in {log_dir}) ..."
+        )
         for process in processes:
             process.wait_ready(_READY_TIMEOUT_S)
         messages, titles = demo_stream(posts, events, prefix, run.max_event_bytes)
@@ -267,15 +297,19 @@ def run_demo(settings: Settings, events: int = 1_500, rate: float | None = 150.0
         console.print()  # off a terminal, Live leaves the cursor at the end of its last line
         console.print(summary_table(summary))
         if keep_running:
-            console.print(f"still running: broker {run.bootstrap_servers}, metrics {summary.metrics_url}\n"
-                          f"feedback worker metrics {feedback.url}/metrics\n"
-                          f"try: STREAM_TAGGER_BOOTSTRAP_SERVERS={run.bootstrap_servers} stream-tagger tail\n"
-                          "Ctrl-C stops them all.")
+            console.print(
+                f"still running: broker {run.bootstrap_servers}, metrics {summary.metrics_url}\n"
+                f"feedback worker metrics {feedback.url}/metrics\n"
+                f"try: STREAM_TAGGER_BOOTSTRAP_SERVERS={run.bootstrap_servers} stream-tagger tail\n"
+                "Ctrl-C stops them all."
+            )
             with contextlib.suppress(KeyboardInterrupt):
                 while all(process.alive for process in processes):
                     time.sleep(1)
-        console.print(f"stopping feedback worker (pid {feedback.pid}), worker (pid {worker.pid}) and "
-                      f"broker (pid {broker.pid})")
+        console.print(
+            f"stopping feedback worker (pid {feedback.pid}), worker (pid {worker.pid}) and "
+            f"broker (pid {broker.pid})"
+        )
     return summary
 
 
@@ -294,8 +328,14 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _stream(settings: Settings, messages: list[tuple[bytes, bytes]], titles: dict[str, str],
-            rate: float | None, console: Console, processes: list[ServiceProcess]) -> DemoSummary:
+def _stream(
+    settings: Settings,
+    messages: list[tuple[bytes, bytes]],
+    titles: dict[str, str],
+    rate: float | None,
+    console: Console,
+    processes: list[ServiceProcess],
+) -> DemoSummary:
     """Produce in a thread while this one follows the outputs and redraws the panel."""
     tally = Tally(titles)
     panel = LivePanel(len(messages), tally, processes)
@@ -305,8 +345,13 @@ def _stream(settings: Settings, messages: list[tuple[bytes, bytes]], titles: dic
 
     def produce() -> None:
         items = _until(stop, messages)
-        result = publish(make_producer(settings), settings.topic_raw, items, rate=rate,
-                         on_sent=lambda n: panel.progress.advance(panel.sent, n))
+        result = publish(
+            make_producer(settings),
+            settings.topic_raw,
+            items,
+            rate=rate,
+            on_sent=lambda n: panel.progress.advance(panel.sent, n),
+        )
         report.delivered, report.failed, report.errors = result.delivered, result.failed, result.errors
         finished_at.append(time.monotonic())
 
@@ -324,20 +369,33 @@ def _stream(settings: Settings, messages: list[tuple[bytes, bytes]], titles: dic
 
     try:
         with Live(panel, console=console, refresh_per_second=4, transient=False):
-            for record in follow(settings, [settings.topic_tagged, settings.topic_dead_letter],
-                                 from_beginning=True, stop=settled):
+            for record in follow(
+                settings,
+                [settings.topic_tagged, settings.topic_dead_letter],
+                from_beginning=True,
+                stop=settled,
+            ):
                 tally.add(record)
     finally:
         stop.set()
         producer.join(timeout=_SETTLE_SECONDS)
     seconds = time.monotonic() - started
     return DemoSummary(
-        produced=len(messages), delivered=report.delivered, tagged=len(tally.tagged),
-        review=len(tally.review), dead_letter=len(tally.dead), missing=len(messages) - tally.done,
-        latency_p50_ms=tally.percentile(50), latency_p99_ms=tally.percentile(99), seconds=seconds,
+        produced=len(messages),
+        delivered=report.delivered,
+        tagged=len(tally.tagged),
+        review=len(tally.review),
+        dead_letter=len(tally.dead),
+        missing=len(messages) - tally.done,
+        latency_p50_ms=tally.percentile(50),
+        latency_p99_ms=tally.percentile(99),
+        seconds=seconds,
         events_per_second=tally.done / seconds if seconds else 0.0,
-        bootstrap_servers=settings.bootstrap_servers, metrics_url=f"http://127.0.0.1:{settings.web_port}/metrics",
-        broker_pid=None, worker_pid=None)
+        bootstrap_servers=settings.bootstrap_servers,
+        metrics_url=f"http://127.0.0.1:{settings.web_port}/metrics",
+        broker_pid=None,
+        worker_pid=None,
+    )
 
 
 def _until(stop: threading.Event, messages: list[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:

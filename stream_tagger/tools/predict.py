@@ -42,8 +42,9 @@ class PredictSummary:
     bad_rows: list[RowError] = field(default_factory=list)
 
 
-def predict_posts(predictor: Predictor, posts: Iterable[RawContent],
-                  settings: Settings) -> Iterator[PostPrediction]:
+def predict_posts(
+    predictor: Predictor, posts: Iterable[RawContent], settings: Settings
+) -> Iterator[PostPrediction]:
     """Decisions in input order, scored in chunks of ``settings.batch_max_size`` posts."""
     thresholds = threshold_vector(predictor.labels, predictor.thresholds, settings.threshold)
     it = iter(posts)
@@ -53,13 +54,19 @@ def predict_posts(predictor: Predictor, posts: Iterable[RawContent],
         outcomes = route_batch(probs, predictor.labels, thresholds, author_tags, settings.top_k)
         for post, outcome in zip(chunk, outcomes, strict=True):
             tagged = outcome.status == "tagged"
-            yield PostPrediction(id=post.id, status=outcome.status, tags=outcome.scores if tagged else [],
-                                 candidates=[] if tagged else outcome.scores, author_tags=post.author_tags,
-                                 model_version=predictor.version)
+            yield PostPrediction(
+                id=post.id,
+                status=outcome.status,
+                tags=outcome.scores if tagged else [],
+                candidates=[] if tagged else outcome.scores,
+                author_tags=post.author_tags,
+                model_version=predictor.version,
+            )
 
 
-def predict_file(path: Path, out: IO[bytes], settings: Settings,
-                 predictor: Predictor | None = None) -> PredictSummary:
+def predict_file(
+    path: Path, out: IO[bytes], settings: Settings, predictor: Predictor | None = None
+) -> PredictSummary:
     """Write one JSON line per valid post of a CSV/JSONL file to ``out``; bad rows go in the summary."""
     predictor = predictor or Predictor.load(settings.model_dir)
     summary = PredictSummary()

@@ -41,15 +41,25 @@ def check_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> set[
     try:
         return broker_topics(settings, timeout)
     except KafkaException as exc:
-        raise BrokerUnreachable(f"no Kafka broker answered at {settings.bootstrap_servers} within "
-                                f"{timeout:.0f}s ({exc.args[0].str()}); start one with "
-                                f"`stream-tagger broker` or set STREAM_TAGGER_BOOTSTRAP_SERVERS") from exc
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {settings.bootstrap_servers} within "
+            f"{timeout:.0f}s ({exc.args[0].str()}); start one with "
+            f"`stream-tagger broker` or set STREAM_TAGGER_BOOTSTRAP_SERVERS"
+        ) from exc
 
 
 def make_producer(settings: Settings, **overrides: str | int) -> Producer:
     """A producer that waits for the broker's acknowledgement of every event (``acks=all``)."""
-    return Producer({**producer_common(settings), "acks": "all", "linger.ms": 5,
-                     "message.timeout.ms": _DELIVERY_TIMEOUT_MS, "logger": KAFKA_LOG, **overrides})
+    return Producer(
+        {
+            **producer_common(settings),
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": _DELIVERY_TIMEOUT_MS,
+            "logger": KAFKA_LOG,
+            **overrides,
+        }
+    )
 
 
 @dataclass
@@ -87,8 +97,13 @@ def encode(event: RawContent) -> bytes:
     return msgspec.json.encode(event)
 
 
-def publish(producer: Producer, topic: str, items: Iterable[tuple[bytes | None, bytes]],
-            rate: float | None = None, on_sent: Callable[[int], None] | None = None) -> DeliveryReport:
+def publish(
+    producer: Producer,
+    topic: str,
+    items: Iterable[tuple[bytes | None, bytes]],
+    rate: float | None = None,
+    on_sent: Callable[[int], None] | None = None,
+) -> DeliveryReport:
     """Send (key, value) pairs to ``topic`` at ``rate``/s and wait for every acknowledgement.
 
     Takes bytes so that the demo can also send malformed events; ``on_sent(n)`` is called as the
@@ -139,8 +154,13 @@ def load_file(path: Path, settings: Settings) -> tuple[list[RawContent], list[Ro
     return posts, bad
 
 
-def produce_events(settings: Settings, topic: str, events: Iterable[RawContent], rate: float | None = None,
-                   on_sent: Callable[[int], None] | None = None) -> DeliveryReport:
+def produce_events(
+    settings: Settings,
+    topic: str,
+    events: Iterable[RawContent],
+    rate: float | None = None,
+    on_sent: Callable[[int], None] | None = None,
+) -> DeliveryReport:
     """Publish raw events keyed by content id (the worker's partitioning and idempotence key)."""
     check_broker(settings)
     pairs = ((event.id.encode(), encode(event)) for event in events)

@@ -57,8 +57,9 @@ def read_posts(path: Path, max_event_bytes: int | None = None) -> Iterator[RawCo
     return _within_limit(path, rows, max_event_bytes)
 
 
-def _within_limit(path: Path, rows: Iterator[tuple[int, RawContent | RowError]],
-                  max_event_bytes: int | None) -> Iterator[RawContent | RowError]:
+def _within_limit(
+    path: Path, rows: Iterator[tuple[int, RawContent | RowError]], max_event_bytes: int | None
+) -> Iterator[RawContent | RowError]:
     for line, item in rows:
         if max_event_bytes and isinstance(item, RawContent):
             size = len(msgspec.json.encode(item))
@@ -101,8 +102,9 @@ def _read_csv(path: Path) -> Iterator[tuple[int, RawContent | RowError]]:
         raise SourceError(f"{path}:1: {exc}") from exc
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
-        raise SourceError(f"{path}:1: missing column(s) {', '.join(missing)}; "
-                          f"the header has {', '.join(header)}")
+        raise SourceError(
+            f"{path}:1: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}"
+        )
     # A quoted field may span lines: a record starts on the line after the previous one ended.
     start = reader.line_num + 1
     while True:
@@ -154,8 +156,13 @@ def valid_posts(path: Path) -> list[RawContent]:
     return posts
 
 
-def resample(posts: Iterable[RawContent], n: int, seed: int = 0, now: datetime | None = None,
-             id_prefix: str | None = None) -> list[RawContent]:
+def resample(
+    posts: Iterable[RawContent],
+    n: int,
+    seed: int = 0,
+    now: datetime | None = None,
+    id_prefix: str | None = None,
+) -> list[RawContent]:
     """``n`` raw events drawn from ``posts``: whole shuffled passes, fresh unique ids, ``created_at`` = now.
 
     Fresh ids keep runs apart (the worker dedups by id); whole passes keep the class mix of the
@@ -176,7 +183,8 @@ def resample(posts: Iterable[RawContent], n: int, seed: int = 0, now: datetime |
     return out
 
 
-def dataset_events(n: int, path: Path = BUNDLED_DATASET, seed: int = 0,
-                   id_prefix: str | None = None) -> list[RawContent]:
+def dataset_events(
+    n: int, path: Path = BUNDLED_DATASET, seed: int = 0, id_prefix: str | None = None
+) -> list[RawContent]:
     """``n`` raw events resampled from the bundled dataset (the demo's and the benchmarks' workload)."""
     return resample(valid_posts(path), n, seed=seed, id_prefix=id_prefix)

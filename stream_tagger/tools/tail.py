@@ -59,18 +59,31 @@ class Record(msgspec.Struct, frozen=True):
     event: Event | None
 
 
-def follow(settings: Settings, topics: Sequence[str], from_beginning: bool = False,
-           max_messages: int | None = None, idle_timeout: float | None = None,
-           stop: Callable[[], bool] | None = None) -> Iterator[Record]:
+def follow(
+    settings: Settings,
+    topics: Sequence[str],
+    from_beginning: bool = False,
+    max_messages: int | None = None,
+    idle_timeout: float | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Record]:
     """Messages of ``topics`` as they arrive, until ``max_messages`` were read, nothing came for
     ``idle_timeout`` seconds, or ``stop()`` is true (checked every poll, ~0.2 s)."""
     existing = check_broker(settings)
     missing = [t for t in topics if t not in existing]
     if missing:
-        raise TopicMissing(f"topic {', '.join(missing)} does not exist at {settings.bootstrap_servers}; "
-                           f"the worker creates it at start (`stream-tagger worker`)")
-    consumer = Consumer({**consumer_common(settings), "group.id": f"stream-tagger-tail-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "logger": KAFKA_LOG})
+        raise TopicMissing(
+            f"topic {', '.join(missing)} does not exist at {settings.bootstrap_servers}; "
+            f"the worker creates it at start (`stream-tagger worker`)"
+        )
+    consumer = Consumer(
+        {
+            **consumer_common(settings),
+            "group.id": f"stream-tagger-tail-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "logger": KAFKA_LOG,
+        }
+    )
     try:
         metadata = consumer.list_topics(timeout=10)
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
@@ -83,9 +96,14 @@ def follow(settings: Settings, topics: Sequence[str], from_beginning: bool = Fal
         consumer.close()
 
 
-def _poll(consumer: Consumer, decoders: dict[str, msgspec.json.Decoder], max_messages: int | None,
-          idle_timeout: float | None, stop: Callable[[], bool] | None,
-          since_ms: int | None) -> Iterator[Record]:
+def _poll(
+    consumer: Consumer,
+    decoders: dict[str, msgspec.json.Decoder],
+    max_messages: int | None,
+    idle_timeout: float | None,
+    stop: Callable[[], bool] | None,
+    since_ms: int | None,
+) -> Iterator[Record]:
     count = 0
     last = time.monotonic()
     # Tansu reports a partition's end as the last *batch's* base offset + 1, so "from the end" can start
@@ -150,14 +168,27 @@ def render(record: Record) -> Text:
         line.append(f"  {latency_ms(event):.0f} ms  model {event.model_version}", "dim")
         return line
     if isinstance(event, ReviewRequest):
-        return Text.assemble((_clock(event.processed_at), "dim"), " ", (event.id, "bold"), " ",
-                             ("review: " + _scores(event.candidates), "yellow"), f"  {event.title[:70]}")
+        return Text.assemble(
+            (_clock(event.processed_at), "dim"),
+            " ",
+            (event.id, "bold"),
+            " ",
+            ("review: " + _scores(event.candidates), "yellow"),
+            f"  {event.title[:70]}",
+        )
     if isinstance(event, DeadLetter):
         original = event.original[:60].decode("utf-8", "replace")
         origin = f"  {event.topic}[{event.partition}]@{event.offset}"
-        return Text.assemble((_clock(event.received_at), "dim"), " ", (event.reason, "bold red"),
-                             f" {event.detail[:80]}", (origin, "dim"), f"  {original!r}")
+        return Text.assemble(
+            (_clock(event.received_at), "dim"),
+            " ",
+            (event.reason, "bold red"),
+            f" {event.detail[:80]}",
+            (origin, "dim"),
+            f"  {original!r}",
+        )
     if isinstance(event, RawContent):
-        return Text.assemble((_clock(event.created_at), "dim"), " ", (event.id, "bold"),
-                             f" {event.title[:90]}")
+        return Text.assemble(
+            (_clock(event.created_at), "dim"), " ", (event.id, "bold"), f" {event.title[:90]}"
+        )
     return Text(f"{record.topic}[{record.partition}]@{record.offset} {record.value[:200]!r}", "dim")

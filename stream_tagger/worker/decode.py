@@ -106,8 +106,14 @@ def dead_letter(
     """The dead letter of an input every reader (worker, feedback worker) publishes: the rejection, where
     the input was, and the input itself, cut to fit one Kafka message (``fit_dead_letter``)."""
     letter = DeadLetter(
-        reason=rejection.reason, detail=rejection.detail, original=original or b"", original_key=key,
-        topic=topic, partition=partition, offset=offset, received_at=received_at,
+        reason=rejection.reason,
+        detail=rejection.detail,
+        original=original or b"",
+        original_key=key,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        received_at=received_at,
     )
     return fit_dead_letter(letter, key)
 
@@ -131,4 +137,3 @@ def fit_dead_letter(letter: DeadLetter, record_key: bytes | None) -> DeadLetter:
         original=letter.original[:keep],
         detail=f"{letter.detail}; original truncated to its first {keep} of {size} bytes",
     )
-

@@ -56,18 +56,35 @@ class OutputEncoder:
         encode = self._encode
         if outcome.status == "tagged":
             status = TaggedContent(
-                id=event.id, status="tagged", tags=outcome.scores, author_tags=event.author_tags,
-                model_version=version, event_time=event_time, processed_at=now,
+                id=event.id,
+                status="tagged",
+                tags=outcome.scores,
+                author_tags=event.author_tags,
+                model_version=version,
+                event_time=event_time,
+                processed_at=now,
                 duplicate_of=outcome.duplicate_of,
             )
             return (OutputRecord(self.topics.tagged, key, encode(status)),)
         review = ReviewRequest(
-            id=event.id, title=event.title, description=event.description, author_tags=event.author_tags,
-            candidates=outcome.scores, model_version=version, event_time=event_time, processed_at=now,
+            id=event.id,
+            title=event.title,
+            description=event.description,
+            author_tags=event.author_tags,
+            candidates=outcome.scores,
+            model_version=version,
+            event_time=event_time,
+            processed_at=now,
         )
         status = TaggedContent(
-            id=event.id, status="pending_review", tags=[], author_tags=event.author_tags,
-            model_version=version, event_time=event_time, processed_at=now, duplicate_of=outcome.duplicate_of,
+            id=event.id,
+            status="pending_review",
+            tags=[],
+            author_tags=event.author_tags,
+            model_version=version,
+            event_time=event_time,
+            processed_at=now,
+            duplicate_of=outcome.duplicate_of,
         )
         return OutputRecord(self.topics.review, key, encode(review)), OutputRecord(
             self.topics.tagged, key, encode(status)
@@ -77,7 +94,12 @@ class OutputEncoder:
         """The dead letter of ``message``: its one outcome."""
         key = message.key()
         letter = dead_letter(
-            rejection, message.value(), key, message.topic() or "", message.partition() or 0,
-            message.offset() or 0, now,
+            rejection,
+            message.value(),
+            key,
+            message.topic() or "",
+            message.partition() or 0,
+            message.offset() or 0,
+            now,
         )
         return OutputRecord(self.topics.dead_letter, key, self._encode(letter))

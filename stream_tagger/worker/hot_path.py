@@ -230,8 +230,11 @@ class HotPath:
             elif error.fatal():
                 raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", error.str(),
-                            extra={"topic": message.topic(), "partition": message.partition()})
+                log.warning(
+                    "consumer error: %s",
+                    error.str(),
+                    extra={"topic": message.topic(), "partition": message.partition()},
+                )
         return batch
 
     def _score(self, batch: list[Message]) -> _Scoring:

@@ -347,8 +347,11 @@ class Pipeline:
 
             def route(part: range) -> Routes:
                 return route_columns(
-                    prediction.probs[part.start : part.stop], predictor.labels, batch.serving.thresholds,
-                    author_tags[part.start : part.stop], self.top_k,
+                    prediction.probs[part.start : part.stop],
+                    predictor.labels,
+                    batch.serving.thresholds,
+                    author_tags[part.start : part.stop],
+                    self.top_k,
                 )
 
             routing_failed: dict[int, Rejection] = {}  # by position in ``ok``
@@ -370,8 +373,9 @@ class Pipeline:
                 records = list(observer.observe(view))  # all of an observer's records, or none
             except Exception:
                 # An observer measures or annotates; the posts' outcomes stand without it.
-                log.exception("batch observer %s failed; the batch is published without it",
-                              type(observer).__name__)
+                log.exception(
+                    "batch observer %s failed; the batch is published without it", type(observer).__name__
+                )
                 batch.result.observer_errors.append(type(observer).__name__)
             else:
                 batch.result.records.extend(records)

@@ -107,8 +107,14 @@ class EventStream:
 
 def _reader(settings: Settings, topic: str) -> tuple[Consumer, list[int]]:
     """A consumer outside any group (``assign``: no group-join delay) and the topic's partitions."""
-    consumer = Consumer({**settings.kafka_common(), "group.id": "test-reader", "enable.auto.commit": False,
-                         "logger": KAFKA_LOG})
+    consumer = Consumer(
+        {
+            **settings.kafka_common(),
+            "group.id": "test-reader",
+            "enable.auto.commit": False,
+            "logger": KAFKA_LOG,
+        }
+    )
     return consumer, list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
 
 
@@ -303,9 +309,11 @@ class Tally:
 
     def __str__(self) -> str:
         sample = f" (e.g. {sorted(self.missing)[:3]})" if self.missing else ""
-        return (f"{len(self.sent)} ids in, {len(self.sent & self.out.keys())} out, "
-                f"{len(self.missing)} missing{sample}, {len(self.unexpected)} unexpected, "
-                f"{self.duplicates} duplicate record(s)")
+        return (
+            f"{len(self.sent)} ids in, {len(self.sent & self.out.keys())} out, "
+            f"{len(self.missing)} missing{sample}, {len(self.unexpected)} unexpected, "
+            f"{self.duplicates} duplicate record(s)"
+        )
 
 
 def assert_every_id_out(sent: Iterable[bytes], out: dict[bytes | None, list[bytes]]) -> Tally:

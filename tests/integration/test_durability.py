@@ -96,8 +96,11 @@ def test_broker_killed_and_restarted_mid_stream_every_id_comes_out(
 def test_killing_the_leader_of_raw_and_tagged_partitions_loses_nothing(
     kafka_cluster: LocalKafka, settings: Settings, tmp_path: Path
 ) -> None:
-    replicated = {"bootstrap_servers": kafka_cluster.bootstrap_servers, "replication_factor": 3,
-                  "min_insync_replicas": 2}
+    replicated = {
+        "bootstrap_servers": kafka_cluster.bootstrap_servers,
+        "replication_factor": 3,
+        "min_insync_replicas": 2,
+    }
     settings = pin_model(settings.model_copy(update=replicated), tmp_path)
 
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
@@ -115,8 +118,10 @@ def test_killing_the_leader_of_raw_and_tagged_partitions_loses_nothing(
         at_kill = len(stream.sent)
 
         def led_elsewhere() -> bool:
-            now = {*leaders(settings, settings.topic_raw).values(),
-                   *leaders(settings, settings.topic_tagged).values()}
+            now = {
+                *leaders(settings, settings.topic_raw).values(),
+                *leaders(settings, settings.topic_tagged).values(),
+            }
             return victim not in now and -1 not in now
 
         wait_for(led_elsewhere, f"the partitions broker {victim} led have new leaders")
@@ -141,8 +146,9 @@ def test_a_second_worker_joining_then_leaving_mid_stream_loses_nothing(
             second.wait_processed(1_000)
             assert second.terminate() == 0  # a graceful leave, events still arriving
         at_leave = len(stream.sent)
-        wait_for(lambda: first.get("/ready") == (200, everything),
-                 "the first worker holds every partition again")
+        wait_for(
+            lambda: first.get("/ready") == (200, everything), "the first worker holds every partition again"
+        )
         stream.wait_sent(at_leave + AFTER)
         sent = stream.stop()
         drain(settings, settings.topic_tagged, has_keys(len(sent)), timeout=120)

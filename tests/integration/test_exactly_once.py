@@ -24,12 +24,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_sigkill_mid_stream_then_restart_every_id_exactly_once(settings: Settings, tmp_path: Path) -> None:
-    settings = pin_model(settings, tmp_path).model_copy(update={
-        "processing_guarantee": "exactly_once",
-        # Both lives share it, so the second aborts the transaction the first left open at once.
-        "transactional_id": f"{settings.consumer_group}-worker-0",
-        "batch_max_size": 256,  # many transactions before the kill
-    })
+    settings = pin_model(settings, tmp_path).model_copy(
+        update={
+            "processing_guarantee": "exactly_once",
+            # Both lives share it, so the second aborts the transaction the first left open at once.
+            "transactional_id": f"{settings.consumer_group}-worker-0",
+            "batch_max_size": 256,  # many transactions before the kill
+        }
+    )
     events = valid_events(20_000, prefix="eos")
     bad = malformed_events(50, settings)
     produce(settings, [*events, *((key, value) for key, value, _reason in bad)])
@@ -49,7 +51,9 @@ def test_sigkill_mid_stream_then_restart_every_id_exactly_once(settings: Setting
         assert second.terminate() == 0
 
     # read_all is a read_committed reader (librdkafka's default isolation level).
-    for topic, sent in ((settings.topic_tagged, [key for key, _ in events]),
-                        (settings.topic_dead_letter, [key for key, _value, _reason in bad])):
+    for topic, sent in (
+        (settings.topic_tagged, [key for key, _ in events]),
+        (settings.topic_dead_letter, [key for key, _value, _reason in bad]),
+    ):
         tally = Tally(frozenset(sent), read_all(settings, topic))
         assert not tally.missing and not tally.unexpected and tally.duplicates == 0, f"{topic}: {tally}"

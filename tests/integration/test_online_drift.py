@@ -30,12 +30,69 @@ pytestmark = pytest.mark.integration
 
 THRESHOLD = 0.2  # deploy/ alert rule: drift_score > 0.2
 EVERYDAY = (
-    "the", "a", "and", "of", "to", "our", "my", "with", "for", "this", "recipe", "garden", "football",
-    "weather", "cooking", "holiday", "music", "city", "family", "coffee", "market", "river", "house", "dog",
-    "cat", "morning", "travel", "paint", "shop", "bread", "soup", "car", "train", "school", "weekend",
-    "friend", "party", "beach", "mountain", "story", "film", "tomato", "bake", "slow", "cheese", "match",
-    "goal", "season", "team", "walk", "park", "summer", "winter", "rain", "sunny", "village", "church",
-    "bicycle", "guitar", "song", "dance", "birthday", "gift"
+    "the",
+    "a",
+    "and",
+    "of",
+    "to",
+    "our",
+    "my",
+    "with",
+    "for",
+    "this",
+    "recipe",
+    "garden",
+    "football",
+    "weather",
+    "cooking",
+    "holiday",
+    "music",
+    "city",
+    "family",
+    "coffee",
+    "market",
+    "river",
+    "house",
+    "dog",
+    "cat",
+    "morning",
+    "travel",
+    "paint",
+    "shop",
+    "bread",
+    "soup",
+    "car",
+    "train",
+    "school",
+    "weekend",
+    "friend",
+    "party",
+    "beach",
+    "mountain",
+    "story",
+    "film",
+    "tomato",
+    "bake",
+    "slow",
+    "cheese",
+    "match",
+    "goal",
+    "season",
+    "team",
+    "walk",
+    "park",
+    "summer",
+    "winter",
+    "rain",
+    "sunny",
+    "village",
+    "church",
+    "bicycle",
+    "guitar",
+    "song",
+    "dance",
+    "birthday",
+    "gift",
 )
 
 
@@ -68,9 +125,15 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> HeldOut:
 def everyday_posts(n: int) -> list[RawContent]:
     rng = random.Random(7)
     now = datetime.now(UTC)
-    return [RawContent(id=f"everyday-{i}", title=" ".join(rng.choices(EVERYDAY, k=rng.randint(4, 9))),
-                       description=" ".join(rng.choices(EVERYDAY, k=rng.randint(10, 40))), created_at=now)
-            for i in range(n)]
+    return [
+        RawContent(
+            id=f"everyday-{i}",
+            title=" ".join(rng.choices(EVERYDAY, k=rng.randint(4, 9))),
+            description=" ".join(rng.choices(EVERYDAY, k=rng.randint(10, 40))),
+            created_at=now,
+        )
+        for i in range(n)
+    ]
 
 
 def drift(worker: WorkerProcess) -> dict[str, float]:
@@ -78,10 +141,12 @@ def drift(worker: WorkerProcess) -> dict[str, float]:
 
 
 def test_drift_stays_low_on_training_like_posts_and_fires_on_another_distribution(
-        settings: Settings, tmp_path: Path, held_out: HeldOut) -> None:
+    settings: Settings, tmp_path: Path, held_out: HeldOut
+) -> None:
     posts = held_out.posts
-    settings = settings.model_copy(update={"model_dir": held_out.model_dir, "drift_window": len(posts),
-                                           "drift_min_events": 100})
+    settings = settings.model_copy(
+        update={"model_dir": held_out.model_dir, "drift_window": len(posts), "drift_min_events": 100}
+    )
     produce(settings, [(p.id.encode(), encode(p)) for p in posts])
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_ready()

@@ -23,8 +23,9 @@ from tests.integration.helpers import produce
 pytestmark = pytest.mark.integration
 
 
-def test_export_writes_the_latest_approved_correction_with_the_posts_text(settings: Settings,
-                                                                           tmp_path: Path) -> None:
+def test_export_writes_the_latest_approved_correction_with_the_posts_text(
+    settings: Settings, tmp_path: Path
+) -> None:
     posts = dataset_events(6, id_prefix="ex")
     produce(settings, [(p.id.encode(), encode(p)) for p in posts])
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -33,13 +34,18 @@ def test_export_writes_the_latest_approved_correction_with_the_posts_text(settin
         event = Feedback(id=cid, tags=tags, source="user", created_at=t0 + timedelta(minutes=minutes))
         return cid.encode(), msgspec.json.encode(event)
 
-    produce(settings, [
-        fb(posts[0].id, ["mlops"], 2), fb(posts[0].id, ["other"], 1),  # later one wins, whatever the order
-        fb(posts[1].id, ["Natural Language Processing", "mlops"], 1),  # first approved tag, normalised
-        fb(posts[2].id, ["robotics"], 1),  # nothing the model can learn
-        fb("never-posted", ["mlops"], 1),  # no text to train on
-        (b"junk", b"not json"),
-    ], topic=settings.topic_feedback)
+    produce(
+        settings,
+        [
+            fb(posts[0].id, ["mlops"], 2),
+            fb(posts[0].id, ["other"], 1),  # later one wins, whatever the order
+            fb(posts[1].id, ["Natural Language Processing", "mlops"], 1),  # first approved tag, normalised
+            fb(posts[2].id, ["robotics"], 1),  # nothing the model can learn
+            fb("never-posted", ["mlops"], 1),  # no text to train on
+            (b"junk", b"not json"),
+        ],
+        topic=settings.topic_feedback,
+    )
 
     out = tmp_path / "feedback.csv"
     report = export_feedback(settings, out)
@@ -47,8 +53,10 @@ def test_export_writes_the_latest_approved_correction_with_the_posts_text(settin
     assert (report.written, report.without_text, report.without_approved_tag) == (2, 1, 1)
     with out.open(newline="", encoding="utf-8") as f:
         rows = {row["id"]: row for row in csv.DictReader(f)}
-    assert {cid: row["tag"] for cid, row in rows.items()} == {posts[0].id: "mlops",
-                                                              posts[1].id: "natural-language-processing"}
+    assert {cid: row["tag"] for cid, row in rows.items()} == {
+        posts[0].id: "mlops",
+        posts[1].id: "natural-language-processing",
+    }
     assert rows[posts[1].id]["title"] == posts[1].title
     assert rows[posts[1].id]["description"] == posts[1].description
     data = load_dataset([DATASET, out], min_per_class=0)  # what `train --data A --data B` reads
@@ -56,9 +64,11 @@ def test_export_writes_the_latest_approved_correction_with_the_posts_text(settin
 
 
 def test_export_command_names_a_missing_topic(bootstrap_servers: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["export-feedback", "--out", str(tmp_path / "x.csv"),
-                                      "--bootstrap-servers", bootstrap_servers],
-                                env={"STREAM_TAGGER_TOPIC_FEEDBACK": "no-such-topic-anywhere"})
+    result = CliRunner().invoke(
+        app,
+        ["export-feedback", "--out", str(tmp_path / "x.csv"), "--bootstrap-servers", bootstrap_servers],
+        env={"STREAM_TAGGER_TOPIC_FEEDBACK": "no-such-topic-anywhere"},
+    )
     assert result.exit_code == 1
     said = " ".join(result.output.split())
     assert "no-such-topic-anywhere" in said and "does not exist" in said

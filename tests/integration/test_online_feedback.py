@@ -105,9 +105,7 @@ def test_online_precision_recall_agreement_and_review_resolution(
         pending = [cid for cid in later if sources[cid] == "reviewer"]
         assert pending and tp and fp, "the sample must exercise reviews, hits and misses"
 
-        wait_metric(
-            loop, "stream_tagger_feedback_total", {"source": "reviewer"}, lambda v: v >= len(pending)
-        )
+        wait_metric(loop, "stream_tagger_feedback_total", {"source": "reviewer"}, lambda v: v >= len(pending))
         precision = wait_metric(
             loop,
             "stream_tagger_online_precision",
@@ -177,8 +175,11 @@ def test_predictions_survive_a_restart_through_the_changelog(settings: Settings,
     confirmed = [e.id for e in events if decision[e.id].tags][:10]
     with WorkerProcess(settings, tmp_path / "second.log") as worker:
         worker.wait_ready()
-        produce(settings, [feedback(cid, [decision[cid].tags[0].tag], "user", datetime.now(UTC))
-                           for cid in confirmed], topic=settings.topic_feedback)
+        produce(
+            settings,
+            [feedback(cid, [decision[cid].tags[0].tag], "user", datetime.now(UTC)) for cid in confirmed],
+            topic=settings.topic_feedback,
+        )
         precision = wait_metric(worker, "stream_tagger_online_precision", {"tag": "all"}, lambda v: v == 1.0)
         assert worker.terminate() == 0
     assert confirmed and precision == 1.0

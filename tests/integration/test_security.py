@@ -69,24 +69,30 @@ class SecureKafka(LocalKafka):
         properties["listeners"] = f"{properties['listeners']},{secured}"
         properties["advertised.listeners"] = f"{properties['advertised.listeners']},{secured}"
         properties["listener.security.protocol.map"] = (
-            f"{properties['listener.security.protocol.map']},SASL_SSL:SASL_SSL,MTLS:SSL,OTHER_HOST:SSL")
+            f"{properties['listener.security.protocol.map']},SASL_SSL:SASL_SSL,MTLS:SSL,OTHER_HOST:SSL"
+        )
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-        properties.update({
-            "ssl.keystore.type": "PEM",
-            "ssl.keystore.location": self.certs.broker_keystore,
-            "ssl.truststore.type": "PEM",
-            "ssl.truststore.location": self.certs.ca,
-            "listener.name.mtls.ssl.client.auth": "required",
-            "listener.name.other_host.ssl.keystore.type": "PEM",
-            "listener.name.other_host.ssl.keystore.location": self.certs.other_host_keystore,
-            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN,OAUTHBEARER",
-            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
-            "listener.name.sasl_ssl.plain.sasl.jaas.config":
-                f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{USER}="{PASSWORD}";',
-            "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config":
-                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
-        })
+        properties.update(
+            {
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": self.certs.broker_keystore,
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": self.certs.ca,
+                "listener.name.mtls.ssl.client.auth": "required",
+                "listener.name.other_host.ssl.keystore.type": "PEM",
+                "listener.name.other_host.ssl.keystore.location": self.certs.other_host_keystore,
+                "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN,OAUTHBEARER",
+                "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+                "listener.name.sasl_ssl.plain.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'user_{USER}="{PASSWORD}";'
+                ),
+                "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+                ),
+            }
+        )
         return properties
 
 
@@ -153,29 +159,59 @@ def kafka(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Se
 def topics() -> dict[str, Any]:
     """Topics and group unique to the test."""
     run = uuid.uuid4().hex[:8]
-    return {"consumer_group": f"test-{run}", "topic_raw": f"raw-{run}", "topic_tagged": f"tagged-{run}",
-            "topic_review": f"review-{run}", "topic_dead_letter": f"dlq-{run}",
-            "topic_feedback": f"feedback-{run}", "topic_shadow_disagreements": f"shadow-{run}",
-            "session_timeout_ms": 6_000, "heartbeat_interval_ms": 500, "model_dir": MODELS / "current",
-            "replication_factor": 1, "min_insync_replicas": 1}  # one broker
+    return {
+        "consumer_group": f"test-{run}",
+        "topic_raw": f"raw-{run}",
+        "topic_tagged": f"tagged-{run}",
+        "topic_review": f"review-{run}",
+        "topic_dead_letter": f"dlq-{run}",
+        "topic_feedback": f"feedback-{run}",
+        "topic_shadow_disagreements": f"shadow-{run}",
+        "session_timeout_ms": 6_000,
+        "heartbeat_interval_ms": 500,
+        "model_dir": MODELS / "current",
+        "replication_factor": 1,
+        "min_insync_replicas": 1,
+    }  # one broker
 
 
-def connect(kafka: SecureKafka, certs: Certs, way: str, token_endpoint: str = "",
-            **overrides: Any) -> dict[str, Any]:
+def connect(
+    kafka: SecureKafka, certs: Certs, way: str, token_endpoint: str = "", **overrides: Any
+) -> dict[str, Any]:
     """The settings of one way of connecting to ``kafka``."""
-    sasl = {"bootstrap_servers": kafka.address("SASL_SSL"), "security_protocol": "SASL_SSL",
-            "ssl_ca_file": certs.ca}
+    sasl = {
+        "bootstrap_servers": kafka.address("SASL_SSL"),
+        "security_protocol": "SASL_SSL",
+        "ssl_ca_file": certs.ca,
+    }
     ways: dict[str, dict[str, Any]] = {
-        "scram-sha-512": {**sasl, "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": USER,
-                          "sasl_password": PASSWORD},
-        "scram-sha-256": {**sasl, "sasl_mechanism": "SCRAM-SHA-256", "sasl_username": USER,
-                          "sasl_password": PASSWORD},
+        "scram-sha-512": {
+            **sasl,
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": USER,
+            "sasl_password": PASSWORD,
+        },
+        "scram-sha-256": {
+            **sasl,
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_username": USER,
+            "sasl_password": PASSWORD,
+        },
         "plain": {**sasl, "sasl_mechanism": "PLAIN", "sasl_username": USER, "sasl_password": PASSWORD},
-        "oauthbearer": {**sasl, "sasl_mechanism": "OAUTHBEARER", "oauth_token_endpoint_url": token_endpoint,
-                        "oauth_client_id": CLIENT_ID, "oauth_client_secret": CLIENT_SECRET},
-        "mtls": {"bootstrap_servers": kafka.address("MTLS"), "security_protocol": "SSL",
-                 "ssl_ca_file": certs.ca, "ssl_cert_file": certs.client_cert,
-                 "ssl_key_file": certs.client_key},
+        "oauthbearer": {
+            **sasl,
+            "sasl_mechanism": "OAUTHBEARER",
+            "oauth_token_endpoint_url": token_endpoint,
+            "oauth_client_id": CLIENT_ID,
+            "oauth_client_secret": CLIENT_SECRET,
+        },
+        "mtls": {
+            "bootstrap_servers": kafka.address("MTLS"),
+            "security_protocol": "SSL",
+            "ssl_ca_file": certs.ca,
+            "ssl_cert_file": certs.client_cert,
+            "ssl_key_file": certs.client_key,
+        },
     }
     return {**ways[way], **overrides}
 
@@ -210,8 +246,9 @@ def wait_group_stable(kafka: SecureKafka, group: str, timeout: float = 60.0) -> 
 
 
 @pytest.mark.timeout(240)
-def test_the_worker_tags_events_over_sasl_ssl_with_scram(kafka: SecureKafka, certs: Certs,
-                                                         topics: dict[str, Any], tmp_path: Path) -> None:
+def test_the_worker_tags_events_over_sasl_ssl_with_scram(
+    kafka: SecureKafka, certs: Certs, topics: dict[str, Any], tmp_path: Path
+) -> None:
     # The feedback loop in the worker's process: Faust's client has a group to join, over SASL_SSL too.
     settings = Settings(**connect(kafka, certs, "scram-sha-512"), **topics, feedback_in_worker=True)
     env = settings_env(settings)
@@ -221,26 +258,43 @@ def test_the_worker_tags_events_over_sasl_ssl_with_scram(kafka: SecureKafka, cer
         produced = run("produce", "--file", str(tmp_path / "posts.jsonl"), env=env)
         assert produced.returncode == 0, produced.stderr
         assert "delivered 50, failed 0" in produced.stderr
-        tailed = run("tail", "--topic", "tagged", "--from-beginning", "--json", "--max", "50",
-                     "--timeout", "60", env=env, timeout=90)
+        tailed = run(
+            "tail",
+            "--topic",
+            "tagged",
+            "--from-beginning",
+            "--json",
+            "--max",
+            "50",
+            "--timeout",
+            "60",
+            env=env,
+            timeout=90,
+        )
         assert tailed_ids(tailed) == set(ids)
         wait_group_stable(kafka, f"{settings.consumer_group}-app")  # Faust's aiokafka client is in
         assert worker.terminate() == 0
 
 
 def test_produce_and_tail_over_mutual_tls_with_a_key_password_from_a_file(
-        kafka: SecureKafka, certs: Certs, topics: dict[str, Any], tmp_path: Path) -> None:
+    kafka: SecureKafka, certs: Certs, topics: dict[str, Any], tmp_path: Path
+) -> None:
     password = tmp_path / "key-password"
     password.write_text(KEY_PASSWORD + "\n")
-    settings = Settings(**connect(kafka, certs, "mtls", ssl_key_file=certs.client_key_encrypted,
-                                  ssl_key_password_file=password), **topics)
+    settings = Settings(
+        **connect(
+            kafka, certs, "mtls", ssl_key_file=certs.client_key_encrypted, ssl_key_password_file=password
+        ),
+        **topics,
+    )
     env = settings_env(settings)
     del env["STREAM_TAGGER_SSL_KEY_PASSWORD"]  # from the file alone, as a mounted secret gives it
     ids = write_events(tmp_path / "posts.jsonl", 20, "mtls")
     produced = run("produce", "--file", str(tmp_path / "posts.jsonl"), env=env)
     assert produced.returncode == 0, produced.stderr
-    tailed = run("tail", "--topic", "raw", "--from-beginning", "--json", "--max", "20", "--timeout", "30",
-                 env=env)
+    tailed = run(
+        "tail", "--topic", "raw", "--from-beginning", "--json", "--max", "20", "--timeout", "30", env=env
+    )
     assert tailed_ids(tailed) == set(ids)
 
 
@@ -256,8 +310,9 @@ async def _faust_client_sends(settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("way", ["scram-sha-256", "plain", "oauthbearer", "mtls"])
-def test_both_clients_log_in_every_way(way: str, kafka: SecureKafka, certs: Certs, token_endpoint: str,
-                                       topics: dict[str, Any]) -> None:
+def test_both_clients_log_in_every_way(
+    way: str, kafka: SecureKafka, certs: Certs, token_endpoint: str, topics: dict[str, Any]
+) -> None:
     settings = Settings(**connect(kafka, certs, way, token_endpoint), **topics)
     TokenEndpoint.clients.clear()
     assert settings.topic_raw not in broker_topics(settings, timeout=20)  # librdkafka
@@ -268,10 +323,14 @@ def test_both_clients_log_in_every_way(way: str, kafka: SecureKafka, certs: Cert
         assert True in by_aiohttp and False in by_aiohttp, TokenEndpoint.clients
 
 
-def test_hostname_verification_is_on_by_default_and_can_be_turned_off(kafka: SecureKafka, certs: Certs,
-                                                                      topics: dict[str, Any]) -> None:
-    other_host = {"bootstrap_servers": kafka.address("OTHER_HOST"), "security_protocol": "SSL",
-                  "ssl_ca_file": certs.ca}
+def test_hostname_verification_is_on_by_default_and_can_be_turned_off(
+    kafka: SecureKafka, certs: Certs, topics: dict[str, Any]
+) -> None:
+    other_host = {
+        "bootstrap_servers": kafka.address("OTHER_HOST"),
+        "security_protocol": "SSL",
+        "ssl_ca_file": certs.ca,
+    }
     env = settings_env(Settings(**other_host, **topics))
     refused = run("tail", "--max", "1", env=env)
     assert refused.returncode == 1
@@ -282,10 +341,12 @@ def test_hostname_verification_is_on_by_default_and_can_be_turned_off(kafka: Sec
 
 
 REFUSALS = {
-    "wrong-password": ({"sasl_password": "wrong-password"},
-                       "SASL authentication error: Authentication failed during authentication due to "
-                       "invalid credentials with SASL mechanism SCRAM-SHA-512 (check "
-                       "STREAM_TAGGER_SASL_USERNAME and STREAM_TAGGER_SASL_PASSWORD)"),
+    "wrong-password": (
+        {"sasl_password": "wrong-password"},
+        "SASL authentication error: Authentication failed during authentication due to "
+        "invalid credentials with SASL mechanism SCRAM-SHA-512 (check "
+        "STREAM_TAGGER_SASL_USERNAME and STREAM_TAGGER_SASL_PASSWORD)",
+    ),
     # librdkafka words the first failed handshake one of two ways
     "untrusted-ca": ({"ssl_ca_file": "UNTRUSTED"}, "error:0A000086:SSL routines::certificate verify failed"),
 }
@@ -308,10 +369,14 @@ def assert_refused(stderr: str, kafka: SecureKafka, refusal: str) -> None:
 
 
 @pytest.mark.parametrize("refusal", REFUSALS)
-@pytest.mark.parametrize("command", [["produce", "--file", "EVENTS"], ["tail", "--max", "1"],
-                                     ["export-feedback", "--out", "OUT"]], ids=lambda c: c[0])
-def test_a_refused_tool_says_why_in_one_line(command: list[str], refusal: str, kafka: SecureKafka,
-                                             certs: Certs, topics: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["produce", "--file", "EVENTS"], ["tail", "--max", "1"], ["export-feedback", "--out", "OUT"]],
+    ids=lambda c: c[0],
+)
+def test_a_refused_tool_says_why_in_one_line(
+    command: list[str], refusal: str, kafka: SecureKafka, certs: Certs, topics: dict[str, Any], tmp_path: Path
+) -> None:
     write_events(tmp_path / "posts.jsonl", 1, "refused")
     paths = {"EVENTS": str(tmp_path / "posts.jsonl"), "OUT": str(tmp_path / "out.csv")}
     args = [paths.get(arg, arg) for arg in command]
@@ -326,20 +391,24 @@ def test_a_refused_tool_says_why_in_one_line(command: list[str], refusal: str, k
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("refusal", REFUSALS)
 @pytest.mark.parametrize("command", ["worker", "feedback-worker"])
-def test_a_refused_worker_says_why_in_one_line_and_exits(command: str, refusal: str, kafka: SecureKafka,
-                                                          certs: Certs, topics: dict[str, Any]) -> None:
+def test_a_refused_worker_says_why_in_one_line_and_exits(
+    command: str, refusal: str, kafka: SecureKafka, certs: Certs, topics: dict[str, Any]
+) -> None:
     settings = refused_settings(kafka, certs, topics, refusal)
     env = settings_env(settings.model_copy(update={"web_port": free_port()}))
-    result = subprocess.run([*WORKER_COMMAND[:-1], command], env=env, capture_output=True, text=True,
-                            timeout=WORKER_TIMEOUT_S)
+    result = subprocess.run(
+        [*WORKER_COMMAND[:-1], command], env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S
+    )
     assert result.returncode == 1, result.stderr
     assert_refused(result.stderr, kafka, refusal)  # the log above it is the worker's, as ever
 
 
-def test_a_client_without_its_certificate_is_refused_in_one_line(kafka: SecureKafka, certs: Certs,
-                                                                 topics: dict[str, Any]) -> None:
-    settings = Settings(bootstrap_servers=kafka.address("MTLS"), security_protocol="SSL",
-                        ssl_ca_file=certs.ca, **topics)
+def test_a_client_without_its_certificate_is_refused_in_one_line(
+    kafka: SecureKafka, certs: Certs, topics: dict[str, Any]
+) -> None:
+    settings = Settings(
+        bootstrap_servers=kafka.address("MTLS"), security_protocol="SSL", ssl_ca_file=certs.ca, **topics
+    )
     result = run("tail", "--max", "1", env=settings_env(settings))
     assert result.returncode == 1
     where = kafka.address("MTLS")
@@ -347,8 +416,9 @@ def test_a_client_without_its_certificate_is_refused_in_one_line(kafka: SecureKa
     assert "alert bad certificate" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_the_broker_really_requires_what_the_tests_rely_on(kafka: SecureKafka, certs: Certs,
-                                                          topics: dict[str, Any]) -> None:
+def test_the_broker_really_requires_what_the_tests_rely_on(
+    kafka: SecureKafka, certs: Certs, topics: dict[str, Any]
+) -> None:
     """Plaintext to the TLS listener gets no answer: the passing tests above did use TLS."""
     plaintext = Settings(bootstrap_servers=kafka.address("SASL_SSL"), **topics)
     with pytest.raises(KafkaException):

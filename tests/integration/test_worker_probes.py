@@ -27,8 +27,12 @@ COMMANDS = {
 
 def unreachable_broker() -> Settings:
     """Settings whose broker address is a closed port: the start-up waits for it, and nothing else."""
-    return Settings(bootstrap_servers=f"127.0.0.1:{free_port()}", model_dir=MODELS / "current",
-                    broker_retry_seconds=0.5, web_port=free_port())
+    return Settings(
+        bootstrap_servers=f"127.0.0.1:{free_port()}",
+        model_dir=MODELS / "current",
+        broker_retry_seconds=0.5,
+        web_port=free_port(),
+    )
 
 
 def wait_for_answer(process: WorkerProcess, path: str, timeout: float = 30.0) -> tuple[int, str]:

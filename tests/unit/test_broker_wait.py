@@ -64,5 +64,7 @@ def test_without_a_limit_the_wait_goes_on_until_stopped(clock: Clock) -> None:
 def test_an_attempt_is_logged_with_the_next_pause(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(BrokerWaitExpired):
         wait_for_broker(Settings(broker_wait_limit_seconds=10))
-    assert "Kafka broker unreachable at 127.0.0.1:19092 (Broker transport failure); retrying in 2.0s " \
-           "(attempt 1)" in caplog.text
+    assert (
+        "Kafka broker unreachable at 127.0.0.1:19092 (Broker transport failure); retrying in 2.0s "
+        "(attempt 1)" in caplog.text
+    )

@@ -45,19 +45,39 @@ def test_small_demo_stream_still_shows_every_dead_letter_reason() -> None:
 
 def _tagged(id: str, status: str = "tagged") -> Record:
     now = datetime.now(UTC)
-    event = TaggedContent(id=id, status=status, tags=[TagScore("mlops", 0.9)] if status == "tagged" else [],
-                          author_tags=[], model_version="v", event_time=now - timedelta(milliseconds=20),
-                          processed_at=now)
+    event = TaggedContent(
+        id=id,
+        status=status,
+        tags=[TagScore("mlops", 0.9)] if status == "tagged" else [],
+        author_tags=[],
+        model_version="v",
+        event_time=now - timedelta(milliseconds=20),
+        processed_at=now,
+    )
     return Record("tagged", 0, 0, msgspec.json.encode(event), event)
 
 
 def test_tally_counts_each_id_once_whatever_the_replays() -> None:
     tally = Tally(titles={})
-    letter = DeadLetter(reason="not_json", detail="", original=b"{", original_key=b"k", topic="raw",
-                        partition=0, offset=3, received_at=datetime.now(UTC))
-    for record in (_tagged("a"), _tagged("a"), _tagged("b", "pending_review"), _tagged("b"),
-                   Record("dlq", 0, 0, b"", letter), Record("dlq", 0, 1, b"", letter),
-                   Record("raw", 0, 0, b"", RawContent(id="r", title="t", created_at=datetime.now(UTC)))):
+    letter = DeadLetter(
+        reason="not_json",
+        detail="",
+        original=b"{",
+        original_key=b"k",
+        topic="raw",
+        partition=0,
+        offset=3,
+        received_at=datetime.now(UTC),
+    )
+    for record in (
+        _tagged("a"),
+        _tagged("a"),
+        _tagged("b", "pending_review"),
+        _tagged("b"),
+        Record("dlq", 0, 0, b"", letter),
+        Record("dlq", 0, 1, b"", letter),
+        Record("raw", 0, 0, b"", RawContent(id="r", title="t", created_at=datetime.now(UTC))),
+    ):
         tally.add(record)
     assert (len(tally.tagged), len(tally.review), len(tally.dead), tally.done) == (1, 1, 1, 3)
     assert [event.id for event in tally.recent] == ["a"]

@@ -118,12 +118,14 @@ def one_line(text: str) -> str:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_refuses_an_unknown_variable(command: str) -> None:
-    result = runner.invoke(app, [command, *ARGUMENTS.get(command, [])],
-                           env={"STREAM_TAGGER_BOOTSTRAP_SERVER": "kafka:9092"})
+    result = runner.invoke(
+        app, [command, *ARGUMENTS.get(command, [])], env={"STREAM_TAGGER_BOOTSTRAP_SERVER": "kafka:9092"}
+    )
     assert result.exit_code == 2, result.output
     assert one_line(result.stderr) == (
         "error: STREAM_TAGGER_BOOTSTRAP_SERVER: not a setting "
-        "(did you mean STREAM_TAGGER_BOOTSTRAP_SERVERS?); see `stream-tagger config` for every one")
+        "(did you mean STREAM_TAGGER_BOOTSTRAP_SERVERS?); see `stream-tagger config` for every one"
+    )
     assert result.stdout == ""
 
 
@@ -131,8 +133,10 @@ def test_every_command_refuses_an_unknown_variable(command: str) -> None:
 def test_every_command_refuses_a_bad_value(command: str) -> None:
     result = runner.invoke(app, [command, *ARGUMENTS.get(command, [])], env={"STREAM_TAGGER_WEB_PORT": "abc"})
     assert result.exit_code == 2, result.output
-    assert one_line(result.stderr) == ("error: STREAM_TAGGER_WEB_PORT='abc': Input should be a valid "
-                                       "integer, unable to parse string as an integer")
+    assert one_line(result.stderr) == (
+        "error: STREAM_TAGGER_WEB_PORT='abc': Input should be a valid "
+        "integer, unable to parse string as an integer"
+    )
 
 
 def test_a_bad_flag_value_is_named_by_its_flag() -> None:
@@ -156,8 +160,12 @@ def test_an_error_is_not_wrapped_when_stderr_is_not_a_terminal() -> None:
 def test_config_prints_the_settings_in_force_with_secrets_masked(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("hunter2\n")
-    env = {"STREAM_TAGGER_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "STREAM_TAGGER_SASL_MECHANISM": "PLAIN",
-           "STREAM_TAGGER_SASL_USERNAME": "tagger", "STREAM_TAGGER_SASL_PASSWORD_FILE": str(secret)}
+    env = {
+        "STREAM_TAGGER_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "STREAM_TAGGER_SASL_MECHANISM": "PLAIN",
+        "STREAM_TAGGER_SASL_USERNAME": "tagger",
+        "STREAM_TAGGER_SASL_PASSWORD_FILE": str(secret),
+    }
     result = runner.invoke(app, ["config"], env=env)
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output
@@ -166,12 +174,17 @@ def test_config_prints_the_settings_in_force_with_secrets_masked(tmp_path: Path)
     assert "STREAM_TAGGER_BOOTSTRAP_SERVERS=127.0.0.1:19092" in lines
     assert len(lines) == len(Settings.model_fields)
     changed = runner.invoke(app, ["config", "--changed"], env=env).stdout.splitlines()
-    assert changed == ["STREAM_TAGGER_SECURITY_PROTOCOL=SASL_PLAINTEXT", "STREAM_TAGGER_SASL_MECHANISM=PLAIN",
-                       "STREAM_TAGGER_SASL_USERNAME=tagger", "STREAM_TAGGER_SASL_PASSWORD=**********",
-                       f"STREAM_TAGGER_SASL_PASSWORD_FILE={secret}"]
+    assert changed == [
+        "STREAM_TAGGER_SECURITY_PROTOCOL=SASL_PLAINTEXT",
+        "STREAM_TAGGER_SASL_MECHANISM=PLAIN",
+        "STREAM_TAGGER_SASL_USERNAME=tagger",
+        "STREAM_TAGGER_SASL_PASSWORD=**********",
+        f"STREAM_TAGGER_SASL_PASSWORD_FILE={secret}",
+    ]
 
 
 # --- busy ports ---
+
 
 @pytest.fixture
 def busy_port() -> Iterator[int]:
@@ -183,41 +196,55 @@ def busy_port() -> Iterator[int]:
 
 @pytest.mark.parametrize("command", ["worker", "feedback-worker"])
 def test_a_busy_web_port_is_one_line_before_anything_starts(command: str, busy_port: int) -> None:
-    result = runner.invoke(app, [command, "--web-port", str(busy_port)],
-                           env={"STREAM_TAGGER_WEB_HOST": "127.0.0.1"})
+    result = runner.invoke(
+        app, [command, "--web-port", str(busy_port)], env={"STREAM_TAGGER_WEB_HOST": "127.0.0.1"}
+    )
     assert result.exit_code == 1
     assert one_line(result.stderr) == (
         f"error: cannot serve /metrics, /healthz and /ready on 127.0.0.1:{busy_port} "
-        "(Address already in use); set another with --web-port or STREAM_TAGGER_WEB_PORT")
+        "(Address already in use); set another with --web-port or STREAM_TAGGER_WEB_PORT"
+    )
 
 
 def test_broker_on_a_busy_port_fails_instead_of_saying_it_listens(busy_port: int) -> None:
     result = runner.invoke(app, ["broker", "--port", str(busy_port)])
     assert result.exit_code == 1
     assert one_line(result.stderr) == (
-        f"error: embedded broker cannot listen on 127.0.0.1:{busy_port}: Address already in use")
+        f"error: embedded broker cannot listen on 127.0.0.1:{busy_port}: Address already in use"
+    )
     assert "listening" not in result.output
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["worker", "--web-port", "abc"], "error: Invalid value for '--web-port': Input should be a valid "
-                                      "integer, unable to parse string as an integer "
-                                      "(see `stream-tagger worker --help`)"),
-    (["tale"], "error: No such command 'tale'. Did you mean 'tail'? (see `stream-tagger --help`)"),
-    (["produce"], "error: Missing option '--file' / '-f'. (see `stream-tagger produce --help`)"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["worker", "--web-port", "abc"],
+            "error: Invalid value for '--web-port': Input should be a valid "
+            "integer, unable to parse string as an integer "
+            "(see `stream-tagger worker --help`)",
+        ),
+        (["tale"], "error: No such command 'tale'. Did you mean 'tail'? (see `stream-tagger --help`)"),
+        (["produce"], "error: Missing option '--file' / '-f'. (see `stream-tagger produce --help`)"),
+    ],
+)
 def test_a_command_line_typer_cannot_parse_is_one_line_too(args: list[str], expected: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert one_line(result.stderr) == expected
 
 
-@pytest.mark.parametrize(("command", "module"), [
-    (["evaluate", "--data", "d.csv"], "stream_tagger.model.evaluate"),
-    (["train", "--data", "d.csv"], "stream_tagger.model.train"),
-    (["compare", "--model", "a", "--baseline", "b", "--data", "d.csv"],
-     "stream_tagger.online.promotion_gate"),
-])
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [
+        (["evaluate", "--data", "d.csv"], "stream_tagger.model.evaluate"),
+        (["train", "--data", "d.csv"], "stream_tagger.model.train"),
+        (
+            ["compare", "--model", "a", "--baseline", "b", "--data", "d.csv"],
+            "stream_tagger.online.promotion_gate",
+        ),
+    ],
+)
 def test_a_command_that_needs_the_train_extra_says_so_in_one_line_without_it(
     command: list[str], module: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

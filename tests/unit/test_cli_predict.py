@@ -47,8 +47,10 @@ def test_threshold_override_sends_everything_to_review(predictor: Predictor) -> 
 
 def test_bad_rows_are_reported_and_skipped(predictor: Predictor, tmp_path: Path) -> None:
     path = tmp_path / "posts.csv"
-    path.write_text("id,created_on,title,description\n1,2020-01-01 00:00:00,Image segmentation,\n"
-                    "2,bad,Oops,\n3,2020-01-01 00:00:00,Tokenizers for transformers,\n")
+    path.write_text(
+        "id,created_on,title,description\n1,2020-01-01 00:00:00,Image segmentation,\n"
+        "2,bad,Oops,\n3,2020-01-01 00:00:00,Tokenizers for transformers,\n"
+    )
     out = io.BytesIO()
     summary = predict_file(path, out, Settings(), predictor)
     assert [str(row).split(": ")[0] for row in summary.bad_rows] == [f"{path}:3"]

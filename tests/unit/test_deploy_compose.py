@@ -188,7 +188,8 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
         for path in source.split():
             assert (REPO / path).exists(), f"Dockerfile copies missing {path}"
             assert any(path.rstrip("/") == kept or path.startswith(kept + "/") for kept in let_in), (
-                f"Dockerfile copies {path}, which Dockerfile.dockerignore keeps out of the build context")
+                f"Dockerfile copies {path}, which Dockerfile.dockerignore keeps out of the build context"
+            )
 
 
 def _in_image_context(path: str) -> bool:

@@ -20,8 +20,10 @@ ENV_PREFIX = "STREAM_TAGGER_"
 #: The container command of each Deployment, and the Prometheus job its Service stands for.
 DEPLOYMENTS = {
     "stream-tagger-worker": (["stream-tagger", "worker"], DOWN_ALERTS["StreamTaggerDown"]),
-    "stream-tagger-feedback-worker": (["stream-tagger", "feedback-worker"],
-                                      DOWN_ALERTS["StreamTaggerFeedbackDown"]),
+    "stream-tagger-feedback-worker": (
+        ["stream-tagger", "feedback-worker"],
+        DOWN_ALERTS["StreamTaggerFeedbackDown"],
+    ),
 }
 
 
@@ -104,8 +106,11 @@ def test_credentials_are_files_from_the_secret(resources: dict[tuple[str, str], 
     (container,) = pod["containers"]
     assert all("valueFrom" not in var for var in container.get("env", [])), "a secret in the environment"
     secret_volumes = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-    mounted = {PurePosixPath(m["mountPath"]): secret_volumes[m["name"]]
-               for m in container["volumeMounts"] if m["name"] in secret_volumes}
+    mounted = {
+        PurePosixPath(m["mountPath"]): secret_volumes[m["name"]]
+        for m in container["volumeMounts"]
+        if m["name"] in secret_volumes
+    }
     files = [value for key, value in settings_map(resources).items() if key.endswith("_FILE")]
     assert files, "no setting reads its secret from a file"
     for file in map(PurePosixPath, files):

@@ -18,12 +18,19 @@ LABELS = ("computer-vision", "mlops", "natural-language-processing", "other")
 
 
 def reference() -> Reference:
-    return Reference.from_metadata(LABELS, {
-        "oov_share": {"bins": [0.0, 0.25, 0.5, 0.75, 1.0], "freq": [0.7, 0.2, 0.08, 0.02]},
-        "confidence": {"bins": [0.0, 0.5, 0.75, 1.0], "freq": [0.1, 0.3, 0.6]},
-        "predicted_class": {"computer-vision": 0.3, "mlops": 0.1, "natural-language-processing": 0.3,
-                            "other": 0.3},
-    })
+    return Reference.from_metadata(
+        LABELS,
+        {
+            "oov_share": {"bins": [0.0, 0.25, 0.5, 0.75, 1.0], "freq": [0.7, 0.2, 0.08, 0.02]},
+            "confidence": {"bins": [0.0, 0.5, 0.75, 1.0], "freq": [0.1, 0.3, 0.6]},
+            "predicted_class": {
+                "computer-vision": 0.3,
+                "mlops": 0.1,
+                "natural-language-processing": 0.3,
+                "other": 0.3,
+            },
+        },
+    )
 
 
 def test_psi_matches_the_formula_and_is_zero_for_equal_distributions() -> None:
@@ -70,8 +77,9 @@ def observe(monitor: DriftMonitor, oov_share: np.ndarray, probs: np.ndarray) -> 
     return monitor.scores()
 
 
-def _batch(rng: np.random.Generator, n: int, oov: tuple[float, float], top: list[int],
-           conf: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _batch(
+    rng: np.random.Generator, n: int, oov: tuple[float, float], top: list[int], conf: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     probs = np.full((n, 4), 0.0, dtype=np.float32)
     confidence = rng.uniform(*conf, size=n)
     cls = rng.choice(top, size=n)
@@ -85,11 +93,18 @@ def test_scores_stay_none_until_enough_events_then_flag_a_shifted_stream_only() 
     calm = DriftMonitor(reference(), window=1000, min_events=300)
     assert observe(calm, *_batch(rng, 100, (0, 0.2), [0, 2, 3], (0.75, 1.0))) is None
     # Training-like: low OOV, the reference's class mix, confident.
-    oov = np.concatenate([rng.uniform(0, 0.25, 700), rng.uniform(0.25, 0.5, 200), rng.uniform(0.5, 0.75, 80),
-                          rng.uniform(0.75, 1.0, 20)])
+    oov = np.concatenate(
+        [
+            rng.uniform(0, 0.25, 700),
+            rng.uniform(0.25, 0.5, 200),
+            rng.uniform(0.5, 0.75, 80),
+            rng.uniform(0.75, 1.0, 20),
+        ]
+    )
     cls = rng.choice(4, size=1000, p=[0.3, 0.1, 0.3, 0.3])
-    conf = np.concatenate([rng.uniform(0.3, 0.5, 100), rng.uniform(0.5, 0.75, 300),
-                           rng.uniform(0.75, 1, 600)])
+    conf = np.concatenate(
+        [rng.uniform(0.3, 0.5, 100), rng.uniform(0.5, 0.75, 300), rng.uniform(0.75, 1, 600)]
+    )
     probs = np.full((1000, 4), 0.0, dtype=np.float32)
     probs[:] = ((1 - conf) / 3)[:, None]
     probs[np.arange(1000), cls] = conf
@@ -159,7 +174,6 @@ def test_observer_scores_are_computed_at_scrape_time_from_the_latest_window() ->
         observer.observe(batch)
         scraped.append(value("stream_tagger_drift_score", {"signal": "oov_share"}))
     assert scraped[1] < scraped[0]  # the second scrape scored the second window
-
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,22 @@ from stream_tagger.settings import Settings
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def tagged(content_id: str, tags: list[str], status: str = "tagged", author: list[str] | None = None,
-           version: str = "v1") -> TaggedContent:
-    return TaggedContent(id=content_id, status=status, tags=[TagScore(t, 0.9) for t in tags],  # type: ignore[arg-type]
-                         author_tags=author or [], model_version=version, event_time=T0, processed_at=T0)
+def tagged(
+    content_id: str,
+    tags: list[str],
+    status: str = "tagged",
+    author: list[str] | None = None,
+    version: str = "v1",
+) -> TaggedContent:
+    return TaggedContent(
+        id=content_id,
+        status=status,
+        tags=[TagScore(t, 0.9) for t in tags],  # type: ignore[arg-type]
+        author_tags=author or [],
+        model_version=version,
+        event_time=T0,
+        processed_at=T0,
+    )
 
 
 def fb(content_id: str, tags: list[str], source: str = "user", after: float = 60.0) -> Feedback:
@@ -80,8 +92,9 @@ def test_first_prediction_wins_over_replays_and_echoes() -> None:
 def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
     join = FeedbackJoin(RestoredTable(), RestoredTable())
     join.on_tagged(tagged("1", [], status="pending_review", author=["other"]), 0)
-    first = join.on_feedback(fb("1", ["nlp-not-approved", "natural-language-processing", "other"],
-                                source="reviewer", after=90), 0)
+    first = join.on_feedback(
+        fb("1", ["nlp-not-approved", "natural-language-processing", "other"], source="reviewer", after=90), 0
+    )
     assert first is not None and first.review_seconds == 90.0
     assert first.resolution is not None
     assert first.resolution.status == "tagged"
@@ -300,8 +313,12 @@ def test_a_write_that_fails_or_is_cancelled_crashes_the_app_and_acknowledges_not
 
 def naive(content_id: str, tags: list[str], source: str = "user") -> Feedback:
     """A correction whose timestamp has no timezone: the schema allows it."""
-    return Feedback(id=content_id, tags=tags, source=source,  # type: ignore[arg-type]
-                    created_at=(T0 + timedelta(days=1)).replace(tzinfo=None))
+    return Feedback(
+        id=content_id,
+        tags=tags,
+        source=source,  # type: ignore[arg-type]
+        created_at=(T0 + timedelta(days=1)).replace(tzinfo=None),
+    )
 
 
 def test_timestamps_without_a_timezone_are_taken_as_utc_by_the_sweep_and_the_review_clock() -> None:
@@ -322,5 +339,3 @@ def test_a_parked_correction_that_cannot_be_judged_leaves_the_list_parked() -> N
     with pytest.raises(ZeroDivisionError):
         join.on_tagged(tagged("1", ["mlops"], status="pending_review"), 0)
     assert len(join.parked["1"]["corrections"]) == 2
-
-

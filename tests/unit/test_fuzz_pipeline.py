@@ -25,8 +25,12 @@ from tests.conftest import MODELS
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "raw"
 TOPICS = Topics(tagged="tagged", review="review", dead_letter="dlq")
 MAX_EVENT_BYTES = 100_000
-BUDGET = settings(max_examples=150, deadline=None, derandomize=True,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+BUDGET = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +38,19 @@ def predictor() -> Predictor:
     return Predictor.load(MODELS / "current")
 
 
-def kafka_message(value: bytes | None, offset: int, key: bytes | None = b"k",
-                  timestamp: tuple[int, int] = (TIMESTAMP_CREATE_TIME, 1_700_000_000_000)) -> Message:
+def kafka_message(
+    value: bytes | None,
+    offset: int,
+    key: bytes | None = b"k",
+    timestamp: tuple[int, int] = (TIMESTAMP_CREATE_TIME, 1_700_000_000_000),
+) -> Message:
     return Message(topic="raw", partition=0, offset=offset, key=key, value=value, timestamp=timestamp)
 
 
 def check_one_outcome_each(predictor: Predictor, messages: list[Message]) -> None:
-    pipe = Pipeline(predictor, TOPICS, max_event_bytes=MAX_EVENT_BYTES, top_k=2, dedup_window=64,
-                    score_chunks=2)
+    pipe = Pipeline(
+        predictor, TOPICS, max_event_bytes=MAX_EVENT_BYTES, top_k=2, dedup_window=64, score_chunks=2
+    )
     result = pipe.process(messages)
 
     def on(topic: str, kind: type) -> list:
@@ -69,8 +78,9 @@ def test_each_nasty_message_has_one_outcome(predictor: Predictor, path: Path) ->
 
 
 def test_the_whole_corpus_in_one_batch_among_good_posts(predictor: Predictor) -> None:
-    good = json.dumps({"id": "good", "title": "Object detection with YOLO",
-                       "created_at": "2024-01-01T00:00:00Z"}).encode()
+    good = json.dumps(
+        {"id": "good", "title": "Object detection with YOLO", "created_at": "2024-01-01T00:00:00Z"}
+    ).encode()
     values = [good, *(path.read_bytes() for path in corpus()), good]
     check_one_outcome_each(predictor, [kafka_message(value, i) for i, value in enumerate(values)])
 

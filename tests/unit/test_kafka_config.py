@@ -56,22 +56,49 @@ def secured(certs: Certs) -> dict[str, Settings]:
     """One Settings per way of connecting, all pointing nowhere."""
     tls = {"bootstrap_servers": NOWHERE, "ssl_ca_file": certs.ca}
     return {
-        "mtls": Settings(**tls, security_protocol="SSL", ssl_cert_file=certs.client_cert,
-                         ssl_key_file=certs.client_key_encrypted, ssl_key_password=KEY_PASSWORD),
-        "scram": Settings(**tls, security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-                          sasl_username="tagger", sasl_password="s3cret", ssl_check_hostname=False),
-        "plain": Settings(bootstrap_servers=NOWHERE, security_protocol="SASL_PLAINTEXT",
-                          sasl_mechanism="PLAIN", sasl_username="tagger", sasl_password="s3cret"),
-        "oauth": Settings(**tls, security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER",
-                          oauth_token_endpoint_url="https://idp.invalid/token", oauth_client_id="tagger",
-                          oauth_client_secret="s3cret", oauth_scope="kafka"),
+        "mtls": Settings(
+            **tls,
+            security_protocol="SSL",
+            ssl_cert_file=certs.client_cert,
+            ssl_key_file=certs.client_key_encrypted,
+            ssl_key_password=KEY_PASSWORD,
+        ),
+        "scram": Settings(
+            **tls,
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username="tagger",
+            sasl_password="s3cret",
+            ssl_check_hostname=False,
+        ),
+        "plain": Settings(
+            bootstrap_servers=NOWHERE,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_username="tagger",
+            sasl_password="s3cret",
+        ),
+        "oauth": Settings(
+            **tls,
+            security_protocol="SASL_SSL",
+            sasl_mechanism="OAUTHBEARER",
+            oauth_token_endpoint_url="https://idp.invalid/token",
+            oauth_client_id="tagger",
+            oauth_client_secret="s3cret",
+            oauth_scope="kafka",
+        ),
     }
 
 
-@pytest.mark.parametrize("overrides", [
-    {}, FLOORS,
-    {"assignment_strategy": "range", "group_instance_id": "worker-0", "session_timeout_ms": 60_000},
-], ids=["defaults", "floors", "eager-static"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        FLOORS,
+        {"assignment_strategy": "range", "group_instance_id": "worker-0", "session_timeout_ms": 60_000},
+    ],
+    ids=["defaults", "floors", "eager-static"],
+)
 def test_librdkafka_accepts_the_clients_configuration(overrides: dict[str, Any]) -> None:
     settings = Settings(bootstrap_servers=NOWHERE, **overrides)
     Consumer(consumer_config(settings)).close()  # no broker needed: librdkafka validates on creation
@@ -97,7 +124,10 @@ def test_security_settings_in_librdkafkas_terms(certs: Certs) -> None:
     mtls = librdkafka_common(ways["mtls"])
     assert mtls["ssl.ca.location"] == str(certs.ca)
     assert (mtls["ssl.certificate.location"], mtls["ssl.key.location"], mtls["ssl.key.password"]) == (
-        str(certs.client_cert), str(certs.client_key_encrypted), KEY_PASSWORD)
+        str(certs.client_cert),
+        str(certs.client_key_encrypted),
+        KEY_PASSWORD,
+    )
     assert mtls["ssl.endpoint.identification.algorithm"] == "https"
     scram = librdkafka_common(ways["scram"])
     login = ("security.protocol", "sasl.mechanism", "sasl.username", "sasl.password")
@@ -106,16 +136,22 @@ def test_security_settings_in_librdkafkas_terms(certs: Certs) -> None:
     assert "ssl.ca.location" not in librdkafka_common(ways["plain"])  # no TLS: no TLS settings
     oauth = librdkafka_common(ways["oauth"])
     assert {key: oauth[key] for key in oauth if key.startswith("sasl.")} == {
-        "sasl.mechanism": "OAUTHBEARER", "sasl.oauthbearer.method": "oidc",
+        "sasl.mechanism": "OAUTHBEARER",
+        "sasl.oauthbearer.method": "oidc",
         "sasl.oauthbearer.token.endpoint.url": "https://idp.invalid/token",
-        "sasl.oauthbearer.client.id": "tagger", "sasl.oauthbearer.client.secret": "s3cret",
-        "sasl.oauthbearer.scope": "kafka"}
+        "sasl.oauthbearer.client.id": "tagger",
+        "sasl.oauthbearer.client.secret": "s3cret",
+        "sasl.oauthbearer.scope": "kafka",
+    }
 
 
 def test_the_pass_through_reaches_the_clients_it_names() -> None:
-    settings = Settings(bootstrap_servers=NOWHERE, kafka_extra={"client.rack": "use1-az1"},
-                        kafka_producer_extra={"compression.type": "zstd"},
-                        kafka_consumer_extra={"fetch.min.bytes": "1024"})
+    settings = Settings(
+        bootstrap_servers=NOWHERE,
+        kafka_extra={"client.rack": "use1-az1"},
+        kafka_producer_extra={"compression.type": "zstd"},
+        kafka_consumer_extra={"fetch.min.bytes": "1024"},
+    )
     producer = producer_config(settings, lambda _error, _message: None)
     consumer = consumer_config(settings)
     admin = admin_config(settings)
@@ -137,6 +173,7 @@ def test_the_hot_path_consumer_rebalances_incrementally_and_may_be_a_static_memb
 
 # --- Faust's client: the same connection ---
 
+
 def aiokafka_auth(settings: Settings) -> dict[str, Any]:
     """What Faust gives each of its aiokafka clients for these settings."""
     return dict(credentials_to_aiokafka_auth(make_faust_app(settings).conf.broker_credentials))
@@ -148,7 +185,8 @@ def test_faust_gets_the_same_tls_as_librdkafka(certs: Certs) -> None:
     context: ssl.SSLContext = auth["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert [dict(entry[0] for entry in ca["subject"])["commonName"] for ca in context.get_ca_certs()] == [
-        "stream-tagger test CA"]  # only the configured CA, as librdkafka's ssl.ca.location
+        "stream-tagger test CA"
+    ]  # only the configured CA, as librdkafka's ssl.ca.location
 
 
 def test_faust_gets_the_same_sasl_login(certs: Certs) -> None:
@@ -158,7 +196,10 @@ def test_faust_gets_the_same_sasl_login(certs: Certs) -> None:
     assert not auth["ssl_context"].check_hostname  # ssl_check_hostname=False reaches it too
     auth = aiokafka_auth(secured(certs)["plain"])
     assert (auth["security_protocol"], auth["sasl_mechanism"], auth["ssl_context"]) == (
-        "SASL_PLAINTEXT", "PLAIN", None)
+        "SASL_PLAINTEXT",
+        "PLAIN",
+        None,
+    )
 
 
 def test_faust_gets_an_oidc_token_provider(certs: Certs) -> None:
@@ -208,9 +249,14 @@ def token_endpoint() -> Iterator[str]:
 
 
 def oauth(url: str, secret: str = "s3cret") -> Settings:
-    return Settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",
-                    oauth_token_endpoint_url=url, oauth_client_id="tagger", oauth_client_secret=secret,
-                    oauth_scope="kafka")
+    return Settings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="OAUTHBEARER",
+        oauth_token_endpoint_url=url,
+        oauth_client_id="tagger",
+        oauth_client_secret=secret,
+        oauth_scope="kafka",
+    )
 
 
 def test_the_token_provider_asks_as_librdkafka_does_and_keeps_the_token(token_endpoint: str) -> None:
@@ -220,12 +266,14 @@ def test_the_token_provider_asks_as_librdkafka_does_and_keeps_the_token(token_en
         return list(await asyncio.gather(*(provider.token() for _ in range(3))))
 
     assert asyncio.run(three_connections()) == ["token-1"] * 3
-    assert TokenEndpoint.requests == [("Basic " + base64.b64encode(b"tagger:s3cret").decode(),
-                                       "grant_type=client_credentials&scope=kafka")]
+    assert TokenEndpoint.requests == [
+        ("Basic " + base64.b64encode(b"tagger:s3cret").decode(), "grant_type=client_credentials&scope=kafka")
+    ]
 
 
-def test_the_token_provider_asks_again_before_the_token_expires(token_endpoint: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_token_provider_asks_again_before_the_token_expires(
+    token_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(TokenEndpoint, "lifetime", 0)
     provider = OidcTokenProvider(oauth(token_endpoint))
     assert [asyncio.run(provider.token()) for _ in range(2)] == ["token-1", "token-2"]
@@ -234,11 +282,14 @@ def test_the_token_provider_asks_again_before_the_token_expires(token_endpoint: 
 def test_a_refused_token_request_is_one_line_naming_the_endpoint(token_endpoint: str) -> None:
     with pytest.raises(TokenError) as raised:
         asyncio.run(OidcTokenProvider(oauth(token_endpoint, secret="wrong")).token())
-    assert str(raised.value) == (f"OIDC token endpoint {token_endpoint} answered 401 without an "
-                                 'access_token: {"error": "invalid_client"}')
+    assert str(raised.value) == (
+        f"OIDC token endpoint {token_endpoint} answered 401 without an "
+        'access_token: {"error": "invalid_client"}'
+    )
 
 
 # --- the partitioner ---
+
 
 def murmur2(data: bytes) -> int:
     """Kafka's ``Utils.murmur2`` (the Java client's default partitioner), from its definition."""
@@ -246,7 +297,7 @@ def murmur2(data: bytes) -> int:
     h = (0x9747B28C ^ len(data)) & 0xFFFFFFFF
     whole = len(data) & ~3
     for i in range(0, whole, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
+        k = int.from_bytes(data[i : i + 4], "little")
         k = (k * m) & 0xFFFFFFFF
         k ^= k >> r
         k = (k * m) & 0xFFFFFFFF
@@ -271,10 +322,16 @@ def java_partition(key: bytes, partitions: int) -> int:
 
 def test_murmur2_here_is_kafkas() -> None:
     """The values of Kafka's own UtilsTest.testMurmur2."""
-    assert {key: murmur2(key.encode()) for key in ("21", "foobar", "a-little-bit-long-string",
-                                                   "a-little-bit-longer-string", "abc")} == {
-        "21": -973932308, "foobar": -790332482, "a-little-bit-long-string": -985981536,
-        "a-little-bit-longer-string": -1486304829, "abc": 479470107}
+    assert {
+        key: murmur2(key.encode())
+        for key in ("21", "foobar", "a-little-bit-long-string", "a-little-bit-longer-string", "abc")
+    } == {
+        "21": -973932308,
+        "foobar": -790332482,
+        "a-little-bit-long-string": -985981536,
+        "a-little-bit-longer-string": -1486304829,
+        "abc": 479470107,
+    }
 
 
 KEYS = [f"content-{i}".encode() for i in range(40)] + [b"21", b"foobar", b"abc"]

@@ -14,8 +14,12 @@ def test_a_single_node_runs_consumer_groups_and_transactions_alone(tmp_path: Pat
     config = kafka.server_properties(node)
     assert config["process.roles"] == "broker,controller"
     assert config["controller.quorum.voters"] == f"1@127.0.0.1:{node.controller_port}"
-    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
-                "transaction.state.log.min.isr", "default.replication.factor"):
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "default.replication.factor",
+    ):
         assert config[key] == 1, key
     assert config["group.initial.rebalance.delay.ms"] == 0
     assert config["auto.create.topics.enable"] == "true"

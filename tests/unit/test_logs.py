@@ -14,8 +14,9 @@ from stream_tagger.logs import JsonFormatter, TextFormatter, configure_logging
 
 
 def record(message: str = "feedback dead-lettered (%s)", *args: object, **extra: object) -> logging.LogRecord:
-    made = logging.LogRecord("stream_tagger.online.feedback", logging.WARNING, __file__, 1, message,
-                             args or ("x",), None)
+    made = logging.LogRecord(
+        "stream_tagger.online.feedback", logging.WARNING, __file__, 1, message, args or ("x",), None
+    )
     made.__dict__.update(extra)
     return made
 
@@ -24,7 +25,7 @@ def test_text_lines_end_with_the_known_context() -> None:
     context = {"topic": "content.feedback.v1", "partition": 3, "offset": 42, "content_id": "a b"}
     line = TextFormatter().format(record(**context))
     assert line.endswith(
-        ' WARNING stream_tagger.online.feedback: feedback dead-lettered (x) '
+        " WARNING stream_tagger.online.feedback: feedback dead-lettered (x) "
         'topic="content.feedback.v1" partition=3 offset=42 content_id="a b"'
     )
 

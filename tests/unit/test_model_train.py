@@ -210,8 +210,12 @@ def test_without_keyword_and_embedding_scales_the_model_is_the_old_kind_and_serv
     predictor = Predictor.load(old)
     assert predictor.sublinear_tf is False and Predictor.load(two_runs[0]).sublinear_tf is True
     # Repeated words: counts above 1, where raw counts and sublinear weights give other probabilities.
-    texts = ["YOLO detection of cars", "Deploy Docker Docker Docker with MLflow and a transformer model", "",
-             "BERT " * 500]
+    texts = [
+        "YOLO detection of cars",
+        "Deploy Docker Docker Docker with MLflow and a transformer model",
+        "",
+        "BERT " * 500,
+    ]
     probs = predictor.predict(texts).probs
     assert predictor.featurize(texts).keyword_hits.shape == (4, 0)
     assert predictor.featurize(texts).embedding.shape == (4, 0)

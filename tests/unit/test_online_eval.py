@@ -65,9 +65,11 @@ def test_author_agreement() -> None:
 def test_author_agreement_observer_counts_only_posts_with_author_tags() -> None:
     metrics = Metrics(CollectorRegistry())
     now = datetime.now(UTC)
-    events = [RawContent(id="1", title="t", author_tags=["Computer Vision"], created_at=now),
-              RawContent(id="2", title="t", author_tags=["mlops"], created_at=now),
-              RawContent(id="3", title="t", created_at=now)]
+    events = [
+        RawContent(id="1", title="t", author_tags=["Computer Vision"], created_at=now),
+        RawContent(id="2", title="t", author_tags=["mlops"], created_at=now),
+        RawContent(id="3", title="t", created_at=now),
+    ]
     probs = np.eye(4, dtype=np.float32)[[0, 2, 1]]
     batch = ScoredBatch(events, [], SimpleNamespace(probs=probs), [], TAGS, "v1")  # type: ignore[arg-type]
     assert list(AuthorAgreementObserver(metrics).observe(batch)) == []

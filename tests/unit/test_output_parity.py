@@ -130,8 +130,14 @@ def published(pipe: Pipeline, messages: list[Message], overlap: bool = False) ->
 
 def pipeline(score_chunks: int = 1) -> Pipeline:
     return Pipeline(
-        HashPredictor(), TOPICS, max_event_bytes=20_000, top_k=2, dedup_window=500,
-        observers=[Annotator()], clock=lambda: NOW, score_chunks=score_chunks,
+        HashPredictor(),
+        TOPICS,
+        max_event_bytes=20_000,
+        top_k=2,
+        dedup_window=500,
+        observers=[Annotator()],
+        clock=lambda: NOW,
+        score_chunks=score_chunks,
     )
 
 

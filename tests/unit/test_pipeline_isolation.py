@@ -116,8 +116,14 @@ def test_an_observer_that_raises_costs_nothing_but_itself() -> None:
 @pytest.mark.parametrize("timestamp_ms", [-1, 2**63 - 1, 253_402_300_800_000])
 def test_a_kafka_timestamp_datetime_cannot_hold_is_timed_from_receipt(timestamp_ms: int) -> None:
     pipe, _ = pipeline()
-    odd = Message(topic="raw", partition=0, offset=0, key=b"a", value=raw("a", "cv"),
-                  timestamp=(TIMESTAMP_CREATE_TIME, timestamp_ms))
+    odd = Message(
+        topic="raw",
+        partition=0,
+        offset=0,
+        key=b"a",
+        value=raw("a", "cv"),
+        timestamp=(TIMESTAMP_CREATE_TIME, timestamp_ms),
+    )
     result = pipe.process([odd])
     [tagged] = decoded(result.records, "tagged", TaggedContent)
     assert tagged.status == "tagged" and tagged.event_time.year >= 2024

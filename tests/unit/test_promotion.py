@@ -55,8 +55,18 @@ def test_compare_exits_1_when_the_candidate_is_worse(tmp_path: Path) -> None:
 
 
 def test_compare_names_a_missing_model(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["compare", "--data", str(DATASET), "--baseline", str(tmp_path / "nope"),
-                                      "--model", str(tmp_path / "nope")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--data",
+            str(DATASET),
+            "--baseline",
+            str(tmp_path / "nope"),
+            "--model",
+            str(tmp_path / "nope"),
+        ],
+    )
     assert result.exit_code == 1
     assert _said("nope: no such model directory", result.output)
 

@@ -20,9 +20,13 @@ REPO = DEFAULT_DIR.parent
 
 def test_a_v1_worker_reads_a_raw_event_with_fields_added_by_a_newer_producer() -> None:
     newer = {
-        "schema_version": 1, "id": "p1", "title": "Segmenting cells with U-Net",
-        "created_at": "2024-05-01T10:00:00Z", "language": "en",
-        "reading_time": {"minutes": 4, "words": [1, 2, {"x": None}]}, "scores": [0.1, 2e300],
+        "schema_version": 1,
+        "id": "p1",
+        "title": "Segmenting cells with U-Net",
+        "created_at": "2024-05-01T10:00:00Z",
+        "language": "en",
+        "reading_time": {"minutes": 4, "words": [1, 2, {"x": None}]},
+        "scores": [0.1, 2e300],
     }
     event = decode_raw(msgspec.json.encode(newer), 64 * 1024)
     assert isinstance(event, RawContent) and (event.id, event.title) == ("p1", "Segmenting cells with U-Net")
@@ -98,8 +102,14 @@ def changed(edit: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "edit", ["new optional field", "wider title", "new schema version", "schema version any integer",
-             "source nullable title"]
+    "edit",
+    [
+        "new optional field",
+        "wider title",
+        "new schema version",
+        "schema version any integer",
+        "source nullable title",
+    ],
 )
 def test_additive_changes_are_compatible(edit: str) -> None:
     assert breaking_changes(RAW, changed(edit)) == []
@@ -124,8 +134,10 @@ def test_breaking_changes_are_named(edit: str, expected: str) -> None:
 
 
 def test_a_recursive_schema_is_walked_once_per_pair_of_nodes() -> None:
-    node = {"$defs": {"Tree": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Tree"}}}},
-            "$ref": "#/$defs/Tree"}
+    node = {
+        "$defs": {"Tree": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Tree"}}}},
+        "$ref": "#/$defs/Tree",
+    }
     assert breaking_changes(node, copy.deepcopy(node)) == []
 
 

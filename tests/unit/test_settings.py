@@ -16,8 +16,9 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def error_of(monkeypatch: pytest.MonkeyPatch | None = None, env: dict[str, str] | None = None,
-             **values: object) -> str:
+def error_of(
+    monkeypatch: pytest.MonkeyPatch | None = None, env: dict[str, str] | None = None, **values: object
+) -> str:
     for name, value in (env or {}).items():
         assert monkeypatch is not None
         monkeypatch.setenv(name, value)
@@ -29,10 +30,12 @@ def error_of(monkeypatch: pytest.MonkeyPatch | None = None, env: dict[str, str] 
 
 
 def test_a_misspelt_variable_is_named_with_the_setting_it_was_meant_to_be(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     message = error_of(monkeypatch, {"STREAM_TAGGER_BOOTSTRAP_SERVER": "kafka:9092"})
-    assert message.startswith("STREAM_TAGGER_BOOTSTRAP_SERVER: not a setting (did you mean "
-                              "STREAM_TAGGER_BOOTSTRAP_SERVERS?)")
+    assert message.startswith(
+        "STREAM_TAGGER_BOOTSTRAP_SERVER: not a setting (did you mean STREAM_TAGGER_BOOTSTRAP_SERVERS?)"
+    )
 
 
 def test_unknown_variables_are_found_whatever_their_case(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,16 +48,24 @@ def test_the_documented_non_settings_pass(monkeypatch: pytest.MonkeyPatch) -> No
     Settings()
 
 
-@pytest.mark.parametrize(("variable", "value", "expected"), [
-    ("STREAM_TAGGER_THRESHOLD", "abc", "STREAM_TAGGER_THRESHOLD='abc': Input should be a valid number"),
-    ("STREAM_TAGGER_WEB_PORT", "abc", "STREAM_TAGGER_WEB_PORT='abc': Input should be a valid integer"),
-    ("STREAM_TAGGER_WEB_PORT", "70000", "STREAM_TAGGER_WEB_PORT='70000': Input should be less than or equal"),
-    ("STREAM_TAGGER_LOG_LEVEL", "LOUD", "STREAM_TAGGER_LOG_LEVEL='LOUD': Input should be 'DEBUG'"),
-    ("STREAM_TAGGER_SECURITY_PROTOCOL", "TLS", "STREAM_TAGGER_SECURITY_PROTOCOL='TLS': Input should be"),
-    ("STREAM_TAGGER_KAFKA_EXTRA", "{oops", "STREAM_TAGGER_KAFKA_EXTRA='{oops': not JSON"),
-])
-def test_a_bad_value_names_its_variable_and_value(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
-                                                  expected: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("STREAM_TAGGER_THRESHOLD", "abc", "STREAM_TAGGER_THRESHOLD='abc': Input should be a valid number"),
+        ("STREAM_TAGGER_WEB_PORT", "abc", "STREAM_TAGGER_WEB_PORT='abc': Input should be a valid integer"),
+        (
+            "STREAM_TAGGER_WEB_PORT",
+            "70000",
+            "STREAM_TAGGER_WEB_PORT='70000': Input should be less than or equal",
+        ),
+        ("STREAM_TAGGER_LOG_LEVEL", "LOUD", "STREAM_TAGGER_LOG_LEVEL='LOUD': Input should be 'DEBUG'"),
+        ("STREAM_TAGGER_SECURITY_PROTOCOL", "TLS", "STREAM_TAGGER_SECURITY_PROTOCOL='TLS': Input should be"),
+        ("STREAM_TAGGER_KAFKA_EXTRA", "{oops", "STREAM_TAGGER_KAFKA_EXTRA='{oops': not JSON"),
+    ],
+)
+def test_a_bad_value_names_its_variable_and_value(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
     assert error_of(monkeypatch, {variable: value}).startswith(expected)
 
 
@@ -65,21 +76,32 @@ def test_every_bad_value_is_in_the_one_line(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_a_keyword_argument_is_named_as_passed() -> None:
     assert error_of(batch_max_size=0).startswith(
-        "batch_max_size=0: Input should be greater than or equal to 1")
+        "batch_max_size=0: Input should be greater than or equal to 1"
+    )
 
 
 def test_case_of_enumerations_does_not_matter() -> None:
-    settings = Settings(security_protocol="sasl_ssl", sasl_mechanism="scram-sha-512", sasl_username="u",
-                        sasl_password="p", log_level="debug")
+    settings = Settings(
+        security_protocol="sasl_ssl",
+        sasl_mechanism="scram-sha-512",
+        sasl_username="u",
+        sasl_password="p",
+        log_level="debug",
+    )
     assert (settings.security_protocol, settings.sasl_mechanism, settings.log_level) == (
-        "SASL_SSL", "SCRAM-SHA-512", "DEBUG")
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "DEBUG",
+    )
 
 
 # --- secrets ---
 
+
 def test_secrets_are_masked_in_the_printed_settings_and_the_repr() -> None:
-    settings = Settings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u",
-                        sasl_password="hunter2")
+    settings = Settings(
+        security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="hunter2"
+    )
     environment = settings.as_environment()
     assert environment["STREAM_TAGGER_SASL_PASSWORD"] == MASK
     assert environment["STREAM_TAGGER_SASL_USERNAME"] == "u"
@@ -87,7 +109,8 @@ def test_secrets_are_masked_in_the_printed_settings_and_the_repr() -> None:
 
 
 def test_the_printed_settings_cover_every_setting_and_read_back_the_same(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = Settings(kafka_extra={"client.rack": "a"}, threshold=0.9, feedback_in_worker=True)
     environment = settings.as_environment(mask_secrets=False)
     assert set(environment) == {f"STREAM_TAGGER_{name.upper()}" for name in Settings.model_fields}
@@ -97,8 +120,9 @@ def test_the_printed_settings_cover_every_setting_and_read_back_the_same(
     assert Settings() == settings
 
 
-def test_a_secret_is_read_from_the_file_its_file_variable_names(monkeypatch: pytest.MonkeyPatch,
-                                                                 tmp_path: Path) -> None:
+def test_a_secret_is_read_from_the_file_its_file_variable_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")  # as `echo s3cret > password` writes it
     monkeypatch.setenv("STREAM_TAGGER_SECURITY_PROTOCOL", "SASL_SSL")
@@ -120,32 +144,63 @@ def test_a_secret_is_read_from_the_file_its_file_variable_names(monkeypatch: pyt
 def test_a_missing_or_empty_secret_file_is_named(tmp_path: Path) -> None:
     login = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u"}
     assert error_of(**login, sasl_password_file=tmp_path / "nope").startswith(
-        f"sasl_password_file='{tmp_path / 'nope'}': Path does not point to a file")
+        f"sasl_password_file='{tmp_path / 'nope'}': Path does not point to a file"
+    )
     (tmp_path / "empty").write_text("\n")
     assert f"STREAM_TAGGER_SASL_PASSWORD_FILE: {tmp_path / 'empty'} is empty" in error_of(
-        **login, sasl_password_file=tmp_path / "empty")
+        **login, sasl_password_file=tmp_path / "empty"
+    )
 
 
 # --- Kafka security: what cannot work is refused at start ---
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ({"security_protocol": "SASL_SSL"}, "STREAM_TAGGER_SASL_MECHANISM must be set with SASL_SSL"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u"},
-     "STREAM_TAGGER_SASL_PASSWORD must be set with SCRAM-SHA-512"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER", "oauth_client_id": "c"},
-     "STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL and STREAM_TAGGER_OAUTH_CLIENT_SECRET must be set with "
-     "OAUTHBEARER"),
-    ({"sasl_mechanism": "PLAIN"}, "STREAM_TAGGER_SASL_MECHANISM is set but not used: "
-                                  "STREAM_TAGGER_SECURITY_PROTOCOL is PLAINTEXT"),
-    ({"sasl_username": "u"}, "STREAM_TAGGER_SASL_USERNAME is set but not used: "
-                             "STREAM_TAGGER_SECURITY_PROTOCOL is PLAINTEXT"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER", "sasl_username": "u",
-      "oauth_token_endpoint_url": "https://idp/token", "oauth_client_id": "c", "oauth_client_secret": "s"},
-     "STREAM_TAGGER_SASL_USERNAME is set but not used: STREAM_TAGGER_SASL_MECHANISM is OAUTHBEARER"),
-    ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u",
-      "sasl_password": "p", "ssl_check_hostname": False, "ssl_key_password": "k"},
-     "STREAM_TAGGER_SSL_KEY_PASSWORD is set but not used: STREAM_TAGGER_SECURITY_PROTOCOL is SASL_PLAINTEXT"),
-])
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"security_protocol": "SASL_SSL"}, "STREAM_TAGGER_SASL_MECHANISM must be set with SASL_SSL"),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u"},
+            "STREAM_TAGGER_SASL_PASSWORD must be set with SCRAM-SHA-512",
+        ),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER", "oauth_client_id": "c"},
+            "STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL and STREAM_TAGGER_OAUTH_CLIENT_SECRET must be set with "
+            "OAUTHBEARER",
+        ),
+        (
+            {"sasl_mechanism": "PLAIN"},
+            "STREAM_TAGGER_SASL_MECHANISM is set but not used: STREAM_TAGGER_SECURITY_PROTOCOL is PLAINTEXT",
+        ),
+        (
+            {"sasl_username": "u"},
+            "STREAM_TAGGER_SASL_USERNAME is set but not used: STREAM_TAGGER_SECURITY_PROTOCOL is PLAINTEXT",
+        ),
+        (
+            {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "OAUTHBEARER",
+                "sasl_username": "u",
+                "oauth_token_endpoint_url": "https://idp/token",
+                "oauth_client_id": "c",
+                "oauth_client_secret": "s",
+            },
+            "STREAM_TAGGER_SASL_USERNAME is set but not used: STREAM_TAGGER_SASL_MECHANISM is OAUTHBEARER",
+        ),
+        (
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "u",
+                "sasl_password": "p",
+                "ssl_check_hostname": False,
+                "ssl_key_password": "k",
+            },
+            "STREAM_TAGGER_SSL_KEY_PASSWORD is set but not used: "
+            "STREAM_TAGGER_SECURITY_PROTOCOL is SASL_PLAINTEXT",
+        ),
+    ],
+)
 def test_security_settings_that_cannot_work_are_refused(values: dict[str, object], expected: str) -> None:
     assert error_of(**values) == expected
 
@@ -153,48 +208,77 @@ def test_security_settings_that_cannot_work_are_refused(values: dict[str, object
 def test_tls_files_are_loaded_at_start(certs: Certs) -> None:
     tls = {"security_protocol": "SSL", "ssl_ca_file": certs.ca}
     Settings(**tls, ssl_cert_file=certs.client_cert, ssl_key_file=certs.client_key)
-    Settings(**tls, ssl_cert_file=certs.client_cert, ssl_key_file=certs.client_key_encrypted,
-             ssl_key_password=KEY_PASSWORD)
+    Settings(
+        **tls,
+        ssl_cert_file=certs.client_cert,
+        ssl_key_file=certs.client_key_encrypted,
+        ssl_key_password=KEY_PASSWORD,
+    )
     assert error_of(**tls, ssl_cert_file=certs.client_cert) == (
-        "STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE go together (mutual TLS)")
+        "STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE go together (mutual TLS)"
+    )
     assert error_of(security_protocol="SSL", ssl_ca_file=certs.client_key).startswith(
-        f"STREAM_TAGGER_SSL_CA_FILE: no PEM certificate in {certs.client_key}")
+        f"STREAM_TAGGER_SSL_CA_FILE: no PEM certificate in {certs.client_key}"
+    )
     # a key of another certificate, an encrypted key without its password or with a wrong one
-    for key, password in ((certs.directory / "broker.key", None), (certs.client_key_encrypted, None),
-                          (certs.client_key_encrypted, "wrong")):
-        message = error_of(**tls, ssl_cert_file=certs.client_cert, ssl_key_file=key,
-                           ssl_key_password=password)
-        assert message.startswith("STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE: cannot use "
-                                  f"{certs.client_cert} with {key}")
+    for key, password in (
+        (certs.directory / "broker.key", None),
+        (certs.client_key_encrypted, None),
+        (certs.client_key_encrypted, "wrong"),
+    ):
+        message = error_of(
+            **tls, ssl_cert_file=certs.client_cert, ssl_key_file=key, ssl_key_password=password
+        )
+        assert message.startswith(
+            "STREAM_TAGGER_SSL_CERT_FILE and STREAM_TAGGER_SSL_KEY_FILE: cannot use "
+            f"{certs.client_cert} with {key}"
+        )
         assert "wrong" not in message.split("(")[0]
 
 
 # --- the librdkafka pass-through ---
 
+
 def test_extra_properties_come_as_json_and_reach_librdkafka_as_strings(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STREAM_TAGGER_KAFKA_EXTRA",
-                       '{"client.rack": "use1-az1", "socket.keepalive.enable": true}')
-    monkeypatch.setenv("STREAM_TAGGER_KAFKA_PRODUCER_EXTRA",
-                       '{"compression.type": "zstd", "batch.size": 65536}')
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "STREAM_TAGGER_KAFKA_EXTRA", '{"client.rack": "use1-az1", "socket.keepalive.enable": true}'
+    )
+    monkeypatch.setenv(
+        "STREAM_TAGGER_KAFKA_PRODUCER_EXTRA", '{"compression.type": "zstd", "batch.size": 65536}'
+    )
     settings = Settings()
     assert settings.kafka_extra == {"client.rack": "use1-az1", "socket.keepalive.enable": "true"}
     assert settings.kafka_producer_extra == {"compression.type": "zstd", "batch.size": "65536"}
 
 
-@pytest.mark.parametrize(("setting", "properties", "expected"), [
-    ("kafka_extra", '{"bootstrap.servers": "x:1"}',
-     "bootstrap.servers is set by STREAM_TAGGER_BOOTSTRAP_SERVERS"),
-    ("kafka_extra", '{"sasl.password": "x"}', "sasl.password is set by STREAM_TAGGER_SASL_PASSWORD"),
-    ("kafka_consumer_extra", '{"enable.auto.offset.store": "true"}',
-     "enable.auto.offset.store is set by the delivery guarantee"),
-    ("kafka_producer_extra", '{"partitioner": "consistent_random"}',
-     "partitioner is set by Kafka's Java default partitioner"),
-    ("kafka_extra", '{"ssl.keystore.password": "x"}', "ssl.keystore.password looks like a secret"),
-    ("kafka_extra", '["client.rack"]', "a JSON object of librdkafka properties"),
-])
+@pytest.mark.parametrize(
+    ("setting", "properties", "expected"),
+    [
+        (
+            "kafka_extra",
+            '{"bootstrap.servers": "x:1"}',
+            "bootstrap.servers is set by STREAM_TAGGER_BOOTSTRAP_SERVERS",
+        ),
+        ("kafka_extra", '{"sasl.password": "x"}', "sasl.password is set by STREAM_TAGGER_SASL_PASSWORD"),
+        (
+            "kafka_consumer_extra",
+            '{"enable.auto.offset.store": "true"}',
+            "enable.auto.offset.store is set by the delivery guarantee",
+        ),
+        (
+            "kafka_producer_extra",
+            '{"partitioner": "consistent_random"}',
+            "partitioner is set by Kafka's Java default partitioner",
+        ),
+        ("kafka_extra", '{"ssl.keystore.password": "x"}', "ssl.keystore.password looks like a secret"),
+        ("kafka_extra", '["client.rack"]', "a JSON object of librdkafka properties"),
+    ],
+)
 def test_extra_properties_that_a_setting_owns_or_that_hold_secrets_are_refused(
-        monkeypatch: pytest.MonkeyPatch, setting: str, properties: str, expected: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, setting: str, properties: str, expected: str
+) -> None:
     message = error_of(monkeypatch, {f"STREAM_TAGGER_{setting.upper()}": properties})
     assert message.startswith(f"STREAM_TAGGER_{setting.upper()}=")
     assert expected in message
@@ -202,23 +286,28 @@ def test_extra_properties_that_a_setting_owns_or_that_hold_secrets_are_refused(
 
 def test_librdkafka_checks_the_extra_properties_names_and_values() -> None:
     assert error_of(kafka_extra={"client.rak": "a"}) == (
-        'STREAM_TAGGER_KAFKA_EXTRA: No such configuration property: "client.rak"')
+        'STREAM_TAGGER_KAFKA_EXTRA: No such configuration property: "client.rak"'
+    )
     assert error_of(kafka_consumer_extra={"fetch.min.bytes": "many"}).startswith(
-        "STREAM_TAGGER_KAFKA_CONSUMER_EXTRA: Invalid value")
+        "STREAM_TAGGER_KAFKA_CONSUMER_EXTRA: Invalid value"
+    )
 
 
 # --- the consumer group ---
+
 
 def test_the_delivery_timeout_stays_below_the_poll_interval() -> None:
     Settings(delivery_timeout_ms=290_000, max_poll_interval_ms=300_000)
     assert error_of(delivery_timeout_ms=295_000).startswith(
         "STREAM_TAGGER_DELIVERY_TIMEOUT_MS (295000) must be at least 10000 below "
-        "STREAM_TAGGER_MAX_POLL_INTERVAL_MS (300000)")
+        "STREAM_TAGGER_MAX_POLL_INTERVAL_MS (300000)"
+    )
 
 
 def test_min_insync_replicas_within_the_replication_factor() -> None:
     assert error_of(replication_factor=1).startswith(
-        "STREAM_TAGGER_MIN_INSYNC_REPLICAS (2) exceeds STREAM_TAGGER_REPLICATION_FACTOR (1)")
+        "STREAM_TAGGER_MIN_INSYNC_REPLICAS (2) exceeds STREAM_TAGGER_REPLICATION_FACTOR (1)"
+    )
 
 
 def test_topics_are_durable_by_default() -> None:

@@ -68,8 +68,12 @@ def test_observer_counts_publishes_disagreements_and_skips_itself() -> None:
     value = metrics.registry.get_sample_value
     assert value("stream_tagger_shadow_comparisons_total", {"result": "agree"}) == 3
     assert value("stream_tagger_shadow_comparisons_total", {"result": "disagree"}) == 1
-    assert value("stream_tagger_shadow_disagreements_total",
-                 {"live_tag": "mlops", "shadow_tag": "computer-vision"}) == 1
+    assert (
+        value(
+            "stream_tagger_shadow_disagreements_total", {"live_tag": "mlops", "shadow_tag": "computer-vision"}
+        )
+        == 1
+    )
     assert value("stream_tagger_inference_seconds_count", {"model_version": "v2", "role": "shadow"}) == 1
     promoted = ScoredBatch(events, ["t"] * 4, FakeShadow(live), [], LIVE, "v2")  # type: ignore[arg-type]
     assert list(observer.observe(promoted)) == []
@@ -83,8 +87,9 @@ class CrashingShadow(FakeShadow):
         raise RuntimeError("shadow session died")
 
 
-@pytest.mark.parametrize("shadow", [CrashingShadow(np.eye(4)), FakeShadow(np.full((4, 4), np.nan))],
-                         ids=["raises", "nan"])
+@pytest.mark.parametrize(
+    "shadow", [CrashingShadow(np.eye(4)), FakeShadow(np.full((4, 4), np.nan))], ids=["raises", "nan"]
+)
 def test_a_failing_shadow_turns_itself_off_with_a_metric_and_a_log_line(
     shadow: FakeShadow, caplog: pytest.LogCaptureFixture
 ) -> None:

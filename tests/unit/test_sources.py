@@ -40,10 +40,14 @@ def test_bundled_dataset_reads_cleanly_as_utc_events() -> None:
 
 
 def test_csv_multiline_field_keeps_line_numbers_of_later_rows(tmp_path: Path) -> None:
-    path = write(tmp_path, "posts.csv", HEADER
-                 + '1,2020-02-20 06:43:18,First,"two\nlines",mlops\n'
-                 + "2,not a date,Second,desc,mlops\n"
-                 + ",2020-02-20 06:43:18,No id,desc,mlops\n")
+    path = write(
+        tmp_path,
+        "posts.csv",
+        HEADER
+        + '1,2020-02-20 06:43:18,First,"two\nlines",mlops\n'
+        + "2,not a date,Second,desc,mlops\n"
+        + ",2020-02-20 06:43:18,No id,desc,mlops\n",
+    )
     items = list(read_posts(path))
     assert isinstance(items[0], RawContent)
     assert items[0].description == "two\nlines"
@@ -55,8 +59,11 @@ def test_csv_multiline_field_keeps_line_numbers_of_later_rows(tmp_path: Path) ->
 
 
 def test_csv_author_tags_column_is_split(tmp_path: Path) -> None:
-    path = write(tmp_path, "posts.csv", "id,created_on,title,description,author_tags\n"
-                 "1,2020-02-20T06:43:18Z,T,D,\"mlops; computer-vision\"\n")
+    path = write(
+        tmp_path,
+        "posts.csv",
+        'id,created_on,title,description,author_tags\n1,2020-02-20T06:43:18Z,T,D,"mlops; computer-vision"\n',
+    )
     [post] = read_posts(path)
     assert isinstance(post, RawContent)
     assert post.author_tags == ["mlops", "computer-vision"]
@@ -82,8 +89,11 @@ def test_csv_not_utf8_names_the_line(tmp_path: Path) -> None:
 
 
 def test_posts_over_the_size_limit_are_bad_rows(tmp_path: Path) -> None:
-    path = write(tmp_path, "posts.csv", HEADER + f"1,2020-02-20 06:43:18,T,{'x' * 500},mlops\n"
-                 + "2,2020-02-20 06:43:18,T,short,mlops\n")
+    path = write(
+        tmp_path,
+        "posts.csv",
+        HEADER + f"1,2020-02-20 06:43:18,T,{'x' * 500},mlops\n" + "2,2020-02-20 06:43:18,T,short,mlops\n",
+    )
     big, small = read_posts(path, max_event_bytes=300)
     assert isinstance(big, RowError)
     assert big.line == 2
@@ -98,8 +108,14 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_jsonl_validates_each_line_against_the_raw_schema(tmp_path: Path) -> None:
     good = msgspec.json.encode(RawContent(id="a", title="T", created_at=datetime(2024, 1, 1, tzinfo=UTC)))
-    path = write(tmp_path, "raw.jsonl", good + b"\n\n{\"id\": 1}\nnot json\n" + b"\xff\n"
-                 + b'{"schema_version": 2, "id": "b", "title": "T", "created_at": "2024-01-01T00:00:00Z"}\n')
+    path = write(
+        tmp_path,
+        "raw.jsonl",
+        good
+        + b'\n\n{"id": 1}\nnot json\n'
+        + b"\xff\n"
+        + b'{"schema_version": 2, "id": "b", "title": "T", "created_at": "2024-01-01T00:00:00Z"}\n',
+    )
     items = list(read_posts(path))
     assert isinstance(items[0], RawContent)
     errors = [i for i in items if isinstance(i, RowError)]
