@@ -258,19 +258,8 @@ def test_the_worker_tags_events_over_sasl_ssl_with_scram(
         produced = run("produce", "--file", str(tmp_path / "posts.jsonl"), env=env)
         assert produced.returncode == 0, produced.stderr
         assert "delivered 50, failed 0" in produced.stderr
-        tailed = run(
-            "tail",
-            "--topic",
-            "tagged",
-            "--from-beginning",
-            "--json",
-            "--max",
-            "50",
-            "--timeout",
-            "60",
-            env=env,
-            timeout=90,
-        )
+        tail = ["tail", "--topic", "tagged", "--from-beginning", "--json", "--max", "50", "--timeout", "60"]
+        tailed = run(*tail, env=env, timeout=90)
         assert tailed_ids(tailed) == set(ids)
         wait_group_stable(kafka, f"{settings.consumer_group}-app")  # Faust's aiokafka client is in
         assert worker.terminate() == 0
