@@ -35,7 +35,9 @@ CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "raw"
 TOPICS = Topics(tagged="tagged", review="review", dead_letter="dlq")
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
 DIGEST = "43ca18c6a79fc3cfa8da61a9edbefa6a59cbc381d87928c94c1fe9daa70c30a8"
-DIGEST_OVERLAPPED = "605f53f50b8fb9da26d5dec948626e6efdf92d0436402fd406e475aca12bbdd5"
+DIGEST_OVERLAPPED = "97cd38b343fd21abdffb802e77d1f81c4a7693a393653ecf320f03f58ca8dde8"
+SIZES = [1, 2, 64, 7, 200, 33, 128, 1, 300, 5]  # the batches ``published`` cuts the inputs into, in turn
+SWAP_AT = 5  # the batch from which the overlapped run serves the second model
 
 
 class HashPredictor:
@@ -99,7 +101,7 @@ def inputs() -> list[Message]:
 def published(pipe: Pipeline, messages: list[Message], overlap: bool = False) -> bytes:
     """The digest of every record published for ``messages`` in batches of many sizes. ``overlap``: as the
     hot path runs under load, batch N+1 is prepared and scored (its chunks last to first) before batch N
-    is finished, and a second model is served from the 40th batch on."""
+    is finished, and a second model is served to the batches prepared from the ``SWAP_AT``-th on."""
     digest = hashlib.sha256()
 
     def emit(batch: PreparedBatch) -> None:
@@ -107,12 +109,12 @@ def published(pipe: Pipeline, messages: list[Message], overlap: bool = False) ->
             for part in (topic.encode(), key or b"\x00", value):
                 digest.update(len(part).to_bytes(4, "big") + part)
 
-    start, sizes = 0, [1, 2, 64, 7, 200, 33, 128, 1, 300, 5]
+    start = 0
     waiting: PreparedBatch | None = None
-    for n, size in enumerate(sizes * 10):
+    for n, size in enumerate(SIZES * 10):
         if start >= len(messages):
             break
-        if overlap and n == 40:
+        if overlap and n == SWAP_AT:
             pipe.serve(SwappedPredictor())
         batch = pipe.prepare(messages[start : start + size])
         for task in reversed(pipe.scoring_tasks(batch)) if overlap else pipe.scoring_tasks(batch):
@@ -153,3 +155,26 @@ def test_overlapped_chunked_batches_and_a_model_swap_publish_the_recorded_bytes(
     and in which order they run, changes nothing."""
     assert published(pipeline(score_chunks=3), inputs(), overlap=True).decode() == DIGEST_OVERLAPPED
     assert published(pipeline(), inputs(), overlap=True).decode() == DIGEST_OVERLAPPED
+
+
+def test_the_overlapped_run_crosses_the_swap_with_the_batch_prepared_before_it_on_the_old_model() -> None:
+    """What the digest above holds: the swap falls inside the run, and the batch prepared before it but
+    finished after it is published under the model that scored it."""
+    pipe = pipeline()
+    messages = inputs()
+    starts = np.cumsum([0, *SIZES])
+    before = pipe.prepare(messages[starts[SWAP_AT - 1] : starts[SWAP_AT]])
+    pipe.predict(before)
+    pipe.serve(SwappedPredictor())
+    after = pipe.prepare(messages[starts[SWAP_AT] : starts[SWAP_AT + 1]])
+    pipe.predict(after)
+    versions = [
+        {
+            msgspec.json.decode(value).get("model_version")
+            for topic, _, value in pipe.finish(batch).records
+            if topic == TOPICS.tagged
+        }
+        for batch in (before, after)
+    ]
+    assert versions == [{"hash-1"}, {"hash-2"}]
+    assert starts[SWAP_AT] < len(messages)  # ``published`` reaches the swap
