@@ -96,7 +96,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """A setting that cannot be trained is refused here, in one line, before minutes of training:
         too many norm axes would otherwise export a pieces table of the wrong width."""
-        if not 0 <= self.piece_norm_axes <= self.embedding_dims:
+        uses_norm_axes = bool(self.embedding_scale) and self.piece_scores
+        if uses_norm_axes and not 0 <= self.piece_norm_axes <= self.embedding_dims:
             raise ValueError(
                 f"TrainConfig: piece_norm_axes={self.piece_norm_axes} must be between 0 and "
                 f"embedding_dims={self.embedding_dims}"

@@ -158,7 +158,16 @@ def test_failure_while_writing_leaves_no_folder(
 def test_piece_norm_axes_outside_the_embedding_are_refused_before_training(axes: int) -> None:
     with pytest.raises(ValueError, match=f"piece_norm_axes={axes} must be between 0 and embedding_dims=8"):
         TrainConfig(embedding_dims=8, piece_norm_axes=axes)
-    assert TrainConfig(embedding_dims=8, piece_norm_axes=8).piece_norm_axes == 8  # all of them is fine
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"piece_norm_axes": 0}, {"piece_norm_axes": 8}, {"embedding_scale": 0.0}, {"piece_scores": False}],
+    ids=["none", "all", "no-embedding", "no-piece-scores"],
+)
+def test_piece_norm_axes_within_the_embedding_or_unused_are_accepted(changes: dict) -> None:
+    cfg = TrainConfig(embedding_dims=8, **changes)  # the default piece_norm_axes (16) where unused
+    assert cfg.embedding_dims == 8
 
 
 def test_nb_weights_favour_columns_that_separate_classes() -> None:
