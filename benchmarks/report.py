@@ -548,11 +548,11 @@ def ab_headline(results: dict) -> list[str]:
     meta = results["meta"]
     m, codes = meta["machine"], meta.get("codes", {})
     during = m.get("load_avg_1min_during") or {}
-    # Each variant serves the model its own revision names (records before that name only the first's).
+    # Each variant serves the model its own revision names.
     named = "; ".join(
         f"{label} = {c['source']} {c['commit'][:10]}"
         + (" with changes" * bool(c.get("modified")))
-        + f", model {c.get('model', meta.get('model_version'))}"
+        + f", model {c.get('model', 'not recorded')}"
         for label, c in codes.items()
     )
     load = f"1-min load average {m['load_avg_at_start'][0]:.1f} at start"
