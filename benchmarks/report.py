@@ -223,6 +223,11 @@ LATENCY_HEADER = [
 ]
 
 
+RATIO_HEADER = ["", "ratio", ""]
+SWEEP_HEADER = ["configuration", "events/s", "CPU µs/event", "peak RSS MB"]
+TARGET_HEADER = ["pipeline", "target", "measured", "rule", "result"]
+
+
 def _floor(load: dict) -> str:
     """The harness's own floor in a paced run (input topic read back, no pipeline in between), if measured."""
     floor = load.get("floor_ms")
@@ -324,7 +329,7 @@ def print_report(results: dict, console: Console | None = None) -> None:
             saturation_rows(results),
         )
     )
-    console.print(_rich_table("Ratios (medians)", ["", "ratio", ""], ratio_rows(results)))
+    console.print(_rich_table("Ratios (medians)", RATIO_HEADER, ratio_rows(results)))
     console.print(
         _rich_table(
             "End-to-end latency at offered loads (ms, output received - input CreateTime)",
@@ -333,13 +338,12 @@ def print_report(results: dict, console: Console | None = None) -> None:
         )
     )
     if results["sweeps"]["batch_max_size"]:
-        header = ["configuration", "events/s", "CPU µs/event", "peak RSS MB"]
-        console.print(_rich_table("Worker batch sweep (saturation)", header, sweep_rows(results)))
+        console.print(_rich_table("Worker batch sweep (saturation)", SWEEP_HEADER, sweep_rows(results)))
     targets = [
         [*row[:-1], f"[green]{row[-1]}[/]" if row[-1] == "PASS" else f"[red]{row[-1]}[/]"]
         for row in target_rows(results)
     ]
-    console.print(_rich_table("Targets", ["pipeline", "target", "measured", "rule", "result"], targets))
+    console.print(_rich_table("Targets", TARGET_HEADER, targets))
 
 
 def write_json(results: dict, path: Path) -> None:
@@ -442,11 +446,11 @@ def write_markdown(results: dict, path: Path) -> None:
     """The same figures as the tables, in Markdown."""
     lines = [*(line + "." for line in headline(results)), ""]
     lines += _md_table(SATURATION_HEADER, saturation_rows(results))
-    lines += _md_table(["", "ratio", ""], ratio_rows(results))
+    lines += _md_table(RATIO_HEADER, ratio_rows(results))
     lines += _md_table(LATENCY_HEADER, latency_rows(results))
     if results["sweeps"]["batch_max_size"]:
-        lines += _md_table(["configuration", "events/s", "CPU µs/event", "peak RSS MB"], sweep_rows(results))
-    lines += _md_table(["pipeline", "target", "measured", "rule", "result"], target_rows(results))
+        lines += _md_table(SWEEP_HEADER, sweep_rows(results))
+    lines += _md_table(TARGET_HEADER, target_rows(results))
     path.write_text("\n".join(lines))
 
 

@@ -27,6 +27,7 @@ fails while a committed file differs from what this script renders.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import re
@@ -82,14 +83,12 @@ def _read_json(root: Path, relative: Path) -> dict | None:
 
 
 def _report(root: Path) -> ModuleType:
-    """The benchmark's own report module (benchmarks/report.py): the docs show its tables, not copies."""
-    sys.path.insert(0, str(root / "benchmarks"))
-    try:
-        import report
-
-        return report
-    finally:
-        sys.path.remove(str(root / "benchmarks"))
+    """``root``'s benchmarks/report.py, the benchmark's own tables: the docs show them, not copies."""
+    spec = importlib.util.spec_from_file_location("report", root / "benchmarks" / "report.py")
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    return report
 
 
 # --- benchmarks/results/latest.json -----------------------------------------------------------------
@@ -156,19 +155,6 @@ def _machine_line(meta: dict) -> str:
     return text + "." + (" Versions: " + ", ".join(found) + "." if found else "")
 
 
-def _times(value: Any) -> str:
-    return f"{value:.2f}x" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
-
-
-def _share(value: Any) -> str:
-    return f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
-
-
-def _namer(report: ModuleType) -> Callable[[str], str]:
-    """A pipeline's readable name, as the benchmark's own tables give it."""
-    return lambda kind: report.LABELS.get(kind, kind)
-
-
 def _latest_run(root: Path) -> tuple[dict, ModuleType] | None:
     """``latest.json`` and the benchmark's report module that reads it, or None when there is no run."""
     results = _read_json(root, RESULTS / "latest.json")
@@ -182,7 +168,6 @@ def render_bench_run(root: Path) -> list[str]:
     if run is None:
         return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
     results, report = run
-    name = _namer(report)
     meta = results.get("meta") or {}
     out = [
         _run_line(meta),
@@ -193,102 +178,21 @@ def render_bench_run(root: Path) -> list[str]:
         "",
     ]
     out += _table(report.SATURATION_HEADER, report.saturation_rows(results))
-
-    ratios = results.get("ratios") or {}
-    if ratios:
-        per_run = ", ".join(_times(x) for x in ratios.get("worker_over_quix_per_run") or [])
-        rows = [
-            ["worker / Quix Streams passthrough", _times(ratios.get("worker_over_quix"))],
-            ["worker / Quix Streams, run by run (each pair back to back)", per_run or "-"],
-            [
-                "worker / confluent-kafka passthrough (share of the ceiling)",
-                _share(ratios.get("worker_share_of_ceiling")),
-            ],
-            ["worker / scikit-learn per batch", _times(ratios.get("worker_over_sklearn"))],
-            ["worker, 2 processes / Quix Streams passthrough", _times(ratios.get("worker_2procs_over_quix"))],
-            [
-                "worker, 2 processes / confluent-kafka passthrough",
-                _share(ratios.get("worker_2procs_share_of_ceiling")),
-            ],
-            ["Quix Streams / confluent-kafka passthrough", _share(ratios.get("quix_share_of_ceiling"))],
-        ]
-        out += ["", "**Ratios** (of the medians):", ""]
-        out += _table(["", "ratio"], rows)
-
-    rows = []
-    for kind, entry in (results.get("pipelines") or {}).items():
-        for load in entry.get("loads", []):
-            lat = load.get("latency_ms")
-            if lat is None:
-                what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
-                rows.append([name(kind), str(load.get("label", "")), what, "", "", "", "", "", ""])
-                continue
-            first_last = load.get("p50_first_last_tenth_ms") or [None, None]
-            floor = load.get("floor_ms") or {}
-            rows.append(
-                [
-                    name(kind),
-                    str(load.get("label", "")),
-                    _num(load.get("achieved_offered_per_s")),
-                    _num(lat.get("p50"), 1),
-                    _num(lat.get("p99"), 1),
-                    _num(lat.get("p99.9"), 1),
-                    _num((load.get("latency_created_ms") or {}).get("p99")),
-                    " → ".join(_num(v, 1) for v in first_last),
-                    f"{_num(floor.get('p50'), 1)} / {_num(floor.get('p99'), 1)}" if floor else "-",
-                ]
-            )
-    if rows:
-        out += [
-            "",
-            "**End-to-end latency at offered loads** (ms, output received by a reader − input CreateTime; "
-            "in pipeline: output CreateTime − input CreateTime):",
-            "",
-        ]
-        header = [
-            "pipeline",
-            "offered load",
-            "events/s",
-            "p50",
-            "p99",
-            "p99.9",
-            "p99 in pipeline",
-            "p50 first → last 10%",
-            "harness floor p50 / p99",
-        ]
-        out += _table(header, rows)
-
-    rows = [
-        [
-            f"`batch_max_size` {run.get('batch_max_size')}",
-            _num(run.get("events_per_s")),
-            _num(run.get("cpu_us_per_event")),
-            _num(run.get("peak_rss_mb")),
-        ]
-        for run in (results.get("sweeps") or {}).get("batch_max_size", [])
+    out += ["", "**Ratios** (of the medians):", ""]
+    out += _table(report.RATIO_HEADER, report.ratio_rows(results))
+    out += [
+        "",
+        "**End-to-end latency at offered loads** (ms, output received by a reader − input CreateTime; "
+        "in pipeline: output CreateTime − input CreateTime):",
+        "",
     ]
-    if rows:
+    out += _table(report.LATENCY_HEADER, report.latency_rows(results))
+    if results["sweeps"]["batch_max_size"]:
         out += ["", "**Worker batch sweep** (saturation, one run each):", ""]
-        out += _table(["configuration", "events/s", "CPU µs/event", "peak RSS MB"], rows)
-
-    if results.get("targets"):
-        out += ["", "**Targets** (the worker as shipped):", ""]
-        out += _targets_table(results, name)
+        out += _table(report.SWEEP_HEADER, report.sweep_rows(results))
+    out += ["", "**Targets** (the worker as shipped):", ""]
+    out += _table(report.TARGET_HEADER, report.target_rows(results))
     return out
-
-
-def _targets_table(results: dict, name: Callable[[str], str]) -> list[str]:
-    rows = [
-        [
-            name(t.get("pipeline", "")),
-            str(t.get("target", "")),
-            _num(t.get("measured"), 2 if str(t.get("rule", "")).startswith(">=") else 1),
-            str(t.get("rule", "")),
-            "PASS" if t.get("pass") else "FAIL",
-        ]
-        for t in results.get("targets") or []
-    ]
-    return _table(["pipeline", "target", "measured", "rule", "result"], rows)
 
 
 def render_bench_headline(root: Path) -> list[str]:
@@ -297,18 +201,12 @@ def render_bench_headline(root: Path) -> list[str]:
     if run is None:
         return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
     results, report = run
-    name = _namer(report)
-    lines = report.saturations(results)
-    quix = (lines.get("quix") or {}).get("events_per_s")
-    rows = [
-        [name(kind), _num(sat.get("events_per_s")), _times(sat["events_per_s"] / quix) if quix else "-"]
-        for kind, sat in lines.items()
-        if sat.get("events_per_s")
-    ]
+    # The benchmark's saturation rows, their first three columns (pipeline, events/s, x Quix), measured ones.
+    rows = [row[:3] for row in report.saturation_rows(results) if row[1] != "-"]
     meta = results.get("meta") or {}
     out = [_run_line(meta), "", _machine_line(meta), ""]
     out += _table(["pipeline (saturation)", "events/s", "x Quix"], rows)
-    return [*out, "", *_targets_table(results, name)]
+    return [*out, "", *_table(report.TARGET_HEADER, report.target_rows(results))]
 
 
 # --- benchmarks/results/inference.json --------------------------------------------------------------
