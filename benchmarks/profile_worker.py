@@ -1,6 +1,7 @@
 """Where the worker's time goes: py-spy attached to it in two situations (``run.py --profile``).
 
-1. ``saturation``: draining a pre-produced backlog, on-CPU samples: what it burns CPU on when busy.
+1. ``saturation``: draining a pre-produced backlog, active samples (on a core or waiting for one): what
+   it burns CPU on when busy.
 2. ``gil-1000``: at 1,000 events/s offered, ``--gil`` samples (only the thread holding the GIL): who keeps
    the hot-path thread waiting, which is what latency at low load is made of.
 
@@ -81,23 +82,25 @@ def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
     return out
 
 
-def machine_times() -> tuple[float, float]:
-    """(busy, idle) seconds of all cores together since boot, from ``/proc/stat``."""
+def machine_times() -> tuple[float, float, float]:
+    """(busy, idle, stolen) seconds of all cores together since boot, from ``/proc/stat``: stolen is what
+    the hypervisor gave other machines while this one wanted the core."""
     with open("/proc/stat") as f:
         fields = [int(v) / _CLOCK_TICKS for v in f.readline().split()[1:]]
     idle = fields[3] + fields[4]  # idle, iowait
-    return sum(fields[:8]) - idle, idle
+    return sum(fields[:7]) - idle, idle, fields[7]
 
 
 @dataclass
 class Window:
-    """What the kernel says of the worker's threads and of the machine over the window recorded."""
+    """What the kernel says of the worker's threads and of the machine over the window recorded. A thread
+    that ended during the window is left out; one that started during it counts as asleep before."""
 
     pid: int
     others: dict[str, int]  # other processes sharing the cores, by what they are (the broker, ...)
     seconds: float = 0.0
     threads: dict[int, tuple[str, float, float]] = field(default_factory=dict)
-    machine: tuple[float, float] = (0.0, 0.0)
+    machine: tuple[float, float, float] = (0.0, 0.0, 0.0)
     processes: dict[str, float] = field(default_factory=dict)
     _began: float = 0.0
 
@@ -114,8 +117,7 @@ class Window:
         for tid, (name, on_cpu, waiting) in thread_times(self.pid).items():
             _, on_cpu_before, waiting_before = before.get(tid, (name, 0.0, 0.0))  # 0: a thread started since
             self.threads[tid] = (name, on_cpu - on_cpu_before, waiting - waiting_before)
-        busy, idle = machine_times()
-        self.machine = (busy - self.machine[0], idle - self.machine[1])
+        self.machine = tuple(now - then for now, then in zip(machine_times(), self.machine, strict=True))
         self.processes = {name: _cpu_seconds(pid) - self.processes[name] for name, pid in self._all().items()}
 
     def _all(self) -> dict[str, int]:
@@ -125,11 +127,11 @@ class Window:
         """Markdown: the machine's cores by process, and per busy thread of the worker where its time
         went. ``names``: Python's thread names by thread id (py-spy's), else the kernel's is shown."""
         cores = os.cpu_count() or 1
-        busy, idle = self.machine
+        busy, idle, stolen = self.machine
         known = sum(self.processes.values())
         lines = [
             f"**Cores over the {self.seconds:.1f} s** ({cores} cores): busy {busy / self.seconds:.2f}, idle "
-            f"{idle / self.seconds:.2f}; "
+            f"{idle / self.seconds:.2f}, stolen by the hypervisor {stolen / self.seconds:.2f}; "
             + ", ".join(f"{name} {cpu / self.seconds:.2f}" for name, cpu in self.processes.items())
             + f", everything else {max(busy - known, 0.0) / self.seconds:.2f}.",
             "",
@@ -141,7 +143,7 @@ class Window:
                 continue
             asleep = max(self.seconds - on_cpu - waiting, 0.0)
             lines.append(
-                f"| {_thread_name(names.get(tid, name))} | {on_cpu / self.seconds:.0%} | "
+                f"| {_thread_name(names.get(tid, f'{name} ({tid})'))} | {on_cpu / self.seconds:.0%} | "
                 f"{waiting / self.seconds:.0%} | {asleep / self.seconds:.0%} |"
             )
         return "\n".join([*lines, ""])
@@ -216,7 +218,7 @@ def _category(names: list[str]) -> str:
     return CONSUME[0] if names and names[-1] == CONSUME[1] else "other"
 
 
-def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float, window: Window) -> str:
+def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> str:
     """Markdown: the samples of the hot-path and scoring threads by category, as shares of each thread,
     and as µs per event: each thread's seconds on a core (the kernel's, over the window) shared out as
     its samples are. Samples alone would also count the time a thread waited for a core. The worker's
@@ -230,8 +232,14 @@ def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float,
         if thread is None:
             continue
         match = _PROFILE_NAME.match(profile["name"])
-        if match:
-            on_cpu[thread] += window.threads.get(int(match.group(1)), ("", 0.0, 0.0))[1]
+        kernel = window.threads.get(int(match.group(1))) if match else None
+        if kernel is None:  # it ended during the window, or py-spy named it otherwise: say so, not 0 µs
+            print(
+                f"warning: no kernel times for {profile['name']}: its µs per event are left out",
+                file=sys.stderr,
+            )
+        else:
+            on_cpu[thread] += kernel[1]
         for stack in profile["samples"]:
             if stack:
                 per_thread[thread][_category([_frame(frames[i]).split(" (")[0] for i in stack])] += 1
@@ -258,14 +266,14 @@ def where_time_goes(speedscope: dict[str, Any], events: int, cpu_seconds: float,
             "|---|---|---|---|",
             *rows,
             f"| both threads, on a core | | | {sum(on_cpu.values()) * per_event:.1f} |",
-            f"| the worker's CPU (/proc), all threads | | | {cpu_seconds * per_event:.1f} |",
+            f"| the worker's CPU (/proc), all threads | | | {window.processes['worker'] * per_event:.1f} |",
             "",
         ]
     )
 
 
 def _record(
-    pyspy: str,
+    pyspy: str | None,
     pid: int,
     target: Path,
     started: Callable[[], object],
@@ -273,10 +281,13 @@ def _record(
     *extra: str,
 ) -> bool:
     """py-spy on ``pid``: ``started()`` once it samples, then ``until()`` (at most ``PROFILE_SECONDS``).
-    Returns whether ``until()`` finished (did not return False).
+    Returns whether ``until()`` finished (did not return False). Without ``pyspy``, the same unrecorded.
 
     Attaching takes a moment: a SIGINT before py-spy samples would kill it before it writes anything,
     and the time and events before then have no samples."""
+    if pyspy is None:
+        started()
+        return until() is not False
     record = [
         pyspy,
         "record",
@@ -315,11 +326,11 @@ def _record(
     return finished
 
 
-def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tuple[int, float, Window]:
+def _profile_one(bench: Any, pyspy: str | None, target: Path, rate: float | None) -> tuple[int, Window]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
-    record it draining a backlog (``rate`` None, on-CPU, until the backlog is out) or under ``rate``
-    events/s (GIL holders). Returns the events that came out while recording, the worker's CPU seconds
-    meanwhile and what the kernel says of that window."""
+    record it (without ``pyspy``: only run it) draining a backlog (``rate`` None, active samples, until
+    the backlog is out) or under ``rate`` events/s (GIL holders). Returns the events that came out while
+    recording and what the kernel says of that window."""
     from run import PARTITIONS, STARTUP_TIMEOUT_S, PipelineFailed, encoded, launch, run_topics
 
     with run_topics(bench, "worker") as (run_id, topics):
@@ -334,17 +345,18 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise PipelineFailed("worker: no output; its log:\n" + "\n".join(processes.stop()))
             pid = processes.procs[0].pid
-            before: list[float] = []
+            came_out: list[int] = []  # the sink's count when the window starts and when it ends
             others = {"broker": bench.broker_pid, "harness": os.getpid()}
             window = Window(pid, {name: other for name, other in others.items() if other is not None})
 
             def started() -> None:
-                before[:] = [len(sink.seen), _cpu_seconds(pid)]
+                came_out.append(len(sink.seen))
                 window.start()
 
             def until(work: Callable[[], object]) -> object:
                 result = work()
                 window.stop()
+                came_out.append(len(sink.seen))
                 return result
 
             if rate is None:
@@ -359,16 +371,16 @@ def _profile_one(bench: Any, pyspy: str, target: Path, rate: float | None) -> tu
                     f"worker: the backlog was not out within {PROFILE_SECONDS} s; its log:\n"
                     + "\n".join(processes.stop())
                 )
-            done, cpu = len(sink.seen) - int(before[0]), _cpu_seconds(pid) - before[1]
         finally:
             sink.stop()
             processes.stop()
     # The worker ran its code and model from the scratch folder, which is gone after the run. Frames keep
     # a leading "/stream_tagger/", which ``package_of`` reads.
-    target.write_text(
-        target.read_text().replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", "")
-    )
-    return done, cpu, window
+    if pyspy is not None:
+        target.write_text(
+            target.read_text().replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", "")
+        )
+    return came_out[1] - came_out[0], window
 
 
 def profile(bench: Any, out: Path, about: str) -> None:
@@ -377,22 +389,23 @@ def profile(bench: Any, out: Path, about: str) -> None:
     if not pyspy:
         sys.exit("error: py-spy is not installed (pip install -e '.[dev]')")
     views = [
-        ("saturation", None, "draining a backlog: on-CPU samples"),
+        ("saturation", None, "draining a backlog: active samples"),
         ("gil-1000", LOW_LOAD_PER_S, f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
     ]
     sections = ["# Worker profile (py-spy)", "", about, ""]
-    # A broker started moments ago spends most of a core compiling its own code (0.85 cores at 1,000
-    # events/s in its first 15 s, 0.2 after a minute): one drain first, not recorded.
+    # A JVM broker started moments ago spends much of a core compiling its own code: at 1,000 events/s
+    # (one producer, one consumer) 0.85 cores in its first 15 s, 0.29 in the next 15 s, ~0.2 from then
+    # on. One drain of the backlog first (producing and draining it takes some 20-30 s), without py-spy.
     print("warming up the broker: one drain of the backlog, not recorded", file=sys.stderr)
-    _profile_one(bench, pyspy, bench.scratch / "warm-up.speedscope.json", None)
+    _profile_one(bench, None, bench.scratch / "warm-up.speedscope.json", None)
     for name, rate, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)
-        done, cpu, window = _profile_one(bench, pyspy, target, rate)
+        done, window = _profile_one(bench, pyspy, target, rate)
         speedscope = json.loads(target.read_text())
         sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)", window))
         if rate is None and done:
-            sections.append(where_time_goes(speedscope, done, cpu, window))
+            sections.append(where_time_goes(speedscope, done, window))
     summary = "\n".join(sections)
     (out / "profile-worker.md").write_text(summary + "\n")
     print(summary)
