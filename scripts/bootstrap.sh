@@ -10,22 +10,26 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# Exactly the locked versions (requirements/dev.lock: runtime, train, demo and dev extras; scripts/lock.sh
-# writes it), then the package itself without resolving anything again; installing it compiles the
-# featuriser's kernels (Cython, in pip's build environment), which needs a C compiler.
+# Exactly the locked versions (requirements/dev.lock: runtime, train, demo and dev extras; build.lock: what
+# builds the package; scripts/lock.sh writes both), then the package itself without resolving anything
+# again; installing it compiles the featuriser's kernels with the locked Cython (no build isolation, which
+# would fetch the newest setuptools and Cython instead), which needs a C compiler.
 .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/dev.lock
+.venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/build.lock
 # setuptools warns at every editable install that a folder named like the package could shadow it:
 # here that folder is the package itself.
-PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/python -m pip install --quiet --no-deps -e .
-# A .venv made from an older lock keeps packages this one dropped: remove them, so the tests run on
-# exactly what the lock lists (the venv's own pip, setuptools and wheel stay).
-.venv/bin/python - requirements/dev.lock <<'EOF' | xargs -r .venv/bin/python -m pip uninstall --quiet --yes
+PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+  .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+# A .venv made from older locks keeps packages these dropped: remove them, so the tests run on exactly
+# what the locks list (and the venv's own pip).
+.venv/bin/python - requirements/dev.lock requirements/build.lock <<'EOF' | xargs -r .venv/bin/python -m pip uninstall --quiet --yes
 import re, sys
 from importlib.metadata import distributions
 def key(name): return re.sub(r"[-_.]+", "-", name).lower()
 # A requirement line starts with the name (then ==, [extras], a marker); hashes and comments are indented.
-locked = {key(m[0]) for line in open(sys.argv[1]) if (m := re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line))}
-kept = locked | {"pip", "setuptools", "wheel", "stream-tagger"}
+locked = {key(m[0]) for lock in sys.argv[1:] for line in open(lock)
+          if (m := re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line))}
+kept = locked | {"pip", "stream-tagger"}
 names = {d.metadata["Name"] for d in distributions()} - {None}  # None: a half-removed dist-info
 print("\n".join(sorted(name for name in names if key(name) not in kept)))
 EOF

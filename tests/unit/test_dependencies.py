@@ -45,6 +45,20 @@ def test_every_requirement_is_locked_within_its_range(lock: str, extras: tuple[s
         assert within, f"{lock}: {requirement} but {version}"
 
 
+def test_every_build_requirement_is_locked_within_its_range() -> None:
+    """The package is built (its kernels compiled) with exactly these, never with whatever is newest."""
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
+    pins, dev = locked("build.lock"), locked("dev.lock")
+    for requirement in map(Requirement, build):
+        version = pins.get(canonicalize_name(requirement.name))
+        assert version is not None, f"{requirement.name} missing from build.lock: run scripts/lock.sh"
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"build.lock: {requirement} but {version}"
+        )
+    shared = pins.keys() & dev.keys()  # installed beside dev.lock: a package both list has one version
+    assert {name: pins[name] for name in shared} == {name: dev[name] for name in shared}
+
+
 def test_the_image_runs_the_versions_the_tests_ran() -> None:
     runtime, dev = locked("runtime.lock"), locked("dev.lock")
     assert {name: dev.get(name) for name in runtime} == runtime
@@ -65,7 +79,7 @@ def test_the_kernels_are_compiled_at_install_and_nothing_of_the_build_is_served(
     assert "setuptools" not in locked("runtime.lock")
 
 
-@pytest.mark.parametrize("lock", ["dev.lock", "runtime.lock"])
+@pytest.mark.parametrize("lock", ["dev.lock", "runtime.lock", "build.lock"])
 def test_every_pin_carries_the_sha256_of_its_files(lock: str) -> None:
     # A pin followed by no --hash line would make `pip install --require-hashes` refuse the whole file.
     text = (ROOT / "requirements" / lock).read_text(encoding="utf-8")
@@ -75,17 +89,21 @@ def test_every_pin_carries_the_sha256_of_its_files(lock: str) -> None:
     assert [name for name, hashes in pins if not hashes] == []
 
 
-def _unlisted(lock: Path) -> list[str]:
-    """What scripts/bootstrap.sh uninstalls from this interpreter's environment given ``lock``."""
+def _unlisted(*locks: Path) -> list[str]:
+    """What scripts/bootstrap.sh uninstalls from this interpreter's environment given ``locks``."""
     script = (ROOT / "scripts" / "bootstrap.sh").read_text(encoding="utf-8")
     program = script.split("<<'EOF'", 1)[1].split("\n", 1)[1].split("\nEOF\n", 1)[0]
-    done = subprocess.run([sys.executable, "-c", program, lock], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", program, *map(str, locks)], capture_output=True, text=True, check=True
+    )
     return done.stdout.split()
 
 
-def test_bootstrap_removes_only_what_the_lock_does_not_list(tmp_path: Path) -> None:
-    names = sorted({d.metadata["Name"] for d in distributions()} - {None, "pip", "setuptools", "wheel"})
-    dropped, extras, marker, *plain = [name for name in names if canonicalize_name(name) != "stream-tagger"]
+def test_bootstrap_removes_only_what_the_locks_do_not_list(tmp_path: Path) -> None:
+    names = sorted({d.metadata["Name"] for d in distributions()} - {None, "pip"})
+    dropped, extras, marker, built, *plain = [
+        name for name in names if canonicalize_name(name) != "stream-tagger"
+    ]
     lock = tmp_path / "dev.lock"
     lock.write_text(
         "# comment line\n"
@@ -94,4 +112,7 @@ def test_bootstrap_removes_only_what_the_lock_does_not_list(tmp_path: Path) -> N
         + "".join(f"{name}==1.0\n    # via\n    #   {dropped}\n" for name in plain),
         encoding="utf-8",
     )
-    assert _unlisted(lock) == [dropped]
+    build = tmp_path / "build.lock"
+    build.write_text(f"{built}==1.0 \\\n    --hash=sha256:{'0' * 64}\n", encoding="utf-8")
+    assert _unlisted(lock, build) == [dropped]
+    assert built in _unlisted(lock)  # what only the build lock lists goes without it

@@ -176,7 +176,8 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
     assert re.search(rf"^EXPOSE {probe.group(1)}$", text, re.MULTILINE), "health check probes another port"
     assert text.rstrip().endswith('CMD ["stream-tagger", "worker"]')
     assert "RUN pip install --no-deps --require-hashes -r requirements/runtime.lock" in text  # locked, hashed
-    assert "RUN pip install --no-deps . " in text  # builds the kernels ...
+    assert "RUN pip install --no-deps --require-hashes -r requirements/build.lock" in text  # locked build
+    assert "RUN pip install --no-deps --no-build-isolation . " in text  # builds the kernels with it ...
     assert 'python -P -c "import stream_tagger.kernels.featurise' in text  # ... or the image build fails
     build, served = text.split("\n# Stage 2:")
     assert "gcc" in build and "gcc" not in served  # no compiler where the worker runs
