@@ -1,8 +1,9 @@
 """The package's C extensions: the featuriser's and duplicate check's kernels (``stream_tagger/kernels/``).
 
 Everything else is in pyproject.toml. ``pip install .`` and ``pip install -e .`` build them (a C
-compiler is needed then, not at run time); after editing a ``.pyx``, run ``pip install --no-deps -e .``
-again.
+compiler is needed then, not at run time), with the Cython of requirements/build.lock when given
+``--no-build-isolation`` as bootstrap does; after editing a ``.pyx``, run
+``pip install --no-deps --no-build-isolation -e .`` again.
 """
 
 from Cython.Build import cythonize

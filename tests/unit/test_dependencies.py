@@ -99,6 +99,18 @@ def _unlisted(*locks: Path) -> list[str]:
     return done.stdout.split()
 
 
+def test_bootstrap_keeps_what_builds_the_package() -> None:
+    """The removal runs over both locks: with dev.lock alone it would take setuptools and Cython away
+    after the build, and the documented rebuild without isolation would fail."""
+    script = (ROOT / "scripts" / "bootstrap.sh").read_text(encoding="utf-8")
+    assert ".venv/bin/python - requirements/dev.lock requirements/build.lock <<'EOF'" in script
+    unlisted = {
+        canonicalize_name(name)
+        for name in _unlisted(ROOT / "requirements" / "dev.lock", ROOT / "requirements" / "build.lock")
+    }
+    assert not unlisted & set(locked("build.lock"))
+
+
 def test_bootstrap_removes_only_what_the_locks_do_not_list(tmp_path: Path) -> None:
     names = sorted({d.metadata["Name"] for d in distributions()} - {None, "pip"})
     dropped, extras, marker, built, *plain = [

@@ -12,8 +12,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from stream_tagger.settings import Settings
+from tests.unit.test_dependencies import locked
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -178,6 +180,11 @@ def test_dockerfile_runs_the_worker_as_non_root_with_a_healthcheck() -> None:
     assert "RUN pip install --no-deps --require-hashes -r requirements/runtime.lock" in text  # locked, hashed
     assert "RUN pip install --no-deps --require-hashes -r requirements/build.lock" in text  # locked build
     assert "RUN pip install --no-deps --no-build-isolation . " in text  # builds the kernels with it ...
+    # ... and ships none of it, and nothing the worker runs on.
+    (removed,) = re.findall(r"pip uninstall --quiet --yes ([^\n]+)", text)
+    assert {canonicalize_name(n) for n in removed.split()} == set(locked("build.lock")) - set(
+        locked("runtime.lock")
+    )
     assert 'python -P -c "import stream_tagger.kernels.featurise' in text  # ... or the image build fails
     build, served = text.split("\n# Stage 2:")
     assert "gcc" in build and "gcc" not in served  # no compiler where the worker runs
