@@ -237,7 +237,7 @@ def _floor(load: dict) -> str:
 def latency_rows(results: dict) -> list[list[str]]:
     rows = []
     for kind, entry in results["pipelines"].items():
-        for load in entry["loads"]:
+        for load in entry.get("loads", []):
             if load.get("over_capacity") or "error" in load:
                 what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
                 rows.append(
@@ -299,7 +299,7 @@ def sweep_rows(results: dict) -> list[list[str]]:
 def target_rows(results: dict) -> list[list[str]]:
     return [
         [
-            LABELS[t["pipeline"]],
+            LABELS.get(t["pipeline"], t["pipeline"]),
             t["target"],
             _fmt(t["measured"], 2 if t["rule"].startswith(">=") else 1),
             t["rule"],

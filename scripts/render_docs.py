@@ -180,18 +180,21 @@ def render_bench_run(root: Path) -> list[str]:
     out += _table(report.SATURATION_HEADER, report.saturation_rows(results))
     out += ["", "**Ratios** (of the medians):", ""]
     out += _table(report.RATIO_HEADER, report.ratio_rows(results))
-    out += [
-        "",
-        "**End-to-end latency at offered loads** (ms, output received by a reader − input CreateTime; "
-        "in pipeline: output CreateTime − input CreateTime):",
-        "",
-    ]
-    out += _table(report.LATENCY_HEADER, report.latency_rows(results))
-    if results["sweeps"]["batch_max_size"]:
+    latency = report.latency_rows(results)
+    if latency:
+        out += [
+            "",
+            "**End-to-end latency at offered loads** (ms, output received by a reader − input CreateTime; "
+            "in pipeline: output CreateTime − input CreateTime):",
+            "",
+        ]
+        out += _table(report.LATENCY_HEADER, latency)
+    if results["sweeps"].get("batch_max_size"):
         out += ["", "**Worker batch sweep** (saturation, one run each):", ""]
         out += _table(report.SWEEP_HEADER, report.sweep_rows(results))
-    out += ["", "**Targets** (the worker as shipped):", ""]
-    out += _table(report.TARGET_HEADER, report.target_rows(results))
+    if results.get("targets"):
+        out += ["", "**Targets** (the worker as shipped):", ""]
+        out += _table(report.TARGET_HEADER, report.target_rows(results))
     return out
 
 
@@ -206,7 +209,9 @@ def render_bench_headline(root: Path) -> list[str]:
     meta = results.get("meta") or {}
     out = [_run_line(meta), "", _machine_line(meta), ""]
     out += _table(["pipeline (saturation)", "events/s", "x Quix"], rows)
-    return [*out, "", *_table(report.TARGET_HEADER, report.target_rows(results))]
+    if results.get("targets"):
+        out += ["", *_table(report.TARGET_HEADER, report.target_rows(results))]
+    return out
 
 
 # --- benchmarks/results/inference.json --------------------------------------------------------------

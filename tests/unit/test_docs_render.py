@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 import re
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -109,6 +111,23 @@ def test_missing_results_render_a_line_instead_of_failing(tmp_path: Path) -> Non
     ):
         lines = render(tmp_path)
         assert len(lines) == 1 and lines[0].startswith("No "), lines
+
+
+def test_a_run_without_sweeps_targets_or_loads_renders_what_it_has(tmp_path: Path) -> None:
+    """A run of only some pipelines (``run.py --only``) has no targets and no offered loads."""
+    results = json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text(encoding="utf-8"))
+    results["sweeps"].pop("batch_max_size", None)
+    results.pop("targets")
+    for entry in results["pipelines"].values():
+        entry.pop("loads")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "report.py", tmp_path / "benchmarks")
+    (tmp_path / "benchmarks" / "results" / "latest.json").write_text(json.dumps(results), encoding="utf-8")
+    module = _render_docs()
+    run, headline = module.render_bench_run(tmp_path), module.render_bench_headline(tmp_path)
+    assert any(line.startswith("| stream-tagger worker |") for line in run)
+    assert any(line.startswith("| stream-tagger worker |") for line in headline)
+    assert not any("target" in line or "latency" in line for line in [*run, *headline])
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
