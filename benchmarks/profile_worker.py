@@ -227,17 +227,15 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> 
     frames = speedscope["shared"]["frames"]
     per_thread: dict[str, Counter[str]] = {t: Counter() for t in HOT_THREADS}
     on_cpu = dict.fromkeys(HOT_THREADS, 0.0)
+    missing: list[str] = []  # threads sampled but without kernel times: their µs are not in the table
     for profile in speedscope["profiles"]:
         thread = next((t for t in HOT_THREADS if t in profile["name"]), None)
         if thread is None:
             continue
         match = _PROFILE_NAME.match(profile["name"])
         kernel = window.threads.get(int(match.group(1))) if match else None
-        if kernel is None:  # it ended during the window, or py-spy named it otherwise: say so, not 0 µs
-            print(
-                f"warning: no kernel times for {profile['name']}: its µs per event are left out",
-                file=sys.stderr,
-            )
+        if kernel is None:  # it ended during the window, or py-spy named it otherwise: said under the table
+            missing.append(profile["name"])
         else:
             on_cpu[thread] += kernel[1]
         for stack in profile["samples"]:
@@ -268,6 +266,10 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> 
             f"| both threads, on a core | | | {sum(on_cpu.values()) * per_event:.1f} |",
             f"| the worker's CPU (/proc), all threads | | | {window.processes['worker'] * per_event:.1f} |",
             "",
+            *(
+                f"No kernel times for {name}: its µs per event are missing from the table.\n"
+                for name in missing
+            ),
         ]
     )
 
