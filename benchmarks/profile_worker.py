@@ -246,15 +246,16 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> 
         for t in HOT_THREADS
     }
     per_event = 1e6 / max(1, events)
-    labels = sorted(
-        {label for t in HOT_THREADS for label in per_thread[t]},
-        key=lambda label: -sum(share[t].get(label, 0.0) * on_cpu[t] for t in HOT_THREADS),
-    )
+    # Seconds on a core per category: each thread's kernel seconds shared out as its samples are.
+    spent = {
+        label: sum(share[t].get(label, 0.0) * on_cpu[t] for t in HOT_THREADS)
+        for label in {label for t in HOT_THREADS for label in share[t]}
+    }
     rows = [
         f"| {label} | "
         + " | ".join(f"{share[t].get(label, 0.0):.0%}" for t in HOT_THREADS)
-        + f" | {sum(share[t].get(label, 0.0) * on_cpu[t] for t in HOT_THREADS) * per_event:.1f} |"
-        for label in labels
+        + f" | {seconds * per_event:.1f} |"
+        for label, seconds in sorted(spent.items(), key=lambda item: (-item[1], item[0]))
     ]
     return "\n".join(
         [
