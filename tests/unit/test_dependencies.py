@@ -16,7 +16,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+PROJECT = PYPROJECT["project"]
+# What builds the package (compiles its kernels): locked too, never whatever is newest.
+BUILD = [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
 
 
 def locked(name: str) -> dict[str, str]:
@@ -35,28 +38,28 @@ def requirements(*extras: str) -> list[Requirement]:
     return [Requirement(r) for r in [*PROJECT["dependencies"], *(r for name in extras for r in extra[name])]]
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("dev.lock", ("train", "demo", "dev")), ("runtime.lock", ())])
-def test_every_requirement_is_locked_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("lock", "wanted"),
+    [
+        ("dev.lock", requirements("train", "demo", "dev")),
+        ("runtime.lock", requirements()),
+        ("build.lock", BUILD),
+    ],
+    ids=["dev", "runtime", "build"],
+)
+def test_every_requirement_is_locked_within_its_range(lock: str, wanted: list[Requirement]) -> None:
     pins = locked(lock)
-    for requirement in requirements(*extras):
+    for requirement in wanted:
         version = pins.get(canonicalize_name(requirement.name))
         assert version is not None, f"{requirement.name} missing from {lock}: run scripts/lock.sh"
         within = requirement.specifier.contains(version, prereleases=True)
         assert within, f"{lock}: {requirement} but {version}"
 
 
-def test_every_build_requirement_is_locked_within_its_range() -> None:
-    """The package is built (its kernels compiled) with exactly these, never with whatever is newest."""
-    build = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
-    pins, dev = locked("build.lock"), locked("dev.lock")
-    for requirement in map(Requirement, build):
-        version = pins.get(canonicalize_name(requirement.name))
-        assert version is not None, f"{requirement.name} missing from build.lock: run scripts/lock.sh"
-        assert requirement.specifier.contains(version, prereleases=True), (
-            f"build.lock: {requirement} but {version}"
-        )
-    shared = pins.keys() & dev.keys()  # installed beside dev.lock: a package both list has one version
-    assert {name: pins[name] for name in shared} == {name: dev[name] for name in shared}
+def test_a_package_both_the_build_and_the_dev_lock_list_has_one_version() -> None:
+    build, dev = locked("build.lock"), locked("dev.lock")  # bootstrap installs both into one venv
+    shared = build.keys() & dev.keys()
+    assert {name: build[name] for name in shared} == {name: dev[name] for name in shared}
 
 
 def test_the_image_runs_the_versions_the_tests_ran() -> None:
@@ -72,8 +75,7 @@ def test_the_worker_image_carries_no_training_or_demo_packages() -> None:
 
 
 def test_the_kernels_are_compiled_at_install_and_nothing_of_the_build_is_served() -> None:
-    build = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
-    assert "cython" in {canonicalize_name(Requirement(r).name) for r in build}
+    assert "cython" in {canonicalize_name(r.name) for r in BUILD}
     for name in ("numba", "llvmlite", "cython"):
         assert name not in locked("dev.lock")
     assert "setuptools" not in locked("runtime.lock")
