@@ -69,7 +69,7 @@ class FeatureParams:
     """Everything that decides which features a text has; stored in the model's metadata."""
 
     char_min: int = 2
-    char_max: int = 5
+    char_max: int = 4
     word_ngrams: int = 2
     max_chars: int = 4096  # long posts are cut: the first 4 kB carry the topic and bound the cost
 

@@ -39,7 +39,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         char_min: int = 2,
-        char_max: int = 5,
+        char_max: int = 4,
         word_ngrams: int = 2,
         max_chars: int = 4096,
         min_df: int = 2,

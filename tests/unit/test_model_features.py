@@ -203,7 +203,7 @@ NASTY = [
 
 @pytest.mark.parametrize(
     "params",
-    [FeatureParams(), FeatureParams(2, 4, 2), FeatureParams(1, 3, 1, 100), FeatureParams(3, 6, 3, 50)],
+    [FeatureParams(), FeatureParams(2, 5, 2), FeatureParams(1, 3, 1, 100), FeatureParams(3, 6, 3, 50)],
     ids=str,
 )
 def test_features_are_bit_identical_to_the_numpy_reference(params: FeatureParams) -> None:
