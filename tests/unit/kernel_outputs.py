@@ -2,8 +2,9 @@
 
 Run as a script, with ``PYTHONHASHSEED=0`` (``fingerprints`` are Python's own ``hash``):
 ``kernel_outputs.py OUT.npz`` saves the arrays (``test_kernel_outputs.py`` does, in a subprocess);
-``kernel_outputs.py --record`` rewrites the committed digests, ``kernel_outputs.json``. Only a change to
-what the featuriser computes may do that, and such a change needs a retrain.
+``kernel_outputs.py --record`` rewrites the committed digests, ``kernel_outputs.json``. Only a retrain of
+the served model (new vocabulary, piece scores) or a change to what the featuriser computes (which needs
+a retrain) may do that.
 """
 
 from __future__ import annotations
