@@ -10,7 +10,7 @@ import pytest
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.featurise import FeatureParams, Vocabulary, featurize, hash_ngrams
 from stream_tagger.model.sklearn_transformers import Featurizer, to_csr
-from stream_tagger.model.versions import VOCAB_FILE, resolve
+from stream_tagger.model.versions import VOCAB_FILE, read_metadata, resolve
 from tests.conftest import DATASET, MODELS
 
 PARAMS = FeatureParams(char_min=2, char_max=4, word_ngrams=2, max_chars=4096)
@@ -203,13 +203,23 @@ NASTY = [
 
 @pytest.mark.parametrize(
     "params",
-    [FeatureParams(), FeatureParams(2, 5, 2), FeatureParams(1, 3, 1, 100), FeatureParams(3, 6, 3, 50)],
+    [
+        pytest.param(None, id="served"),  # the served model's own parameters and vocabulary
+        FeatureParams(2, 5, 2),
+        FeatureParams(1, 3, 1, 100),
+        FeatureParams(3, 6, 3, 50),
+    ],
     ids=str,
 )
-def test_features_are_bit_identical_to_the_numpy_reference(params: FeatureParams) -> None:
+def test_features_are_bit_identical_to_the_numpy_reference(params: FeatureParams | None) -> None:
     texts = [*load_dataset([DATASET]).texts, *NASTY]
-    if params == FeatureParams():
-        vocab = Vocabulary(np.load(resolve(MODELS / "current") / VOCAB_FILE))  # what is served
+    if params is None:
+        version = resolve(MODELS / "current")
+        served = read_metadata(version)["featurizer"]
+        params = FeatureParams(
+            served["char_min"], served["char_max"], served["word_ngrams"], served["max_chars"]
+        )
+        vocab = Vocabulary(np.load(version / VOCAB_FILE))
     else:
         vocab = (
             Featurizer(params.char_min, params.char_max, params.word_ngrams, params.max_chars)
