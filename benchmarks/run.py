@@ -94,8 +94,8 @@ RESULTS = REPO / "benchmarks" / "results"
 QUIX_DIR = REPO / "benchmarks" / "quix"
 QUIX_PYTHON = QUIX_DIR / ".venv" / "bin" / "python"
 PARTITIONS = 4
-# The broker's heap: enough that it never collects in the middle of a 200k-event run, bounded so that
-# the JVM, two workers and the harness fit the 2-core, shared machine together.
+# The broker's heap (fixed, see LocalKafka), bounded so that the JVM, two workers and the harness fit
+# the 2-core, shared machine together.
 KAFKA_HEAP_MB = 512
 #: Pipelines run by default, in table order.
 PIPELINES = ("passthrough", "quix", "sklearn", "worker")
@@ -772,7 +772,8 @@ def running_broker(kind: str, scratch: Path) -> Iterator[tuple[str, int | None, 
         sys.exit(f"error: {exc}")
     with LocalKafka(scratch / "kafka", brokers=1, heap_mb=KAFKA_HEAP_MB, partitions=PARTITIONS) as kafka:
         what = (
-            f"Apache Kafka {kafka_version()} (KRaft, 1 node, {KAFKA_HEAP_MB} MB heap, data on disk), loopback"
+            f"Apache Kafka {kafka_version()} (KRaft, 1 node, {KAFKA_HEAP_MB} MB heap fixed, data on disk), "
+            "loopback"
         )
         yield kafka.bootstrap_servers, kafka.nodes[0].pid, what
 

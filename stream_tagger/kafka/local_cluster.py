@@ -127,10 +127,10 @@ class LocalKafka:
     partitions (as the worker's own default), a new consumer group is balanced at once instead of
     after 3 s, and the internal topics' replication fits the node count, so that offsets and
     transactions work on a single node. The heap is bounded (``heap_mb`` each) so that the three-node
-    cluster and the worker under test fit a 2-core CI machine next to each other, and fixed from the
-    start (``-Xms`` = ``-Xmx``, as Kafka's own start script sets it): a heap that starts small keeps a
-    small young generation, and a broker at 1,000 events/s then paused for a collection every half
-    second or so (with 512 MB fixed: one ~14 ms pause every ~4 s).
+    cluster and the worker under test fit a 2-core CI machine next to each other. A broker's heap is
+    fixed from the start (``-Xms`` = ``-Xmx``, as ``kafka-server-start.sh`` sets it); measured with jstat
+    on the benchmark's broker (512 MB) at 1,000 events/s: without ``-Xms`` a young collection of ~6 ms
+    every ~0.5 s, with it one of ~14 ms every ~4 s.
 
     ``quick_start`` runs the JVMs with the C1 compiler only: on 2 busy cores three nodes serve in
     about half the time (the optimising compiler competes with start-up for the CPU), at a cost in
@@ -220,12 +220,14 @@ class LocalKafka:
             "rootLogger.appenderRef.file.ref": "file",
         }
 
-    def _java_command(self, node: KafkaNode, main: str, *args: str, heap_mb: int) -> list[str]:
+    def _java_command(
+        self, node: KafkaNode, main: str, *args: str, heap_mb: int, fixed_heap: bool = False
+    ) -> list[str]:
         java, classpath = installed_classpath(self.java)
         jit = ["-XX:TieredStopAtLevel=1"] if self.quick_start else []
         command = [
             java,
-            f"-Xms{heap_mb}m",
+            *([f"-Xms{heap_mb}m"] if fixed_heap else []),
             f"-Xmx{heap_mb}m",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
@@ -279,7 +281,9 @@ class LocalKafka:
                 )
 
     def _launch(self, node: KafkaNode) -> None:
-        command = self._java_command(node, "kafka.Kafka", str(node.config_path), heap_mb=self.heap_mb)
+        command = self._java_command(
+            node, "kafka.Kafka", str(node.config_path), heap_mb=self.heap_mb, fixed_heap=True
+        )
         with (node.directory / "stdout.log").open("ab") as out:
             node.proc = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

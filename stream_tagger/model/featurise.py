@@ -104,8 +104,8 @@ class Vocabulary:
     (decided at fit time, so training and serving agree; the constructor rejects a vocabulary that
     breaks this). Lookups go through an open-addressing table with each key in its slot, keys ascending
     (``build_table``, kernels/featurise.pyx): a lookup reads one cache line, a miss ends at the first
-    larger key, and the table (512 kB of keys for 24 k n-grams) stays in L2 cache, not a cache miss per
-    n-gram. A third of the slots stays empty: a denser table probes longer."""
+    larger key, and the table (256 kB of keys for the served 13.7 k n-grams) stays in L2 cache, not a cache
+    miss per n-gram. At least a third of the slots stays empty: a denser table probes longer."""
 
     def __init__(self, hashes: np.ndarray, table_bits: int = 20) -> None:
         self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)  # the kernels' argument types
