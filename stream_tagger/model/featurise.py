@@ -21,7 +21,8 @@ trained with it stay valid (a unit test keeps that implementation as the referen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,12 @@ class FeatureParams:
 
     def to_dict(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> FeatureParams:
+        """``to_dict``'s keys back (a model's metadata has more, which are ignored); raises KeyError,
+        TypeError or ValueError on a missing or non-integer one."""
+        return cls(*(int(values[f.name]) for f in fields(cls)))
 
 
 @dataclass(frozen=True)

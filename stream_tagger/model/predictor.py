@@ -122,10 +122,7 @@ class Predictor:
             self.thresholds: dict[str, float] = {
                 k: float(self.metadata["thresholds"][k]) for k in self.labels
             }
-            feat = self.metadata["featurizer"]
-            self._params = FeatureParams(
-                int(feat["char_min"]), int(feat["char_max"]), int(feat["word_ngrams"]), int(feat["max_chars"])
-            )
+            self._params = FeatureParams.from_dict(self.metadata["featurizer"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{meta_path}: bad thresholds or featurizer parameters ({exc})") from exc
         vocab_path = version_dir / VOCAB_FILE

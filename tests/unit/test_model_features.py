@@ -215,10 +215,7 @@ def test_features_are_bit_identical_to_the_numpy_reference(params: FeatureParams
     texts = [*load_dataset([DATASET]).texts, *NASTY]
     if params is None:
         version = resolve(MODELS / "current")
-        served = read_metadata(version)["featurizer"]
-        params = FeatureParams(
-            served["char_min"], served["char_max"], served["word_ngrams"], served["max_chars"]
-        )
+        params = FeatureParams.from_dict(read_metadata(version)["featurizer"])
         vocab = Vocabulary(np.load(version / VOCAB_FILE))
     else:
         vocab = (
@@ -264,3 +261,12 @@ def test_an_empty_batch_has_no_posts() -> None:
     assert feats.indptr.tolist() == [0] and len(feats.oov_share) == 0
     assert feats.padded(sublinear=True)[0].shape[0] == 0
     assert hash_ngrams([], PARAMS).n_docs == 0
+
+
+def test_feature_params_come_back_from_a_models_metadata() -> None:
+    params = FeatureParams(3, 6, 1, 100)
+    assert FeatureParams.from_dict({**params.to_dict(), "min_df": 2, "vocabulary_size": 9}) == params
+    with pytest.raises(ValueError):
+        FeatureParams.from_dict({**params.to_dict(), "char_max": "five"})
+    with pytest.raises(KeyError):
+        FeatureParams.from_dict({"char_min": 2})
