@@ -110,10 +110,6 @@ SLOW = ("sklearn", "faust")
 LATENCY = ("worker", "worker-split", "passthrough")
 #: Warm-up events per partition before a paced run: the pipeline has joined and loaded when they are out.
 WARMUP_PER_PARTITION = 25
-#: Seconds a paced run offers its rate before the events it measures, in one stream with them: load
-#: generator, broker, pipeline and reader settle into the rate. Measured without it, the first two
-#: seconds of a run at 1,000/s held half of its slowest 1% of events, the harness's floor slow too.
-SETTLE_SECONDS = 5.0
 STARTUP_TIMEOUT_S = 120.0
 # Up to this offered rate the harness's reader also reads the input topic (the floor): above it, reading
 # twice the messages would take CPU from the pipeline on a 2-core machine.
@@ -424,11 +420,9 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dict:
-    """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see,
-    measured once the rate has run for ``SETTLE_SECONDS``. At low rates the reader also reads the input
-    topic: the harness's floor, which no pipeline beats."""
+    """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see.
+    At low rates the reader also reads the input topic: the harness's floor, which no pipeline beats."""
     n = min(bench.mode.events, max(100, int(rate * bench.mode.load_seconds)))
-    settle = int(rate * min(SETTLE_SECONDS, bench.mode.load_seconds))
     load = os.getloadavg()[0]
     with run_topics(bench, kind) as (run_id, topics):
         floor = topics.raw if rate <= FLOOR_MAX_RATE else None
@@ -447,11 +441,9 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
             if not sink.wait_for(len(warm), STARTUP_TIMEOUT_S, processes):
                 raise _fail(kind, "warm-up events did not come out", processes)
             events = encoded(n, run_id)
-            offered = encoded(settle, f"{run_id}s") + events
-            every, achieved = produce_paced(bench.bootstrap, topics.raw, offered, rate, producer)
-            sent = {key: every[key] for key, _value in events}
-            start = min(sent.values()) / 1000  # the measured events' window, for the CPU figures
-            sink.wait_for(len(warm) + len(offered), 30.0, processes)
+            start = time.time()
+            sent, achieved = produce_paced(bench.bootstrap, topics.raw, events, rate, producer)
+            sink.wait_for(len(warm) + n, 30.0, processes)
             served = served_versions(processes)
         finally:
             sink.stop()
