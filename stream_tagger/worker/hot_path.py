@@ -19,10 +19,10 @@ Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
 2. while the broker acks them, batch N+1 is consumed and scored (overlapping network and CPU),
    full or not: waiting for the acks at once after a partial batch would leave the thread idle for
-   a broker round trip per batch while events queue behind it. When no input comes within the consume wait
-   (what is left of ``batch_max_wait_ms`` since the previous consume returned), the acks are awaited
-   then, so at low load a batch is finished at most that much after its acks. While a full batch is
-   being scored the loop does not wait for input;
+   a broker round trip per batch while events queue behind it. When no input comes within the consume
+   wait (what is left of ``batch_max_wait_ms`` since the previous consume returned, less after a sparse
+   batch), the acks are awaited then, so at low load a batch is finished at most that much after its
+   acks. While a full batch is being scored the loop does not wait for input;
 3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
    offsets only. A failed delivery never lets an offset advance: the loop stops and the worker
    exits 1, so a restart re-processes the batch.
@@ -169,16 +169,27 @@ class HotPath:
         # switch interval it waited up to that long each time while this thread ran Python, its core idle.
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(_SWITCH_INTERVAL_S)
-        taken = time.monotonic()
+        taken, messages = time.monotonic(), []
         try:
             while not self._stop.is_set():
                 for hook in self.between_batches:
                     hook()
-                # The wait counts from when the last batch was taken, not from now: what arrived while
-                # that batch was processed has waited already. Never negative: confluent-kafka would
-                # read it as "wait forever".
-                timeout = 0.0 if self._scoring else max(0.0, taken + wait_s - time.monotonic())
-                messages = consumer.consume(settings.batch_max_size, timeout)
+                if self._scoring:
+                    messages = consumer.consume(settings.batch_max_size, 0.0)
+                elif messages:
+                    # The wait counts from when the last batch was taken: what arrived while it was
+                    # processed has waited already. After a sparse batch it is at most what processing
+                    # that batch took (``sparse_batch_size``). Never negative: confluent-kafka would
+                    # read it as "wait forever".
+                    worked = time.monotonic() - taken
+                    timeout = wait_s - worked
+                    if len(messages) < settings.sparse_batch_size:
+                        timeout = min(timeout, worked)
+                    messages = consumer.consume(settings.batch_max_size, max(0.0, timeout))
+                else:
+                    # Nothing came at the last take: the next event is a batch of its own, taken as it
+                    # comes.
+                    messages = consumer.consume(1, wait_s)
                 taken = time.monotonic()
                 batch = self._usable(messages)
                 # The callbacks of a rebalance inside consume() may have finished self._scoring.

@@ -47,12 +47,14 @@ class FakeConsumer:
         self.hot_path = hot_path
         self.assigned: list[TopicPartition] = []
         self.timeouts: list[float] = []  # of every consume() call
+        self.sizes: list[int] = []  # the most messages each consume() call asked for
 
     def subscribe(self, _topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
         self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
 
-    def consume(self, _n: int, timeout: float) -> list[Message]:
+    def consume(self, n: int, timeout: float) -> list[Message]:
         self.timeouts.append(timeout)
+        self.sizes.append(n)
         if not self.script:
             self.hot_path[0].stop()
             return []
@@ -328,12 +330,27 @@ def test_the_consume_wait_counts_from_when_the_previous_consume_returned(
 ) -> None:
     # The partial batch takes >= 30 ms to score: the next consume waits what is left of the wait, and
     # nothing (never a negative timeout, which librdkafka reads as "forever") when the wait is over.
-    settings = Settings(topic_raw="raw", batch_max_size=64, batch_max_wait_ms=wait_ms)
+    # (No batch counts as sparse here: that wait is the next test's.)
+    settings = Settings(topic_raw="raw", batch_max_size=64, batch_max_wait_ms=wait_ms, sparse_batch_size=0)
     hot_path, _, _ = build(["assign", [raw_message(0)], []], predictor=SlowPredictor(), settings=settings)
     hot_path.run()
     timeouts = hot_path._consumer.timeouts  # type: ignore[union-attr]
     assert 0 <= timeouts[2] <= left_at_most
     assert all(0 <= t <= wait_ms / 1000 for t in timeouts)
+
+
+def test_after_a_sparse_batch_the_wait_is_its_work_at_most_and_after_none_the_next_event_is_taken() -> None:
+    # A batch of one event that took >= 30 ms to score: the next consume waits about as long, not the
+    # rest of the second-long batch_max_wait_ms. A consume that came back empty: the next one takes one
+    # event, as soon as it comes.
+    settings = Settings(topic_raw="raw", batch_max_size=64, batch_max_wait_ms=1_000)
+    hot_path, _, _ = build(["assign", [raw_message(0)], [], []], predictor=SlowPredictor(), settings=settings)
+    hot_path.run()
+    consumer = hot_path._consumer
+    assert isinstance(consumer, FakeConsumer)
+    assert consumer.sizes[1:4] == [1, 64, 1]
+    assert consumer.timeouts[1] == consumer.timeouts[3] == 1.0
+    assert 0.03 <= consumer.timeouts[2] <= 0.5
 
 
 class WaitingPredictor(FakePredictor):
