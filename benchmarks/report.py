@@ -220,6 +220,7 @@ LATENCY_HEADER = [
     "p50 first → last 10%",
     "harness floor p50 / p99 ms",
     "CPU µs/event",
+    "runs (p99 ms)",
 ]
 
 
@@ -241,7 +242,7 @@ def latency_rows(results: dict) -> list[list[str]]:
             if load.get("over_capacity") or "error" in load:
                 what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
                 rows.append(
-                    [LABELS.get(kind, kind), load["label"], _fmt(load["offered_per_s"]), what, *[""] * 7]
+                    [LABELS.get(kind, kind), load["label"], _fmt(load["offered_per_s"]), what, *[""] * 8]
                 )
                 continue
             lat = load.get("latency_ms", {})
@@ -258,9 +259,17 @@ def latency_rows(results: dict) -> list[list[str]]:
                     " → ".join(_fmt(v, 1) for v in load.get("p50_first_last_tenth_ms", [None, None])),
                     _floor(load),
                     _fmt(load.get("cpu_us_per_event")),
+                    _p99_runs(load),
                 ]
             )
     return rows
+
+
+def _p99_runs(load: dict) -> str:
+    """ "median of 3: 17.1, 18.7, 25.0" when the run shown is the median of several (by p99)."""
+    runs = load.get("runs_p99_ms", [])
+    note = f"median of {len(runs)}: {_list(runs, 1)}" if len(runs) > 1 else "one run"
+    return note + (f", {load['failed_runs']} failed" if load.get("failed_runs") else "")
 
 
 def ratio_rows(results: dict) -> list[list[str]]:

@@ -24,7 +24,8 @@ Measured:
   by round so that a load change on a shared machine hits each alike; the median is reported. The worker
   also runs as 2 processes in one group. Slow pipelines run once, time-capped;
 - latency of the worker and of the passthrough (as reference) at 1,000 events/s and at 80% of the
-  worker's saturation rate, offered open-loop while the pipeline runs: end-to-end p50/p99/p99.9;
+  worker's saturation rate, offered open-loop while the pipeline runs: end-to-end p50/p99/p99.9, the
+  run with the median p99 of ``latency_runs``, interleaved round by round like the saturation runs;
 - peak RSS of every worker process in every run; the worker's rate as a ratio to Quix and as a share of
   the passthrough, and the targets, PASS or FAIL.
 
@@ -128,7 +129,7 @@ class Mode:
     # Saturation runs of the fast pipelines, the median reported: on this shared VM single runs of one
     # build spread by ±15% within minutes.
     saturation_runs: int
-    latency_runs: int = 1  # rounds of the offered loads in an A/B run, the median reported
+    latency_runs: int = 1  # runs at each offered load, round by round; the median by p99 is reported
     fixed_loads: tuple[float, ...] = (1_000.0,)
     worker_fractions: tuple[float, ...] = (0.8,)
 
@@ -400,16 +401,27 @@ def saturation(
     }
 
 
-def median_of(runs: list[dict]) -> dict:
-    """The median run by events/s, every run's rate, and the highest peak RSS of them all (the memory
-    target must hold in every run). Failed runs are kept in ``failed_runs``."""
-    good = sorted((r for r in runs if r.get("events_per_s")), key=lambda r: r["events_per_s"])
+def _events_per_s(run: dict) -> float | None:
+    return run.get("events_per_s")
+
+
+def _p99(run: dict) -> float | None:
+    return run.get("latency_ms", {}).get("p99")
+
+
+def median_of(
+    runs: list[dict], value: Callable[[dict], float | None] = _events_per_s, field: str = "runs_events_per_s"
+) -> dict:
+    """The median run by ``value`` (events/s of saturation runs, p99 of paced ones), every run's value in
+    ``field``, and the highest peak RSS of them all (the memory target must hold in every run). Failed runs
+    are counted in ``failed_runs``."""
+    good = sorted((r for r in runs if value(r)), key=lambda r: value(r) or 0.0)
     if not good:
         return runs[-1]
     median = good[len(good) // 2]
     out = {
         **median,
-        "runs_events_per_s": [r["events_per_s"] for r in runs if r.get("events_per_s")],
+        field: [value(r) for r in runs if value(r)],
         "peak_rss_mb": max(r["peak_rss_mb"] for r in good),
     }
     if len(good) < len(runs):
@@ -516,17 +528,34 @@ def run_all(bench: Bench, only: list[str], batch_sizes: list[int], log: Callable
     if "worker" in only:
         results["sweeps"]["workers"].insert(0, results["pipelines"]["worker"]["saturation"])
     worker_rate = results["pipelines"].get("worker", {}).get("saturation", {}).get("events_per_s")
-    for kind in (k for k in LATENCY if k in only):
-        for label, rate in loads_for(bench.mode, worker_rate) if worker_rate else []:
-            own = results["pipelines"][kind]["saturation"].get("events_per_s") or 0
-            if rate > own * 1.02:
-                log(f"{kind}: {label} is over its capacity, skipped")
-                entry = {"pipeline": kind, "offered_per_s": round(rate, 1), "over_capacity": True}
-                results["pipelines"][kind]["loads"].append({"label": label, **entry})
+    offered = [
+        (kind, label, rate)
+        for kind in LATENCY
+        if kind in only
+        for label, rate in (loads_for(bench.mode, worker_rate) if worker_rate else [])
+    ]
+    over = {
+        (kind, label)
+        for kind, label, rate in offered
+        if rate > (results["pipelines"][kind]["saturation"].get("events_per_s") or 0) * 1.02
+    }
+    for kind, label in sorted(over):
+        log(f"{kind}: {label} is over its capacity, skipped")
+    paced_runs: dict[tuple[str, str], list[dict]] = {(kind, label): [] for kind, label, _ in offered}
+    total = bench.mode.latency_runs
+    for round_ in range(total):  # round by round, as the saturation runs: a load change hits each alike
+        for kind, label, rate in offered:
+            if (kind, label) in over:
                 continue
-            log(f"{kind}: offered {label} ({rate:,.0f}/s)")
+            log(f"{kind}: offered {label} ({rate:,.0f}/s), run {round_ + 1} of {total}")
             run = guarded(log, f"{kind} at {label}", partial(paced, bench, kind, rate), offered_per_s=rate)
-            results["pipelines"][kind]["loads"].append({"label": label, **run})
+            paced_runs[(kind, label)].append(run)
+    for kind, label, rate in offered:
+        if (kind, label) in over:
+            entry = {"pipeline": kind, "offered_per_s": round(rate, 1), "over_capacity": True}
+        else:
+            entry = median_of(paced_runs[(kind, label)], _p99, "runs_p99_ms")
+        results["pipelines"][kind]["loads"].append({"label": label, **entry})
     for batch in batch_sizes:
         log(f"worker: batch_max_size={batch}")
         run = guarded(
@@ -826,7 +855,7 @@ def main() -> None:
         "an A/B comparison of the worker alone, interleaved run by run, ratios to the first",
     )
     parser.add_argument("--rounds", type=int, help="saturation runs per pipeline (5; quick: 1)")
-    parser.add_argument("--latency-rounds", type=int, help="A/B: rounds of the offered loads (3; quick: 1)")
+    parser.add_argument("--latency-rounds", type=int, help="runs at each offered load (3; quick: 1)")
     parser.add_argument("--load-seconds", type=float, help="length of each paced run (20 s; quick: 5 s)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/latest.png go")
     args = parser.parse_args()

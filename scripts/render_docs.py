@@ -107,6 +107,8 @@ def _run_line(meta: dict) -> str:
             f"{meta['events']:,} events per saturation run"
             + (f", {runs} runs each" if runs and runs > 1 else "")
         )
+    if (latency_runs := meta.get("latency_runs")) and latency_runs > 1:
+        parts.append(f"{latency_runs} runs at each offered load")
     if meta.get("partitions"):
         parts.append(f"{meta['partitions']} input partitions")
     if meta.get("broker"):
