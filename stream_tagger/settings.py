@@ -301,9 +301,9 @@ class Settings(BaseSettings):
     # load, the longest an event waits for its batch; decision 016).
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
     # A batch of fewer events says the input is sparse: the next consume then waits at most as long as
-    # that batch took to process, so at low load an event waits for its batch about as long as a batch
-    # takes (~1 ms), at the cost of more, smaller batches (CPU). 0: always what is left of
-    # batch_max_wait_ms (decision 018).
+    # it has been since that batch was taken, and after a consume that returned nothing the next one
+    # returns as the next event arrives. At low load an event waits for its batch about as long as a
+    # batch takes (~1 ms), for more, smaller batches (CPU). 0: decision 016's wait alone (decision 018).
     sparse_batch_size: int = Field(default=16, ge=0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     # A full batch is scored as this many chunks: the scoring thread takes them in order, and the

@@ -169,27 +169,30 @@ class HotPath:
         # switch interval it waited up to that long each time while this thread ran Python, its core idle.
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(_SWITCH_INTERVAL_S)
-        taken, messages = time.monotonic(), []
+        taken = time.monotonic()
+        messages: list[Message] = []
         try:
             while not self._stop.is_set():
                 for hook in self.between_batches:
                     hook()
                 if self._scoring:
                     messages = consumer.consume(settings.batch_max_size, 0.0)
-                elif messages:
-                    # The wait counts from when the last batch was taken: what arrived while it was
-                    # processed has waited already. After a sparse batch it is at most what processing
-                    # that batch took (``sparse_batch_size``). Never negative: confluent-kafka would
-                    # read it as "wait forever".
-                    worked = time.monotonic() - taken
-                    timeout = wait_s - worked
+                elif messages or not settings.sparse_batch_size:
+                    # The wait counts from when the last batch was taken: what arrived since has waited
+                    # already. After a sparse batch it is also at most the time since that batch was
+                    # taken (decision 018; confluent-kafka truncates it to whole ms). Never negative:
+                    # confluent-kafka would read it as "wait forever".
+                    since = time.monotonic() - taken
+                    timeout = wait_s - since
                     if len(messages) < settings.sparse_batch_size:
-                        timeout = min(timeout, worked)
+                        timeout = min(timeout, since)
                     messages = consumer.consume(settings.batch_max_size, max(0.0, timeout))
                 else:
-                    # Nothing came at the last take: the next event is a batch of its own, taken as it
-                    # comes.
+                    # Nothing came at the last take: wait for the next event, then take it with whatever
+                    # else is queued by then.
                     messages = consumer.consume(1, wait_s)
+                    if messages and settings.batch_max_size > 1:
+                        messages += consumer.consume(settings.batch_max_size - 1, 0.0)
                 taken = time.monotonic()
                 batch = self._usable(messages)
                 # The callbacks of a rebalance inside consume() may have finished self._scoring.

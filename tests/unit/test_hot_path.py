@@ -48,13 +48,19 @@ class FakeConsumer:
         self.assigned: list[TopicPartition] = []
         self.timeouts: list[float] = []  # of every consume() call
         self.sizes: list[int] = []  # the most messages each consume() call asked for
+        self.rest: list[Message] | None = None  # what a call left of its step
 
     def subscribe(self, _topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
         self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
 
     def consume(self, n: int, timeout: float) -> list[Message]:
+        """The next step of the script, at most ``n`` messages of it. What a call for one message left
+        of its step is what the call after it gets: those messages were queued already."""
         self.timeouts.append(timeout)
         self.sizes.append(n)
+        if self.rest is not None:
+            rest, self.rest = self.rest, None
+            return rest
         if not self.script:
             self.hot_path[0].stop()
             return []
@@ -73,13 +79,18 @@ class FakeConsumer:
             # A revoke of partition 0 inside the consume() that then returns these messages.
             self.on_revoke(self, [TopicPartition("raw", 0)])
             self.assigned = self.assigned[1:]
-            return list(step[1])
+            return self._at_most(n, list(step[1]))
         if step == "lost":
             self.journal.append(("lost",))
             self.on_lost(self, self.assigned)
             self.assigned = []
             return []
-        return list(step)
+        return self._at_most(n, list(step))
+
+    def _at_most(self, n: int, messages: list[Message]) -> list[Message]:
+        if n == 1 or n < len(messages):
+            self.rest = messages[n:]
+        return messages[:n]
 
     def store_offsets(self, offsets: list[TopicPartition]) -> None:
         self.journal.append(("store", sorted((tp.partition, tp.offset) for tp in offsets)))
@@ -337,20 +348,35 @@ def test_the_consume_wait_counts_from_when_the_previous_consume_returned(
     timeouts = hot_path._consumer.timeouts  # type: ignore[union-attr]
     assert 0 <= timeouts[2] <= left_at_most
     assert all(0 <= t <= wait_ms / 1000 for t in timeouts)
+    assert set(hot_path._consumer.sizes) == {64}  # type: ignore[union-attr]
 
 
 def test_after_a_sparse_batch_the_wait_is_its_work_at_most_and_after_none_the_next_event_is_taken() -> None:
-    # A batch of one event that took >= 30 ms to score: the next consume waits about as long, not the
-    # rest of the second-long batch_max_wait_ms. A consume that came back empty: the next one takes one
-    # event, as soon as it comes.
+    # After a consume that came back empty: one event, as soon as it comes, with what is queued by then
+    # (a call that does not wait). After that batch of one, which took >= 30 ms to score: a wait of
+    # about as long, not the rest of the second-long batch_max_wait_ms.
     settings = Settings(topic_raw="raw", batch_max_size=64, batch_max_wait_ms=1_000)
-    hot_path, _, _ = build(["assign", [raw_message(0)], [], []], predictor=SlowPredictor(), settings=settings)
+    script = ["assign", [raw_message(0)], [raw_message(1), raw_message(2)], [], []]
+    hot_path, _, metrics = build(script, predictor=SlowPredictor(), settings=settings)
     hot_path.run()
     consumer = hot_path._consumer
     assert isinstance(consumer, FakeConsumer)
-    assert consumer.sizes[1:4] == [1, 64, 1]
-    assert consumer.timeouts[1] == consumer.timeouts[3] == 1.0
-    assert 0.03 <= consumer.timeouts[2] <= 0.5
+    assert consumer.sizes[1:7] == [1, 63, 64, 64, 1, 1]
+    assert consumer.timeouts[1] == consumer.timeouts[5] == 1.0
+    assert consumer.timeouts[2] == 0.0
+    assert 0.03 <= consumer.timeouts[3] <= 0.5
+    assert processed(metrics, "tagged") == 3
+
+
+def test_after_a_batch_of_sparse_batch_size_events_or_more_the_wait_is_what_is_left() -> None:
+    settings = Settings(topic_raw="raw", batch_max_size=64, batch_max_wait_ms=1_000, sparse_batch_size=2)
+    script = ["assign", [raw_message(0), raw_message(1)], []]
+    hot_path, _, _ = build(script, predictor=SlowPredictor(), settings=settings)
+    hot_path.run()
+    consumer = hot_path._consumer
+    assert isinstance(consumer, FakeConsumer)
+    assert consumer.sizes[1:4] == [1, 63, 64]
+    assert 0.5 < consumer.timeouts[3] < 1.0
 
 
 class WaitingPredictor(FakePredictor):
