@@ -151,7 +151,11 @@ def _runs(sat: dict) -> str:
         return f"time-capped: {sat['delivered']:,} of {sat['sent']:,} out"
     runs = sat.get("runs_events_per_s", [])
     note = f"median of {len(runs)}: {_fmt(min(runs))}-{_fmt(max(runs))}" if len(runs) > 1 else "one run"
-    return note + (f", {sat['failed_runs']} failed" if sat.get("failed_runs") else "")
+    return note + _failed(sat)
+
+
+def _failed(entry: dict) -> str:
+    return f", {entry['failed_runs']} failed" if entry.get("failed_runs") else ""
 
 
 def headline(results: dict) -> list[str]:
@@ -269,7 +273,7 @@ def _p99_runs(load: dict) -> str:
     """ "median of 3: 17.1, 18.7, 25.0" when the run shown is the median of several (by p99)."""
     runs = load.get("runs_p99_ms", [])
     note = f"median of {len(runs)}: {_list(runs, 1)}" if len(runs) > 1 else "one run"
-    return note + (f", {load['failed_runs']} failed" if load.get("failed_runs") else "")
+    return note + _failed(load)
 
 
 def ratio_rows(results: dict) -> list[list[str]]:

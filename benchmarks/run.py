@@ -412,9 +412,9 @@ def _p99(run: dict) -> float | None:
 def median_of(
     runs: list[dict], value: Callable[[dict], float | None] = _events_per_s, field: str = "runs_events_per_s"
 ) -> dict:
-    """The median run by ``value`` (events/s of saturation runs, p99 of paced ones), every run's value in
-    ``field``, and the highest peak RSS of them all (the memory target must hold in every run). Failed runs
-    are counted in ``failed_runs``."""
+    """The median run by ``value`` (events/s of saturation runs, p99 of paced ones; of an even number, the
+    upper one), every run's value in ``field``, and the highest peak RSS of them all (the memory target
+    must hold in every run). Failed runs are counted in ``failed_runs``."""
     good = sorted((r for r in runs if value(r)), key=lambda r: value(r) or 0.0)
     if not good:
         return runs[-1]
