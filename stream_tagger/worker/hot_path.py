@@ -122,7 +122,7 @@ class HotPath:
         self._transactional = settings.processing_guarantee == "exactly_once"
         self._in_transaction = False
         self._assignment_seen = False  # until then, _next_offsets counts every partition (fake clients)
-        self._moved = False  # partitions were revoked or lost since the last consume() returned
+        self._moved = False  # partitions were revoked or lost since the last batch was taken
         self._errors: list[str] = []
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None

@@ -20,6 +20,7 @@ from stream_tagger.worker.pipeline import Pipeline, Topics
 from tests.unit.test_pipeline import FakePrediction, FakePredictor
 
 SETTINGS = Settings(topic_raw="raw", batch_max_size=2)
+BATCH_OF_3 = Settings(topic_raw="raw", batch_max_size=3)
 
 
 def raw_message(i: int, partition: int = 0, title: str = "cv") -> Message:
@@ -59,8 +60,9 @@ class FakeConsumer:
         self.timeouts.append(timeout)
         self.sizes.append(n)
         if self.rest is not None:
-            rest, self.rest = self.rest, None
-            return rest
+            taken, rest = self.rest[:n], self.rest[n:]
+            self.rest = rest or None
+            return taken
         if not self.script:
             self.hot_path[0].stop()
             return []
@@ -88,7 +90,7 @@ class FakeConsumer:
         return self._at_most(n, list(step))
 
     def _at_most(self, n: int, messages: list[Message]) -> list[Message]:
-        if n == 1 or n < len(messages):
+        if (n == 1 and messages) or n < len(messages):
             self.rest = messages[n:]
         return messages[:n]
 
@@ -195,7 +197,8 @@ def processed(metrics: Metrics, outcome: str) -> float | None:
 
 def test_offsets_are_stored_only_after_the_batch_was_acked_and_committed_at_stop() -> None:
     hot_path, journal, metrics = build(
-        ["assign", [raw_message(0), raw_message(1), raw_message(5, partition=1)], [raw_message(2)]]
+        ["assign", [raw_message(0), raw_message(1), raw_message(5, partition=1)], [raw_message(2)]],
+        settings=BATCH_OF_3,
     )
     hot_path.run()
     assert journal == [
@@ -573,7 +576,8 @@ def test_the_series_of_a_model_version_no_longer_served_is_removed() -> None:
 
 def test_messages_of_a_partition_revoked_inside_the_consume_are_left_to_its_next_owner() -> None:
     batch = [raw_message(0), raw_message(7, partition=1), raw_message(1)]
-    hot_path, journal, metrics = build(["assign", ("revoke-within", batch), [raw_message(8, partition=1)]])
+    script = ["assign", ("revoke-within", batch), [raw_message(8, partition=1)]]
+    hot_path, journal, metrics = build(script, settings=BATCH_OF_3)
     hot_path.run()
     stored = [entry for entry in journal if entry[0] == "store"]
     assert stored == [("store", [(1, 8)]), ("store", [(1, 9)])]  # partition 0's two are not published
