@@ -50,6 +50,7 @@ class FakeConsumer:
         self.timeouts: list[float] = []  # of every consume() call
         self.sizes: list[int] = []  # the most messages each consume() call asked for
         self.rest: list[Message] | None = None  # what a call left of its step
+        self.revoke_in_rest = False  # the call that takes ``rest`` revokes partition 0 first
 
     def subscribe(self, _topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
         self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
@@ -60,6 +61,9 @@ class FakeConsumer:
         self.timeouts.append(timeout)
         self.sizes.append(n)
         if self.rest is not None:
+            if self.revoke_in_rest:
+                self._revoke_partition_0()
+                self.revoke_in_rest = False
             taken, rest = self.rest[:n], self.rest[n:]
             self.rest = rest or None
             return taken
@@ -79,8 +83,12 @@ class FakeConsumer:
             return []
         if isinstance(step, tuple) and step[0] == "revoke-within":
             # A revoke of partition 0 inside the consume() that then returns these messages.
-            self.on_revoke(self, [TopicPartition("raw", 0)])
-            self.assigned = self.assigned[1:]
+            self._revoke_partition_0()
+            return self._at_most(n, list(step[1]))
+        if isinstance(step, tuple) and step[0] == "revoke-within-rest":
+            # These messages, and a revoke of partition 0 inside the call that takes what the first
+            # call left of them.
+            self.revoke_in_rest = True
             return self._at_most(n, list(step[1]))
         if step == "lost":
             self.journal.append(("lost",))
@@ -88,6 +96,10 @@ class FakeConsumer:
             self.assigned = []
             return []
         return self._at_most(n, list(step))
+
+    def _revoke_partition_0(self) -> None:
+        self.on_revoke(self, [TopicPartition("raw", 0)])
+        self.assigned = self.assigned[1:]
 
     def _at_most(self, n: int, messages: list[Message]) -> list[Message]:
         if (n == 1 and messages) or n < len(messages):
@@ -581,6 +593,20 @@ def test_messages_of_a_partition_revoked_inside_the_consume_are_left_to_its_next
     hot_path.run()
     stored = [entry for entry in journal if entry[0] == "store"]
     assert stored == [("store", [(1, 8)]), ("store", [(1, 9)])]  # partition 0's two are not published
+    assert processed(metrics, "tagged") == 2
+
+
+def test_a_revoke_inside_the_call_that_takes_what_is_queued_drops_both_calls_messages_of_it() -> None:
+    # After the empty consume of the assignment, consume(1) takes message 0 and the non-blocking call
+    # after it the rest, inside which partition 0 is revoked: neither call's partition 0 message is
+    # published or stored.
+    batch = [raw_message(0), raw_message(7, partition=1), raw_message(1)]
+    script = ["assign", ("revoke-within-rest", batch), [raw_message(8, partition=1)]]
+    hot_path, journal, metrics = build(script, settings=BATCH_OF_3)
+    hot_path.run()
+    assert hot_path._consumer.sizes[1:3] == [1, 2]  # type: ignore[union-attr]
+    stored = [entry for entry in journal if entry[0] == "store"]
+    assert stored == [("store", [(1, 8)]), ("store", [(1, 9)])]
     assert processed(metrics, "tagged") == 2
 
 
