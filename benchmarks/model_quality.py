@@ -17,7 +17,8 @@ from scratch scripts, so anyone can rerun them and a change to the training code
   ONNX export) on 4/5 and ``evaluate_model`` (the ONNX artefact) on the other 1/5; with ``--targets``,
   again per other target (first outer seed only).
 - Auto-tag figures per class: precision of the posts auto-tagged with the tag, coverage = share of
-  the tag's posts auto-tagged (issue 20: precision >= 0.98 overall, every class covered >= 0.75).
+  the tag's posts auto-tagged (the model's targets, docs/model.md: precision >= 0.98 overall, every
+  class covered >= 0.75).
 Writes benchmarks/results/model_quality.json. Slow on 2 cores: ~20-100 s per seed per config, 3-5 min
 per nested run (load-dependent).
 """
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "dataset.csv"
 OUT = ROOT / "benchmarks" / "results" / "model_quality.json"
 ISSUE_PRECISION, ISSUE_COVERAGE = 0.98, 0.80  # auto-tag targets: precision, coverage of all posts
-CLASS_COVERAGE = 0.75  # issue 20: at least this share of every class's posts auto-tagged
+CLASS_COVERAGE = 0.75  # target: at least this share of every class's posts auto-tagged
 NESTED_SEED = 7
 
 
