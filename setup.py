@@ -6,6 +6,9 @@ compiler is needed then, not at run time), with the Cython of requirements/build
 ``pip install --no-deps --no-build-isolation -e .`` again.
 """
 
+import hashlib
+from pathlib import Path
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -14,6 +17,13 @@ from setuptools import Extension, setup
 FLAGS = ["-O3", "-ffp-contract=off"]
 KERNELS = ("featurise", "duplicates")
 
+
+def _source_digest(pyx: str) -> tuple[str, str]:
+    """The macro a kernel reads as its ``SOURCE_SHA256``: at import it refuses to run when its ``.pyx``
+    has been edited since (``stream_tagger.kernels.check_source``)."""
+    return "KERNEL_SOURCE_SHA256", '"' + hashlib.sha256(Path(pyx).read_bytes()).hexdigest() + '"'
+
+
 setup(
     ext_modules=cythonize(
         [
@@ -21,6 +31,7 @@ setup(
                 f"stream_tagger.kernels.{name}",
                 [f"stream_tagger/kernels/{name}.pyx"],
                 extra_compile_args=FLAGS,
+                define_macros=[_source_digest(f"stream_tagger/kernels/{name}.pyx")],
             )
             for name in KERNELS
         ]

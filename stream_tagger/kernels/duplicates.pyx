@@ -5,6 +5,14 @@ from libc.stdint cimport int64_t, uint8_t
 
 import numpy as np
 
+cdef extern from *:
+    const char *KERNEL_SOURCE_SHA256  # setup.py: the sha256 of this file when it was compiled
+
+from stream_tagger.kernels import check_source
+
+SOURCE_SHA256 = KERNEL_SOURCE_SHA256.decode("ascii")
+check_source(__file__, SOURCE_SHA256)
+
 cdef uint8_t SPACE = 32
 
 

@@ -14,6 +14,14 @@ from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
 
+cdef extern from *:
+    const char *KERNEL_SOURCE_SHA256  # setup.py: the sha256 of this file when it was compiled
+
+from stream_tagger.kernels import check_source
+
+SOURCE_SHA256 = KERNEL_SOURCE_SHA256.decode("ascii")
+check_source(__file__, SOURCE_SHA256)
+
 ctypedef uint64_t u64
 
 cdef extern from *:

@@ -3,16 +3,19 @@ deterministic features whatever the batch around it, and a lookup table finds ex
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_tagger.kernels import check_source, featurise
 from stream_tagger.kernels import duplicates as kernels
-from stream_tagger.kernels import featurise
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.featurise import BatchFeatures
 from stream_tagger.model.predictor import Predictor
@@ -118,3 +121,18 @@ def test_a_lookup_table_finds_its_hashes_and_nothing_else(stored: list[int], pro
     keys, cols = featurise.build_table(hashes, shift)
     found = featurise.lookup(np.array(queries, dtype=np.uint64), keys, cols, shift)
     assert found.tolist() == [column.get(q, -1) for q in queries]
+
+
+def test_each_kernel_was_built_from_its_source_as_it_is() -> None:
+    for name, kernel in (("featurise", featurise), ("duplicates", kernels)):
+        pyx = Path(kernel.__file__).parent / f"{name}.pyx"
+        assert hashlib.sha256(pyx.read_bytes()).hexdigest() == kernel.SOURCE_SHA256, pyx
+
+
+def test_a_kernel_refuses_to_import_when_its_source_was_edited_since_its_build(tmp_path: Path) -> None:
+    built = tmp_path / "k.cpython-311-x86_64-linux-gnu.so"
+    check_source(str(built), "0" * 64)  # no .pyx beside it (an installed wheel): nothing to compare
+    (tmp_path / "k.pyx").write_bytes(b"def f(): pass\n")
+    check_source(str(built), hashlib.sha256(b"def f(): pass\n").hexdigest())
+    with pytest.raises(ImportError, match=r"k\.pyx: edited since k\.cpython-311-x86_64-linux-gnu\.so"):
+        check_source(str(built), "0" * 64)
