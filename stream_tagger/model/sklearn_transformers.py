@@ -38,10 +38,10 @@ class Featurizer(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        char_min: int = 2,
-        char_max: int = 4,
-        word_ngrams: int = 2,
-        max_chars: int = 4096,
+        char_min: int = FeatureParams.char_min,
+        char_max: int = FeatureParams.char_max,
+        word_ngrams: int = FeatureParams.word_ngrams,
+        max_chars: int = FeatureParams.max_chars,
         min_df: int = 2,
     ) -> None:
         self.char_min = char_min

@@ -30,7 +30,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from stream_tagger.model import versions as artefacts
 from stream_tagger.model.dataset import Dataset, compose_texts, load_dataset
-from stream_tagger.model.featurise import Pieces, featurize
+from stream_tagger.model.featurise import FeatureParams, Pieces, featurize
 from stream_tagger.model.keyword_baseline import KEYWORDS
 from stream_tagger.model.model_card import write_card
 from stream_tagger.model.nb_weights import NBWeights
@@ -57,12 +57,12 @@ class TrainConfig:
     """Model and procedure; the defaults were selected by 3 x 5-fold stratified CV (``char_max`` by
     decision 017, on speed at equal quality)."""
 
-    char_min: int = 2
-    # 4, not 5: a quarter fewer distinct n-grams per post (featuriser + graph 0.79x per post), quality
-    # level in CV and nested CV (decision 017).
-    char_max: int = 4
-    word_ngrams: int = 2
-    max_chars: int = 4096
+    # The featuriser's own defaults. char_max 4, not 5: a quarter fewer distinct n-grams per post
+    # (featuriser + graph 0.79x per post), quality level in CV and nested CV (decision 017).
+    char_min: int = FeatureParams.char_min
+    char_max: int = FeatureParams.char_max
+    word_ngrams: int = FeatureParams.word_ngrams
+    max_chars: int = FeatureParams.max_chars
     min_df: int = 2
     sublinear_tf: bool = True
     C: float = 100.0  # with augmentation; C=30-300 is a plateau in CV
