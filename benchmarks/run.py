@@ -731,8 +731,9 @@ BUILD_FILES = ("pyproject.toml", "setup.py", "README.md")
 
 
 def _build_kernels(root: Path, scratch: Path, env: dict[str, str]) -> None:
-    """The kernels of the code in ``root``, compiled as an install compiles them: a wheel of that code,
-    whose extension modules go next to their sources. Revisions whose build has no extensions (no
+    """The kernels of the code in ``root``, compiled as bootstrap's install compiles them (with this
+    environment's locked Cython and setuptools, no build isolation): a wheel of that code, whose
+    extension modules go next to their sources. Revisions whose build has no extensions (no
     ``setup.py``) built theirs with numba's ``stream-tagger compile`` instead."""
     if not (root / "setup.py").exists():
         # Run from the scratch folder: a working directory of the repo would put its stream_tagger first.
@@ -740,7 +741,8 @@ def _build_kernels(root: Path, scratch: Path, env: dict[str, str]) -> None:
         subprocess.run([cli, "compile"], check=True, cwd=scratch, env={**os.environ, **env})
         return
     wheels = scratch / "wheel"
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels)]
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    pip_wheel += ["--wheel-dir", str(wheels)]
     subprocess.run([*pip_wheel, str(root)], check=True, cwd=scratch)
     (wheel,) = wheels.glob("*.whl")
     with zipfile.ZipFile(wheel) as built:
