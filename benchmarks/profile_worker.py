@@ -276,21 +276,22 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> 
 
 
 def _record(
-    pyspy: str | None,
+    recording: tuple[str, Path] | None,
     pid: int,
-    target: Path,
     started: Callable[[], object],
     until: Callable[[], object],
     *extra: str,
 ) -> bool:
-    """py-spy on ``pid``: ``started()`` once it samples, then ``until()`` (at most ``PROFILE_SECONDS``).
-    Returns whether ``until()`` finished (did not return False). Without ``pyspy``, the same unrecorded.
+    """py-spy on ``pid`` (``recording``: its executable and the speedscope file it writes):
+    ``started()`` once it samples, then ``until()`` (at most ``PROFILE_SECONDS``). Returns whether
+    ``until()`` finished (did not return False). Without ``recording``, the same unrecorded.
 
     Attaching takes a moment: a SIGINT before py-spy samples would kill it before it writes anything,
     and the time and events before then have no samples."""
-    if pyspy is None:
+    if recording is None:
         started()
         return until() is not False
+    pyspy, target = recording
     record = [
         pyspy,
         "record",
@@ -329,11 +330,11 @@ def _record(
     return finished
 
 
-def _profile_one(bench: Any, pyspy: str | None, target: Path, rate: float | None) -> tuple[int, Window]:
+def _profile_one(bench: Any, recording: tuple[str, Path] | None, rate: float | None) -> tuple[int, Window]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
-    record it (without ``pyspy``: only run it) draining a backlog (``rate`` None, active samples, until
-    the backlog is out) or under ``rate`` events/s (GIL holders). Returns the events that came out while
-    recording and what the kernel says of that window."""
+    record it (``recording``: py-spy and its output file; without: only run it) draining a backlog
+    (``rate`` None, active samples, until the backlog is out) or under ``rate`` events/s (GIL holders).
+    Returns the events that came out while recording and what the kernel says of that window."""
     from run import PARTITIONS, STARTUP_TIMEOUT_S, PipelineFailed, encoded, launch, run_topics
 
     with run_topics(bench, "worker") as (run_id, topics):
@@ -364,11 +365,11 @@ def _profile_one(bench: Any, pyspy: str | None, target: Path, rate: float | None
 
             if rate is None:
                 drained = partial(sink.wait_for, bench.mode.events, PROFILE_SECONDS, processes)
-                finished = _record(pyspy, pid, target, started, partial(until, drained))
+                finished = _record(recording, pid, started, partial(until, drained))
             else:
                 events = encoded(int(rate * PROFILE_SECONDS), run_id)
                 paced = partial(produce_paced, bench.bootstrap, topics.raw, events, rate)
-                finished = _record(pyspy, pid, target, started, partial(until, paced), "--gil")
+                finished = _record(recording, pid, started, partial(until, paced), "--gil")
             if not finished:
                 raise PipelineFailed(
                     f"worker: the backlog was not out within {PROFILE_SECONDS} s; its log:\n"
@@ -379,7 +380,8 @@ def _profile_one(bench: Any, pyspy: str | None, target: Path, rate: float | None
             processes.stop()
     # The worker ran its code and model from the scratch folder, which is gone after the run. Frames keep
     # a leading "/stream_tagger/", which ``package_of`` reads.
-    if pyspy is not None:
+    if recording is not None:
+        target = recording[1]
         target.write_text(
             target.read_text().replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", "")
         )
@@ -400,11 +402,11 @@ def profile(bench: Any, out: Path, about: str) -> None:
     # (one producer, one consumer) 0.85 cores in its first 15 s, 0.29 in the next 15 s, ~0.2 from then
     # on. One drain of the backlog first (producing and draining it takes some 20-30 s), without py-spy.
     print("warming up the broker: one drain of the backlog, not recorded", file=sys.stderr)
-    _profile_one(bench, None, bench.scratch / "warm-up.speedscope.json", None)
+    _profile_one(bench, None, None)
     for name, rate, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)
-        done, window = _profile_one(bench, pyspy, target, rate)
+        done, window = _profile_one(bench, (pyspy, target), rate)
         speedscope = json.loads(target.read_text())
         sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)", window))
         if rate is None and done:
