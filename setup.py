@@ -19,12 +19,14 @@ KERNELS = ("featurise", "duplicates")
 
 
 def _source_digest(pyx: str) -> tuple[str, str]:
-    """The macro a kernel reads as its ``SOURCE_SHA256``: at import it refuses to run when its ``.pyx``
-    has been edited since (``stream_tagger.kernels.check_source``)."""
+    """The macro a kernel reads as its ``SOURCE_SHA256``: at import it refuses to run when the ``.pyx``
+    beside it differs from the one this build hashed (``stream_tagger.kernels.check_source``)."""
     return "KERNEL_SOURCE_SHA256", '"' + hashlib.sha256(Path(pyx).read_bytes()).hexdigest() + '"'
 
 
 setup(
+    # force: the C is regenerated from the .pyx every build. Cython otherwise skips a .pyx whose file time
+    # is older than a leftover .c (a copy that kept times), compiling old code under the new digest.
     ext_modules=cythonize(
         [
             Extension(
@@ -34,6 +36,7 @@ setup(
                 define_macros=[_source_digest(f"stream_tagger/kernels/{name}.pyx")],
             )
             for name in KERNELS
-        ]
+        ],
+        force=True,
     )
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-REBUILD = "pip install --no-deps --no-build-isolation -e . (or ./scripts/bootstrap.sh)"
+REBUILD = "./scripts/bootstrap.sh, or .venv/bin/python -m pip install --no-deps --no-build-isolation -e ."
 
 
 def check_source(built: str, source_sha256: str) -> None:
@@ -20,4 +20,4 @@ def check_source(built: str, source_sha256: str) -> None:
     module = Path(built)
     pyx = module.with_name(module.name.split(".", 1)[0] + ".pyx")
     if pyx.is_file() and hashlib.sha256(pyx.read_bytes()).hexdigest() != source_sha256:
-        raise ImportError(f"{pyx}: edited since {module.name} was built from it; rebuild: {REBUILD}")
+        raise ImportError(f"{pyx}: differs from the source {module.name} was built from; rebuild: {REBUILD}")
