@@ -347,7 +347,7 @@ def build_table(const u64[::1] vocab, u64 shift):
     ascending = np.asarray(vocab)[order]
     rank = np.arange(len(order))
     slot = np.maximum.accumulate((ascending >> np.uint64(shift)).astype(np.int64) - rank) + rank
-    size = max((<u64>1) << (64 - shift), int(slot[-1]) + 1 if len(slot) else 0) + 1
+    size = max((<u64>1) << (64 - shift), int(slot.max()) + 1 if len(slot) else 0) + 1
     keys = np.full(size, EMPTY, dtype=np.uint64)
     cols = np.full(size, -1, dtype=np.int32)
     keys[slot] = ascending
