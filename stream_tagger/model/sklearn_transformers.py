@@ -76,7 +76,9 @@ class KeywordHits(TransformerMixin, BaseEstimator):
     diluted; these counts are not (+0.005 to +0.012 weighted F1 under 5 x 5-fold CV). Nothing
     is learned: ``fit`` compiles the lists. The texts are cut at ``max_chars`` as the n-grams are."""
 
-    def __init__(self, keywords: Mapping[str, Sequence[str]], max_chars: int = 4096) -> None:
+    def __init__(
+        self, keywords: Mapping[str, Sequence[str]], max_chars: int = FeatureParams.max_chars
+    ) -> None:
         self.keywords = keywords
         self.max_chars = max_chars
 
@@ -108,7 +110,11 @@ class PieceEmbedding(TransformerMixin, BaseEstimator):
     Nothing is learned: ``fit`` only builds the lookup of the given pieces."""
 
     def __init__(
-        self, pieces: Sequence[str], vectors: np.ndarray, max_chars: int = 4096, norm_axes: int | None = None
+        self,
+        pieces: Sequence[str],
+        vectors: np.ndarray,
+        max_chars: int = FeatureParams.max_chars,
+        norm_axes: int | None = None,
     ) -> None:
         self.pieces = pieces
         self.vectors = vectors

@@ -54,11 +54,9 @@ CONFIDENCE_BINS = [0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Model and procedure; the defaults were selected by 3 x 5-fold stratified CV (``char_max`` by
-    decision 017, on speed at equal quality)."""
+    """Model and procedure; the defaults were selected by 3 x 5-fold stratified CV (the n-gram lengths
+    are ``FeatureParams``'s; ``char_max`` by decision 017, on speed at equal quality)."""
 
-    # The featuriser's own defaults. char_max 4, not 5: a quarter fewer distinct n-grams per post
-    # (featuriser + graph 0.79x per post), quality level in CV and nested CV (decision 017).
     char_min: int = FeatureParams.char_min
     char_max: int = FeatureParams.char_max
     word_ngrams: int = FeatureParams.word_ngrams
