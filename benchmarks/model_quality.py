@@ -47,7 +47,7 @@ from stream_tagger.model.train import LABELS, TrainConfig, cross_validate, train
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "dataset.csv"
 OUT = ROOT / "benchmarks" / "results" / "model_quality.json"
-ISSUE_PRECISION, ISSUE_COVERAGE = 0.98, 0.80  # auto-tag targets: precision, coverage of all posts
+TARGET_PRECISION, TARGET_COVERAGE = 0.98, 0.80  # auto-tag targets: precision, coverage of all posts
 CLASS_COVERAGE = 0.75  # target: at least this share of every class's posts auto-tagged
 NESTED_SEED = 7
 
@@ -93,8 +93,8 @@ def operating_point(
             class_right[c] += round(pc["precision"] * pc["n_auto"])
     prec, cov = correct / n_auto, n_auto / n
     # The targets, per unseen fold (~153 posts, about the size of a hidden test set).
-    both = (np.array(fold_prec) >= ISSUE_PRECISION) & (np.array(fold_cov) >= ISSUE_COVERAGE)
-    every = (np.array(fold_prec) >= ISSUE_PRECISION) & (np.array(fold_min_class) >= CLASS_COVERAGE)
+    both = (np.array(fold_prec) >= TARGET_PRECISION) & (np.array(fold_cov) >= TARGET_COVERAGE)
+    every = (np.array(fold_prec) >= TARGET_PRECISION) & (np.array(fold_min_class) >= CLASS_COVERAGE)
     return {
         "target": target,
         "min_class_coverage": min_coverage,
@@ -104,9 +104,9 @@ def operating_point(
         "coverage_min_repeat": cov.min(),
         "per_class_coverage": {c: class_auto[c] / class_n[c] for c in LABELS},
         "per_class_precision": {c: class_right[c] / max(class_tagged[c], 1) for c in LABELS},
-        "folds_under_80pct_coverage": int(np.sum(np.array(fold_cov) < ISSUE_COVERAGE)),
+        "folds_under_80pct_coverage": int(np.sum(np.array(fold_cov) < TARGET_COVERAGE)),
         "folds_meeting_both_targets": int(both.sum()),
-        "folds_meeting_issue_targets": int(every.sum()),
+        "folds_meeting_class_targets": int(every.sum()),
         "folds": len(fold_cov),
     }
 
@@ -165,9 +165,9 @@ def nested(cfg: TrainConfig, outer_seed: int = NESTED_SEED) -> dict:
     n_auto = np.array([r["auto_tag"]["n_auto"] for r in reports])
     prec = np.array([r["auto_tag"]["precision"] for r in reports])
     n = np.array([r["n"] for r in reports])
-    both = (prec >= ISSUE_PRECISION) & (n_auto / n >= ISSUE_COVERAGE)
+    both = (prec >= TARGET_PRECISION) & (n_auto / n >= TARGET_COVERAGE)
     per_class = [r["auto_tag"]["per_class"] for r in reports]
-    every = (prec >= ISSUE_PRECISION) & np.array(
+    every = (prec >= TARGET_PRECISION) & np.array(
         [min(pc["coverage"] for pc in fold.values()) >= CLASS_COVERAGE for fold in per_class]
     )
 
@@ -189,9 +189,9 @@ def nested(cfg: TrainConfig, outer_seed: int = NESTED_SEED) -> dict:
             "coverage": n_auto.sum() / n.sum(),
             "folds_precision": prec.tolist(),
             "folds_coverage": (n_auto / n).tolist(),
-            "folds_under_80pct_coverage": int(np.sum(n_auto / n < ISSUE_COVERAGE)),
+            "folds_under_80pct_coverage": int(np.sum(n_auto / n < TARGET_COVERAGE)),
             "folds_meeting_both_targets": int(both.sum()),
-            "folds_meeting_issue_targets": int(every.sum()),
+            "folds_meeting_class_targets": int(every.sum()),
             "folds": len(reports),
             "per_class_precision": {c: pooled(c, "precision", "n_auto") for c in LABELS},
             "per_class_coverage": {c: pooled(c, "coverage", "n") for c in LABELS},
@@ -296,7 +296,7 @@ def show(res: dict) -> None:
             f"{t['precision']:.3f} (min {t['precision_min_repeat']:.3f})"
             f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%,"
             f" {t['folds_meeting_both_targets']}/{t['folds']} meet both,"
-            f" {t['folds_meeting_issue_targets']} every class >= {CLASS_COVERAGE}",
+            f" {t['folds_meeting_class_targets']} every class >= {CLASS_COVERAGE}",
         )
     if "nested" in res:
         n, nat = res["nested"], res["nested"]["auto_tag"]
@@ -309,7 +309,7 @@ def show(res: dict) -> None:
                 f"{t['precision']:.3f} (folds {lo:.3f}-{hi:.3f})"
                 f" at {t['coverage']:.3f}, {t['folds_under_80pct_coverage']} folds < 80%,"
                 f" {t['folds_meeting_both_targets']}/{t['folds']} meet both,"
-                f" {t['folds_meeting_issue_targets']} every class >= {CLASS_COVERAGE}",
+                f" {t['folds_meeting_class_targets']} every class >= {CLASS_COVERAGE}",
             )
         table.add_row("nested auto-tag per class: precision / coverage", _per_class(nat))
         table.add_row(

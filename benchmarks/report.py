@@ -93,7 +93,7 @@ def worker_runs(results: dict) -> list[dict]:
 
 
 def check_targets(results: dict) -> list[dict[str, Any]]:
-    """The issues' targets for the worker as shipped."""
+    """The targets for the worker as shipped (docs/benchmarks.md)."""
     if "worker" not in results["pipelines"]:
         return []
     rows = [

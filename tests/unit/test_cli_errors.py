@@ -27,7 +27,7 @@ def flat(text: str) -> str:
     return "".join(text.split())
 
 
-@pytest.mark.timeout(10)  # the bound: a message within 10 s, not a hang
+@pytest.mark.timeout(10)  # a clear message within 10 s, not a hang
 def test_produce_without_broker_names_the_address(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["produce", "--file", str(DATASET), "--bootstrap-servers", address])
