@@ -95,7 +95,9 @@ class ReviewRequest(msgspec.Struct, kw_only=True):
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
-    """An input the worker could not read (topic ``content.dead-letter.v1``, key = original key).
+    """An input the worker could not read (topic ``content.dead-letter.v1``, key = original key; a key
+    over 16,384 bytes is keyed by ``sha256:`` and its hex digest instead, and ``original_key`` keeps its
+    first 16,384 bytes, as ``detail`` says).
 
     ``original`` holds the exact bytes received (base64 in JSON), so the event can be replayed after
     the producer is fixed. An original too big for a Kafka message once base64-encoded (over ~740 kB)

@@ -44,7 +44,7 @@ from stream_tagger.events import Feedback, TaggedContent, TagScore, as_utc
 from stream_tagger.metrics import FeedbackMetrics
 from stream_tagger.online.precision_recall import Judged, OnlineEvaluator
 from stream_tagger.settings import APPROVED_TAGS, Settings
-from stream_tagger.worker.decode import Rejection, dead_letter, event_decoder, internal_error
+from stream_tagger.worker.decode import Rejection, dead_letter, dead_letter_key, event_decoder, internal_error
 from stream_tagger.worker.route import normalise_tag
 
 log = logging.getLogger(__name__)
@@ -403,7 +403,8 @@ class FeedbackLoop:
                 message.offset,
                 datetime.now(UTC),
             )
-            self._writes.append(await self.dead_letter_topic.send(key=event.key, value=_encode(letter)))
+            key = dead_letter_key(event.key)
+            self._writes.append(await self.dead_letter_topic.send(key=key, value=_encode(letter)))
             self.metrics.dead_letters.labels(feedback.reason).inc()
         else:
             self.metrics.feedback.labels(feedback.source).inc()

@@ -8,6 +8,7 @@ spend time finding out *why*, so that the dead letter names the producer's actua
 
 from __future__ import annotations
 
+import hashlib
 import traceback
 from collections.abc import Callable
 from datetime import datetime
@@ -91,7 +92,19 @@ def _explain(value: bytes, exc: Exception) -> Rejection:
 # librdkafka refuses to produce a message over its message.max.bytes (1,000,000 by default; the
 # worker keeps the default), counting the key and ~100 bytes of record framing on top of the value.
 DEAD_LETTER_MAX_BYTES = 990_000
+# Of the input's key, a dead letter keeps at most this much (in ``original_key``, and as its record key).
+# The broker takes keys of up to ~1 MB: such a key as the record key beside its base64 copy would
+# make a letter the producer refuses, whatever is cut from ``original``.
+DEAD_LETTER_MAX_KEY_BYTES = 16 * 1024
 _encode = msgspec.json.Encoder().encode
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The record key of a dead letter: the input's key, or, when that is longer than
+    ``DEAD_LETTER_MAX_KEY_BYTES``, ``sha256:`` and its hex digest (the same for the same key)."""
+    if key is None or len(key) <= DEAD_LETTER_MAX_KEY_BYTES:
+        return key
+    return b"sha256:" + hashlib.sha256(key).hexdigest().encode()
 
 
 def dead_letter(
@@ -103,11 +116,19 @@ def dead_letter(
     offset: int,
     received_at: datetime,
 ) -> DeadLetter:
-    """The dead letter of an input every reader (worker, feedback worker) publishes: the rejection, where
-    the input was, and the input itself, cut to fit one Kafka message (``fit_dead_letter``)."""
+    """The dead letter of an input every reader (worker, feedback worker) publishes, keyed by
+    ``dead_letter_key(key)``: the rejection, where the input was, and the input itself, cut to fit one
+    Kafka message (``fit_dead_letter``; a key over ``DEAD_LETTER_MAX_KEY_BYTES`` to its first bytes)."""
+    detail, record_key = rejection.detail, dead_letter_key(key)
+    if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
+        detail += (
+            f"; key truncated to its first {DEAD_LETTER_MAX_KEY_BYTES} of {len(key)} bytes, "
+            "the record keyed by its sha256"
+        )
+        key = key[:DEAD_LETTER_MAX_KEY_BYTES]
     letter = DeadLetter(
         reason=rejection.reason,
-        detail=rejection.detail,
+        detail=detail,
         original=original or b"",
         original_key=key,
         topic=topic,
@@ -115,7 +136,7 @@ def dead_letter(
         offset=offset,
         received_at=received_at,
     )
-    return fit_dead_letter(letter, key)
+    return fit_dead_letter(letter, record_key)
 
 
 def fit_dead_letter(letter: DeadLetter, record_key: bytes | None) -> DeadLetter:

@@ -2,8 +2,8 @@
 
 A post that a person must review gets a review request first, then its status (``pending_review``) on
 the tagged topic; a tagged post gets its status only; an input that cannot be read gets a dead letter
-keyed by its original key. One msgspec encode per record, each record built directly (no generator,
-no intermediate list): this runs once per event in the hot-path thread.
+keyed by its original key (``dead_letter_key``). One msgspec encode per record, each record built
+directly (no generator, no intermediate list): this runs once per event in the hot-path thread.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 import msgspec
 
 from stream_tagger.events import RawContent, ReviewRequest, TaggedContent
-from stream_tagger.worker.decode import Rejection, dead_letter
+from stream_tagger.worker.decode import Rejection, dead_letter, dead_letter_key
 from stream_tagger.worker.route import Outcome
 
 
@@ -102,4 +102,4 @@ class OutputEncoder:
             message.offset() or 0,
             now,
         )
-        return OutputRecord(self.topics.dead_letter, key, self._encode(letter))
+        return OutputRecord(self.topics.dead_letter, dead_letter_key(key), self._encode(letter))

@@ -4,6 +4,7 @@ left to choke on."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from stream_tagger.events import DeadLetter
 from stream_tagger.settings import Settings
+from stream_tagger.worker.decode import DEAD_LETTER_MAX_KEY_BYTES
 from tests.integration.helpers import WorkerProcess, committed_total, drain, has_keys, produce, valid_events
 
 pytestmark = pytest.mark.integration
@@ -53,3 +55,26 @@ def test_the_nasty_corpus_among_valid_posts_gets_one_outcome_each_and_the_worker
         again.wait_ready()
         assert again.processed() == 0
         assert again.terminate() == 0
+
+
+def test_a_bad_message_with_a_key_near_the_brokers_limit_is_dead_lettered_and_the_worker_lives(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # The broker takes a 600 kB key; a dead letter keyed by it, carrying it in base64 too, would be
+    # refused by the worker's producer on every restart.
+    key = b"k" * 600_000
+    items = [*valid_events(20, prefix="ok"), (key, b"not json")]
+    produce(settings, items)
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        worker.wait_processed(len(items), timeout=60)
+        assert worker.terminate() == 0
+
+    letters = drain(settings, settings.topic_dead_letter, has_keys(1), timeout=30)
+    [(record_key, [value])] = letters.items()
+    assert record_key == b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+    letter = msgspec.json.decode(value, type=DeadLetter)
+    assert (letter.reason, letter.original) == ("not_json", b"not json")
+    assert letter.original_key == key[:DEAD_LETTER_MAX_KEY_BYTES]
+    assert committed_total(settings) == len(items)

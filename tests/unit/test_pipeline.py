@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,8 +11,11 @@ import msgspec
 import numpy as np
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent, TagScore
+from stream_tagger.worker.decode import DEAD_LETTER_MAX_KEY_BYTES
 from stream_tagger.worker.dedup import RecentOutcomes
 from stream_tagger.worker.pipeline import OutputRecord, Pipeline, ScoredBatch, Topics
 from stream_tagger.worker.route import Outcome, Routes, route_columns
@@ -386,6 +390,34 @@ def test_dead_letter_of_an_oversized_message_fits_in_one_kafka_message() -> None
     assert letter.reason == "too_large"
     assert huge.startswith(letter.original) and len(letter.original) > 700_000
     assert f"truncated to its first {len(letter.original)} of 800000 bytes" in letter.detail
+
+
+def test_dead_letter_of_a_message_with_a_huge_key_fits_and_is_keyed_by_the_keys_digest() -> None:
+    # The broker takes a key of ~600 kB; as the record key beside its base64 copy it would not fit.
+    pipe, _ = pipeline()
+    key = b"k" * 600_000
+    [record] = pipe.process([message(b"not json", 3, key=key)]).records
+    assert record.key == b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+    letter = msgspec.json.decode(record.value, type=DeadLetter)
+    assert (letter.reason, letter.original) == ("not_json", b"not json")
+    assert letter.original_key == key[:DEAD_LETTER_MAX_KEY_BYTES]
+    assert f"key truncated to its first {DEAD_LETTER_MAX_KEY_BYTES} of 600000 bytes" in letter.detail
+
+
+@settings(max_examples=25, deadline=None)
+@given(  # small ones, and ones near what the broker takes (its message limit is 1,048,588 bytes)
+    key_bytes=st.one_of(st.none(), st.integers(0, 100), st.integers(400_000, 1_048_576)),
+    value_bytes=st.one_of(st.integers(0, 100), st.integers(400_000, 1_048_576)),
+)
+def test_any_key_and_value_the_broker_takes_give_one_dead_letter_the_producer_takes(
+    key_bytes: int | None, value_bytes: int
+) -> None:
+    pipe, _ = pipeline(max_event_bytes=1_048_576)
+    key = None if key_bytes is None else b"\xff" * key_bytes
+    [record] = pipe.process([message(b"{" * value_bytes, 0, key=key)]).records  # never JSON
+    assert len(record.value) + len(record.key or b"") < 1_000_000  # librdkafka's message.max.bytes
+    letter = msgspec.json.decode(record.value, type=DeadLetter)
+    assert b"{" * value_bytes == letter.original or "original truncated" in letter.detail
 
 
 def test_dead_letter_under_the_limit_keeps_the_whole_original() -> None:
