@@ -241,7 +241,10 @@ class HotPath:
             if error is None:
                 if not moved or (message.topic(), message.partition()) in assigned:
                     batch.append(message)
-            elif error.fatal():
+            elif error.fatal() or error.code() == KafkaError._FATAL:
+                # A consumer's fatal error (fenced by another member with its group.instance.id, say)
+                # comes as a message of code _FATAL, which confluent-kafka does not flag fatal(): the
+                # consumer has left its group for good, and the process must stop rather than idle.
                 raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning(

@@ -549,6 +549,18 @@ def test_sync_and_transaction_commits_are_timed() -> None:
     assert sample(metrics, count, {"kind": "transaction"}) == 2
 
 
+def test_a_fatal_consumer_error_stops_the_loop_before_the_next_batch() -> None:
+    # confluent-kafka's message errors never say fatal(): librdkafka's code _FATAL does.
+    fatal = Message(topic="raw", partition=0, error=KafkaError(KafkaError._FATAL, "fenced"))
+    hot_path, journal, metrics = build(["assign", [raw_message(0)], [fatal], [raw_message(1)]])
+    with pytest.raises(KafkaException, match="fenced"):
+        hot_path.run()
+    assert hot_path.state.failure and "fenced" in hot_path.state.failure
+    # The batch before it was finished; nothing after it is read (close() commits what was stored).
+    assert journal == [("acked", 1), ("store", [(0, 1)]), ("commit", False), ("close",)]
+    assert processed(metrics, "tagged") == 1
+
+
 def test_failed_deliveries_count_as_produce_errors_by_code() -> None:
     hot_path, _, metrics = build(["assign", [raw_message(0)], [raw_message(1)]], fail=True)
     with pytest.raises(DeliveryFailed):
