@@ -102,7 +102,7 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     ``original`` holds the exact bytes received (base64 in JSON), so the event can be replayed after
     the producer is fixed. An original too big for a Kafka message once base64-encoded (over ~740 kB)
     keeps its first bytes only and ``detail`` says so; ``topic``/``partition``/``offset`` still point
-    at the whole message in the raw topic.
+    at the whole message in the raw topic. ``detail`` keeps its first 4,000 characters.
     """
 
     schema_version: Literal[1] = 1

@@ -454,6 +454,8 @@ def _context(event: faust.EventT) -> dict[str, Any]:
     """Where an event came from, for a log record's ``extra`` (``stream_tagger.logs``)."""
     message = event.message
     key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else event.key
+    if isinstance(key, str) and len(key) > 200:  # an input's key can be ~1 MB: a log line is not
+        key = f"{key[:200]}... ({len(key)} characters)"
     return {
         "topic": message.topic,
         "partition": message.partition,

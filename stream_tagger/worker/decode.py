@@ -96,6 +96,9 @@ DEAD_LETTER_MAX_BYTES = 990_000
 # The broker takes keys of up to ~1 MB: such a key as the record key beside its base64 copy would
 # make a letter the producer refuses, whatever is cut from ``original``.
 DEAD_LETTER_MAX_KEY_BYTES = 16 * 1024
+# A rejection's detail can quote the input (msgspec quotes a bad enum value whole, escaped: ~2.7 times
+# its bytes); the letter keeps its first characters, ``original`` the input itself.
+DEAD_LETTER_MAX_DETAIL_CHARS = 4_000
 _encode = msgspec.json.Encoder().encode
 
 
@@ -120,6 +123,8 @@ def dead_letter(
     ``dead_letter_key(key)``: the rejection, where the input was, and the input itself, cut to fit one
     Kafka message (``fit_dead_letter``; a key over ``DEAD_LETTER_MAX_KEY_BYTES`` to its first bytes)."""
     detail, record_key = rejection.detail, dead_letter_key(key)
+    if len(detail) > DEAD_LETTER_MAX_DETAIL_CHARS:
+        detail = f"{detail[:DEAD_LETTER_MAX_DETAIL_CHARS]}... ({len(detail)} characters)"
     if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
         detail += (
             f"; key truncated to its first {DEAD_LETTER_MAX_KEY_BYTES} of {len(key)} bytes, "

@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_tagger.events import DeadLetter, ReviewRequest, TaggedContent, TagScore
-from stream_tagger.worker.decode import DEAD_LETTER_MAX_KEY_BYTES
+from stream_tagger.online.feedback import decode_feedback
+from stream_tagger.worker.decode import (
+    DEAD_LETTER_MAX_BYTES,
+    DEAD_LETTER_MAX_KEY_BYTES,
+    Rejection,
+    dead_letter,
+    dead_letter_key,
+)
 from stream_tagger.worker.dedup import RecentOutcomes
 from stream_tagger.worker.pipeline import OutputRecord, Pipeline, ScoredBatch, Topics
 from stream_tagger.worker.route import Outcome, Routes, route_columns
@@ -404,9 +411,11 @@ def test_dead_letter_of_a_message_with_a_huge_key_fits_and_is_keyed_by_the_keys_
     assert f"key truncated to its first {DEAD_LETTER_MAX_KEY_BYTES} of 600000 bytes" in letter.detail
 
 
-@settings(max_examples=25, deadline=None)
-@given(  # small ones, and ones near what the broker takes (its message limit is 1,048,588 bytes)
-    key_bytes=st.one_of(st.none(), st.integers(0, 100), st.integers(400_000, 1_048_576)),
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(  # small ones, ones around the key cap, and ones near what the broker takes (1,048,588 bytes)
+    key_bytes=st.one_of(
+        st.none(), st.integers(0, 100), st.integers(16_000, 17_000), st.integers(400_000, 1_048_576)
+    ),
     value_bytes=st.one_of(st.integers(0, 100), st.integers(400_000, 1_048_576)),
 )
 def test_any_key_and_value_the_broker_takes_give_one_dead_letter_the_producer_takes(
@@ -415,9 +424,21 @@ def test_any_key_and_value_the_broker_takes_give_one_dead_letter_the_producer_ta
     pipe, _ = pipeline(max_event_bytes=1_048_576)
     key = None if key_bytes is None else b"\xff" * key_bytes
     [record] = pipe.process([message(b"{" * value_bytes, 0, key=key)]).records  # never JSON
-    assert len(record.value) + len(record.key or b"") < 1_000_000  # librdkafka's message.max.bytes
+    assert len(record.value) + len(record.key or b"") <= DEAD_LETTER_MAX_BYTES
+    assert record.key == dead_letter_key(key)
     letter = msgspec.json.decode(record.value, type=DeadLetter)
+    assert letter.original_key == (None if key is None else key[:DEAD_LETTER_MAX_KEY_BYTES])
     assert b"{" * value_bytes == letter.original or "original truncated" in letter.detail
+
+
+def test_a_dead_letter_whose_reason_quotes_a_huge_value_still_fits() -> None:
+    # msgspec quotes a bad enum value whole, escaped: a feedback's 400 kB "source" made a 1.1 MB letter.
+    value = msgspec.json.encode({"id": "a", "tags": [], "source": "\U000f0000" * 100_000})
+    rejection = decode_feedback(value, 1_048_576)
+    assert isinstance(rejection, Rejection) and len(rejection.detail) > 1_000_000
+    letter = dead_letter(rejection, value, b"a", "feedback", 0, 0, datetime.now(UTC))
+    assert len(msgspec.json.encode(letter)) + 1 <= DEAD_LETTER_MAX_BYTES
+    assert letter.detail.endswith(f"({len(rejection.detail)} characters)")
 
 
 def test_dead_letter_under_the_limit_keeps_the_whole_original() -> None:
