@@ -44,7 +44,7 @@ from stream_tagger.events import Feedback, TaggedContent, TagScore, as_utc
 from stream_tagger.metrics import FeedbackMetrics
 from stream_tagger.online.precision_recall import Judged, OnlineEvaluator
 from stream_tagger.settings import APPROVED_TAGS, Settings
-from stream_tagger.worker.decode import Rejection, dead_letter, dead_letter_key, event_decoder, internal_error
+from stream_tagger.worker.decode import Rejection, dead_letter, event_decoder, internal_error
 from stream_tagger.worker.route import normalise_tag
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,7 @@ class FeedbackLoop:
                 feedback = internal_error("joining", exc)
         if isinstance(feedback, Rejection):
             log.warning("feedback dead-lettered (%s)", feedback.reason, extra=_context(event))
-            letter = dead_letter(
+            key, letter = dead_letter(
                 feedback,
                 event.value,
                 event.key,
@@ -403,7 +403,6 @@ class FeedbackLoop:
                 message.offset,
                 datetime.now(UTC),
             )
-            key = dead_letter_key(event.key)
             self._writes.append(await self.dead_letter_topic.send(key=key, value=_encode(letter)))
             self.metrics.dead_letters.labels(feedback.reason).inc()
         else:

@@ -118,10 +118,11 @@ def dead_letter(
     partition: int,
     offset: int,
     received_at: datetime,
-) -> DeadLetter:
-    """The dead letter of an input every reader (worker, feedback worker) publishes, keyed by
-    ``dead_letter_key(key)``: the rejection, where the input was, and the input itself, cut to fit one
-    Kafka message (``fit_dead_letter``; a key over ``DEAD_LETTER_MAX_KEY_BYTES`` to its first bytes)."""
+) -> tuple[bytes | None, DeadLetter]:
+    """The record key (``dead_letter_key``) and the dead letter of an input every reader (worker, feedback
+    worker) publishes: the rejection, where the input was, and the input itself, cut to fit one Kafka
+    message with that key (``fit_dead_letter``; a key over ``DEAD_LETTER_MAX_KEY_BYTES`` to its first
+    bytes)."""
     detail, record_key = rejection.detail, dead_letter_key(key)
     if len(detail) > DEAD_LETTER_MAX_DETAIL_CHARS:
         detail = f"{detail[:DEAD_LETTER_MAX_DETAIL_CHARS]}... ({len(detail)} characters)"
@@ -141,7 +142,7 @@ def dead_letter(
         offset=offset,
         received_at=received_at,
     )
-    return fit_dead_letter(letter, record_key)
+    return record_key, fit_dead_letter(letter, record_key)
 
 
 def fit_dead_letter(letter: DeadLetter, record_key: bytes | None) -> DeadLetter:

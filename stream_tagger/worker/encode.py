@@ -2,7 +2,7 @@
 
 A post that a person must review gets a review request first, then its status (``pending_review``) on
 the tagged topic; a tagged post gets its status only; an input that cannot be read gets a dead letter
-keyed by its original key (``dead_letter_key``). One msgspec encode per record, each record built
+keyed by its original key (``decode.dead_letter_key``). One msgspec encode per record, each record built
 directly (no generator, no intermediate list): this runs once per event in the hot-path thread.
 """
 
@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 import msgspec
 
 from stream_tagger.events import RawContent, ReviewRequest, TaggedContent
-from stream_tagger.worker.decode import Rejection, dead_letter, dead_letter_key
+from stream_tagger.worker.decode import Rejection, dead_letter
 from stream_tagger.worker.route import Outcome
 
 
@@ -92,14 +92,13 @@ class OutputEncoder:
 
     def rejection(self, message: MessageLike, rejection: Rejection, now: datetime) -> OutputRecord:
         """The dead letter of ``message``: its one outcome."""
-        key = message.key()
-        letter = dead_letter(
+        record_key, letter = dead_letter(
             rejection,
             message.value(),
-            key,
+            message.key(),
             message.topic() or "",
             message.partition() or 0,
             message.offset() or 0,
             now,
         )
-        return OutputRecord(self.topics.dead_letter, dead_letter_key(key), self._encode(letter))
+        return OutputRecord(self.topics.dead_letter, record_key, self._encode(letter))

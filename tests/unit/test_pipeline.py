@@ -436,7 +436,7 @@ def test_a_dead_letter_whose_reason_quotes_a_huge_value_still_fits() -> None:
     value = msgspec.json.encode({"id": "a", "tags": [], "source": "\U000f0000" * 100_000})
     rejection = decode_feedback(value, 1_048_576)
     assert isinstance(rejection, Rejection) and len(rejection.detail) > 1_000_000
-    letter = dead_letter(rejection, value, b"a", "feedback", 0, 0, datetime.now(UTC))
+    _, letter = dead_letter(rejection, value, b"a", "feedback", 0, 0, datetime.now(UTC))
     assert len(msgspec.json.encode(letter)) + 1 <= DEAD_LETTER_MAX_BYTES
     assert letter.detail.endswith(f"({len(rejection.detail)} characters)")
 
