@@ -415,13 +415,14 @@ def median_of(
     """The median run by ``value`` (events/s of saturation runs, p99 of paced ones; of an even number, the
     upper one), every run's value in ``field``, and the highest peak RSS of them all (the memory target
     must hold in every run). Failed runs are counted in ``failed_runs``."""
-    good = sorted((r for r in runs if value(r)), key=lambda r: value(r) or 0.0)
-    if not good:
+    valued = [(v, r) for r in runs if (v := value(r))]
+    if not valued:
         return runs[-1]
+    good = [r for _, r in sorted(valued, key=lambda pair: pair[0])]
     median = good[len(good) // 2]
     out = {
         **median,
-        field: [value(r) for r in runs if value(r)],
+        field: [v for v, _ in valued],
         "peak_rss_mb": max(r["peak_rss_mb"] for r in good),
     }
     if len(good) < len(runs):
