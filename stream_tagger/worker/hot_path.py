@@ -416,34 +416,31 @@ class HotPath:
         log.info("revoked %s after committing", _describe(partitions))
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Another worker may already own them: publish what is pending (idempotent), commit nothing.
-        # In a transaction nothing of it may become visible: abort, the next owner re-processes it.
+        # Another worker may already own them. librdkafka reports a loss for the whole assignment (the
+        # one subscribed topic's partitions), so every partition of the batch being scored is among
+        # them: it is dropped unpublished, as nothing of it is stored and its next owner scores it
+        # again; published here, it would only land beside (or after) that owner's outputs.
+        self._scoring = None
+        assert self._producer is not None
         if self._transactional:
-            self._scoring = self._pending = None
+            # Nothing of the open transaction may become visible: abort, the next owner redoes it.
+            self._pending = None
             self._abort()
             # librdkafka reports the purged outputs' failures at the next flush or poll: take them now,
             # or the next, healthy batch would be blamed for them.
-            assert self._producer is not None
             self._producer.flush(0)
-            self._errors.clear()
-            self._forget(partitions)
-            self._rebalanced("lost")
             log.warning("lost %s; their open transaction was aborted", _describe(partitions))
-            return
-        scoring, self._scoring = self._scoring, None
-        if scoring is not None:
-            self._scored(scoring)
-            self._produce(self.pipeline.finish(scoring.prepared).records)
-        pending, self._pending = self._pending, None
-        if pending is not None or scoring is not None:
-            assert self._producer is not None
-            self._producer.flush(self.settings.delivery_timeout_ms / 1000)
-            # Failures among these outputs are the next owner's to redo (nothing of them was stored);
-            # left here they would stop the loop later, blamed on a batch that was delivered.
-            self._errors.clear()
+        else:
+            # The batch waiting for acks is produced already: let it finish, and store nothing of it.
+            if self._pending is not None:
+                self._pending = None
+                self._producer.flush(self.settings.delivery_timeout_ms / 1000)
+            log.warning("lost %s; they will be re-processed from the last commit", _describe(partitions))
+        # Failures among these outputs are the next owner's to redo (nothing of them was stored); left
+        # here they would stop the loop later, blamed on a batch that was delivered.
+        self._errors.clear()
         self._forget(partitions)
         self._rebalanced("lost")
-        log.warning("lost %s; they will be re-processed from the last commit", _describe(partitions))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         self._moved = True

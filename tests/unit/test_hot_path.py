@@ -307,10 +307,11 @@ def test_a_message_the_model_raises_on_is_dead_lettered_and_the_loop_goes_on() -
     assert metrics.registry.get_sample_value("stream_tagger_dead_letters_total", reason) == 1
 
 
-def test_lost_partitions_publish_the_batch_being_scored_and_store_nothing() -> None:
+def test_lost_partitions_drop_the_batch_being_scored_and_store_nothing() -> None:
     hot_path, journal, metrics = build(["assign", full(0, 1), full(2, 3), "lost"])
     hot_path.run()
-    assert journal == [("lost",), ("acked", 4), ("commit", False), ("close",)]
+    # Batch 0 was produced already: acked, not stored. Batch 1, being scored, is never produced.
+    assert journal == [("lost",), ("acked", 2), ("commit", False), ("close",)]
     assert processed(metrics, "tagged") == 0  # counted only once stored
 
 
