@@ -121,16 +121,21 @@ def promote(
         ),
     ] = None,
 ) -> None:
-    """Point <models>/current at VERSION (atomic rename): running workers serve it from their next batch,
-    without a restart or a rebalance."""
-    from stream_tagger.model.versions import resolve, set_current
+    """Point <models>/current at VERSION (atomic rename) once it loads as a worker loads it: running
+    workers serve it from their next batch, without a restart or a rebalance."""
+    from stream_tagger.model.predictor import Predictor
+    from stream_tagger.model.versions import resolve, set_current, version_folder
 
     check_settings()
     try:
-        if data:  # the gate scores labelled data; promoting without it needs only the pointer
+        folder = version_folder(models, version)
+        # Loaded as a worker will load it (files, graph, smoke test): running workers would refuse a
+        # broken version and keep the old one, but every worker started after would fail.
+        Predictor.load(folder)
+        if data:  # the gate scores labelled data
             with needs_train_extra("promote --data"):
                 from stream_tagger.online.promotion_gate import compare_models
-            result = compare_models(models / version, resolve(models), data)
+            result = compare_models(folder, resolve(models), data)
             if not result.passed:
                 fail(
                     f"{version} is worse than {result.baseline_version} on "

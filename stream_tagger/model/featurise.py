@@ -76,6 +76,17 @@ class FeatureParams:
     word_ngrams: int = 2
     max_chars: int = 4096  # long posts are cut: the first 4 kB carry the topic and bound the cost
 
+    def __post_init__(self) -> None:
+        """The featuriser's work per byte grows with the n-gram lengths: a model asking for 100,000-byte
+        n-grams would still load and answer, ~400x slower. Longer n-grams would hardly ever recur anyway."""
+        bounds = (("char_min", 1, None), ("char_max", 0, 16), ("word_ngrams", 0, 8), ("max_chars", 1, None))
+        for name, low, high in bounds:
+            value = getattr(self, name)
+            if value < low or (high is not None and value > high):
+                raise ValueError(
+                    f"{name} is {value}, must be {low} or more" + (f" and {high} or less" if high else "")
+                )
+
     def to_dict(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.__dict__.items()}
 

@@ -32,6 +32,7 @@ from stream_tagger.model.versions import (
     INPUT_KEYWORD_HITS,
     INPUT_TERM_WEIGHTS,
     KEYWORDS_FILE,
+    METADATA_FILE,
     MODEL_FILE,
     OUTPUT,
     PIECES_FILE,
@@ -107,38 +108,55 @@ def _check_width(path: Path, columns: int, width: object) -> None:
         raise ModelLoadError(f"{path}: gives {columns} columns, but the model's graph takes {width}")
 
 
+def _labels(labels: object, meta_path: Path) -> tuple[str, ...]:
+    """The model's labels: approved tags, each once (a tag twice would route one event twice)."""
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        raise ModelLoadError(f"{meta_path}: 'labels' must be a non-empty list of tags, got {labels!r}")
+    unknown = [label for label in labels if label not in APPROVED_TAGS]
+    if unknown:
+        raise ModelLoadError(f"{meta_path}: labels {unknown} are not approved tags")
+    if len(set(labels)) != len(labels):
+        raise ModelLoadError(f"{meta_path}: labels {labels} name a tag more than once")
+    return tuple(labels)
+
+
+def _thresholds(thresholds: object, labels: tuple[str, ...], meta_path: Path) -> dict[str, float]:
+    """One threshold per label, within [0, 1] (NaN would send every post to review)."""
+    try:
+        values = {label: float(thresholds[label]) for label in labels}  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{meta_path}: bad thresholds ({exc!r})") from exc
+    bad = {label: value for label, value in values.items() if not 0.0 <= value <= 1.0}
+    if bad:
+        raise ModelLoadError(f"{meta_path}: thresholds {bad} are not within [0, 1]")
+    return values
+
+
 class Predictor:
     """One loaded model version; ``predict`` is safe to call from several threads at once."""
 
-    def __init__(self, version_dir: Path) -> None:
+    def __init__(self, version_dir: Path, *, smoke_test: bool = True) -> None:
+        """``smoke_test=False`` only for the export, which loads the model to record its smoke test."""
+        self.folder = version_dir.resolve()
         self.metadata: dict = read_metadata(version_dir)
-        meta_path = version_dir / "metadata.json"
+        meta_path = version_dir / METADATA_FILE
         self.version: str = str(self.metadata["version"])
-        self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
-        unknown = [label for label in self.labels if label not in APPROVED_TAGS]
-        if unknown or not self.labels:
-            raise ModelLoadError(f"{meta_path}: labels {unknown or '[]'} are not approved tags")
+        self.labels: tuple[str, ...] = _labels(self.metadata["labels"], meta_path)
+        self.thresholds: dict[str, float] = _thresholds(self.metadata["thresholds"], self.labels, meta_path)
         try:
-            self.thresholds: dict[str, float] = {
-                k: float(self.metadata["thresholds"][k]) for k in self.labels
-            }
             self._params = FeatureParams.from_dict(self.metadata["featurizer"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{meta_path}: bad thresholds or featurizer parameters ({exc})") from exc
+            raise ModelLoadError(f"{meta_path}: bad featurizer parameters ({exc})") from exc
         vocab_path = version_dir / VOCAB_FILE
         try:
             self._vocab = Vocabulary(np.load(vocab_path, allow_pickle=False))
         except FileNotFoundError as exc:
             raise ModelLoadError(f"{vocab_path}: missing") from exc
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise ModelLoadError(f"{vocab_path}: unreadable vocabulary ({exc})") from exc
         model_path = version_dir / MODEL_FILE
         self._session = _session(model_path)
-        out = self._session.get_outputs()[0]
-        if out.name != OUTPUT or out.shape[-1] != len(self.labels):
-            raise ModelLoadError(
-                f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels"
-            )
+        self._check_graph(model_path, meta_path)
         widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
         self.sublinear_tf = self._term_weights(widths, model_path)
         self._keywords: Keywords | None = None
@@ -151,18 +169,47 @@ class Predictor:
         if self._takes(widths, INPUT_EMBEDDING, version_dir / PIECES_FILE, model_path):
             self._pieces = _checked(Pieces, version_dir / PIECES_FILE, *read_pieces(version_dir))
             _check_width(version_dir / PIECES_FILE, self._pieces.dims, widths[INPUT_EMBEDDING])
-        self._smoke_test(meta_path)
+        if smoke_test:
+            self._smoke_test(meta_path)
+
+    def _check_graph(self, model_path: Path, meta_path: Path) -> None:
+        """The graph's output is one probability per label, and the graph was exported with the labels
+        and version ``metadata.json`` names: files of two versions, or labels edited into another order,
+        would otherwise serve one tag's probability under another's name."""
+        out = self._session.get_outputs()[0]
+        if out.name != OUTPUT or out.shape[-1] != len(self.labels):
+            raise ModelLoadError(
+                f"{model_path}: output {out.name} {out.shape} does not match {len(self.labels)} labels"
+            )
+        props = self._session.get_modelmeta().custom_metadata_map
+        exported = (props.get("version"), props.get("labels"))
+        if exported != (self.version, ",".join(self.labels)):
+            raise ModelLoadError(
+                f"{model_path}: exported as version {exported[0]!r} with labels {exported[1]!r}, but "
+                f"{meta_path} says {self.version!r} with {','.join(self.labels)!r}"
+            )
 
     def _smoke_test(self, meta_path: Path) -> None:
         """Predict the texts stored at export and compare with the probabilities stored with them: a
         version that loads but answers wrongly here (another onnxruntime, a damaged file, a kernel built
-        from other sources) never starts serving, live, shadow or hot-reloaded."""
+        from other sources) never starts serving, live, shadow or hot-reloaded. The stored answers must
+        be probabilities themselves, so that matching them proves the graph gives probabilities."""
         smoke = self.metadata.get("smoke")
-        if not smoke:
-            return
         try:
-            expected = np.asarray(smoke["probs"], dtype=np.float64)
-            got = self.predict(list(smoke["texts"])).probs
+            texts = [str(text) for text in smoke["texts"]]  # type: ignore[index]
+            expected = np.asarray(smoke["probs"], dtype=np.float64)  # type: ignore[index]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{meta_path}: no usable 'smoke' record ({exc!r})") from exc
+        probabilities = (expected >= 0.0) & (expected <= 1.0)  # NaN compares False
+        sums = expected.sum(axis=-1)
+        if expected.shape != (len(texts), len(self.labels)) or not (
+            probabilities.all() and np.all(np.abs(sums - 1.0) <= SMOKE_TOLERANCE)
+        ):
+            raise ModelLoadError(
+                f"{meta_path}: 'smoke' probabilities are not one probability row per text and label"
+            )
+        try:
+            got = self.predict(texts).probs
         except Exception as exc:  # whatever a broken model raises, it is a model that cannot serve
             failure = f"{type(exc).__name__}: {exc}"
             raise ModelLoadError(f"{meta_path}: smoke prediction failed ({failure})") from exc

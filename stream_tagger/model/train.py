@@ -415,7 +415,7 @@ def train(
             artefacts.write_pieces(tmp, embedding.pieces_.pieces, served)
         joblib.dump(pipe, tmp / artefacts.PIPELINE_FILE, compress=3)
         (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        exported = Predictor(tmp)
+        exported = Predictor(tmp, smoke_test=False)  # its smoke record is made next
         metadata["parity"] = parity(pipe, exported, texts)
         metadata["smoke"] = smoke(exported)
         metadata["training_seconds"] = round(time.perf_counter() - started, 2)

@@ -17,6 +17,8 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +43,9 @@ TERM_WEIGHTS_PROP = "term_weights"
 INPUT_KEYWORD_HITS = "keyword_hits"  # only in graphs of models with keywords.json
 INPUT_EMBEDDING = "embedding"  # only in graphs of models with pieces.npz
 OUTPUT = "probabilities"
+#: Most bytes ``pieces.npz`` may unpack to: a worker loads a promoted model beside the one it serves, in a
+#: container of a few hundred MB. All 30,522 pieces of all-MiniLM-L6-v2 at 384 float32s take 45 MiB.
+MAX_PIECES_BYTES = 128 * 2**20
 
 
 class ModelLoadError(RuntimeError):
@@ -54,7 +59,7 @@ def resolve(model_dir: Path) -> Path:
         model_dir = model_dir / POINTER
     if model_dir.is_file():
         name = model_dir.read_text(encoding="utf-8").strip()
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
+        if not _is_folder_name(name):
             raise ModelLoadError(f"{model_dir}: pointer must name one version folder, got {name!r}")
         target = model_dir.parent / name
         if not target.is_dir():
@@ -63,6 +68,11 @@ def resolve(model_dir: Path) -> Path:
     if not model_dir.is_dir():
         raise ModelLoadError(f"{model_dir}: no such model directory")
     return model_dir
+
+
+def _is_folder_name(name: str) -> bool:
+    """A folder's name alone: not a path, not "." or ".." (a pointer names a folder beside it)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def _read_json(path: Path, what: str, missing: str = "missing") -> object:
@@ -111,11 +121,19 @@ def read_pieces(version_dir: Path) -> tuple[list[str], np.ndarray]:
     """The pieces and their vectors (float16, or float32 per-tag scores), rows in the order of the vectors."""
     path = version_dir / PIECES_FILE
     try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(entry.file_size for entry in archive.infolist())
+        if size > MAX_PIECES_BYTES:
+            # Checked before reading: compressed, a file of 1 MB can hold a gigabyte of vectors.
+            raise ModelLoadError(
+                f"{path}: {size / 2**20:.0f} MiB of pieces and vectors, over the limit of "
+                f"{MAX_PIECES_BYTES / 2**20:.0f} MiB"
+            )
         with np.load(path, allow_pickle=False) as data:
             pieces, vectors = data["pieces"], data["vectors"]
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{path}: missing (the model's graph takes a piece embedding)") from exc
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ModelLoadError(f"{path}: unreadable pieces ({exc})") from exc
     if pieces.dtype.kind != "U" or vectors.dtype not in (np.float16, np.float32):
         raise ModelLoadError(f"{path}: 'pieces' must be strings and 'vectors' float16 or float32")
@@ -141,10 +159,35 @@ def staging(models_root: Path, version: str) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def version_folder(models_root: Path, version: str) -> Path:
+    """``models_root/version``, refused unless ``version`` is a folder's name alone (not "v3/" or
+    "../x": workers would reject the pointer) and the folder holds a model."""
+    if not _is_folder_name(version):
+        raise ModelLoadError(f"{version!r}: not a version folder name (give the folder's name alone)")
+    folder = models_root / version
+    if not (folder / MODEL_FILE).is_file():
+        raise ModelLoadError(f"{folder}: not a model folder")
+    return folder
+
+
 def set_current(models_root: Path, version: str) -> None:
-    """Point ``models_root/current`` at ``version`` atomically (write + rename)."""
-    if not (models_root / version / MODEL_FILE).is_file():
-        raise ModelLoadError(f"{models_root / version}: not a model folder")
-    tmp = models_root / f".{POINTER}.tmp"
-    tmp.write_text(version + "\n", encoding="utf-8")
-    os.replace(tmp, models_root / POINTER)
+    """Point ``models_root/current`` at the version folder ``version`` atomically: a unique temporary
+    file, flushed to disk, renamed over the pointer (the rename itself flushed with the folder), so that
+    two promotions at once cannot trip on one temporary name and a crash never leaves an empty pointer."""
+    version_folder(models_root, version)
+    fd, tmp = tempfile.mkstemp(prefix=f".{POINTER}.", dir=models_root)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(version + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the service reads it
+        os.replace(tmp, models_root / POINTER)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder = os.open(models_root, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -44,7 +44,7 @@ class Row:
 
     @property
     def worse(self) -> bool:
-        return self.decides and self.new < self.baseline
+        return self.decides and not self.new >= self.baseline  # a NaN figure is worse, never a pass
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from scipy.special import logit
 
 from stream_tagger.model import keyword_baseline as rules
 from stream_tagger.model import predictor as runtime
+from stream_tagger.model import versions
 from stream_tagger.model.predictor import ModelLoadError, Predictor
 from stream_tagger.model.versions import resolve
 from stream_tagger.settings import APPROVED_TAGS
@@ -92,6 +93,23 @@ def _phrase_too_long(d: Path) -> None:
     (d / "keywords.json").write_text(json.dumps(stored))
 
 
+def _edit_metadata(change):  # type: ignore[no-untyped-def]
+    def edit(d: Path) -> None:
+        meta = json.loads((d / "metadata.json").read_text())
+        change(meta)
+        (d / "metadata.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+def _truncate(name: str):  # type: ignore[no-untyped-def]
+    def cut(d: Path) -> None:  # a copy still in progress
+        data = (d / name).read_bytes()
+        (d / name).write_bytes(data[: len(data) // 2])
+
+    return cut
+
+
 def _rewrite_pieces(d: Path, change) -> None:
     with np.load(d / "pieces.npz") as data:
         pieces, vectors = change(data["pieces"].tolist(), data["vectors"])
@@ -139,6 +157,31 @@ def _term_weights_prop(value: str | None):
         (lambda d: (d / "vocabulary.npy").unlink(), "vocabulary.npy: missing"),
         (_bad_metadata, "metadata.json: unreadable metadata"),
         (_unapproved_label, "metadata.json: labels"),
+        (
+            _edit_metadata(lambda m: m["labels"].append(m["labels"][0])),
+            r"metadata.json: labels .* name a tag more than once",
+        ),
+        (_edit_metadata(lambda m: m.update(labels=None)), "metadata.json: 'labels' must be a non-empty list"),
+        (
+            _edit_metadata(lambda m: m["labels"].reverse()),
+            r"model.onnx: exported as version .* with labels 'computer-vision,mlops,.*, but .*metadata.json",
+        ),
+        (_edit_metadata(lambda m: m.update(version="v2")), r"model.onnx: exported as version '20"),
+        (
+            _edit_metadata(lambda m: m["thresholds"].update(mlops=float("nan"))),
+            r"metadata.json: thresholds \{'mlops': nan\} are not within \[0, 1\]",
+        ),
+        (
+            _edit_metadata(lambda m: m["featurizer"].update(char_max=100_000)),
+            r"metadata.json: bad featurizer parameters \(char_max is 100000, must be 0 or more and 16 or",
+        ),
+        (_edit_metadata(lambda m: m.pop("smoke")), "metadata.json: no usable 'smoke' record"),
+        (
+            _edit_metadata(lambda m: m["smoke"]["probs"][0].__setitem__(0, 2.0)),
+            "metadata.json: 'smoke' probabilities are not one probability row per text and label",
+        ),
+        (lambda d: (d / "vocabulary.npy").write_bytes(b""), "vocabulary.npy: unreadable vocabulary"),
+        (_truncate("pieces.npz"), "pieces.npz: unreadable pieces"),
         (lambda d: (d / "keywords.json").unlink(), "keywords.json: missing"),
         (lambda d: (d / "keywords.json").write_text("[1,"), "keywords.json: unreadable keywords"),
         (_one_list_short, "keywords.json: gives 3 columns, but the model's graph takes 4"),
@@ -163,6 +206,16 @@ def _term_weights_prop(value: str | None):
 def test_broken_folder_raises_naming_the_file(model_copy: Path, damage, culprit: str) -> None:
     damage(model_copy)
     with pytest.raises(ModelLoadError, match=culprit):
+        Predictor.load(model_copy)
+
+
+def test_pieces_that_unpack_beyond_the_limit_are_refused_before_they_are_read(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(versions, "MAX_PIECES_BYTES", 2**20)  # the served model's pieces unpack to more
+    with pytest.raises(
+        ModelLoadError, match=r"pieces.npz: \d+ MiB of pieces and vectors, over the limit of 1 MiB"
+    ):
         Predictor.load(model_copy)
 
 
@@ -196,8 +249,7 @@ def test_keyword_lists_are_served_from_the_version_folder(
     (model_copy / "keywords.json").write_text(json.dumps(stored))
     with pytest.raises(ModelLoadError, match="smoke prediction differs"):  # not the folder it exported
         Predictor.load(model_copy)
-    rewrite_smoke(model_copy, dict.clear)  # a version exported without a smoke test loads unchecked
-    edited = Predictor.load(model_copy)
+    edited = Predictor(model_copy, smoke_test=False)  # as the export loads it, before its smoke record
     assert edited.featurize(text).keyword_hits[0].tolist() == [0, 0, 0, 0]
     mlops = predictor.labels.index("mlops")
     edited_p = float(edited.predict(text).probs[0, mlops])
@@ -219,8 +271,11 @@ def rewrite_smoke(model_copy: Path, change) -> None:  # type: ignore[no-untyped-
 
 
 def test_a_model_that_answers_otherwise_than_at_export_never_loads(model_copy: Path) -> None:
-    def shift(smoke: dict) -> None:
-        smoke["probs"][0] = [p + 0.01 for p in smoke["probs"][0]]
+    def shift(smoke: dict) -> None:  # 0.01 of the top tag's probability moved to another tag
+        row = smoke["probs"][0]
+        top = row.index(max(row))
+        row[top] -= 0.01
+        row[top - 1] += 0.01
 
     rewrite_smoke(model_copy, shift)
     with pytest.raises(ModelLoadError, match=r"smoke prediction differs .*max difference 0\.01"):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from stream_tagger.cli import app
@@ -36,6 +38,7 @@ def test_better_coverage_does_not_buy_back_precision() -> None:
     tie = copy.deepcopy(baseline)
     tie["model"]["version"] = "v2"
     assert compare_reports(tie, baseline).passed
+    assert not compare_reports(report("v2", float("nan"), 0.97, 0.50), baseline).passed
 
 
 def _said(expected: str, output: str) -> bool:
@@ -85,3 +88,25 @@ def test_promote_moves_the_pointer_only_past_the_gate(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["promote", "nowhere", "--models", str(root)])
     assert missing.exit_code == 1
     assert _said("nowhere: not a model folder", missing.output)
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("v3/", "'v3/': not a version folder name"),
+        ("../elsewhere", "'../elsewhere': not a version folder name"),
+        ("no-vocabulary", "vocabulary.npy: missing"),
+    ],
+)
+def test_promote_refuses_what_a_worker_would_refuse_and_leaves_the_pointer(
+    tmp_path: Path, name: str, said: str
+) -> None:
+    root, live = models_root(tmp_path)
+    shutil.copytree(root / live, tmp_path / "elsewhere")
+    shutil.copytree(root / live, root / "v3")
+    shutil.copytree(root / live, root / "no-vocabulary")
+    (root / "no-vocabulary" / "vocabulary.npy").unlink()
+    result = CliRunner().invoke(app, ["promote", name, "--models", str(root)])
+    assert result.exit_code == 1
+    assert _said(said, result.output) and len(result.output.strip().splitlines()) == 1
+    assert (root / "current").read_text().strip() == live
