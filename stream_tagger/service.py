@@ -99,7 +99,8 @@ def _run_faust(app: faust.App, handed_over: Callable[[], None]) -> int:
 def run_worker(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT and return the process exit code (0 after a graceful stop).
 
-    Raises ``ModelLoadError`` when the live or the shadow model cannot be loaded, ``BrokerRefused`` or
+    Raises ``ModelLoadError`` when the live model cannot be loaded (a shadow model that cannot is left
+    out, see ``Online``), ``BrokerRefused`` or
     ``BrokerWaitExpired`` when the broker refuses the client or did not answer in time, and
     ``WorkerFailed`` when the hot path stopped on a failure.
     """
@@ -116,7 +117,6 @@ def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: 
     from stream_tagger.app import Worker, tune_gc
     from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
     from stream_tagger.model.predictor import Predictor
-    from stream_tagger.model.versions import ModelLoadError
     from stream_tagger.online.attach import Online
 
     predictor = Predictor.load(settings.model_dir)
@@ -126,10 +126,7 @@ def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: 
     probes.phase = JOINING
     ensure_topics(settings, existing or set())
     service = Worker(settings, predictor, metrics=metrics)
-    try:
-        online = Online(service)
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"shadow model: {exc}") from exc
+    online = Online(service)
 
     def hand_over() -> None:
         probes.probe = service.probe

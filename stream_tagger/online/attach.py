@@ -7,9 +7,11 @@ from ``app.py`` so the core worker stays small and each piece can be read on its
 
 from __future__ import annotations
 
+import logging
+
 from stream_tagger.app import Worker
 from stream_tagger.model.predictor import Predictor
-from stream_tagger.model.versions import resolve
+from stream_tagger.model.versions import ModelLoadError
 from stream_tagger.online.drift import DriftObserver
 from stream_tagger.online.duplicates import DuplicateIndex, DuplicateObserver
 from stream_tagger.online.feedback import FeedbackLoop
@@ -17,6 +19,8 @@ from stream_tagger.online.model_watch import ModelWatcher
 from stream_tagger.online.precision_recall import AuthorAgreementObserver
 from stream_tagger.online.shadow import ShadowObserver
 from stream_tagger.worker.route import label_thresholds
+
+log = logging.getLogger(__name__)
 
 
 class Online:
@@ -26,7 +30,7 @@ class Online:
         settings, metrics = worker.settings, worker.metrics
         self.worker = worker
         self.live = worker.predictor
-        shadow = Predictor.load(settings.shadow_model_dir) if settings.shadow_model_dir is not None else None
+        shadow = self._load_shadow() if settings.shadow_model_dir is not None else None
         self.shadow = shadow
         self.drift = DriftObserver(metrics, settings.drift_window, settings.drift_min_events)
         self.drift.use(self.live)
@@ -45,17 +49,16 @@ class Online:
             FeedbackLoop(worker.faust_app, settings, metrics) if settings.feedback_in_worker else None
         )
         interval = settings.model_watch_interval_seconds
+        # Each watcher starts from the folder actually loaded: the pointer may have moved since.
         self.watchers: list[ModelWatcher[Predictor]] = [
-            ModelWatcher(
-                settings.model_dir, Predictor.load, resolve(settings.model_dir), [self._serve], interval
-            ),
+            ModelWatcher(settings.model_dir, Predictor.load, self.live.folder, [self._serve], interval),
         ]
         if settings.shadow_model_dir is not None:
             self.watchers.append(
                 ModelWatcher(
                     settings.shadow_model_dir,
                     Predictor.load,
-                    resolve(settings.shadow_model_dir),
+                    shadow.folder if shadow is not None else None,
                     [self._shadow],
                     interval,
                 )
@@ -63,6 +66,18 @@ class Online:
         worker.hot_path.between_batches.append(self.apply_model_swaps)
         if shadow is not None:  # the live model's info is the Worker's own; only the shadow is new
             self._export_model_info()
+
+    def _load_shadow(self) -> Predictor | None:
+        """The shadow model, or None when it cannot be loaded: a candidate must never keep the worker
+        from serving (its watcher loads it once it is fixed or another version is pointed to)."""
+        settings = self.worker.settings
+        assert settings.shadow_model_dir is not None
+        try:
+            return Predictor.load(settings.shadow_model_dir)
+        except ModelLoadError as exc:
+            log.error("shadow model not loaded, starting without it: %s", exc)
+            self.worker.metrics.shadow_failures.labels(str(settings.shadow_model_dir)).inc()
+            return None
 
     def apply_model_swaps(self) -> None:
         """Runs in the hot-path thread between two batches, so each batch sees exactly one version."""

@@ -90,3 +90,48 @@ def test_background_thread_picks_up_a_promotion(tmp_path: Path) -> None:
         assert model == "v2"
     finally:
         watcher.stop()
+
+
+def test_a_failed_version_is_tried_again_once_its_files_change(tmp_path: Path) -> None:
+    v1 = version(tmp_path, "v1")
+    partial = version(tmp_path, "broken-copy")
+    point(tmp_path, "v1")
+    calls: list[str] = []
+    watcher = ModelWatcher(tmp_path / "current", loader(calls), serving_from=v1, on_swap=[])
+    point(tmp_path, "broken-copy")
+    assert watcher.check() is False and watcher.check() is False
+    assert calls == ["broken-copy"]  # a failure is not retried while nothing changed
+    (partial / "vocabulary.npy").write_bytes(b"the copy goes on")
+    assert watcher.check() is False
+    assert calls == ["broken-copy", "broken-copy"]
+
+
+def test_a_failed_version_pointed_to_again_after_another_is_tried_again(tmp_path: Path) -> None:
+    v1 = version(tmp_path, "v1")
+    version(tmp_path, "broken")
+    point(tmp_path, "v1")
+    calls: list[str] = []
+    watcher = ModelWatcher(tmp_path / "current", loader(calls), serving_from=v1, on_swap=[])
+    for name in ("broken", "v1", "broken"):  # promoted, rolled back, promoted again once fixed
+        point(tmp_path, name)
+        assert watcher.check() is False
+    assert calls == ["broken", "broken"]
+
+
+def test_an_unreadable_pointer_is_logged_each_time_it_breaks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    v1 = version(tmp_path, "v1")
+    point(tmp_path, "v1")
+    watcher = ModelWatcher(tmp_path / "current", loader([]), serving_from=v1, on_swap=[])
+    for name in ("nowhere", "nowhere", "v1", "nowhere"):
+        point(tmp_path, name)
+        watcher.check()
+    assert caplog.text.count("model pointer unreadable") == 2
+
+
+def test_with_nothing_served_the_pointed_version_is_loaded(tmp_path: Path) -> None:
+    version(tmp_path, "v1")
+    point(tmp_path, "v1")
+    watcher = ModelWatcher(tmp_path / "current", loader([]), serving_from=None, on_swap=[])
+    assert watcher.check() is True and watcher.apply() == "v1"
