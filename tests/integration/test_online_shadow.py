@@ -62,3 +62,17 @@ def test_shadow_agreement_and_disagreements_match_the_known_share(settings: Sett
         record = msgspec.json.decode(value_, type=ShadowDisagreement)
         assert (record.live_tag, record.shadow_model_version) == (expected[key.decode()], "shadow-relabelled")
         assert record.shadow_tag == SWAP[1 - SWAP.index(record.live_tag)]
+
+
+def test_a_shadow_that_cannot_be_loaded_leaves_the_worker_serving(settings: Settings, tmp_path: Path) -> None:
+    shadow = tmp_path / "no-shadow"
+    events = dataset_events(50, id_prefix="noshadow")
+    settings = settings.model_copy(update={"shadow_model_dir": shadow})
+    produce(settings, [(e.id.encode(), encode(e)) for e in events])
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        worker.wait_processed(len(events))
+        failures = worker.metric("stream_tagger_shadow_failures_total", {"model_version": str(shadow)})
+        assert worker.terminate() == 0
+    assert failures == 1
+    assert f"shadow model not loaded, starting without it: {shadow}" in worker.output()
