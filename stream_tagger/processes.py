@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +42,24 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from stream_tagger.cli import main; main()", *args]
 
 
+class Started(ABC):
+    """A ``with`` block starts it and stops it, however the block ends."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> object: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 class ChildProcess:
     """What every process the package starts tells about itself; ``proc`` is None until it starts."""
 
@@ -55,7 +74,7 @@ class ChildProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
-class ServiceProcess(ChildProcess):
+class ServiceProcess(ChildProcess, Started):
     """A long-running command with a web port (/ready), its output in a log file; stopped on exit."""
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str], log_path: Path, web_port: int) -> None:
@@ -116,11 +135,3 @@ class ServiceProcess(ChildProcess):
     def stop(self, timeout: float = 20.0) -> int | None:
         """The graceful stop that cannot hang (see ``stop_process``); the exit code."""
         return stop_process(self.proc, timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -16,9 +16,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
-from stream_tagger.processes import ChildProcess, stop_process
+from stream_tagger.processes import ChildProcess, Started, stop_process
 
 # The only storage engine of the shipped binary that keeps data (it is built with "dynostore" alone:
 # memory://, s3://, gs://, and null:// which drops everything); sqlite://, postgres:// and slatedb:// fail
@@ -60,7 +59,7 @@ def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool
     return False
 
 
-class EmbeddedBroker(ChildProcess):
+class EmbeddedBroker(ChildProcess, Started):
     """A Tansu broker process on loopback; a context manager that always stops what it started."""
 
     def __init__(
@@ -134,11 +133,3 @@ class EmbeddedBroker(ChildProcess):
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
         stop_process(proc, timeout)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

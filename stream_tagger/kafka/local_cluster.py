@@ -22,14 +22,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from stream_tagger.kafka.embedded_broker import free_port, wait_for_port
-from stream_tagger.processes import ChildProcess, stop_process
+from stream_tagger.processes import ChildProcess, Started, stop_process
 
 KAFKA_PROJECT = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 #: Where ``mvn -f deploy/kafka/pom.xml package`` puts the broker's jars.
@@ -120,7 +119,7 @@ class KafkaNode(ChildProcess):
         return "(no log)"
 
 
-class LocalKafka:
+class LocalKafka(Started):
     """``brokers`` Apache Kafka nodes in KRaft combined mode on loopback, data under ``directory``.
 
     Defaults suit tests, not production: topics are created on first use with ``partitions``
@@ -363,11 +362,3 @@ class LocalKafka:
         for node in self.nodes:
             proc, node.proc = node.proc, None
             stop_process(proc, timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
