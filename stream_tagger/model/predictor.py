@@ -200,10 +200,9 @@ class Predictor:
             expected = np.asarray(smoke["probs"], dtype=np.float64)  # type: ignore[index]
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{meta_path}: no usable 'smoke' record ({exc!r})") from exc
-        probabilities = (expected >= 0.0) & (expected <= 1.0)  # NaN compares False
-        sums = expected.sum(axis=-1)
         if expected.shape != (len(texts), len(self.labels)) or not (
-            probabilities.all() and np.all(np.abs(sums - 1.0) <= SMOKE_TOLERANCE)
+            np.all((expected >= 0.0) & (expected <= 1.0))  # NaN compares False
+            and np.all(np.abs(expected.sum(axis=1) - 1.0) <= SMOKE_TOLERANCE)
         ):
             raise ModelLoadError(
                 f"{meta_path}: 'smoke' probabilities are not one probability row per text and label"
