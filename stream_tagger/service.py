@@ -100,9 +100,8 @@ def run_worker(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT and return the process exit code (0 after a graceful stop).
 
     Raises ``ModelLoadError`` when the live model cannot be loaded (a shadow model that cannot is left
-    out, see ``Online``), ``BrokerRefused`` or
-    ``BrokerWaitExpired`` when the broker refuses the client or did not answer in time, and
-    ``WorkerFailed`` when the hot path stopped on a failure.
+    out, see ``Online``), ``BrokerRefused`` or ``BrokerWaitExpired`` when the broker refuses the client
+    or did not answer in time, and ``WorkerFailed`` when the hot path stopped on a failure.
     """
     metrics = Metrics(CollectorRegistry())
     return _serve_and_start(
