@@ -93,6 +93,11 @@ def _histogram(
     return Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=registry)
 
 
+#: Why the feedback join let something go unjudged: a parked correction replaced by later ones from its
+#: source (``parked_superseded``), or swept by the retention (``parked_expired``, ``prediction_expired``).
+FEEDBACK_FORGOTTEN_REASONS = ("parked_superseded", "parked_expired", "prediction_expired")
+
+
 class FeedbackMetrics:
     """What the feedback loop updates, and the process's resource use (``process_*``: resident memory,
     CPU, open files; ``python_info``): all that a feedback worker exports."""
@@ -115,9 +120,17 @@ class FeedbackMetrics:
             "Review request to the reviewer's feedback.",
             REVIEW_RESOLUTION_BUCKETS,
         )
+        self.feedback_forgotten = _counter(
+            registry,
+            "feedback_forgotten",
+            "Corrections or predictions the feedback join let go of unjudged, by reason.",
+            ["reason"],
+        )
         # Pre-create the label sets an alert divides by, so a rate is 0 rather than absent.
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
+        for reason in FEEDBACK_FORGOTTEN_REASONS:
+            self.feedback_forgotten.labels(reason)
 
 
 class Metrics(FeedbackMetrics):

@@ -9,11 +9,16 @@ every lookup is local. Tables are Faust tables backed by changelog topics, so a 
 rebalanced worker gets its state back.
 
 The join is symmetric because the two agents run independently: feedback that arrives before its
-prediction is parked and judged when the prediction comes. The first prediction for an id is kept
-(later ones are at-least-once replays, or the echo of a review resolution this module published).
-Both tables forget what is older than ``feedback_retention_days`` (a sweep every
-``feedback_sweep_interval_s``), so they stay bounded on an endless stream; a deletion is a tombstone
-in the changelog, which compaction then drops.
+prediction is parked and judged when the prediction comes. A parked list is one changelog record, so
+it is kept small: the latest ``PARKED_PER_SOURCE`` corrections of each source (older ones are dropped
+and counted), without the reviewer's name (nothing here uses it), and no record is written that Faust's
+producer would refuse (``RecordTooLarge``: the correction is dead-lettered instead; a refused changelog
+record would crash the process outside any handler, and again on every restart).
+
+The first prediction for an id is kept (later ones are at-least-once replays, or the echo of a review
+resolution this module published). Both tables forget what is older than
+``feedback_retention_days`` (a sweep every ``feedback_sweep_interval_s``), so they stay bounded on an
+endless stream; a deletion is a tombstone in the changelog, which compaction then drops.
 
 At-least-once, as in the hot path: an event read is acknowledged (so that Faust may commit its offset)
 only once every write made before it (table changelog records, review resolutions, dead letters) is
@@ -38,6 +43,8 @@ from typing import Any, Protocol
 
 import faust
 import msgspec
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from faust.serializers import codecs
 from faust.stores.memory import Store as MemoryStore
 
 from stream_tagger.events import Feedback, TaggedContent, TagScore, as_utc
@@ -53,6 +60,10 @@ log = logging.getLogger(__name__)
 # when the input is slow (Faust commits acknowledged offsets every few seconds anyway).
 _SETTLE_EVERY = 1_000
 _SETTLE_INTERVAL_S = 0.5
+# Corrections kept per source in a parked list: people correct their corrections, the latest count.
+PARKED_PER_SOURCE = 3
+# Faust's default ``producer_max_request_size``: aiokafka refuses a larger record before sending it.
+MAX_RECORD_BYTES = 1_000_000
 
 
 class Prediction(msgspec.Struct, kw_only=True, frozen=True):
@@ -80,6 +91,10 @@ class Parked(msgspec.Struct, kw_only=True, frozen=True):
 _encode = msgspec.json.Encoder().encode
 decode_feedback = event_decoder(Feedback)
 _decode_tagged = msgspec.json.Decoder(TaggedContent).decode
+
+
+class RecordTooLarge(Exception):
+    """A table value whose changelog record Faust's producer would refuse (``FeedbackJoin``)."""
 
 
 @dataclass(frozen=True)
@@ -142,9 +157,17 @@ class FeedbackJoin:
     from its changelog, whatever it was handed before.
     """
 
-    def __init__(self, predictions: Table, parked: Table) -> None:
+    def __init__(
+        self,
+        predictions: Table,
+        parked: Table,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        forgotten: Callable[[str, int], None] = lambda reason, count: None,
+    ) -> None:
         self.predictions = predictions
         self.parked = parked
+        self.max_record_bytes = max_record_bytes
+        self.forgotten = forgotten  # (reason, how many corrections or predictions): nothing goes silently
 
     def on_tagged(self, event: TaggedContent, partition: int) -> list[Verdict]:
         """Remember a prediction; judge the corrections that were waiting for it."""
@@ -160,7 +183,7 @@ class FeedbackJoin:
             partition=partition,
             duplicate_of=event.duplicate_of,
         )
-        self.predictions.put(event.id, msgspec.to_builtins(record), partition)
+        self._put(self.predictions, event.id, msgspec.to_builtins(record), partition)
         waiting = self.parked.get(event.id)
         if waiting is None:
             return []
@@ -173,15 +196,46 @@ class FeedbackJoin:
     def on_feedback(self, feedback: Feedback, partition: int) -> Verdict | None:
         """Judge a correction against its prediction, or park it until the prediction is known."""
         if self.predictions.get(feedback.id) is None:
-            waiting = self.parked.get(feedback.id)
-            # A list keeps the partition of its first correction: one key, one changelog partition.
-            earlier = Parked(partition=partition, corrections=[])
-            if waiting is not None:
-                earlier = msgspec.convert(waiting, Parked)
-            parked = msgspec.structs.replace(earlier, corrections=[*earlier.corrections, feedback])
-            self.parked.put(feedback.id, msgspec.to_builtins(parked), parked.partition)
+            self._park(feedback, partition)
             return None
         return self._judge(feedback, self._record(feedback.id))
+
+    def _park(self, feedback: Feedback, partition: int) -> None:
+        """Add ``feedback`` to its id's parked list, keeping the latest ``PARKED_PER_SOURCE`` per source:
+        a list's changelog record, and the work of rewriting it, stay bounded however many come."""
+        waiting = self.parked.get(feedback.id)
+        # A list keeps the partition of its first correction: one key, one changelog partition.
+        earlier = Parked(partition=partition, corrections=[])
+        if waiting is not None:
+            earlier = msgspec.convert(waiting, Parked)
+        kept: list[Feedback] = []
+        per_source: dict[str, int] = {}
+        for correction in reversed([*earlier.corrections, msgspec.structs.replace(feedback, reviewer=None)]):
+            per_source[correction.source] = per_source.get(correction.source, 0) + 1
+            if per_source[correction.source] <= PARKED_PER_SOURCE:
+                kept.append(correction)
+        kept.reverse()
+        parked = msgspec.structs.replace(earlier, corrections=kept)
+        self._put(self.parked, feedback.id, msgspec.to_builtins(parked), parked.partition)
+        dropped = len(earlier.corrections) + 1 - len(kept)
+        if dropped:
+            log.info(
+                "feedback parked: %d older corrections dropped for later ones from the same source",
+                dropped,
+                extra={"content_id": feedback.id},
+            )
+            self.forgotten("parked_superseded", dropped)
+
+    def _put(self, table: Table, key: str, value: Any, partition: int) -> None:
+        """``table.put``, unless Faust's producer would refuse the changelog record (its json codec, the
+        record's size as aiokafka counts it): then ``RecordTooLarge``, and nothing is written."""
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            codecs.dumps("json", key), codecs.dumps("json", value), []
+        )
+        if size > self.max_record_bytes:
+            name = "predictions" if table is self.predictions else "parked"
+            raise RecordTooLarge(f"its {name} table record would be {size} bytes > {self.max_record_bytes}")
+        table.put(key, value, partition)
 
     def expired(self, before: datetime) -> Iterator[tuple[Table, str, int] | None]:
         """Per key of both tables: (table, id, changelog partition) for a prediction made before
@@ -231,7 +285,7 @@ class FeedbackJoin:
         waited = max(0.0, (as_utc(feedback.created_at) - as_utc(record.processed_at)).total_seconds())
         # Written last: nothing above may leave a prediction resolved without its resolution.
         resolved = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
-        self.predictions.put(feedback.id, resolved, record.partition)
+        self._put(self.predictions, feedback.id, resolved, record.partition)
         return Verdict(
             feedback, judged, review_seconds=waited, resolution=resolution, partition=record.partition
         )
@@ -266,6 +320,8 @@ class FeedbackLoop:
         self.join = FeedbackJoin(
             ChangelogTable(app.Table("feedback-predictions", schema=by_id, partitions=n), self._writes),
             ChangelogTable(app.Table("feedback-parked", schema=by_id, partitions=n), self._writes),
+            max_record_bytes=app.conf.producer_max_request_size,
+            forgotten=lambda reason, count: metrics.feedback_forgotten.labels(reason).inc(count),
         )
         app.agent(self.tagged_topic, name="feedback-predictions")(self._read_predictions)
         app.agent(self.feedback_topic, name="feedback-corrections")(self._read_feedback)
@@ -390,6 +446,8 @@ class FeedbackLoop:
         if not isinstance(feedback, Rejection):
             try:
                 verdict = self.join.on_feedback(feedback, message.partition)
+            except RecordTooLarge as exc:
+                feedback = Rejection("too_large", f"not parked: {exc}")
             except Exception as exc:  # one odd correction must not stop the loop: it is dead-lettered
                 feedback = internal_error("joining", exc)
         if isinstance(feedback, Rejection):

@@ -6,15 +6,20 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import faust
 import pytest
+from aiokafka import AIOKafkaProducer
+from faust.serializers import codecs
 from faust.stores.memory import Store as MemoryStore
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from stream_tagger.events import Feedback, TaggedContent, TagScore
 from stream_tagger.metrics import Metrics
-from stream_tagger.online.feedback import ChangelogTable, FeedbackJoin, FeedbackLoop
+from stream_tagger.online.feedback import ChangelogTable, FeedbackJoin, FeedbackLoop, RecordTooLarge
 from stream_tagger.settings import Settings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -339,3 +344,135 @@ def test_a_parked_correction_that_cannot_be_judged_leaves_the_list_parked() -> N
     with pytest.raises(ZeroDivisionError):
         join.on_tagged(tagged("1", ["mlops"], status="pending_review"), 0)
     assert len(join.parked["1"]["corrections"]) == 2
+
+
+class FaustSizedTable(RestoredTable):
+    """A ``RestoredTable`` whose writes go through Faust's json codec and the size check aiokafka makes
+    before it sends (``MessageSizeTooLargeError``), at Faust's own ``producer_max_request_size``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        limit = faust.App("sized", broker="kafka://127.0.0.1:1").conf.producer_max_request_size
+        self.producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_request_size=limit)
+        self.largest = 0
+
+    def put(self, key: str, value: object, partition: int) -> None:
+        _key, v = self.producer._serialize(codecs.dumps("json", key), codecs.dumps("json", value), [])
+        self.largest = max(self.largest, len(v))
+        super().put(key, value, partition)
+
+
+def test_corrections_for_an_unseen_id_keep_its_parked_record_small_and_count_what_they_replace() -> None:
+    async def scenario() -> tuple[FaustSizedTable, list[tuple[str, int]]]:
+        forgotten: list[tuple[str, int]] = []
+        predictions, parked = FaustSizedTable(), FaustSizedTable()
+        join = FeedbackJoin(predictions, parked, forgotten=lambda *why: forgotten.append(why))
+        long_name = Feedback(
+            id="ghost", tags=["mlops"], source="reviewer", created_at=T0, reviewer="r" * 60_000
+        )
+        for _ in range(17):  # each ~60 kB: together over the 1 MB a changelog record may have
+            assert join.on_feedback(long_name, 0) is None
+        for i in range(8_000):
+            assert (
+                join.on_feedback(fb("ghost", ["other"], source=("user", "author")[i % 2], after=i), 0) is None
+            )
+        await predictions.producer.stop()
+        await parked.producer.stop()
+        return parked, forgotten
+
+    parked, forgotten = asyncio.run(scenario())  # aiokafka's producer wants a running loop
+    corrections = parked["ghost"]["corrections"]
+    latest = [fb("ghost", ["other"], source=("user", "author")[i % 2], after=i) for i in range(7_994, 8_000)]
+    assert [(c["source"], c["created_at"]) for c in corrections] == [
+        *[("reviewer", "2026-03-01T12:00:00Z")] * 3,
+        *[(c.source, c.created_at.isoformat().replace("+00:00", "Z")) for c in latest],
+    ]
+    assert all(c["reviewer"] is None for c in corrections)  # the name is not kept: nothing judges by it
+    assert parked.largest < 2_000
+    assert sum(count for _reason, count in forgotten) == 17 + 8_000 - len(corrections)
+    assert {reason for reason, _count in forgotten} == {"parked_superseded"}
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["author", "reviewer", "user"]), st.integers(0, 70_000), st.integers(0, 4)),
+        min_size=1,
+        max_size=40,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_a_parked_record_stays_bounded_and_keeps_the_latest_of_each_source(
+    corrections: list[tuple[str, int, int]],
+) -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    for i, (source, name_length, n_tags) in enumerate(corrections):
+        feedback = Feedback(
+            id="x" * 128,
+            tags=["t" * 64] * n_tags,
+            source=source,  # type: ignore[arg-type]
+            created_at=T0 + timedelta(seconds=i),
+            reviewer="r" * name_length,
+        )
+        join.on_feedback(feedback, 0)
+    kept = join.parked["x" * 128]["corrections"]
+    assert len(codecs.dumps("json", join.parked["x" * 128])) < 10_000
+    for source in ("author", "reviewer", "user"):
+        sent = [i for i, (s, _n, _t) in enumerate(corrections) if s == source]
+        assert [c["created_at"] for c in kept if c["source"] == source] == [
+            (T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z") for i in sent[-3:]
+        ]
+
+
+def test_a_value_faust_would_refuse_is_not_written() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), max_record_bytes=300)
+    join.on_feedback(fb("1", ["mlops"]), 0)
+    with pytest.raises(RecordTooLarge, match="parked table record would be"):
+        join.on_feedback(fb("1", ["other"], source="author"), 0)
+    assert len(join.parked["1"]["corrections"]) == 1 and len(join.parked.changelog) == 1
+
+
+class FeedbackEvent:
+    """A feedback message as the corrections agent sees it."""
+
+    def __init__(self, value: bytes, offset: int = 41) -> None:
+        self.value, self.key, self.acked = value, b"1", False
+        self.message = type(
+            "Message", (), {"topic": "content.feedback.v1", "partition": 0, "offset": offset}
+        )()
+
+    def ack(self) -> bool:
+        self.acked = True
+        return True
+
+
+def acknowledged(sent: list[tuple[object, ...]], fail: bool = False) -> Callable[..., Any]:
+    """A topic's ``send``: records what it is given, and returns the broker's answer as a future."""
+
+    async def send(key: bytes | None, value: bytes, partition: int | None = None) -> asyncio.Future[None]:
+        sent.append((key, json.loads(value), partition))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_exception(RuntimeError("REQUEST_TIMED_OUT")) if fail else future.set_result(None)
+        return future
+
+    return send
+
+
+def test_a_correction_that_would_make_its_parked_record_too_large_is_dead_lettered() -> None:
+    async def scenario() -> tuple[list[tuple[object, ...]], bool, float | None]:
+        metrics = Metrics(CollectorRegistry())
+        loop = FeedbackLoop(faust.App("too-large", broker="kafka://127.0.0.1:1"), Settings(), metrics)
+        loop.join = FeedbackJoin(RestoredTable(), RestoredTable(), max_record_bytes=200)
+        letters: list[tuple[object, ...]] = []
+        loop.dead_letter_topic.send = acknowledged(letters)  # type: ignore[method-assign]
+        event = FeedbackEvent(
+            b'{"id":"1","tags":["mlops"],"source":"user","created_at":"2026-03-01T13:00:00Z"}'
+        )
+        assert await loop._guarded(loop._on_feedback, event)  # type: ignore[arg-type]
+        await loop.settle()
+        count = metrics.registry.get_sample_value("stream_tagger_dead_letters_total", {"reason": "too_large"})
+        return letters, event.acked, count
+
+    letters, acked, count = asyncio.run(scenario())
+    [(_key, letter, _partition)] = letters
+    assert letter["reason"] == "too_large" and "parked table record would be" in letter["detail"]
+    assert acked and count == 1.0

@@ -37,6 +37,7 @@ CONTRACT = {
     "stream_tagger_feedback_total": "counter",
     "stream_tagger_author_tag_agreement_total": "counter",
     "stream_tagger_review_resolution_seconds": "histogram",
+    "stream_tagger_feedback_forgotten_total": "counter",
     "stream_tagger_shadow_comparisons_total": "counter",
     "stream_tagger_shadow_disagreements_total": "counter",
     "stream_tagger_duplicates_total": "counter",
@@ -56,6 +57,7 @@ FEEDBACK = {
     "stream_tagger_online_recall",
     "stream_tagger_feedback",
     "stream_tagger_review_resolution_seconds",
+    "stream_tagger_feedback_forgotten",
 }
 
 
