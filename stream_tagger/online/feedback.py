@@ -168,30 +168,49 @@ class FeedbackJoin:
         self.parked = parked
         self.max_record_bytes = max_record_bytes
         self.forgotten = forgotten  # (reason, how many corrections or predictions): nothing goes silently
+        # Ids whose resolution is on its way (``resolved`` not called yet): a second reviewer's decision
+        # meanwhile must not publish another one. In memory only: after a crash the replay resolves.
+        self._resolving: set[str] = set()
 
     def on_tagged(self, event: TaggedContent, partition: int) -> list[Verdict]:
-        """Remember a prediction; judge the corrections that were waiting for it."""
-        if self.predictions.get(event.id) is not None:
-            return []
-        record = Prediction(
-            status=event.status,
-            suggested=[t.tag for t in event.tags],
-            author_tags=list(event.author_tags),
-            model_version=event.model_version,
-            event_time=event.event_time,
-            processed_at=event.processed_at,
-            partition=partition,
-            duplicate_of=event.duplicate_of,
-        )
-        self._put(self.predictions, event.id, msgspec.to_builtins(record), partition)
+        """Remember a prediction (the first one of an id); judge the corrections that were waiting for
+        it. The parked list stays until the caller has published their resolutions (``unpark``): a
+        replay after a crash in between finds the prediction known and judges the list again."""
+        existing = self.predictions.get(event.id)
+        if existing is None:
+            record = Prediction(
+                status=event.status,
+                suggested=[t.tag for t in event.tags],
+                author_tags=list(event.author_tags),
+                model_version=event.model_version,
+                event_time=event.event_time,
+                processed_at=event.processed_at,
+                partition=partition,
+                duplicate_of=event.duplicate_of,
+            )
+            self._put(self.predictions, event.id, msgspec.to_builtins(record), partition)
+        else:
+            record = msgspec.convert(existing, Prediction)
         waiting = self.parked.get(event.id)
         if waiting is None:
             return []
-        parked = msgspec.convert(waiting, Parked)
-        # Judged before the list is forgotten: a correction that raises leaves every one of them parked.
-        verdicts = [self._judge(fb, self._record(event.id)) for fb in parked.corrections]
-        self.parked.forget(event.id, parked.partition)
-        return verdicts
+        return [self._judge(fb, record) for fb in msgspec.convert(waiting, Parked).corrections]
+
+    def unpark(self, content_id: str) -> None:
+        """Forget the corrections parked for ``content_id``, once their verdicts are applied."""
+        waiting = self.parked.get(content_id)
+        if waiting is not None:
+            self.parked.forget(content_id, msgspec.convert(waiting, Parked).partition)
+
+    def resolved(self, verdict: Verdict) -> None:
+        """Mark the prediction ``verdict`` resolved, once the broker acknowledged its resolution: marked
+        before, a crash in between would leave the post pending forever. A crash after it publishes
+        the resolution again on replay, which is harmless: the same outcome, and ``on_tagged`` keeps
+        the first prediction of an id, so the echo is not taken for a new one."""
+        content_id = verdict.feedback.id
+        record = msgspec.structs.replace(self._record(content_id), resolved=True)
+        self._put(self.predictions, content_id, msgspec.to_builtins(record), record.partition)
+        self._resolving.discard(content_id)
 
     def on_feedback(self, feedback: Feedback, partition: int) -> Verdict | None:
         """Judge a correction against its prediction, or park it until the prediction is known."""
@@ -270,7 +289,8 @@ class FeedbackJoin:
     def _judge(self, feedback: Feedback, record: Prediction) -> Verdict:
         corrected = [t for t in map(normalise_tag, feedback.tags) if t in APPROVED_TAGS]
         judged = Judged.of(record.suggested, corrected, record.author_tags)
-        if not (feedback.source == "reviewer" and record.status == "pending_review" and not record.resolved):
+        pending = record.status == "pending_review" and not record.resolved
+        if not (feedback.source == "reviewer" and pending and feedback.id not in self._resolving):
             return Verdict(feedback, judged)
         resolution = TaggedContent(
             id=feedback.id,
@@ -283,9 +303,7 @@ class FeedbackJoin:
             duplicate_of=record.duplicate_of,
         )
         waited = max(0.0, (as_utc(feedback.created_at) - as_utc(record.processed_at)).total_seconds())
-        # Written last: nothing above may leave a prediction resolved without its resolution.
-        resolved = msgspec.to_builtins(msgspec.structs.replace(record, resolved=True))
-        self._put(self.predictions, feedback.id, resolved, record.partition)
+        self._resolving.add(feedback.id)
         return Verdict(
             feedback, judged, review_seconds=waited, resolution=resolution, partition=record.partition
         )
@@ -437,6 +455,8 @@ class FeedbackLoop:
             verdicts = []
         for verdict in verdicts:
             await self._apply(verdict)
+        if verdicts:
+            self.join.unpark(tagged.id)
         await self._hold(event)
 
     async def _on_feedback(self, event: faust.EventT) -> None:
@@ -478,16 +498,18 @@ class FeedbackLoop:
             if recall is not None:
                 m.online_recall.labels(tag).set(recall)
         if verdict.resolution is not None and verdict.review_seconds is not None:
-            m.review_resolution_seconds.observe(verdict.review_seconds)
             # Same partition as the pending event it replaces: a different producer's partitioner must
             # not split one post's history over two partitions of the tagged topic.
-            self._writes.append(
-                await self.tagged_topic.send(
-                    key=verdict.resolution.id.encode(),
-                    value=_encode(verdict.resolution),
-                    partition=verdict.partition,
-                )
+            sent = await self.tagged_topic.send(
+                key=verdict.resolution.id.encode(),
+                value=_encode(verdict.resolution),
+                partition=verdict.partition,
             )
+            # Awaited here, not in ``settle``: the prediction is marked resolved only once the broker has
+            # the resolution (``FeedbackJoin.resolved``). Reviews come at a human rate: the wait is rare.
+            await sent
+            self.join.resolved(verdict)
+            m.review_resolution_seconds.observe(verdict.review_seconds)
 
 
 def feedback_app(settings: Settings, metrics: FeedbackMetrics) -> tuple[faust.App, FeedbackLoop]:

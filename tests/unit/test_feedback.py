@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 from faust.serializers import codecs
@@ -83,6 +84,8 @@ def test_early_feedback_is_parked_and_judged_when_the_prediction_arrives() -> No
     assert join.on_feedback(fb("1", ["other"], source="author"), 0) is None
     verdicts = join.on_tagged(tagged("1", ["mlops"]), 0)
     assert [v.judged.truth for v in verdicts] == [{"mlops"}, {"other"}]
+    assert list(join.parked) == ["1"]  # until the verdicts are applied
+    join.unpark("1")
     assert join.parked == {}
 
 
@@ -105,6 +108,8 @@ def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
     assert first.resolution.status == "tagged"
     assert [t.tag for t in first.resolution.tags] == ["natural-language-processing"]
     assert first.resolution.author_tags == ["other"]
+    assert join.on_feedback(fb("1", ["mlops"], source="reviewer"), 0).resolution is None  # type: ignore[union-attr]  # on its way
+    join.resolved(first)
     again = join.on_feedback(fb("1", ["mlops"], source="reviewer", after=120), 0)
     assert again is not None and again.resolution is None and again.review_seconds is None
 
@@ -197,7 +202,10 @@ def test_every_write_of_a_key_goes_to_one_changelog_partition_whatever_the_event
     assert join.on_feedback(fb("early", ["other"], after=90), 1) is None  # the list keeps partition 3
     join.on_tagged(tagged("early", ["mlops"]), 0)
     join.on_tagged(tagged("review", [], status="pending_review"), 2)
-    assert join.on_feedback(fb("review", ["mlops"], source="reviewer"), 1) is not None  # resolves it
+    join.unpark("early")
+    resolving = join.on_feedback(fb("review", ["mlops"], source="reviewer"), 1)
+    assert resolving is not None and resolving.resolution is not None
+    join.resolved(resolving)
     assert join.parked.changelog == [(3, "early", False), (3, "early", False), (3, "early", True)]
     assert join.predictions.changelog == [(0, "early", False), (2, "review", False), (2, "review", False)]
 
@@ -476,3 +484,68 @@ def test_a_correction_that_would_make_its_parked_record_too_large_is_dead_letter
     [(_key, letter, _partition)] = letters
     assert letter["reason"] == "too_large" and "parked table record would be" in letter["detail"]
     assert acked and count == 1.0
+
+
+async def replay_reviewer_decision(
+    predictions: RestoredTable, parked: RestoredTable, event: FeedbackEvent | None, fail: bool
+) -> tuple[list[tuple[object, ...]], list[BaseException], bool]:
+    """One run of the feedback loop over tables as a restart restores them (every changelog write
+    landed): the reviewer's decision ``event`` (or the prediction, when None), the resolution's send
+    failing or not. Returns what was sent, the crashes and whether the event was acknowledged."""
+    app = faust.App("resolve", broker="kafka://127.0.0.1:1")
+    crashes: list[BaseException] = []
+
+    async def crash(why: BaseException) -> None:
+        crashes.append(why)
+
+    app.crash = crash  # type: ignore[method-assign]
+    loop = FeedbackLoop(app, Settings(), Metrics(CollectorRegistry()))
+    loop.join = FeedbackJoin(predictions, parked)
+    sent: list[tuple[object, ...]] = []
+    loop.tagged_topic.send = acknowledged(sent, fail)  # type: ignore[method-assign]
+    if event is None:
+        value = msgspec.json.encode(tagged("p1", [], status="pending_review"))
+        event = FeedbackEvent(value)
+        event.message.topic = "content.tagged.v1"
+        await loop._guarded(loop._on_tagged, event)  # type: ignore[arg-type]
+    else:
+        await loop._guarded(loop._on_feedback, event)  # type: ignore[arg-type]
+    await loop.settle()
+    if loop._settler is not None:
+        loop._settler.cancel()
+    return sent, crashes, event.acked
+
+
+DECISION = b'{"id":"p1","tags":["mlops"],"source":"reviewer","created_at":"2026-03-01T13:00:00Z"}'
+
+
+def test_a_prediction_is_marked_resolved_only_once_its_resolution_is_acknowledged() -> None:
+    predictions = RestoredTable()
+    FeedbackJoin(predictions, RestoredTable()).on_tagged(tagged("p1", [], status="pending_review"), 0)
+    sent, crashes, acked = asyncio.run(
+        replay_reviewer_decision(predictions, RestoredTable(), FeedbackEvent(DECISION), True)
+    )
+    assert len(sent) == 1 and len(crashes) == 1 and not acked
+    assert predictions["p1"]["resolved"] is False  # what a restart restores
+    sent, crashes, acked = asyncio.run(
+        replay_reviewer_decision(predictions, RestoredTable(), FeedbackEvent(DECISION), False)
+    )
+    assert [(value["status"], value["tags"], partition) for _key, value, partition in sent] == [
+        ("tagged", [{"tag": "mlops", "confidence": 1.0}], 0)
+    ]
+    assert not crashes and acked and predictions["p1"]["resolved"] is True
+
+
+def test_parked_decisions_stay_parked_until_their_resolution_is_acknowledged() -> None:
+    predictions, parked = RestoredTable(), RestoredTable()
+    FeedbackJoin(predictions, parked).on_feedback(fb("p1", ["mlops"], source="reviewer"), 0)
+    sent, crashes, acked = asyncio.run(replay_reviewer_decision(predictions, parked, None, True))
+    assert len(sent) == 1 and len(crashes) == 1 and not acked
+    assert list(parked) == ["p1"] and predictions["p1"]["resolved"] is False
+    # The restart reads the same prediction again: known now, but its parked decision is still judged.
+    sent, crashes, acked = asyncio.run(replay_reviewer_decision(predictions, parked, None, False))
+    assert [value["status"] for _key, value, _partition in sent] == ["tagged"]
+    assert not crashes and acked and parked == {} and predictions["p1"]["resolved"] is True
+    # The resolution's echo on the tagged topic: the first prediction stays, nothing is published.
+    sent, crashes, acked = asyncio.run(replay_reviewer_decision(predictions, parked, None, False))
+    assert sent == [] and acked and predictions["p1"]["status"] == "pending_review"
