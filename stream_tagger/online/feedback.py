@@ -51,7 +51,7 @@ from stream_tagger.events import Feedback, TaggedContent, TagScore, as_utc
 from stream_tagger.metrics import FeedbackMetrics
 from stream_tagger.online.precision_recall import Judged, OnlineEvaluator
 from stream_tagger.settings import APPROVED_TAGS, Settings
-from stream_tagger.worker.decode import Rejection, dead_letter, event_decoder, internal_error
+from stream_tagger.worker.decode import Rejection, dead_letter, decode_feedback, internal_error
 from stream_tagger.worker.route import normalise_tag
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,6 @@ class Parked(msgspec.Struct, kw_only=True, frozen=True):
 
 
 _encode = msgspec.json.Encoder().encode
-decode_feedback = event_decoder(Feedback)
 _decode_tagged = msgspec.json.Decoder(TaggedContent).decode
 
 

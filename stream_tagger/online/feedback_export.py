@@ -3,7 +3,9 @@
 The feedback topic only carries ids and tags, so the text comes from the raw topic (the one place that
 has title, description and creation time for every post). Both topics are read from the beginning to
 the end offsets seen at start, so an export is a consistent snapshot even while the stream goes on.
-Per id the latest correction wins (people correct their corrections). The training CSV holds one tag
+Messages are read with the workers' own decoders (size limit included): what a worker dead-letters,
+the export skips, and an odd message (nested thousands deep, say) cannot stop it. Per id the latest
+correction wins (people correct their corrections). The training CSV holds one tag
 per post, so the first approved tag of the correction is used; a correction naming no approved tag
 teaches the model nothing and is left out, and counted.
 """
@@ -13,18 +15,18 @@ from __future__ import annotations
 import csv
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from stream_tagger.events import Feedback, RawContent, as_utc
 from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
 from stream_tagger.settings import APPROVED_TAGS, Settings
 from stream_tagger.tools.produce import check_broker
+from stream_tagger.worker.decode import Rejection, decode_feedback, decode_raw
 from stream_tagger.worker.route import normalise_tag
 
 CSV_COLUMNS = ("id", "created_on", "title", "description", "tag")
@@ -91,29 +93,31 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
         consumer.close()
 
 
-def decoded(messages: Iterator[Message], event_type: type[E]) -> Iterator[E]:
-    """The messages that decode as ``event_type``; the workers dead-letter the rest, so they are skipped."""
-    decode = msgspec.json.Decoder(event_type).decode
+def decoded(
+    messages: Iterator[Message], decode: Callable[[bytes | None, int], E | Rejection], max_bytes: int
+) -> Iterator[E]:
+    """The messages ``decode`` (a worker's decoder, which never raises) accepts at ``max_bytes``; the
+    workers dead-letter the rest, so they are skipped."""
     for msg in messages:
-        try:
-            yield decode(msg.value() or b"")
-        except msgspec.DecodeError:
-            continue
+        event = decode(msg.value(), max_bytes)
+        if not isinstance(event, Rejection):
+            yield event
 
 
-def latest_corrections(messages: Iterator[Message]) -> dict[str, Feedback]:
-    """Per id, the correction with the latest ``created_at``; undecodable messages are skipped."""
+def latest_corrections(messages: Iterator[Message], max_bytes: int) -> dict[str, Feedback]:
+    """Per id, the correction with the latest ``created_at``; what the feedback worker would
+    dead-letter is skipped."""
     latest: dict[str, Feedback] = {}
-    for fb in decoded(messages, Feedback):
+    for fb in decoded(messages, decode_feedback, max_bytes):
         if fb.id not in latest or as_utc(fb.created_at) >= as_utc(latest[fb.id].created_at):
             latest[fb.id] = fb
     return latest
 
 
-def posts_by_id(messages: Iterator[Message], wanted: set[str]) -> dict[str, RawContent]:
-    """The first readable raw event of each wanted id (a replay carries the same post)."""
+def posts_by_id(messages: Iterator[Message], wanted: set[str], max_bytes: int) -> dict[str, RawContent]:
+    """The first raw event of each wanted id that the worker would tag (a replay carries the same post)."""
     found: dict[str, RawContent] = {}
-    for post in decoded(messages, RawContent):
+    for post in decoded(messages, decode_raw, max_bytes):
         if post.id in wanted and post.id not in found:
             found[post.id] = post
     return found
@@ -129,9 +133,9 @@ def export_feedback(settings: Settings, out: Path) -> ExportReport:
     missing = [t for t in (settings.topic_feedback, settings.topic_raw) if t not in existing]
     if missing:
         raise ExportError(f"topic {', '.join(missing)} does not exist at {settings.bootstrap_servers}")
-    corrections = latest_corrections(read_to_end(settings, settings.topic_feedback))
+    corrections = latest_corrections(read_to_end(settings, settings.topic_feedback), settings.max_event_bytes)
     tags = {cid: tag for cid, fb in corrections.items() if (tag := training_tag(fb)) is not None}
-    posts = posts_by_id(read_to_end(settings, settings.topic_raw), set(tags))
+    posts = posts_by_id(read_to_end(settings, settings.topic_raw), set(tags), settings.max_event_bytes)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

@@ -67,6 +67,7 @@ def event_decoder(event_type: type[E]) -> Callable[[bytes | None, int], E | Reje
 
 
 decode_raw = event_decoder(RawContent)
+decode_feedback = event_decoder(Feedback)
 
 
 def _explain(value: bytes, exc: Exception) -> Rejection:
