@@ -16,9 +16,11 @@ producer would refuse (``RecordTooLarge``: the correction is dead-lettered inste
 record would crash the process outside any handler, and again on every restart).
 
 The first prediction for an id is kept (later ones are at-least-once replays, or the echo of a review
-resolution this module published). Both tables forget what is older than
-``feedback_retention_days`` (a sweep every ``feedback_sweep_interval_s``), so they stay bounded on an
-endless stream; a deletion is a tombstone in the changelog, which compaction then drops.
+resolution this module published). Both tables forget what arrived longer than
+``feedback_retention_days`` ago (a sweep every ``feedback_sweep_interval_s``), so they stay bounded on
+an endless stream; a deletion is a tombstone in the changelog, which compaction then drops. Arrival is
+this worker's clock (a client's ``created_at`` may be anything), and a prediction waiting for its
+review stays until the decision comes.
 
 At-least-once, as in the hot path: an event read is acknowledged (so that Faust may commit its offset)
 only once every write made before it (table changelog records, review resolutions, dead letters) is
@@ -78,6 +80,9 @@ class Prediction(msgspec.Struct, kw_only=True, frozen=True):
     partition: int  # of the tagged topic: a resolution is published there too
     duplicate_of: str | None = None
     resolved: bool = False
+    # When the feedback worker read it (its own clock): what the retention ages it by. None in values
+    # written before it was kept; those age by ``processed_at``.
+    arrived_at: datetime | None = None
 
 
 class Parked(msgspec.Struct, kw_only=True, frozen=True):
@@ -86,6 +91,10 @@ class Parked(msgspec.Struct, kw_only=True, frozen=True):
 
     partition: int
     corrections: list[Feedback]
+    # When its newest correction arrived (the feedback worker's clock, not the client's ``created_at``):
+    # what the retention ages it by. None in values written before it was kept; those age by the newest
+    # ``created_at``, no later than now.
+    arrived_at: datetime | None = None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -162,10 +171,12 @@ class FeedbackJoin:
         parked: Table,
         max_record_bytes: int = MAX_RECORD_BYTES,
         forgotten: Callable[[str, int], None] = lambda reason, count: None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.predictions = predictions
         self.parked = parked
         self.max_record_bytes = max_record_bytes
+        self.now = now
         self.forgotten = forgotten  # (reason, how many corrections or predictions): nothing goes silently
         # Ids whose resolution is on its way (``resolved`` not called yet): a second reviewer's decision
         # meanwhile must not publish another one. In memory only: after a crash the replay resolves.
@@ -186,6 +197,7 @@ class FeedbackJoin:
                 processed_at=event.processed_at,
                 partition=partition,
                 duplicate_of=event.duplicate_of,
+                arrived_at=self.now(),
             )
             self._put(self.predictions, event.id, msgspec.to_builtins(record), partition)
         else:
@@ -233,7 +245,7 @@ class FeedbackJoin:
             if per_source[correction.source] <= PARKED_PER_SOURCE:
                 kept.append(correction)
         kept.reverse()
-        parked = msgspec.structs.replace(earlier, corrections=kept)
+        parked = msgspec.structs.replace(earlier, corrections=kept, arrived_at=self.now())
         self._put(self.parked, feedback.id, msgspec.to_builtins(parked), parked.partition)
         dropped = len(earlier.corrections) + 1 - len(kept)
         if dropped:
@@ -255,12 +267,14 @@ class FeedbackJoin:
             raise RecordTooLarge(f"its {name} table record would be {size} bytes > {self.max_record_bytes}")
         table.put(key, value, partition)
 
-    def expired(self, before: datetime) -> Iterator[tuple[Table, str, int] | None]:
-        """Per key of both tables: (table, id, changelog partition) for a prediction made before
-        ``before`` or a parked list whose newest correction was written before it, else None (so that
-        the caller can yield to the event loop while it scans a big table). A snapshot of the keys is
-        taken first, so the caller may delete while iterating. A value that cannot be read is kept
-        and logged, not fatal: without its partition it cannot be deleted correctly."""
+    def expired(self, before: datetime) -> Iterator[tuple[Table, str, int, int] | None]:
+        """Per key of both tables: (table, id, changelog partition, how many corrections or predictions
+        it holds) for a prediction or a parked list that arrived before ``before``, else None (so that
+        the caller can yield to the event loop while it scans a big table). Arrival is this worker's
+        clock: a client's ``created_at`` can be years off either way. A prediction waiting for its
+        review never expires: the reviewer's decision would find nothing to resolve. A snapshot of the
+        keys is taken first, so the caller may delete while iterating. A value that cannot be read is
+        kept and logged, not fatal: without its partition it cannot be deleted correctly."""
         for table, kind in ((self.predictions, Prediction), (self.parked, Parked)):
             for content_id in table.snapshot():
                 value = table.get(content_id)
@@ -275,12 +289,16 @@ class FeedbackJoin:
                     )
                     yield None
                     continue
-                newest = (
-                    as_utc(entry.processed_at)
-                    if isinstance(entry, Prediction)
-                    else max((as_utc(f.created_at) for f in entry.corrections), default=before)
-                )
-                yield (table, content_id, entry.partition) if newest < before else None
+                if isinstance(entry, Prediction):
+                    if entry.status == "pending_review" and not entry.resolved:
+                        yield None
+                        continue
+                    arrived, count = entry.arrived_at or entry.processed_at, 1
+                else:
+                    written = (as_utc(f.created_at) for f in entry.corrections)
+                    arrived = entry.arrived_at or min(max(written, default=before), self.now())
+                    count = len(entry.corrections)
+                yield (table, content_id, entry.partition, count) if as_utc(arrived) < before else None
 
     def _record(self, content_id: str) -> Prediction:
         return msgspec.convert(self.predictions.get(content_id), Prediction)
@@ -386,9 +404,11 @@ class FeedbackLoop:
                 event.ack()
 
     async def sweep(self) -> int:
-        """Forget what is older than the retention in the partitions this worker owns (not its standby
-        copies: their owner sweeps them); returns how many entries went. Yields to the event loop every
-        1,000 keys scanned: the agents and heartbeats must not stall behind a sweep of a big table.
+        """Forget what arrived longer than the retention ago in the partitions this worker owns (not its
+        standby copies: their owner sweeps them); returns how many entries went, and counts the
+        predictions and parked corrections in ``stream_tagger_feedback_forgotten_total``. Yields to the
+        event loop every 1,000 keys scanned: the agents and heartbeats must not stall behind a sweep of
+        a big table.
         Which partitions are owned is only known between rebalances (recovery included): a sweep does
         not start during one and stops when one begins; the next interval sweeps again."""
         app = self.app
@@ -402,10 +422,13 @@ class FeedbackLoop:
         forgotten = 0
         for scanned, found in enumerate(self.join.expired(before), 1):
             if found is not None:
-                table, content_id, partition = found
+                table, content_id, partition, count = found
                 if partition in (owned_predictions if table is predictions else owned_parked):
                     table.forget(content_id, partition)
                     forgotten += 1
+                    self.join.forgotten(
+                        "prediction_expired" if table is predictions else "parked_expired", count
+                    )
             if scanned % 1_000 == 0:
                 await asyncio.sleep(0)
                 if app.rebalancing or app.rebalancing_count != rebalances:

@@ -144,33 +144,72 @@ def test_join_works_on_values_restored_from_a_changelog() -> None:
     assert resolved.resolution is not None and resolved.resolution.duplicate_of == "1"
 
 
-def test_expired_names_old_predictions_and_parked_corrections_only() -> None:
-    join = FeedbackJoin(RestoredTable(), RestoredTable())
+def test_expired_names_what_arrived_before_the_retention_only() -> None:
+    clock = [T0]
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: clock[0])
     join.on_tagged(tagged("old", ["mlops"]), 0)
-    new = tagged("new", ["mlops"])
-    new.processed_at = T0 + timedelta(days=40)
-    join.on_tagged(new, 0)
     join.on_feedback(fb("parked-old", ["mlops"]), 1)
+    join.on_feedback(fb("parked-old", ["other"], source="author"), 1)
     join.on_feedback(fb("parked-mixed", ["mlops"]), 0)
-    join.on_feedback(fb("parked-mixed", ["other"], after=40 * 86_400), 0)  # its newest correction is recent
+    clock[0] = T0 + timedelta(days=40)
+    join.on_tagged(tagged("new", ["mlops"]), 0)  # made at T0, read back 40 days later
+    join.on_feedback(fb("parked-mixed", ["other"]), 0)  # its newest correction arrived recently
     expired = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
-    assert [(table is join.predictions, key, partition) for table, key, partition in expired] == [
-        (True, "old", 0),
-        (False, "parked-old", 1),
+    assert [
+        (table is join.predictions, key, partition, count) for table, key, partition, count in expired
+    ] == [
+        (True, "old", 0, 1),
+        (False, "parked-old", 1, 2),
     ]
+
+
+def test_the_retention_ages_entries_by_arrival_not_by_the_clients_clock() -> None:
+    clock = [T0]
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: clock[0])
+    future = Feedback(
+        id="future", tags=["mlops"], source="user", created_at=datetime(9999, 12, 31, tzinfo=UTC)
+    )
+    past = Feedback(id="past", tags=["mlops"], source="reviewer", created_at=T0 - timedelta(days=400))
+    join.on_feedback(future, 0)
+    join.on_feedback(past, 0)
+    assert [
+        hit for hit in join.expired(T0 - timedelta(days=30)) if hit
+    ] == []  # not swept before it is judged
+    swept = [key for _table, key, _partition, _count in filter(None, join.expired(T0 + timedelta(days=1)))]
+    assert swept == ["future", "past"]  # a year-9999 timestamp does not keep it forever
+
+
+def test_a_prediction_waiting_for_its_review_is_not_swept_before_the_decision() -> None:
+    clock = [T0]
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: clock[0])
+    join.on_tagged(tagged("waiting", [], status="pending_review"), 0)
+    join.on_tagged(tagged("decided", [], status="pending_review"), 0)
+    decided = join.on_feedback(fb("decided", ["mlops"], source="reviewer"), 0)
+    assert decided is not None
+    join.resolved(decided)
+    late = T0 + timedelta(days=400)
+    assert [key for _table, key, _p, _c in filter(None, join.expired(late))] == ["decided"]
+    clock[0] = late
+    verdict = join.on_feedback(fb("waiting", ["mlops"], source="reviewer"), 0)
+    assert verdict is not None and verdict.resolution is not None  # decided a year on, still resolved
 
 
 def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_run() -> None:
     app = faust.App("sweep-test", broker="kafka://127.0.0.1:1")  # never started: no broker needed
-    loop = FeedbackLoop(app, Settings(feedback_retention_days=1), Metrics(CollectorRegistry()))
-    loop.join = FeedbackJoin(RestoredTable(), RestoredTable())
+    metrics = Metrics(CollectorRegistry())
+    loop = FeedbackLoop(app, Settings(feedback_retention_days=1), metrics)
+    clock = [T0]
+    loop.join = FeedbackJoin(
+        RestoredTable(), RestoredTable(), forgotten=loop.join.forgotten, now=lambda: clock[0]
+    )
     loop._owned = lambda topic: {0, 1, 2, 3}  # type: ignore[method-assign]  # an app never started owns none
     for i in range(2_500):
         loop.join.on_tagged(tagged(f"old{i}", ["mlops"]), i % 4)
     loop.join.on_tagged(tagged("standby-copy", ["mlops"]), 5)  # its owner, another worker, sweeps it
-    recent = tagged("recent", ["mlops"])
-    recent.processed_at = datetime.now(UTC)
-    loop.join.on_tagged(recent, 0)
+    loop.join.on_feedback(fb("parked", ["mlops"]), 0)
+    loop.join.on_feedback(fb("parked", ["other"], source="author"), 0)
+    clock[0] = datetime.now(UTC)
+    loop.join.on_tagged(tagged("recent", ["mlops"]), 0)
 
     async def sweep_beside_another_task() -> tuple[int, int]:
         ticks = 0
@@ -187,7 +226,10 @@ def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_
         return forgotten, ticks
 
     forgotten, ticks = asyncio.run(sweep_beside_another_task())
-    assert forgotten == 2_500
+    assert forgotten == 2_501 and loop.join.parked == {}
+    counted = metrics.registry.get_sample_value
+    assert counted("stream_tagger_feedback_forgotten_total", {"reason": "prediction_expired"}) == 2_500
+    assert counted("stream_tagger_feedback_forgotten_total", {"reason": "parked_expired"}) == 2
     assert sorted(loop.join.predictions) == ["recent", "standby-copy"]
     tombstones = [(p, key) for p, key, deleted in loop.join.predictions.changelog if deleted]
     assert tombstones == [(i % 4, f"old{i}") for i in range(2_500)]  # each in its key's partition
@@ -211,11 +253,11 @@ def test_every_write_of_a_key_goes_to_one_changelog_partition_whatever_the_event
 
 
 def test_an_unreadable_value_is_kept_and_the_rest_still_expires() -> None:
-    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0)
     join.on_tagged(tagged("old", ["mlops"]), 0)
     join.parked["legacy"] = [{"id": "legacy"}]  # not a Parked: logged and kept, not fatal
     found = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
-    assert [(key, partition) for _table, key, partition in found] == [("old", 0)]
+    assert [(key, partition) for _table, key, partition, _count in found] == [("old", 0)]
 
 
 class FakeFaustTable:
@@ -251,7 +293,7 @@ def test_no_sweep_during_a_rebalance() -> None:
     # Which partitions this worker owns is only known between rebalances; the next interval sweeps.
     app = faust.App("sweep-rebalance", broker="kafka://127.0.0.1:1")  # never started
     loop = FeedbackLoop(app, Settings(feedback_retention_days=1), Metrics(CollectorRegistry()))
-    loop.join = FeedbackJoin(RestoredTable(), RestoredTable())
+    loop.join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0)
     loop._owned = lambda topic: {0}  # type: ignore[method-assign]
     loop.join.on_tagged(tagged("old", ["mlops"]), 0)
     app.rebalancing = True
@@ -335,10 +377,11 @@ def naive(content_id: str, tags: list[str], source: str = "user") -> Feedback:
 
 
 def test_timestamps_without_a_timezone_are_taken_as_utc_by_the_sweep_and_the_review_clock() -> None:
-    join = FeedbackJoin(RestoredTable(), RestoredTable())
-    join.on_feedback(naive("parked", ["mlops"]), 0)
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0 + timedelta(days=40))
+    # A parked list written before arrival times were kept ages by its corrections' created_at.
+    join.parked["parked"] = {"partition": 0, "corrections": [msgspec.to_builtins(naive("parked", ["mlops"]))]}
     expired = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
-    assert [key for _table, key, _partition in expired] == ["parked"]
+    assert [key for _table, key, _partition, _count in expired] == ["parked"]
     join.on_tagged(tagged("r", [], status="pending_review"), 0)
     verdict = join.on_feedback(naive("r", ["mlops"], source="reviewer"), 0)
     assert verdict is not None and verdict.review_seconds == 86_400.0
