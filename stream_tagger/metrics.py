@@ -117,7 +117,7 @@ class FeedbackMetrics:
         self.review_resolution_seconds = _histogram(
             registry,
             "review_resolution_seconds",
-            "Review request to the reviewer's feedback.",
+            "Pending event to the arrival of the reviewer's feedback.",
             REVIEW_RESOLUTION_BUCKETS,
         )
         self.feedback_forgotten = _counter(

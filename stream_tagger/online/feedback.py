@@ -37,6 +37,7 @@ goes there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -319,7 +320,9 @@ class FeedbackJoin:
             processed_at=datetime.now(UTC),
             duplicate_of=record.duplicate_of,
         )
-        waited = max(0.0, (as_utc(feedback.created_at) - as_utc(record.processed_at)).total_seconds())
+        # Until the decision arrived here, not the client's created_at (which may be anything); at least 0
+        # when this worker's clock is behind the one that stamped the pending event.
+        waited = max(0.0, (self.now() - as_utc(record.processed_at)).total_seconds())
         self._resolving.add(feedback.id)
         return Verdict(
             feedback, judged, review_seconds=waited, resolution=resolution, partition=record.partition
@@ -514,11 +517,13 @@ class FeedbackLoop:
     async def _apply(self, verdict: Verdict) -> None:
         self.evaluator.add(verdict.judged)
         m = self.metrics
-        for tag, (precision, recall) in self.evaluator.snapshot().items():
-            if precision is not None:
-                m.online_precision.labels(tag).set(precision)
-            if recall is not None:
-                m.online_recall.labels(tag).set(recall)
+        for tag, values in self.evaluator.snapshot().items():
+            for gauge, value in zip((m.online_precision, m.online_recall), values, strict=True):
+                if value is not None:
+                    gauge.labels(tag).set(value)
+                else:  # undefined over the window now: no series, rather than a stale value
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(tag)
         if verdict.resolution is not None and verdict.review_seconds is not None:
             # Same partition as the pending event it replaces: a different producer's partitioner must
             # not split one post's history over two partitions of the tagged topic.

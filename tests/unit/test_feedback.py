@@ -98,7 +98,7 @@ def test_first_prediction_wins_over_replays_and_echoes() -> None:
 
 
 def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
-    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0 + timedelta(seconds=90))
     join.on_tagged(tagged("1", [], status="pending_review", author=["other"]), 0)
     first = join.on_feedback(
         fb("1", ["nlp-not-approved", "natural-language-processing", "other"], source="reviewer", after=90), 0
@@ -132,7 +132,7 @@ def test_tags_are_normalised_like_the_router_does() -> None:
 
 
 def test_join_works_on_values_restored_from_a_changelog() -> None:
-    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0 + timedelta(seconds=60))
     assert join.on_feedback(fb("1", ["mlops"]), 0) is None
     [verdict] = join.on_tagged(tagged("1", ["mlops"], status="tagged"), 2)
     assert verdict.judged.predicted == verdict.judged.truth == {"mlops"}
@@ -382,9 +382,11 @@ def test_timestamps_without_a_timezone_are_taken_as_utc_by_the_sweep_and_the_rev
     join.parked["parked"] = {"partition": 0, "corrections": [msgspec.to_builtins(naive("parked", ["mlops"]))]}
     expired = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
     assert [key for _table, key, _partition, _count in expired] == ["parked"]
-    join.on_tagged(tagged("r", [], status="pending_review"), 0)
+    pending = tagged("r", [], status="pending_review")
+    pending.processed_at = T0.replace(tzinfo=None)
+    join.on_tagged(pending, 0)
     verdict = join.on_feedback(naive("r", ["mlops"], source="reviewer"), 0)
-    assert verdict is not None and verdict.review_seconds == 86_400.0
+    assert verdict is not None and verdict.review_seconds == 40 * 86_400.0
 
 
 def test_a_parked_correction_that_cannot_be_judged_leaves_the_list_parked() -> None:
@@ -592,3 +594,32 @@ def test_parked_decisions_stay_parked_until_their_resolution_is_acknowledged() -
     # The resolution's echo on the tagged topic: the first prediction stays, nothing is published.
     sent, crashes, acked = asyncio.run(replay_reviewer_decision(predictions, parked, None, False))
     assert sent == [] and acked and predictions["p1"]["status"] == "pending_review"
+
+
+def test_the_review_clock_runs_to_the_decisions_arrival_whatever_the_reviewer_client_says() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0 + timedelta(minutes=5))
+    for content_id, said in (("future", datetime(9999, 1, 1, tzinfo=UTC)), ("past", T0 - timedelta(days=9))):
+        join.on_tagged(tagged(content_id, [], status="pending_review"), 0)
+        decision = Feedback(id=content_id, tags=["mlops"], source="reviewer", created_at=said)
+        verdict = join.on_feedback(decision, 0)
+        assert verdict is not None and verdict.review_seconds == 300.0
+
+
+def test_a_precision_that_becomes_undefined_is_no_longer_exported() -> None:
+    async def scenario() -> list[float | None]:
+        metrics = Metrics(CollectorRegistry())
+        loop = FeedbackLoop(
+            faust.App("gauges", broker="kafka://127.0.0.1:1"), Settings(online_eval_window=3), metrics
+        )
+        loop.join = FeedbackJoin(RestoredTable(), RestoredTable())
+        seen = []
+        for i, shown in enumerate([["mlops"], ["other"], ["other"], ["other"]]):
+            loop.join.on_tagged(tagged(str(i), shown), 0)
+            verdict = loop.join.on_feedback(fb(str(i), ["other"]), 0)
+            assert verdict is not None
+            await loop._apply(verdict)
+            seen.append(metrics.registry.get_sample_value("stream_tagger_online_precision", {"tag": "mlops"}))
+        return seen
+
+    # 'mlops' shown once, wrongly; three posts later it is out of the window: no precision for it.
+    assert asyncio.run(scenario()) == [0.0, 0.0, 0.0, None]
