@@ -211,11 +211,16 @@ def flow_row(d: dash.Dashboard) -> None:
     d.with_panel(
         graph(
             "Duplicates and feedback",
-            "Posts flagged as duplicates, and corrections received per source.",
+            "Posts flagged as duplicates, corrections received per source, and what the feedback join let "
+            "go of unjudged (parked corrections replaced by later ones, entries past the retention).",
             "ops",
             [
                 query(f"sum(rate(stream_tagger_duplicates_total{RATE}))", "duplicates"),
                 query(f"sum by (source) (rate(stream_tagger_feedback_total{RATE}))", "feedback {{source}}"),
+                query(
+                    f"sum by (reason) (rate(stream_tagger_feedback_forgotten_total{RATE}))",
+                    "forgotten {{reason}}",
+                ),
             ],
         )
     )
