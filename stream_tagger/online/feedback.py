@@ -201,12 +201,17 @@ class FeedbackJoin:
                 arrived_at=self.now(),
             )
             self._put(self.predictions, event.id, msgspec.to_builtins(record), partition)
-        else:
-            record = msgspec.convert(existing, Prediction)
         waiting = self.parked.get(event.id)
         if waiting is None:
             return []
-        return [self._judge(fb, record) for fb in msgspec.convert(waiting, Parked).corrections]
+        if existing is not None:
+            record = msgspec.convert(existing, Prediction)
+        try:
+            return [self._judge(fb, record) for fb in msgspec.convert(waiting, Parked).corrections]
+        except Exception:
+            # No verdict reaches the caller, so no resolution is on its way: a later decision may resolve.
+            self._resolving.discard(event.id)
+            raise
 
     def unpark(self, content_id: str) -> None:
         """Forget the corrections parked for ``content_id``, once their verdicts are applied."""

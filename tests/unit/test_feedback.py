@@ -623,3 +623,22 @@ def test_a_precision_that_becomes_undefined_is_no_longer_exported() -> None:
 
     # 'mlops' shown once, wrongly; three posts later it is out of the window: no precision for it.
     assert asyncio.run(scenario()) == [0.0, 0.0, 0.0, None]
+
+
+def test_a_parked_list_that_fails_half_way_does_not_block_a_later_resolution() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join.on_feedback(fb("1", ["mlops"], source="reviewer"), 0)
+    join.on_feedback(fb("1", ["other"], source="user"), 0)
+    judge = join._judge
+
+    def judge_reviewers_only(feedback: Feedback, record: Any) -> Any:
+        if feedback.source == "user":
+            raise ValueError("odd correction")
+        return judge(feedback, record)
+
+    join._judge = judge_reviewers_only  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="odd correction"):  # after the reviewer's verdict was made
+        join.on_tagged(tagged("1", [], status="pending_review"), 0)
+    join._judge = judge  # type: ignore[method-assign]
+    verdict = join.on_feedback(fb("1", ["other"], source="reviewer"), 0)
+    assert verdict is not None and verdict.resolution is not None
