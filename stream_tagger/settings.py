@@ -14,6 +14,7 @@ import difflib
 import json
 import logging
 import os
+import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -89,9 +90,39 @@ _OWNED_PROPERTIES = {
     # Outputs are keyed by content id and joined with other producers' topics by partition.
     "partitioner": "Kafka's Java default partitioner (murmur2), which every producer of the package uses",
 }
-# Values the pass-through refuses whatever the property: the settings are printed, secrets masked,
-# and only SecretStr settings are masked.
-_SECRET_MARKERS = ("password", "secret", ".pem")
+# Connection and security properties the pass-through refuses by prefix: librdkafka's clients would
+# apply them and Faust's (aiokafka) would not, so the two halves of one process would connect or
+# authenticate differently (enable.ssl.certificate.verification=false, say, would turn TLS
+# verification off for the hot path only). The settings named give both halves the same.
+_CONNECTION_PREFIXES = {
+    "ssl.": "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*",
+    "ssl_": "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*",
+    "enable.ssl.": "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*",
+    "https.": "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*",
+    "sasl.": "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*",
+    "enable.sasl.": "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*",
+    "bootstrap.": "STREAM_TAGGER_BOOTSTRAP_SERVERS",
+}
+# confluent-kafka's own properties, not librdkafka's: callbacks and delivery reports the package wires.
+_PYTHON_CLIENT_PROPERTIES = frozenset(
+    {
+        "delivery.report.only.error",
+        "error_cb",
+        "stats_cb",
+        "throttle_cb",
+        "oauth_cb",
+        "on_delivery",
+        "on_commit",
+        "logger",
+    }
+)
+# A property whose name says it holds a secret: refused by the pass-through (the environment is no
+# place for it) and masked wherever settings are printed.
+_SECRET_MARKERS = ("password", "passphrase", "secret", "token", "credential", "key", ".pem")
+#: The pass-through settings: their values are never shown in an error, only their property names.
+EXTRAS = ("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra")
+# librdkafka quotes the value it refuses ('Invalid value "x" for configuration property "y"').
+_QUOTED_VALUE = re.compile(r'(Invalid value) "[^"]*"')
 
 # librdkafka checks the pass-through's names and values when it makes a client; its warnings (a
 # consumer property given to a producer, say) are not errors and are not shown here.
@@ -119,6 +150,11 @@ class SettingsError(ValueError):
                 name = names[field] + name.removeprefix(field)
             problems.append((field, name, what))
         return SettingsError(problems)
+
+
+def looks_secret(key: str) -> bool:
+    """Whether a property's name says that its value is a secret."""
+    return any(marker in key.lower() for marker in _SECRET_MARKERS)
 
 
 def env_name(field: str) -> str:
@@ -162,14 +198,32 @@ def _problems(exc: ValidationError, given: dict[str, Any]) -> list[tuple[str | N
             continue
         field = str(error["loc"][0])
         name = field if field in given else env_name(field)
+        if field in EXTRAS and len(error["loc"]) > 1:  # one property's value: name the property
+            what = f"{error['loc'][1]}: {what}"
         value = error.get("input")
-        if field not in SECRETS and len(error["loc"]) == 1 and isinstance(value, str | int | float | Path):
+        if (
+            field not in SECRETS
+            and field not in EXTRAS
+            and len(error["loc"]) == 1
+            and isinstance(value, str | int | float | Path)
+        ):
             shown = str(value) if isinstance(value, Path) else value
             if isinstance(shown, str) and len(shown) > 200:  # one line, not a JSON document
                 shown = shown[:197] + "..."
             name = f"{name}={shown!r}"
         problems.append((field, name, what))
     return problems
+
+
+def _offline(properties: dict[str, Any]) -> dict[str, Any]:
+    """A client's configuration without what would make it connect: the brokers' addresses and the
+    connection and security properties (OIDC fetches a token as the client is made)."""
+    return {
+        key: value
+        for key, value in properties.items()
+        if key not in ("bootstrap.servers", "security.protocol")
+        and not key.startswith(tuple(_CONNECTION_PREFIXES))
+    }
 
 
 class Settings(BaseSettings):
@@ -217,8 +271,8 @@ class Settings(BaseSettings):
     # STREAM_TAGGER_KAFKA_EXTRA='{"client.rack": "use1-az1", "socket.keepalive.enable": true}':
     # kafka_extra to every librdkafka client, the two others to its producers or its consumers only
     # (e.g. '{"compression.type": "zstd"}'). librdkafka checks names and values at start. Refused:
-    # properties a setting owns or the delivery guarantee depends on, and secrets (these three are
-    # printed by `stream-tagger config`). Faust's client (aiokafka) does not take them.
+    # properties a setting owns or the delivery guarantee depends on, connection and security ones
+    # (Faust's client, aiokafka, does not take them), and secrets. Errors name properties, never values.
     kafka_extra: KafkaProperties = {}
     kafka_producer_extra: KafkaProperties = {}
     kafka_consumer_extra: KafkaProperties = {}
@@ -405,8 +459,16 @@ class Settings(BaseSettings):
         for key in value:
             if key in _OWNED_PROPERTIES:
                 raise ValueError(f"{key} is set by {_OWNED_PROPERTIES[key]}, not here")
-            if any(marker in key for marker in _SECRET_MARKERS):
-                raise ValueError(f"{key} looks like a secret, and this setting is printed unmasked")
+            if key in _PYTHON_CLIENT_PROPERTIES:
+                raise ValueError(f"{key} is confluent-kafka's own property, which the package sets")
+            prefix = next((prefix for prefix in _CONNECTION_PREFIXES if key.startswith(prefix)), None)
+            if prefix is not None:
+                raise ValueError(
+                    f"{key} would reach librdkafka's clients but not Faust's; connection and security "
+                    f"come from {_CONNECTION_PREFIXES[prefix]}, which reach both"
+                )
+            if looks_secret(key):
+                raise ValueError(f"{key} looks like a secret, which has no place in the environment")
         return value
 
     @model_validator(mode="after")
@@ -518,20 +580,38 @@ class Settings(BaseSettings):
             ) from None
 
     def _check_properties(self) -> None:
-        """librdkafka's own check of the pass-through's names and values, as it makes a client."""
+        """librdkafka's own check of the clients' configurations, as it makes a client: each
+        pass-through alone (so that a problem names its variable), then the hot path's producer and
+        consumer whole (the pass-through against the settings, e.g. group.protocol=consumer with a
+        session timeout). Without the brokers' addresses and the connection properties, nothing
+        connects: no broker, no OIDC token endpoint."""
+        from stream_tagger.kafka.config import consumer_config, producer_config  # they import this module
+
+        def given(*fields: str) -> tuple[str, ...]:
+            return tuple(env_name(field) for field in fields if getattr(self, field))
+
         checks = (
-            ("kafka_extra", Producer, {}),
-            ("kafka_producer_extra", Producer, {}),
-            ("kafka_consumer_extra", Consumer, {"group.id": "settings-check"}),
+            (given("kafka_extra"), Producer, self.kafka_extra),
+            (given("kafka_producer_extra"), Producer, self.kafka_producer_extra),
+            (given("kafka_consumer_extra"), Consumer, {**self.kafka_consumer_extra, "group.id": "check"}),
+            (
+                given("kafka_extra", "kafka_producer_extra"),
+                Producer,
+                producer_config(self, on_delivery=lambda _error, _message: None),
+            ),
+            (given("kafka_extra", "kafka_consumer_extra"), Consumer, consumer_config(self)),
         )
-        for name, client, required in checks:
-            properties = getattr(self, name)
-            if not properties:
+        for names, client, properties in checks:
+            if not names:  # no pass-through: the settings' own bounds and checks are librdkafka's
                 continue
             try:
-                made = client({**properties, **required, "logger": _QUIET})
-            except KafkaException as exc:
-                raise ValueError(f"{env_name(name)}: {exc.args[0].str()}") from None
+                made = client({**_offline(properties), "logger": _QUIET})
+            except (KafkaException, TypeError, ValueError) as exc:
+                reason = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
+                reason = _QUOTED_VALUE.sub(
+                    r"\1", reason.removeprefix(f"Failed to create {client.__name__.lower()}: ")
+                )
+                raise ValueError(f"{' and '.join(names)}: {reason}") from None
             if isinstance(made, Consumer):
                 made.close()
 
@@ -553,7 +633,10 @@ class Settings(BaseSettings):
             elif isinstance(value, bool):
                 text = str(value).lower()
             elif isinstance(value, dict):
-                text = json.dumps(value) if value else ""
+                shown = {
+                    key: MASK if mask_secrets and looks_secret(key) else item for key, item in value.items()
+                }
+                text = json.dumps(shown) if shown else ""
             else:
                 text = str(value)
             env[env_name(name)] = text

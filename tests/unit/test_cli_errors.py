@@ -183,6 +183,31 @@ def test_config_prints_the_settings_in_force_with_secrets_masked(tmp_path: Path)
     ]
 
 
+@pytest.mark.parametrize(
+    "properties",
+    [
+        '{"ssl.keystore.password": "hunter2"}',
+        '{"sasl.oauthbearer.assertion.private.key.passphrase": "hunter2"}',
+        '{"compression.type": "hunter2"}',
+    ],
+)
+def test_config_never_shows_a_pass_through_value_it_refuses(properties: str) -> None:
+    result = runner.invoke(app, ["config"], env={"STREAM_TAGGER_KAFKA_PRODUCER_EXTRA": properties})
+    assert result.exit_code == 2
+    assert one_line(result.stderr).startswith("error: STREAM_TAGGER_KAFKA_PRODUCER_EXTRA: ")
+    assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize("key", ["delivery.report.only.error", "error_cb", "stats_cb"])
+def test_confluent_kafkas_own_properties_in_the_pass_through_are_one_line(key: str) -> None:
+    result = runner.invoke(app, ["config"], env={"STREAM_TAGGER_KAFKA_PRODUCER_EXTRA": f'{{"{key}": false}}'})
+    assert result.exit_code == 2
+    assert one_line(result.stderr) == (
+        f"error: STREAM_TAGGER_KAFKA_PRODUCER_EXTRA: {key} is confluent-kafka's own property, which the "
+        "package sets"
+    )
+
+
 # --- busy ports ---
 
 

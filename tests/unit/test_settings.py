@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stream_tagger import settings as settings_module
 from stream_tagger.settings import MASK, NOT_SETTINGS, Settings, SettingsError
 from tests.certs import KEY_PASSWORD, Certs, make_certs
 
@@ -60,7 +61,7 @@ def test_the_documented_non_settings_pass(monkeypatch: pytest.MonkeyPatch) -> No
         ),
         ("STREAM_TAGGER_LOG_LEVEL", "LOUD", "STREAM_TAGGER_LOG_LEVEL='LOUD': Input should be 'DEBUG'"),
         ("STREAM_TAGGER_SECURITY_PROTOCOL", "TLS", "STREAM_TAGGER_SECURITY_PROTOCOL='TLS': Input should be"),
-        ("STREAM_TAGGER_KAFKA_EXTRA", "{oops", "STREAM_TAGGER_KAFKA_EXTRA='{oops': not JSON"),
+        ("STREAM_TAGGER_KAFKA_EXTRA", "{oops", "STREAM_TAGGER_KAFKA_EXTRA: not JSON"),
     ],
 )
 def test_a_bad_value_names_its_variable_and_value(
@@ -272,7 +273,14 @@ def test_extra_properties_come_as_json_and_reach_librdkafka_as_strings(
             '{"partitioner": "consistent_random"}',
             "partitioner is set by Kafka's Java default partitioner",
         ),
-        ("kafka_extra", '{"ssl.keystore.password": "x"}', "ssl.keystore.password looks like a secret"),
+        ("kafka_extra", '{"client.token": "x"}', "client.token looks like a secret"),
+        (
+            "kafka_producer_extra",
+            '{"delivery.report.only.error": false}',
+            "delivery.report.only.error is confluent-kafka's own property",
+        ),
+        ("kafka_producer_extra", '{"error_cb": "x"}', "error_cb is confluent-kafka's own property"),
+        ("kafka_consumer_extra", '{"stats_cb": "x"}', "stats_cb is confluent-kafka's own property"),
         ("kafka_extra", '["client.rack"]', "a JSON object of librdkafka properties"),
     ],
 )
@@ -280,8 +288,64 @@ def test_extra_properties_that_a_setting_owns_or_that_hold_secrets_are_refused(
     monkeypatch: pytest.MonkeyPatch, setting: str, properties: str, expected: str
 ) -> None:
     message = error_of(monkeypatch, {f"STREAM_TAGGER_{setting.upper()}": properties})
-    assert message.startswith(f"STREAM_TAGGER_{setting.upper()}=")
+    assert message.startswith(f"STREAM_TAGGER_{setting.upper()}: ")
     assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("key", "instead"),
+    [
+        ("enable.ssl.certificate.verification", "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*"),
+        ("ssl.crl.location", "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*"),
+        ("ssl.cipher.suites", "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*"),
+        ("https.ca.location", "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*"),
+        ("sasl.oauthbearer.extensions", "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*"),
+        ("sasl.oauthbearer.grant.type", "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*"),
+        ("sasl.oauthbearer.metadata.authentication.type", "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*"),
+        (
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*",
+        ),
+        ("enable.sasl.oauthbearer.unsecure.jwt", "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*"),
+    ],
+)
+@pytest.mark.parametrize("setting", ["kafka_extra", "kafka_producer_extra", "kafka_consumer_extra"])
+def test_connection_and_security_properties_are_refused_whatever_their_name(
+    monkeypatch: pytest.MonkeyPatch, setting: str, key: str, instead: str
+) -> None:
+    """librdkafka's clients would apply them and Faust's would not: the halves of a process would
+    connect differently (no TLS verification on the hot path only, say)."""
+    message = error_of(monkeypatch, {f"STREAM_TAGGER_{setting.upper()}": f'{{"{key}": "hunter2"}}'})
+    assert message == (
+        f"STREAM_TAGGER_{setting.upper()}: {key} would reach librdkafka's clients but not Faust's; "
+        f"connection and security come from {instead}, which reach both"
+    )
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        '{"ssl.keystore.password": "hunter2"}',
+        '{"client.rack": "hunter2", "compression.type": "hunter2"}',
+        '{"client.rack": ["hunter2"]}',
+        '{"client.rack": "hunter2",, }',
+        '{"fetch.min.bytes": "hunter2"}',
+    ],
+)
+def test_an_error_in_the_pass_through_never_shows_its_values(
+    monkeypatch: pytest.MonkeyPatch, properties: str
+) -> None:
+    message = error_of(monkeypatch, {"STREAM_TAGGER_KAFKA_CONSUMER_EXTRA": properties})
+    assert message.startswith("STREAM_TAGGER_KAFKA_CONSUMER_EXTRA: ")
+    assert "hunter2" not in message
+
+
+def test_printed_settings_mask_a_property_that_looks_secret() -> None:
+    extra = {"client.rack": "a", "x.private.key.passphrase": "hunter2", "y.token": "hunter2"}
+    settings = Settings().model_copy(update={"kafka_extra": extra})
+    assert settings.as_environment()["STREAM_TAGGER_KAFKA_EXTRA"] == (
+        f'{{"client.rack": "a", "x.private.key.passphrase": "{MASK}", "y.token": "{MASK}"}}'
+    )
 
 
 def test_librdkafka_checks_the_extra_properties_names_and_values() -> None:
@@ -291,6 +355,62 @@ def test_librdkafka_checks_the_extra_properties_names_and_values() -> None:
     assert error_of(kafka_consumer_extra={"fetch.min.bytes": "many"}).startswith(
         "STREAM_TAGGER_KAFKA_CONSUMER_EXTRA: Invalid value"
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"kafka_consumer_extra": {"group.protocol": "consumer"}},
+            "STREAM_TAGGER_KAFKA_CONSUMER_EXTRA: `session.timeout.ms` is not supported for "
+            "`group.protocol=consumer`",
+        ),
+        (
+            {"kafka_extra": {"group.protocol": "consumer"}},
+            "STREAM_TAGGER_KAFKA_EXTRA: `session.timeout.ms` is not supported",
+        ),
+        (
+            {"kafka_consumer_extra": {"fetch.min.bytes": 0}},
+            'STREAM_TAGGER_KAFKA_CONSUMER_EXTRA: Configuration property "fetch.min.bytes" value is outside',
+        ),
+    ],
+)
+def test_the_pass_through_is_checked_with_the_clients_whole_configuration(
+    values: dict[str, object], expected: str
+) -> None:
+    """What librdkafka refuses only beside the settings' own properties fails at start, not when the
+    hot path makes its clients after the model load and the group join."""
+    assert error_of(**values).startswith(expected)
+
+
+def test_checking_the_pass_through_connects_nowhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, object]] = []
+
+    class Producer(settings_module.Producer):  # type: ignore[misc]
+        def __init__(self, conf: dict[str, object]) -> None:
+            made.append(conf)
+            super().__init__(conf)
+
+    class Consumer(settings_module.Consumer):  # type: ignore[misc]
+        def __init__(self, conf: dict[str, object]) -> None:
+            made.append(conf)
+            super().__init__(conf)
+
+    monkeypatch.setattr(settings_module, "Producer", Producer)
+    monkeypatch.setattr(settings_module, "Consumer", Consumer)
+    Settings(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="OAUTHBEARER",
+        oauth_token_endpoint_url="https://idp.invalid/token",
+        oauth_client_id="c",
+        oauth_client_secret="s",
+        kafka_extra={"client.rack": "a"},
+        kafka_producer_extra={"compression.type": "zstd"},
+        kafka_consumer_extra={"fetch.min.bytes": 2},
+    )
+    assert len(made) == 5
+    for conf in made:
+        assert not any(key == "bootstrap.servers" or key.startswith(("sasl.", "ssl.")) for key in conf)
 
 
 # --- the consumer group ---
