@@ -35,6 +35,10 @@ from stream_tagger.worker.route import label_thresholds
 
 log = logging.getLogger(__name__)
 
+# Faust's default request timeout, and what a request must outlast a longer session by.
+_FAUST_REQUEST_TIMEOUT_S = 90.0
+_FAUST_REQUEST_MARGIN_S = 30.0
+
 
 class HotPathService(Service):
     """Runs ``HotPath.run`` in a dedicated thread for as long as the Faust app runs.
@@ -99,7 +103,6 @@ class Worker:
         )
         self.hot_path = HotPath(settings, self.pipeline, self.metrics)
         self.faust_app = make_faust_app(settings)
-        self.faust_app.conf.web_enabled = False  # see web.py
         self.service = HotPathService(self.hot_path)
         self.faust_app.service(self.service)
         self.probe = WorkerProbe(self.hot_path, watch_faust(self.faust_app), settings.stall_seconds)
@@ -110,6 +113,7 @@ def make_faust_app(settings: Settings) -> faust.App:
     process's librdkafka clients do (``stream_tagger.kafka.config``)."""
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     app_id = f"{settings.consumer_group}-app"
+    session_timeout = settings.session_timeout_ms / 1000
     return faust.App(
         app_id,
         broker=brokers,
@@ -117,10 +121,13 @@ def make_faust_app(settings: Settings) -> faust.App:
         store="memory://",
         autodiscover=False,
         datadir=str(Path(tempfile.gettempdir()) / f"stream-tagger-{app_id}"),
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        web_bind=settings.web_host,
-        broker_session_timeout=settings.session_timeout_ms / 1000,
+        # The process serves /metrics, /healthz and /ready itself (web.py). Faust's web server stays
+        # off (its views would show table contents) and gets no web settings: it would refuse port 0
+        # ("any free port") as soon as anything read its configuration.
+        web_enabled=False,
+        broker_session_timeout=session_timeout,
+        # aiokafka's requests must outlast the session (Faust refuses a longer session otherwise).
+        broker_request_timeout=max(_FAUST_REQUEST_TIMEOUT_S, session_timeout + _FAUST_REQUEST_MARGIN_S),
         broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -293,12 +293,14 @@ class Settings(BaseSettings):
     # range,roundrobin, and cooperative-sticky that a rolling restart can take).
     assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = "cooperative-sticky"
     # Short enough that a dead worker's partitions move within seconds; Tansu's group join waits
-    # about half of it, so tests lower it further.
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    # about half of it, so tests lower it further. The upper bounds of these and of the hot path's
+    # librdkafka settings below are librdkafka's, which would refuse more only as the hot path makes
+    # its clients, after the model load and the group join.
+    session_timeout_ms: int = Field(default=10_000, ge=1_000, le=3_600_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=3_600_000)
     # A consumer that does not poll for this long leaves the group. The hot path does not poll while
     # it waits for a batch's acks, so delivery_timeout_ms must stay below it by _POLL_MARGIN_MS.
-    max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
+    max_poll_interval_ms: int = Field(default=300_000, ge=10_000, le=86_400_000)
 
     # --- topics (names and partition counts; the worker creates the missing ones at start) ---
     topic_raw: str = "content.raw.v1"
@@ -367,7 +369,7 @@ class Settings(BaseSettings):
     # without being scored again (pipeline.py). Not ``duplicates_window``, which matches reposted text.
     dedup_window_size: int = Field(default=100_000, ge=0)
     # Producer batching delay: each ms is a ms of latency at low load (decision 016).
-    linger_ms: float = Field(default=1.0, ge=0.0)
+    linger_ms: float = Field(default=1.0, ge=0.0, le=900_000.0)
     # at_least_once: outputs acked, then offsets stored (a crash re-publishes the last batches, same
     # outcomes under the same keys). exactly_once: each batch's outputs and offsets in one Kafka
     # transaction, so readers with isolation.level=read_committed see every output once; it costs a
@@ -378,7 +380,7 @@ class Settings(BaseSettings):
     # None gives each process a new one, and a crashed worker's open transaction then holds
     # read_committed readers back until transaction_timeout_ms passes.
     transactional_id: str | None = None
-    transaction_timeout_ms: int = Field(default=10_000, ge=1_000)
+    transaction_timeout_ms: int = Field(default=10_000, ge=1_000, le=2_147_483_647)
     # An output the broker has not acked after this long stops the worker (exit 1) instead of being
     # skipped: its input's offset is never committed, so a restart re-processes it.
     delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
@@ -387,22 +389,24 @@ class Settings(BaseSettings):
     # and one fetch refills the queue long before a few batches of it are used up. The kbytes bound is
     # the one that binds (librdkafka: it applies to the whole consumer queue and wins over the
     # per-partition message count): 4 MB is ~14,000 raw events (~290 bytes each), ~0.7 s of work.
-    consumer_prefetch_kbytes: int = Field(default=4_096, ge=64)
-    consumer_prefetch_messages: int = Field(default=5_000, ge=1)
+    consumer_prefetch_kbytes: int = Field(default=4_096, ge=64, le=2_097_151)
+    consumer_prefetch_messages: int = Field(default=5_000, ge=1, le=10_000_000)
     # Once the queue reached those bounds librdkafka waits this long before fetching again (its default
     # is 1 s: with the small queue above the loop drained it first and throughput halved, 13k -> 6k/s).
-    fetch_queue_backoff_ms: int = Field(default=5, ge=1)  # 0 would re-check a full queue without pause
+    fetch_queue_backoff_ms: int = Field(
+        default=5, ge=1, le=300_000
+    )  # 0 would re-check a full queue without pause
     # One fetch response's size (librdkafka: 50 MB, 1 MB per partition): smaller responses are buffered
     # whole, so this is memory too (peak RSS ~290 -> ~285 MB, same events/s). A larger message still
     # comes through: the broker always returns at least one. librdkafka refuses a fetch.max.bytes below
     # its message.max.bytes (1,000,000), hence the floor.
-    fetch_max_kbytes: int = Field(default=1_024, ge=1_024)
-    fetch_partition_max_kbytes: int = Field(default=256, ge=16)
+    fetch_max_kbytes: int = Field(default=1_024, ge=1_024, le=2_097_151)
+    fetch_partition_max_kbytes: int = Field(default=256, ge=16, le=976_562)
     # How often librdkafka reports per-partition lag (stream_tagger_consumer_lag); cheap, off the hot path.
-    lag_interval_ms: int = Field(default=5_000, ge=100)
+    lag_interval_ms: int = Field(default=5_000, ge=100, le=86_400_000)
     # Longest a fetch waits at the broker for new data. Kafka answers as soon as data arrives; Tansu
     # sleeps half the remaining wait after an empty look: low values keep latency low on both.
-    fetch_wait_max_ms: int = Field(default=5, ge=1)
+    fetch_wait_max_ms: int = Field(default=5, ge=1, le=300_000)
     # At start the worker waits for the broker, saying so in the log at each attempt: the first retry
     # after broker_retry_seconds, each wait twice the one before up to broker_retry_max_seconds, and
     # for at most broker_wait_limit_seconds in all (then it exits 1 in one line; unset: for ever).
@@ -475,6 +479,7 @@ class Settings(BaseSettings):
     def _consistent(self) -> Self:
         self._read_secret_files()
         self._check_security()
+        self._check_group_timeouts()
         self._check_properties()
         # Kafka answers every acks=all write to such a topic with NOT_ENOUGH_REPLICAS.
         if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
@@ -491,6 +496,20 @@ class Settings(BaseSettings):
                 "for acks, and a worker that does not poll in time is put out of the group"
             )
         return self
+
+    def _check_group_timeouts(self) -> None:
+        # Kafka's guidance: a member misses two heartbeats before its session ends, not one.
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                f"STREAM_TAGGER_HEARTBEAT_INTERVAL_MS ({self.heartbeat_interval_ms}) must be at most a "
+                f"third of STREAM_TAGGER_SESSION_TIMEOUT_MS ({self.session_timeout_ms})"
+            )
+        # librdkafka refuses the consumer otherwise.
+        if self.max_poll_interval_ms < self.session_timeout_ms:
+            raise ValueError(
+                f"STREAM_TAGGER_MAX_POLL_INTERVAL_MS ({self.max_poll_interval_ms}) must be at least "
+                f"STREAM_TAGGER_SESSION_TIMEOUT_MS ({self.session_timeout_ms})"
+            )
 
     def _read_secret_files(self) -> None:
         for name in SECRETS:

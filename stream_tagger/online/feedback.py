@@ -556,8 +556,7 @@ def feedback_app(settings: Settings, metrics: FeedbackMetrics) -> tuple[faust.Ap
     from stream_tagger.app import make_faust_app  # the worker's app factory: same broker settings
 
     own_group = settings.model_copy(update={"consumer_group": f"{settings.consumer_group}-feedback"})
-    app = make_faust_app(own_group)
-    app.conf.web_enabled = False  # its views would serve the tables: parked corrections, reviewers
+    app = make_faust_app(own_group)  # Faust's web server off: its views would serve the tables
     return app, FeedbackLoop(app, settings, metrics)
 
 

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from faust.types.auth import AuthProtocol
 
 from stream_tagger.app import make_faust_app
 from stream_tagger.settings import Settings
 
 
-def test_faust_app_uses_broker_group_and_web_settings() -> None:
+def test_faust_app_uses_broker_and_group_settings_and_no_web_server() -> None:
     app = make_faust_app(
         Settings(
-            bootstrap_servers="k1:9092,k2:9092", consumer_group="g", web_port=7000, session_timeout_ms=6_000
+            bootstrap_servers="k1:9092,k2:9092", consumer_group="g", web_port=0, session_timeout_ms=6_000
         )
     )
     assert app.conf.id == "g-app"
     assert [str(url) for url in app.conf.broker] == ["kafka://k1:9092", "kafka://k2:9092"]
-    assert app.conf.web_port == 7000
     assert app.conf.broker_session_timeout == 6.0
     assert app.conf.broker_credentials is None
+    # port 0 (any free port) is for the process's own server: Faust's is off and never sees it
+    assert app.conf.web_enabled is False
+    assert app.conf.canonical_url is not None
+
+
+def test_faust_makes_its_consumer_with_a_long_session_timeout() -> None:
+    """Faust refuses a session longer than its request timeout (90 s by default) only as it makes its
+    consumer, after the model load."""
+    app = make_faust_app(Settings(session_timeout_ms=120_000))
+
+    async def make_consumer() -> None:
+        await app.consumer._thread._create_worker_consumer(app.transport).stop()
+
+    asyncio.run(make_consumer())
+    assert app.conf.broker_request_timeout > app.conf.broker_session_timeout == 120.0
 
 
 def test_sasl_login_reaches_faust_too() -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer
 
 from stream_tagger import settings as settings_module
+from stream_tagger.kafka.config import consumer_config, producer_config
 from stream_tagger.settings import MASK, NOT_SETTINGS, Settings, SettingsError
 from tests.certs import KEY_PASSWORD, Certs, make_certs
 
@@ -421,6 +423,60 @@ def test_the_delivery_timeout_stays_below_the_poll_interval() -> None:
     assert error_of(delivery_timeout_ms=295_000).startswith(
         "STREAM_TAGGER_DELIVERY_TIMEOUT_MS (295000) must be at least 10000 below "
         "STREAM_TAGGER_MAX_POLL_INTERVAL_MS (300000)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "limit"),
+    [
+        ("STREAM_TAGGER_SESSION_TIMEOUT_MS", "4000000", "3600000"),
+        ("STREAM_TAGGER_MAX_POLL_INTERVAL_MS", "90000000", "86400000"),
+        ("STREAM_TAGGER_FETCH_WAIT_MAX_MS", "400000", "300000"),
+        ("STREAM_TAGGER_LINGER_MS", "1000000", "900000"),
+        ("STREAM_TAGGER_CONSUMER_PREFETCH_KBYTES", "3000000", "2097151"),
+        ("STREAM_TAGGER_CONSUMER_PREFETCH_MESSAGES", "20000000", "10000000"),
+        ("STREAM_TAGGER_FETCH_PARTITION_MAX_KBYTES", "2000000", "976562"),
+        ("STREAM_TAGGER_FETCH_MAX_KBYTES", "3000000", "2097151"),
+        ("STREAM_TAGGER_FETCH_QUEUE_BACKOFF_MS", "400000", "300000"),
+        ("STREAM_TAGGER_LAG_INTERVAL_MS", "90000000", "86400000"),
+    ],
+)
+def test_values_librdkafka_would_refuse_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, limit: str
+) -> None:
+    message = error_of(monkeypatch, {variable: value})
+    assert message.startswith(f"{variable}='{value}': Input should be less than or equal to {limit}")
+
+
+def test_librdkafka_takes_the_largest_values_the_settings_allow() -> None:
+    bounds = {
+        name: field.metadata
+        for name, field in Settings.model_fields.items()
+        if any(getattr(rule, "le", None) is not None for rule in field.metadata)
+    }
+    largest = {
+        name: next(rule.le for rule in rules if getattr(rule, "le", None)) for name, rules in bounds.items()
+    }
+    for name in ("heartbeat_interval_ms", "top_k", "threshold", "web_port", "feedback_worker_nice"):
+        largest.pop(name, None)  # not librdkafka's, or bound by another setting
+    settings = Settings(**largest, delivery_timeout_ms=largest["max_poll_interval_ms"] - 10_000)
+    producer = Producer(
+        producer_config(settings, on_delivery=lambda _error, _message: None) | {"bootstrap.servers": ""}
+    )
+    consumer = Consumer(consumer_config(settings) | {"bootstrap.servers": ""})
+    consumer.close()
+    assert producer is not None
+
+
+def test_the_session_outlasts_three_heartbeats_and_the_poll_interval_outlasts_the_session() -> None:
+    Settings(session_timeout_ms=3_000, heartbeat_interval_ms=1_000)
+    assert error_of(session_timeout_ms=10_000, heartbeat_interval_ms=10_000) == (
+        "STREAM_TAGGER_HEARTBEAT_INTERVAL_MS (10000) must be at most a third of "
+        "STREAM_TAGGER_SESSION_TIMEOUT_MS (10000)"
+    )
+    assert error_of(session_timeout_ms=400_000) == (
+        "STREAM_TAGGER_MAX_POLL_INTERVAL_MS (300000) must be at least "
+        "STREAM_TAGGER_SESSION_TIMEOUT_MS (400000)"
     )
 
 
