@@ -111,7 +111,7 @@ class Worker:
 def make_faust_app(settings: Settings) -> faust.App:
     """The Faust app of a worker or feedback worker: its aiokafka clients connect and log in as the
     process's librdkafka clients do (``stream_tagger.kafka.config``)."""
-    brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    brokers = [f"kafka://{server}" for server in settings.brokers()]
     app_id = f"{settings.consumer_group}-app"
     session_timeout = settings.session_timeout_ms / 1000
     return faust.App(

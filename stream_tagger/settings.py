@@ -121,6 +121,8 @@ _PYTHON_CLIENT_PROPERTIES = frozenset(
 _SECRET_MARKERS = ("password", "passphrase", "secret", "token", "credential", "key", ".pem")
 #: The pass-through settings: their values are never shown in an error, only their property names.
 EXTRAS = ("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra")
+# A broker's host name or IPv4 address, or an IPv6 address in brackets.
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 # librdkafka quotes the value it refuses ('Invalid value "x" for configuration property "y"').
 _QUOTED_VALUE = re.compile(r'(Invalid value) "[^"]*"')
 
@@ -235,6 +237,7 @@ class Settings(BaseSettings):
     # Every client of the process gets the same connection: librdkafka's (hot path, topic admin,
     # produce, tail, demo, export-feedback) and Faust's aiokafka client (its own group, the feedback
     # worker); stream_tagger/kafka/config.py is the one place that turns these into each one's config.
+    # host:port entries, comma-separated; parsed here once so that both libraries get the same list.
     bootstrap_servers: str = "127.0.0.1:19092"
     # PLAINTEXT, SSL (TLS; with ssl_cert_file and ssl_key_file, mutual TLS), SASL_PLAINTEXT or SASL_SSL.
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -440,6 +443,24 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _broker_list(cls, value: str) -> str:
+        """host:port entries, comma-separated: librdkafka would also take "PLAINTEXT://h:p" and skip
+        an empty entry, and Faust would make those "plaintext:9092" and 127.0.0.1:9092."""
+        entries = [entry.strip() for entry in value.split(",")]
+        for entry in entries:
+            if not entry:
+                raise ValueError("an empty entry: give host:port entries, comma-separated")
+            if "://" in entry:
+                raise ValueError(
+                    f"{entry}: give host:port without a protocol (that is STREAM_TAGGER_SECURITY_PROTOCOL)"
+                )
+            host, colon, port = entry.rpartition(":")
+            if not colon or not _HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry} is not host:port; give host:port entries, comma-separated")
+        return ",".join(entries)
 
     @field_validator("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra", mode="before")
     @classmethod
@@ -660,6 +681,10 @@ class Settings(BaseSettings):
                 text = str(value)
             env[env_name(name)] = text
         return env
+
+    def brokers(self) -> list[str]:
+        """The brokers' host:port addresses, as every client of the process gets them."""
+        return self.bootstrap_servers.split(",")
 
     def topics(self) -> list[str]:
         """Every topic the service reads (raw, feedback) or writes, created together with one partition

@@ -100,7 +100,7 @@ def broker(
 ) -> None:
     """Lets a fresh clone run producers and tail against a real Kafka protocol without installing Kafka."""
     settings = settings_from()
-    host, _, default_port = settings.bootstrap_servers.rpartition(":")
+    host, _, default_port = settings.brokers()[0].rpartition(":")
     embedded = EmbeddedBroker(port=port or int(default_port), host=host or "127.0.0.1")
     with sigterm_as_interrupt():
         try:

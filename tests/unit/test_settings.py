@@ -155,6 +155,32 @@ def test_a_missing_or_empty_secret_file_is_named(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("PLAINTEXT://k1:9092", "PLAINTEXT://k1:9092: give host:port without a protocol"),
+        ("k1:9092,", "an empty entry"),
+        ("", "an empty entry"),
+        ("k1:9092;k2:9092", "k1:9092;k2:9092 is not host:port"),
+        ("kafka", "kafka is not host:port"),
+        ("k1:0", "k1:0 is not host:port"),
+        ("k 1:9092", "k 1:9092 is not host:port"),
+    ],
+)
+def test_the_broker_list_is_host_port_entries(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    """librdkafka and Faust read anything else differently (Faust: "plaintext:9092", 127.0.0.1:9092)."""
+    message = error_of(monkeypatch, {"STREAM_TAGGER_BOOTSTRAP_SERVERS": value})
+    assert message.startswith(f"STREAM_TAGGER_BOOTSTRAP_SERVERS='{value}': {expected}")
+
+
+def test_the_broker_list_is_the_same_for_every_client() -> None:
+    settings = Settings(bootstrap_servers=" k1:9092 , [::1]:9093")
+    assert settings.brokers() == ["k1:9092", "[::1]:9093"]
+    assert settings.kafka_common()["bootstrap.servers"] == "k1:9092,[::1]:9093"
+
+
 # --- Kafka security: what cannot work is refused at start ---
 
 
