@@ -121,6 +121,17 @@ _PYTHON_CLIENT_PROPERTIES = frozenset(
 _SECRET_MARKERS = ("password", "passphrase", "secret", "token", "credential", "key", ".pem")
 #: The pass-through settings: their values are never shown in an error, only their property names.
 EXTRAS = ("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra")
+#: The settings that name a topic, one per role.
+TOPIC_ROLES = (
+    "topic_raw",
+    "topic_tagged",
+    "topic_review",
+    "topic_dead_letter",
+    "topic_feedback",
+    "topic_shadow_disagreements",
+)
+# The names Kafka accepts (it refuses "." and ".." too).
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 # A broker's host name or IPv4 address, or an IPv6 address in brackets.
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 # librdkafka quotes the value it refuses ('Invalid value "x" for configuration property "y"').
@@ -462,6 +473,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry} is not host:port; give host:port entries, comma-separated")
         return ",".join(entries)
 
+    @field_validator(*TOPIC_ROLES)
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _TOPIC.fullmatch(value) or value in (".", ".."):
+            raise ValueError("a topic name is 1 to 249 of A-Z, a-z, 0-9, '.', '_' and '-'")
+        return value
+
     @field_validator("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra", mode="before")
     @classmethod
     def _properties_from_json(cls, value: object) -> object:
@@ -501,6 +519,7 @@ class Settings(BaseSettings):
         self._read_secret_files()
         self._check_security()
         self._check_group_timeouts()
+        self._check_topics_distinct()
         self._check_properties()
         # Kafka answers every acks=all write to such a topic with NOT_ENOUGH_REPLICAS.
         if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
@@ -517,6 +536,19 @@ class Settings(BaseSettings):
                 "for acks, and a worker that does not poll in time is put out of the group"
             )
         return self
+
+    def _check_topics_distinct(self) -> None:
+        # One topic in two roles mixes them: a dead-letter topic that is the raw topic, say, would
+        # make the worker read its own dead letters.
+        roles: dict[str, str] = {}
+        for field in TOPIC_ROLES:
+            name = getattr(self, field)
+            if name in roles:
+                raise ValueError(
+                    f"{env_name(roles[name])} and {env_name(field)} are both {name}: each role needs "
+                    "its own topic"
+                )
+            roles[name] = field
 
     def _check_group_timeouts(self) -> None:
         # Kafka's guidance: a member misses two heartbeats before its session ends, not one.
@@ -689,11 +721,4 @@ class Settings(BaseSettings):
     def topics(self) -> list[str]:
         """Every topic the service reads (raw, feedback) or writes, created together with one partition
         count: the feedback join needs the tagged and feedback topics co-partitioned."""
-        return [
-            self.topic_raw,
-            self.topic_tagged,
-            self.topic_review,
-            self.topic_dead_letter,
-            self.topic_feedback,
-            self.topic_shadow_disagreements,
-        ]
+        return [getattr(self, field) for field in TOPIC_ROLES]

@@ -34,6 +34,20 @@ _BROKER_PREFIX = re.compile(r"^\S+://\S+?: ")
 _TIMING_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
 
 
+# What to check when the broker refuses to create a topic; the durable defaults (3 replicas,
+# min.insync.replicas 2) on a smaller cluster are the usual cause.
+_REPLICAS_HINT = (
+    "; set STREAM_TAGGER_REPLICATION_FACTOR and STREAM_TAGGER_MIN_INSYNC_REPLICAS for this cluster"
+)
+_CREATE_HINTS = {
+    KafkaError.INVALID_REPLICATION_FACTOR: _REPLICAS_HINT,
+    KafkaError.INVALID_CONFIG: _REPLICAS_HINT,
+    KafkaError.POLICY_VIOLATION: _REPLICAS_HINT,
+    KafkaError.TOPIC_EXCEPTION: "; see the STREAM_TAGGER_TOPIC_* settings",
+    KafkaError.INVALID_PARTITIONS: "; see STREAM_TAGGER_PARTITIONS",
+}
+
+
 class BrokerWaitExpired(Exception):
     """No broker answered within ``broker_wait_limit_seconds``."""
 
@@ -129,7 +143,8 @@ def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> 
 def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
     """Create the configured topics that do not exist yet; returns the names created.
 
-    Two workers starting together may both try: "already exists" counts as success.
+    Two workers starting together may both try: "already exists" counts as success. Any other refusal
+    of the broker is ``BrokerRefused``, one line naming the topic and, where it helps, the settings.
     """
     admin = AdminClient(admin_config(settings))
     missing = [name for name in settings.topics() if name not in existing]
@@ -152,17 +167,9 @@ def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
             error = exc.args[0]
             if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            if error.code() in (
-                KafkaError.INVALID_REPLICATION_FACTOR,
-                KafkaError.INVALID_CONFIG,
-                KafkaError.POLICY_VIOLATION,
-            ):
-                # The durable defaults (3 replicas, min.insync.replicas 2) on a smaller cluster.
-                raise BrokerRefused(
-                    f"cannot create topic {name}: {error.str()}; set STREAM_TAGGER_REPLICATION_FACTOR and "
-                    "STREAM_TAGGER_MIN_INSYNC_REPLICAS for this cluster"
-                ) from exc
-            raise
+            raise BrokerRefused(
+                f"cannot create topic {name}: {error.str()}{_CREATE_HINTS.get(error.code(), '')}"
+            ) from exc
     if created:
         log.info(
             "created topics %s with %d partitions, replication factor %d%s",

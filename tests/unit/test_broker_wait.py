@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
+from typing import ClassVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import NewTopic
 
 from stream_tagger.kafka import admin
-from stream_tagger.kafka.admin import BrokerWaitExpired, wait_for_broker
+from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, wait_for_broker
 from stream_tagger.settings import Settings
 
 
@@ -68,3 +71,46 @@ def test_an_attempt_is_logged_with_the_next_pause(clock: Clock, caplog: pytest.L
         "Kafka broker unreachable at 127.0.0.1:19092 (Broker transport failure); retrying in 2.0s "
         "(attempt 1)" in caplog.text
     )
+
+
+class Admin:
+    """An AdminClient whose broker refuses the names it has an error for, as Kafka does."""
+
+    refusals: ClassVar[dict[str, KafkaError]] = {}
+
+    def __init__(self, _conf: dict[str, object]) -> None:
+        pass
+
+    def create_topics(self, topics: list[NewTopic], **_kwargs: object) -> dict[str, Future[None]]:
+        futures = {}
+        for topic in topics:
+            future: Future[None] = Future()
+            refusal = self.refusals.get(topic.topic)
+            if refusal is None:
+                future.set_result(None)
+            else:
+                future.set_exception(KafkaException(refusal))
+            futures[topic.topic] = future
+        return futures
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (KafkaError(KafkaError.TOPIC_EXCEPTION, "Topic name is illegal"), "; see the STREAM_TAGGER_TOPIC_*"),
+        (KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "Not authorized"), ""),
+        (
+            KafkaError(KafkaError.INVALID_REPLICATION_FACTOR, "3 > 1 broker"),
+            "; set STREAM_TAGGER_REPLICATION",
+        ),
+    ],
+)
+def test_a_topic_the_broker_will_not_create_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, error: KafkaError, hint: str
+) -> None:
+    settings = Settings(replication_factor=1, min_insync_replicas=1)
+    monkeypatch.setattr(admin, "AdminClient", Admin)
+    monkeypatch.setattr(Admin, "refusals", {settings.topic_review: error})
+    with pytest.raises(BrokerRefused) as refused:
+        admin.ensure_topics(settings, {settings.topic_raw})
+    assert str(refused.value).startswith(f"cannot create topic {settings.topic_review}: {error.str()}{hint}")

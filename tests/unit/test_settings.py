@@ -506,6 +506,21 @@ def test_the_session_outlasts_three_heartbeats_and_the_poll_interval_outlasts_th
     )
 
 
+@pytest.mark.parametrize("name", ["content raw", "content/raw", "x" * 250, "", ".."])
+def test_a_topic_name_kafka_would_refuse_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    message = error_of(monkeypatch, {"STREAM_TAGGER_TOPIC_DEAD_LETTER": name})
+    assert message.startswith("STREAM_TAGGER_TOPIC_DEAD_LETTER=")
+    assert message.endswith("a topic name is 1 to 249 of A-Z, a-z, 0-9, '.', '_' and '-'")
+
+
+def test_each_role_has_its_own_topic() -> None:
+    Settings(topic_raw="a" * 249)
+    assert error_of(topic_dead_letter="content.raw.v1") == (
+        "STREAM_TAGGER_TOPIC_RAW and STREAM_TAGGER_TOPIC_DEAD_LETTER are both content.raw.v1: each role "
+        "needs its own topic"
+    )
+
+
 def test_min_insync_replicas_within_the_replication_factor() -> None:
     assert error_of(replication_factor=1).startswith(
         "STREAM_TAGGER_MIN_INSYNC_REPLICAS (2) exceeds STREAM_TAGGER_REPLICATION_FACTOR (1)"
