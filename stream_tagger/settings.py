@@ -18,10 +18,19 @@ import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from confluent_kafka import Consumer, KafkaException, Producer
-from pydantic import Field, FilePath, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The only tags the product may ever show to users.
@@ -449,6 +458,16 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:  # its text would show the input of a secret
             raise SettingsError(_problems(exc, values)) from None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        """An empty value of a setting that can be unset unsets it, as `stream-tagger config` prints
+        an unset one; the others keep their own meaning of empty (or refuse it)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if value == "" and field is not None and type(None) in get_args(field.annotation):
+            return None
+        return value
 
     @field_validator("security_protocol", "sasl_mechanism", "log_level", mode="before")
     @classmethod

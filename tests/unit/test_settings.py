@@ -117,10 +117,22 @@ def test_the_printed_settings_cover_every_setting_and_read_back_the_same(
     settings = Settings(kafka_extra={"client.rack": "a"}, threshold=0.9, feedback_in_worker=True)
     environment = settings.as_environment(mask_secrets=False)
     assert set(environment) == {f"STREAM_TAGGER_{name.upper()}" for name in Settings.model_fields}
-    for name, value in environment.items():
-        if value:
-            monkeypatch.setenv(name, value)
+    for name, value in environment.items():  # unset ones too, as ''
+        monkeypatch.setenv(name, value)
     assert Settings() == settings
+
+
+def test_an_empty_value_unsets_a_setting_that_can_be_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MIN_INSYNC_REPLICAS", "THRESHOLD", "SSL_CA_FILE", "BROKER_WAIT_LIMIT_SECONDS"):
+        monkeypatch.setenv(f"STREAM_TAGGER_{name}", "")
+    settings = Settings()
+    assert settings.min_insync_replicas is None  # the broker's default
+    assert (settings.threshold, settings.ssl_ca_file, settings.broker_wait_limit_seconds) == (
+        None,
+        None,
+        None,
+    )
+    assert error_of(monkeypatch, {"STREAM_TAGGER_TOP_K": ""}).startswith("STREAM_TAGGER_TOP_K='': Input")
 
 
 def test_a_secret_is_read_from_the_file_its_file_variable_names(
