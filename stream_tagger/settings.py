@@ -284,6 +284,9 @@ class Settings(BaseSettings):
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
     oauth_scope: str | None = None
+    # PEM bundle of the CA(s) that signed the token endpoint's certificate (a private CA); None trusts
+    # the system's store. librdkafka's https.ca.location and Faust's token provider get the same.
+    oauth_ca_file: FilePath | None = None
     # Mounted secrets: each secret above can be read from a file instead (a Kubernetes or Docker secret),
     # STREAM_TAGGER_<SECRET>_FILE naming it; its content, less a trailing newline, is the value. Read once
     # at start. Setting both the secret and its file is refused unless they agree.
@@ -629,7 +632,14 @@ class Settings(BaseSettings):
             "sasl_username": login,
             "sasl_password": login,
             **dict.fromkeys(
-                ("oauth_token_endpoint_url", "oauth_client_id", "oauth_client_secret", "oauth_scope"), oauth
+                (
+                    "oauth_token_endpoint_url",
+                    "oauth_client_id",
+                    "oauth_client_secret",
+                    "oauth_scope",
+                    "oauth_ca_file",
+                ),
+                oauth,
             ),
         }
         for name, in_use in used.items():
@@ -651,6 +661,13 @@ class Settings(BaseSettings):
             )
         if tls:
             self._check_tls_files()
+        if self.oauth_ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=self.oauth_ca_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    f"STREAM_TAGGER_OAUTH_CA_FILE: no PEM certificate in {self.oauth_ca_file} ({exc})"
+                ) from None
 
     def _check_tls_files(self) -> None:
         """Load the PEM files as a client will, so that a wrong file or key password fails at start."""

@@ -66,6 +66,12 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
                 "sasl.oauthbearer.client.secret": settings.oauth_client_secret.get_secret_value(),
             }
         )
+        # The token endpoint is trusted as Faust's token provider trusts it: the CA file, else the
+        # system's store as Python finds it. The wheel's librdkafka looks for a bundle where the
+        # distribution it was built on keeps one, which other systems do not have.
+        token_ca = settings.oauth_ca_file or _system_ca_location()
+        if token_ca is not None:
+            conf["https.ca.location"] = str(token_ca)
         if settings.oauth_scope:
             conf["sasl.oauthbearer.scope"] = settings.oauth_scope
     elif settings.sasl_mechanism is not None:
@@ -74,6 +80,12 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
         conf["sasl.username"] = str(settings.sasl_username)
         conf["sasl.password"] = settings.sasl_password.get_secret_value()
     return {**conf, **settings.kafka_extra}
+
+
+def _system_ca_location() -> str | None:
+    """The system's trust store as Python's TLS finds it (SSL_CERT_FILE and SSL_CERT_DIR included)."""
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.capath
 
 
 def producer_common(settings: Settings) -> dict[str, str]:
@@ -209,6 +221,7 @@ class OidcTokenProvider(AbstractTokenProvider):
                 str(settings.oauth_client_id), settings.oauth_client_secret.get_secret_value()
             )
         }
+        self._ssl = ssl.create_default_context(cafile=settings.oauth_ca_file)  # librdkafka's trust too
         self._form = {"grant_type": "client_credentials"}
         if settings.oauth_scope:
             self._form["scope"] = settings.oauth_scope
@@ -228,7 +241,7 @@ class OidcTokenProvider(AbstractTokenProvider):
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(self.url, data=self._form, headers=self._headers) as response,
+                session.post(self.url, data=self._form, headers=self._headers, ssl=self._ssl) as response,
             ):
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import faust
@@ -33,7 +36,7 @@ from stream_tagger.kafka.config import (
     producer_common,
     producer_config,
 )
-from stream_tagger.settings import Settings
+from stream_tagger.settings import Settings, SettingsError
 from stream_tagger.tools.produce import make_producer
 from tests.certs import KEY_PASSWORD, Certs, make_certs
 
@@ -363,3 +366,76 @@ def test_every_producer_puts_a_key_where_kafkas_java_client_would() -> None:
     assert tool is not None and producer_common(settings)["partitioner"] == JAVA_PARTITIONER
     # librdkafka's own default puts some elsewhere: the setting is what makes them agree
     assert partitions_chosen({"bootstrap.servers": NOWHERE}) != java
+
+
+# --- the token endpoint's TLS: both clients trust the same CAs ---
+
+
+@pytest.fixture
+def https_token_endpoint(certs: Certs) -> Iterator[str]:
+    """The token endpoint over TLS, its certificate (localhost) signed by the test CA."""
+    TokenEndpoint.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.broker_keystore)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://localhost:{server.server_port}/token"
+    server.shutdown()
+
+
+def librdkafka_asks_for_a_token(settings: Settings) -> bool:
+    """Whether librdkafka's OIDC request reaches the endpoint: it asks as the client is made, no broker
+    needed."""
+    quiet = logging.getLogger("tests.librdkafka")
+    quiet.propagate = False
+    producer = Producer({**librdkafka_common(settings), "bootstrap.servers": "", "logger": quiet})
+    deadline = time.monotonic() + 3
+    while not TokenEndpoint.requests and time.monotonic() < deadline:
+        producer.poll(0.1)
+    return bool(TokenEndpoint.requests)
+
+
+def oauth_over_tls(url: str, ca: Path | None) -> Settings:
+    return Settings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="OAUTHBEARER",
+        oauth_token_endpoint_url=url,
+        oauth_client_id="tagger",
+        oauth_client_secret="s3cret",
+        oauth_ca_file=ca,
+    )
+
+
+def test_both_clients_trust_the_token_endpoints_private_ca(https_token_endpoint: str, certs: Certs) -> None:
+    settings = oauth_over_tls(https_token_endpoint, certs.ca)
+    assert librdkafka_common(settings)["https.ca.location"] == str(certs.ca)
+    assert librdkafka_asks_for_a_token(settings)
+    assert asyncio.run(OidcTokenProvider(settings).token()).startswith("token-")
+
+
+def test_both_clients_refuse_a_token_endpoint_another_ca_signed(
+    https_token_endpoint: str, certs: Certs
+) -> None:
+    settings = oauth_over_tls(https_token_endpoint, certs.untrusted_ca)
+    assert not librdkafka_asks_for_a_token(settings)
+    with pytest.raises(TokenError, match="CERTIFICATE_VERIFY_FAILED"):
+        asyncio.run(OidcTokenProvider(settings).token())
+
+
+def test_without_a_ca_file_both_clients_trust_the_systems_store(
+    https_token_endpoint: str, certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system's store as Python finds it, not where the wheel's librdkafka was built to look."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+    settings = oauth_over_tls(https_token_endpoint, None)
+    assert librdkafka_common(settings)["https.ca.location"] == str(certs.ca)
+    assert librdkafka_asks_for_a_token(settings)
+    assert asyncio.run(OidcTokenProvider(settings).token()).startswith("token-")
+
+
+def test_a_token_endpoint_ca_file_is_for_oauthbearer_and_must_hold_a_certificate(certs: Certs) -> None:
+    with pytest.raises(SettingsError, match="STREAM_TAGGER_OAUTH_CA_FILE is set but not used"):
+        Settings(oauth_ca_file=certs.ca)
+    with pytest.raises(SettingsError, match="STREAM_TAGGER_OAUTH_CA_FILE: no PEM certificate in"):
+        oauth_over_tls("https://idp.invalid/token", certs.client_key)
