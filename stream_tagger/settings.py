@@ -419,9 +419,8 @@ class Settings(BaseSettings):
     consumer_prefetch_messages: int = Field(default=5_000, ge=1, le=10_000_000)
     # Once the queue reached those bounds librdkafka waits this long before fetching again (its default
     # is 1 s: with the small queue above the loop drained it first and throughput halved, 13k -> 6k/s).
-    fetch_queue_backoff_ms: int = Field(
-        default=5, ge=1, le=300_000
-    )  # 0 would re-check a full queue without pause
+    # At least 1: 0 would re-check a full queue without pause.
+    fetch_queue_backoff_ms: int = Field(default=5, ge=1, le=300_000)
     # One fetch response's size (librdkafka: 50 MB, 1 MB per partition): smaller responses are buffered
     # whole, so this is memory too (peak RSS ~290 -> ~285 MB, same events/s). A larger message still
     # comes through: the broker always returns at least one. librdkafka refuses a fetch.max.bytes below
