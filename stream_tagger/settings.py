@@ -261,7 +261,8 @@ class Settings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:19092"
     # PLAINTEXT, SSL (TLS; with ssl_cert_file and ssl_key_file, mutual TLS), SASL_PLAINTEXT or SASL_SSL.
     security_protocol: SecurityProtocol = "PLAINTEXT"
-    # TLS: PEM bundle of the CA(s) that signed the brokers' certificates; None trusts the system's store.
+    # TLS: PEM bundle of the CA(s) that signed the brokers' certificates; None trusts the system's store
+    # (as Python finds it, for both libraries).
     ssl_ca_file: FilePath | None = None
     # Mutual TLS: this client's certificate (PEM, intermediates after it) and private key (PEM), both
     # or neither; ssl_key_password if the key is encrypted.

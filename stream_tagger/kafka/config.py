@@ -47,8 +47,11 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
     """librdkafka properties of every client: brokers, TLS, SASL, and the ``kafka_extra`` pass-through."""
     conf = {"bootstrap.servers": settings.bootstrap_servers, "security.protocol": settings.security_protocol}
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        if settings.ssl_ca_file is not None:
-            conf["ssl.ca.location"] = str(settings.ssl_ca_file)
+        # Without a CA file, the system's store as Python's TLS (Faust's client) finds it: librdkafka
+        # would not read SSL_CERT_FILE or SSL_CERT_DIR.
+        broker_ca = settings.ssl_ca_file or _system_ca_location()
+        if broker_ca is not None:
+            conf["ssl.ca.location"] = str(broker_ca)
         if settings.ssl_cert_file is not None and settings.ssl_key_file is not None:
             conf["ssl.certificate.location"] = str(settings.ssl_cert_file)
             conf["ssl.key.location"] = str(settings.ssl_key_file)
@@ -67,8 +70,8 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
             }
         )
         # The token endpoint is trusted as Faust's token provider trusts it: the CA file, else the
-        # system's store as Python finds it. The wheel's librdkafka looks for a bundle where the
-        # distribution it was built on keeps one, which other systems do not have.
+        # system's store as Python finds it. For HTTPS the wheel's librdkafka looks for a bundle where
+        # the distribution it was built on keeps one, which other systems do not have.
         token_ca = settings.oauth_ca_file or _system_ca_location()
         if token_ca is not None:
             conf["https.ca.location"] = str(token_ca)

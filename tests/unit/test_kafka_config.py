@@ -192,6 +192,19 @@ def test_faust_gets_the_same_tls_as_librdkafka(certs: Certs) -> None:
     ]  # only the configured CA, as librdkafka's ssl.ca.location
 
 
+def test_without_a_ca_file_both_clients_trust_the_same_store_for_brokers(
+    certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system's store as Python finds it: librdkafka alone would not read SSL_CERT_FILE."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+    settings = Settings(security_protocol="SSL")
+    assert librdkafka_common(settings)["ssl.ca.location"] == str(certs.ca)
+    context: ssl.SSLContext = aiokafka_auth(settings)["ssl_context"]
+    assert "stream-tagger test CA" in [
+        dict(entry[0] for entry in ca["subject"])["commonName"] for ca in context.get_ca_certs()
+    ]
+
+
 def test_faust_gets_the_same_sasl_login(certs: Certs) -> None:
     auth = aiokafka_auth(secured(certs)["scram"])
     assert (auth["security_protocol"], auth["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
