@@ -486,24 +486,27 @@ def test_values_librdkafka_would_refuse_are_refused_at_start(
     assert message.startswith(f"{variable}='{value}': Input should be less than or equal to {limit}")
 
 
-def test_librdkafka_takes_the_largest_values_the_settings_allow() -> None:
-    bounds = {
-        name: field.metadata
-        for name, field in Settings.model_fields.items()
-        if any(getattr(rule, "le", None) is not None for rule in field.metadata)
-    }
-    largest = {
-        name: next(rule.le for rule in rules if getattr(rule, "le", None)) for name, rules in bounds.items()
-    }
-    for name in ("heartbeat_interval_ms", "top_k", "threshold", "web_port", "feedback_worker_nice"):
-        largest.pop(name, None)  # not librdkafka's, or bound by another setting
-    settings = Settings(**largest, delivery_timeout_ms=largest["max_poll_interval_ms"] - 10_000)
-    producer = Producer(
-        producer_config(settings, on_delivery=lambda _error, _message: None) | {"bootstrap.servers": ""}
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_librdkafka_takes_the_largest_values_the_settings_allow(guarantee: str) -> None:
+    settings = Settings(
+        session_timeout_ms=3_600_000,
+        heartbeat_interval_ms=1_200_000,
+        max_poll_interval_ms=86_400_000,
+        delivery_timeout_ms=86_390_000,
+        processing_guarantee=guarantee,
+        transaction_timeout_ms=2_147_483_647,
+        linger_ms=900_000,
+        consumer_prefetch_kbytes=2_097_151,
+        consumer_prefetch_messages=10_000_000,
+        fetch_queue_backoff_ms=300_000,
+        fetch_max_kbytes=2_097_151,
+        fetch_partition_max_kbytes=976_562,
+        lag_interval_ms=86_400_000,
+        fetch_wait_max_ms=300_000,
     )
-    consumer = Consumer(consumer_config(settings) | {"bootstrap.servers": ""})
-    consumer.close()
-    assert producer is not None
+    nowhere = {"bootstrap.servers": ""}
+    Producer(producer_config(settings, on_delivery=lambda _error, _message: None) | nowhere)
+    Consumer(consumer_config(settings, on_stats=lambda _stats: None) | nowhere).close()
 
 
 def test_the_session_outlasts_three_heartbeats_and_the_poll_interval_outlasts_the_session() -> None:
