@@ -183,6 +183,17 @@ def test_config_prints_the_settings_in_force_with_secrets_masked(tmp_path: Path)
     ]
 
 
+def test_configs_output_reads_back_as_the_same_settings() -> None:
+    env = {"STREAM_TAGGER_MIN_INSYNC_REPLICAS": "", "STREAM_TAGGER_KAFKA_EXTRA": '{"client.rack": "a"}'}
+    printed = runner.invoke(app, ["config"], env=env)
+    assert printed.exit_code == 0, printed.output
+    assert "STREAM_TAGGER_MIN_INSYNC_REPLICAS=" in printed.stdout.splitlines()  # unset: the broker's
+    fed_back = dict(line.split("=", 1) for line in printed.stdout.splitlines())
+    again = runner.invoke(app, ["config"], env=fed_back)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == printed.stdout
+
+
 @pytest.mark.parametrize(
     "properties",
     [
