@@ -141,16 +141,28 @@ TOPIC_ROLES = (
 )
 # The names Kafka accepts (it refuses "." and ".." too).
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+DEFAULT_BROKER_PORT = 9092
 # A broker's host name or IPv4 address, or an IPv6 address in brackets.
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
-# librdkafka quotes the value it refuses ('Invalid value "x" for configuration property "y"').
-_QUOTED_VALUE = re.compile(r'(Invalid value) "[^"]*"')
+# librdkafka quotes the value it refuses ('Invalid value "x" for configuration property "y"'), or
+# shows it after "value" or "failed:" (a range, a plugin path).
+_SHOWS_VALUE = re.compile(r"[Ii]nvalid value|value \S+ is outside|failed: ")
 
 # librdkafka checks the pass-through's names and values when it makes a client; its warnings (a
 # consumer property given to a producer, say) are not errors and are not shown here.
 _QUIET = logging.getLogger("stream_tagger.settings.librdkafka_check")
 _QUIET.propagate = False
 _QUIET.addHandler(logging.NullHandler())
+
+
+def _host_and_port(entry: str) -> str:
+    """A broker's ``host:port``; a host alone gets Kafka's port 9092, as librdkafka and Faust give it."""
+    if _HOST.fullmatch(entry):
+        return f"{entry}:{DEFAULT_BROKER_PORT}"
+    host, _, port = entry.rpartition(":")
+    if not _HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{entry} is not host or host:port; give such entries, comma-separated")
+    return entry
 
 
 class SettingsError(ValueError):
@@ -483,17 +495,14 @@ class Settings(BaseSettings):
         """host:port entries, comma-separated: librdkafka would also take "PLAINTEXT://h:p" and skip
         an empty entry, and Faust would make those "plaintext:9092" and 127.0.0.1:9092."""
         entries = [entry.strip() for entry in value.split(",")]
-        for entry in entries:
+        for entry in entries:  # the checks librdkafka and Faust would each resolve their own way
             if not entry:
                 raise ValueError("an empty entry: give host:port entries, comma-separated")
             if "://" in entry:
                 raise ValueError(
                     f"{entry}: give host:port without a protocol (that is STREAM_TAGGER_SECURITY_PROTOCOL)"
                 )
-            host, colon, port = entry.rpartition(":")
-            if not colon or not _HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{entry} is not host:port; give host:port entries, comma-separated")
-        return ",".join(entries)
+        return ",".join(map(_host_and_port, entries))
 
     @field_validator(*TOPIC_ROLES)
     @classmethod
@@ -541,8 +550,8 @@ class Settings(BaseSettings):
         self._read_secret_files()
         self._check_security()
         self._check_group_timeouts()
+        self._check_producer_timeouts()
         self._check_topics_distinct()
-        self._check_properties()
         # Kafka answers every acks=all write to such a topic with NOT_ENOUGH_REPLICAS.
         if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
             raise ValueError(
@@ -550,6 +559,11 @@ class Settings(BaseSettings):
                 f"STREAM_TAGGER_REPLICATION_FACTOR ({self.replication_factor}): every "
                 "acknowledged write would fail"
             )
+        # Last: the checks above name the settings at fault, librdkafka's would blame the pass-through.
+        self._check_properties()
+        return self
+
+    def _check_producer_timeouts(self) -> None:
         if self.delivery_timeout_ms > self.max_poll_interval_ms - _POLL_MARGIN_MS:
             raise ValueError(
                 f"STREAM_TAGGER_DELIVERY_TIMEOUT_MS ({self.delivery_timeout_ms}) must be at "
@@ -557,7 +571,12 @@ class Settings(BaseSettings):
                 f"({self.max_poll_interval_ms}): the hot path does not poll while it waits "
                 "for acks, and a worker that does not poll in time is put out of the group"
             )
-        return self
+        # librdkafka refuses a producer whose messages would time out while they linger.
+        limit, name = self.delivery_timeout_ms, "STREAM_TAGGER_DELIVERY_TIMEOUT_MS"
+        if self.processing_guarantee == "exactly_once" and self.transaction_timeout_ms < limit:
+            limit, name = self.transaction_timeout_ms, "STREAM_TAGGER_TRANSACTION_TIMEOUT_MS"
+        if self.linger_ms >= limit:
+            raise ValueError(f"STREAM_TAGGER_LINGER_MS ({self.linger_ms:g}) must be below {name} ({limit})")
 
     def _check_topics_distinct(self) -> None:
         # One topic in two roles mixes them: a dead-letter topic that is the raw topic, say, would
@@ -573,11 +592,12 @@ class Settings(BaseSettings):
             roles[name] = field
 
     def _check_group_timeouts(self) -> None:
-        # Kafka's guidance: a member misses two heartbeats before its session ends, not one.
-        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+        # A member whose heartbeats come no faster than its session ends would leave the group between
+        # two of them (Kafka advises at most a third of it, which librdkafka does not require).
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError(
-                f"STREAM_TAGGER_HEARTBEAT_INTERVAL_MS ({self.heartbeat_interval_ms}) must be at most a "
-                f"third of STREAM_TAGGER_SESSION_TIMEOUT_MS ({self.session_timeout_ms})"
+                f"STREAM_TAGGER_HEARTBEAT_INTERVAL_MS ({self.heartbeat_interval_ms}) must be below "
+                f"STREAM_TAGGER_SESSION_TIMEOUT_MS ({self.session_timeout_ms})"
             )
         # librdkafka refuses the consumer otherwise.
         if self.max_poll_interval_ms < self.session_timeout_ms:
@@ -716,12 +736,18 @@ class Settings(BaseSettings):
                 made = client({**_offline(properties), "logger": _QUIET})
             except (KafkaException, TypeError, ValueError) as exc:
                 reason = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
-                reason = _QUOTED_VALUE.sub(
-                    r"\1", reason.removeprefix(f"Failed to create {client.__name__.lower()}: ")
-                )
-                raise ValueError(f"{' and '.join(names)}: {reason}") from None
+                reason = reason.removeprefix(f"Failed to create {client.__name__.lower()}: ")
+                raise ValueError(f"{' and '.join(names)}: {self._refusal(reason)}") from None
             if isinstance(made, Consumer):
                 made.close()
+
+    def _refusal(self, reason: str) -> str:
+        """librdkafka's reason on one line, unless it shows the refused value (a secret under an
+        innocent name, perhaps): then only the names of the properties given."""
+        if _SHOWS_VALUE.search(reason):
+            given = {**self.kafka_extra, **self.kafka_producer_extra, **self.kafka_consumer_extra}
+            return "librdkafka refuses a value of " + ", ".join(sorted(given))
+        return " ".join(reason.split())
 
     def kafka_common(self) -> dict[str, str]:
         """librdkafka properties shared by every client (producer, consumer, admin)."""

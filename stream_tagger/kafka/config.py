@@ -47,8 +47,8 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
     """librdkafka properties of every client: brokers, TLS, SASL, and the ``kafka_extra`` pass-through."""
     conf = {"bootstrap.servers": settings.bootstrap_servers, "security.protocol": settings.security_protocol}
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        # Without a CA file, the system's store as Python's TLS (Faust's client) finds it: librdkafka
-        # would not read SSL_CERT_FILE or SSL_CERT_DIR.
+        # Without a CA file, the system's bundle as Python's TLS (Faust's client) finds it: librdkafka
+        # would not read SSL_CERT_FILE.
         broker_ca = settings.ssl_ca_file or _system_ca_location()
         if broker_ca is not None:
             conf["ssl.ca.location"] = str(broker_ca)
@@ -86,9 +86,10 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
 
 
 def _system_ca_location() -> str | None:
-    """The system's trust store as Python's TLS finds it (SSL_CERT_FILE and SSL_CERT_DIR included)."""
-    paths = ssl.get_default_verify_paths()
-    return paths.cafile or paths.capath
+    """The system's CA bundle as Python's TLS finds it (SSL_CERT_FILE included). A bundle file only: a
+    directory works for librdkafka only if it is hashed (c_rehash), which RHEL's is not; without a
+    file librdkafka keeps its own lookup."""
+    return ssl.get_default_verify_paths().cafile
 
 
 def producer_common(settings: Settings) -> dict[str, str]:

@@ -219,12 +219,12 @@ def test_confluent_kafkas_own_properties_in_the_pass_through_are_one_line(key: s
     )
 
 
-def test_broker_with_an_address_without_port_is_one_line() -> None:
-    result = runner.invoke(app, ["broker"], env={"STREAM_TAGGER_BOOTSTRAP_SERVERS": "kafka"})
+def test_broker_with_an_address_it_cannot_read_is_one_line() -> None:
+    result = runner.invoke(app, ["broker"], env={"STREAM_TAGGER_BOOTSTRAP_SERVERS": "kafka:port"})
     assert result.exit_code == 2
     assert one_line(result.stderr) == (
-        "error: STREAM_TAGGER_BOOTSTRAP_SERVERS='kafka': kafka is not host:port; give host:port entries, "
-        "comma-separated"
+        "error: STREAM_TAGGER_BOOTSTRAP_SERVERS='kafka:port': kafka:port is not host or host:port; give "
+        "such entries, comma-separated"
     )
 
 
