@@ -340,19 +340,24 @@ def cancelled(write: asyncio.Future[None]) -> None:
     write.cancel()
 
 
+def crash_recording_loop(name: str) -> tuple[FeedbackLoop, list[BaseException]]:
+    """A feedback loop on an app whose crashes are recorded instead of stopping it."""
+    app = faust.App(name, broker="kafka://127.0.0.1:1")
+    crashes: list[BaseException] = []
+
+    async def crash(why: BaseException) -> None:
+        crashes.append(why)
+
+    app.crash = crash  # type: ignore[method-assign]
+    return FeedbackLoop(app, Settings(), Metrics(CollectorRegistry())), crashes
+
+
 @pytest.mark.parametrize(("end", "reason"), [(failed, RuntimeError), (cancelled, asyncio.CancelledError)])
 def test_a_write_that_fails_or_is_cancelled_crashes_the_app_and_acknowledges_nothing(
     end: Callable[[asyncio.Future[None]], None], reason: type[BaseException]
 ) -> None:
     async def scenario() -> tuple[bool, list[BaseException]]:
-        app = faust.App("settle-fail", broker="kafka://127.0.0.1:1")
-        crashes: list[BaseException] = []
-
-        async def crash(why: BaseException) -> None:
-            crashes.append(why)
-
-        app.crash = crash  # type: ignore[method-assign]
-        loop = FeedbackLoop(app, Settings(), Metrics(CollectorRegistry()))
+        loop, crashes = crash_recording_loop("settle-fail")
         write: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         end(write)  # a cancelled write raises no Exception: it must not end the settling either
         loop._writes.append(write)
@@ -537,14 +542,7 @@ async def replay_reviewer_decision(
     """One run of the feedback loop over tables as a restart restores them (every changelog write
     landed): the reviewer's decision ``event`` (or the prediction, when None), the resolution's send
     failing or not. Returns what was sent, the crashes and whether the event was acknowledged."""
-    app = faust.App("resolve", broker="kafka://127.0.0.1:1")
-    crashes: list[BaseException] = []
-
-    async def crash(why: BaseException) -> None:
-        crashes.append(why)
-
-    app.crash = crash  # type: ignore[method-assign]
-    loop = FeedbackLoop(app, Settings(), Metrics(CollectorRegistry()))
+    loop, crashes = crash_recording_loop("resolve")
     loop.join = FeedbackJoin(predictions, parked)
     sent: list[tuple[object, ...]] = []
     loop.tagged_topic.send = acknowledged(sent, fail)  # type: ignore[method-assign]
