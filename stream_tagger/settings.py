@@ -96,6 +96,9 @@ _OWNED_PROPERTIES = {
     "enable.idempotence": _GUARANTEE,
     "acks": _GUARANTEE,
     "request.required.acks": _GUARANTEE,
+    # Dead letters carry up to DEAD_LETTER_MAX_BYTES of the input, sized for librdkafka's default: a
+    # lower limit would refuse one, and the hot path would stop on that offset at every restart.
+    "message.max.bytes": "the dead letters' size (librdkafka's default of 1,000,000 is assumed)",
     # Outputs are keyed by content id and joined with other producers' topics by partition.
     "partitioner": "Kafka's Java default partitioner (murmur2), which every producer of the package uses",
 }
@@ -317,7 +320,9 @@ class Settings(BaseSettings):
     kafka_consumer_extra: KafkaProperties = {}
 
     # --- Kafka: the consumer group ---
-    consumer_group: str = "stream-tagger"
+    # Faust derives topic names from it (<group>-app-feedback-parked-changelog): the same characters,
+    # with room for the longest suffix.
+    consumer_group: str = Field(default="stream-tagger", pattern=r"^[A-Za-z0-9._-]{1,200}$")
     # Static membership (KIP-345): a stable id per worker instance, unique in the group (e.g. the pod
     # name of a StatefulSet). A worker back within session_timeout_ms keeps its partitions with no
     # rebalance at all; raise session_timeout_ms to cover a restart (e.g. 60000) when setting it, since

@@ -420,6 +420,9 @@ class HotPath:
         # one subscribed topic's partitions), so every partition of the batch being scored is among
         # them: it is dropped unpublished, as nothing of it is stored and its next owner scores it
         # again; published here, it would only land beside (or after) that owner's outputs.
+        if self._scoring is not None:  # chunks not started yet are not scored for nothing
+            for future in self._scoring.futures:
+                future.cancel()
         self._scoring = None
         assert self._producer is not None
         if self._transactional:

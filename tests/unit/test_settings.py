@@ -312,6 +312,11 @@ def test_extra_properties_come_as_json_and_reach_librdkafka_as_strings(
             '{"partitioner": "consistent_random"}',
             "partitioner is set by Kafka's Java default partitioner",
         ),
+        (
+            "kafka_producer_extra",
+            '{"message.max.bytes": 500000}',  # a dead letter could be over it: the hot path would stop
+            "message.max.bytes is set by the dead letters' size",
+        ),
         ("kafka_extra", '{"client.token": "x"}', "client.token looks like a secret"),
         (
             "kafka_producer_extra",
@@ -568,3 +573,11 @@ def test_a_producer_linger_beyond_its_messages_timeout_is_refused_naming_both() 
     assert error_of(linger_ms=20_000, processing_guarantee="exactly_once") == (
         "STREAM_TAGGER_LINGER_MS (20000) must be below STREAM_TAGGER_TRANSACTION_TIMEOUT_MS (10000)"
     )
+
+
+@pytest.mark.parametrize("group", ["tagging team/prod", "x" * 201, ""])
+def test_a_consumer_group_faust_could_not_name_its_topics_after_is_refused(
+    monkeypatch: pytest.MonkeyPatch, group: str
+) -> None:
+    message = error_of(monkeypatch, {"STREAM_TAGGER_CONSUMER_GROUP": group})
+    assert message.startswith("STREAM_TAGGER_CONSUMER_GROUP=") and "should match pattern" in message
