@@ -101,7 +101,8 @@ def run_worker(settings: Settings) -> int:
 
     Raises ``ModelLoadError`` when the live model cannot be loaded (a shadow model that cannot is left
     out, see ``Online``), ``BrokerRefused`` or ``BrokerWaitExpired`` when the broker refuses the client
-    or did not answer in time, and ``WorkerFailed`` when the hot path stopped on a failure.
+    or did not answer in time, ``TopicsMismatch`` when the feedback join runs here and its topics do not
+    have ``partitions`` partitions, and ``WorkerFailed`` when the hot path stopped on a failure.
     """
     metrics = Metrics(CollectorRegistry())
     return _serve_and_start(
@@ -114,16 +115,18 @@ def run_worker(settings: Settings) -> int:
 
 def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: WebServer) -> int:
     from stream_tagger.app import Worker, tune_gc
-    from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
+    from stream_tagger.kafka.admin import check_feedback_partitions, ensure_topics, wait_for_broker
     from stream_tagger.model.predictor import Predictor
     from stream_tagger.online.attach import Online
 
     predictor = Predictor.load(settings.model_dir)
     log.info("model %s loaded from %s", predictor.version, settings.model_dir)
     probes.phase = WAITING_FOR_BROKER
-    existing = wait_for_broker(settings)
+    existing = wait_for_broker(settings) or {}
+    if settings.feedback_in_worker:
+        check_feedback_partitions(settings, existing)
     probes.phase = JOINING
-    ensure_topics(settings, existing or set())
+    ensure_topics(settings, existing)
     service = Worker(settings, predictor, metrics=metrics)
     online = Online(service)
 
@@ -147,7 +150,8 @@ def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: 
 
 def run_feedback_worker(settings: Settings) -> int:
     """The feedback worker (``feedback-worker``): web server, broker wait, then Faust until SIGTERM;
-    the exit code. Raises ``BrokerRefused`` or ``BrokerWaitExpired`` as ``run_worker`` does."""
+    the exit code. Raises ``BrokerRefused``, ``BrokerWaitExpired`` or ``TopicsMismatch`` as
+    ``run_worker`` does."""
     metrics = FeedbackMetrics(CollectorRegistry())
     return _serve_and_start(
         settings,
@@ -160,11 +164,11 @@ def run_feedback_worker(settings: Settings) -> int:
 def _start_feedback_worker(
     settings: Settings, metrics: FeedbackMetrics, probes: Probes, server: WebServer
 ) -> int:
-    from stream_tagger.kafka.admin import wait_for_broker
+    from stream_tagger.kafka.admin import check_feedback_partitions, wait_for_broker
     from stream_tagger.online.feedback import feedback_app
     from stream_tagger.web import FeedbackProbe, watch_faust
 
-    wait_for_broker(settings)
+    check_feedback_partitions(settings, wait_for_broker(settings) or {})
     probes.phase = JOINING
     app, _loop = feedback_app(settings, metrics)
     probe = FeedbackProbe(app, watch_faust(app), settings.stall_seconds)

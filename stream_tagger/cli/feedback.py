@@ -59,7 +59,7 @@ def feedback_worker(
     Run one per deployment beside the workers (which leave the loop out by default,
     STREAM_TAGGER_FEEDBACK_IN_WORKER=false), so the loop does not compete with the hot path for the CPU.
     """
-    from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired
+    from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, TopicsMismatch
     from stream_tagger.service import run_feedback_worker
 
     settings = settings_from(ctx, bootstrap_servers=bootstrap_servers, web_port=web_port)
@@ -68,7 +68,7 @@ def feedback_worker(
     os.nice(settings.feedback_worker_nice)
     try:  # as the worker does: a broker that refuses the login is one line, not endless retries
         code = run_feedback_worker(settings)
-    except (BrokerRefused, BrokerWaitExpired) as exc:
+    except (BrokerRefused, BrokerWaitExpired, TopicsMismatch) as exc:
         fail(str(exc))
     raise typer.Exit(code)
 

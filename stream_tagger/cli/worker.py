@@ -54,7 +54,7 @@ def worker(
     )
     check_web_port(settings)
     configure_logging(settings)
-    from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired
+    from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, TopicsMismatch
     from stream_tagger.model.versions import ModelLoadError
     from stream_tagger.service import WorkerFailed, run_worker
 
@@ -62,6 +62,6 @@ def worker(
         code = run_worker(settings)
     except ModelLoadError as exc:
         fail(f"cannot load the model: {exc}")
-    except (WorkerFailed, BrokerRefused, BrokerWaitExpired) as exc:
+    except (WorkerFailed, BrokerRefused, BrokerWaitExpired, TopicsMismatch) as exc:
         fail(str(exc))
     raise typer.Exit(code)

@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Collection, Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -52,6 +53,10 @@ class BrokerWaitExpired(Exception):
     """No broker answered within ``broker_wait_limit_seconds``."""
 
 
+class TopicsMismatch(Exception):
+    """Existing topics that do not fit the settings (``check_feedback_partitions``)."""
+
+
 class BrokerRefused(Exception):
     """A broker answered but refused this client: TLS (its certificate not trusted or naming another
     host, our certificate refused) or SASL (credentials, token). Retrying cannot help."""
@@ -80,9 +85,10 @@ def _refused(settings: Settings, error: KafkaError) -> BrokerRefused:
     )
 
 
-def broker_topics(settings: Settings, timeout: float) -> set[str]:
-    """The broker's topic names. Raises ``BrokerRefused`` as soon as a broker refuses the client, and
-    librdkafka's ``KafkaException`` when nothing answered within ``timeout`` seconds."""
+def broker_topics(settings: Settings, timeout: float) -> dict[str, int]:
+    """The broker's topic names, each with its partition count. Raises ``BrokerRefused`` as soon as a
+    broker refuses the client, and librdkafka's ``KafkaException`` when nothing answered within
+    ``timeout`` seconds."""
     refusals: list[KafkaError] = []
 
     def on_error(error: KafkaError) -> None:
@@ -93,7 +99,8 @@ def broker_topics(settings: Settings, timeout: float) -> set[str]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return set(admin.list_topics(timeout=min(_REFUSAL_CHECK_S, timeout)).topics)
+            metadata = admin.list_topics(timeout=min(_REFUSAL_CHECK_S, timeout))
+            return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
         except KafkaException:
             admin.poll(0)  # runs error_cb for what librdkafka reported meanwhile
             if refusals:
@@ -102,10 +109,10 @@ def broker_topics(settings: Settings, timeout: float) -> set[str]:
                 raise
 
 
-def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> set[str] | None:
-    """The broker's topic names once it answers; None if ``stop`` was set while waiting. Raises
-    ``BrokerRefused`` when it answers but refuses this client, ``BrokerWaitExpired`` when nothing
-    answered within ``broker_wait_limit_seconds``."""
+def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> dict[str, int] | None:
+    """The broker's topics and their partition counts once it answers; None if ``stop`` was set while
+    waiting. Raises ``BrokerRefused`` when it answers but refuses this client, ``BrokerWaitExpired``
+    when nothing answered within ``broker_wait_limit_seconds``."""
     stop = stop or threading.Event()
     limit = settings.broker_wait_limit_seconds
     started = time.monotonic()
@@ -140,7 +147,22 @@ def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> 
     return None
 
 
-def ensure_topics(settings: Settings, existing: set[str]) -> list[str]:
+def check_feedback_partitions(settings: Settings, existing: Mapping[str, int]) -> None:
+    """The feedback join writes each event's table entry to the changelog partition of the event's
+    own partition, so the tagged and feedback topics must have ``STREAM_TAGGER_PARTITIONS`` partitions:
+    an event of a partition the changelog lacks fails in Faust's producer, outside any handler, and
+    again at every restart. Topics not created yet are created with that count."""
+    for topic in (settings.topic_tagged, settings.topic_feedback):
+        count = existing.get(topic)
+        if count is not None and count != settings.partitions:
+            raise TopicsMismatch(
+                f"topic {topic} has {count} partitions, but STREAM_TAGGER_PARTITIONS is "
+                f"{settings.partitions}: the feedback join needs them equal (set it to {count}, the "
+                "tagged and feedback topics' count)"
+            )
+
+
+def ensure_topics(settings: Settings, existing: Collection[str]) -> list[str]:
     """Create the configured topics that do not exist yet; returns the names created.
 
     Two workers starting together may both try: "already exists" counts as success. Any other refusal

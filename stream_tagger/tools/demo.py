@@ -269,7 +269,7 @@ def run_demo(
             }
         )
         console.print(f"broker on [bold]{broker.bootstrap_servers}[/] (in memory, pid {broker.pid})")
-        ensure_topics(run, wait_for_broker(run) or set())
+        ensure_topics(run, wait_for_broker(run) or {})
         env = {**os.environ, **_worker_env(run)}
         worker = stack.enter_context(
             ServiceProcess(cli_command("worker"), env, log_dir / "worker.log", web_port)

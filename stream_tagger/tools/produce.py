@@ -31,8 +31,9 @@ class BrokerUnreachable(Exception):
     """Nothing answered at the configured bootstrap address."""
 
 
-def check_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> set[str]:
-    """The broker's topic names; raises ``BrokerUnreachable`` naming the address after ``timeout`` s.
+def check_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, int]:
+    """The broker's topics and their partition counts; raises ``BrokerUnreachable`` naming the address
+    after ``timeout`` s.
 
     librdkafka clients never fail on a missing broker, they retry forever: one bounded metadata
     request up front is what turns "hangs" into a one-line error. A broker that refuses this client

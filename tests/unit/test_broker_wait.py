@@ -114,3 +114,15 @@ def test_a_topic_the_broker_will_not_create_is_one_line(
     with pytest.raises(BrokerRefused) as refused:
         admin.ensure_topics(settings, {settings.topic_raw})
     assert str(refused.value).startswith(f"cannot create topic {settings.topic_review}: {error.str()}{hint}")
+
+
+def test_feedback_topics_of_another_partition_count_are_refused_in_one_line() -> None:
+    """An event of a partition the join's changelog lacks would stop the feedback worker at every
+    restart; a topic not created yet gets the configured count."""
+    settings = Settings(partitions=4)
+    admin.check_feedback_partitions(settings, {settings.topic_tagged: 4, settings.topic_raw: 12})
+    with pytest.raises(admin.TopicsMismatch) as mismatch:
+        admin.check_feedback_partitions(settings, {settings.topic_tagged: 4, settings.topic_feedback: 12})
+    assert str(mismatch.value).startswith(
+        f"topic {settings.topic_feedback} has 12 partitions, but STREAM_TAGGER_PARTITIONS is 4"
+    )
