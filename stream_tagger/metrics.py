@@ -94,8 +94,9 @@ def _histogram(
 
 
 #: Why the feedback join let something go unjudged: a parked correction replaced by later ones from its
-#: source (``parked_superseded``), or swept by the retention (``parked_expired``, ``prediction_expired``).
-FEEDBACK_FORGOTTEN_REASONS = ("parked_superseded", "parked_expired", "prediction_expired")
+#: source (``parked_superseded``), or swept by the retention (``parked_expired``, ``prediction_expired``,
+#: ``pending_expired`` for a post no reviewer decided).
+FEEDBACK_FORGOTTEN_REASONS = ("parked_superseded", "parked_expired", "prediction_expired", "pending_expired")
 
 
 class FeedbackMetrics:

@@ -20,7 +20,7 @@ resolution this module published). Both tables forget what arrived longer than
 ``feedback_retention_days`` ago (a sweep every ``feedback_sweep_interval_s``), so they stay bounded on
 an endless stream; a deletion is a tombstone in the changelog, which compaction then drops. Arrival is
 this worker's clock (a client's ``created_at`` may be anything), and a prediction waiting for its
-review stays until the decision comes.
+review stays for ``feedback_pending_retention_days``, longer.
 
 At-least-once, as in the hot path: an event read is acknowledged (so that Faust may commit its offset)
 only once every write made before it (table changelog records, review resolutions, dead letters) is
@@ -273,14 +273,17 @@ class FeedbackJoin:
             raise RecordTooLarge(f"its {name} table record would be {size} bytes > {self.max_record_bytes}")
         table.put(key, value, partition)
 
-    def expired(self, before: datetime) -> Iterator[tuple[Table, str, int, int] | None]:
+    def expired(
+        self, before: datetime, pending_before: datetime
+    ) -> Iterator[tuple[Table, str, int, int, str] | None]:
         """Per key of both tables: (table, id, changelog partition, how many corrections or predictions
-        it holds) for a prediction or a parked list that arrived before ``before``, else None (so that
-        the caller can yield to the event loop while it scans a big table). Arrival is this worker's
-        clock: a client's ``created_at`` can be years off either way. A prediction waiting for its
-        review never expires: the reviewer's decision would find nothing to resolve. A snapshot of the
-        keys is taken first, so the caller may delete while iterating. A value that cannot be read is
-        kept and logged, not fatal: without its partition it cannot be deleted correctly."""
+        it holds, the reason it goes) for a prediction or a parked list that arrived before ``before``,
+        else None (so that the caller can yield to the event loop while it scans a big table). Arrival
+        is this worker's clock: a client's ``created_at`` can be years off either way. A prediction
+        waiting for its review stays until ``pending_before`` (a longer retention: a decision that comes
+        later finds nothing to resolve, but a post nobody reviews must not stay for ever). A snapshot of
+        the keys is taken first, so the caller may delete while iterating. A value that cannot be read
+        is kept and logged, not fatal: without its partition it cannot be deleted correctly."""
         for table, kind in ((self.predictions, Prediction), (self.parked, Parked)):
             for content_id in table.snapshot():
                 value = table.get(content_id)
@@ -295,16 +298,17 @@ class FeedbackJoin:
                     )
                     yield None
                     continue
+                limit = before
                 if isinstance(entry, Prediction):
+                    arrived, count, reason = entry.arrived_at or entry.processed_at, 1, "prediction_expired"
                     if entry.status == "pending_review" and not entry.resolved:
-                        yield None
-                        continue
-                    arrived, count = entry.arrived_at or entry.processed_at, 1
+                        limit, reason = pending_before, "pending_expired"
                 else:
                     written = (as_utc(f.created_at) for f in entry.corrections)
                     arrived = entry.arrived_at or min(max(written, default=before), self.now())
-                    count = len(entry.corrections)
-                yield (table, content_id, entry.partition, count) if as_utc(arrived) < before else None
+                    count, reason = len(entry.corrections), "parked_expired"
+                expired = as_utc(arrived) < limit
+                yield (table, content_id, entry.partition, count, reason) if expired else None
 
     def _record(self, content_id: str) -> Prediction:
         return msgspec.convert(self.predictions.get(content_id), Prediction)
@@ -423,20 +427,20 @@ class FeedbackLoop:
         rebalances = app.rebalancing_count
         if app.rebalancing:
             return 0
-        before = datetime.now(UTC) - timedelta(days=self.settings.feedback_retention_days)
+        now = datetime.now(UTC)
+        before = now - timedelta(days=self.settings.feedback_retention_days)
+        pending_before = now - timedelta(days=self.settings.feedback_pending_retention_days)
         predictions = self.join.predictions
         owned_predictions = self._owned(self.settings.topic_tagged)
         owned_parked = self._owned(self.settings.topic_feedback)
         forgotten = 0
-        for scanned, found in enumerate(self.join.expired(before), 1):
+        for scanned, found in enumerate(self.join.expired(before, pending_before), 1):
             if found is not None:
-                table, content_id, partition, count = found
+                table, content_id, partition, count, reason = found
                 if partition in (owned_predictions if table is predictions else owned_parked):
                     table.forget(content_id, partition)
                     forgotten += 1
-                    self.join.forgotten(
-                        "prediction_expired" if table is predictions else "parked_expired", count
-                    )
+                    self.join.forgotten(reason, count)
             if scanned % 1_000 == 0:
                 await asyncio.sleep(0)
                 if app.rebalancing or app.rebalancing_count != rebalances:

@@ -154,12 +154,13 @@ def test_expired_names_what_arrived_before_the_retention_only() -> None:
     clock[0] = T0 + timedelta(days=40)
     join.on_tagged(tagged("new", ["mlops"]), 0)  # made at T0, read back 40 days later
     join.on_feedback(fb("parked-mixed", ["other"]), 0)  # its newest correction arrived recently
-    expired = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
+    expired = [hit for hit in join.expired(T0 + timedelta(days=30), T0) if hit is not None]
     assert [
-        (table is join.predictions, key, partition, count) for table, key, partition, count in expired
+        (table is join.predictions, key, partition, count, reason)
+        for table, key, partition, count, reason in expired
     ] == [
-        (True, "old", 0, 1),
-        (False, "parked-old", 1, 2),
+        (True, "old", 0, 1, "prediction_expired"),
+        (False, "parked-old", 1, 2, "parked_expired"),
     ]
 
 
@@ -173,13 +174,13 @@ def test_the_retention_ages_entries_by_arrival_not_by_the_clients_clock() -> Non
     join.on_feedback(future, 0)
     join.on_feedback(past, 0)
     assert [
-        hit for hit in join.expired(T0 - timedelta(days=30)) if hit
+        hit for hit in join.expired(T0 - timedelta(days=30), T0) if hit
     ] == []  # not swept before it is judged
-    swept = [key for _table, key, _partition, _count in filter(None, join.expired(T0 + timedelta(days=1)))]
+    swept = [hit[1] for hit in filter(None, join.expired(T0 + timedelta(days=1), T0))]
     assert swept == ["future", "past"]  # a year-9999 timestamp does not keep it forever
 
 
-def test_a_prediction_waiting_for_its_review_is_not_swept_before_the_decision() -> None:
+def test_a_prediction_waiting_for_its_review_is_kept_longer_than_the_others() -> None:
     clock = [T0]
     join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: clock[0])
     join.on_tagged(tagged("waiting", [], status="pending_review"), 0)
@@ -188,7 +189,12 @@ def test_a_prediction_waiting_for_its_review_is_not_swept_before_the_decision() 
     assert decided is not None
     join.resolved(decided)
     late = T0 + timedelta(days=400)
-    assert [key for _table, key, _p, _c in filter(None, join.expired(late))] == ["decided"]
+    assert [hit[1] for hit in filter(None, join.expired(late, T0))] == ["decided"]
+    # After its own, longer retention a post nobody reviewed goes too, and says why.
+    assert [(hit[1], hit[4]) for hit in filter(None, join.expired(late, late))] == [
+        ("waiting", "pending_expired"),
+        ("decided", "prediction_expired"),
+    ]
     clock[0] = late
     verdict = join.on_feedback(fb("waiting", ["mlops"], source="reviewer"), 0)
     assert verdict is not None and verdict.resolution is not None  # decided a year on, still resolved
@@ -256,8 +262,8 @@ def test_an_unreadable_value_is_kept_and_the_rest_still_expires() -> None:
     join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0)
     join.on_tagged(tagged("old", ["mlops"]), 0)
     join.parked["legacy"] = [{"id": "legacy"}]  # not a Parked: logged and kept, not fatal
-    found = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
-    assert [(key, partition) for _table, key, partition, _count in found] == [("old", 0)]
+    found = [hit for hit in join.expired(T0 + timedelta(days=30), T0) if hit is not None]
+    assert [(hit[1], hit[2]) for hit in found] == [("old", 0)]
 
 
 class FakeFaustTable:
@@ -385,8 +391,8 @@ def test_timestamps_without_a_timezone_are_taken_as_utc_by_the_sweep_and_the_rev
     join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0 + timedelta(days=40))
     # A parked list written before arrival times were kept ages by its corrections' created_at.
     join.parked["parked"] = {"partition": 0, "corrections": [msgspec.to_builtins(naive("parked", ["mlops"]))]}
-    expired = [hit for hit in join.expired(T0 + timedelta(days=30)) if hit is not None]
-    assert [key for _table, key, _partition, _count in expired] == ["parked"]
+    expired = [hit for hit in join.expired(T0 + timedelta(days=30), T0) if hit is not None]
+    assert [hit[1] for hit in expired] == ["parked"]
     pending = tagged("r", [], status="pending_review")
     pending.processed_at = T0.replace(tzinfo=None)
     join.on_tagged(pending, 0)
