@@ -123,12 +123,12 @@ def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: 
     log.info("model %s loaded from %s", predictor.version, settings.model_dir)
     probes.phase = WAITING_FOR_BROKER
     existing = wait_for_broker(settings) or {}
-    if settings.feedback_in_worker:
-        check_feedback_partitions(settings, existing)
     probes.phase = JOINING
     ensure_topics(settings, existing)
     service = Worker(settings, predictor, metrics=metrics)
     online = Online(service)
+    if online.feedback is not None:
+        check_feedback_partitions(settings, existing, online.feedback.changelogs())
 
     def hand_over() -> None:
         probes.probe = service.probe
@@ -168,9 +168,10 @@ def _start_feedback_worker(
     from stream_tagger.online.feedback import feedback_app
     from stream_tagger.web import FeedbackProbe, watch_faust
 
-    check_feedback_partitions(settings, wait_for_broker(settings) or {})
+    existing = wait_for_broker(settings) or {}
     probes.phase = JOINING
-    app, _loop = feedback_app(settings, metrics)
+    app, loop = feedback_app(settings, metrics)
+    check_feedback_partitions(settings, existing, loop.changelogs())
     probe = FeedbackProbe(app, watch_faust(app), settings.stall_seconds)
 
     def hand_over() -> None:

@@ -96,9 +96,6 @@ _OWNED_PROPERTIES = {
     "enable.idempotence": _GUARANTEE,
     "acks": _GUARANTEE,
     "request.required.acks": _GUARANTEE,
-    # Dead letters carry up to DEAD_LETTER_MAX_BYTES of the input, sized for librdkafka's default: a
-    # lower limit would refuse one, and the hot path would stop on that offset at every restart.
-    "message.max.bytes": "the dead letters' size (librdkafka's default of 1,000,000 is assumed)",
     # Outputs are keyed by content id and joined with other producers' topics by partition.
     "partitioner": "Kafka's Java default partitioner (murmur2), which every producer of the package uses",
 }
@@ -115,6 +112,7 @@ _CONNECTION_PREFIXES = {
     "enable.sasl.": "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*",
     "bootstrap.": "STREAM_TAGGER_BOOTSTRAP_SERVERS",
 }
+_MIN_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default, what decode.DEAD_LETTER_MAX_BYTES fits under
 # confluent-kafka's own properties, not librdkafka's: callbacks and delivery reports the package wires.
 _PYTHON_CLIENT_PROPERTIES = frozenset(
     {
@@ -320,8 +318,8 @@ class Settings(BaseSettings):
     kafka_consumer_extra: KafkaProperties = {}
 
     # --- Kafka: the consumer group ---
-    # Faust derives topic names from it (<group>-app-feedback-parked-changelog): the same characters,
-    # with room for the longest suffix.
+    # Faust derives topic names from it (<group>-feedback-app-feedback-predictions-changelog, the
+    # longest): the same characters, with room for the suffix.
     consumer_group: str = Field(default="stream-tagger", pattern=r"^[A-Za-z0-9._-]{1,200}$")
     # Static membership (KIP-345): a stable id per worker instance, unique in the group (e.g. the pod
     # name of a StatefulSet). A worker back within session_timeout_ms keeps its partitions with no
@@ -387,8 +385,9 @@ class Settings(BaseSettings):
     # The join's tables keep a prediction, and a correction that found no prediction, this long after
     # the feedback worker read it: without it they grow with every post ever tagged.
     feedback_retention_days: float = Field(default=30.0, gt=0)
-    # A post waiting for a reviewer's decision is kept this long instead: a decision after it finds
-    # nothing to resolve (the post stays pending), and a post nobody reviews must not stay for ever.
+    # A post waiting for a reviewer's decision is kept this long instead (and never less than the
+    # above): a decision after it finds nothing to resolve, and a post nobody reviews must not stay for
+    # ever.
     feedback_pending_retention_days: float = Field(default=180.0, gt=0)
     # How often the tables are swept for what is older than that.
     feedback_sweep_interval_s: float = Field(default=3_600.0, gt=0)
@@ -552,6 +551,14 @@ class Settings(BaseSettings):
                 )
             if looks_secret(key):
                 raise ValueError(f"{key} looks like a secret, which has no place in the environment")
+        # Dead letters carry up to DEAD_LETTER_MAX_BYTES of the input, sized for librdkafka's default: a
+        # lower limit would refuse one, and the hot path would stop on that offset at every restart.
+        limit = value.get("message.max.bytes", "")
+        if limit.isdigit() and int(limit) < _MIN_MESSAGE_MAX_BYTES:
+            raise ValueError(
+                f"message.max.bytes below {_MIN_MESSAGE_MAX_BYTES:,} would refuse a dead letter (they "
+                "are sized for librdkafka's default); it may be raised, not lowered"
+            )
         return value
 
     @model_validator(mode="after")
@@ -746,15 +753,15 @@ class Settings(BaseSettings):
             except (KafkaException, TypeError, ValueError) as exc:
                 reason = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
                 reason = reason.removeprefix(f"Failed to create {client.__name__.lower()}: ")
-                raise ValueError(f"{' and '.join(names)}: {self._refusal(reason)}") from None
+                raise ValueError(f"{' and '.join(names)}: {self._refusal(reason, names)}") from None
             if isinstance(made, Consumer):
                 made.close()
 
-    def _refusal(self, reason: str) -> str:
+    def _refusal(self, reason: str, names: tuple[str, ...]) -> str:
         """librdkafka's reason on one line, unless it shows the refused value (a secret under an
-        innocent name, perhaps): then only the names of the properties given."""
+        innocent name, perhaps): then only the names of the properties the variables ``names`` gave."""
         if _SHOWS_VALUE.search(reason):
-            given = {**self.kafka_extra, **self.kafka_producer_extra, **self.kafka_consumer_extra}
+            given = {key for field in EXTRAS if env_name(field) in names for key in getattr(self, field)}
             return "librdkafka refuses a value of " + ", ".join(sorted(given))
         return " ".join(reason.split())
 

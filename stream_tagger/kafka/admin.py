@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -147,18 +147,21 @@ def wait_for_broker(settings: Settings, stop: threading.Event | None = None) -> 
     return None
 
 
-def check_feedback_partitions(settings: Settings, existing: Mapping[str, int]) -> None:
+def check_feedback_partitions(
+    settings: Settings, existing: Mapping[str, int], changelogs: Iterable[str]
+) -> None:
     """The feedback join writes each event's table entry to the changelog partition of the event's
-    own partition, so the tagged and feedback topics must have ``STREAM_TAGGER_PARTITIONS`` partitions:
-    an event of a partition the changelog lacks fails in Faust's producer, outside any handler, and
-    again at every restart. Topics not created yet are created with that count."""
-    for topic in (settings.topic_tagged, settings.topic_feedback):
+    own partition, so the tagged and feedback topics and the join's ``changelogs`` must all have
+    ``STREAM_TAGGER_PARTITIONS`` partitions: an event of a partition a changelog lacks fails in Faust's
+    producer, outside any handler, and again at every restart. Topics not created yet are created
+    with that count."""
+    for topic in (settings.topic_tagged, settings.topic_feedback, *changelogs):
         count = existing.get(topic)
         if count is not None and count != settings.partitions:
             raise TopicsMismatch(
                 f"topic {topic} has {count} partitions, but STREAM_TAGGER_PARTITIONS is "
-                f"{settings.partitions}: the feedback join needs them equal (set it to {count}, the "
-                "tagged and feedback topics' count)"
+                f"{settings.partitions}: the feedback join needs the tagged and feedback topics and its "
+                "tables' changelogs to have STREAM_TAGGER_PARTITIONS partitions each"
             )
 
 

@@ -225,9 +225,11 @@ class FeedbackJoin:
         the resolution again on replay, which is harmless: the same outcome, and ``on_tagged`` keeps
         the first prediction of an id, so the echo is not taken for a new one."""
         content_id = verdict.feedback.id
+        self._resolving.discard(content_id)
+        if self.predictions.get(content_id) is None:  # its partition moved away meanwhile: the new
+            return  # owner replays the decision from the last commit and resolves it there
         record = msgspec.structs.replace(self._record(content_id), resolved=True)
         self._put(self.predictions, content_id, msgspec.to_builtins(record), record.partition)
-        self._resolving.discard(content_id)
 
     def on_feedback(self, feedback: Feedback, partition: int) -> Verdict | None:
         """Judge a correction against its prediction, or park it until the prediction is known."""
@@ -300,6 +302,9 @@ class FeedbackJoin:
                     continue
                 limit = before
                 if isinstance(entry, Prediction):
+                    if content_id in self._resolving:  # ``resolved`` will rewrite it: keep it until then
+                        yield None
+                        continue
                     arrived, count, reason = entry.arrived_at or entry.processed_at, 1, "prediction_expired"
                     if entry.status == "pending_review" and not entry.resolved:
                         limit, reason = pending_before, "pending_expired"
@@ -427,9 +432,10 @@ class FeedbackLoop:
         rebalances = app.rebalancing_count
         if app.rebalancing:
             return 0
-        now = datetime.now(UTC)
-        before = now - timedelta(days=self.settings.feedback_retention_days)
-        pending_before = now - timedelta(days=self.settings.feedback_pending_retention_days)
+        now, settings = datetime.now(UTC), self.settings
+        before = now - timedelta(days=settings.feedback_retention_days)
+        pending_days = max(settings.feedback_pending_retention_days, settings.feedback_retention_days)
+        pending_before = now - timedelta(days=pending_days)
         predictions = self.join.predictions
         owned_predictions = self._owned(self.settings.topic_tagged)
         owned_parked = self._owned(self.settings.topic_feedback)
@@ -449,6 +455,10 @@ class FeedbackLoop:
         if forgotten:
             log.info("feedback tables: forgot %d entries older than %s", forgotten, before.isoformat())
         return forgotten
+
+    def changelogs(self) -> list[str]:
+        """The topics the join's tables are written to (``check_feedback_partitions``)."""
+        return [table.changelog_topic.get_topic_name() for table in self.app.tables.values()]
 
     def _owned(self, topic: str) -> set[int]:
         """Partitions of ``topic`` this worker is the active owner of (the tables' changelog partitions)."""

@@ -6,12 +6,16 @@ import threading
 from concurrent.futures import Future
 from typing import ClassVar
 
+import faust
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
+from prometheus_client import CollectorRegistry
 
 from stream_tagger.kafka import admin
 from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, wait_for_broker
+from stream_tagger.metrics import Metrics
+from stream_tagger.online.feedback import FeedbackLoop
 from stream_tagger.settings import Settings
 
 
@@ -120,9 +124,12 @@ def test_feedback_topics_of_another_partition_count_are_refused_in_one_line() ->
     """An event of a partition the join's changelog lacks would stop the feedback worker at every
     restart; a topic not created yet gets the configured count."""
     settings = Settings(partitions=4)
-    admin.check_feedback_partitions(settings, {settings.topic_tagged: 4, settings.topic_raw: 12})
-    with pytest.raises(admin.TopicsMismatch) as mismatch:
-        admin.check_feedback_partitions(settings, {settings.topic_tagged: 4, settings.topic_feedback: 12})
-    assert str(mismatch.value).startswith(
-        f"topic {settings.topic_feedback} has 12 partitions, but STREAM_TAGGER_PARTITIONS is 4"
-    )
+    changelogs = FeedbackLoop(faust.App("changelogs"), settings, Metrics(CollectorRegistry())).changelogs()
+    assert changelogs == ["changelogs-feedback-predictions-changelog", "changelogs-feedback-parked-changelog"]
+    admin.check_feedback_partitions(settings, {settings.topic_tagged: 4, settings.topic_raw: 12}, changelogs)
+    for topic in (settings.topic_feedback, changelogs[1]):  # a changelog made before the topics grew
+        with pytest.raises(admin.TopicsMismatch) as mismatch:
+            admin.check_feedback_partitions(settings, {settings.topic_tagged: 4, topic: 12}, changelogs)
+        assert str(mismatch.value).startswith(
+            f"topic {topic} has 12 partitions, but STREAM_TAGGER_PARTITIONS is 4"
+        )

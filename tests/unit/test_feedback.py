@@ -197,7 +197,7 @@ def test_a_prediction_waiting_for_its_review_is_kept_longer_than_the_others() ->
     ]
     clock[0] = late
     verdict = join.on_feedback(fb("waiting", ["mlops"], source="reviewer"), 0)
-    assert verdict is not None and verdict.resolution is not None  # decided a year on, still resolved
+    assert verdict is not None and verdict.resolution is not None  # nothing swept it: still resolved
 
 
 def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_run() -> None:
@@ -646,3 +646,14 @@ def test_a_parked_list_that_fails_half_way_does_not_block_a_later_resolution() -
     join._judge = judge  # type: ignore[method-assign]
     verdict = join.on_feedback(fb("1", ["other"], source="reviewer"), 0)
     assert verdict is not None and verdict.resolution is not None
+
+
+def test_a_post_whose_resolution_is_on_its_way_is_not_swept() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable(), now=lambda: T0)
+    join.on_tagged(tagged("p", [], status="pending_review"), 0)
+    verdict = join.on_feedback(fb("p", ["mlops"], source="reviewer"), 0)
+    assert verdict is not None and verdict.resolution is not None
+    late = T0 + timedelta(days=1_000)
+    assert [hit for hit in join.expired(late, late) if hit] == []  # the resolution is being sent
+    join.resolved(verdict)
+    assert [(hit[1], hit[4]) for hit in join.expired(late, late) if hit] == [("p", "prediction_expired")]

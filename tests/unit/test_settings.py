@@ -315,7 +315,7 @@ def test_extra_properties_come_as_json_and_reach_librdkafka_as_strings(
         (
             "kafka_producer_extra",
             '{"message.max.bytes": 500000}',  # a dead letter could be over it: the hot path would stop
-            "message.max.bytes is set by the dead letters' size",
+            "message.max.bytes below 1,000,000 would refuse a dead letter",
         ),
         ("kafka_extra", '{"client.token": "x"}', "client.token looks like a secret"),
         (
@@ -581,3 +581,16 @@ def test_a_consumer_group_faust_could_not_name_its_topics_after_is_refused(
 ) -> None:
     message = error_of(monkeypatch, {"STREAM_TAGGER_CONSUMER_GROUP": group})
     assert message.startswith("STREAM_TAGGER_CONSUMER_GROUP=") and "should match pattern" in message
+
+
+def test_message_max_bytes_may_be_raised_not_lowered() -> None:
+    assert Settings(kafka_producer_extra={"message.max.bytes": "5000000"}).kafka_producer_extra == {
+        "message.max.bytes": "5000000"
+    }
+
+
+def test_a_refused_value_names_only_the_properties_of_the_variable_checked() -> None:
+    message = error_of(
+        kafka_producer_extra={"compression.type": "zstd"}, kafka_consumer_extra={"fetch.min.bytes": "many"}
+    )
+    assert message == "STREAM_TAGGER_KAFKA_CONSUMER_EXTRA: librdkafka refuses a value of fetch.min.bytes"
