@@ -187,6 +187,15 @@ class SettingsError(ValueError):
         return SettingsError(problems)
 
 
+def _ca_context(field: str, ca_file: Path | None) -> ssl.SSLContext:
+    """A TLS context trusting ``ca_file`` (the system's store without one), as a client will build it:
+    a file with no PEM certificate fails at start, naming its setting."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"{env_name(field)}: no PEM certificate in {ca_file} ({exc})") from None
+
+
 def looks_secret(key: str) -> bool:
     """Whether a property's name says that its value is a secret."""
     return any(marker in key.lower() for marker in _SECRET_MARKERS)
@@ -698,21 +707,11 @@ class Settings(BaseSettings):
         if tls:
             self._check_tls_files()
         if self.oauth_ca_file is not None:
-            try:
-                ssl.create_default_context(cafile=self.oauth_ca_file)
-            except (ssl.SSLError, OSError) as exc:
-                raise ValueError(
-                    f"STREAM_TAGGER_OAUTH_CA_FILE: no PEM certificate in {self.oauth_ca_file} ({exc})"
-                ) from None
+            _ca_context("oauth_ca_file", self.oauth_ca_file)
 
     def _check_tls_files(self) -> None:
         """Load the PEM files as a client will, so that a wrong file or key password fails at start."""
-        try:
-            context = ssl.create_default_context(cafile=self.ssl_ca_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise ValueError(
-                f"STREAM_TAGGER_SSL_CA_FILE: no PEM certificate in {self.ssl_ca_file} ({exc})"
-            ) from None
+        context = _ca_context("ssl_ca_file", self.ssl_ca_file)
         if self.ssl_cert_file is None or self.ssl_key_file is None:
             return
         try:

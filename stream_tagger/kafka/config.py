@@ -22,6 +22,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -47,11 +48,9 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
     """librdkafka properties of every client: brokers, TLS, SASL, and the ``kafka_extra`` pass-through."""
     conf = {"bootstrap.servers": settings.bootstrap_servers, "security.protocol": settings.security_protocol}
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        # Without a CA file, the system's bundle as Python's TLS (Faust's client) finds it: librdkafka
-        # would not read SSL_CERT_FILE.
-        broker_ca = settings.ssl_ca_file or _system_ca_location()
+        broker_ca = _ca_location(settings.ssl_ca_file)
         if broker_ca is not None:
-            conf["ssl.ca.location"] = str(broker_ca)
+            conf["ssl.ca.location"] = broker_ca
         if settings.ssl_cert_file is not None and settings.ssl_key_file is not None:
             conf["ssl.certificate.location"] = str(settings.ssl_cert_file)
             conf["ssl.key.location"] = str(settings.ssl_key_file)
@@ -69,12 +68,9 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
                 "sasl.oauthbearer.client.secret": settings.oauth_client_secret.get_secret_value(),
             }
         )
-        # The token endpoint is trusted as Faust's token provider trusts it: the CA file, else the
-        # system's store as Python finds it. For HTTPS the wheel's librdkafka looks for a bundle where
-        # the distribution it was built on keeps one, which other systems do not have.
-        token_ca = settings.oauth_ca_file or _system_ca_location()
+        token_ca = _ca_location(settings.oauth_ca_file)  # the token endpoint's, as Faust's provider
         if token_ca is not None:
-            conf["https.ca.location"] = str(token_ca)
+            conf["https.ca.location"] = token_ca
         if settings.oauth_scope:
             conf["sasl.oauthbearer.scope"] = settings.oauth_scope
     elif settings.sasl_mechanism is not None:
@@ -85,11 +81,13 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
     return {**conf, **settings.kafka_extra}
 
 
-def _system_ca_location() -> str | None:
-    """The system's CA bundle as Python's TLS finds it (SSL_CERT_FILE included). A bundle file only: a
-    directory works for librdkafka only if it is hashed (c_rehash), which RHEL's is not; without a
-    file librdkafka keeps its own lookup."""
-    return ssl.get_default_verify_paths().cafile
+def _ca_location(ca_file: Path | None) -> str | None:
+    """What librdkafka trusts, as Python's TLS (Faust's client) does: the CA file, else the system's
+    bundle as Python finds it (SSL_CERT_FILE included), which the wheel's librdkafka would look for
+    where the distribution it was built on keeps one. A bundle file only: a directory works for
+    librdkafka only if it is hashed (c_rehash), which RHEL's is not; without a file librdkafka keeps
+    its own lookup."""
+    return str(ca_file) if ca_file is not None else ssl.get_default_verify_paths().cafile
 
 
 def producer_common(settings: Settings) -> dict[str, str]:
