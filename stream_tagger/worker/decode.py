@@ -91,7 +91,7 @@ def _explain(value: bytes, exc: Exception) -> Rejection:
 
 
 # librdkafka refuses to produce a message over its message.max.bytes (1,000,000 by default; the
-# worker keeps the default), counting the key and ~100 bytes of record framing on top of the value.
+# settings refuse a lower one), counting the key and ~100 bytes of record framing on top of the value.
 DEAD_LETTER_MAX_BYTES = 990_000
 # Of the input's key, a dead letter keeps at most this much (in ``original_key``, and as its record key).
 # The broker takes keys of up to ~1 MB: such a key as the record key beside its base64 copy would
