@@ -182,6 +182,13 @@ def committed_total(settings: Settings, group: str | None = None, topic: str | N
         consumer.close()
 
 
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
+        time.sleep(0.2)
+
+
 def pin_model(settings: Settings, directory: Path) -> Settings:
     """Settings serving a private copy of the current model version.
 

@@ -26,6 +26,7 @@ from tests.integration.helpers import (
     has_keys,
     pin_model,
     read_all,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -51,13 +52,6 @@ def replication(settings: Settings, topic: str) -> tuple[set[int], str]:
     resource = ConfigResource(ResourceType.TOPIC, topic)
     config = admin.describe_configs([resource])[resource].result(10)
     return {len(meta.replicas) for meta in partitions.values()}, config["min.insync.replicas"].value
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
-        time.sleep(0.2)
 
 
 def rode_it_out(
