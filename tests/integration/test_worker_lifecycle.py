@@ -84,8 +84,14 @@ def test_outputs_the_broker_never_acks_stop_the_hot_path_loudly(
     """Never skip an unacked output. (The process then exits 1, but only after Faust's own consumer
     gives up on the dead broker, ~60 s; the test stops at the loud stop and the failed /healthz.)"""
     kafka = start_kafka(new_kafka(1))
+    # One event per batch, a broker round trip each: the backlog lasts tens of seconds, so the worker
+    # is still producing when the broker dies; in full batches it can tag all of it before the kill.
     settings = settings.model_copy(
-        update={"bootstrap_servers": kafka.bootstrap_servers, "delivery_timeout_ms": 1_000}
+        update={
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "delivery_timeout_ms": 1_000,
+            "batch_max_size": 1,
+        }
     )
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_ready()
