@@ -13,6 +13,7 @@ import pytest
 
 from stream_tagger.events import DeadLetter
 from stream_tagger.settings import Settings
+from stream_tagger.tools.produce import make_producer
 from stream_tagger.worker.decode import DEAD_LETTER_MAX_KEY_BYTES
 from tests.integration.helpers import WorkerProcess, committed_total, drain, has_keys, produce, valid_events
 
@@ -50,11 +51,20 @@ def test_the_nasty_corpus_among_valid_posts_gets_one_outcome_each_and_the_worker
     assert len(dead) + tagged_nasty == len(nasty), (len(dead), tagged_nasty, len(nasty))
     assert committed_total(settings) == len(mixed)
 
-    # Restarted on the same group: nothing left to read, nothing to choke on.
+    # Restarted on the same group: nothing left to read, nothing to choke on. A post sent to each
+    # partition after the restart is read after anything left there: once all are tagged, the worker
+    # has read all it was going to, and it read only them.
     with WorkerProcess(settings, tmp_path / "again.log") as again:
         again.wait_ready()
-        assert again.processed() == 0
+        producer = make_producer(settings)
+        markers = valid_events(settings.partitions, prefix="again")
+        for partition, (key, value) in enumerate(markers):
+            producer.produce(settings.topic_raw, value, key, partition=partition)
+        assert producer.flush(30) == 0
+        drain(settings, settings.topic_tagged, lambda seen: all(key in seen for key, _ in markers))
+        consumed = again.metric("stream_tagger_events_consumed_total", {"topic": settings.topic_raw})
         assert again.terminate() == 0
+    assert consumed == len(markers)
 
 
 def test_a_bad_message_with_a_key_near_the_brokers_limit_is_dead_lettered_and_the_worker_lives(
