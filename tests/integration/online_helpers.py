@@ -7,12 +7,15 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import onnx
 
 from stream_tagger.model.versions import METADATA_FILE, MODEL_FILE, resolve, set_current
 from tests.conftest import MODELS
 from tests.integration.helpers import WorkerProcess
+
+T = TypeVar("T")
 
 
 def models_root(tmp_path: Path) -> tuple[Path, str]:
@@ -43,6 +46,16 @@ def relabelled_copy(root: Path, source: str, version: str, swap: tuple[str, str]
     return target
 
 
+def wait_value(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 30.0) -> T:
+    """Poll ``read()`` until ``done(value)``; returns the last value (the caller asserts on it)."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = read()
+    return value
+
+
 def wait_metric(
     worker: WorkerProcess,
     name: str,
@@ -51,9 +64,4 @@ def wait_metric(
     timeout: float = 30.0,
 ) -> float:
     """Poll one sample until ``done(value)``; returns the last value (the caller asserts on it)."""
-    deadline = time.monotonic() + timeout
-    value = worker.metric(name, labels)
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        value = worker.metric(name, labels)
-    return value
+    return wait_value(lambda: worker.metric(name, labels), done, timeout)

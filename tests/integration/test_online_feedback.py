@@ -17,7 +17,7 @@ from stream_tagger.settings import Settings
 from stream_tagger.tools.produce import encode
 from stream_tagger.tools.sources import dataset_events
 from tests.integration.helpers import WORKER_COMMAND, WorkerProcess, committed_total, drain, produce
-from tests.integration.online_helpers import wait_metric
+from tests.integration.online_helpers import wait_metric, wait_value
 
 pytestmark = pytest.mark.integration
 
@@ -105,24 +105,35 @@ def test_online_precision_recall_agreement_and_review_resolution(
         pending = [cid for cid in later if sources[cid] == "reviewer"]
         assert pending and tp and fp, "the sample must exercise reviews, hits and misses"
 
-        wait_metric(loop, "stream_tagger_feedback_total", {"source": "reviewer"}, lambda v: v >= len(pending))
-        precision = wait_metric(
-            loop,
-            "stream_tagger_online_precision",
-            {"tag": "all"},
-            lambda v: v == pytest.approx(tp / (tp + fp)),
+        expected = pytest.approx(
+            {
+                "precision": tp / (tp + fp),
+                "recall": tp / (tp + fn),
+                f"precision {NLP}": tp_nlp / (tp_nlp + fp_nlp),
+                "user": 20,
+                "author": len(later) - len(pending),
+                "reviewer": len(pending),
+                "reviews resolved": len(pending),
+            }
         )
-        recall = loop.metric("stream_tagger_online_recall", {"tag": "all"})
-        precision_nlp = loop.metric("stream_tagger_online_precision", {"tag": NLP})
-        resolved = wait_metric(
-            loop, "stream_tagger_review_resolution_seconds_count", None, lambda v: v >= len(pending)
-        )
+
+        def online() -> dict[str, float]:
+            return {
+                "precision": loop.metric("stream_tagger_online_precision", {"tag": "all"}),
+                "recall": loop.metric("stream_tagger_online_recall", {"tag": "all"}),
+                f"precision {NLP}": loop.metric("stream_tagger_online_precision", {"tag": NLP}),
+                **{
+                    source: loop.metric("stream_tagger_feedback_total", {"source": source})
+                    for source in ("user", "author", "reviewer")
+                },
+                "reviews resolved": loop.metric("stream_tagger_review_resolution_seconds_count"),
+            }
+
+        # All at their final values at once: corrections are judged in no set order across partitions,
+        # and a ratio can pass through its final value on the way.
+        judged = wait_value(online, lambda now: now == expected, timeout=60)
         resolution_sum = loop.metric("stream_tagger_review_resolution_seconds_sum")
         read_at = datetime.now(UTC)
-        by_source = {
-            s: loop.metric("stream_tagger_feedback_total", {"source": s})
-            for s in ("user", "author", "reviewer")
-        }
         agree = worker.metric("stream_tagger_author_tag_agreement_total", {"result": "agree"})
         disagree = worker.metric("stream_tagger_author_tag_agreement_total", {"result": "disagree"})
         retagged = drain(
@@ -134,13 +145,9 @@ def test_online_precision_recall_agreement_and_review_resolution(
         if loop is not worker:
             assert loop.terminate() == 0
 
-    assert precision == pytest.approx(tp / (tp + fp))
-    assert recall == pytest.approx(tp / (tp + fn))
-    assert precision_nlp == pytest.approx(tp_nlp / (tp_nlp + fp_nlp))
-    assert by_source == {"user": 20, "author": len(later) - len(pending), "reviewer": len(pending)}
+    assert judged == expected
     # Time to review: from the worker asking for the review to the decision's arrival at the feedback
     # loop, by the loop's clock: never the reviewer client's created_at (an hour later here).
-    assert resolved == len(pending)
     longest = sum((read_at - decision[cid].processed_at).total_seconds() for cid in pending)
     by_client = sum((reviewed_at - decision[cid].processed_at).total_seconds() for cid in pending)
     assert 0 < resolution_sum <= longest < by_client
