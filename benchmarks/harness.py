@@ -6,7 +6,9 @@ join delays it) notes when it receives each output: end-to-end latency is that w
 CreateTime, and throughput is counted on those receipts, first output to last. The output's own CreateTime
 is kept too (latency inside the pipeline, without the output's trip to the broker and the reader), but it
 times nothing for a pipeline that copies the input's timestamp onto its output, as Quix Streams does.
-CPU and memory come from /proc of the pipeline's processes, so a Python loop and a JVM are measured alike.
+CPU and memory come from /proc of the pipeline's processes, so a Python loop and a JVM are measured alike;
+the broker's, the harness's own and the machine's idle time are sampled beside them, since all of them
+share the same cores.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -207,6 +210,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
 
 
+def machine_times() -> tuple[float, float, float]:
+    """(busy, idle, stolen) seconds of all cores together since boot, from ``/proc/stat``: stolen is what
+    the hypervisor gave other machines while this one wanted the core."""
+    with open("/proc/stat") as f:
+        fields = [int(v) / _CLOCK_TICKS for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields[:7]) - idle, idle, fields[7]
+
+
 def _status_kb(pid: int, name: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -218,6 +230,17 @@ def _status_kb(pid: int, name: str) -> int:
     return 0
 
 
+class CpuSample(NamedTuple):
+    """Seconds of CPU since boot (``wall`` is a time.time()): of the pipeline's processes, the broker, the
+    harness's own process (load generator, reader, sampler) and idle across all cores."""
+
+    wall: float
+    pipeline: float
+    broker: float
+    harness: float
+    idle: float
+
+
 @dataclass
 class Processes:
     """A pipeline's processes, sampled every ``interval`` s: (wall time, CPU seconds of all of them)."""
@@ -227,7 +250,7 @@ class Processes:
     broker_pid: int | None = None  # sampled too: the broker shares the machine's cores with the pipeline
     web_ports: list[int] = field(default_factory=list)  # where the processes serve /metrics, if they do
     interval: float = 0.1
-    samples: list[tuple[float, float, float]] = field(default_factory=list)  # wall, pipeline CPU, broker CPU
+    samples: list[CpuSample] = field(default_factory=list)
     peak_rss_kb: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -250,15 +273,16 @@ class Processes:
                 cpu += _cpu_seconds(pid)
                 self.peak_rss_kb[pid] = max(self.peak_rss_kb.get(pid, 0), _status_kb(pid, "VmHWM"))
             broker = _cpu_seconds(self.broker_pid) if self.broker_pid else 0.0
-            self.samples.append((time.time(), cpu, broker))
+            harness = _cpu_seconds(os.getpid())
+            self.samples.append(CpuSample(time.time(), cpu, broker, harness, machine_times()[1]))
             self._halt.wait(self.interval)
 
-    def cpu_between(self, start: float, end: float) -> tuple[float, float]:
-        """CPU seconds of the pipeline and of the broker from the last sample at or before ``start`` to the
-        first at or after ``end``."""
-        before = [s for s in self.samples if s[0] <= start] or self.samples[:1]
-        after = [s for s in self.samples if s[0] >= end] or self.samples[-1:]
-        return after[0][1] - before[-1][1], after[0][2] - before[-1][2]
+    def cpu_between(self, start: float, end: float) -> CpuSample:
+        """What each CPU figure grew by from the last sample at or before ``start`` to the first at or after
+        ``end`` (``wall``: the seconds between those two samples)."""
+        before = [s for s in self.samples if s.wall <= start] or self.samples[:1]
+        after = [s for s in self.samples if s.wall >= end] or self.samples[-1:]
+        return CpuSample(*(a - b for a, b in zip(after[0], before[-1], strict=True)))
 
     def stop(self, timeout: float = 20.0) -> list[str]:
         """SIGTERM every process, wait, kill what is left; returns the end of each one's log."""

@@ -36,7 +36,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness import _CLOCK_TICKS, Sink, _cpu_seconds, produce_bulk, produce_paced
+from harness import Sink, _cpu_seconds, machine_times, produce_bulk, produce_paced
 
 SAMPLE_RATE_HZ = 100
 # The longest a view records: the paced one lasts this long; the backlog one stops once it is drained.
@@ -80,15 +80,6 @@ def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
         except OSError:  # the thread ended
             continue
     return out
-
-
-def machine_times() -> tuple[float, float, float]:
-    """(busy, idle, stolen) seconds of all cores together since boot, from ``/proc/stat``: stolen is what
-    the hypervisor gave other machines while this one wanted the core."""
-    with open("/proc/stat") as f:
-        fields = [int(v) / _CLOCK_TICKS for v in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return sum(fields[:7]) - idle, idle, fields[7]
 
 
 @dataclass
