@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from prometheus_client.samples import Sample
 
 from stream_tagger.events import TaggedContent
 from stream_tagger.kafka.config import KAFKA_LOG
@@ -36,6 +37,7 @@ from stream_tagger.tools.produce import encode, make_producer, publish
 from stream_tagger.tools.sources import dataset_events
 
 WORKER_COMMAND = [str(Path(sys.executable).with_name("stream-tagger")), "worker"]
+T = TypeVar("T")
 
 
 def valid_events(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
@@ -183,10 +185,22 @@ def committed_total(settings: Settings, group: str | None = None, topic: str | N
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll until ``condition()`` holds; fails the test with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
         time.sleep(0.2)
+
+
+def wait_value(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 30.0) -> T:
+    """Poll ``read()`` until ``done(value)``; returns the last value (the caller asserts on it, and so
+    shows what it was)."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = read()
+    return value
 
 
 def pin_model(settings: Settings, directory: Path) -> Settings:
@@ -234,21 +248,27 @@ class WorkerProcess(ServiceProcess):
             assert time.monotonic() < deadline, f"{text!r} not in worker output:\n{self.output()[-3000:]}"
             time.sleep(0.1)
 
-    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        """Current value of one sample from /metrics (0 when absent)."""
+    def samples(self) -> list[Sample]:
+        """Every sample /metrics shows now, from one request: values read together are of one moment."""
         from prometheus_client.parser import text_string_to_metric_families
 
         status, body = self.get("/metrics")
         assert status == 200, body
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
-                    return sample.value
+        return [sample for family in text_string_to_metric_families(body) for sample in family.samples]
+
+    def metric(
+        self, name: str, labels: dict[str, str] | None = None, samples: list[Sample] | None = None
+    ) -> float:
+        """Value of one sample (0 when absent): of ``samples`` if given, else read now."""
+        for sample in self.samples() if samples is None else samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                return sample.value
         return 0.0
 
     def processed(self) -> float:
+        now = self.samples()
         return sum(
-            self.metric("stream_tagger_events_processed_total", {"outcome": o})
+            self.metric("stream_tagger_events_processed_total", {"outcome": o}, now)
             for o in ("tagged", "review", "dead_letter")
         )
 

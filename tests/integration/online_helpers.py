@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import onnx
 
 from stream_tagger.model.versions import METADATA_FILE, MODEL_FILE, resolve, set_current
 from tests.conftest import MODELS
-from tests.integration.helpers import WorkerProcess
-
-T = TypeVar("T")
+from tests.integration.helpers import WorkerProcess, wait_value
 
 
 def models_root(tmp_path: Path) -> tuple[Path, str]:
@@ -44,16 +40,6 @@ def relabelled_copy(root: Path, source: str, version: str, swap: tuple[str, str]
     onnx.helper.set_model_props(graph, {**props, "labels": ",".join(meta["labels"]), "version": version})
     onnx.save(graph, target / MODEL_FILE)
     return target
-
-
-def wait_value(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 30.0) -> T:
-    """Poll ``read()`` until ``done(value)``; returns the last value (the caller asserts on it)."""
-    deadline = time.monotonic() + timeout
-    value = read()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        value = read()
-    return value
 
 
 def wait_metric(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from confluent_kafka import KafkaError
 
 from stream_tagger.events import DeadLetter
 from stream_tagger.settings import Settings
@@ -56,11 +57,16 @@ def test_the_nasty_corpus_among_valid_posts_gets_one_outcome_each_and_the_worker
     # has read all it was going to, and it read only them.
     with WorkerProcess(settings, tmp_path / "again.log") as again:
         again.wait_ready()
-        producer = make_producer(settings)
+        producer, failed = make_producer(settings), []
+
+        def delivered(error: KafkaError | None, _message: object) -> None:
+            if error is not None:
+                failed.append(error)
+
         markers = valid_events(settings.partitions, prefix="again")
         for partition, (key, value) in enumerate(markers):
-            producer.produce(settings.topic_raw, value, key, partition=partition)
-        assert producer.flush(30) == 0
+            producer.produce(settings.topic_raw, value, key, partition=partition, on_delivery=delivered)
+        assert producer.flush(30) == 0 and not failed, failed
         drain(settings, settings.topic_tagged, lambda seen: all(key in seen for key, _ in markers))
         consumed = again.metric("stream_tagger_events_consumed_total", {"topic": settings.topic_raw})
         assert again.terminate() == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +15,16 @@ from stream_tagger.model.predictor import Predictor
 from stream_tagger.settings import Settings
 from stream_tagger.tools.produce import encode
 from stream_tagger.tools.sources import dataset_events
-from tests.integration.helpers import WORKER_COMMAND, WorkerProcess, committed_total, drain, produce
-from tests.integration.online_helpers import wait_metric, wait_value
+from tests.integration.helpers import (
+    WORKER_COMMAND,
+    WorkerProcess,
+    committed_total,
+    drain,
+    produce,
+    wait_for,
+    wait_value,
+)
+from tests.integration.online_helpers import wait_metric
 
 pytestmark = pytest.mark.integration
 
@@ -118,20 +125,21 @@ def test_online_precision_recall_agreement_and_review_resolution(
         )
 
         def online() -> dict[str, float]:
+            samples = loop.samples()
             return {
-                "precision": loop.metric("stream_tagger_online_precision", {"tag": "all"}),
-                "recall": loop.metric("stream_tagger_online_recall", {"tag": "all"}),
-                f"precision {NLP}": loop.metric("stream_tagger_online_precision", {"tag": NLP}),
+                "precision": loop.metric("stream_tagger_online_precision", {"tag": "all"}, samples),
+                "recall": loop.metric("stream_tagger_online_recall", {"tag": "all"}, samples),
+                f"precision {NLP}": loop.metric("stream_tagger_online_precision", {"tag": NLP}, samples),
                 **{
-                    source: loop.metric("stream_tagger_feedback_total", {"source": source})
+                    source: loop.metric("stream_tagger_feedback_total", {"source": source}, samples)
                     for source in ("user", "author", "reviewer")
                 },
-                "reviews resolved": loop.metric("stream_tagger_review_resolution_seconds_count"),
+                "reviews resolved": loop.metric("stream_tagger_review_resolution_seconds_count", {}, samples),
             }
 
         # All at their final values at once: corrections are judged in no set order across partitions,
         # and a ratio can pass through its final value on the way.
-        judged = wait_value(online, lambda now: now == expected, timeout=60)
+        judged = wait_value(online, lambda got: got == expected, timeout=60)
         resolution_sum = loop.metric("stream_tagger_review_resolution_seconds_sum")
         read_at = datetime.now(UTC)
         agree = worker.metric("stream_tagger_author_tag_agreement_total", {"result": "agree"})
@@ -176,9 +184,7 @@ def test_predictions_survive_a_restart_through_the_changelog(settings: Settings,
         decision = {k.decode(): msgspec.json.decode(v[0], type=TaggedContent) for k, v in tagged.items()}
         # The feedback agent has read every prediction back once its group committed past them all;
         # from then on a restarted worker can only know them from the table's changelog.
-        deadline = time.monotonic() + 30
-        while read_back(settings) < len(events) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: read_back(settings) >= len(events), "the feedback agent read every prediction", 30)
         assert read_back(settings) == len(events)
         assert worker.terminate() == 0
 
