@@ -231,8 +231,9 @@ def _status_kb(pid: int, name: str) -> int:
 
 
 class CpuSample(NamedTuple):
-    """Seconds of CPU since boot (``wall`` is a time.time()): of the pipeline's processes, the broker, the
-    harness's own process (load generator, reader, sampler) and idle across all cores."""
+    """CPU seconds of the pipeline's processes, the broker and the harness's own process (load generator,
+    reader, this sampler) since each started, and idle seconds of all cores together since boot, at
+    ``wall`` (a time.time()); or, from ``Processes.cpu_between``, what each grew by over ``wall`` seconds."""
 
     wall: float
     pipeline: float
@@ -243,7 +244,7 @@ class CpuSample(NamedTuple):
 
 @dataclass
 class Processes:
-    """A pipeline's processes, sampled every ``interval`` s: (wall time, CPU seconds of all of them)."""
+    """A pipeline's processes, sampled every ``interval`` s beside the broker and the harness."""
 
     procs: list[subprocess.Popen[bytes]]
     logs: list[Path]

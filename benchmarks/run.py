@@ -340,16 +340,16 @@ def summarize(
     span = max(last - first, 1e-3)
     start = first if window_start is None else window_start
     cpu = processes.cpu_between(start, last)
-    busy_s = max(last - start, 1e-3)
+    sampled_s = max(cpu.wall, 1e-3)  # the samples around the window: the CPU figures' own span
     result |= {
         "events_per_s": round((delivered - 1) / span, 1),
         "cpu_us_per_event": round(cpu.pipeline / delivered * 1e6, 1),
-        "cores_busy": round(cpu.pipeline / busy_s, 2),
+        "cores_busy": round(cpu.pipeline / sampled_s, 2),
         # Who else had the cores: at a paced load the load generator and the reader work too, and what
         # is left idle is the headroom the pipeline had.
-        "broker_cores_busy": round(cpu.broker / busy_s, 2),
-        "harness_cores_busy": round(cpu.harness / busy_s, 2),
-        "idle_cores": round(cpu.idle / busy_s, 2),
+        "broker_cores_busy": round(cpu.broker / sampled_s, 2),
+        "harness_cores_busy": round(cpu.harness / sampled_s, 2),
+        "idle_cores": round(cpu.idle / sampled_s, 2),
         "latency_ms": {k: round(v, 1) for k, v in percentiles(latency).items()},
         # p50 of the first and of the last tenth sent: a rise means the pipeline fell behind the offered
         # rate during the run (a queue grew), not that each event got slower.
