@@ -184,14 +184,6 @@ def committed_total(settings: Settings, group: str | None = None, topic: str | N
         consumer.close()
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Poll until ``condition()`` holds; fails the test with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
-        time.sleep(0.2)
-
-
 def wait_value(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 30.0) -> T:
     """Poll ``read()`` until ``done(value)``; returns the last value (the caller asserts on it, and so
     shows what it was)."""
@@ -201,6 +193,11 @@ def wait_value(read: Callable[[], T], done: Callable[[T], bool], timeout: float 
         time.sleep(0.1)
         value = read()
     return value
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll until ``condition()`` holds; fails the test with ``what`` after ``timeout`` seconds."""
+    assert wait_value(condition, bool, timeout), f"not within {timeout:.0f}s: {what}"
 
 
 def pin_model(settings: Settings, directory: Path) -> Settings:
