@@ -70,6 +70,7 @@ _OWNED_PROPERTIES = {
     "sasl.oauthbearer.token.endpoint.url": "STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL",
     "sasl.oauthbearer.client.id": "STREAM_TAGGER_OAUTH_CLIENT_ID",
     "sasl.oauthbearer.scope": "STREAM_TAGGER_OAUTH_SCOPE",
+    "sasl.oauthbearer.extensions": "STREAM_TAGGER_OAUTH_EXTENSIONS",
     "group.id": "STREAM_TAGGER_CONSUMER_GROUP",
     "group.instance.id": "STREAM_TAGGER_GROUP_INSTANCE_ID",
     "partition.assignment.strategy": "STREAM_TAGGER_ASSIGNMENT_STRATEGY",
@@ -112,6 +113,10 @@ _CONNECTION_PREFIXES = {
     "enable.sasl.": "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*",
     "bootstrap.": "STREAM_TAGGER_BOOTSTRAP_SERVERS",
 }
+# RFC 7628's SASL extension: a key of letters, a value of printable ASCII (and space); a comma separates
+# pairs here, as in librdkafka's property.
+_EXTENSION_KEY = re.compile(r"[A-Za-z]+")
+_EXTENSION_VALUE = re.compile(r"[\x20-\x2b\x2d-\x7e]+")
 _MIN_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default, what decode.DEAD_LETTER_MAX_BYTES fits under
 # confluent-kafka's own properties, not librdkafka's: callbacks and delivery reports the package wires.
 _PYTHON_CLIENT_PROPERTIES = frozenset(
@@ -307,6 +312,11 @@ class Settings(BaseSettings):
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
     oauth_scope: str | None = None
+    # SASL extensions sent with the token, key=value pairs, comma-separated: what a cluster needs beside
+    # the token to place the client, e.g. Confluent Cloud's "logicalCluster=lkc-abc12,identityPoolId=
+    # pool-XyZ9". librdkafka's sasl.oauthbearer.extensions; Faust's client sends the same (RFC 7628:
+    # keys are letters, "auth" is the token's own; values printable ASCII).
+    oauth_extensions: str | None = None
     # PEM bundle of the CA(s) that signed the token endpoint's certificate (a private CA); None trusts
     # the system's store. librdkafka's https.ca.location and Faust's token provider get the same.
     oauth_ca_file: FilePath | None = None
@@ -521,6 +531,21 @@ class Settings(BaseSettings):
                 )
         return ",".join(map(_host_and_port, entries))
 
+    @field_validator("oauth_extensions")
+    @classmethod
+    def _sasl_extensions(cls, value: str | None) -> str | None:
+        if value is not None:
+            for pair in value.split(","):
+                key, equals, item = pair.partition("=")
+                if not (equals and _EXTENSION_KEY.fullmatch(key) and _EXTENSION_VALUE.fullmatch(item)):
+                    raise ValueError(
+                        f"{pair!r} is not key=value (a key of letters, a value of printable ASCII but ','); "
+                        "pairs comma-separated, e.g. logicalCluster=lkc-abc12,identityPoolId=pool-1"
+                    )
+                if key == "auth":
+                    raise ValueError("'auth' is the token's own key (RFC 7628), not an extension")
+        return value
+
     @field_validator(*TOPIC_ROLES)
     @classmethod
     def _topic_name(cls, value: str) -> str:
@@ -682,6 +707,7 @@ class Settings(BaseSettings):
                     "oauth_client_id",
                     "oauth_client_secret",
                     "oauth_scope",
+                    "oauth_extensions",
                     "oauth_ca_file",
                 ),
                 oauth,
@@ -790,6 +816,11 @@ class Settings(BaseSettings):
                 text = str(value)
             env[env_name(name)] = text
         return env
+
+    def oauth_extension_pairs(self) -> dict[str, str]:
+        """``oauth_extensions`` as a mapping, key -> value."""
+        pairs = (pair.partition("=") for pair in (self.oauth_extensions or "").split(",") if pair)
+        return {key: item for key, _equals, item in pairs}
 
     def brokers(self) -> list[str]:
         """The brokers' host:port addresses, as every client of the process gets them."""

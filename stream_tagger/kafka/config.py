@@ -73,6 +73,8 @@ def librdkafka_common(settings: Settings) -> dict[str, str]:
             conf["https.ca.location"] = token_ca
         if settings.oauth_scope:
             conf["sasl.oauthbearer.scope"] = settings.oauth_scope
+        if settings.oauth_extensions:
+            conf["sasl.oauthbearer.extensions"] = settings.oauth_extensions
     elif settings.sasl_mechanism is not None:
         assert settings.sasl_password is not None  # Settings requires it with PLAIN and SCRAM
         conf["sasl.mechanism"] = settings.sasl_mechanism
@@ -227,6 +229,7 @@ class OidcTokenProvider(AbstractTokenProvider):
         self._form = {"grant_type": "client_credentials"}
         if settings.oauth_scope:
             self._form["scope"] = settings.oauth_scope
+        self._extensions = settings.oauth_extension_pairs()
         self._token: SecretStr | None = None
         self._renew_at = 0.0
         self._lock = asyncio.Lock()  # several connections authenticate at once: one request for all
@@ -237,6 +240,10 @@ class OidcTokenProvider(AbstractTokenProvider):
                 token, lifetime = await self._request()
                 self._token, self._renew_at = SecretStr(token), time.monotonic() + 0.8 * lifetime
             return self._token.get_secret_value()
+
+    def extensions(self) -> dict[str, str]:
+        """The SASL extensions aiokafka sends with the token (``oauth_extensions``), as librdkafka does."""
+        return self._extensions
 
     async def _request(self) -> tuple[str, float]:
         timeout = aiohttp.ClientTimeout(total=10)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +45,7 @@ from tests.certs import KEY_PASSWORD, Certs, make_certs
 from tests.conftest import MODELS, start_kafka
 from tests.integration.helpers import WORKER_COMMAND, WorkerProcess, settings_env, valid_events
 
+OAUTHBEARER_LOGIN = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
 USER, PASSWORD = "tagger", "s3cret-password"
 QUIET = logging.getLogger("tests.security.librdkafka")
 CLIENT_ID, CLIENT_SECRET = "tagger-client", "client-s3cret"
@@ -51,25 +55,33 @@ WORKER_TIMEOUT_S = 90
 
 
 class SecureKafka(LocalKafka):
-    """One Kafka node with three listeners beside the PLAINTEXT one the tests set up through:
+    """One Kafka node with four listeners beside the PLAINTEXT one the tests set up through:
     SASL_SSL (SCRAM-SHA-256/512, PLAIN, and OAUTHBEARER with Kafka's unsecured-JWT validator),
-    MTLS (TLS, a client certificate required) and OTHER_HOST (TLS, a certificate for another host)."""
+    MTLS (TLS, a client certificate required), OTHER_HOST (TLS, a certificate for another host) and
+    SASL_PLAIN (OAUTHBEARER without TLS), which clients reach through a ``RecordingProxy`` on
+    ``proxy_port``, the port the broker advertises for it: there the SASL exchange can be read."""
 
     def __init__(self, directory: Path, certs: Certs) -> None:
         super().__init__(directory)
         self.certs = certs
-        self.ports = {listener: free_port() for listener in ("SASL_SSL", "MTLS", "OTHER_HOST")}
+        self.ports = {listener: free_port() for listener in ("SASL_SSL", "MTLS", "OTHER_HOST", "SASL_PLAIN")}
+        self.proxy_port = free_port()
 
     def address(self, listener: str) -> str:
         return f"127.0.0.1:{self.ports[listener]}"
 
     def server_properties(self, node: KafkaNode) -> dict[str, object]:
         properties = super().server_properties(node)
-        secured = ",".join(f"{listener}://{node.host}:{port}" for listener, port in self.ports.items())
-        properties["listeners"] = f"{properties['listeners']},{secured}"
-        properties["advertised.listeners"] = f"{properties['advertised.listeners']},{secured}"
+        advertised = {**self.ports, "SASL_PLAIN": self.proxy_port}
+        listeners, reached = (
+            ",".join(f"{listener}://{node.host}:{port}" for listener, port in ports.items())
+            for ports in (self.ports, advertised)
+        )
+        properties["listeners"] = f"{properties['listeners']},{listeners}"
+        properties["advertised.listeners"] = f"{properties['advertised.listeners']},{reached}"
         properties["listener.security.protocol.map"] = (
-            f"{properties['listener.security.protocol.map']},SASL_SSL:SASL_SSL,MTLS:SSL,OTHER_HOST:SSL"
+            f"{properties['listener.security.protocol.map']},SASL_SSL:SASL_SSL,MTLS:SSL,OTHER_HOST:SSL,"
+            "SASL_PLAIN:SASL_PLAINTEXT"
         )
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         properties.update(
@@ -88,12 +100,55 @@ class SecureKafka(LocalKafka):
                     "org.apache.kafka.common.security.plain.PlainLoginModule required "
                     f'user_{USER}="{PASSWORD}";'
                 ),
-                "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config": (
-                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
-                ),
+                "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config": OAUTHBEARER_LOGIN,
+                "listener.name.sasl_plain.sasl.enabled.mechanisms": "OAUTHBEARER",
+                "listener.name.sasl_plain.oauthbearer.sasl.jaas.config": OAUTHBEARER_LOGIN,
             }
         )
         return properties
+
+
+class RecordingProxy:
+    """A TCP proxy from ``port`` to ``target`` that keeps every byte the clients send."""
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._target = target
+        self._lock = threading.Lock()
+        self._sent = bytearray()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def sent(self) -> bytes:
+        with self._lock:
+            return bytes(self._sent)
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(self._target)
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if record:
+                    with self._lock:
+                        self._sent += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:  # one side closed: so does the other, and the other direction's pipe ends
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -153,6 +208,13 @@ def kafka(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Se
         yield secure
     finally:
         secure.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(kafka: SecureKafka) -> Iterator[RecordingProxy]:
+    recording = RecordingProxy(kafka.proxy_port, ("127.0.0.1", kafka.ports["SASL_PLAIN"]))
+    yield recording
+    recording.close()
 
 
 @pytest.fixture
@@ -310,6 +372,30 @@ def test_both_clients_log_in_every_way(
     if way == "oauthbearer":  # each got its token from the provider (librdkafka's sends no User-Agent)
         by_aiohttp = ["aiohttp" in agent for agent in TokenEndpoint.clients]
         assert True in by_aiohttp and False in by_aiohttp, TokenEndpoint.clients
+
+
+def test_both_clients_send_the_sasl_extensions_with_their_token(
+    kafka: SecureKafka, proxy: RecordingProxy, token_endpoint: str, topics: dict[str, Any]
+) -> None:
+    """What Confluent Cloud reads beside the token to place a client (its cluster, its identity pool),
+    seen on the wire from librdkafka and from Faust's client alike."""
+    settings = Settings(
+        bootstrap_servers=f"127.0.0.1:{kafka.proxy_port}",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="OAUTHBEARER",
+        oauth_token_endpoint_url=token_endpoint,
+        oauth_client_id=CLIENT_ID,
+        oauth_client_secret=CLIENT_SECRET,
+        oauth_extensions="logicalCluster=lkc-test1,identityPoolId=pool-test2",
+        **topics,
+    )
+    extensions = (b"\x01logicalCluster=lkc-test1\x01", b"\x01identityPoolId=pool-test2\x01")
+    librdkafka = partial(broker_topics, settings, timeout=20)
+    for client in (librdkafka, lambda: asyncio.run(_faust_client_sends(settings))):
+        start = len(proxy.sent())
+        client()  # logged in: the broker took the token and its extensions
+        login = proxy.sent()[start:]
+        assert b"auth=Bearer " in login and all(extension in login for extension in extensions), login[:300]
 
 
 def test_hostname_verification_is_on_by_default_and_can_be_turned_off(

@@ -89,6 +89,7 @@ def secured(certs: Certs) -> dict[str, Settings]:
             oauth_client_id="tagger",
             oauth_client_secret="s3cret",
             oauth_scope="kafka",
+            oauth_extensions="logicalCluster=lkc-abc12,identityPoolId=pool-XyZ9",
         ),
     }
 
@@ -145,6 +146,7 @@ def test_security_settings_in_librdkafkas_terms(certs: Certs) -> None:
         "sasl.oauthbearer.client.id": "tagger",
         "sasl.oauthbearer.client.secret": "s3cret",
         "sasl.oauthbearer.scope": "kafka",
+        "sasl.oauthbearer.extensions": "logicalCluster=lkc-abc12,identityPoolId=pool-XyZ9",
     }
 
 
@@ -223,7 +225,10 @@ def test_faust_gets_an_oidc_token_provider(certs: Certs) -> None:
     assert isinstance(credentials, faust.OAuthCredentials)
     auth = dict(credentials_to_aiokafka_auth(credentials))
     assert (auth["security_protocol"], auth["sasl_mechanism"]) == ("SASL_SSL", "OAUTHBEARER")
-    assert isinstance(auth["sasl_oauth_token_provider"], OidcTokenProvider)
+    provider = auth["sasl_oauth_token_provider"]
+    assert isinstance(provider, OidcTokenProvider)
+    # aiokafka sends these with the token, as librdkafka sends its sasl.oauthbearer.extensions.
+    assert provider.extensions() == {"logicalCluster": "lkc-abc12", "identityPoolId": "pool-XyZ9"}
 
 
 def test_faust_producers_partition_keys_as_kafkas_java_client_too() -> None:

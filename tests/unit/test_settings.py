@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream_tagger import settings as settings_module
 from stream_tagger.kafka.config import consumer_config, producer_config
@@ -245,6 +247,62 @@ def test_security_settings_that_cannot_work_are_refused(values: dict[str, object
     assert error_of(**values) == expected
 
 
+OIDC = {
+    "security_protocol": "SASL_SSL",
+    "sasl_mechanism": "OAUTHBEARER",
+    "oauth_token_endpoint_url": "https://idp/token",
+    "oauth_client_id": "c",
+    "oauth_client_secret": "s",
+}
+
+
+def test_sasl_extensions_are_read_as_librdkafka_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(**OIDC).oauth_extension_pairs() == {}
+    monkeypatch.setenv("STREAM_TAGGER_OAUTH_EXTENSIONS", "logicalCluster=lkc-abc12,identityPoolId=pool-X=9")
+    assert Settings(**OIDC).oauth_extension_pairs() == {
+        "logicalCluster": "lkc-abc12",
+        "identityPoolId": "pool-X=9",
+    }
+    assert error_of(oauth_extensions="a=b") == (
+        "STREAM_TAGGER_OAUTH_EXTENSIONS is set but not used: STREAM_TAGGER_SECURITY_PROTOCOL is PLAINTEXT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "pair"),
+    [
+        ("logicalCluster", "'logicalCluster'"),
+        ("a=1,,b=2", "''"),
+        ("logical cluster=1", "'logical cluster=1'"),
+        ("pool1=x", "'pool1=x'"),  # keys are letters only
+        ("a=", "'a='"),
+        ("a=1\x01", "'a=1\\x01'"),  # 0x01 separates extensions on the wire
+        ("a=é", "'a=é'"),
+    ],
+)
+def test_a_malformed_sasl_extension_is_refused_naming_the_pair(value: str, pair: str) -> None:
+    message = error_of(**OIDC, oauth_extensions=value.replace("\\x01", "\x01"))
+    assert message.startswith(f"oauth_extensions={value!r}: {pair} is not key=value (a key of letters")
+    assert "\n" not in message
+
+
+def test_auth_is_the_tokens_own_key_not_an_extension() -> None:
+    assert error_of(**OIDC, oauth_extensions="auth=Bearer x").endswith(
+        "'auth' is the token's own key (RFC 7628), not an extension"
+    )
+
+
+@given(st.text(max_size=40))
+def test_any_extensions_value_is_taken_whole_or_refused_in_one_line(value: str) -> None:
+    try:
+        settings = Settings(**OIDC, oauth_extensions=value)
+    except SettingsError as exc:
+        assert "\n" not in str(exc)
+    else:  # what is taken is exactly what librdkafka is given, pair by pair
+        pairs = settings.oauth_extension_pairs()
+        assert ",".join(f"{key}={item}" for key, item in pairs.items()) == (settings.oauth_extensions or "")
+
+
 def test_tls_files_are_loaded_at_start(certs: Certs) -> None:
     tls = {"security_protocol": "SSL", "ssl_ca_file": certs.ca}
     Settings(**tls, ssl_cert_file=certs.client_cert, ssl_key_file=certs.client_key)
@@ -303,6 +361,11 @@ def test_extra_properties_come_as_json_and_reach_librdkafka_as_strings(
         ),
         ("kafka_extra", '{"sasl.password": "x"}', "sasl.password is set by STREAM_TAGGER_SASL_PASSWORD"),
         (
+            "kafka_extra",
+            '{"sasl.oauthbearer.extensions": "a=b"}',
+            "sasl.oauthbearer.extensions is set by STREAM_TAGGER_OAUTH_EXTENSIONS",
+        ),
+        (
             "kafka_consumer_extra",
             '{"enable.auto.offset.store": "true"}',
             "enable.auto.offset.store is set by the delivery guarantee",
@@ -343,7 +406,6 @@ def test_extra_properties_that_a_setting_owns_or_that_hold_secrets_are_refused(
         ("ssl.crl.location", "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*"),
         ("ssl.cipher.suites", "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*"),
         ("https.ca.location", "STREAM_TAGGER_SECURITY_PROTOCOL and STREAM_TAGGER_SSL_*"),
-        ("sasl.oauthbearer.extensions", "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*"),
         ("sasl.oauthbearer.grant.type", "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*"),
         ("sasl.oauthbearer.metadata.authentication.type", "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*"),
         (
