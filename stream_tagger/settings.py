@@ -113,10 +113,13 @@ _CONNECTION_PREFIXES = {
     "enable.sasl.": "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*",
     "bootstrap.": "STREAM_TAGGER_BOOTSTRAP_SERVERS",
 }
-# RFC 7628's SASL extension: a key of letters, a value of printable ASCII (and space); a comma separates
-# pairs here, as in librdkafka's property.
+# A SASL extension (RFC 7628): a key of letters, a value of printable ASCII. Here also no ',' (it
+# separates pairs) nor '\\' (librdkafka's escape) in a value, nor a space at its ends (librdkafka trims
+# them, aiokafka would not): what both clients then send is the same.
 _EXTENSION_KEY = re.compile(r"[A-Za-z]+")
-_EXTENSION_VALUE = re.compile(r"[\x20-\x2b\x2d-\x7e]+")
+# Printable ASCII but ',' and '\\' inside a value; at its ends, no space either.
+_INNER, _EDGE = r"\x20-\x2b\x2d-\x5b\x5d-\x7e", r"\x21-\x2b\x2d-\x5b\x5d-\x7e"
+_EXTENSION_VALUE = re.compile(f"[{_EDGE}](?:[{_INNER}]*[{_EDGE}])?")
 _MIN_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default, what decode.DEAD_LETTER_MAX_BYTES fits under
 # confluent-kafka's own properties, not librdkafka's: callbacks and delivery reports the package wires.
 _PYTHON_CLIENT_PROPERTIES = frozenset(
@@ -534,16 +537,22 @@ class Settings(BaseSettings):
     @field_validator("oauth_extensions")
     @classmethod
     def _sasl_extensions(cls, value: str | None) -> str | None:
+        """Pairs that librdkafka (split at ',', then at the first '=') and aiokafka send alike."""
         if value is not None:
+            keys: set[str] = set()
             for pair in value.split(","):
                 key, equals, item = pair.partition("=")
                 if not (equals and _EXTENSION_KEY.fullmatch(key) and _EXTENSION_VALUE.fullmatch(item)):
                     raise ValueError(
-                        f"{pair!r} is not key=value (a key of letters, a value of printable ASCII but ','); "
-                        "pairs comma-separated, e.g. logicalCluster=lkc-abc12,identityPoolId=pool-1"
+                        f"{pair!r} is not key=value (a key of letters; a value of printable ASCII without "
+                        "',' or '\\', no space at its ends); pairs comma-separated, e.g. "
+                        "logicalCluster=lkc-abc12,identityPoolId=pool-1"
                     )
                 if key == "auth":
                     raise ValueError("'auth' is the token's own key (RFC 7628), not an extension")
+                if key in keys:
+                    raise ValueError(f"{key!r} is given twice")
+                keys.add(key)
         return value
 
     @field_validator(*TOPIC_ROLES)
@@ -819,7 +828,9 @@ class Settings(BaseSettings):
 
     def oauth_extension_pairs(self) -> dict[str, str]:
         """``oauth_extensions`` as a mapping, key -> value."""
-        pairs = (pair.partition("=") for pair in (self.oauth_extensions or "").split(",") if pair)
+        if self.oauth_extensions is None:
+            return {}
+        pairs = (pair.partition("=") for pair in self.oauth_extensions.split(","))
         return {key: item for key, _equals, item in pairs}
 
     def brokers(self) -> list[str]:

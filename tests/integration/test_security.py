@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,25 +53,83 @@ TOOL_TIMEOUT_S = 30
 WORKER_TIMEOUT_S = 90
 
 
+class RecordingProxy:
+    """A TCP proxy to ``target`` on a port of its own (``port``, bound at once) that keeps the bytes
+    each client connection sends."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._target = target
+        self._lock = threading.Lock()
+        self._sent: list[bytearray] = []  # per connection, in the order they came
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def connections(self) -> list[bytes]:
+        """What each connection sent so far."""
+        with self._lock:
+            return [bytes(sent) for sent in self._sent]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone would not
+        self._server.close()
+        self._accepting.join(5)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # shut down
+                return
+            try:
+                upstream = socket.create_connection(self._target, timeout=10)
+            except OSError:  # the broker is not there: the client sees its connection closed
+                client.close()
+                continue
+            upstream.settimeout(None)
+            sent = bytearray()
+            with self._lock:
+                self._sent.append(sent)
+            threading.Thread(target=self._pipe, args=(client, upstream, sent), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, record: bytearray | None) -> None:
+        try:
+            while data := source.recv(65536):
+                if record is not None:
+                    with self._lock:
+                        record += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:  # one side closed: so does the other, and the other direction's pipe ends
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+
 class SecureKafka(LocalKafka):
     """One Kafka node with four listeners beside the PLAINTEXT one the tests set up through:
     SASL_SSL (SCRAM-SHA-256/512, PLAIN, and OAUTHBEARER with Kafka's unsecured-JWT validator),
     MTLS (TLS, a client certificate required), OTHER_HOST (TLS, a certificate for another host) and
-    SASL_PLAIN (OAUTHBEARER without TLS), which clients reach through a ``RecordingProxy`` on
-    ``proxy_port``, the port the broker advertises for it: there the SASL exchange can be read."""
+    SASL_PLAIN (OAUTHBEARER without TLS), which clients reach through ``proxy``, a ``RecordingProxy``
+    whose port the broker advertises for it: there the SASL exchange can be read."""
 
     def __init__(self, directory: Path, certs: Certs) -> None:
         super().__init__(directory)
         self.certs = certs
         self.ports = {listener: free_port() for listener in ("SASL_SSL", "MTLS", "OTHER_HOST", "SASL_PLAIN")}
-        self.proxy_port = free_port()
+        self.proxy = RecordingProxy(("127.0.0.1", self.ports["SASL_PLAIN"]))
 
     def address(self, listener: str) -> str:
         return f"127.0.0.1:{self.ports[listener]}"
 
     def server_properties(self, node: KafkaNode) -> dict[str, object]:
         properties = super().server_properties(node)
-        advertised = {**self.ports, "SASL_PLAIN": self.proxy_port}
+        advertised = {**self.ports, "SASL_PLAIN": self.proxy.port}
         listeners, reached = (
             ",".join(f"{listener}://{node.host}:{port}" for listener, port in ports.items())
             for ports in (self.ports, advertised)
@@ -106,49 +163,6 @@ class SecureKafka(LocalKafka):
             }
         )
         return properties
-
-
-class RecordingProxy:
-    """A TCP proxy from ``port`` to ``target`` that keeps every byte the clients send."""
-
-    def __init__(self, port: int, target: tuple[str, int]) -> None:
-        self._server = socket.create_server(("127.0.0.1", port))
-        self._target = target
-        self._lock = threading.Lock()
-        self._sent = bytearray()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def sent(self) -> bytes:
-        with self._lock:
-            return bytes(self._sent)
-
-    def close(self) -> None:
-        self._server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:  # closed
-                return
-            upstream = socket.create_connection(self._target)
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if record:
-                    with self._lock:
-                        self._sent += data
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:  # one side closed: so does the other, and the other direction's pipe ends
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -208,13 +222,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Se
         yield secure
     finally:
         secure.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy(kafka: SecureKafka) -> Iterator[RecordingProxy]:
-    recording = RecordingProxy(kafka.proxy_port, ("127.0.0.1", kafka.ports["SASL_PLAIN"]))
-    yield recording
-    recording.close()
+        secure.proxy.close()
 
 
 @pytest.fixture
@@ -375,12 +383,12 @@ def test_both_clients_log_in_every_way(
 
 
 def test_both_clients_send_the_sasl_extensions_with_their_token(
-    kafka: SecureKafka, proxy: RecordingProxy, token_endpoint: str, topics: dict[str, Any]
+    kafka: SecureKafka, token_endpoint: str, topics: dict[str, Any]
 ) -> None:
     """What Confluent Cloud reads beside the token to place a client (its cluster, its identity pool),
     seen on the wire from librdkafka and from Faust's client alike."""
     settings = Settings(
-        bootstrap_servers=f"127.0.0.1:{kafka.proxy_port}",
+        bootstrap_servers=f"127.0.0.1:{kafka.proxy.port}",
         security_protocol="SASL_PLAINTEXT",
         sasl_mechanism="OAUTHBEARER",
         oauth_token_endpoint_url=token_endpoint,
@@ -389,13 +397,17 @@ def test_both_clients_send_the_sasl_extensions_with_their_token(
         oauth_extensions="logicalCluster=lkc-test1,identityPoolId=pool-test2",
         **topics,
     )
+    start = len(kafka.proxy.connections())
+    broker_topics(settings, timeout=20)  # librdkafka logs in, or this raises
+    asyncio.run(_faust_client_sends(settings))  # aiokafka, as Faust makes it
+    logins = [sent for sent in kafka.proxy.connections()[start:] if b"auth=Bearer " in sent]
+    # Each request names its client: "rdkafka", or "aiokafka-<version>".
+    by_client = {name: [login for login in logins if name in login] for name in (b"rdkafka", b"aiokafka")}
+    assert by_client[b"rdkafka"] and by_client[b"aiokafka"], logins
+    assert len(logins) == len(by_client[b"rdkafka"]) + len(by_client[b"aiokafka"]), logins
     extensions = (b"\x01logicalCluster=lkc-test1\x01", b"\x01identityPoolId=pool-test2\x01")
-    librdkafka = partial(broker_topics, settings, timeout=20)
-    for client in (librdkafka, lambda: asyncio.run(_faust_client_sends(settings))):
-        start = len(proxy.sent())
-        client()  # logged in: the broker took the token and its extensions
-        login = proxy.sent()[start:]
-        assert b"auth=Bearer " in login and all(extension in login for extension in extensions), login[:300]
+    for login in logins:
+        assert all(extension in login for extension in extensions), login[:300]
 
 
 def test_hostname_verification_is_on_by_default_and_can_be_turned_off(

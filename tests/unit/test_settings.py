@@ -3,6 +3,7 @@ variable; secrets come from the environment or from files and are never shown.""
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 import pytest
@@ -278,29 +279,52 @@ def test_sasl_extensions_are_read_as_librdkafka_reads_them(monkeypatch: pytest.M
         ("a=", "'a='"),
         ("a=1\x01", "'a=1\\x01'"),  # 0x01 separates extensions on the wire
         ("a=é", "'a=é'"),
+        ("a=x\\,b=y", "'a=x\\\\'"),  # librdkafka would read one pair, a="x,b=y"
+        ("a=b ,c=d", "'a=b '"),  # librdkafka would send "b", aiokafka "b "
+        ("a= b", "'a= b'"),
     ],
 )
 def test_a_malformed_sasl_extension_is_refused_naming_the_pair(value: str, pair: str) -> None:
-    message = error_of(**OIDC, oauth_extensions=value.replace("\\x01", "\x01"))
+    message = error_of(**OIDC, oauth_extensions=value)
     assert message.startswith(f"oauth_extensions={value!r}: {pair} is not key=value (a key of letters")
     assert "\n" not in message
 
 
-def test_auth_is_the_tokens_own_key_not_an_extension() -> None:
+def test_auth_and_a_repeated_key_are_refused() -> None:
     assert error_of(**OIDC, oauth_extensions="auth=Bearer x").endswith(
         "'auth' is the token's own key (RFC 7628), not an extension"
     )
+    assert error_of(**OIDC, oauth_extensions="a=1,b=2,a=3").endswith("'a' is given twice")
 
 
-@given(st.text(max_size=40))
-def test_any_extensions_value_is_taken_whole_or_refused_in_one_line(value: str) -> None:
+def librdkafka_extensions(value: str) -> list[tuple[str, str]]:
+    """How librdkafka reads sasl.oauthbearer.extensions, for values without its escape ('\\'): split at
+    ',', each pair trimmed, then split at its first '='."""
+    return [(key, item) for key, _equals, item in (pair.strip().partition("=") for pair in value.split(","))]
+
+
+# Mostly well-formed pairs; a digit or space in a key, a ',', '\\', DEL or edge space in a value now and then.
+KEYS = st.text(string.ascii_letters + "1 ", min_size=1, max_size=3)
+VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7F), min_size=1, max_size=6)
+
+
+@given(st.lists(st.tuples(KEYS, VALUES), max_size=4) | st.text(max_size=30))
+def test_any_extensions_are_taken_as_both_clients_send_them_or_refused_in_one_line(
+    drawn: list[tuple[str, str]] | str,
+) -> None:
+    value = drawn if isinstance(drawn, str) else ",".join(f"{key}={item}" for key, item in drawn)
     try:
         settings = Settings(**OIDC, oauth_extensions=value)
     except SettingsError as exc:
         assert "\n" not in str(exc)
-    else:  # what is taken is exactly what librdkafka is given, pair by pair
-        pairs = settings.oauth_extension_pairs()
-        assert ",".join(f"{key}={item}" for key, item in pairs.items()) == (settings.oauth_extensions or "")
+        return
+    if settings.oauth_extensions is None:  # empty: unset
+        assert value == ""
+        return
+    sent_by_librdkafka = librdkafka_extensions(value)
+    assert list(settings.oauth_extension_pairs().items()) == sent_by_librdkafka  # aiokafka's
+    if not isinstance(drawn, str):
+        assert sent_by_librdkafka == drawn
 
 
 def test_tls_files_are_loaded_at_start(certs: Certs) -> None:
