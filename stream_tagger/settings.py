@@ -113,11 +113,10 @@ _CONNECTION_PREFIXES = {
     "enable.sasl.": "STREAM_TAGGER_SASL_* and STREAM_TAGGER_OAUTH_*",
     "bootstrap.": "STREAM_TAGGER_BOOTSTRAP_SERVERS",
 }
-# A SASL extension (RFC 7628): a key of letters, a value of printable ASCII. Here also no ',' (it
-# separates pairs) nor '\\' (librdkafka's escape) in a value, nor a space at its ends (librdkafka trims
-# them, aiokafka would not): what both clients then send is the same.
+# A SASL extension (RFC 7628): a key of letters, a value of printable ASCII. Here a value also has no
+# ',' (it separates pairs) nor '\\' (librdkafka's escape), nor a space at its ends (librdkafka trims
+# them, aiokafka would not), so that both clients send the same.
 _EXTENSION_KEY = re.compile(r"[A-Za-z]+")
-# Printable ASCII but ',' and '\\' inside a value; at its ends, no space either.
 _INNER, _EDGE = r"\x20-\x2b\x2d-\x5b\x5d-\x7e", r"\x21-\x2b\x2d-\x5b\x5d-\x7e"
 _EXTENSION_VALUE = re.compile(f"[{_EDGE}](?:[{_INNER}]*[{_EDGE}])?")
 _MIN_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default, what decode.DEAD_LETTER_MAX_BYTES fits under
@@ -162,6 +161,12 @@ _SHOWS_VALUE = re.compile(r"[Ii]nvalid value|value \S+ is outside|failed: ")
 _QUIET = logging.getLogger("stream_tagger.settings.librdkafka_check")
 _QUIET.propagate = False
 _QUIET.addHandler(logging.NullHandler())
+
+
+def _extension_pairs(value: str) -> list[tuple[str, str, str]]:
+    """``key=value,...`` split as librdkafka splits ``sasl.oauthbearer.extensions``: at ',', then at each
+    pair's first '=' (key, '=' or '' when there is none, value)."""
+    return [pair.partition("=") for pair in value.split(",")]
 
 
 def _host_and_port(entry: str) -> str:
@@ -540,12 +545,11 @@ class Settings(BaseSettings):
         """Pairs that librdkafka (split at ',', then at the first '=') and aiokafka send alike."""
         if value is not None:
             keys: set[str] = set()
-            for pair in value.split(","):
-                key, equals, item = pair.partition("=")
+            for key, equals, item in _extension_pairs(value):
                 if not (equals and _EXTENSION_KEY.fullmatch(key) and _EXTENSION_VALUE.fullmatch(item)):
                     raise ValueError(
-                        f"{pair!r} is not key=value (a key of letters; a value of printable ASCII without "
-                        "',' or '\\', no space at its ends); pairs comma-separated, e.g. "
+                        f"{key + equals + item!r} is not key=value (a key of letters; a value of printable "
+                        "ASCII without ',' or '\\', no space at its ends); pairs comma-separated, e.g. "
                         "logicalCluster=lkc-abc12,identityPoolId=pool-1"
                     )
                 if key == "auth":
@@ -828,9 +832,7 @@ class Settings(BaseSettings):
 
     def oauth_extension_pairs(self) -> dict[str, str]:
         """``oauth_extensions`` as a mapping, key -> value."""
-        if self.oauth_extensions is None:
-            return {}
-        pairs = (pair.partition("=") for pair in self.oauth_extensions.split(","))
+        pairs = _extension_pairs(self.oauth_extensions) if self.oauth_extensions is not None else []
         return {key: item for key, _equals, item in pairs}
 
     def brokers(self) -> list[str]:
