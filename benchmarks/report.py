@@ -224,6 +224,7 @@ LATENCY_HEADER = [
     "p50 first → last 10%",
     "harness floor p50 / p99 ms",
     "CPU µs/event",
+    "events per batch",
     "cores: pipeline / broker / harness / idle",
     "runs (p99 ms)",
 ]
@@ -247,7 +248,7 @@ def latency_rows(results: dict) -> list[list[str]]:
             if load.get("over_capacity") or "error" in load:
                 what = "over capacity" if load.get("over_capacity") else "failed (see the JSON)"
                 rows.append(
-                    [LABELS.get(kind, kind), load["label"], _fmt(load["offered_per_s"]), what, *[""] * 9]
+                    [LABELS.get(kind, kind), load["label"], _fmt(load["offered_per_s"]), what, *[""] * 10]
                 )
                 continue
             lat = load.get("latency_ms", {})
@@ -264,6 +265,7 @@ def latency_rows(results: dict) -> list[list[str]]:
                     " → ".join(_fmt(v, 1) for v in load.get("p50_first_last_tenth_ms", [None, None])),
                     _floor(load),
                     _fmt(load.get("cpu_us_per_event")),
+                    _fmt(load.get("events_per_batch")),
                     _cores(load),
                     _p99_runs(load),
                 ]
@@ -510,6 +512,7 @@ AB_LATENCY_HEADER = [
     "p99 in pipeline",
     "p50 last 10%",
     "harness floor p50 / p99",
+    "events per batch",
     "cores: pipeline / broker / harness / idle",
     "x first (p99)",
     "runs (p99)",
@@ -567,6 +570,7 @@ def ab_latency_rows(results: dict) -> list[list[str]]:
                     _floor({"floor_ms": {p: med(lambda r, p=p: r["floor_ms"][p]) for p in ("p50", "p99")}})
                     if all("floor_ms" in r for r in runs) and runs
                     else "-",
+                    _fmt(med(lambda r: r.get("events_per_batch"))),
                     _cores({key: med(lambda r, key=key: r.get(key)) for key in CORES}),
                     _x(_ratio(p99, base)),
                     _list([r["latency_ms"]["p99"] for r in runs], 1),

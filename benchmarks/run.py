@@ -295,19 +295,42 @@ def _fail(kind: str, what: str, processes: Processes) -> PipelineFailed:
 
 
 _LIVE_MODEL = re.compile(r'^stream_tagger_model_info\{(?=[^}]*role="live")[^}]*version="([^"]+)"', re.M)
+_BATCHES = re.compile(r"^stream_tagger_batch_size_(count|sum) (\S+)$", re.M)
 
 
-def served_versions(processes: Processes) -> list[str]:
-    """The model version each worker of a run serves, from its /metrics (``stream_tagger_model_info``).
-    Asked while the workers run: what they serve, whatever was asked of them."""
-    found = []
+@dataclass
+class WorkerView:
+    """What the workers of a run say of themselves on /metrics, asked while they run."""
+
+    served: list[str]  # the model version each serves, whatever was asked of them
+    batches: float = 0.0  # micro-batches taken, by all of them
+    batched_events: float = 0.0  # events in those batches (the warm-up's included)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's fields: the versions and, once a batch was taken, the mean events per batch (how far
+        the loop was from full batches: the same rate can be met by few large ones or many small)."""
+        fields: dict[str, Any] = {"model_served": self.served}
+        if self.batches:
+            fields["events_per_batch"] = round(self.batched_events / self.batches, 1)
+        return fields
+
+
+def worker_view(processes: Processes) -> WorkerView:
+    """``WorkerView`` from every worker of the run (``stream_tagger_model_info``, ``..._batch_size``)."""
+    view = WorkerView([])
     for port in processes.web_ports:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                found += _LIVE_MODEL.findall(response.read().decode())
+                text = response.read().decode()
         except OSError:
-            found.append("(no answer from /metrics)")
-    return sorted(set(found))
+            view.served.append("(no answer from /metrics)")
+            continue
+        view.served += _LIVE_MODEL.findall(text)
+        totals = dict(_BATCHES.findall(text))
+        view.batches += float(totals.get("count", 0))
+        view.batched_events += float(totals.get("sum", 0))
+    view.served = sorted(set(view.served))
+    return view
 
 
 def summarize(
@@ -316,7 +339,7 @@ def summarize(
     sink: Sink,
     processes: Processes,
     window_start: float | None,
-    served: list[str],
+    view: WorkerView,
 ) -> dict:
     """Throughput, latency and CPU of one run, from the harness's timestamps and the process samples."""
     received, latency, created = [], [], []
@@ -333,7 +356,7 @@ def summarize(
         "peak_rss_mb": round(processes.peak_rss_mb, 1),
     }
     if kind in OURS:
-        result["model_served"] = served
+        result |= view.summary()
     if delivered < 2:
         return result
     first, last = min(received), max(received)
@@ -388,11 +411,11 @@ def saturation(
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise _fail(kind, "no output", processes)
             sink.wait_for(n, limit, processes)
-            served = served_versions(processes)
+            view = worker_view(processes)
         finally:
             sink.stop()
             processes.stop()
-    result = summarize(kind, sent, sink, processes, None, served)
+    result = summarize(kind, sent, sink, processes, None, view)
     for latency in ("latency_ms", "latency_created_ms", "p50_first_last_tenth_ms"):
         result.pop(latency, None)  # pre-produced events queue behind each other: not a latency
     return {
@@ -461,11 +484,11 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
             start = time.time()
             sent, achieved = produce_paced(bench.bootstrap, topics.raw, events, rate, producer)
             sink.wait_for(len(warm) + n, 30.0, processes)
-            served = served_versions(processes)
+            view = worker_view(processes)
         finally:
             sink.stop()
             processes.stop()
-    result = summarize(kind, sent, sink, processes, start, served)
+    result = summarize(kind, sent, sink, processes, start, view)
     result.pop("events_per_s", None)  # the offered rate, not the pipeline's
     if floor:
         arrived = [sink.floor[key][1] * 1000 - t_in for key, t_in in sent.items() if key in sink.floor]
