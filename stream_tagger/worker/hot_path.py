@@ -13,7 +13,7 @@ one core busy and leave the other to the broker's clients. Scoring comes in chun
 thread gets to a batch whose chunks the scoring thread has not all started, it scores those itself
 rather than wait (``_scored``). A partial batch (the input does not keep up) is published at once,
 as by one thread: overlapping those too would make many small batches, each waiting for the acks of
-the one before, and the loop would fall behind (what each piece buys: decision 013).
+the one before, and the loop would fall behind (what each piece buys: decisions 013 and 021).
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
