@@ -410,12 +410,13 @@ class Settings(BaseSettings):
     # true only for a single small process (tests, a laptop) where one process is simpler than two.
     feedback_in_worker: bool = False
     # The join's tables keep a prediction, and a correction that found no prediction, this long after
-    # the feedback worker read it: without it they grow with every post ever tagged.
-    feedback_retention_days: float = Field(default=30.0, gt=0)
+    # the feedback worker read it: without it they grow with every post ever tagged. At most a century
+    # (both): the sweep subtracts it from today, and a datetime cannot go back much further.
+    feedback_retention_days: float = Field(default=30.0, gt=0, le=36_500)
     # A post waiting for a reviewer's decision is kept this long instead (and never less than the
     # above): a decision after it finds nothing to resolve, and a post nobody reviews must not stay for
     # ever.
-    feedback_pending_retention_days: float = Field(default=180.0, gt=0)
+    feedback_pending_retention_days: float = Field(default=180.0, gt=0, le=36_500)
     # How often the tables are swept for what is older than that.
     feedback_sweep_interval_s: float = Field(default=3_600.0, gt=0)
     # CPU priority (nice increment) of `stream-tagger feedback-worker`: on a host it shares with workers

@@ -319,7 +319,8 @@ class FeedbackJoin:
         return msgspec.convert(self.predictions.get(content_id), Prediction)
 
     def _judge(self, feedback: Feedback, record: Prediction) -> Verdict:
-        corrected = [t for t in map(normalise_tag, feedback.tags) if t in APPROVED_TAGS]
+        # Each approved tag once, in the person's order ("MLOps" and "mlops" are one tag).
+        corrected = list(dict.fromkeys(t for t in map(normalise_tag, feedback.tags) if t in APPROVED_TAGS))
         judged = Judged.of(record.suggested, corrected, record.author_tags)
         pending = record.status == "pending_review" and not record.resolved
         if not (feedback.source == "reviewer" and pending and feedback.id not in self._resolving):

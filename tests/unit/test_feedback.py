@@ -114,6 +114,14 @@ def test_reviewer_resolves_a_pending_item_once_with_the_time_it_took() -> None:
     assert again is not None and again.resolution is None and again.review_seconds is None
 
 
+def test_a_decision_naming_a_tag_twice_publishes_it_once() -> None:
+    join = FeedbackJoin(RestoredTable(), RestoredTable())
+    join.on_tagged(tagged("1", [], status="pending_review"), 0)
+    verdict = join.on_feedback(fb("1", ["MLOps", "mlops", "other"], source="reviewer"), 0)
+    assert verdict is not None and verdict.resolution is not None
+    assert [t.tag for t in verdict.resolution.tags] == ["mlops", "other"]
+
+
 def test_user_feedback_does_not_resolve_a_review() -> None:
     join = FeedbackJoin(RestoredTable(), RestoredTable())
     join.on_tagged(tagged("1", [], status="pending_review"), 0)
@@ -240,6 +248,19 @@ def test_the_sweep_forgets_what_is_older_than_the_retention_and_lets_the_agents_
     tombstones = [(p, key) for p, key, deleted in loop.join.predictions.changelog if deleted]
     assert tombstones == [(i % 4, f"old{i}") for i in range(2_500)]  # each in its key's partition
     assert ticks >= 2  # the sweep yielded to the event loop while it ran
+
+
+@pytest.mark.parametrize("field", ["feedback_retention_days", "feedback_pending_retention_days"])
+def test_the_longest_retention_the_settings_take_sweeps_without_error(field: str) -> None:
+    async def sweep() -> tuple[int, list[str]]:
+        app = faust.App(f"sweep-{field}", broker="kafka://127.0.0.1:1")  # never started: no broker needed
+        loop = FeedbackLoop(app, Settings(**{field: 36_500}), Metrics(CollectorRegistry()))
+        loop.join = FeedbackJoin(RestoredTable(), RestoredTable(), forgotten=loop.join.forgotten)
+        loop._owned = lambda topic: {0}  # type: ignore[method-assign]
+        loop.join.on_tagged(tagged("recent", ["mlops"]), 0)
+        return await loop.sweep(), sorted(loop.join.predictions)
+
+    assert asyncio.run(sweep()) == (0, ["recent"])
 
 
 def test_every_write_of_a_key_goes_to_one_changelog_partition_whatever_the_event_partition() -> None:

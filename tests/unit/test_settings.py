@@ -67,6 +67,17 @@ def test_the_documented_non_settings_pass(monkeypatch: pytest.MonkeyPatch) -> No
         ("STREAM_TAGGER_LOG_LEVEL", "LOUD", "STREAM_TAGGER_LOG_LEVEL='LOUD': Input should be 'DEBUG'"),
         ("STREAM_TAGGER_SECURITY_PROTOCOL", "TLS", "STREAM_TAGGER_SECURITY_PROTOCOL='TLS': Input should be"),
         ("STREAM_TAGGER_KAFKA_EXTRA", "{oops", "STREAM_TAGGER_KAFKA_EXTRA: not JSON"),
+        # The feedback worker's sweep subtracts these from today: refused at start, not at each sweep.
+        (
+            "STREAM_TAGGER_FEEDBACK_RETENTION_DAYS",
+            "inf",
+            "STREAM_TAGGER_FEEDBACK_RETENTION_DAYS='inf': Input should be less than or equal to 36500",
+        ),
+        (
+            "STREAM_TAGGER_FEEDBACK_PENDING_RETENTION_DAYS",
+            "1000000",
+            "STREAM_TAGGER_FEEDBACK_PENDING_RETENTION_DAYS='1000000': Input should be less than or equal",
+        ),
     ],
 )
 def test_a_bad_value_names_its_variable_and_value(
