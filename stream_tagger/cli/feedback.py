@@ -43,7 +43,8 @@ def export_feedback(
     console.print(
         f"[green]wrote[/] {report.written} corrected posts to {out}; skipped "
         f"{report.without_text} without text on {settings.topic_raw}, "
-        f"{report.without_approved_tag} naming no approved tag",
+        f"{report.without_approved_tag} naming no approved tag, "
+        f"{report.unusable} with a blank id or text",
         highlight=False,
     )
 

@@ -10,7 +10,7 @@ import csv
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,18 @@ class Dataset:
         return {tag: counts.get(tag, 0) for tag in APPROVED_TAGS}
 
 
+def row_problem(row: Mapping[str, str]) -> str | None:
+    """Why a row of a training CSV cannot be learnt from, or None. The feedback export skips such a row
+    by this same check, so that it never writes a file the trainer refuses."""
+    if not row["id"].strip():
+        return "empty id"
+    if not (row["title"].strip() or row["description"].strip()):
+        return "empty title and description"
+    if row["tag"] not in APPROVED_TAGS:
+        return f"unknown tag {row['tag']!r} (approved: {', '.join(APPROVED_TAGS)})"
+    return None
+
+
 def _read_one(path: Path) -> tuple[list[dict[str, str]], str]:
     try:
         data = path.read_bytes()
@@ -76,14 +88,9 @@ def _read_one(path: Path) -> tuple[list[dict[str, str]], str]:
             where = f"{path}:{reader.line_num}"
             if None in row or any(row[c] is None for c in REQUIRED_COLUMNS):
                 raise DatasetError(f"{where}: expected {len(header)} fields, got a different number")
-            if not row["id"].strip():
-                raise DatasetError(f"{where}: empty id")
-            if not (row["title"].strip() or row["description"].strip()):
-                raise DatasetError(f"{where}: empty title and description")
-            if row["tag"] not in APPROVED_TAGS:
-                raise DatasetError(
-                    f"{where}: unknown tag {row['tag']!r} (approved: {', '.join(APPROVED_TAGS)})"
-                )
+            problem = row_problem(row)
+            if problem:
+                raise DatasetError(f"{where}: {problem}")
             rows.append(row)
     except csv.Error as exc:
         raise DatasetError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc

@@ -7,7 +7,8 @@ Messages are read with the workers' own decoders (size limit included): what a w
 the export skips, and an odd message (nested thousands deep, say) cannot stop it. Per id the latest
 correction wins (people correct their corrections). The training CSV holds one tag
 per post, so the first approved tag of the correction is used; a correction naming no approved tag
-teaches the model nothing and is left out, and counted.
+teaches the model nothing and is left out, and counted, as is a post the trainer would refuse (no id
+or no text once blanks are stripped: one such row would fail the whole file).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stream_tagger.events import Feedback, RawContent, as_utc
 from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
+from stream_tagger.model.dataset import row_problem
 from stream_tagger.settings import APPROVED_TAGS, Settings
 from stream_tagger.tools.produce import check_broker
 from stream_tagger.worker.decode import Rejection, decode_feedback, decode_raw
@@ -44,6 +46,7 @@ class ExportReport:
     written: int
     without_text: int  # corrected ids not (or no longer) on the raw topic
     without_approved_tag: int
+    unusable: int  # posts the trainer refuses (``model.dataset.row_problem``): blank id or text
 
 
 def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterator[Message]:
@@ -52,12 +55,16 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
     The end of a partition is taken from its first fetch response: Tansu answers the ListOffsets
     request (``get_watermark_offsets``) with the start of the last record batch plus one, which ends
     the read early when a batch holds several records; the fetch response has the true high watermark.
+    A partition also ends when the consumer reports it has read all it can (``_PARTITION_EOF``): a
+    transactional producer's last offset is a commit marker, which no consumer receives, and what an
+    open transaction wrote is not readable yet (committed records only).
     """
     consumer = Consumer(
         {
             **consumer_common(settings),
             "group.id": f"stream-tagger-export-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
             "logger": KAFKA_LOG,
         }
     )
@@ -76,9 +83,12 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error():
-                raise KafkaException(msg.error())
             p = msg.partition()
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(msg.error())
+                ends.pop(p, None)
+                continue
             if p not in ends:
                 continue
             if p not in fetched:
@@ -136,17 +146,21 @@ def export_feedback(settings: Settings, out: Path) -> ExportReport:
     corrections = latest_corrections(read_to_end(settings, settings.topic_feedback), settings.max_event_bytes)
     tags = {cid: tag for cid, fb in corrections.items() if (tag := training_tag(fb)) is not None}
     posts = posts_by_id(read_to_end(settings, settings.topic_raw), set(tags), settings.max_event_bytes)
+    rows = []
+    for cid in sorted(posts):
+        post = posts[cid]
+        values = (cid, post.created_at.strftime(CREATED_ON_FORMAT), post.title, post.description, tags[cid])
+        row = dict(zip(CSV_COLUMNS, values, strict=True))
+        if row_problem(row) is None:
+            rows.append(row)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for cid in sorted(posts):
-            post = posts[cid]
-            writer.writerow(
-                [cid, post.created_at.strftime(CREATED_ON_FORMAT), post.title, post.description, tags[cid]]
-            )
+        writer = csv.DictWriter(f, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
     return ExportReport(
-        written=len(posts),
+        written=len(rows),
         without_text=len(tags) - len(posts),
         without_approved_tag=len(corrections) - len(tags),
+        unusable=len(posts) - len(rows),
     )

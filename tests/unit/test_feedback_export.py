@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-from stream_tagger.online.feedback_export import latest_corrections, posts_by_id
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream_tagger.events import Feedback, RawContent
+from stream_tagger.model.dataset import load_dataset
+from stream_tagger.online import feedback_export
+from stream_tagger.online.feedback_export import (
+    ExportReport,
+    export_feedback,
+    latest_corrections,
+    posts_by_id,
+)
+from stream_tagger.settings import APPROVED_TAGS, Settings
+from tests.conftest import DATASET
 
 
 class Message:
@@ -43,3 +61,64 @@ def test_raw_posts_over_the_workers_size_limit_are_skipped() -> None:
     post = b'{"id":"%s","title":"t","description":"%s","created_at":"2026-03-01T12:00:00Z"}'
     messages = [Message(post % (b"big", b"d" * 2_000)), Message(post % (b"small", b"d"))]
     assert set(posts_by_id(iter(messages), {"big", "small"}, 1_000)) == {"small"}
+
+
+def export(
+    monkeypatch: pytest.MonkeyPatch, out: Path, posts: list[bytes], corrections: list[bytes]
+) -> ExportReport:
+    """``export_feedback`` over these topics' contents (the broker faked: this tests the join and the CSV)."""
+    topics = {Settings().topic_raw: posts, Settings().topic_feedback: corrections}
+    monkeypatch.setattr(feedback_export, "check_broker", lambda _settings: set(topics))
+    monkeypatch.setattr(
+        feedback_export, "read_to_end", lambda _settings, topic: iter(map(Message, topics[topic]))
+    )
+    return export_feedback(Settings(), out)
+
+
+def test_a_post_the_trainer_would_refuse_is_counted_not_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    post = b'{"id":"%s","title":"%s","created_at":"2026-03-01T12:00:00Z"}'
+    posts = [post % (b"blank-title", b"  "), post % (b" ", b"A title"), post % (b"ok", b"A title")]
+    corrections = [correction(cid, "mlops", "13:00:00") for cid in ("blank-title", " ", "ok")]
+    out = tmp_path / "feedback.csv"
+    report = export(monkeypatch, out, posts, corrections)
+    assert (report.written, report.unusable) == (1, 2)
+    assert load_dataset([DATASET, out], min_per_class=0).ids[-1] == "ok"
+
+
+# Text that is often blank once stripped, or holds what a CSV must quote (separators, quotes, newlines).
+_text = st.text(st.sampled_from(' \t\r\n\u3000,"a\u00e9\u2028\x00'), max_size=6) | st.text(max_size=20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(st.sampled_from(" \t\u00a0,x1"), min_size=1, max_size=5)
+            | st.text(min_size=1, max_size=12),
+            _text,
+            _text,
+            st.lists(st.sampled_from([*APPROVED_TAGS, "MLOps", "robotics"]), max_size=3),
+        ),
+        max_size=6,
+    )
+)
+def test_whatever_the_workers_accept_the_export_writes_a_file_the_trainer_reads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rows: list[tuple[str, str, str, list[str]]]
+) -> None:
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    posts = [
+        msgspec.json.encode(RawContent(id=cid, title=title, description=description, created_at=at))
+        for cid, title, description, _tags in rows
+    ]
+    corrections = [
+        msgspec.json.encode(Feedback(id=cid, tags=tags, source="user", created_at=at))
+        for cid, _title, _description, tags in rows
+    ]
+    out = tmp_path / "feedback.csv"
+    report = export(monkeypatch, out, posts, corrections)
+    written = load_dataset([DATASET, out], min_per_class=0).sources[-1]["rows"] if report.written else 0
+    assert written == report.written
+    ids = {cid for cid, *_ in rows}
+    assert report.written + report.unusable + report.without_approved_tag == len(ids)
