@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from stream_tagger.cli import app
@@ -61,6 +62,25 @@ def test_export_writes_the_latest_approved_correction_with_the_posts_text(
     assert rows[posts[1].id]["description"] == posts[1].description
     data = load_dataset([DATASET, out], min_per_class=0)  # what `train --data A --data B` reads
     assert set(rows) <= set(data.ids)
+
+
+def test_export_reads_a_topic_written_in_transactions_to_its_end(settings: Settings, tmp_path: Path) -> None:
+    # A transactional producer (Kafka Streams, Flink, a worker in exactly_once) ends a partition with a
+    # commit marker, which no consumer receives: the export must not wait for that offset.
+    post = dataset_events(1, id_prefix="tx")[0]
+    produce(settings, [(post.id.encode(), encode(post))])
+    producer = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "transactional.id": f"ui-{settings.consumer_group}"}
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    correction = Feedback(id=post.id, tags=["mlops"], source="reviewer", created_at=datetime.now(UTC))
+    producer.produce(settings.topic_feedback, msgspec.json.encode(correction), post.id.encode())
+    producer.commit_transaction(30)
+
+    report = export_feedback(settings, tmp_path / "feedback.csv")
+
+    assert (report.written, report.without_text, report.unusable) == (1, 0, 0)
 
 
 def test_export_command_names_a_missing_topic(bootstrap_servers: str, tmp_path: Path) -> None:
