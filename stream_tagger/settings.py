@@ -97,6 +97,11 @@ _OWNED_PROPERTIES = {
     "enable.idempotence": _GUARANTEE,
     "acks": _GUARANTEE,
     "request.required.acks": _GUARANTEE,
+    # consumer_config sets it over the pass-through's: refused rather than ignored.
+    "auto.offset.reset": (
+        "the worker, which starts a new group at the earliest offset (and a partition whose committed "
+        "offset is gone) so that no event is skipped"
+    ),
     # Outputs are keyed by content id and joined with other producers' topics by partition.
     "partitioner": "Kafka's Java default partitioner (murmur2), which every producer of the package uses",
 }

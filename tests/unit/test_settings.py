@@ -405,6 +405,11 @@ def test_extra_properties_come_as_json_and_reach_librdkafka_as_strings(
             '{"enable.auto.offset.store": "true"}',
             "enable.auto.offset.store is set by the delivery guarantee",
         ),
+        (  # the hot path's consumer would apply "earliest" over it all the same
+            "kafka_consumer_extra",
+            '{"auto.offset.reset": "latest"}',
+            "auto.offset.reset is set by the worker, which starts a new group at the earliest offset",
+        ),
         (
             "kafka_producer_extra",
             '{"partitioner": "consistent_random"}',
