@@ -125,6 +125,8 @@ _EXTENSION_KEY = re.compile(r"[A-Za-z]+")
 _INNER, _EDGE = r"\x20-\x2b\x2d-\x5b\x5d-\x7e", r"\x21-\x2b\x2d-\x5b\x5d-\x7e"
 _EXTENSION_VALUE = re.compile(f"[{_EDGE}](?:[{_INNER}]*[{_EDGE}])?")
 _MIN_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default, what decode.DEAD_LETTER_MAX_BYTES fits under
+_MAX_MESSAGE_MAX_BYTES = 1_000_000_000  # librdkafka's largest
+_DECIMAL = re.compile(r"[1-9][0-9]*")  # no sign, space, leading 0 (octal to strtol) or non-ASCII digit
 # confluent-kafka's own properties, not librdkafka's: callbacks and delivery reports the package wires.
 _PYTHON_CLIENT_PROPERTIES = frozenset(
     {
@@ -606,11 +608,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"{key} looks like a secret, which has no place in the environment")
         # Dead letters carry up to DEAD_LETTER_MAX_BYTES of the input, sized for librdkafka's default: a
         # lower limit would refuse one, and the hot path would stop on that offset at every restart.
-        limit = value.get("message.max.bytes", "")
-        if limit.isdigit() and int(limit) < _MIN_MESSAGE_MAX_BYTES:
+        # librdkafka reads the value with strtol (base 0, up to the first character it cannot read, cut
+        # to an int): " 1000", "0x3e8", "1000.0" or "4294968296" are 1000 to it. Only a plain decimal
+        # within its range is read as written, so only that is taken.
+        limit = value.get("message.max.bytes")
+        if limit is not None and not (
+            _DECIMAL.fullmatch(limit) and _MIN_MESSAGE_MAX_BYTES <= int(limit) <= _MAX_MESSAGE_MAX_BYTES
+        ):
             raise ValueError(
-                f"message.max.bytes below {_MIN_MESSAGE_MAX_BYTES:,} would refuse a dead letter (they "
-                "are sized for librdkafka's default); it may be raised, not lowered"
+                f"message.max.bytes: a whole number of bytes in decimal digits, from "
+                f"{_MIN_MESSAGE_MAX_BYTES:,} (a dead letter is sized for librdkafka's default) to "
+                f"{_MAX_MESSAGE_MAX_BYTES:,} (librdkafka's largest)"
             )
         return value
 

@@ -418,7 +418,7 @@ def test_extra_properties_come_as_json_and_reach_librdkafka_as_strings(
         (
             "kafka_producer_extra",
             '{"message.max.bytes": 500000}',  # a dead letter could be over it: the hot path would stop
-            "message.max.bytes below 1,000,000 would refuse a dead letter",
+            "message.max.bytes: a whole number of bytes in decimal digits, from 1,000,000",
         ),
         ("kafka_extra", '{"client.token": "x"}', "client.token looks like a secret"),
         (
@@ -689,6 +689,33 @@ def test_message_max_bytes_may_be_raised_not_lowered() -> None:
     assert Settings(kafka_producer_extra={"message.max.bytes": "5000000"}).kafka_producer_extra == {
         "message.max.bytes": "5000000"
     }
+    raised = Settings(kafka_producer_extra={"message.max.bytes": 1_000_000_000})  # librdkafka's largest
+    assert raised.kafka_producer_extra == {"message.max.bytes": "1000000000"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # librdkafka reads each as 1000 (strtol: base 0, up to the first character it cannot read) ...
+        " 1000",
+        "1000 ",
+        "0x3e8",
+        "1000bytes",
+        "1e3",
+        1e3,  # JSON's 1e3 is "1000.0"
+        "4294968296",  # ... and this one as 2**32 + 1000, cut to an int
+        "01750",  # octal
+        "+1000000",  # at least the floor, but not a plain decimal either
+        "1000000.0",
+    ],
+)
+@pytest.mark.parametrize("setting", ["kafka_extra", "kafka_producer_extra"])
+def test_message_max_bytes_is_a_plain_number_so_that_the_floor_holds(setting: str, value: object) -> None:
+    """A dead letter larger than the limit librdkafka applies would stop the hot path on its offset."""
+    assert error_of(**{setting: {"message.max.bytes": value}}) == (
+        f"{setting}: message.max.bytes: a whole number of bytes in decimal digits, from 1,000,000 (a "
+        "dead letter is sized for librdkafka's default) to 1,000,000,000 (librdkafka's largest)"
+    )
 
 
 def test_a_refused_value_names_only_the_properties_of_the_variable_checked() -> None:
