@@ -547,6 +547,18 @@ class Settings(BaseSettings):
                 )
         return ",".join(map(_host_and_port, entries))
 
+    @field_validator("oauth_client_id")
+    @classmethod
+    def _basic_auth_user(cls, value: str | None) -> str | None:
+        """The token request sends the id as HTTP Basic authentication's user-id, which ends at the first
+        ':' (RFC 7617): aiohttp refuses it, as Faust's token provider is made."""
+        if value is not None and ":" in value:
+            raise ValueError(
+                "a ':' is not allowed: the token request sends the id as HTTP Basic authentication's "
+                "user-id (RFC 7617), which ends at the first ':'"
+            )
+        return value
+
     @field_validator("oauth_extensions")
     @classmethod
     def _sasl_extensions(cls, value: str | None) -> str | None:

@@ -268,6 +268,13 @@ OIDC = {
 }
 
 
+def test_an_oauth_client_id_with_a_colon_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's token provider could not be made: HTTP Basic authentication's user-id has no ':'."""
+    values = {name: value for name, value in OIDC.items() if name != "oauth_client_id"}
+    message = error_of(monkeypatch, {"STREAM_TAGGER_OAUTH_CLIENT_ID": "tenant:client"}, **values)
+    assert message.startswith("STREAM_TAGGER_OAUTH_CLIENT_ID='tenant:client': a ':' is not allowed")
+
+
 def test_sasl_extensions_are_read_as_librdkafka_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(**OIDC).oauth_extension_pairs() == {}
     monkeypatch.setenv("STREAM_TAGGER_OAUTH_EXTENSIONS", "logicalCluster=lkc-abc12,identityPoolId=pool-X=9")
