@@ -145,6 +145,8 @@ _PYTHON_CLIENT_PROPERTIES = frozenset(
 _SECRET_MARKERS = ("password", "passphrase", "secret", "token", "credential", "key", ".pem")
 #: The pass-through settings: their values are never shown in an error, only their property names.
 EXTRAS = ("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra")
+# Nor is a token endpoint URL's: one that is refused may hold a password (user:password@, ?secret=).
+_VALUE_NOT_SHOWN = frozenset({*SECRETS, *EXTRAS, "oauth_token_endpoint_url"})
 #: The settings that name a topic, one per role.
 TOPIC_ROLES = (
     "topic_raw",
@@ -266,8 +268,7 @@ def _problems(exc: ValidationError, given: dict[str, Any]) -> list[tuple[str | N
             what = f"{error['loc'][1]}: {what}"
         value = error.get("input")
         if (
-            field not in SECRETS
-            and field not in EXTRAS
+            field not in _VALUE_NOT_SHOWN
             and len(error["loc"]) == 1
             and isinstance(value, str | int | float | Path)
         ):
@@ -546,6 +547,30 @@ class Settings(BaseSettings):
                     f"{entry}: give host:port without a protocol (that is STREAM_TAGGER_SECURITY_PROTOCOL)"
                 )
         return ",".join(map(_host_and_port, entries))
+
+    @field_validator("oauth_token_endpoint_url")
+    @classmethod
+    def _url_without_secrets(cls, value: HttpUrl | None) -> HttpUrl | None:
+        """The URL is shown (`stream-tagger config`, the token errors), so it holds no secret: the
+        client's credentials come from the OAUTH_CLIENT_* settings (aiohttp refuses a user name in the
+        URL beside them), the request's parameters from OAUTH_SCOPE."""
+        if value is None:
+            return value
+        if value.username is not None or value.password is not None:
+            part = "a user name or password"
+            instead = (
+                "the client's credentials are STREAM_TAGGER_OAUTH_CLIENT_ID and "
+                "STREAM_TAGGER_OAUTH_CLIENT_SECRET"
+            )
+        elif value.query is not None or value.fragment is not None:
+            part = "a query string" if value.query is not None else "a fragment"
+            instead = "the request's parameters are the grant type and STREAM_TAGGER_OAUTH_SCOPE"
+        else:
+            return value
+        raise ValueError(
+            f"{part} in the URL is not allowed (the URL is shown in logs and by `stream-tagger config`): "
+            f"{instead}"
+        )
 
     @field_validator("oauth_client_id")
     @classmethod

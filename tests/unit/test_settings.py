@@ -275,6 +275,26 @@ def test_an_oauth_client_id_with_a_colon_is_refused(monkeypatch: pytest.MonkeyPa
     assert message.startswith("STREAM_TAGGER_OAUTH_CLIENT_ID='tenant:client': a ':' is not allowed")
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://svc:Sup3rSecret@idp/token", "a user name or password in the URL is not allowed"),
+        ("https://Sup3rSecret@idp/token", "a user name or password in the URL is not allowed"),
+        ("https://idp/token?client_secret=Sup3rSecret", "a query string in the URL is not allowed"),
+        ("https://idp/token#Sup3rSecret", "a fragment in the URL is not allowed"),
+        ("https://svc:Sup3rSecret@idp:x/token", "Input should be a valid URL"),
+    ],
+)
+def test_a_token_endpoint_url_that_may_hold_a_secret_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+) -> None:
+    """`stream-tagger config` and the token errors show the URL; aiohttp refuses credentials in it."""
+    values = {name: value for name, value in OIDC.items() if name != "oauth_token_endpoint_url"}
+    message = error_of(monkeypatch, {"STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL": url}, **values)
+    assert message.startswith(f"STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL: {expected}")
+    assert "Sup3rSecret" not in message
+
+
 def test_sasl_extensions_are_read_as_librdkafka_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(**OIDC).oauth_extension_pairs() == {}
     monkeypatch.setenv("STREAM_TAGGER_OAUTH_EXTENSIONS", "logicalCluster=lkc-abc12,identityPoolId=pool-X=9")
