@@ -11,6 +11,7 @@ variable and what is wrong, so that a typo fails at start instead of leaving a d
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import logging
 import os
@@ -159,8 +160,10 @@ TOPIC_ROLES = (
 # The names Kafka accepts (it refuses "." and ".." too).
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 DEFAULT_BROKER_PORT = 9092
-# A broker's host name or IPv4 address, or an IPv6 address in brackets.
-_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+# A broker's host name or IPv4 address, or an IPv6 address in brackets (checked as one: Faust's URL
+# parser, yarl, refuses anything else between brackets); a port of ASCII digits.
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[(?P<ipv6>[0-9A-Fa-f:.]+)\]")
+_PORT = re.compile(r"[0-9]+")
 # librdkafka quotes the value it refuses ('Invalid value "x" for configuration property "y"'), or
 # shows it after "value" or "failed:" (a range, a plugin path).
 _SHOWS_VALUE = re.compile(r"[Ii]nvalid value|value \S+ is outside|failed: ")
@@ -178,12 +181,24 @@ def _extension_pairs(value: str) -> list[tuple[str, str, str]]:
     return [pair.partition("=") for pair in value.split(",")]
 
 
+def _is_host(text: str) -> bool:
+    match = _HOST.fullmatch(text)
+    if match is None:
+        return False
+    if match["ipv6"] is not None:
+        try:
+            ipaddress.IPv6Address(match["ipv6"])
+        except ValueError:
+            return False
+    return True
+
+
 def _host_and_port(entry: str) -> str:
     """A broker's ``host:port``; a host alone gets Kafka's port 9092, as librdkafka and Faust give it."""
-    if _HOST.fullmatch(entry):
+    if _is_host(entry):
         return f"{entry}:{DEFAULT_BROKER_PORT}"
     host, _, port = entry.rpartition(":")
-    if not _HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+    if not _is_host(host) or not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
         raise ValueError(f"{entry} is not host or host:port; give such entries, comma-separated")
     return entry
 

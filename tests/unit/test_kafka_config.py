@@ -21,7 +21,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
 from stream_tagger.app import make_faust_app
 from stream_tagger.kafka.config import (
@@ -182,6 +182,14 @@ def test_the_hot_path_consumer_rebalances_incrementally_and_may_be_a_static_memb
 def aiokafka_auth(settings: Settings) -> dict[str, Any]:
     """What Faust gives each of its aiokafka clients for these settings."""
     return dict(credentials_to_aiokafka_auth(make_faust_app(settings).conf.broker_credentials))
+
+
+@pytest.mark.parametrize(
+    "servers", ["k1:9092,kafka-2.kafka", "10.0.0.1:9092", "[::1]:9093", "[::ffff:10.0.0.1]", "[FE80::1]:9092"]
+)
+def test_faust_takes_every_broker_list_the_settings_take(servers: str) -> None:
+    settings = Settings(bootstrap_servers=servers)
+    assert len(server_list(make_faust_app(settings).conf.broker, 9092)) == len(settings.brokers())
 
 
 def test_faust_gets_the_same_tls_as_librdkafka(certs: Certs) -> None:

@@ -190,6 +190,11 @@ def test_a_missing_or_empty_secret_file_is_named(tmp_path: Path) -> None:
         ("k1:9092;k2:9092", "k1:9092;k2:9092 is not host or host:port"),
         ("k1:0", "k1:0 is not host or host:port"),
         ("k 1:9092", "k 1:9092 is not host or host:port"),
+        # Faust's URL parser (yarl) takes only an IPv6 address in brackets
+        ("[10.0.0.1]:9092", "[10.0.0.1]:9092 is not host or host:port"),
+        ("[10.0.0.1]", "[10.0.0.1] is not host or host:port"),
+        ("[1:2:3]:9092", "[1:2:3]:9092 is not host or host:port"),
+        ("k1:\u0663", "k1:\u0663 is not host or host:port"),  # an Arabic-Indic 3: str.isdigit() takes it
     ],
 )
 def test_the_broker_list_is_host_port_entries(
