@@ -452,8 +452,9 @@ class Settings(BaseSettings):
     # for ~35 MB more resident at saturation; a batch's bytes are bounded by the prefetch (decision 019).
     batch_max_size: int = Field(default=4096, ge=1)
     # How long a consume waits to fill a batch, counted from when the previous consume returned (at low
-    # load, the longest an event waits for its batch; decision 016).
-    batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
+    # load, the longest an event waits for its batch; decision 016). At most a minute: a stop waits for
+    # the consume in progress.
+    batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=60_000)
     # A batch of fewer events says the input is sparse: the next consume then waits at most as long as
     # it has been since that batch was taken, and after a consume that returned nothing the next one
     # returns as the next event arrives. At low load an event waits for its batch about as long as a
@@ -506,9 +507,10 @@ class Settings(BaseSettings):
     fetch_wait_max_ms: int = Field(default=5, ge=1, le=300_000)
     # At start the worker waits for the broker, saying so in the log at each attempt: the first retry
     # after broker_retry_seconds, each wait twice the one before up to broker_retry_max_seconds, and
-    # for at most broker_wait_limit_seconds in all (then it exits 1 in one line; unset: for ever).
-    broker_retry_seconds: float = Field(default=2.0, gt=0)
-    broker_retry_max_seconds: float = Field(default=30.0, gt=0)
+    # for at most broker_wait_limit_seconds in all (then it exits 1 in one line; unset: for ever). A
+    # wait is at most an hour: threading's wait refuses a timeout past threading.TIMEOUT_MAX.
+    broker_retry_seconds: float = Field(default=2.0, gt=0, le=3_600)
+    broker_retry_max_seconds: float = Field(default=30.0, gt=0, le=3_600)
     broker_wait_limit_seconds: float | None = Field(default=None, gt=0)
     # The keyword baseline costs ~70 us/post (more than the model): check every Nth scored event only.
     rules_baseline_stride: int = Field(default=20, ge=1)

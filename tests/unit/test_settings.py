@@ -78,6 +78,23 @@ def test_the_documented_non_settings_pass(monkeypatch: pytest.MonkeyPatch) -> No
             "1000000",
             "STREAM_TAGGER_FEEDBACK_PENDING_RETENTION_DAYS='1000000': Input should be less than or equal",
         ),
+        # Waits between attempts to reach the broker: threading refuses a timeout past TIMEOUT_MAX.
+        (
+            "STREAM_TAGGER_BROKER_RETRY_SECONDS",
+            "inf",
+            "STREAM_TAGGER_BROKER_RETRY_SECONDS='inf': Input should be less than or equal to 3600",
+        ),
+        (
+            "STREAM_TAGGER_BROKER_RETRY_MAX_SECONDS",
+            "1e12",
+            "STREAM_TAGGER_BROKER_RETRY_MAX_SECONDS='1e12': Input should be less than or equal to 3600",
+        ),
+        # A consume timeout, which a stop waits for.
+        (
+            "STREAM_TAGGER_BATCH_MAX_WAIT_MS",
+            "1e12",
+            "STREAM_TAGGER_BATCH_MAX_WAIT_MS='1e12': Input should be less than or equal to 60000",
+        ),
     ],
 )
 def test_a_bad_value_names_its_variable_and_value(
