@@ -58,7 +58,12 @@ def resolve(model_dir: Path) -> Path:
     if model_dir.is_dir() and not (model_dir / MODEL_FILE).exists() and (model_dir / POINTER).is_file():
         model_dir = model_dir / POINTER
     if model_dir.is_file():
-        name = model_dir.read_text(encoding="utf-8").strip()
+        try:
+            name = model_dir.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            # Not readable by this user (written under umask 077) or not UTF-8 (PowerShell writes
+            # UTF-16): the same one-line refusal as any other pointer a worker cannot serve from.
+            raise ModelLoadError(f"{model_dir}: unreadable pointer ({exc})") from exc
         if not _is_folder_name(name):
             raise ModelLoadError(f"{model_dir}: pointer must name one version folder, got {name!r}")
         target = model_dir.parent / name

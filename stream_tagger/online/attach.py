@@ -68,14 +68,16 @@ class Online:
             self._export_model_info()
 
     def _load_shadow(self) -> Predictor | None:
-        """The shadow model, or None when it cannot be loaded: a candidate must never keep the worker
-        from serving (its watcher loads it once it is fixed or another version is pointed to)."""
+        """The shadow model, or None when it cannot be loaded for whatever reason: a candidate must
+        never keep the worker from serving (its watcher loads it once it is fixed or another version
+        is pointed to)."""
         settings = self.worker.settings
         assert settings.shadow_model_dir is not None
         try:
             return Predictor.load(settings.shadow_model_dir)
-        except ModelLoadError as exc:
-            log.error("shadow model not loaded, starting without it: %s", exc)
+        except Exception as exc:  # ModelLoadError, or whatever a broken model raises while loading
+            said = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            log.error("shadow model not loaded, starting without it: %s", " ".join(said.splitlines()))
             self.worker.metrics.shadow_failures.labels(str(settings.shadow_model_dir)).inc()
             return None
 

@@ -227,6 +227,24 @@ def test_missing_dir_and_dangling_pointer(tmp_path: Path) -> None:
         Predictor.load(tmp_path / "current")
 
 
+@pytest.mark.parametrize("failure", ["utf-16", "permission"])
+def test_a_pointer_that_cannot_be_read_is_a_model_load_error_naming_it(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    pointer = model_copy.parent / "current"
+    if failure == "utf-16":  # what Windows PowerShell 5 writes for `echo v3 > current`
+        pointer.write_text(model_copy.name + "\n", encoding="utf-16")
+    else:  # written under umask 077 by another user; monkeypatched since root reads anything
+
+        def denied(self: Path, *args: object, **kwargs: object) -> str:
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(ModelLoadError, match=r"current: unreadable pointer") as info:
+        Predictor.load(pointer)
+    assert len(str(info.value).splitlines()) == 1
+
+
 def test_one_huge_post_among_short_ones_runs_in_groups_with_the_same_result(
     predictor: Predictor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

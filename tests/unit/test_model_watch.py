@@ -135,3 +135,18 @@ def test_with_nothing_served_the_pointed_version_is_loaded(tmp_path: Path) -> No
     point(tmp_path, "v1")
     watcher = ModelWatcher(tmp_path / "current", loader([]), serving_from=None, on_swap=[])
     assert watcher.check() is True and watcher.apply() == "v1"
+
+
+def test_a_pointer_in_another_encoding_is_logged_once_and_the_old_model_keeps_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    v1 = version(tmp_path, "v1")
+    version(tmp_path, "v2")
+    point(tmp_path, "v1")
+    watcher = ModelWatcher(tmp_path / "current", loader([]), serving_from=v1, on_swap=[])
+    (tmp_path / "current").write_text("v2\n", encoding="utf-16")
+    assert watcher.check() is False and watcher.check() is False
+    assert caplog.text.count("model pointer unreadable") == 1
+    assert not [record for record in caplog.records if record.exc_info]
+    point(tmp_path, "v2")
+    assert watcher.check() is True
