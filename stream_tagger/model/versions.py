@@ -149,12 +149,15 @@ def read_pieces(version_dir: Path) -> tuple[list[str], np.ndarray]:
 def staging(models_root: Path, version: str) -> Iterator[Path]:
     """A temporary folder that becomes ``models_root/version`` only if the block succeeds.
 
-    Nothing half-written is ever visible under ``models/``: the folder appears by one rename."""
+    Nothing half-written is ever visible under ``models/``: the folder appears by one rename, with
+    every folder in it 0755 and every file 0644, whatever the umask of the process that wrote them."""
     models_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=models_root))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be read by the service
     try:
         yield tmp
+        # The service may run as another user (deploy/Dockerfile: USER tagger) than the one training:
+        # files written under umask 077 would be promoted, then fail to load in every worker started.
+        _make_readable(tmp)
         final = models_root / version
         if final.exists():
             raise FileExistsError(f"{final} already exists")
@@ -162,6 +165,20 @@ def staging(models_root: Path, version: str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _make_readable(folder: Path) -> None:
+    """Folders 0755 and files 0644 throughout ``folder`` (symbolic links left as they are)."""
+    folder.chmod(0o755)
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs:
+            path = Path(parent, name)
+            if not path.is_symlink():
+                path.chmod(0o755)
+        for name in files:
+            path = Path(parent, name)
+            if not path.is_symlink():
+                path.chmod(0o644)
 
 
 def version_folder(models_root: Path, version: str) -> Path:

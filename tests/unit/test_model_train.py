@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -152,6 +154,24 @@ def test_failure_while_writing_leaves_no_folder(
         train([small_csv], tmp_path / "models", replace(FAST, cv_folds=2))
     assert list((tmp_path / "models").iterdir()) == []
     assert not (tmp_path / "models" / artefacts.POINTER).exists()
+
+
+def test_a_version_trained_under_a_private_umask_is_readable_by_the_service_user(
+    small_csv: Path, tmp_path: Path
+) -> None:
+    previous = os.umask(0o077)  # e.g. an operator's shell or a hardened CI runner
+    try:
+        folder = train([small_csv], tmp_path / "models", replace(FAST, cv_folds=2))
+    finally:
+        os.umask(previous)
+    modes = {
+        str(path.relative_to(folder)): stat.S_IMODE(path.stat().st_mode)
+        for path in [folder, *folder.rglob("*")]
+    }
+    assert modes == {name: 0o755 if (folder / name).is_dir() else 0o644 for name in modes}, (
+        "workers run as another user (deploy/Dockerfile: USER tagger) and must read every file"
+    )
+    assert stat.S_IMODE((tmp_path / "models" / artefacts.POINTER).stat().st_mode) == 0o644
 
 
 @pytest.mark.parametrize("axes", [-1, 9])
