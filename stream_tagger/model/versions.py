@@ -183,9 +183,19 @@ def _make_readable(folder: Path) -> None:
 
 def version_folder(models_root: Path, version: str) -> Path:
     """``models_root/version``, refused unless ``version`` is a folder's name alone (not "v3/" or
-    "../x": workers would reject the pointer) and the folder holds a model."""
+    "../x": workers would reject the pointer), not the pointer's own name nor a hidden one, and the
+    folder holds a model."""
     if not _is_folder_name(version):
         raise ModelLoadError(f"{version!r}: not a version folder name (give the folder's name alone)")
+    if version == POINTER:
+        # With ``current`` a symbolic link to a version it holds a model, but the pointer written
+        # would name itself: no worker could load it.
+        raise ModelLoadError(f"{version!r}: the pointer itself, not a version folder")
+    if version.startswith("."):
+        # Training stages a version in ``.VERSION.xxxx``, removed once it is renamed into place.
+        raise ModelLoadError(
+            f"{version!r}: a hidden folder (training stages versions there), not a version folder"
+        )
     folder = models_root / version
     if not (folder / MODEL_FILE).is_file():
         raise ModelLoadError(f"{folder}: not a model folder")

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stream_tagger.cli import app
+from stream_tagger.model.predictor import Predictor
 from stream_tagger.online.promotion_gate import compare_reports
 from tests.conftest import DATASET
 from tests.integration.online_helpers import models_root, relabelled_copy
@@ -110,3 +111,24 @@ def test_promote_refuses_what_a_worker_would_refuse_and_leaves_the_pointer(
     assert result.exit_code == 1
     assert _said(said, result.output) and len(result.output.strip().splitlines()) == 1
     assert (root / "current").read_text().strip() == live
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("current", "'current': the pointer itself, not a version folder"),
+        (".v3.k2j4x", "'.v3.k2j4x': a hidden folder (training stages versions there), not a version folder"),
+    ],
+)
+def test_promote_refuses_the_pointer_and_hidden_folders_even_when_they_hold_a_model(
+    tmp_path: Path, name: str, said: str
+) -> None:
+    root, live = models_root(tmp_path)
+    (root / "current").unlink()
+    (root / "current").symlink_to(live)  # `ln -sfn VERSION models/current`: workers serve it alike
+    shutil.copytree(root / live, root / ".v3.k2j4x")  # what a training run stages before its rename
+    result = CliRunner().invoke(app, ["promote", name, "--models", str(root)])
+    assert result.exit_code == 1
+    assert _said(said, result.output) and len(result.output.strip().splitlines()) == 1
+    assert (root / "current").resolve() == (root / live).resolve()
+    assert Predictor.load(root / "current").version == live
