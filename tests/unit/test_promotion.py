@@ -1,8 +1,10 @@
-"""The promotion gate and ``stream-tagger compare``: worse on weighted F1 or auto-tag precision fails."""
+"""The promotion gate and ``stream-tagger compare``: worse on weighted F1 or auto-tag precision, or
+auto-tag coverage more than 0.05 below, fails."""
 
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -18,14 +20,14 @@ from tests.integration.online_helpers import models_root, relabelled_copy
 LABELS = ["computer-vision", "mlops", "natural-language-processing", "other"]
 
 
-def report(version: str, f1: float, precision: float, coverage: float) -> dict:
+def report(version: str, f1: float, precision: float, coverage: float, n_auto: int = 100) -> dict:
     per_class = {label: {"f1": f1} for label in LABELS}
     return {
         "model": {"version": version},
         "weighted": {"f1": f1, "precision": f1, "recall": f1},
         "macro": {"f1": f1},
         "accuracy": f1,
-        "auto_tag": {"precision": precision, "coverage": coverage},
+        "auto_tag": {"precision": precision, "coverage": coverage, "n_auto": n_auto},
         "per_class": per_class,
         "confusion_matrix": {"labels": LABELS},
     }
@@ -33,13 +35,30 @@ def report(version: str, f1: float, precision: float, coverage: float) -> dict:
 
 def test_better_coverage_does_not_buy_back_precision() -> None:
     baseline = report("v1", 0.90, 0.97, 0.50)
-    assert compare_reports(report("v2", 0.91, 0.97, 0.40), baseline).passed
+    assert compare_reports(report("v2", 0.91, 0.97, 0.46), baseline).passed
     worse = compare_reports(report("v2", 0.95, 0.96, 0.90), baseline)
     assert [row.name for row in worse.failures] == ["auto-tag precision"]
     tie = copy.deepcopy(baseline)
     tie["model"]["version"] = "v2"
     assert compare_reports(tie, baseline).passed
     assert not compare_reports(report("v2", float("nan"), 0.97, 0.50), baseline).passed
+
+
+def test_a_candidate_that_auto_tags_nothing_fails_on_precision_and_coverage() -> None:
+    baseline = report("v1", 0.90, 0.97, 0.546)
+    # Precision over no post is undefined, not perfect: quality_figures reports 1.0 with n_auto 0.
+    result = compare_reports(report("v2", 0.90, 1.0, 0.0, n_auto=0), baseline)
+    assert [row.name for row in result.failures] == [
+        "auto-tag precision (undefined: no post auto-tagged by the new model)",
+        "auto-tag coverage (at most 0.05 below)",
+    ]
+    assert result.rows[1].new != result.rows[1].new  # NaN, shown as nan beside the baseline's
+
+
+@pytest.mark.parametrize(("coverage", "passed"), [(0.50, True), (0.451, True), (0.449, False), (0.0, False)])
+def test_coverage_may_fall_at_most_five_points_below_the_baseline(coverage: float, passed: bool) -> None:
+    result = compare_reports(report("v2", 0.90, 0.97, coverage), report("v1", 0.90, 0.97, 0.50))
+    assert result.passed is passed
 
 
 def _said(expected: str, output: str) -> bool:
@@ -56,6 +75,18 @@ def test_compare_exits_1_when_the_candidate_is_worse(tmp_path: Path) -> None:
     worse = CliRunner().invoke(app, [*args, "--model", str(broken)])
     assert worse.exit_code == 1, worse.output
     assert _said("new model is worse on weighted F1, auto-tag precision; do not promote", worse.output)
+
+
+def test_promote_refuses_a_candidate_that_auto_tags_almost_nothing(tmp_path: Path) -> None:
+    root, live = models_root(tmp_path)
+    shutil.copytree(root / live, root / "timid")
+    meta = json.loads((root / "timid" / "metadata.json").read_text())
+    meta["thresholds"] = dict.fromkeys(meta["thresholds"], 1.0)  # same top tag, almost none shown
+    (root / "timid" / "metadata.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(app, ["promote", "timid", "--models", str(root), "--data", str(DATASET)])
+    assert result.exit_code == 1, result.output
+    assert _said(f"timid is worse than {live} on auto-tag coverage (at most 0.05 below)", result.output)
+    assert (root / "current").read_text().strip() == live
 
 
 def test_compare_names_a_missing_model(tmp_path: Path) -> None:
