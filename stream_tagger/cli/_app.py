@@ -8,7 +8,9 @@ flag value), 1 for anything else. Every command checks the environment before it
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -75,6 +77,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line on stderr and exit non-zero: the CLI's only way to report a failure."""
     _print_error(message)
     raise typer.Exit(code)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: through links when both exist, by resolved path otherwise."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
 
 
 def _print_error(message: str) -> None:

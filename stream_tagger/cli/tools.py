@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from stream_tagger.cli._app import app, console, fail, settings_from
+from stream_tagger.cli._app import app, console, fail, same_file, settings_from
 from stream_tagger.kafka.admin import BrokerRefused
 from stream_tagger.kafka.embedded_broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.model.versions import ModelLoadError
@@ -254,6 +254,9 @@ def predict(
     from stream_tagger.tools.predict import predict_file
 
     settings = settings_from(ctx, model_dir=model_dir)
+    # Opening --out truncates it: were it the input, every post would be gone before one is read.
+    if out is not None and same_file(file, out):
+        fail(f"--out {out} is the input file --file {file}: choose another output file")
     try:
         predictor = Predictor.load(settings.model_dir)
     except ModelLoadError as exc:

@@ -3,6 +3,7 @@ non-zero exit: 2 for settings that cannot be used, whatever the command."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -297,3 +298,21 @@ def test_a_command_that_needs_the_train_extra_says_so_in_one_line_without_it(
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "needs the train extra" in result.output
+
+
+# --- a command never writes over its input, and finds out before the work that it cannot write ---
+
+
+def test_predict_refuses_to_write_over_its_input(tmp_path: Path) -> None:
+    posts = tmp_path / "posts.csv"
+    posts.write_text(HEADER + "1,2020-02-20 06:43:18,A post,about models,mlops\n")
+    before = posts.read_bytes()
+    (tmp_path / "symlink.csv").symlink_to(posts)
+    os.link(posts, tmp_path / "hardlink.csv")
+    for out in (posts, tmp_path / "symlink.csv", tmp_path / "hardlink.csv", tmp_path / "." / "posts.csv"):
+        result = runner.invoke(app, ["predict", "--file", str(posts), "--out", str(out)])
+        assert result.exit_code == 1, out
+        assert one_line(result.stderr) == (
+            f"error: --out {out} is the input file --file {posts}: choose another output file"
+        )
+        assert posts.read_bytes() == before, out
