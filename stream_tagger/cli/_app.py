@@ -87,6 +87,22 @@ def same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def check_writable(path: Path, *, make_parents: bool = False) -> None:
+    """Fail in one line, before a long run, when its output file cannot be written: after the run the
+    work would be lost. Opens it for appending (an existing file is left as it is) and removes it again
+    if this created it."""
+    existed = path.exists()
+    try:
+        if make_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 def _print_error(message: str) -> None:
     # The message is plain text: a path or "topic[0]" in it must not be read as rich markup. Soft
     # wrap: rich would otherwise break it at 80 columns when stderr is not a terminal.

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from stream_tagger.cli._app import app, check_settings, console, fail, needs_train_extra, settings_from
+from stream_tagger.cli._app import (
+    app,
+    check_settings,
+    check_writable,
+    console,
+    fail,
+    needs_train_extra,
+    same_file,
+    settings_from,
+)
 from stream_tagger.model.dataset import DatasetError
 from stream_tagger.model.versions import ModelLoadError
 
@@ -127,11 +136,18 @@ def evaluate(
 
     settings = settings_from()
     model_dir = model or settings.model_dir
+    if json_path:
+        for csv_path in data:
+            if same_file(csv_path, json_path):
+                fail(f"--json {json_path} is the input file --data {csv_path}: choose another file")
+        check_writable(json_path, make_parents=True)  # now, not after the whole evaluation
     try:
         report = evaluate_model(model_dir, data)
     except (DatasetError, ModelLoadError, ValueError) as exc:
         fail(str(exc))
     _print_report(report)
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        try:
+            json_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        except OSError as exc:  # checked before the run, but the disk may have filled up since
+            fail(f"cannot write {json_path}: {exc.strerror or exc}")

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from stream_tagger.cli._app import app, console, fail, same_file, settings_from
+from stream_tagger.cli._app import app, check_writable, console, fail, same_file, settings_from
 from stream_tagger.kafka.admin import BrokerRefused
 from stream_tagger.kafka.embedded_broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.model.versions import ModelLoadError
@@ -263,7 +263,10 @@ def predict(
         fail(f"cannot load the model: {exc}")
     try:
         with contextlib.ExitStack() as stack:
-            sink = stack.enter_context(out.open("wb")) if out else sys.stdout.buffer
+            try:
+                sink = stack.enter_context(out.open("wb")) if out else sys.stdout.buffer
+            except OSError as exc:
+                fail(f"cannot write {out}: {exc.strerror or exc}")
             summary = predict_file(file, sink, settings, predictor)
     except (SourceError, OSError) as exc:
         fail(str(exc))
@@ -308,6 +311,10 @@ def demo(
 ) -> None:
     """The first thing a new user runs: the real worker processes on a real (embedded) broker."""
     settings = settings_from()
+    if summary_json:
+        if same_file(data, summary_json):
+            fail(f"--summary-json {summary_json} is the input file --data {data}: choose another file")
+        check_writable(summary_json)  # now, not after the whole demo
     try:
         with sigterm_as_interrupt():
             summary = run_demo(
@@ -325,6 +332,9 @@ def demo(
     except KeyboardInterrupt:
         fail("interrupted; the broker and workers were stopped", code=130)
     if summary_json:
-        summary_json.write_bytes(msgspec.json.encode(summary))
+        try:
+            summary_json.write_bytes(msgspec.json.encode(summary))
+        except OSError as exc:  # checked before the run, but the disk may have filled up since
+            fail(f"cannot write {summary_json}: {exc.strerror or exc}")
     if not summary.accounted:
         fail(f"{summary.missing} of {summary.produced} events unaccounted for")

@@ -4,10 +4,12 @@ non-zero exit: 2 for settings that cannot be used, whatever the command."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import typer
@@ -16,6 +18,7 @@ from typer.testing import CliRunner
 from stream_tagger.cli import app
 from stream_tagger.kafka.embedded_broker import free_port
 from stream_tagger.settings import Settings
+from stream_tagger.tools.demo import DemoSummary
 from tests.conftest import DATASET
 
 runner = CliRunner()
@@ -316,3 +319,52 @@ def test_predict_refuses_to_write_over_its_input(tmp_path: Path) -> None:
             f"error: --out {out} is the input file --file {posts}: choose another output file"
         )
         assert posts.read_bytes() == before, out
+
+
+def test_predict_to_an_unwritable_path_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", "--file", str(DATASET), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert one_line(result.stderr) == f"error: cannot write {tmp_path}: Is a directory"
+
+
+def _demo_must_not_start(*_args: object, **_kwargs: object) -> NoReturn:
+    raise AssertionError("the demo started")
+
+
+@pytest.mark.parametrize("where", ["directory", "missing folder", "the input"])
+def test_demo_summary_json_it_cannot_write_is_one_line_before_the_demo(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stream_tagger.cli.tools.run_demo", _demo_must_not_start)
+    data = tmp_path / "posts.csv"
+    shutil.copy(DATASET, data)
+    path, said = {
+        "directory": (tmp_path, f"cannot write {tmp_path}: Is a directory"),
+        "missing folder": (
+            tmp_path / "no" / "summary.json",
+            f"cannot write {tmp_path / 'no' / 'summary.json'}: No such file or directory",
+        ),
+        "the input": (data, f"--summary-json {data} is the input file --data {data}: choose another file"),
+    }[where]
+    result = runner.invoke(
+        app, ["demo", "--events", "20", "--rate", "0", "--data", str(data), "--summary-json", str(path)]
+    )
+    assert result.exit_code == 1, result.output
+    assert one_line(result.stderr) == f"error: {said}"
+    assert data.read_bytes() == DATASET.read_bytes()
+
+
+def test_demo_summary_json_that_fails_after_the_demo_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "summary.json"
+
+    def run_demo(*_args: object, **_kwargs: object) -> DemoSummary:
+        path.mkdir()  # the file could be written when the demo started, not when it ends
+        counts = dict.fromkeys(DemoSummary.__struct_fields__, 0)
+        return DemoSummary(**{**counts, "bootstrap_servers": "", "metrics_url": ""})
+
+    monkeypatch.setattr("stream_tagger.cli.tools.run_demo", run_demo)
+    result = runner.invoke(app, ["demo", "--events", "20", "--summary-json", str(path)])
+    assert result.exit_code == 1, result.output
+    assert one_line(result.stderr) == f"error: cannot write {path}: Is a directory"

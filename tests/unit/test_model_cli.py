@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -65,3 +66,23 @@ def test_train_bad_csv_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert _said("bad.csv:1: missing column(s) created_on, description", result.output)
     assert not (tmp_path / "models").exists()
+
+
+def test_evaluate_json_it_cannot_write_is_one_line_before_the_evaluation(tmp_path: Path) -> None:
+    args = ["evaluate", "--data", str(DATASET), "--model", str(MODELS / "current"), "--json"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: cannot write {tmp_path}: Is a directory"
+
+
+def test_evaluate_json_never_writes_over_its_data(tmp_path: Path) -> None:
+    data = tmp_path / "labelled.csv"
+    shutil.copy(DATASET, data)
+    result = CliRunner().invoke(
+        app, ["evaluate", "--data", str(data), "--model", str(MODELS / "current"), "--json", str(data)]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        f"error: --json {data} is the input file --data {data}: choose another file"
+    )
+    assert data.read_bytes() == DATASET.read_bytes()
