@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from stream_tagger.cli._app import app, check_writable, console, fail, same_file, settings_from
-from stream_tagger.kafka.admin import BrokerRefused
+from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, TopicsMismatch
 from stream_tagger.kafka.embedded_broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.model.versions import ModelLoadError
 from stream_tagger.processes import ProcessError
@@ -328,6 +328,8 @@ def demo(
     except ModelLoadError as exc:
         fail(f"cannot load the model: {exc}")
     except (ProcessError, BrokerError, SourceError) as exc:
+        fail(str(exc))
+    except (BrokerRefused, BrokerWaitExpired, TopicsMismatch, BrokerUnreachable, TopicMissing) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; the broker and workers were stopped", code=130)

@@ -34,7 +34,7 @@ from stream_tagger.kafka.admin import ensure_topics, wait_for_broker
 from stream_tagger.kafka.embedded_broker import EmbeddedBroker, free_port
 from stream_tagger.model.versions import resolve
 from stream_tagger.processes import ServiceProcess, cli_command
-from stream_tagger.settings import Settings
+from stream_tagger.settings import Settings, env_name
 from stream_tagger.tools.produce import DeliveryReport, encode, make_producer, publish
 from stream_tagger.tools.sources import BUNDLED_DATASET, resample, valid_posts
 from stream_tagger.tools.tail import Record, follow, latency_ms
@@ -57,6 +57,13 @@ _VAGUE = (
 # declaring the missing events lost (the summary then says so and the exit code is 1).
 _SETTLE_SECONDS = 30.0
 _READY_TIMEOUT_S = 90.0
+# How a client reaches a real cluster (TLS, SASL, OAuth): the demo's own broker is plaintext and takes
+# no login, so none of what the shell has for a cluster may reach the demo's clients or its workers.
+_SECURITY_FIELDS = tuple(
+    name
+    for name in Settings.model_fields
+    if name == "security_protocol" or name.startswith(("ssl_", "sasl_", "oauth_"))
+)
 
 
 def malformed_events(max_event_bytes: int) -> list[tuple[str, bytes]]:
@@ -266,11 +273,13 @@ def run_demo(
                 # Tansu holds a group join for about half the session timeout: keep start-up short.
                 "session_timeout_ms": 6_000,
                 "heartbeat_interval_ms": 500,
+                **{name: Settings.model_fields[name].default for name in _SECURITY_FIELDS},
+                "security_protocol": "PLAINTEXT",
             }
         )
         console.print(f"broker on [bold]{broker.bootstrap_servers}[/] (in memory, pid {broker.pid})")
         ensure_topics(run, wait_for_broker(run) or {})
-        env = {**os.environ, **_worker_env(run)}
+        env = _child_env(run)
         worker = stack.enter_context(
             ServiceProcess(cli_command("worker"), env, log_dir / "worker.log", web_port)
         )
@@ -313,9 +322,17 @@ def run_demo(
     return summary
 
 
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The child workers' environment: this one's, less its security settings, with their overrides."""
+    security = {env_name(name) for name in _SECURITY_FIELDS}
+    inherited = {key: value for key, value in os.environ.items() if key.upper() not in security}
+    return {**inherited, **_worker_env(settings)}
+
+
 def _worker_env(settings: Settings) -> dict[str, str]:
     """The overrides the child workers need on top of the inherited environment."""
     return {
+        "STREAM_TAGGER_SECURITY_PROTOCOL": "PLAINTEXT",  # the demo's own broker
         # The loop runs in the feedback worker only, whatever the inherited environment says.
         "STREAM_TAGGER_FEEDBACK_IN_WORKER": "false",
         "STREAM_TAGGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,

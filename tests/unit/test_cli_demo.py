@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NoReturn
 
 import msgspec
+import pytest
+from rich.console import Console
 
 from stream_tagger.events import DeadLetter, RawContent, TaggedContent, TagScore
+from stream_tagger.kafka.config import faust_credentials, librdkafka_common
+from stream_tagger.settings import Settings
+from stream_tagger.tools import demo
 from stream_tagger.tools.demo import Tally, demo_stream, malformed_events
 from stream_tagger.tools.sources import BUNDLED_DATASET, valid_posts
 from stream_tagger.tools.tail import Record
 from stream_tagger.worker.decode import Rejection, decode_raw
+from tests.conftest import MODELS
 
 LIMIT = 64 * 1024
 
@@ -82,3 +92,78 @@ def test_tally_counts_each_id_once_whatever_the_replays() -> None:
     assert (len(tally.tagged), len(tally.review), len(tally.dead), tally.done) == (1, 1, 1, 3)
     assert [event.id for event in tally.recent] == ["a"]
     assert tally.percentile(50) == 20.0
+
+
+class _Started(Exception):
+    """Raised by the fake worker process: the test has what it came for."""
+
+
+class _FakeBroker:
+    bootstrap_servers = "127.0.0.1:1"
+    pid = 0
+
+    def __init__(self, **_kwargs: object) -> None:
+        pass
+
+    def __enter__(self) -> _FakeBroker:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
+SHELL_SECURITY = {
+    "sasl": {
+        "STREAM_TAGGER_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "STREAM_TAGGER_SASL_MECHANISM": "PLAIN",
+        "STREAM_TAGGER_SASL_USERNAME": "alice",
+        "STREAM_TAGGER_SASL_PASSWORD": "s3cret",
+    },
+    "tls": {"STREAM_TAGGER_SECURITY_PROTOCOL": "SSL", "STREAM_TAGGER_SSL_CHECK_HOSTNAME": "false"},
+    "oauth": {
+        "STREAM_TAGGER_SECURITY_PROTOCOL": "SASL_SSL",
+        "STREAM_TAGGER_SASL_MECHANISM": "OAUTHBEARER",
+        "STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL": "https://idp.example.com/token",
+        "STREAM_TAGGER_OAUTH_CLIENT_ID": "client",
+        "STREAM_TAGGER_OAUTH_CLIENT_SECRET": "s3cret",
+        "STREAM_TAGGER_OAUTH_SCOPE": "kafka",
+    },
+}
+
+
+@pytest.mark.parametrize("shell", SHELL_SECURITY)
+def test_demo_talks_plaintext_to_its_own_broker_whatever_the_shell_has(
+    shell: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SHELL_SECURITY[shell].items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(model_dir=MODELS / "current")  # what the command reads from that shell
+    assert settings.security_protocol != "PLAINTEXT"
+    clients: list[Settings] = []
+    children: list[dict[str, str]] = []
+
+    def wait_for_broker(run: Settings) -> dict[str, int]:
+        clients.append(run)
+        return {}
+
+    def worker(_command: list[str], env: dict[str, str], *_args: object) -> NoReturn:
+        children.append(env)
+        raise _Started
+
+    monkeypatch.setattr(demo, "EmbeddedBroker", _FakeBroker)
+    monkeypatch.setattr(demo, "wait_for_broker", wait_for_broker)
+    monkeypatch.setattr(demo, "ensure_topics", lambda run, existing: [])
+    monkeypatch.setattr(demo, "ServiceProcess", worker)
+    with pytest.raises(_Started):
+        demo.run_demo(settings, events=20, console=Console(file=io.StringIO()), log_dir=tmp_path)
+    plaintext = {"bootstrap.servers": _FakeBroker.bootstrap_servers, "security.protocol": "PLAINTEXT"}
+    [run] = clients  # the demo's own clients: topic admin, producer, the follower of the outputs
+    assert librdkafka_common(run) == plaintext
+    assert faust_credentials(run) is None
+    [env] = children  # what a worker the demo starts reads its settings from
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert librdkafka_common(Settings()) == plaintext
+    assert faust_credentials(Settings()) is None

@@ -16,9 +16,12 @@ import typer
 from typer.testing import CliRunner
 
 from stream_tagger.cli import app
+from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, TopicsMismatch
 from stream_tagger.kafka.embedded_broker import free_port
 from stream_tagger.settings import Settings
 from stream_tagger.tools.demo import DemoSummary
+from stream_tagger.tools.produce import BrokerUnreachable
+from stream_tagger.tools.tail import TopicMissing
 from tests.conftest import DATASET
 
 runner = CliRunner()
@@ -368,3 +371,24 @@ def test_demo_summary_json_that_fails_after_the_demo_is_one_line(
     result = runner.invoke(app, ["demo", "--events", "20", "--summary-json", str(path)])
     assert result.exit_code == 1, result.output
     assert one_line(result.stderr) == f"error: cannot write {path}: Is a directory"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BrokerRefused("the Kafka broker at 127.0.0.1:1 refused this client: SSL handshake failed"),
+        BrokerWaitExpired("no Kafka broker answered at 127.0.0.1:1 within 3s"),
+        TopicsMismatch("topic tagged has 1 partitions, but STREAM_TAGGER_PARTITIONS is 3"),
+        BrokerUnreachable("no Kafka broker answered at 127.0.0.1:1 within 5s"),
+        TopicMissing("topic tagged does not exist at 127.0.0.1:1"),
+    ],
+    ids=type,
+)
+def test_a_broker_error_in_the_demo_is_one_line(error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run_demo(*_args: object, **_kwargs: object) -> NoReturn:
+        raise error
+
+    monkeypatch.setattr("stream_tagger.cli.tools.run_demo", run_demo)
+    result = runner.invoke(app, ["demo", "--events", "20"])
+    assert result.exit_code == 1, result.output
+    assert one_line(result.stderr) == f"error: {error}"
