@@ -79,6 +79,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def os_problem(exc: OSError) -> str:
+    """An OS error as "path: reason", one line: ``str()`` would add "[Errno 13]" and quote the path."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file: through links when both exist, by resolved path otherwise."""
     try:

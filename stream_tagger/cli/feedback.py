@@ -17,6 +17,7 @@ from stream_tagger.cli._app import (
     console,
     fail,
     needs_train_extra,
+    os_problem,
     settings_from,
 )
 from stream_tagger.model.dataset import DatasetError
@@ -146,4 +147,6 @@ def promote(
         set_current(models, version)
     except (DatasetError, ModelLoadError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:  # e.g. a user who may read the models but not write the pointer's folder
+        fail(f"cannot point {models / 'current'} at {version}: {os_problem(exc)}")
     console.print(f"[green]promoted[/] {version}: {models / 'current'} now names it", highlight=False)

@@ -21,7 +21,7 @@ from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.keyword_baseline import KeywordBaseline
 from stream_tagger.model.predictor import Predictor
 from stream_tagger.model.quality_figures import auto_tag_figures, classification_figures
-from stream_tagger.model.versions import PIPELINE_FILE, resolve
+from stream_tagger.model.versions import PIPELINE_FILE, ModelLoadError, resolve
 
 #: A post this short gives the model little to go on; worth watching separately.
 SHORT_WORDS = 8
@@ -58,7 +58,15 @@ def _parity(version_dir: Path, predictor: Predictor, texts: list[str], onnx_prob
         return {"available": False, "label_agreement": None, "max_prob_diff": None}
     for old, new in _MOVED_MODULES.items():  # a version pickled before the package's layout by role
         sys.modules.setdefault(old, importlib.import_module(new))
-    sk = joblib.load(path).predict_proba(texts)
+    # A damaged or truncated pickle fails with whatever the byte it stops at leads to (EOFError,
+    # UnpicklingError, KeyError, ...): each means this file cannot be used.
+    try:
+        pipeline = joblib.load(path)
+    except Exception as exc:
+        detail = " ".join(str(exc).split())
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        raise ModelLoadError(f"{path}: cannot load the scikit-learn pipeline ({reason})") from exc
+    sk = pipeline.predict_proba(texts)
     return {
         "available": True,
         "label_agreement": float(np.mean(sk.argmax(axis=1) == onnx_probs.argmax(axis=1))),

@@ -4,9 +4,12 @@ auto-tag coverage more than 0.05 below, fails."""
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import shutil
+import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from typer.testing import CliRunner
@@ -163,3 +166,52 @@ def test_promote_refuses_the_pointer_and_hidden_folders_even_when_they_hold_a_mo
     assert _said(said, result.output) and len(result.output.strip().splitlines()) == 1
     assert (root / "current").resolve() == (root / live).resolve()
     assert Predictor.load(root / "current").version == live
+
+
+def _one_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_promote_by_a_user_who_may_not_write_the_models_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, live = models_root(tmp_path)
+    shutil.copytree(root / live, root / "candidate")
+
+    def mkstemp(prefix: str = "", dir: str | Path | None = None, **_kwargs: object) -> NoReturn:
+        # What a folder without write permission answers (tests may run as root, who may write anyway).
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}x1y2z3")
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    result = CliRunner().invoke(app, ["promote", "candidate", "--models", str(root)])
+    assert result.exit_code == 1, result.output
+    assert _one_line(result.stderr) == (
+        f"error: cannot point {root / 'current'} at candidate: {root}/.current.x1y2z3: Permission denied"
+    )
+    assert (root / "current").read_text().strip() == live
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_pipeline_is_one_line_naming_it(damage: str, tmp_path: Path) -> None:
+    root, live = models_root(tmp_path)
+    shutil.copytree(root / live, root / "candidate")
+    pipeline = root / "candidate" / "pipeline.joblib"
+    pipeline.write_bytes(pipeline.read_bytes()[:100] if damage == "truncated" else b"")
+    promote = ["promote", "candidate", "--models", str(root), "--data", str(DATASET)]
+    compare = [
+        "compare",
+        "--model",
+        str(root / "candidate"),
+        "--baseline",
+        str(root / live),
+        "--data",
+        str(DATASET),
+    ]
+    for command in (promote, compare):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 1, command
+        line = _one_line(result.stderr)
+        assert line.startswith(f"error: {pipeline}: cannot load the scikit-learn pipeline ("), line
+    assert (root / "current").read_text().strip() == live
