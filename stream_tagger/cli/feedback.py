@@ -82,7 +82,8 @@ def compare(
     data: Annotated[list[Path], typer.Option("--data", help="Labelled CSV; repeatable")],
 ) -> None:
     """Both models on the same data, side by side; exits 1 if the candidate is worse on weighted F1 or
-    auto-tag precision, auto-tags nothing, or auto-tags more than 0.05 fewer posts (the promotion gate)."""
+    auto-tag precision, auto-tags nothing, or its auto-tag coverage is more than 0.05 below (the
+    promotion gate)."""
     with needs_train_extra("compare"):
         from stream_tagger.online.promotion_gate import compare_models
 

@@ -5,7 +5,7 @@ across the class mix), auto-tag precision (how often a tag shown without review 
 coverage (the share of posts tagged without review). A new model worse on weighted F1 or auto-tag
 precision is refused, and so is one whose coverage is more than ``COVERAGE_TOLERANCE`` (0.05) below the
 serving model's: a better coverage cannot buy back precision, and a precision kept by showing fewer
-tags is no gain either. Precision over no auto-tagged post is undefined, and refused.
+tags is no gain either. A candidate's precision over no auto-tagged post is undefined, and refused.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ class Row:
 
     @property
     def worse(self) -> bool:
-        # A NaN figure (undefined, either side) is worse, never a pass.
-        return self.decides and not self.new >= self.baseline - self.tolerance
+        # A figure the candidate lacks (NaN: undefined) is worse, never a pass; one the serving model
+        # lacks leaves nothing to beat. Rounded: a drop of exactly the tolerance passes (0.20 - 0.15 is
+        # 0.05000000000000002 in floats).
+        return self.decides and (math.isnan(self.new) or round(self.baseline - self.new, 9) > self.tolerance)
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,21 @@ def test_a_candidate_that_auto_tags_nothing_fails_on_precision_and_coverage() ->
     assert result.rows[1].new != result.rows[1].new  # NaN, shown as nan beside the baseline's
 
 
-@pytest.mark.parametrize(("coverage", "passed"), [(0.50, True), (0.451, True), (0.449, False), (0.0, False)])
-def test_coverage_may_fall_at_most_five_points_below_the_baseline(coverage: float, passed: bool) -> None:
-    result = compare_reports(report("v2", 0.90, 0.97, coverage), report("v1", 0.90, 0.97, 0.50))
+@pytest.mark.parametrize(
+    ("baseline", "coverage", "passed"),
+    [(0.50, 0.50, True), (0.50, 0.451, True), (0.50, 0.449, False), (0.50, 0.0, False), (0.20, 0.15, True)],
+)
+def test_coverage_may_fall_at_most_five_points_below_the_baseline(
+    baseline: float, coverage: float, passed: bool
+) -> None:
+    result = compare_reports(report("v2", 0.90, 0.97, coverage), report("v1", 0.90, 0.97, baseline))
     assert result.passed is passed
+
+
+def test_a_serving_model_that_auto_tags_nothing_can_be_replaced_by_one_that_does() -> None:
+    result = compare_reports(report("v2", 0.95, 0.97, 0.60), report("v1", 0.90, 1.0, 0.0, n_auto=0))
+    assert result.passed, [row.name for row in result.failures]
+    assert result.rows[1].name == "auto-tag precision (undefined: no post auto-tagged by the baseline)"
 
 
 def _said(expected: str, output: str) -> bool:
