@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
+from urllib.parse import parse_qsl
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from pydantic import (
@@ -434,7 +435,7 @@ class Settings(BaseSettings):
     feedback_in_worker: bool = False
     # The join's tables keep a prediction, and a correction that found no prediction, this long after
     # the feedback worker read it: without it they grow with every post ever tagged. At most a century
-    # (both): the sweep subtracts it from today, and a datetime cannot go back much further.
+    # (both): a bound for what is meant as "for ever", far inside what the sweep's date arithmetic holds.
     feedback_retention_days: float = Field(default=30.0, gt=0, le=36_500)
     # A post waiting for a reviewer's decision is kept this long instead (and never less than the
     # above): a decision after it finds nothing to resolve, and a post nobody reviews must not stay for
@@ -508,7 +509,7 @@ class Settings(BaseSettings):
     # At start the worker waits for the broker, saying so in the log at each attempt: the first retry
     # after broker_retry_seconds, each wait twice the one before up to broker_retry_max_seconds, and
     # for at most broker_wait_limit_seconds in all (then it exits 1 in one line; unset: for ever). A
-    # wait is at most an hour: threading's wait refuses a timeout past threading.TIMEOUT_MAX.
+    # wait is at most an hour, a sanity bound far inside what the clock arithmetic of a wait holds.
     broker_retry_seconds: float = Field(default=2.0, gt=0, le=3_600)
     broker_retry_max_seconds: float = Field(default=30.0, gt=0, le=3_600)
     broker_wait_limit_seconds: float | None = Field(default=None, gt=0)
@@ -570,17 +571,22 @@ class Settings(BaseSettings):
     def _url_without_secrets(cls, value: HttpUrl | None) -> HttpUrl | None:
         """The URL is shown (`stream-tagger config`, the token errors), so it holds no secret: the
         client's credentials come from the OAUTH_CLIENT_* settings (aiohttp refuses a user name in the
-        URL beside them), the request's parameters from OAUTH_SCOPE."""
+        URL beside them). A query may name a policy or tenant (Azure AD B2C's ``?p=B2C_1_...``), not a
+        secret."""
         if value is None:
             return value
+        credentials = (
+            "the client's credentials are STREAM_TAGGER_OAUTH_CLIENT_ID and STREAM_TAGGER_OAUTH_CLIENT_SECRET"
+        )
+        secret_keys = [
+            key for key, _ in parse_qsl(value.query or "", keep_blank_values=True) if looks_secret(key)
+        ]
         if value.username is not None or value.password is not None:
-            part = "a user name or password"
-            instead = (
-                "the client's credentials are STREAM_TAGGER_OAUTH_CLIENT_ID and "
-                "STREAM_TAGGER_OAUTH_CLIENT_SECRET"
-            )
-        elif value.query is not None or value.fragment is not None:
-            part = "a query string" if value.query is not None else "a fragment"
+            part, instead = "a user name or password", credentials
+        elif secret_keys:
+            part, instead = f"a secret in the query string ({', '.join(secret_keys)})", credentials
+        elif value.fragment is not None:
+            part = "a fragment"
             instead = "the request's parameters are the grant type and STREAM_TAGGER_OAUTH_SCOPE"
         else:
             return value

@@ -302,7 +302,10 @@ def test_an_oauth_client_id_with_a_colon_is_refused(monkeypatch: pytest.MonkeyPa
     [
         ("https://svc:Sup3rSecret@idp/token", "a user name or password in the URL is not allowed"),
         ("https://Sup3rSecret@idp/token", "a user name or password in the URL is not allowed"),
-        ("https://idp/token?client_secret=Sup3rSecret", "a query string in the URL is not allowed"),
+        (
+            "https://idp/token?p=B2C_1_signin&client_secret=Sup3rSecret",
+            "a secret in the query string (client_secret) in the URL is not allowed",
+        ),
         ("https://idp/token#Sup3rSecret", "a fragment in the URL is not allowed"),
         ("https://svc:Sup3rSecret@idp:x/token", "Input should be a valid URL"),
     ],
@@ -315,6 +318,12 @@ def test_a_token_endpoint_url_that_may_hold_a_secret_is_refused_without_showing_
     message = error_of(monkeypatch, {"STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL": url}, **values)
     assert message.startswith(f"STREAM_TAGGER_OAUTH_TOKEN_ENDPOINT_URL: {expected}")
     assert "Sup3rSecret" not in message
+
+
+def test_a_token_endpoint_url_may_name_a_policy_in_its_query() -> None:
+    url = "https://tenant.b2clogin.com/tenant.onmicrosoft.com/oauth2/v2.0/token?p=B2C_1_client"
+    settings = Settings(**{**OIDC, "oauth_token_endpoint_url": url})
+    assert str(settings.oauth_token_endpoint_url) == url
 
 
 def test_sasl_extensions_are_read_as_librdkafka_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
