@@ -93,6 +93,11 @@ def same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def cannot_write(path: Path, exc: OSError) -> NoReturn:
+    """Fail in one line naming the output that could not be written and why."""
+    fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
 def check_writable(path: Path, *, make_parents: bool = False) -> None:
     """Fail in one line, before a long run, when its output file cannot be written: after the run the
     work would be lost. Opens it for appending (an existing file is left as it is) and removes it again
@@ -104,7 +109,7 @@ def check_writable(path: Path, *, make_parents: bool = False) -> None:
         with path.open("ab"):
             pass
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
+        cannot_write(path, exc)
     if not existed:
         path.unlink(missing_ok=True)
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from stream_tagger.cli._app import (
     app,
+    cannot_write,
     check_settings,
     check_writable,
     console,
@@ -150,4 +151,4 @@ def evaluate(
         try:
             json_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
         except OSError as exc:  # checked before the run, but the disk may have filled up since
-            fail(f"cannot write {json_path}: {exc.strerror or exc}")
+            cannot_write(json_path, exc)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from stream_tagger.cli._app import app, check_writable, console, fail, same_file, settings_from
+from stream_tagger.cli._app import app, cannot_write, check_writable, console, fail, same_file, settings_from
 from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, TopicsMismatch
 from stream_tagger.kafka.embedded_broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.model.versions import ModelLoadError
@@ -266,7 +266,7 @@ def predict(
             try:
                 sink = stack.enter_context(out.open("wb")) if out else sys.stdout.buffer
             except OSError as exc:
-                fail(f"cannot write {out}: {exc.strerror or exc}")
+                cannot_write(out, exc)
             summary = predict_file(file, sink, settings, predictor)
     except (SourceError, OSError) as exc:
         fail(str(exc))
@@ -337,6 +337,6 @@ def demo(
         try:
             summary_json.write_bytes(msgspec.json.encode(summary))
         except OSError as exc:  # checked before the run, but the disk may have filled up since
-            fail(f"cannot write {summary_json}: {exc.strerror or exc}")
+            cannot_write(summary_json, exc)
     if not summary.accounted:
         fail(f"{summary.missing} of {summary.produced} events unaccounted for")

@@ -273,8 +273,8 @@ def run_demo(
                 # Tansu holds a group join for about half the session timeout: keep start-up short.
                 "session_timeout_ms": 6_000,
                 "heartbeat_interval_ms": 500,
+                # The demo's own broker speaks PLAINTEXT (the default), whatever the shell's TLS/SASL/OAuth.
                 **{name: Settings.model_fields[name].default for name in _SECURITY_FIELDS},
-                "security_protocol": "PLAINTEXT",
             }
         )
         console.print(f"broker on [bold]{broker.bootstrap_servers}[/] (in memory, pid {broker.pid})")
@@ -332,7 +332,6 @@ def _child_env(settings: Settings) -> dict[str, str]:
 def _worker_env(settings: Settings) -> dict[str, str]:
     """The overrides the child workers need on top of the inherited environment."""
     return {
-        "STREAM_TAGGER_SECURITY_PROTOCOL": "PLAINTEXT",  # the demo's own broker
         # The loop runs in the feedback worker only, whatever the inherited environment says.
         "STREAM_TAGGER_FEEDBACK_IN_WORKER": "false",
         "STREAM_TAGGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
