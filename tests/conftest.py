@@ -10,6 +10,7 @@ cluster instead. Tests that stop, kill or restart brokers start their own (``new
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,10 +19,26 @@ from pathlib import Path
 import pytest
 
 from stream_tagger.kafka.local_cluster import KafkaNotInstalled, LocalKafka
+from stream_tagger.model.versions import METADATA_FILE, file_digests
 from stream_tagger.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "data" / "dataset.csv"
+
+
+def as_exported(version_dir: Path) -> None:
+    """Record a model folder's served-file digests as they are now, as an export of this content would
+    (a test's variant of a model, or a file it changed on purpose to reach a check after the digests)."""
+    path = version_dir / METADATA_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError:  # a test that broke the metadata itself
+        return
+    if isinstance(meta, dict):
+        meta["files"] = file_digests(version_dir)
+        path.write_text(json.dumps(meta))
+
+
 MODELS = REPO / "models"
 
 

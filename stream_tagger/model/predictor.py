@@ -39,6 +39,7 @@ from stream_tagger.model.versions import (
     TERM_WEIGHTS_PROP,
     VOCAB_FILE,
     ModelLoadError,
+    check_digests,
     read_keywords,
     read_metadata,
     read_pieces,
@@ -140,6 +141,8 @@ class Predictor:
         self.folder = version_dir.resolve()
         self.metadata: dict = read_metadata(version_dir)
         meta_path = version_dir / METADATA_FILE
+        if "files" in self.metadata:  # versions exported before digests were recorded load unchecked
+            check_digests(version_dir, self.metadata["files"])
         self.version: str = str(self.metadata["version"])
         self.labels: tuple[str, ...] = _labels(self.metadata["labels"], meta_path)
         self.thresholds: dict[str, float] = _thresholds(self.metadata["thresholds"], self.labels, meta_path)

@@ -414,6 +414,7 @@ def train(
                 )
             artefacts.write_pieces(tmp, embedding.pieces_.pieces, served)
         joblib.dump(pipe, tmp / artefacts.PIPELINE_FILE, compress=3)
+        metadata["files"] = artefacts.file_digests(tmp)
         (tmp / artefacts.METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         exported = Predictor(tmp, smoke_test=False)  # its smoke record is made next
         metadata["parity"] = parity(pipe, exported, texts)

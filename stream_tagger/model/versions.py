@@ -13,6 +13,7 @@ every OS, and switching versions is one atomic rename.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,6 +100,43 @@ def read_metadata(version_dir: Path) -> dict:
         if key not in meta:
             raise ModelLoadError(f"{path}: metadata lacks {key!r}")
     return meta
+
+
+#: The files a worker serves from: each one's sha256 is recorded at export (``metadata.json``'s "files")
+#: and checked at load, so a damaged or edited file is refused rather than served: a few changed bytes
+#: of ``model.onnx`` or one letter of ``keywords.json`` still load and can pass the smoke test.
+SERVED_FILES = (MODEL_FILE, VOCAB_FILE, KEYWORDS_FILE, PIECES_FILE)
+
+
+def file_digests(version_dir: Path) -> dict[str, str]:
+    """The sha256 of each served file the version has (keywords and pieces are optional)."""
+    return {
+        name: hashlib.sha256((version_dir / name).read_bytes()).hexdigest()
+        for name in SERVED_FILES
+        if (version_dir / name).is_file()
+    }
+
+
+def check_digests(version_dir: Path, recorded: object) -> None:
+    """Every served file as it was at export, by the digests ``file_digests`` recorded; a ModelLoadError
+    naming the first file that differs, is missing, or is there unrecorded."""
+    meta_path = version_dir / METADATA_FILE
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise ModelLoadError(f"{meta_path}: 'files' is not a map of file names to sha256 digests")
+    try:
+        found = file_digests(version_dir)
+    except OSError as exc:
+        raise ModelLoadError(f"{version_dir}: a served file cannot be read ({exc})") from exc
+    for name in SERVED_FILES:
+        if recorded.get(name) == found.get(name):
+            continue
+        if name not in found:
+            problem = f"missing ({meta_path} records its sha256)"
+        elif name not in recorded:
+            problem = f"not among the files {meta_path} records"
+        else:
+            problem = f"changed since export (its sha256 is not the one {meta_path} records)"
+        raise ModelLoadError(f"{version_dir / name}: {problem}")
 
 
 def write_keywords(version_dir: Path, phrases: dict[str, tuple[str, ...]], scale: float) -> None:

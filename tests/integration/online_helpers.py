@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 
 from stream_tagger.model.versions import METADATA_FILE, MODEL_FILE, resolve, set_current
-from tests.conftest import MODELS
+from tests.conftest import MODELS, as_exported
 from tests.integration.helpers import WorkerProcess, wait_value
 
 
@@ -33,12 +33,13 @@ def relabelled_copy(root: Path, source: str, version: str, swap: tuple[str, str]
     a, b = swap
     meta["labels"] = [b if label == a else a if label == b else label for label in meta["labels"]]
     meta["version"] = version
-    (target / METADATA_FILE).write_text(json.dumps(meta))
     # The graph says which labels and version it was exported with: the same, or it does not load.
     graph = onnx.load(target / MODEL_FILE)
     props = {p.key: p.value for p in graph.metadata_props}
     onnx.helper.set_model_props(graph, {**props, "labels": ",".join(meta["labels"]), "version": version})
     onnx.save(graph, target / MODEL_FILE)
+    (target / METADATA_FILE).write_text(json.dumps(meta))
+    as_exported(target)
     return target
 
 

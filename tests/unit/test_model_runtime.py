@@ -18,7 +18,7 @@ from stream_tagger.model import versions
 from stream_tagger.model.predictor import ModelLoadError, Predictor
 from stream_tagger.model.versions import resolve
 from stream_tagger.settings import APPROVED_TAGS
-from tests.conftest import MODELS
+from tests.conftest import MODELS, as_exported
 
 TEXTS = ["YOLO object detection", "Transformers for translation", "Serving models with Kubeflow", "", "🙂"]
 
@@ -205,6 +205,38 @@ def _term_weights_prop(value: str | None):
 )
 def test_broken_folder_raises_naming_the_file(model_copy: Path, damage, culprit: str) -> None:
     damage(model_copy)
+    as_exported(model_copy)
+    with pytest.raises(ModelLoadError, match=culprit):
+        Predictor.load(model_copy)
+
+
+def _flip_a_byte(name: str, at: int):  # type: ignore[no-untyped-def]
+    def flip(d: Path) -> None:
+        data = bytearray((d / name).read_bytes())
+        data[at] ^= 0x01
+        (d / name).write_bytes(bytes(data))
+
+    return flip
+
+
+@pytest.mark.parametrize(
+    ("damage", "culprit"),
+    [
+        (_flip_a_byte("model.onnx", -100), r"model.onnx: changed since export \(its sha256 is not the one"),
+        (_flip_a_byte("keywords.json", 40), "keywords.json: changed since export"),
+        (_flip_a_byte("vocabulary.npy", -8), "vocabulary.npy: changed since export"),
+        (
+            lambda d: (d / "pieces.npz").unlink(),
+            r"pieces.npz: missing \(.*metadata.json records its sha256\)",
+        ),
+        (_edit_metadata(lambda m: m["files"].pop("keywords.json")), "keywords.json: not among the files"),
+        (_edit_metadata(lambda m: m.update(files=["model.onnx"])), "metadata.json: 'files' is not a map"),
+    ],
+)
+def test_a_served_file_that_differs_from_the_export_is_refused(
+    model_copy: Path, damage, culprit: str
+) -> None:
+    damage(model_copy)
     with pytest.raises(ModelLoadError, match=culprit):
         Predictor.load(model_copy)
 
@@ -265,6 +297,9 @@ def test_keyword_lists_are_served_from_the_version_folder(
     stored = json.loads((model_copy / "keywords.json").read_text())
     stored["tags"]["mlops"] = []
     (model_copy / "keywords.json").write_text(json.dumps(stored))
+    with pytest.raises(ModelLoadError, match=r"keywords\.json: changed since export"):
+        Predictor.load(model_copy)
+    as_exported(model_copy)  # its digest recorded anew, the smoke test still tells
     with pytest.raises(ModelLoadError, match="smoke prediction differs"):  # not the folder it exported
         Predictor.load(model_copy)
     edited = Predictor(model_copy, smoke_test=False)  # as the export loads it, before its smoke record

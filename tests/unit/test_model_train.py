@@ -27,7 +27,7 @@ from stream_tagger.model.onnx_graph import build_graph
 from stream_tagger.model.predictor import ModelLoadError, Predictor
 from stream_tagger.model.train import TrainConfig, build_pipeline, pipeline_steps, train, training_rows
 from stream_tagger.settings import APPROVED_TAGS
-from tests.conftest import DATASET
+from tests.conftest import DATASET, as_exported
 
 FAST = replace(TrainConfig(), cv_repeats=1, cv_folds=3)
 
@@ -105,6 +105,9 @@ def test_metadata_has_every_key_consumers_read(two_runs: tuple[Path, Path]) -> N
     assert sum(ref["predicted_class"].values()) == pytest.approx(1.0)
     assert meta["parity"]["label_agreement"] == 1.0
     assert meta["parity"]["max_prob_diff"] < 1e-4
+    # Every served file's digest, checked at each load: a file changed after export is refused.
+    assert sorted(meta["files"]) == ["keywords.json", "model.onnx", "pieces.npz", "vocabulary.npy"]
+    assert meta["files"] == artefacts.file_digests(two_runs[0])
 
 
 def test_thresholds_are_chosen_not_defaulted(two_runs: tuple[Path, Path]) -> None:
@@ -252,11 +255,15 @@ def test_without_keyword_and_embedding_scales_the_model_is_the_old_kind_and_serv
     assert not np.allclose(probs, Predictor.load(two_runs[0]).predict(texts).probs, atol=1e-3)
     for name, graph_input in (("keywords.json", "keyword_hits"), ("pieces.npz", "embedding")):
         shutil.copy(two_runs[0] / name, old / name)  # a file its graph has no input for
+        with pytest.raises(ModelLoadError, match=rf"{name}: not among the files"):
+            Predictor.load(old)
+        as_exported(old)  # recorded too, the graph still has no input for it
         with pytest.raises(
             ModelLoadError, match=rf"{name}: present, but .*model\.onnx takes no '{graph_input}'"
         ):
             Predictor.load(old)
         (old / name).unlink()
+        as_exported(old)
 
 
 def test_embedding_alone_exports_and_serves_with_parity(small_csv: Path, tmp_path: Path) -> None:
