@@ -24,6 +24,7 @@ from stream_tagger.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "data" / "dataset.csv"
+MODELS = REPO / "models"
 
 
 def as_exported(version_dir: Path) -> None:
@@ -37,9 +38,6 @@ def as_exported(version_dir: Path) -> None:
     if isinstance(meta, dict):
         meta["files"] = file_digests(version_dir)
         path.write_text(json.dumps(meta))
-
-
-MODELS = REPO / "models"
 
 
 def start_kafka(kafka: LocalKafka) -> LocalKafka:
