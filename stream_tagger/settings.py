@@ -20,7 +20,6 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
-from urllib.parse import parse_qsl
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from pydantic import (
@@ -145,6 +144,8 @@ _PYTHON_CLIENT_PROPERTIES = frozenset(
 # A property whose name says it holds a secret: refused by the pass-through (the environment is no
 # place for it) and masked wherever settings are printed.
 _SECRET_MARKERS = ("password", "passphrase", "secret", "token", "credential", "key", ".pem")
+# Also credentials in a token URL's query: OAuth's client_assertion, and request signatures.
+_URL_SECRET_MARKERS = ("assertion", "sig", "signature")
 #: The pass-through settings: their values are never shown in an error, only their property names.
 EXTRAS = ("kafka_extra", "kafka_producer_extra", "kafka_consumer_extra")
 # Nor is a token endpoint URL's: one that is refused may hold a password (user:password@, ?secret=).
@@ -578,13 +579,13 @@ class Settings(BaseSettings):
         credentials = (
             "the client's credentials are STREAM_TAGGER_OAUTH_CLIENT_ID and STREAM_TAGGER_OAUTH_CLIENT_SECRET"
         )
-        secret_keys = [
-            key for key, _ in parse_qsl(value.query or "", keep_blank_values=True) if looks_secret(key)
-        ]
+        # Parameter names, split at '&' and ';' as servers may; not named in the error (a value-less
+        # parameter's name may be the secret itself).
+        names = [part.partition("=")[0].lower() for part in re.split("[&;]", value.query or "")]
         if value.username is not None or value.password is not None:
             part, instead = "a user name or password", credentials
-        elif secret_keys:
-            part, instead = f"a secret in the query string ({', '.join(secret_keys)})", credentials
+        elif any(looks_secret(name) or name.endswith(_URL_SECRET_MARKERS) for name in names):
+            part, instead = "a query parameter whose name says it holds a secret", credentials
         elif value.fragment is not None:
             part = "a fragment"
             instead = "the request's parameters are the grant type and STREAM_TAGGER_OAUTH_SCOPE"

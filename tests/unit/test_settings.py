@@ -304,8 +304,10 @@ def test_an_oauth_client_id_with_a_colon_is_refused(monkeypatch: pytest.MonkeyPa
         ("https://Sup3rSecret@idp/token", "a user name or password in the URL is not allowed"),
         (
             "https://idp/token?p=B2C_1_signin&client_secret=Sup3rSecret",
-            "a secret in the query string (client_secret) in the URL is not allowed",
+            "a query parameter whose name says it holds a secret in the URL is not allowed",
         ),
+        ("https://idp/token?Sup3rSecret_password", "a query parameter whose name says it holds a secret"),
+        ("https://idp/token?p=x;client_assertion=Sup3rSecret", "a query parameter whose name says it holds"),
         ("https://idp/token#Sup3rSecret", "a fragment in the URL is not allowed"),
         ("https://svc:Sup3rSecret@idp:x/token", "Input should be a valid URL"),
     ],
