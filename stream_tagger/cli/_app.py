@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -85,12 +85,20 @@ def os_problem(exc: OSError) -> str:
     return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
-def same_file(a: Path, b: Path) -> bool:
+def _same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file: through links when both exist, by resolved path otherwise."""
     try:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return a.resolve() == b.resolve()
+
+
+def refuse_overwriting(out: Path, out_flag: str, inputs: Iterable[Path], in_flag: str) -> None:
+    """Fail when an output names one of the command's input files: opening it for writing would empty
+    the input before it is read."""
+    for path in inputs:
+        if _same_file(path, out):
+            fail(f"{out_flag} {out} is the input file {in_flag} {path}: choose another output file")
 
 
 def cannot_write(path: Path, exc: OSError) -> NoReturn:

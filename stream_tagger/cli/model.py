@@ -17,7 +17,7 @@ from stream_tagger.cli._app import (
     console,
     fail,
     needs_train_extra,
-    same_file,
+    refuse_overwriting,
     settings_from,
 )
 from stream_tagger.model.dataset import DatasetError
@@ -138,9 +138,7 @@ def evaluate(
     settings = settings_from()
     model_dir = model or settings.model_dir
     if json_path:
-        for csv_path in data:
-            if same_file(csv_path, json_path):
-                fail(f"--json {json_path} is the input file --data {csv_path}: choose another file")
+        refuse_overwriting(json_path, "--json", data, "--data")
         check_writable(json_path, make_parents=True)  # now, not after the whole evaluation
     try:
         report = evaluate_model(model_dir, data)

@@ -21,7 +21,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from stream_tagger.cli._app import app, cannot_write, check_writable, console, fail, same_file, settings_from
+from stream_tagger.cli._app import (
+    app,
+    cannot_write,
+    check_writable,
+    console,
+    fail,
+    refuse_overwriting,
+    settings_from,
+)
 from stream_tagger.kafka.admin import BrokerRefused, BrokerWaitExpired, TopicsMismatch
 from stream_tagger.kafka.embedded_broker import BrokerError, EmbeddedBroker, wait_for_port
 from stream_tagger.model.versions import ModelLoadError
@@ -255,8 +263,8 @@ def predict(
 
     settings = settings_from(ctx, model_dir=model_dir)
     # Opening --out truncates it: were it the input, every post would be gone before one is read.
-    if out is not None and same_file(file, out):
-        fail(f"--out {out} is the input file --file {file}: choose another output file")
+    if out is not None:
+        refuse_overwriting(out, "--out", [file], "--file")
     try:
         predictor = Predictor.load(settings.model_dir)
     except ModelLoadError as exc:
@@ -312,8 +320,7 @@ def demo(
     """The first thing a new user runs: the real worker processes on a real (embedded) broker."""
     settings = settings_from()
     if summary_json:
-        if same_file(data, summary_json):
-            fail(f"--summary-json {summary_json} is the input file --data {data}: choose another file")
+        refuse_overwriting(summary_json, "--summary-json", [data], "--data")
         check_writable(summary_json)  # now, not after the whole demo
     try:
         with sigterm_as_interrupt():

@@ -347,7 +347,10 @@ def test_demo_summary_json_it_cannot_write_is_one_line_before_the_demo(
             tmp_path / "no" / "summary.json",
             f"cannot write {tmp_path / 'no' / 'summary.json'}: No such file or directory",
         ),
-        "the input": (data, f"--summary-json {data} is the input file --data {data}: choose another file"),
+        "the input": (
+            data,
+            f"--summary-json {data} is the input file --data {data}: choose another output file",
+        ),
     }[where]
     result = runner.invoke(
         app, ["demo", "--events", "20", "--rate", "0", "--data", str(data), "--summary-json", str(path)]

@@ -83,6 +83,6 @@ def test_evaluate_json_never_writes_over_its_data(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == (
-        f"error: --json {data} is the input file --data {data}: choose another file"
+        f"error: --json {data} is the input file --data {data}: choose another output file"
     )
     assert data.read_bytes() == DATASET.read_bytes()
