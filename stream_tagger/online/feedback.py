@@ -153,10 +153,15 @@ class ChangelogTable:
     def put(self, key: str, value: Any, partition: int) -> None:
         self.writes.append(self.table.send_changelog(partition, key, value))
         self.table.data[key] = value
+        # Filed under its partition as the memory store files what it restores: when a rebalance moves
+        # the partition to another worker, recovery drops the key here (``on_recovery_completed``); the
+        # sweep never visits a partition this worker does not own.
+        self.table.data._key_partition[key] = partition
 
     def forget(self, key: str, partition: int) -> None:
         self.writes.append(self.table.send_changelog(partition, key, value=None, value_serializer="raw"))
         self.table.data.pop(key, None)
+        self.table.data._key_partition.pop(key, None)
 
 
 class FeedbackJoin:
