@@ -22,10 +22,11 @@ from stream_tagger.metrics import Metrics
 from stream_tagger.worker.pipeline import OutputRecord, ScoredBatch
 
 _PUNCTUATION_AND_SPACE = re.compile(r"[\W_]+", re.UNICODE)
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# A non-ASCII character that is not a word character: for those, re's \w is str.isalnum (its "_" is ASCII).
+_NON_ASCII_NON_WORD = re.compile(r"[^\x00-\x7f\w]")
 # The regex's class for ASCII is every byte but a-z, A-Z, 0-9: this table lowercases letters, keeps
 # digits and turns everything else into a space; bytes of multi-byte UTF-8 characters are kept (the
-# non-word ones were made spaces before, see ``_words_only``).
+# non-word ones were made spaces before, see ``_unicode_ready``).
 _TABLE = np.array(
     [c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(128)]
     + list(range(128, 256)),
@@ -40,17 +41,12 @@ def normalise(title: str, description: str) -> str:
     return _PUNCTUATION_AND_SPACE.sub(" ", text).strip()
 
 
-def _words_only(match: re.Match[str]) -> str:
-    run = match.group()  # str.isalnum is re's \w without "_"
-    return run if run.isalnum() else "".join(c if c.isalnum() else " " for c in run)
-
-
 def _unicode_ready(text: str) -> str:
     """A non-ASCII post (~9% of the dataset) made ready for the byte kernel: NFKC and casefold (which
     only Python knows), and its non-ASCII non-word characters (quotes, dashes, emoji) made spaces,
     so that what is left of ``normalise`` is the kernel's ASCII work."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    return text if text.isascii() else _NON_ASCII.sub(_words_only, text)
+    return text if text.isascii() else _NON_ASCII_NON_WORD.sub(" ", text)
 
 
 def fingerprints(texts: Sequence[str]) -> list[int | None]:
@@ -67,11 +63,13 @@ def fingerprints(texts: Sequence[str]) -> list[int | None]:
     """
     if not texts:
         return []
-    ready = [text if text.isascii() else _unicode_ready(text) for text in texts]
-    joined = "\0".join(ready)
-    if joined.count("\0") != len(ready) - 1:  # a post holds NUL (a non-word character) itself: rare
-        joined = "\0".join(text.replace("\0", " ") for text in ready)
-    buf = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)  # lone surrogates were made spaces
+    # Encoded post by post: one non-ASCII post would make a joined str take the slow UTF-8 encoder for
+    # the whole batch. Lone surrogates were made spaces.
+    ready = [(text if text.isascii() else _unicode_ready(text)).encode() for text in texts]
+    joined = b"\0".join(ready)
+    if joined.count(0) != len(ready) - 1:  # a post holds NUL (a non-word character) itself: rare
+        joined = b"\0".join(text.replace(b"\0", b" ") for text in ready)
+    buf = np.frombuffer(joined, dtype=np.uint8)
     out, bounds = normalise_bytes(buf, len(ready), _TABLE)
     normalised = out.tobytes()
     return [hash(normalised[start:end]) if end > start else None for start, end in bounds.tolist()]
