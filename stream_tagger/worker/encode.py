@@ -43,6 +43,10 @@ class Topics:
     dead_letter: str
 
 
+# An OutputRecord built as a tuple is: NamedTuple's own __new__ is a Python function, a frame per record.
+_record = tuple.__new__
+
+
 class OutputEncoder:
     def __init__(self, topics: Topics) -> None:
         self.topics = topics
@@ -65,7 +69,7 @@ class OutputEncoder:
                 processed_at=now,
                 duplicate_of=outcome.duplicate_of,
             )
-            return (OutputRecord(self.topics.tagged, key, encode(status)),)
+            return (_record(OutputRecord, (self.topics.tagged, key, encode(status))),)
         review = ReviewRequest(
             id=event.id,
             title=event.title,
@@ -86,8 +90,9 @@ class OutputEncoder:
             processed_at=now,
             duplicate_of=outcome.duplicate_of,
         )
-        return OutputRecord(self.topics.review, key, encode(review)), OutputRecord(
-            self.topics.tagged, key, encode(status)
+        return (
+            _record(OutputRecord, (self.topics.review, key, encode(review))),
+            _record(OutputRecord, (self.topics.tagged, key, encode(status))),
         )
 
     def rejection(self, message: MessageLike, rejection: Rejection, now: datetime) -> OutputRecord:

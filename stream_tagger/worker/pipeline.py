@@ -236,7 +236,7 @@ class Pipeline:
             stage = "decoding"
             try:
                 event = decode_raw(message.value(), max_bytes)
-                if isinstance(event, Rejection):
+                if type(event) is Rejection:  # not isinstance: msgspec's metaclass makes that ~5x slower
                     self._reject(batch, message, event, event_s)
                     continue
                 stage = "de-duplicating"
@@ -311,7 +311,7 @@ class Pipeline:
                 outcome, decided_by = outcomes[known], version
             else:
                 outcome, decided_by = known
-            if isinstance(outcome, Rejection):
+            if type(outcome) is Rejection:
                 self._reject(batch, message, outcome, event_s)
                 continue
             try:
