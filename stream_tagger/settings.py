@@ -514,8 +514,9 @@ class Settings(BaseSettings):
     broker_retry_seconds: float = Field(default=2.0, gt=0, le=3_600)
     broker_retry_max_seconds: float = Field(default=30.0, gt=0, le=3_600)
     broker_wait_limit_seconds: float | None = Field(default=None, gt=0)
-    # The keyword baseline costs ~70 us/post (more than the model): check every Nth scored event only.
-    rules_baseline_stride: int = Field(default=20, ge=1)
+    # The keyword baseline costs ~7 us a post, half what the model does: check every Nth scored event
+    # only. Its agreement is a rate, and 1 in 100 still checks 600 posts a minute at 1,000 events/s.
+    rules_baseline_stride: int = Field(default=100, ge=1)
 
     # --- web: /metrics, /healthz, /ready ---
     web_host: str = "0.0.0.0"
