@@ -15,6 +15,8 @@ and is rendered from:
   ``benchmarks/run.py`` and ``benchmarks/results/inference.json`` written by
   ``benchmarks/bench_inference.py``; the date and machine are the ones recorded in the JSON, and when
   the JSON records none the block says so; ``bench-headline`` (README.md), the same run in a few lines;
+  ``bench-instructions`` (docs/benchmarks.md): ``benchmarks/results/instructions.json`` written by
+  ``benchmarks/instructions.py``;
 - ``model-quality`` (docs/model.md): ``benchmarks/results/model_quality.json`` written by
   ``benchmarks/model_quality.py``;
 - ``served-model`` (docs/model.md): ``metadata.json`` of the version ``models/current`` names;
@@ -255,6 +257,35 @@ def render_bench_inference(root: Path) -> list[str]:
     if parallel:
         out += ["", f"Threads at once (batch {data.get('parallel_batch', '?')}):", ""]
         out += _table(["", "posts/s"], [[k, _num(v)] for k, v in parallel.items()])
+    return out
+
+
+def render_bench_instructions(root: Path) -> list[str]:
+    data = _read_json(root, RESULTS / "instructions.json")
+    if data is None:
+        return [
+            f"No results: `{RESULTS / 'instructions.json'}` is missing; run `benchmarks/instructions.py`."
+        ]
+    machine = data.get("machine") or {}
+    versions = ", ".join(f"{k} {machine[k]}" for k in ("python", "numpy", "onnxruntime") if machine.get(k))
+    line = (
+        f"Model `{data.get('model_version', '?')}`, {_num(data.get('events_per_batch_size'))} real posts per "
+        f"batch size, one thread; run of {data.get('date', '?')} with {machine.get('valgrind', 'valgrind')}"
+    )
+    out = [f"{line}, {versions}." if versions else f"{line}.", ""]
+    counts: dict[str, dict[str, float]] = data.get("instructions_per_event") or {}
+    sizes = list(counts)
+    steps: dict[str, str] = data.get("steps") or {}
+    rows = [[label, *(_num(counts[size].get(step)) for size in sizes)] for step, label in steps.items()]
+    hot = data.get("hot_path_steps") or []
+    rows.append(
+        [
+            "**hot-path thread's Python** (" + " + ".join(hot) + ")",
+            *(_num(sum(counts[size].get(step, 0) for step in hot)) for size in sizes),
+        ]
+    )
+    rows.append(["**all steps**", *(_num(sum(counts[size].values())) for size in sizes)])
+    out += _table(["instructions per event", *(f"batch {int(size):,}" for size in sizes)], rows)
     return out
 
 
@@ -582,6 +613,7 @@ RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "bench-headline": render_bench_headline,
     "bench-run": render_bench_run,
     "bench-inference": render_bench_inference,
+    "bench-instructions": render_bench_instructions,
     "model-quality": render_model_quality,
     "served-model": render_served_model,
     "metrics": render_metrics,

@@ -106,6 +106,7 @@ def test_missing_results_render_a_line_instead_of_failing(tmp_path: Path) -> Non
     for render in (
         module.render_bench_run,
         module.render_bench_inference,
+        module.render_bench_instructions,
         module.render_model_quality,
         module.render_served_model,
     ):
@@ -128,6 +129,22 @@ def test_a_run_without_sweeps_targets_or_loads_renders_what_it_has(tmp_path: Pat
     assert any(line.startswith("| stream-tagger worker |") for line in run)
     assert any(line.startswith("| stream-tagger worker |") for line in headline)
     assert not any("target" in line or "latency" in line for line in [*run, *headline])
+
+
+def test_instruction_counts_render_each_step_and_the_hot_path_threads_sum(tmp_path: Path) -> None:
+    counts = {"prepare": 10.0, "featurise": 60.0, "graph": 40.0, "finish": 30.0}
+    data = {
+        "steps": {step: f"the {step} step" for step in counts},
+        "hot_path_steps": ["prepare", "finish"],
+        "instructions_per_event": {"4096": counts, "256": {k: 2 * v for k, v in counts.items()}},
+    }
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "instructions.json").write_text(json.dumps(data), encoding="utf-8")
+    lines = _render_docs().render_bench_instructions(tmp_path)
+    assert "| instructions per event | batch 4,096 | batch 256 |" in lines
+    assert "| the graph step | 40 | 80 |" in lines
+    assert "| **hot-path thread's Python** (prepare + finish) | 40 | 80 |" in lines
+    assert "| **all steps** | 140 | 280 |" in lines
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
