@@ -13,13 +13,14 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, final
 
 import msgspec
 
 from stream_tagger.events import SCHEMA_VERSION, DeadLetter, DeadLetterReason, Feedback, RawContent
 
 
+@final
 class Rejection(msgspec.Struct, frozen=True):
     """Why an input cannot be read: ``reason`` is the dead-letter reason and metric label."""
 

@@ -236,7 +236,9 @@ class Pipeline:
             stage = "decoding"
             try:
                 event = decode_raw(message.value(), max_bytes)
-                if type(event) is Rejection:  # not isinstance: msgspec's metaclass makes that ~5x slower
+                # Rejection is final, so its type says it; isinstance goes through msgspec's metaclass
+                # (~70 against ~20 ns a call).
+                if type(event) is Rejection:
                     self._reject(batch, message, event, event_s)
                     continue
                 stage = "de-duplicating"
