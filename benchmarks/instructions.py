@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/instructions.py [--model models/current] [--events 8192]
 
 Time on this shared machine moves by a third between runs minutes apart; an instruction count does not
-(the same code on the same input gives the same count to a fraction of a percent), so a change to the
+(the same code on the same input gives the same count within 1%), so a change to the
 CPU work of one step is read here, where a timed A/B run (``run.py --code``) cannot resolve it. What
 it does not show is what happens between the two threads and the cores: run.py says that.
 
@@ -89,17 +89,22 @@ def child(model: Path, events: int) -> None:
     tune_gc()  # the collector as a worker runs it
 
     def step(name: str, size: int, run: Callable[[Any], Any], inputs: list[Any]) -> list[Any]:
-        """``run`` over every input between the parent's zeroing and dumping of the counters. Each step
-        starts with the collector's young generation empty, so the collections it triggers are its own."""
+        """``run`` over every input between the parent's zeroing and dumping of the counters; nothing else
+        runs until the parent has dumped them. Each step starts with the collector's young generation
+        empty, so the collections it triggers are its own."""
         gc.collect()
         print(f"ready {name} {size}", flush=True)
         sys.stdin.readline()
         out = [run(item) for item in inputs]
         print("done", flush=True)
+        sys.stdin.readline()
         return out
 
     for size in BATCH_SIZES:
-        batches = [messages(size, f"b{size}-{i}") for i in range(max(1, events // size))]
+        # Every size gets the same posts (one resampled stream of the dataset, cut into batches) under
+        # ids of its own: ids the dedup window remembers would not be scored again.
+        stream = messages(batches_of(size, events) * size, f"stream{size}")
+        batches = [stream[start : start + size] for start in range(0, len(stream), size)]
         prepared = step("prepare", size, pipeline.prepare, batches)
         features = step("featurise", size, predictor.featurize, [batch.texts for batch in prepared])
         step("graph", size, predictor.run_graph, features)
@@ -145,6 +150,8 @@ def count(model: Path, events: int, keep: Path | None = None) -> dict[str, dict[
                 raise RuntimeError(f"the child stopped during step {name} at batch {size}")
             dumps = set(scratch.iterdir())
             control(f"--dump={name}-{size}", proc.pid)
+            proc.stdin.write("next\n")  # the child goes on only once its counters are read
+            proc.stdin.flush()
             (dump,) = [path for path in set(scratch.iterdir()) - dumps if path.name.endswith("-01")]
             total = _TOTAL.search(dump.read_text())
             if keep is not None:
@@ -152,8 +159,7 @@ def count(model: Path, events: int, keep: Path | None = None) -> dict[str, dict[
                 shutil.copy(dump, keep / f"callgrind.{name}-{size}")
             if total is None:
                 raise RuntimeError(f"{dump}: no summary line")
-            batches = max(1, events // int(size))
-            results.setdefault(size, {})[name] = int(total[1]) / (batches * int(size))
+            results.setdefault(size, {})[name] = int(total[1]) / (batches_of(int(size), events) * int(size))
             print(f"  {name:<10} batch {size:>5}: {results[size][name]:>10,.0f} instructions per event")
         if proc.wait(timeout=600) != 0:
             raise RuntimeError(f"the child exited {proc.returncode}")
@@ -162,6 +168,11 @@ def count(model: Path, events: int, keep: Path | None = None) -> dict[str, dict[
             proc.kill()
         shutil.rmtree(scratch, ignore_errors=True)
     return results
+
+
+def batches_of(size: int, events: int) -> int:
+    """How many batches of ``size`` a run of about ``events`` events takes (at least one)."""
+    return max(1, events // size)
 
 
 def control(option: str, pid: int) -> None:
@@ -215,7 +226,7 @@ def main() -> None:
     data = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model_version": version,
-        "events_per_batch_size": args.events,
+        "events_per_batch_size": {str(size): batches_of(size, args.events) * size for size in BATCH_SIZES},
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "python": platform.python_version(),

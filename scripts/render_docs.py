@@ -84,6 +84,11 @@ def _read_json(root: Path, relative: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _no_results(name: str, script: str) -> list[str]:
+    """The block of a results file that is not there: which file, and what writes it."""
+    return [f"No results: `{RESULTS / name}` is missing; run `{script}`."]
+
+
 def _report(root: Path) -> ModuleType:
     """``root``'s benchmarks/report.py, the benchmark's own tables: the docs show them, not copies."""
     spec = importlib.util.spec_from_file_location("report", root / "benchmarks" / "report.py")
@@ -170,7 +175,7 @@ def _latest_run(root: Path) -> tuple[dict, ModuleType] | None:
 def render_bench_run(root: Path) -> list[str]:
     run = _latest_run(root)
     if run is None:
-        return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
+        return _no_results("latest.json", "benchmarks/run.py")
     results, report = run
     meta = results.get("meta") or {}
     out = [
@@ -206,7 +211,7 @@ def render_bench_headline(root: Path) -> list[str]:
     """The README's few lines: the served model's worker against its peers, and the targets."""
     run = _latest_run(root)
     if run is None:
-        return [f"No results: `{RESULTS / 'latest.json'}` is missing; run `benchmarks/run.py`."]
+        return _no_results("latest.json", "benchmarks/run.py")
     results, report = run
     # The benchmark's saturation rows, their first three columns (pipeline, events/s, x Quix), measured ones.
     rows = [row[:3] for row in report.saturation_rows(results) if row[1] != "-"]
@@ -224,9 +229,7 @@ def render_bench_headline(root: Path) -> list[str]:
 def render_bench_inference(root: Path) -> list[str]:
     data = _read_json(root, RESULTS / "inference.json")
     if data is None:
-        return [
-            f"No results: `{RESULTS / 'inference.json'}` is missing; run `benchmarks/bench_inference.py`."
-        ]
+        return _no_results("inference.json", "benchmarks/bench_inference.py")
     machine = data.get("machine") or {}
     line = f"Model `{data.get('model_version', '?')}`, {_num(data.get('posts'))} real posts"
     if data.get("rounds"):
@@ -263,14 +266,14 @@ def render_bench_inference(root: Path) -> list[str]:
 def render_bench_instructions(root: Path) -> list[str]:
     data = _read_json(root, RESULTS / "instructions.json")
     if data is None:
-        return [
-            f"No results: `{RESULTS / 'instructions.json'}` is missing; run `benchmarks/instructions.py`."
-        ]
+        return _no_results("instructions.json", "benchmarks/instructions.py")
     machine = data.get("machine") or {}
     versions = ", ".join(f"{k} {machine[k]}" for k in ("python", "numpy", "onnxruntime") if machine.get(k))
+    events = data.get("events_per_batch_size") or {}
+    per_size = ", ".join(f"{_num(n)} in batches of {int(size):,}" for size, n in events.items())
     line = (
-        f"Model `{data.get('model_version', '?')}`, {_num(data.get('events_per_batch_size'))} real posts per "
-        f"batch size, one thread; run of {data.get('date', '?')} with {machine.get('valgrind', 'valgrind')}"
+        f"Model `{data.get('model_version', '?')}`, the dataset's posts resampled ({per_size}), one "
+        f"thread; run of {data.get('date', '?')} with {machine.get('valgrind', 'valgrind')}"
     )
     out = [f"{line}, {versions}." if versions else f"{line}.", ""]
     counts: dict[str, dict[str, float]] = data.get("instructions_per_event") or {}
@@ -307,9 +310,7 @@ def _change_label(change: dict) -> str:
 def render_model_quality(root: Path) -> list[str]:
     data = _read_json(root, RESULTS / "model_quality.json")
     if data is None:
-        return [
-            f"No results: `{RESULTS / 'model_quality.json'}` is missing; run `benchmarks/model_quality.py`."
-        ]
+        return _no_results("model_quality.json", "benchmarks/model_quality.py")
     cfg = data.get("config") or {}
     seeds = data.get("seeds") or []
     line = "Rendered from `benchmarks/results/model_quality.json`"

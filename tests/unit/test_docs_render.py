@@ -136,11 +136,13 @@ def test_instruction_counts_render_each_step_and_the_hot_path_threads_sum(tmp_pa
     data = {
         "steps": {step: f"the {step} step" for step in counts},
         "hot_path_steps": ["prepare", "finish"],
+        "events_per_batch_size": {"4096": 8192, "256": 8192},
         "instructions_per_event": {"4096": counts, "256": {k: 2 * v for k, v in counts.items()}},
     }
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "benchmarks" / "results" / "instructions.json").write_text(json.dumps(data), encoding="utf-8")
     lines = _render_docs().render_bench_instructions(tmp_path)
+    assert "(8,192 in batches of 4,096, 8,192 in batches of 256)" in lines[0]
     assert "| instructions per event | batch 4,096 | batch 256 |" in lines
     assert "| the graph step | 40 | 80 |" in lines
     assert "| **hot-path thread's Python** (prepare + finish) | 40 | 80 |" in lines
