@@ -43,7 +43,7 @@ class Topics:
     dead_letter: str
 
 
-# An OutputRecord built as a tuple is: NamedTuple's own __new__ is a Python function, a frame per record.
+# Builds an OutputRecord without NamedTuple's own __new__, a Python function: a frame per record.
 _record = tuple.__new__
 
 
