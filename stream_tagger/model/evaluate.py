@@ -51,11 +51,14 @@ _MOVED_MODULES = {
 }
 
 
+_NOT_CHECKED = {"available": False, "label_agreement": None, "max_prob_diff": None}
+
+
 def _parity(version_dir: Path, predictor: Predictor, texts: list[str], onnx_probs: np.ndarray) -> dict:
     """scikit-learn pipeline saved at training time vs the ONNX path, on these texts."""
     path = version_dir / PIPELINE_FILE
     if not path.is_file():
-        return {"available": False, "label_agreement": None, "max_prob_diff": None}
+        return dict(_NOT_CHECKED)
     for old, new in _MOVED_MODULES.items():  # a version pickled before the package's layout by role
         sys.modules.setdefault(old, importlib.import_module(new))
     # A damaged or truncated pickle fails with whatever the byte it stops at leads to (EOFError,
@@ -75,9 +78,17 @@ def _parity(version_dir: Path, predictor: Predictor, texts: list[str], onnx_prob
 
 
 def evaluate_model(
-    model_dir: Path, csv_paths: Sequence[Path], thresholds: dict[str, float] | None = None
+    model_dir: Path,
+    csv_paths: Sequence[Path],
+    thresholds: dict[str, float] | None = None,
+    *,
+    parity: bool = True,
 ) -> dict:
-    """All figures of one model on the labelled CSVs (``thresholds`` overrides the stored ones)."""
+    """All figures of one model on the labelled CSVs (``thresholds`` overrides the stored ones).
+
+    ``parity`` compares the ONNX path with the scikit-learn pipeline saved beside it, which means
+    unpickling ``pipeline.joblib``: code in that file runs. Without it only ONNX, numpy arrays and JSON
+    are read, as a worker reads them (``parity`` is then reported as not checked)."""
     version_dir = resolve(Path(model_dir))
     predictor = Predictor(version_dir)
     data = load_dataset(list(csv_paths), min_per_class=0)
@@ -104,7 +115,7 @@ def evaluate_model(
             "coverage": float(fired.mean()),
             "precision_when_fired": float(np.mean(rule_pred[fired] == y[fired])) if fired.any() else 0.0,
         },
-        "parity": _parity(version_dir, predictor, texts, probs),
+        "parity": _parity(version_dir, predictor, texts, probs) if parity else dict(_NOT_CHECKED),
     }
     for name, mask in _slices(texts, data.descriptions, y, rules, labels).items():
         report["slices"][name] = {

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
+import joblib
 import pytest
 from typer.testing import CliRunner
 
@@ -204,25 +205,36 @@ def test_promote_by_a_user_who_may_not_write_the_models_folder_is_one_line(
     assert (root / "current").read_text().strip() == live
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty"])
-def test_a_damaged_pipeline_is_one_line_naming_it(damage: str, tmp_path: Path) -> None:
+class _RunsOnLoad:
+    """Unpickled, it creates ``marker``: what any code in a pickle could do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def test_compare_and_promote_never_unpickle_the_candidate(tmp_path: Path) -> None:
     root, live = models_root(tmp_path)
     shutil.copytree(root / live, root / "candidate")
-    pipeline = root / "candidate" / "pipeline.joblib"
+    marker = tmp_path / "code-ran"
+    joblib.dump(_RunsOnLoad(marker), root / "candidate" / "pipeline.joblib")
+    compare = ["compare", "--model", str(root / "candidate"), "--baseline", str(root / live)]
+    result = CliRunner().invoke(app, [*compare, "--data", str(DATASET)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["promote", "candidate", "--models", str(root), "--data", str(DATASET)])
+    assert result.exit_code == 0, result.output
+    assert (root / "current").read_text().strip() == "candidate"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_evaluate_names_a_damaged_pipeline_in_one_line(damage: str, tmp_path: Path) -> None:
+    root, live = models_root(tmp_path)
+    pipeline = root / live / "pipeline.joblib"
     pipeline.write_bytes(pipeline.read_bytes()[:100] if damage == "truncated" else b"")
-    promote = ["promote", "candidate", "--models", str(root), "--data", str(DATASET)]
-    compare = [
-        "compare",
-        "--model",
-        str(root / "candidate"),
-        "--baseline",
-        str(root / live),
-        "--data",
-        str(DATASET),
-    ]
-    for command in (promote, compare):
-        result = CliRunner().invoke(app, command)
-        assert result.exit_code == 1, command
-        line = _one_line(result.stderr)
-        assert line.startswith(f"error: {pipeline}: cannot load the scikit-learn pipeline ("), line
-    assert (root / "current").read_text().strip() == live
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(root / live), "--data", str(DATASET)])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr)
+    assert line.startswith(f"error: {pipeline}: cannot load the scikit-learn pipeline ("), line
