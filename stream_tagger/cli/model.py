@@ -113,8 +113,10 @@ def _print_report(r: dict) -> None:
     console.print(s)
     a, p, b = r["auto_tag"], r["parity"], r["baseline"]
     diff = "-" if p["max_prob_diff"] is None else f"{p['max_prob_diff']:.1e}"
+    # Over no auto-tagged post the report's precision is 1.0 (its consumers weigh it by n_auto): undefined.
+    precision = f"{a['precision']:.3f}" if a["n_auto"] else "undefined"
     console.print(
-        f"auto-tag: precision {a['precision']:.3f} at coverage {a['coverage']:.3f} ({a['n_auto']} posts)\n"
+        f"auto-tag: precision {precision} at coverage {a['coverage']:.3f} ({a['n_auto']} posts)\n"
         f"keyword baseline: fires on {b['coverage']:.3f}, "
         f"precision when fired {b['precision_when_fired']:.3f}\n"
         f"parity (scikit-learn vs ONNX): label agreement {_fmt(p['label_agreement'])}, max prob diff {diff}"

@@ -86,3 +86,17 @@ def test_evaluate_json_never_writes_over_its_data(tmp_path: Path) -> None:
         f"error: --json {data} is the input file --data {data}: choose another output file"
     )
     assert data.read_bytes() == DATASET.read_bytes()
+
+
+def test_evaluate_calls_precision_over_no_auto_tagged_post_undefined(tmp_path: Path) -> None:
+    model = tmp_path / "timid"
+    shutil.copytree(MODELS / (MODELS / "current").read_text().strip(), model)
+    meta = json.loads((model / "metadata.json").read_text())
+    meta["thresholds"] = dict.fromkeys(meta["thresholds"], 1.0)  # only a probability of exactly 1 passes
+    (model / "metadata.json").write_text(json.dumps(meta))
+    vague = tmp_path / "vague.csv"
+    rows = [f"{i},2020-02-20 06:43:18,notes {i},,{tag}" for i, tag in enumerate(APPROVED_TAGS)]
+    vague.write_text("\n".join(["id,created_on,title,description,tag", *rows]) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(vague), "--model", str(model)])
+    assert result.exit_code == 0, result.output
+    assert _said("auto-tag: precision undefined at coverage 0.000 (0 posts)", result.output)
