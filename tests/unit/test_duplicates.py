@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from stream_tagger.events import RawContent, compose_text
@@ -42,6 +44,14 @@ def test_fingerprints_are_the_hash_of_the_unicode_normalisation(title: str, desc
     # The batch path, alone and among other posts (each post's bounds in the shared buffer).
     assert fingerprints([composed]) == [expected]
     assert fingerprints(["a", composed, "", composed]) == [hash(b"a"), expected, None, expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=())), max_size=6))
+def test_fingerprints_are_the_definition_on_any_text(texts: list[str]) -> None:
+    """Every code point, lone surrogates and NUL included, ASCII and not mixed in one batch."""
+    expected = [hash(text.encode()) if (text := normalise(t, "")) else None for t in texts]
+    assert fingerprints(texts) == expected
 
 
 def test_a_nul_in_a_post_is_a_non_word_character_like_any_other() -> None:

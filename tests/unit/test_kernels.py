@@ -55,8 +55,8 @@ def test_the_featuriser_releases_the_gil() -> None:
 
 
 def test_the_duplicate_check_releases_the_gil() -> None:
-    posts = np.frombuffer(b"\0".join([b"Re-posted: Object Detection, again!"] * 4_000_000), dtype=np.uint8)
-    assert _python_runs_meanwhile(lambda: kernels.normalise_bytes(posts, 4_000_000, _TABLE)) > 100
+    posts = ["Re-posted: Object Detection, again!"] * 4_000_000
+    assert _python_runs_meanwhile(lambda: kernels.fingerprint_texts(posts, _TABLE, str)) > 100
 
 
 def _well_formed(feats: BatchFeatures, n: int) -> None:
