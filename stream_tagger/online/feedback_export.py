@@ -5,7 +5,9 @@ has title, description and creation time for every post). Both topics are read f
 the end offsets seen at start, so an export is a consistent snapshot even while the stream goes on.
 Messages are read with the workers' own decoders (size limit included): what a worker dead-letters,
 the export skips, and an odd message (nested thousands deep, say) cannot stop it. Per id the latest
-correction wins (people correct their corrections). The training CSV holds one tag
+correction wins (people correct their corrections): latest by its ``created_at``, but never later than
+the record's own timestamp, so that a correction stamped in the future (a client's clock, or its
+payload) cannot outrank every later one for good. The training CSV holds one tag
 per post, so the first approved tag of the correction is used; a correction naming no approved tag
 teaches the model nothing and is left out, and counted, as is a post the trainer would refuse (no id
 or no text once blanks are stripped: one such row would fail the whole file).
@@ -18,10 +20,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from stream_tagger.events import Feedback, RawContent, as_utc
 from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
@@ -29,6 +40,7 @@ from stream_tagger.model.dataset import row_problem
 from stream_tagger.settings import APPROVED_TAGS, Settings
 from stream_tagger.tools.produce import check_broker
 from stream_tagger.worker.decode import Rejection, decode_feedback, decode_raw
+from stream_tagger.worker.pipeline import LATEST_TIMESTAMP_MS
 from stream_tagger.worker.route import normalise_tag
 
 CSV_COLUMNS = ("id", "created_on", "title", "description", "tag")
@@ -105,29 +117,43 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> Iterat
 
 def decoded(
     messages: Iterator[Message], decode: Callable[[bytes | None, int], E | Rejection], max_bytes: int
-) -> Iterator[E]:
-    """The messages ``decode`` (a worker's decoder, which never raises) accepts at ``max_bytes``; the
-    workers dead-letter the rest, so they are skipped."""
+) -> Iterator[tuple[Message, E]]:
+    """Each message that ``decode`` (a worker's decoder, which never raises) accepts at ``max_bytes``,
+    with its event; the workers dead-letter the rest, so they are skipped."""
     for msg in messages:
         event = decode(msg.value(), max_bytes)
         if not isinstance(event, Rejection):
-            yield event
+            yield msg, event
+
+
+def correction_time(msg: Message, feedback: Feedback) -> datetime:
+    """When a correction was made, for ordering: its ``created_at``, at most its record's timestamp.
+
+    A replay keeps its own, earlier ``created_at`` and does not outrank a newer correction. The record's
+    timestamp bounds the claim: a Kafka 4 broker refuses a record stamped over an hour ahead of its
+    clock (``log.message.timestamp.after.max.ms``), or stamps it itself (``LogAppendTime``)."""
+    made = as_utc(feedback.created_at)
+    kind, ms = msg.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE or not 0 <= ms <= LATEST_TIMESTAMP_MS:
+        return made
+    return min(made, datetime.fromtimestamp(ms / 1000, UTC))
 
 
 def latest_corrections(messages: Iterator[Message], max_bytes: int) -> dict[str, Feedback]:
-    """Per id, the correction with the latest ``created_at``; what the feedback worker would
-    dead-letter is skipped."""
-    latest: dict[str, Feedback] = {}
-    for fb in decoded(messages, decode_feedback, max_bytes):
-        if fb.id not in latest or as_utc(fb.created_at) >= as_utc(latest[fb.id].created_at):
-            latest[fb.id] = fb
-    return latest
+    """Per id, the correction with the latest ``correction_time`` (of equal ones, the one read last);
+    what the feedback worker would dead-letter is skipped."""
+    latest: dict[str, tuple[datetime, Feedback]] = {}
+    for msg, fb in decoded(messages, decode_feedback, max_bytes):
+        made = correction_time(msg, fb)
+        if fb.id not in latest or made >= latest[fb.id][0]:
+            latest[fb.id] = made, fb
+    return {cid: fb for cid, (_made, fb) in latest.items()}
 
 
 def posts_by_id(messages: Iterator[Message], wanted: set[str], max_bytes: int) -> dict[str, RawContent]:
     """The first raw event of each wanted id that the worker would tag (a replay carries the same post)."""
     found: dict[str, RawContent] = {}
-    for post in decoded(messages, decode_raw, max_bytes):
+    for _msg, post in decoded(messages, decode_raw, max_bytes):
         if post.id in wanted and post.id not in found:
             found[post.id] = post
     return found

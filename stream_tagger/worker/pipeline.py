@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Kafka timestamps a client may set that datetime cannot hold (before 1970, after 9999): such a post is
 # timed from when the worker received it rather than failed for its producer's clock.
-_LATEST_MS = 253_402_300_799_999
+LATEST_TIMESTAMP_MS = 253_402_300_799_999
 
 
 class PredictionLike(Protocol):
@@ -232,7 +232,7 @@ class Pipeline:
         seen, max_bytes = self._seen, self.max_event_bytes
         for message in messages:
             kind, ms = message.timestamp()
-            event_s = ms / 1000.0 if kind and 0 <= ms <= _LATEST_MS else now_s
+            event_s = ms / 1000.0 if kind and 0 <= ms <= LATEST_TIMESTAMP_MS else now_s
             stage = "decoding"
             try:
                 event = decode_raw(message.value(), max_bytes)

@@ -44,19 +44,25 @@ def test_export_writes_the_latest_approved_correction_with_the_posts_text(
             fb(posts[2].id, ["robotics"], 1),  # nothing the model can learn
             fb("never-posted", ["mlops"], 1),  # no text to train on
             (b"junk", b"not json"),
+            # Claims a time far ahead: it counts as made when its record was written ...
+            fb(posts[3].id, ["mlops"], 60 * 24 * 365 * 70),
         ],
         topic=settings.topic_feedback,
     )
+    # ... so a correction made after that wins.
+    later = Feedback(id=posts[3].id, tags=["other"], source="reviewer", created_at=datetime.now(UTC))
+    produce(settings, [(later.id.encode(), msgspec.json.encode(later))], topic=settings.topic_feedback)
 
     out = tmp_path / "feedback.csv"
     report = export_feedback(settings, out)
 
-    assert (report.written, report.without_text, report.without_approved_tag) == (2, 1, 1)
+    assert (report.written, report.without_text, report.without_approved_tag) == (3, 1, 1)
     with out.open(newline="", encoding="utf-8") as f:
         rows = {row["id"]: row for row in csv.DictReader(f)}
     assert {cid: row["tag"] for cid, row in rows.items()} == {
         posts[0].id: "mlops",
         posts[1].id: "natural-language-processing",
+        posts[3].id: "other",
     }
     assert rows[posts[1].id]["title"] == posts[1].title
     assert rows[posts[1].id]["description"] == posts[1].description

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,13 +25,19 @@ from tests.conftest import DATASET
 
 
 class Message:
-    """The one member of a confluent-kafka message the export reads."""
+    """The members of a confluent-kafka message the export reads."""
 
-    def __init__(self, value: bytes | None) -> None:
+    def __init__(
+        self, value: bytes | None, timestamp: tuple[int, int] = (TIMESTAMP_NOT_AVAILABLE, 0)
+    ) -> None:
         self._value = value
+        self._timestamp = timestamp
 
     def value(self) -> bytes | None:
         return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._timestamp
 
 
 def correction(content_id: str, tag: str, at: str, extra: bytes = b"") -> bytes:
@@ -55,6 +62,26 @@ def test_messages_a_worker_would_dead_letter_are_skipped_not_fatal() -> None:
     ]
     latest = latest_corrections(iter(messages), 64 * 1024)
     assert {cid: fb.tags for cid, fb in latest.items()} == {"2": ["mlops"], "3": ["mlops"]}
+
+
+def _at(hhmmss: str) -> tuple[int, int]:
+    """A record timestamp on 2026-03-01, as the broker kept it."""
+    moment = datetime.fromisoformat(f"2026-03-01T{hhmmss}+00:00")
+    return TIMESTAMP_CREATE_TIME, int(moment.timestamp() * 1000)
+
+
+def test_a_correction_is_never_later_than_its_record() -> None:
+    messages = [
+        # Claims a time far ahead of when it was written: it counts as written at 12:00.
+        Message(correction("1", "mlops", "23:59:59").replace(b"2026-03-01", b"2099-01-01"), _at("12:00:00")),
+        Message(correction("1", "other", "12:30:00"), _at("12:30:01")),  # so this later one wins
+        Message(correction("2", "mlops", "13:00:00"), _at("13:00:01")),
+        Message(correction("2", "other", "12:00:00"), _at("14:00:00")),  # a replay of an older one
+        Message(correction("3", "mlops", "12:00:00"), (TIMESTAMP_CREATE_TIME, -1)),  # no usable stamp
+        Message(correction("3", "other", "11:00:00"), _at("15:00:00")),
+    ]
+    latest = latest_corrections(iter(messages), 64 * 1024)
+    assert {cid: fb.tags for cid, fb in latest.items()} == {"1": ["other"], "2": ["mlops"], "3": ["mlops"]}
 
 
 def test_raw_posts_over_the_workers_size_limit_are_skipped() -> None:
