@@ -16,7 +16,7 @@ check_source(__file__, SOURCE_SHA256)
 
 cdef extern from "Python.h":
     # What hash(bytes) computes. It reads only the process's hash key, never an object: callable
-    # without the GIL. CPython's own (underscored) API: Python 3.13 names it Py_HashBuffer.
+    # without the GIL. CPython's own (underscored) API: Python 3.14 makes it public as Py_HashBuffer.
     Py_ssize_t _Py_HashBytes(const void* src, Py_ssize_t length) nogil
     int PyUnicode_READY(object text) except -1
     bint PyUnicode_IS_ASCII(object text)
@@ -49,12 +49,17 @@ cdef inline int64_t normalised_hash(
     return _Py_HashBytes(out, end) if end else -1
 
 
-def fingerprint_texts(list texts, const uint8_t[::1] table, object unicode_ready):
+def fingerprint_texts(texts, const uint8_t[::1] table, object unicode_ready):
     """The key of each post of ``texts`` (``fingerprints``): its UTF-8 bytes normalised through ``table``
-    and hashed as Python hashes bytes, ``hash(bytes)`` (SipHash under the process's key); -1 for a post
-    with no words. An ASCII str is read where it lies; any other goes through ``unicode_ready`` and is
-    encoded first. The pass over the bytes runs without the GIL."""
-    cdef Py_ssize_t n = len(texts), i, longest = 1
+    (256 entries) and hashed as Python hashes bytes, ``hash(bytes)`` (SipHash under the process's key);
+    -1 for a post with no words. An ASCII str is read where it lies; any other goes through
+    ``unicode_ready`` and is encoded first. The pass over the bytes runs without the GIL."""
+    # Our own references: the pass reads the posts' memory after ``unicode_ready`` (Python code, during
+    # which another thread may change a list) and without the GIL.
+    cdef tuple posts = tuple(texts)
+    cdef Py_ssize_t n = len(posts), i, longest = 1
+    if table.shape[0] != 256:
+        raise ValueError(f"a table of 256 bytes, not {table.shape[0]}")
     keys = np.empty(n, dtype=np.int64)
     cdef int64_t[::1] k = keys
     cdef const uint8_t** data = <const uint8_t**>malloc(max(n, 1) * sizeof(uint8_t*))
@@ -65,8 +70,8 @@ def fingerprint_texts(list texts, const uint8_t[::1] table, object unicode_ready
         if data == NULL or sizes == NULL:
             raise MemoryError()
         for i in range(n):
-            text = texts[i]
-            if type(text) is not str:
+            text = posts[i]
+            if not isinstance(text, str):
                 raise TypeError(f"post {i} is a {type(text).__name__}, not a str")
             PyUnicode_READY(text)
             if PyUnicode_IS_ASCII(text):  # one byte per character: its UTF-8 as it is

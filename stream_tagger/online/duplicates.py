@@ -62,7 +62,7 @@ def fingerprints(texts: Sequence[str]) -> list[int | None]:
     hot-path thread whose Python the scoring thread waits for; an encoded copy of each post and a bytes
     object to hash were ~0.35 µs more).
     """
-    keys = fingerprint_texts(texts if isinstance(texts, list) else list(texts), _TABLE, _unicode_ready)
+    keys = fingerprint_texts(texts, _TABLE, _unicode_ready)
     if (keys == -1).any():
         return [None if key == -1 else key for key in keys.tolist()]
     return keys.tolist()

@@ -41,7 +41,7 @@ def test_fingerprints_are_the_hash_of_the_unicode_normalisation(title: str, desc
     text = normalise(title, description)
     expected = hash(text.encode()) if text else None
     composed = compose_text(title, description)
-    # The batch path, alone and among other posts (each post's bounds in the shared buffer).
+    # The batch path, alone and among other posts.
     assert fingerprints([composed]) == [expected]
     assert fingerprints(["a", composed, "", composed]) == [hash(b"a"), expected, None, expected]
 
@@ -60,6 +60,15 @@ def test_a_nul_in_a_post_is_a_non_word_character_like_any_other() -> None:
     keys = fingerprints(texts)
     assert keys[0] == keys[3] != keys[1] == keys[2]
     assert fingerprints([]) == []
+
+
+def test_a_str_subclass_is_read_and_anything_else_refused() -> None:
+    class Text(str):
+        pass
+
+    assert fingerprints([Text("A b"), Text("naïve ②")]) == [hash(b"a b"), hash("naïve 2".encode())]
+    with pytest.raises(TypeError, match="post 1 is a bytes, not a str"):
+        fingerprints(["a", b"b"])  # type: ignore[list-item]
 
 
 def check(index: DuplicateIndex, content_id: str, title: str, description: str) -> str | None:

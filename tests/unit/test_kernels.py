@@ -59,6 +59,25 @@ def test_the_duplicate_check_releases_the_gil() -> None:
     assert _python_runs_meanwhile(lambda: kernels.fingerprint_texts(posts, _TABLE, str)) > 100
 
 
+def test_the_duplicate_kernel_holds_its_posts_while_its_callback_runs() -> None:
+    """The callback is Python code: the caller's list may change meanwhile (here it empties it, which
+    frees the posts that only the list held); the kernel reads the posts it was given."""
+    texts = ["naïve x", *(f"post number {i}" for i in range(3))]
+    expected = [hash(f"post number {i}".encode()) for i in range(3)]
+
+    def ready(text: str) -> str:
+        texts.clear()
+        return text
+
+    keys = kernels.fingerprint_texts(texts, _TABLE, ready).tolist()
+    assert keys[1:] == expected and keys[0] == hash("naïve x".encode())
+
+
+def test_the_duplicate_kernel_refuses_a_short_table() -> None:
+    with pytest.raises(ValueError, match="a table of 256 bytes, not 10"):
+        kernels.fingerprint_texts(["a"], _TABLE[:10], str)
+
+
 def _well_formed(feats: BatchFeatures, n: int) -> None:
     assert feats.indptr.shape == (n + 1,) and feats.indptr[0] == 0
     assert (np.diff(feats.indptr) >= 0).all() and feats.indptr[-1] == len(feats.cols) == len(feats.counts)
