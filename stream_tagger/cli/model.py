@@ -21,6 +21,7 @@ from stream_tagger.cli._app import (
     settings_from,
 )
 from stream_tagger.model.dataset import DatasetError
+from stream_tagger.model.thresholds import precision_text
 from stream_tagger.model.versions import ModelLoadError
 
 DataOption = Annotated[
@@ -67,7 +68,7 @@ def train(
     auto = cv["auto_tag"]
     console.print(
         f"[green]trained[/] {version_dir}  ({cv['scheme']}: weighted F1 {cv['weighted_f1_mean']:.3f}, "
-        f"auto-tag precision {auto['precision']:.3f} at coverage {auto['coverage']:.3f}; "
+        f"auto-tag precision {precision_text(auto)} at coverage {auto['coverage']:.3f}; "
         f"parity max diff {meta['parity']['max_prob_diff']:.1e})"
     )
     print(version_dir)
@@ -113,10 +114,8 @@ def _print_report(r: dict) -> None:
     console.print(s)
     a, p, b = r["auto_tag"], r["parity"], r["baseline"]
     diff = "-" if p["max_prob_diff"] is None else f"{p['max_prob_diff']:.1e}"
-    # Over no auto-tagged post the report's precision is 1.0 (its consumers weigh it by n_auto): undefined.
-    precision = f"{a['precision']:.3f}" if a["n_auto"] else "undefined"
     console.print(
-        f"auto-tag: precision {precision} at coverage {a['coverage']:.3f} ({a['n_auto']} posts)\n"
+        f"auto-tag: precision {precision_text(a)} at coverage {a['coverage']:.3f} ({a['n_auto']} posts)\n"
         f"keyword baseline: fires on {b['coverage']:.3f}, "
         f"precision when fired {b['precision_when_fired']:.3f}\n"
         f"parity (scikit-learn vs ONNX): label agreement {_fmt(p['label_agreement'])}, max prob diff {diff}"
@@ -132,6 +131,13 @@ def evaluate(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures as JSON here")
     ] = None,
+    parity: Annotated[
+        bool,
+        typer.Option(
+            help="Compare with the scikit-learn pipeline saved beside the model; this unpickles its "
+            "pipeline.joblib, so code in that file runs: only for model folders you trust"
+        ),
+    ] = True,
 ) -> None:
     """Run the ONNX model on labelled CSVs: per-class and averaged figures, slices, auto-tag point, parity."""
     with needs_train_extra("evaluate"):
@@ -143,7 +149,7 @@ def evaluate(
         refuse_overwriting(json_path, "--json", data, "--data")
         check_writable(json_path, make_parents=True)  # now, not after the whole evaluation
     try:
-        report = evaluate_model(model_dir, data)
+        report = evaluate_model(model_dir, data, parity=parity)
     except (DatasetError, ModelLoadError, ValueError) as exc:
         fail(str(exc))
     _print_report(report)

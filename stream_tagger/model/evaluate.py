@@ -51,14 +51,15 @@ _MOVED_MODULES = {
 }
 
 
-_NOT_CHECKED = {"available": False, "label_agreement": None, "max_prob_diff": None}
+_NO_PIPELINE = {"available": False, "checked": True, "label_agreement": None, "max_prob_diff": None}
+_NOT_CHECKED = {**_NO_PIPELINE, "checked": False}
 
 
 def _parity(version_dir: Path, predictor: Predictor, texts: list[str], onnx_probs: np.ndarray) -> dict:
     """scikit-learn pipeline saved at training time vs the ONNX path, on these texts."""
     path = version_dir / PIPELINE_FILE
     if not path.is_file():
-        return dict(_NOT_CHECKED)
+        return dict(_NO_PIPELINE)
     for old, new in _MOVED_MODULES.items():  # a version pickled before the package's layout by role
         sys.modules.setdefault(old, importlib.import_module(new))
     # A damaged or truncated pickle fails with whatever the byte it stops at leads to (EOFError,
@@ -72,6 +73,7 @@ def _parity(version_dir: Path, predictor: Predictor, texts: list[str], onnx_prob
     sk = pipeline.predict_proba(texts)
     return {
         "available": True,
+        "checked": True,
         "label_agreement": float(np.mean(sk.argmax(axis=1) == onnx_probs.argmax(axis=1))),
         "max_prob_diff": float(np.max(np.abs(sk - onnx_probs))) if len(texts) else 0.0,
     }

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: training runs on servers and in CI
 import matplotlib.pyplot as plt
 
+from stream_tagger.model.thresholds import precision_text
 from stream_tagger.model.versions import CARD_FILE, CONFUSION_FILE
 
 
@@ -163,7 +164,7 @@ def _auto_tag_rows(labels: Sequence[str], thresholds: dict, served: dict, cross:
         cells = []
         for fig in figures:
             part = fig if label is None else fig["per_class"][label]
-            cells += [f"{part['precision']:.3f}", f"{part['coverage']:.3f}"]
+            cells += [precision_text(part), f"{part['coverage']:.3f}"]
         if not cross:
             cells += ["-", "-"]
         name, th = ("all posts", "") if label is None else (label, f"{thresholds[label]:.3f}")

@@ -109,3 +109,16 @@ def auto_tag_mask(probs: np.ndarray, labels: Sequence[str], thresholds: dict[str
     top = probs.argmax(axis=1)
     per_class = np.array([thresholds[label] for label in labels], dtype=np.float64)
     return probs.max(axis=1) >= per_class[top] - 1e-9
+
+
+def auto_tag_precision(figures: dict) -> float | None:
+    """The precision of ``masked_figures`` (overall or one class's), None when no post was auto-tagged:
+    the figures hold 1.0 there (their consumers weigh precision by ``n_auto``), which must not read as
+    perfect."""
+    return figures["precision"] if figures["n_auto"] else None
+
+
+def precision_text(figures: dict) -> str:
+    """``auto_tag_precision`` to 3 decimals, or "undefined"."""
+    precision = auto_tag_precision(figures)
+    return "undefined" if precision is None else f"{precision:.3f}"

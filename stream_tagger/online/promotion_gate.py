@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream_tagger.model.evaluate import evaluate_model
+from stream_tagger.model.thresholds import auto_tag_precision
 
 #: How far the new model's auto-tag coverage may fall below the serving model's (absolute share of
 #: posts): beyond it, more than one post in twenty that was tagged at once goes to review instead.
@@ -43,10 +44,9 @@ CONTEXT: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def figure(report: dict, path: tuple[str, ...]) -> float:
-    if path == PRECISION and report["auto_tag"]["n_auto"] == 0:
-        # The report says 1.0 over no post (its consumers sum precision x count); the gate must not
-        # read that as perfect: a model that shows no tag has no precision to compare.
-        return math.nan
+    if path == PRECISION:  # a model that shows no tag has no precision to compare: NaN
+        precision = auto_tag_precision(report["auto_tag"])
+        return math.nan if precision is None else precision
     value: object = report
     for key in path:
         value = value[key]  # type: ignore[index]
@@ -92,7 +92,7 @@ def compare_reports(new: dict, baseline: dict) -> Comparison:
             by = [
                 who
                 for who, r in (("the new model", new), ("the baseline", baseline))
-                if not r["auto_tag"]["n_auto"]
+                if auto_tag_precision(r["auto_tag"]) is None
             ]
             if by:
                 name += f" (undefined: no post auto-tagged by {' or '.join(by)})"

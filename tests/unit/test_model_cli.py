@@ -100,3 +100,20 @@ def test_evaluate_calls_precision_over_no_auto_tagged_post_undefined(tmp_path: P
     result = CliRunner().invoke(app, ["evaluate", "--data", str(vague), "--model", str(model)])
     assert result.exit_code == 0, result.output
     assert _said("auto-tag: precision undefined at coverage 0.000 (0 posts)", result.output)
+
+
+def test_evaluate_without_parity_never_reads_the_pickle(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(MODELS / (MODELS / "current").read_text().strip(), model)
+    (model / "pipeline.joblib").write_bytes(b"\x80\x05not a pickle")  # evaluate with parity fails on it
+    out = tmp_path / "report.json"
+    args = ["evaluate", "--data", str(DATASET), "--model", str(model), "--json", str(out)]
+    result = CliRunner().invoke(app, [*args, "--no-parity"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["parity"] == {
+        "available": False,
+        "checked": False,
+        "label_agreement": None,
+        "max_prob_diff": None,
+    }
+    assert CliRunner().invoke(app, args).exit_code == 1

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_tagger.model.model_card import _auto_tag_rows
 from stream_tagger.model.quality_figures import auto_tag_figures
-from stream_tagger.model.thresholds import MIN_THRESHOLD, auto_tag_mask, calibrated, choose_thresholds, platt
+from stream_tagger.model.thresholds import (
+    MIN_THRESHOLD,
+    auto_tag_mask,
+    auto_tag_precision,
+    calibrated,
+    choose_thresholds,
+    platt,
+    precision_text,
+)
 
 LABELS = ("a", "b")
 
@@ -107,3 +116,19 @@ def test_auto_tag_figures_per_class() -> None:
     assert fig["n_auto"] == 3 and fig["precision"] == 2 / 3
     assert fig["per_class"]["a"] == {"precision": 0.5, "coverage": 0.5, "n_auto": 2, "n": 2}
     assert fig["per_class"]["b"] == {"precision": 1.0, "coverage": 2 / 3, "n_auto": 1, "n": 3}
+
+
+def test_precision_over_no_auto_tagged_post_is_undefined_wherever_it_is_shown() -> None:
+    assert auto_tag_precision({"precision": 1.0, "n_auto": 0}) is None
+    assert precision_text({"precision": 0.98765, "n_auto": 3}) == "0.988"
+    served = {
+        "precision": 1.0,
+        "coverage": 0.0,
+        "n_auto": 0,
+        "per_class": {"mlops": {"precision": 1.0, "coverage": 0.0, "n_auto": 0}},
+    }
+    rows = _auto_tag_rows(["mlops"], {"mlops": 0.9}, served, None).splitlines()
+    assert rows == [
+        "| mlops | 0.900 | undefined | 0.000 | - | - |",
+        "| all posts |  | undefined | 0.000 | - | - |",
+    ]
