@@ -8,7 +8,7 @@ cannot read instead of misreading it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, get_args
 
 import msgspec
@@ -33,6 +33,21 @@ def as_utc(moment: datetime) -> datetime:
     """A timestamp an event carries, comparable with every other: one without a timezone (which the
     schema allows) is taken as UTC, rather than raise wherever it meets an aware one."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+#: The latest Kafka record timestamp (ms) a datetime can hold, 9999-12-31T23:59:59.999Z: a client may set
+#: any 64-bit value, including negative ones.
+LATEST_TIMESTAMP_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def record_time(timestamp: tuple[int, int]) -> datetime | None:
+    """A Kafka record's timestamp (``Message.timestamp()``: its type, then ms) as a datetime; None when
+    the record has none (type 0) or one a datetime cannot hold."""
+    kind, ms = timestamp
+    if not kind or not 0 <= ms <= LATEST_TIMESTAMP_MS:
+        return None
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def compose_text(title: str, description: str) -> str:

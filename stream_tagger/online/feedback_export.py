@@ -20,27 +20,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    TIMESTAMP_NOT_AVAILABLE,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from stream_tagger.events import Feedback, RawContent, as_utc
+from stream_tagger.events import Feedback, RawContent, as_utc, record_time
 from stream_tagger.kafka.config import KAFKA_LOG, consumer_common
 from stream_tagger.model.dataset import row_problem
 from stream_tagger.settings import APPROVED_TAGS, Settings
 from stream_tagger.tools.produce import check_broker
 from stream_tagger.worker.decode import Rejection, decode_feedback, decode_raw
-from stream_tagger.worker.pipeline import LATEST_TIMESTAMP_MS
 from stream_tagger.worker.route import normalise_tag
 
 CSV_COLUMNS = ("id", "created_on", "title", "description", "tag")
@@ -130,13 +121,12 @@ def correction_time(msg: Message, feedback: Feedback) -> datetime:
     """When a correction was made, for ordering: its ``created_at``, at most its record's timestamp.
 
     A replay keeps its own, earlier ``created_at`` and does not outrank a newer correction. The record's
-    timestamp bounds the claim: a Kafka 4 broker refuses a record stamped over an hour ahead of its
-    clock (``log.message.timestamp.after.max.ms``), or stamps it itself (``LogAppendTime``)."""
+    timestamp is the producing client's clock at send time unless the client sets it: a Kafka 4 broker
+    refuses one over an hour ahead of its own clock (``log.message.timestamp.after.max.ms``), and a topic
+    with ``message.timestamp.type=LogAppendTime`` takes the broker's."""
     made = as_utc(feedback.created_at)
-    kind, ms = msg.timestamp()
-    if kind == TIMESTAMP_NOT_AVAILABLE or not 0 <= ms <= LATEST_TIMESTAMP_MS:
-        return made
-    return min(made, datetime.fromtimestamp(ms / 1000, UTC))
+    written = record_time(msg.timestamp())
+    return made if written is None else min(made, written)
 
 
 def latest_corrections(messages: Iterator[Message], max_bytes: int) -> dict[str, Feedback]:

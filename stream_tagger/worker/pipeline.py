@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from stream_tagger.events import RawContent
+from stream_tagger.events import LATEST_TIMESTAMP_MS, RawContent
 from stream_tagger.settings import APPROVED_TAGS
 from stream_tagger.worker.decode import Rejection, decode_raw, internal_error
 from stream_tagger.worker.dedup import RecentOutcomes
@@ -33,10 +33,6 @@ from stream_tagger.worker.encode import MessageLike, OutputEncoder, OutputRecord
 from stream_tagger.worker.route import Outcome, Routes, concat_routes, route_columns, threshold_vector
 
 log = logging.getLogger(__name__)
-
-# Kafka timestamps a client may set that datetime cannot hold (before 1970, after 9999): such a post is
-# timed from when the worker received it rather than failed for its producer's clock.
-LATEST_TIMESTAMP_MS = 253_402_300_799_999
 
 
 class PredictionLike(Protocol):
@@ -232,6 +228,8 @@ class Pipeline:
         seen, max_bytes = self._seen, self.max_event_bytes
         for message in messages:
             kind, ms = message.timestamp()
+            # ``events.record_time`` inlined: a post whose record has no usable timestamp is timed from
+            # when the worker received it rather than failed for its producer's clock.
             event_s = ms / 1000.0 if kind and 0 <= ms <= LATEST_TIMESTAMP_MS else now_s
             stage = "decoding"
             try:

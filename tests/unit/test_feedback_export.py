@@ -11,7 +11,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_tagger.events import Feedback, RawContent
+from stream_tagger.events import LATEST_TIMESTAMP_MS, Feedback, RawContent, record_time
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.online import feedback_export
 from stream_tagger.online.feedback_export import (
@@ -151,3 +151,13 @@ def test_whatever_the_workers_accept_the_export_writes_a_file_the_trainer_reads(
         assert out.read_text(encoding="utf-8").splitlines() == [",".join(feedback_export.CSV_COLUMNS)]
     ids = {cid for cid, *_ in rows}
     assert report.written + report.unusable + report.without_approved_tag == len(ids)
+
+
+def test_a_record_time_is_exact_up_to_the_last_millisecond_a_datetime_holds() -> None:
+    assert record_time((TIMESTAMP_CREATE_TIME, LATEST_TIMESTAMP_MS)) == datetime(
+        9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC
+    )
+    assert record_time((TIMESTAMP_CREATE_TIME, 1)) == datetime(1970, 1, 1, 0, 0, 0, 1_000, tzinfo=UTC)
+    for unusable in ((TIMESTAMP_CREATE_TIME, LATEST_TIMESTAMP_MS + 1), (TIMESTAMP_CREATE_TIME, -1)):
+        assert record_time(unusable) is None
+    assert record_time((TIMESTAMP_NOT_AVAILABLE, 1)) is None
