@@ -462,7 +462,9 @@ def median_of(
 def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dict:
     """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see.
     At low rates the reader also reads the input topic: the harness's floor, which no pipeline beats."""
-    n = min(bench.mode.events, max(100, int(rate * bench.mode.load_seconds)))
+    # Every rate runs for load_seconds: a run cut at a number of events would last a few seconds at high
+    # rates, too short to show whether the pipeline keeps up.
+    n = max(100, int(rate * bench.mode.load_seconds))
     load = os.getloadavg()[0]
     with run_topics(bench, kind) as (run_id, topics):
         floor = topics.raw if rate <= FLOOR_MAX_RATE else None
