@@ -80,19 +80,28 @@ class DuplicateIndex:
     def __len__(self) -> int:
         return len(self._first)
 
-    def check(self, content_id: str, key: int | None) -> str | None:
-        """Id of an earlier post with the same key (``fingerprints``), or None; a replay of the same id is not
-        a duplicate."""
-        if key is None:
-            return None
-        first = self._first.get(key)
-        if first is None:
-            self._first[key] = content_id
-            if len(self._first) > self.max_entries:
-                self._first.popitem(last=False)
-            return None
-        self._first.move_to_end(key)
-        return None if first == content_id else first
+    def check(self, content_ids: Sequence[str], keys: Sequence[int | None]) -> list[str | None]:
+        """Per post in order (id, key from ``fingerprints``): the id of an earlier post with the same key,
+        or None; a replay of the same id is not a duplicate. One call per batch: the loop keeps its
+        lookups local, where a call per post cost about as much as the dict work."""
+        first, most = self._first, self.max_entries
+        get, seen_again, forget_oldest = first.get, first.move_to_end, first.popitem
+        found: list[str | None] = []
+        add = found.append
+        for content_id, key in zip(content_ids, keys, strict=True):
+            if key is None:
+                add(None)
+                continue
+            earlier = get(key)
+            if earlier is None:
+                first[key] = content_id
+                if len(first) > most:
+                    forget_oldest(last=False)
+                add(None)
+            else:
+                seen_again(key)
+                add(None if earlier == content_id else earlier)
+        return found
 
 
 class DuplicateObserver:
@@ -103,10 +112,8 @@ class DuplicateObserver:
         self._counter = metrics.duplicates
 
     def observe(self, batch: ScoredBatch) -> Iterable[OutputRecord]:
-        flagged = 0
-        check = self.index.check
-        for event, outcome, key in zip(batch.events, batch.outcomes, fingerprints(batch.texts), strict=True):
-            outcome.duplicate_of = check(event.id, key)
-            flagged += outcome.duplicate_of is not None
-        self._counter.inc(flagged)
+        found = self.index.check([event.id for event in batch.events], fingerprints(batch.texts))
+        for outcome, duplicate_of in zip(batch.outcomes, found, strict=True):
+            outcome.duplicate_of = duplicate_of
+        self._counter.inc(len(found) - found.count(None))
         return ()

@@ -73,7 +73,8 @@ def test_a_str_subclass_is_read_and_anything_else_refused() -> None:
 
 def check(index: DuplicateIndex, content_id: str, title: str, description: str) -> str | None:
     [key] = fingerprints([compose_text(title, description)])
-    return index.check(content_id, key)
+    [found] = index.check([content_id], [key])
+    return found
 
 
 def test_repost_is_flagged_with_the_first_id_and_a_replay_is_not() -> None:
@@ -121,3 +122,14 @@ def test_fingerprints_match_the_unicode_normalisation_on_the_dataset() -> None:
     expected = [hash(normalise(post.title, post.description).encode()) for post in posts]
     assert fingerprints([post.text for post in posts]) == expected
     assert len(set(expected)) > 700  # distinct posts get distinct keys
+
+
+def test_a_batch_is_checked_post_by_post_in_order() -> None:
+    index = DuplicateIndex(max_entries=2)
+    # b reposts a; c has no words; a again is a replay; x's key is new; d's key is new too and evicts the
+    # least recently seen, 1 (seen last by the replay, before x); e reposts x.
+    assert index.check(["a", "b", "c", "a", "x", "d", "e"], [1, 1, None, 1, 2, 3, 2]) == [
+        *(None, "a", None, None, None, None),
+        "x",
+    ]
+    assert index.check(["f"], [1]) == [None]  # forgotten
