@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stream_tagger.events import RawContent
+from stream_tagger.events import RawContent, compose_text
 from stream_tagger.worker.decode import Rejection, decode_raw
 
 LIMIT = 1_000
@@ -68,3 +72,9 @@ def test_size_limit_is_inclusive() -> None:
     assert decode_raw(value, len(value) - 1) == Rejection(
         "too_large", f"{len(value)} bytes > limit of {len(value) - 1}"
     )
+
+
+@given(st.text(max_size=1_000), st.text())
+def test_a_post_reads_as_the_model_was_trained(title: str, description: str) -> None:
+    post = RawContent(id="p", title=title, description=description, created_at=datetime.now(UTC))
+    assert post.text == compose_text(title, description)
