@@ -39,6 +39,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from stream_tagger.model.thresholds import precision_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("benchmarks/results")
 
@@ -548,7 +550,7 @@ def render_served_model(root: Path) -> list[str]:
             "the thresholds are chosen on the same predictions): "
             f"weighted F1 {_f3(cv.get('weighted_f1_mean'))} ± "
             f"{_f3(cv.get('weighted_f1_std'))}, macro F1 {_f3(cv.get('macro_f1_mean'))}, auto-tag precision "
-            f"{_f3((cv.get('auto_tag') or {}).get('precision'))} at coverage "
+            f"{precision_text(cv['auto_tag']) if cv.get('auto_tag') else '-'} at coverage "
             f"{_f3((cv.get('auto_tag') or {}).get('coverage'))}.",
             "",
         ]

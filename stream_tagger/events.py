@@ -51,7 +51,8 @@ def record_time(timestamp: tuple[int, int]) -> datetime | None:
 
 
 def compose_text(title: str, description: str) -> str:
-    """The one place that turns a post into the model's input, for training and serving alike."""
+    """What turns a post into the model's input, for training and serving alike (``RawContent.text``
+    writes it out; a test holds the two equal)."""
     return f"{title} {description}"
 
 

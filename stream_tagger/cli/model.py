@@ -114,11 +114,16 @@ def _print_report(r: dict) -> None:
     console.print(s)
     a, p, b = r["auto_tag"], r["parity"], r["baseline"]
     diff = "-" if p["max_prob_diff"] is None else f"{p['max_prob_diff']:.1e}"
+    parity = (
+        f"label agreement {_fmt(p['label_agreement'])}, max prob diff {diff}"
+        if p["checked"]
+        else "not checked (--no-parity)"
+    )
     console.print(
         f"auto-tag: precision {precision_text(a)} at coverage {a['coverage']:.3f} ({a['n_auto']} posts)\n"
         f"keyword baseline: fires on {b['coverage']:.3f}, "
         f"precision when fired {b['precision_when_fired']:.3f}\n"
-        f"parity (scikit-learn vs ONNX): label agreement {_fmt(p['label_agreement'])}, max prob diff {diff}"
+        f"parity (scikit-learn vs ONNX): {parity}"
     )
 
 

@@ -2,6 +2,7 @@
 """The duplicate check's kernel (``stream_tagger.online.duplicates.fingerprints``), without the GIL."""
 
 from libc.stdint cimport int64_t, uint8_t
+from cpython.unicode cimport PyUnicode_AsUTF8String
 from libc.stdlib cimport free, malloc
 
 import numpy as np
@@ -23,6 +24,7 @@ cdef extern from "Python.h":
     const void* PyUnicode_DATA(object text)
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
     const char* PyBytes_AS_STRING(object data)
+    Py_ssize_t PyBytes_GET_SIZE(object data)
 
 cdef uint8_t SPACE = 32
 
@@ -65,7 +67,7 @@ def fingerprint_texts(texts, const uint8_t[::1] table, object unicode_ready):
     cdef const uint8_t** data = <const uint8_t**>malloc(max(n, 1) * sizeof(uint8_t*))
     cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
     cdef uint8_t* out = NULL
-    encoded = []  # the non-ASCII posts' bytes: alive until the pass is over
+    encoded = []  # what the pass reads that ``posts`` does not hold: alive until it is over
     try:
         if data == NULL or sizes == NULL:
             raise MemoryError()
@@ -73,15 +75,18 @@ def fingerprint_texts(texts, const uint8_t[::1] table, object unicode_ready):
             text = posts[i]
             if not isinstance(text, str):
                 raise TypeError(f"post {i} is a {type(text).__name__}, not a str")
+            if type(text) is not str:  # an exact copy: no method a subclass overrides runs below
+                text = str.__str__(text)
+                encoded.append(text)
             PyUnicode_READY(text)
             if PyUnicode_IS_ASCII(text):  # one byte per character: its UTF-8 as it is
                 data[i] = <const uint8_t*>PyUnicode_DATA(text)
                 sizes[i] = PyUnicode_GET_LENGTH(text)
             else:
-                utf8 = unicode_ready(text).encode()
+                utf8 = PyUnicode_AsUTF8String(unicode_ready(text))  # bytes, or TypeError
                 encoded.append(utf8)
                 data[i] = <const uint8_t*>PyBytes_AS_STRING(utf8)
-                sizes[i] = len(utf8)
+                sizes[i] = PyBytes_GET_SIZE(utf8)
             longest = max(longest, sizes[i])
         out = <uint8_t*>malloc(longest)
         if out == NULL:

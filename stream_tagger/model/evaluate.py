@@ -3,8 +3,9 @@
 ``evaluate_model`` returns one plain dict (JSON-ready) that both ``stream-tagger evaluate --json`` and
 model comparison build on. Key paths: ``weighted.f1``, ``weighted.precision``, ``macro.*``,
 ``per_class.<tag>.{precision,recall,f1,support}``, ``confusion_matrix``, ``auto_tag.{precision,
-coverage}``, ``slices.<name>``, ``baseline`` (keyword rules, same figures), ``parity.{label_agreement,
-max_prob_diff}``.
+coverage}``, ``slices.<name>``, ``baseline`` (keyword rules, same figures), ``parity.{checked, available,
+label_agreement, max_prob_diff}`` (``available`` false and ``checked`` true: the folder has no
+``pipeline.joblib``).
 """
 
 from __future__ import annotations

@@ -228,8 +228,8 @@ class Pipeline:
         seen, max_bytes = self._seen, self.max_event_bytes
         for message in messages:
             kind, ms = message.timestamp()
-            # ``events.record_time`` inlined: a post whose record has no usable timestamp is timed from
-            # when the worker received it rather than failed for its producer's clock.
+            # The bounds of ``events.record_time``, in float seconds: a post whose record has no usable
+            # timestamp is timed from when the worker received it rather than failed for its producer's clock.
             event_s = ms / 1000.0 if kind and 0 <= ms <= LATEST_TIMESTAMP_MS else now_s
             stage = "decoding"
             try:

@@ -110,6 +110,7 @@ def test_evaluate_without_parity_never_reads_the_pickle(tmp_path: Path) -> None:
     args = ["evaluate", "--data", str(DATASET), "--model", str(model), "--json", str(out)]
     result = CliRunner().invoke(app, [*args, "--no-parity"])
     assert result.exit_code == 0, result.output
+    assert _said("parity (scikit-learn vs ONNX): not checked (--no-parity)", result.output)
     assert json.loads(out.read_text())["parity"] == {
         "available": False,
         "checked": False,
