@@ -137,7 +137,6 @@ def test_a_batch_is_checked_post_by_post_in_order() -> None:
     index = DuplicateIndex(max_entries=2)
     # b reposts a; c has no words; x's key is new; a again is a replay, which makes key 1 the most
     # recently seen; d's new key then evicts the least recently seen, 2 (first in would be 1).
-    assert index.check(["a", "b", "c", "x", "a", "d"], [1, 1, None, 2, 1, 3]) == [
-        *(None, "a", None, None, None, None),
-    ]
+    found = index.check(["a", "b", "c", "x", "a", "d"], [1, 1, None, 2, 1, 3])
+    assert found == [None, "a", None, None, None, None]
     assert index.check(["e", "f"], [1, 2]) == ["a", None]  # 1 kept, 2 forgotten
