@@ -54,7 +54,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
@@ -504,6 +504,19 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
     }
 
 
+def parse_loads(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``--loads``: the fixed rates and the shares of the worker's saturation, e.g. ``1000,80%``."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        fixed = tuple(float(item) for item in items if not item.endswith("%"))
+        shares = tuple(float(item[:-1]) / 100 for item in items if item.endswith("%"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: not rates or shares like 1000,80% ({exc})") from exc
+    if not items or any(value <= 0 for value in fixed + shares):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive rates or shares, like 1000,80%")
+    return fixed, shares
+
+
 def loads_for(mode: Mode, worker_rate: float | None) -> list[tuple[str, float]]:
     """The offered loads: the fixed ones, and fractions of the worker's saturation when it is known."""
     fixed = [(f"{r:,.0f}/s", r) for r in mode.fixed_loads]
@@ -599,7 +612,8 @@ def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
     """The worker at each of ``codes``, interleaved run by run so that the shared machine's load hits
     each alike: saturation rounds, then rounds of the offered loads. The order within a round alternates
     (A B, then B A) so that neither side always runs first. Every variant is offered the same rates:
-    1,000/s and 80% of the first variant's (the baseline's) median saturation."""
+    the mode's fixed loads and its shares of the first variant's (the baseline's) median saturation
+    (1,000/s and 80%, unless ``--loads`` says otherwise)."""
     mode, labels = bench.mode, [code.label for code in codes]
     results: dict[str, Any] = {"variants": labels, "saturation": {}, "rounds": {}, "loads": []}
 
@@ -889,6 +903,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="saturation runs per pipeline (5; quick: 1)")
     parser.add_argument("--latency-rounds", type=int, help="runs at each offered load (3; quick: 1)")
     parser.add_argument("--load-seconds", type=float, help="length of each paced run (20 s; quick: 5 s)")
+    parser.add_argument(
+        "--loads",
+        type=parse_loads,
+        help="offered loads, comma-separated: events/s, or a share of the worker's saturation (80%%); "
+        "default 1000,80%%. A fixed rate compares A/B runs made on other days at the same load",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/latest.png go")
     args = parser.parse_args()
     if args.report_only:
@@ -907,6 +927,8 @@ def main() -> None:
         "load_seconds": args.load_seconds,
     }
     mode = Mode(**{**mode.__dict__, **{k: v for k, v in chosen.items() if v}})
+    if args.loads:
+        mode = replace(mode, fixed_loads=args.loads[0], worker_fractions=args.loads[1])
     specs = args.code.split(",")
     ab = len(specs) > 1
     if ab and (args.profile or batch_sizes):
