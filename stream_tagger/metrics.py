@@ -156,7 +156,10 @@ class Metrics(FeedbackMetrics):
             ["outcome"],
         )
         self.inference_seconds = histogram(
-            "inference_seconds", "ONNX time per micro-batch.", INFERENCE_BUCKETS, ["model_version", "role"]
+            "inference_seconds",
+            "ONNX time per micro-batch (per part of one finished in parts).",
+            INFERENCE_BUCKETS,
+            ["model_version", "role"],
         )
         self.end_to_end_latency = histogram(
             "end_to_end_latency_seconds",

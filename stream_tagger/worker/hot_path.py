@@ -11,9 +11,11 @@ the GIL) while this thread routes, encodes and publishes batch N (``Pipeline.pre
 ``scoring_tasks`` / ``finish``). Scoring is most of the loop's time: one thread doing it all would keep
 one core busy and leave the other to the broker's clients. Scoring comes in chunks, and when this
 thread gets to a batch whose chunks the scoring thread has not all started, it scores those itself
-rather than wait (``_scored``). A partial batch (the input does not keep up) is published at once,
-as by one thread: overlapping those too would make many small batches, each waiting for the acks of
-the one before, and the loop would fall behind (what each piece buys: decisions 013 and 021).
+rather than wait (``_scored``). A partial batch (the input does not keep up) is published before the
+next is taken: overlapping those too would make many small batches, each waiting for the acks of the
+one before, and the loop would fall behind. A big one is finished in parts, in order, so that this
+thread routes and produces part 1 while the scoring thread scores part 2 (``_part_count``; what each
+piece buys: decisions 013, 021 and 023).
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
@@ -83,20 +85,28 @@ class HotPathState:
 
 @dataclass(slots=True)
 class _Pending:
-    """A batch whose outputs were produced but not yet acked."""
+    """A batch whose outputs were produced but not yet acked: its offsets, and the result of each part."""
 
     offsets: list[TopicPartition]
-    result: BatchResult
+    results: list[BatchResult]
+
+
+@dataclass(slots=True)
+class _Part:
+    """A run of a batch's messages, decoded and handed to the scoring thread in chunks, not yet routed."""
+
+    prepared: PreparedBatch
+    tasks: list[Callable[[], None]]
+    futures: list[Future[None]]
 
 
 @dataclass(slots=True)
 class _Scoring:
-    """A batch decoded and handed to the scoring thread in chunks, not yet routed."""
+    """A batch being scored, in parts that are finished and produced in order: one part for a batch
+    overlapped with the next, several for a big partial one (``_part_count``)."""
 
     messages: list[Message]
-    prepared: PreparedBatch
-    tasks: list[Callable[[], None]]
-    futures: list[Future[None]]
+    parts: list[_Part]
 
 
 class HotPath:
@@ -195,13 +205,15 @@ class HotPath:
                         messages += consumer.consume(settings.batch_max_size - 1, 0.0)
                 taken = time.monotonic()
                 batch = self._usable(messages)
+                partial = len(messages) < settings.batch_max_size
                 # The callbacks of a rebalance inside consume() may have finished self._scoring.
-                scoring, self._scoring = self._scoring, self._score(batch) if batch else None
+                scoring = self._scoring
+                self._scoring = self._score(batch, self._part_count(len(batch), partial)) if batch else None
                 if scoring is not None:
                     self._publish(scoring)
                 else:
                     self._finish_pending()
-                if len(messages) < settings.batch_max_size:
+                if partial:
                     # Input does not keep the loop busy: publish the batch now, as one thread would.
                     self._publish_scoring()
             self._publish_scoring()
@@ -254,55 +266,78 @@ class HotPath:
                 )
         return batch
 
-    def _score(self, batch: list[Message]) -> _Scoring:
-        """Decode here, score in the scoring thread (and here, see ``_scored``)."""
+    def _part_count(self, size: int, partial: bool) -> int:
+        """How many parts a batch of ``size`` events is finished in. A partial batch is published at once,
+        by both threads in turn: whole, the scoring thread idles while this one decodes and then routes
+        and encodes, this one idles while the chunks are scored. In parts, this thread finishes part 1
+        while the other scores part 2, and so on. A full batch is overlapped with the next instead."""
+        part_size = self.settings.partial_batch_part_size
+        if not partial or not part_size:
+            return 1
+        return max(1, size // part_size)
+
+    def _score(self, batch: list[Message], parts: int) -> _Scoring:
+        """Decode here, part by part, each part's chunks handed to the scoring thread as soon as it is
+        decoded (and scored here, see ``_scored``). A part is decoded before the parts ahead of it are
+        finished: an id in two parts is scored in both, as in two overlapped batches."""
         self._consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
-        prepared = self.pipeline.prepare(batch)
-        tasks = self.pipeline.scoring_tasks(prepared)
-        return _Scoring(batch, prepared, tasks, [self._scorer.submit(task) for task in tasks])
+        size = -(-len(batch) // parts)
+        scoring = _Scoring(batch, [])
+        for start in range(0, len(batch), size):
+            prepared = self.pipeline.prepare(batch[start : start + size])
+            tasks = self.pipeline.scoring_tasks(prepared)
+            scoring.parts.append(_Part(prepared, tasks, [self._scorer.submit(task) for task in tasks]))
+        return scoring
 
     @staticmethod
-    def _scored(scoring: _Scoring) -> None:
-        """Wait until every chunk of the batch is scored, scoring here the chunks the scoring thread
+    def _scored(part: _Part) -> None:
+        """Wait until every chunk of the part is scored, scoring here the chunks the scoring thread
         has not started: this thread would otherwise sit idle while the other one is the bottleneck.
         Re-raises what a chunk raised, in either thread."""
-        for task, future in zip(reversed(scoring.tasks), reversed(scoring.futures), strict=True):
+        for task, future in zip(reversed(part.tasks), reversed(part.futures), strict=True):
             if future.cancel():  # not started yet: it will not be
                 task()
-        for future in scoring.futures:
+        for future in part.futures:
             if not future.cancelled():
                 future.result()
 
     def _publish(self, scoring: _Scoring) -> None:
-        """Finish a scored batch and produce its outputs, once the batch before it is acked."""
-        self._scored(scoring)
-        result = self.pipeline.finish(scoring.prepared)
-        if result.scored:
-            version = scoring.prepared.serving.predictor.version
-            if version != self._live_version:
-                # Batches are published in order: none of the version served before will follow.
-                if self._live_version is not None:
-                    self.metrics.retire_model(self._live_version, "live")
-                self._live_version = version
-            self.metrics.inference_seconds.labels(version, "live").observe(result.inference_seconds)
-        self._finish_pending()
-        self._send(scoring.messages, result)
+        """Finish a scored batch part by part and produce each part's outputs as it is finished, once
+        the batch before it is acked."""
+        results = []
+        for part in scoring.parts:
+            self._scored(part)
+            result = self.pipeline.finish(part.prepared)
+            if result.scored:
+                self._observe_inference(part.prepared.serving.predictor.version, result.inference_seconds)
+            if not results:
+                self._finish_pending()
+                self._begin()
+            self._produce(result.records)
+            results.append(result)
+        assigned = self.state.assigned if self._assignment_seen else None
+        self._pending = _Pending(_next_offsets(scoring.messages, assigned), results)
+
+    def _observe_inference(self, version: str, seconds: float) -> None:
+        if version != self._live_version:
+            # Batches are published in order: none of the version served before will follow.
+            if self._live_version is not None:
+                self.metrics.retire_model(self._live_version, "live")
+            self._live_version = version
+        self.metrics.inference_seconds.labels(version, "live").observe(seconds)
 
     def _publish_scoring(self) -> None:
         scoring, self._scoring = self._scoring, None
         if scoring is not None:
             self._publish(scoring)
 
-    def _send(self, batch: Sequence[Message], result: BatchResult) -> None:
-        """Produce a batch's outputs; its offsets are stored once they are acked (``_finish_pending``)."""
+    def _begin(self) -> None:
+        """Open the batch's transaction (exactly-once); its offsets are sent in it at ``_finish_pending``."""
         if self._transactional:
             assert self._producer is not None
             self._producer.begin_transaction()
             self._in_transaction = True
-        self._produce(result.records)
-        assigned = self.state.assigned if self._assignment_seen else None
-        self._pending = _Pending(_next_offsets(batch, assigned), result)
 
     def _produce(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         producer = self._producer
@@ -341,7 +376,7 @@ class HotPath:
             self._in_transaction = False
         else:
             consumer.store_offsets(offsets=pending.offsets)
-        self._record_acked(pending.result)
+        self._record_acked(pending.results)
 
     def _abort(self) -> None:
         """Abort the open transaction, if any: its outputs are never seen by read_committed readers."""
@@ -354,17 +389,19 @@ class HotPath:
         except KafkaException as exc:  # fenced or timed out: the broker aborts it at its timeout
             log.warning("could not abort the open transaction (%s)", exc.args[0].str())
 
-    def _record_acked(self, result: BatchResult) -> None:
+    def _record_acked(self, results: list[BatchResult]) -> None:
         now = time.time()
         metrics = self.metrics
-        for outcome, times in result.event_times.items():
+        for outcome in results[0].event_times:
+            times = [t for result in results for t in result.event_times[outcome]]
             if times:
                 metrics.events_processed.labels(outcome).inc(len(times))
                 observe_many(metrics.end_to_end_latency.labels(outcome), now - np.asarray(times))
-        for reason, count in result.dead_letter_reasons.items():
-            metrics.dead_letters.labels(reason).inc(count)
-        for observer in result.observer_errors:
-            metrics.observer_errors.labels(observer).inc()
+        for result in results:
+            for reason, count in result.dead_letter_reasons.items():
+                metrics.dead_letters.labels(reason).inc(count)
+            for observer in result.observer_errors:
+                metrics.observer_errors.labels(observer).inc()
         metrics.last_processed_timestamp.set(now)
         self.state.last_progress = time.monotonic()
 
@@ -421,8 +458,9 @@ class HotPath:
         # them: it is dropped unpublished, as nothing of it is stored and its next owner scores it
         # again; published here, it would only land beside (or after) that owner's outputs.
         if self._scoring is not None:  # chunks not started yet are not scored for nothing
-            for future in self._scoring.futures:
-                future.cancel()
+            for part in self._scoring.parts:
+                for future in part.futures:
+                    future.cancel()
         self._scoring = None
         assert self._producer is not None
         if self._transactional:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from stream_tagger.metrics import Metrics
 from stream_tagger.settings import Settings
 from stream_tagger.worker.hot_path import DeliveryFailed, HotPath, _next_offsets, partition_lag
-from stream_tagger.worker.pipeline import Pipeline, Topics
+from stream_tagger.worker.pipeline import BatchResult, Pipeline, PreparedBatch, Topics
 from tests.unit.test_pipeline import FakePrediction, FakePredictor
 
 SETTINGS = Settings(topic_raw="raw", batch_max_size=2)
@@ -132,9 +132,11 @@ class FakeProducer:
         self.fail = fail
         self.queued: list[tuple[str, bytes | None]] = []
         self.purged: list[tuple[str, bytes | None]] = []  # aborted outputs, reported at the next flush
+        self.produced: list[tuple[str, bytes | None]] = []  # every output, in the order produced
 
     def produce(self, topic: str, _value: bytes, key: bytes | None) -> None:
         self.queued.append((topic, key))
+        self.produced.append((topic, key))
 
     def fail_queued(self) -> None:
         for topic, key in self.queued:
@@ -424,6 +426,68 @@ def test_the_hot_path_thread_scores_the_chunks_the_scoring_thread_has_not_starte
     assert threading.current_thread().name in predictor.threads
     assert predictor.waited_in_vain == 0
     assert ("acked", 64) in journal
+
+
+def test_a_big_partial_batch_is_routed_and_produced_part_by_part() -> None:
+    settings = Settings(topic_raw="raw", batch_max_size=64, partial_batch_part_size=8)
+    batch = [raw_message(i) for i in range(30)]  # 3 parts of 10
+    predictor = FakePredictor()
+    hot_path, journal, metrics = build(["assign", batch], predictor=predictor, settings=settings)
+    finish = hot_path.pipeline.finish
+    steps: list[tuple[str, int]] = []  # each part's finish, and how many outputs were produced before it
+
+    def journalled_finish(prepared: PreparedBatch) -> BatchResult:
+        steps.append(("finish", len(hot_path._producer.produced)))  # type: ignore[union-attr]
+        return finish(prepared)
+
+    hot_path.pipeline.finish = journalled_finish  # type: ignore[method-assign]
+    hot_path.run()
+    # Each part is scored on its own, finished and its outputs produced before the next is finished:
+    # the scoring thread scores part 2 while this thread routes and produces part 1.
+    assert [len(call) for call in predictor.calls] == [10, 10, 10]
+    assert steps == [("finish", 0), ("finish", 10), ("finish", 20)]
+    produced = hot_path._producer.produced  # type: ignore[union-attr]
+    assert produced == [("tagged", f"id{i}".encode()) for i in range(30)]  # in input order
+    # One batch: acked and stored once, counted once as a batch, its events once each.
+    assert journal[:2] == [("acked", 30), ("store", [(0, 30)])]
+    assert processed(metrics, "tagged") == 30
+    registry = metrics.registry
+    assert registry.get_sample_value("stream_tagger_batch_size_count") == 1
+    inference = {"model_version": "fake-1", "role": "live"}
+    assert registry.get_sample_value("stream_tagger_inference_seconds_count", inference) == 3
+
+
+def test_exactly_once_a_batch_in_parts_is_one_transaction() -> None:
+    settings = Settings(
+        topic_raw="raw", batch_max_size=64, partial_batch_part_size=2, processing_guarantee="exactly_once"
+    )
+    hot_path, journal, metrics = build(["assign", [raw_message(i) for i in range(5)]], settings=settings)
+    hot_path.run()
+    assert journal == [
+        ("init",),
+        ("begin",),
+        ("acked", 5),
+        ("txn-offsets", [(0, 5)]),
+        ("txn-commit",),
+        ("close",),
+    ]
+    assert processed(metrics, "tagged") == 5
+
+
+@pytest.mark.parametrize(
+    ("size", "partial", "part_size", "parts"),
+    [
+        (4_000, True, 1_024, 3),
+        (4_096, True, 1_024, 4),
+        (2_047, True, 1_024, 1),  # a part of 1,023 and one of 1,024 would be smaller than asked
+        (4_000, True, 0, 1),  # 0: never split
+        (4_096, False, 1_024, 1),  # a full batch is overlapped with the next instead
+    ],
+)
+def test_how_many_parts_a_batch_is_finished_in(size: int, partial: bool, part_size: int, parts: int) -> None:
+    settings = Settings(topic_raw="raw", partial_batch_part_size=part_size)
+    hot_path, _, _ = build([], settings=settings)
+    assert hot_path._part_count(size, partial) == parts
 
 
 class FailingWhenStolen(FakePredictor):
