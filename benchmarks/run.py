@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -512,17 +513,28 @@ def parse_loads(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
         shares = tuple(float(item[:-1]) / 100 for item in items if item.endswith("%"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: not rates or shares like 1000,80% ({exc})") from exc
-    if not items or any(value <= 0 for value in fixed + shares):
+    if not items or not all(0 < value < math.inf for value in fixed + shares):
         raise argparse.ArgumentTypeError(f"{text!r}: give positive rates or shares, like 1000,80%")
+    labels = [*map(_rate_label, fixed), *map(_share_label, shares)]
+    if len(set(labels)) < len(labels):  # runs are filed by label: two loads of one label would merge
+        raise argparse.ArgumentTypeError(f"{text!r}: two loads of the same label ({', '.join(labels)})")
     return fixed, shares
 
 
 def loads_for(mode: Mode, worker_rate: float | None) -> list[tuple[str, float]]:
     """The offered loads: the fixed ones, and fractions of the worker's saturation when it is known."""
-    fixed = [(f"{r:,.0f}/s", r) for r in mode.fixed_loads]
+    fixed = [(_rate_label(r), r) for r in mode.fixed_loads]
     if not worker_rate:
         return fixed
-    return fixed + [(f"{f:.0%} of worker saturation", f * worker_rate) for f in mode.worker_fractions]
+    return fixed + [(_share_label(f), f * worker_rate) for f in mode.worker_fractions]
+
+
+def _rate_label(rate: float) -> str:
+    return f"{rate:,.0f}/s"
+
+
+def _share_label(share: float) -> str:
+    return f"{share:.0%} of worker saturation"
 
 
 def guarded(log: Callable[[str], None], what: str, run: Callable[[], dict], **base: Any) -> dict:
@@ -933,6 +945,9 @@ def main() -> None:
     ab = len(specs) > 1
     if ab and (args.profile or batch_sizes):
         parser.error("an A/B run (several --code) measures the worker alone: no --profile or --batch-sizes")
+    if args.loads and not ab:
+        # A full run's report judges the targets at 1,000/s and 80% of saturation.
+        parser.error("--loads is for A/B runs (several --code)")
     if len(set(specs)) < len(specs):
         # Runs are filed by their --code label: two equal ones would be merged into one variant.
         parser.error(f"--code {args.code}: each variant must differ (add +setting=value to one)")

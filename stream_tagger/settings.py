@@ -125,6 +125,7 @@ _CONNECTION_PREFIXES = {
 _EXTENSION_KEY = re.compile(r"[A-Za-z]+")
 _INNER, _EDGE = r"\x20-\x2b\x2d-\x5b\x5d-\x7e", r"\x21-\x2b\x2d-\x5b\x5d-\x7e"
 _EXTENSION_VALUE = re.compile(f"[{_EDGE}](?:[{_INNER}]*[{_EDGE}])?")
+MIN_PART_SIZE = 128  # smallest partial_batch_part_size but 0
 _MIN_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default, what decode.DEAD_LETTER_MAX_BYTES fits under
 _MAX_MESSAGE_MAX_BYTES = 1_000_000_000  # librdkafka's largest
 _DECIMAL = re.compile(r"[1-9][0-9]*")  # no sign, space, leading 0 (octal to strtol) or non-ASCII digit
@@ -462,10 +463,10 @@ class Settings(BaseSettings):
     # returns as the next event arrives. At low load an event waits for its batch about as long as a
     # batch takes (~1 ms), for more, smaller batches (CPU). 0: decision 016's wait alone (decision 018).
     sparse_batch_size: int = Field(default=16, ge=0)
-    # A partial batch (published at once, decision 021) of at least twice this many events is finished in
-    # parts of about this size, in order: the hot-path thread routes, encodes and produces one part while
-    # the scoring thread scores the next, rather than each thread waiting for the other (decision 023).
-    # 0: never split.
+    # A partial batch (published at once, decision 021) of n >= 2 x this many events is finished in
+    # n // this parts of equal size, in order: the hot-path thread routes, encodes and produces one part
+    # while the scoring thread scores the next, rather than each thread waiting for the other (decision
+    # 023). 0: never split; otherwise at least MIN_PART_SIZE, as each part costs ~0.45 ms whatever its size.
     partial_batch_part_size: int = Field(default=1024, ge=0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     # A full batch is scored as this many chunks: the scoring thread takes them in order, and the
@@ -551,6 +552,15 @@ class Settings(BaseSettings):
         field = cls.model_fields.get(info.field_name or "")
         if value == "" and field is not None and type(None) in get_args(field.annotation):
             return None
+        return value
+
+    @field_validator("partial_batch_part_size")
+    @classmethod
+    def _part_size(cls, value: int) -> int:
+        if 0 < value < MIN_PART_SIZE:
+            raise ValueError(
+                f"0 (never split) or at least {MIN_PART_SIZE} events: each part has a fixed cost"
+            )
         return value
 
     @field_validator("security_protocol", "sasl_mechanism", "log_level", mode="before")

@@ -261,7 +261,7 @@ def latency_row(d: dash.Dashboard) -> None:
     d.with_panel(
         graph(
             "Inference latency per micro-batch",
-            "ONNX time per micro-batch, per model version and role (live, shadow).",
+            "ONNX time per micro-batch (or part of one), per model version and role (live, shadow).",
             "s",
             quantile_queries(
                 "stream_tagger_inference_seconds", "model_version, role", " {{role}} {{model_version}}"

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import sys
@@ -59,7 +60,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from stream_tagger.kafka.config import consumer_config, producer_config
 from stream_tagger.metrics import Metrics, observe_many
 from stream_tagger.settings import Settings
-from stream_tagger.worker.pipeline import BatchResult, Pipeline, PreparedBatch
+from stream_tagger.worker.pipeline import BatchResult, Earlier, Pipeline, PreparedBatch
 
 log = logging.getLogger(__name__)
 _SWITCH_INTERVAL_S = 0.001
@@ -277,15 +278,16 @@ class HotPath:
         return max(1, size // part_size)
 
     def _score(self, batch: list[Message], parts: int) -> _Scoring:
-        """Decode here, part by part, each part's chunks handed to the scoring thread as soon as it is
-        decoded (and scored here, see ``_scored``). A part is decoded before the parts ahead of it are
-        finished: an id in two parts is scored in both, as in two overlapped batches."""
+        """Decode here, part by part (of equal size, within one event), each part's chunks handed to the
+        scoring thread as soon as it is decoded (and scored here, see ``_scored``). An id in two parts
+        gets the first part's outcome, as within one batch (``Pipeline.prepare``'s ``ahead``)."""
         self._consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
-        size = -(-len(batch) // parts)
+        ahead: dict[str, Earlier] | None = {} if parts > 1 else None
+        bounds = [len(batch) * i // parts for i in range(parts + 1)]
         scoring = _Scoring(batch, [])
-        for start in range(0, len(batch), size):
-            prepared = self.pipeline.prepare(batch[start : start + size])
+        for start, stop in itertools.pairwise(bounds):
+            prepared = self.pipeline.prepare(batch[start:stop], ahead)
             tasks = self.pipeline.scoring_tasks(prepared)
             scoring.parts.append(_Part(prepared, tasks, [self._scorer.submit(task) for task in tasks]))
         return scoring
@@ -392,8 +394,9 @@ class HotPath:
     def _record_acked(self, results: list[BatchResult]) -> None:
         now = time.time()
         metrics = self.metrics
-        for outcome in results[0].event_times:
-            times = [t for result in results for t in result.event_times[outcome]]
+        for outcome, times in results[0].event_times.items():
+            if len(results) > 1:
+                times = [t for result in results for t in result.event_times[outcome]]
             if times:
                 metrics.events_processed.labels(outcome).inc(len(times))
                 observe_many(metrics.end_to_end_latency.labels(outcome), now - np.asarray(times))

@@ -110,9 +110,10 @@ class PreparedBatch:
     chunks of ``scoring_tasks``, which may run in other threads), then routed and encoded (``finish``).
 
     ``decoded`` holds each valid event with its message, its Kafka time and where its outcome comes
-    from: an (outcome, version) pair remembered from an earlier batch, or the row this batch scores
-    for it. An id in a batch prepared before this one and not yet finished is scored again here: the
-    same text under the same model gets the same outcome.
+    from: an (outcome, version) pair remembered from an earlier batch, the row this batch scores for it,
+    or the row of an earlier part of the same batch (``Earlier``). An id in a batch prepared before this
+    one and not yet finished is scored again here: the same text under the same model gets the same
+    outcome.
     """
 
     serving: Serving
@@ -127,9 +128,20 @@ class PreparedBatch:
     parts: list[tuple[list[Piece], float, float] | None] = field(default_factory=list)
     # Rows of ``to_score`` on which scoring or routing raised: they become dead letters, not outcomes.
     failed: dict[int, Rejection] = field(default_factory=dict)
+    # Per row of ``to_score``, once finished: its outcome, or the rejection of a row that failed.
+    outcomes: list[Outcome | Rejection] = field(default_factory=list)
 
 
-Known = tuple[Outcome, str] | int
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """An id first seen in an earlier part of the same batch: it gets the outcome of that part's row
+    (``Pipeline.prepare``'s ``ahead``), as a repeated id within one batch does."""
+
+    part: PreparedBatch
+    row: int
+
+
+Known = tuple[Outcome, str] | int | Earlier
 Piece = tuple[Sequence[int], PredictionLike]  # rows of ``to_score`` and their prediction, row by row
 R = TypeVar("R")
 
@@ -219,8 +231,14 @@ class Pipeline:
         self.predict(prepared)
         return self.finish(prepared)
 
-    def prepare(self, messages: Sequence[MessageLike]) -> PreparedBatch:
-        """Decode every message; dead letters are ready, valid events wait for their outcome."""
+    def prepare(
+        self, messages: Sequence[MessageLike], ahead: dict[str, Earlier] | None = None
+    ) -> PreparedBatch:
+        """Decode every message; dead letters are ready, valid events wait for their outcome.
+
+        A batch finished in parts (``hot_path``) passes the same ``ahead`` to each part's prepare: an id
+        of an earlier part gets that part's outcome, and this part's ids are added to it. Parts must then
+        be finished in order."""
         now = self._clock()
         now_s = now.timestamp()
         batch = PreparedBatch(self.serving, now, BatchResult(), [], [], [])
@@ -242,6 +260,8 @@ class Pipeline:
                 stage = "de-duplicating"
                 content_id = event.id
                 known: Known | None = rows.get(content_id)
+                if known is None and ahead:
+                    known = ahead.get(content_id)
                 if known is None:
                     known = seen.get(content_id)
                 if known is None:
@@ -253,6 +273,8 @@ class Pipeline:
                 self._reject(batch, message, internal_error(stage, exc), event_s)
                 continue
             decoded.append((message, event, event_s, known))
+        if ahead is not None:
+            ahead.update(zip(rows, map(partial(Earlier, batch), rows.values()), strict=True))
         return batch
 
     def predict(self, batch: PreparedBatch) -> None:
@@ -300,7 +322,7 @@ class Pipeline:
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
         """Route, let the observers see the batch, remember the outcomes and encode every output."""
-        outcomes = self._route(batch) if batch.to_score else []
+        outcomes = batch.outcomes = self._route(batch) if batch.to_score else []
         version = batch.serving.predictor.version
         result, now = batch.result, batch.now
         outcome_records, extend = self._encoder.outcome, result.records.extend
@@ -309,6 +331,8 @@ class Pipeline:
         for message, event, event_s, known in batch.decoded:
             if isinstance(known, int):
                 outcome, decided_by = outcomes[known], version
+            elif type(known) is Earlier:
+                outcome, decided_by = known.part.outcomes[known.row], known.part.serving.predictor.version
             else:
                 outcome, decided_by = known
             if type(outcome) is Rejection:

@@ -429,49 +429,78 @@ def test_the_hot_path_thread_scores_the_chunks_the_scoring_thread_has_not_starte
 
 
 def test_a_big_partial_batch_is_routed_and_produced_part_by_part() -> None:
-    settings = Settings(topic_raw="raw", batch_max_size=64, partial_batch_part_size=8)
-    batch = [raw_message(i) for i in range(30)]  # 3 parts of 10
+    settings = Settings(topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128)
+    batch = [raw_message(i) for i in range(385)]  # 3 parts: 128, 128 and 129 events
     predictor = FakePredictor()
     hot_path, journal, metrics = build(["assign", batch], predictor=predictor, settings=settings)
     finish = hot_path.pipeline.finish
-    steps: list[tuple[str, int]] = []  # each part's finish, and how many outputs were produced before it
+    steps: list[int] = []  # before each part's finish, how many outputs were produced
 
     def journalled_finish(prepared: PreparedBatch) -> BatchResult:
-        steps.append(("finish", len(hot_path._producer.produced)))  # type: ignore[union-attr]
+        steps.append(len(hot_path._producer.produced))  # type: ignore[union-attr]
         return finish(prepared)
 
     hot_path.pipeline.finish = journalled_finish  # type: ignore[method-assign]
     hot_path.run()
-    # Each part is scored on its own, finished and its outputs produced before the next is finished:
-    # the scoring thread scores part 2 while this thread routes and produces part 1.
-    assert [len(call) for call in predictor.calls] == [10, 10, 10]
-    assert steps == [("finish", 0), ("finish", 10), ("finish", 20)]
+    # Each part is scored on its own (two chunks each), finished and its outputs produced before the
+    # next is finished: the scoring thread scores part 2 while this thread routes and produces part 1.
+    assert sorted(len(call) for call in predictor.calls) == [64] * 5 + [65]
+    assert steps == [0, 128, 256]
     produced = hot_path._producer.produced  # type: ignore[union-attr]
-    assert produced == [("tagged", f"id{i}".encode()) for i in range(30)]  # in input order
+    assert produced == [("tagged", f"id{i}".encode()) for i in range(385)]  # in input order
     # One batch: acked and stored once, counted once as a batch, its events once each.
-    assert journal[:2] == [("acked", 30), ("store", [(0, 30)])]
-    assert processed(metrics, "tagged") == 30
+    assert journal[:2] == [("acked", 385), ("store", [(0, 385)])]
+    assert processed(metrics, "tagged") == 385
     registry = metrics.registry
     assert registry.get_sample_value("stream_tagger_batch_size_count") == 1
     inference = {"model_version": "fake-1", "role": "live"}
     assert registry.get_sample_value("stream_tagger_inference_seconds_count", inference) == 3
 
 
+def test_an_id_sent_again_in_a_later_part_gets_the_first_parts_outcome() -> None:
+    """As within one whole batch: a retry or an edit of a post gets the outcome it got first."""
+    settings = Settings(topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128)
+    batch = [raw_message(i) for i in range(256)]  # 2 parts, every post "cv"
+    edited = msgspec.json.encode({"id": "id5", "title": "nlp", "created_at": "2020-02-20T06:43:18Z"})
+    batch[200] = Message(topic="raw", partition=0, offset=200, key=b"id5", value=edited)
+    predictor = FakePredictor()
+    hot_path, journal, metrics = build(["assign", batch], predictor=predictor, settings=settings)
+    values: list[bytes] = []
+    produce = FakeProducer.produce
+
+    def keeping_values(self: FakeProducer, topic: str, value: bytes, key: bytes | None) -> None:
+        values.append(value)
+        produce(self, topic, value, key)
+
+    FakeProducer.produce = keeping_values  # type: ignore[method-assign]
+    try:
+        hot_path.run()
+    finally:
+        FakeProducer.produce = produce  # type: ignore[method-assign]
+    assert not any(text.startswith("nlp") for call in predictor.calls for text in call)  # not scored again
+    first, again = (msgspec.json.decode(values[i]) for i in (5, 200))
+    assert again["id"] == "id5" and again["tags"] == first["tags"] == [
+        {"tag": "computer-vision", "confidence": 0.9}
+    ]
+    assert processed(metrics, "tagged") == 256 and journal[:2] == [("acked", 256), ("store", [(0, 256)])]
+
+
 def test_exactly_once_a_batch_in_parts_is_one_transaction() -> None:
+    guarantee = "exactly_once"
     settings = Settings(
-        topic_raw="raw", batch_max_size=64, partial_batch_part_size=2, processing_guarantee="exactly_once"
+        topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128, processing_guarantee=guarantee
     )
-    hot_path, journal, metrics = build(["assign", [raw_message(i) for i in range(5)]], settings=settings)
+    hot_path, journal, metrics = build(["assign", [raw_message(i) for i in range(256)]], settings=settings)
     hot_path.run()
     assert journal == [
         ("init",),
         ("begin",),
-        ("acked", 5),
-        ("txn-offsets", [(0, 5)]),
+        ("acked", 256),
+        ("txn-offsets", [(0, 256)]),
         ("txn-commit",),
         ("close",),
     ]
-    assert processed(metrics, "tagged") == 5
+    assert processed(metrics, "tagged") == 256
 
 
 @pytest.mark.parametrize(
@@ -479,7 +508,7 @@ def test_exactly_once_a_batch_in_parts_is_one_transaction() -> None:
     [
         (4_000, True, 1_024, 3),
         (4_096, True, 1_024, 4),
-        (2_047, True, 1_024, 1),  # a part of 1,023 and one of 1,024 would be smaller than asked
+        (2_047, True, 1_024, 1),  # two parts would be smaller than asked
         (4_000, True, 0, 1),  # 0: never split
         (4_096, False, 1_024, 1),  # a full batch is overlapped with the next instead
     ],

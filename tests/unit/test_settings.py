@@ -95,6 +95,12 @@ def test_the_documented_non_settings_pass(monkeypatch: pytest.MonkeyPatch) -> No
             "1e12",
             "STREAM_TAGGER_BATCH_MAX_WAIT_MS='1e12': Input should be less than or equal to 60000",
         ),
+        # Thousands of parts per batch, each with a fixed cost.
+        (
+            "STREAM_TAGGER_PARTIAL_BATCH_PART_SIZE",
+            "1",
+            "STREAM_TAGGER_PARTIAL_BATCH_PART_SIZE='1': 0 (never split) or at least 128 events",
+        ),
     ],
 )
 def test_a_bad_value_names_its_variable_and_value(
