@@ -31,13 +31,20 @@ def test_5000_events_with_5_percent_malformed_each_get_their_one_outcome(
     random.Random(1).shuffle(mixed)
     produce(settings, mixed)
 
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+    # Queued before the worker starts, the events come in batches of hundreds or thousands: in parts of
+    # 128, every batch of 256 or more is finished part by part (decision 023), dead letters among them.
+    in_parts = settings.model_copy(update={"partial_batch_part_size": 128})
+    with WorkerProcess(in_parts, tmp_path / "worker.log") as worker:
         worker.wait_ready()
         tagged = drain(settings, settings.topic_tagged, has_keys(len(valid)))
         letters = drain(settings, settings.topic_dead_letter, has_keys(len(bad)))
         worker.wait_processed(len(mixed))
-        review_share = worker.metric("stream_tagger_events_processed_total", {"outcome": "review"})
+        now = worker.samples()
+        review_share = worker.metric("stream_tagger_events_processed_total", {"outcome": "review"}, now)
+        batches = worker.metric("stream_tagger_batch_size_count", samples=now)
+        scored = worker.metric("stream_tagger_inference_seconds_count", {"role": "live"}, now)
         assert worker.terminate() == 0
+    assert scored > batches, "no batch was finished in parts"
 
     assert set(tagged) == {key for key, _ in valid}
     assert all(len(values) == 1 for values in tagged.values()), "an id was tagged twice in a clean run"
