@@ -108,6 +108,7 @@ class _Scoring:
 
     messages: list[Message]
     parts: list[_Part]
+    results: list[BatchResult] = field(default_factory=list)  # of the parts produced so far
 
 
 class HotPath:
@@ -214,7 +215,11 @@ class HotPath:
                     self._publish(scoring)
                 else:
                     self._finish_pending()
-                if partial:
+                if partial and self._scoring is not None and len(self._scoring.parts) > 1:
+                    # Its last part is finished once the next batch is taken and handed to the scoring
+                    # thread: one thread would otherwise idle while the other finishes it.
+                    self._publish(self._scoring, len(self._scoring.parts) - 1)
+                elif partial:
                     # Input does not keep the loop busy: publish the batch now, as one thread would.
                     self._publish_scoring()
             self._publish_scoring()
@@ -304,11 +309,12 @@ class HotPath:
             if not future.cancelled():
                 future.result()
 
-    def _publish(self, scoring: _Scoring) -> None:
+    def _publish(self, scoring: _Scoring, upto: int | None = None) -> None:
         """Finish a scored batch part by part and produce each part's outputs as it is finished, once
-        the batch before it is acked."""
-        results = []
-        for part in scoring.parts:
+        the batch before it is acked; with ``upto``, only the parts before that one (a later call
+        publishes the rest). Once every part is produced, the batch waits for its acks (``_pending``)."""
+        results = scoring.results
+        for part in scoring.parts[len(results) : len(scoring.parts) if upto is None else upto]:
             self._scored(part)
             result = self.pipeline.finish(part.prepared)
             if result.scored:
@@ -318,8 +324,9 @@ class HotPath:
                 self._begin()
             self._produce(result.records)
             results.append(result)
-        assigned = self.state.assigned if self._assignment_seen else None
-        self._pending = _Pending(_next_offsets(scoring.messages, assigned), results)
+        if len(results) == len(scoring.parts):
+            assigned = self.state.assigned if self._assignment_seen else None
+            self._pending = _Pending(_next_offsets(scoring.messages, assigned), results)
 
     def _observe_inference(self, version: str, seconds: float) -> None:
         if version != self._live_version:
@@ -460,6 +467,8 @@ class HotPath:
         # one subscribed topic's partitions), so every partition of the batch being scored is among
         # them: it is dropped unpublished, as nothing of it is stored and its next owner scores it
         # again; published here, it would only land beside (or after) that owner's outputs.
+        # Parts of the batch being scored may have been produced already (its last one was waiting).
+        produced = self._pending is not None or (self._scoring is not None and bool(self._scoring.results))
         if self._scoring is not None:  # chunks not started yet are not scored for nothing
             for part in self._scoring.parts:
                 for future in part.futures:
@@ -476,8 +485,8 @@ class HotPath:
             log.warning("lost %s; their open transaction was aborted", _describe(partitions))
         else:
             # The batch waiting for acks is produced already: let it finish, and store nothing of it.
-            if self._pending is not None:
-                self._pending = None
+            self._pending = None
+            if produced:
                 self._producer.flush(self.settings.delivery_timeout_ms / 1000)
             log.warning("lost %s; they will be re-processed from the last commit", _describe(partitions))
         # Failures among these outputs are the next owner's to redo (nothing of them was stored); left
