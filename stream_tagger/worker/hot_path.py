@@ -14,8 +14,9 @@ thread gets to a batch whose chunks the scoring thread has not all started, it s
 rather than wait (``_scored``). A partial batch (the input does not keep up) is published before the
 next is taken: overlapping those too would make many small batches, each waiting for the acks of the
 one before, and the loop would fall behind. A big one is finished in parts, in order, so that this
-thread routes and produces part 1 while the scoring thread scores part 2 (``_part_count``; what each
-piece buys: decisions 013, 021 and 023).
+thread routes and produces part 1 while the scoring thread scores part 2 (``_part_count``), and its
+last part once the next batch is taken and handed to the scoring thread (what each piece buys:
+decisions 013, 021 and 023).
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);

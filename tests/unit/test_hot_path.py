@@ -457,6 +457,63 @@ def test_a_big_partial_batch_is_routed_and_produced_part_by_part() -> None:
     assert registry.get_sample_value("stream_tagger_inference_seconds_count", inference) == 3
 
 
+def test_the_last_part_is_finished_once_the_next_batch_is_handed_to_the_scoring_thread() -> None:
+    settings = Settings(topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128)
+    first = [raw_message(i) for i in range(256)]  # 2 parts
+    second = [raw_message(256 + i) for i in range(10)]
+    hot_path, journal, metrics = build(["assign", first, second], settings=settings)
+    steps: list[tuple[str, str]] = []
+    prepare, finish = hot_path.pipeline.prepare, hot_path.pipeline.finish
+
+    def journalled_prepare(messages: list[Message], ahead: dict | None = None) -> PreparedBatch:
+        steps.append(("prepare", messages[0].key().decode()))  # type: ignore[union-attr]
+        return prepare(messages, ahead)
+
+    def journalled_finish(prepared: PreparedBatch) -> BatchResult:
+        steps.append(("finish", prepared.decoded[0][1].id))
+        return finish(prepared)
+
+    hot_path.pipeline.prepare = journalled_prepare  # type: ignore[method-assign]
+    hot_path.pipeline.finish = journalled_finish  # type: ignore[method-assign]
+    hot_path.run()
+    assert steps == [
+        ("prepare", "id0"),
+        ("prepare", "id128"),
+        ("finish", "id0"),
+        ("prepare", "id256"),  # the next batch is taken and handed over first
+        ("finish", "id128"),
+        ("finish", "id256"),
+    ]
+    # The first batch's offsets once both its parts were acked; then the second's.
+    assert journal[:4] == [("acked", 256), ("store", [(0, 256)]), ("acked", 10), ("store", [(0, 266)])]
+    assert processed(metrics, "tagged") == 266
+
+
+def test_lost_partitions_while_a_last_part_waits_store_nothing_and_blame_nothing_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128)
+    script: list = ["assign", [raw_message(i) for i in range(256)], "lost", "assign", [raw_message(300)]]
+    hot_path, journal, metrics = build(script, settings=settings)
+    flushes = iter([True])  # the flush at the loss fails the first part's outputs
+
+    def flush_failing_once(self: FakeProducer, _timeout: float) -> int:
+        if self.queued:
+            self.journal.append(("flushed", len(self.queued)))
+            if next(flushes, False):
+                self.fail_queued()
+        self.queued = []
+        return 0
+
+    monkeypatch.setattr(FakeProducer, "flush", flush_failing_once)
+    hot_path.run()
+    assert hot_path.state.failure is None
+    # The first part's outputs were produced: flushed at the loss, nothing of the batch stored.
+    assert journal[:2] == [("lost",), ("flushed", 128)]
+    assert [entry for entry in journal if entry[0] == "store"] == [("store", [(0, 301)])]
+    assert processed(metrics, "tagged") == 1
+
+
 def test_an_id_sent_again_in_a_later_part_gets_the_first_parts_outcome() -> None:
     """As within one whole batch: a retry or an edit of a post gets the outcome it got first."""
     settings = Settings(topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128)
