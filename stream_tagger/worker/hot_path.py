@@ -25,7 +25,8 @@ Ordering that makes it at-least-once:
    a broker round trip per batch while events queue behind it. When no input comes within the consume
    wait (what is left of ``batch_max_wait_ms`` since the previous consume returned, less after a sparse
    batch), the acks are awaited then, so at low load a batch is finished at most that much after its
-   acks. While a full batch is being scored the loop does not wait for input;
+   acks. While a full batch, or the last part of a batch in parts, is in flight the loop does not wait
+   for input;
 3. only when every output of batch N is acked are its offsets stored; auto-commit commits stored
    offsets only. A failed delivery never lets an offset advance: the loop stops and the worker
    exits 1, so a restart re-processes the batch.
@@ -190,11 +191,12 @@ class HotPath:
                     hook()
                 if self._scoring:
                     messages = consumer.consume(settings.batch_max_size, 0.0)
-                elif messages or not settings.sparse_batch_size:
+                elif messages or self._pending is not None or not settings.sparse_batch_size:
                     # The wait counts from when the last batch was taken: what arrived since has waited
-                    # already. After a sparse batch it is also at most the time since that batch was
-                    # taken (decision 018; confluent-kafka truncates it to whole ms). Never negative:
-                    # confluent-kafka would read it as "wait forever".
+                    # already. After a sparse batch (or none, with a batch waiting for its acks) it is
+                    # also at most the time since that batch was taken (decision 018; confluent-kafka
+                    # truncates it to whole ms). Never negative: confluent-kafka would read it as "wait
+                    # forever".
                     since = time.monotonic() - taken
                     timeout = wait_s - since
                     if len(messages) < settings.sparse_batch_size:
@@ -274,10 +276,11 @@ class HotPath:
         return batch
 
     def _part_count(self, size: int, partial: bool) -> int:
-        """How many parts a batch of ``size`` events is finished in. A partial batch is published at once,
-        by both threads in turn: whole, the scoring thread idles while this one decodes and then routes
-        and encodes, this one idles while the chunks are scored. In parts, this thread finishes part 1
-        while the other scores part 2, and so on. A full batch is overlapped with the next instead."""
+        """How many parts a batch of ``size`` events is finished in. A partial batch is published before
+        the next is taken (but for the last part of one in parts), by both threads in turn: whole, the
+        scoring thread idles while this one decodes and then routes and encodes, this one idles while
+        the chunks are scored. In parts, this thread finishes part 1 while the other scores part 2, and
+        so on. A full batch is overlapped with the next instead."""
         part_size = self.settings.partial_batch_part_size
         if not partial or not part_size:
             return 1

@@ -112,8 +112,9 @@ class PreparedBatch:
     ``decoded`` holds each valid event with its message, its Kafka time and where its outcome comes
     from: an (outcome, version) pair remembered from an earlier batch, the row this batch scores for it,
     or the row of an earlier part of the same batch (``Earlier``). An id in a batch prepared before this
-    one and not yet finished is scored again here: the same text under the same model gets the same
-    outcome.
+    one and not yet finished (the full batch overlapped with it, or the last part of a batch in parts)
+    is scored again here: the same text under the same model gets the same outcome, an edit made within
+    those milliseconds its own.
     """
 
     serving: Serving

@@ -489,6 +489,30 @@ def test_the_last_part_is_finished_once_the_next_batch_is_handed_to_the_scoring_
     assert processed(metrics, "tagged") == 266
 
 
+@pytest.mark.parametrize("part_size", [0, 128])
+def test_a_produced_batch_never_waits_a_whole_consume_wait_for_its_acks(
+    monkeypatch: pytest.MonkeyPatch, part_size: int
+) -> None:
+    """Whether a batch was published whole or its last part after an empty take, its acks are awaited
+    at the next take, not after a wait for new input."""
+    seen: list[tuple[float, bool]] = []  # each consume's timeout, and whether a batch awaited its acks
+    consume = FakeConsumer.consume
+
+    def spy(self: FakeConsumer, n: int, timeout: float) -> list[Message]:
+        seen.append((timeout, self.hot_path[0]._pending is not None))
+        return consume(self, n, timeout)
+
+    monkeypatch.setattr(FakeConsumer, "consume", spy)
+    settings = Settings(
+        topic_raw="raw", batch_max_size=1_000, batch_max_wait_ms=50, partial_batch_part_size=part_size
+    )
+    script: list = ["assign", [raw_message(i) for i in range(256)], [], [raw_message(300)]]
+    hot_path, _, _ = build(script, settings=settings, predictor=SlowPredictor())  # > 50 ms a batch
+    hot_path.run()
+    pending = [timeout for timeout, waiting in seen if waiting]
+    assert pending and max(pending) < 0.05, pending
+
+
 def test_lost_partitions_while_a_last_part_waits_store_nothing_and_blame_nothing_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
