@@ -317,20 +317,28 @@ def test_lost_partitions_drop_the_batch_being_scored_and_store_nothing() -> None
     assert processed(metrics, "tagged") == 0  # counted only once stored
 
 
+def fail_the_first_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FakeProducer.flush`` journals ("flushed", n) and fails every output of the first flush that has
+    any, as a broker gone at a partition loss would."""
+    flushes = iter([True])
+
+    def flush_failing_once(self: FakeProducer, _timeout: float) -> int:
+        if self.queued:
+            self.journal.append(("flushed", len(self.queued)))
+            if next(flushes, False):
+                self.fail_queued()
+        self.queued = []
+        return 0
+
+    monkeypatch.setattr(FakeProducer, "flush", flush_failing_once)
+
+
 def test_a_delivery_failure_of_lost_partitions_outputs_does_not_stop_the_loop_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     script: list = ["assign", full(0, 1), full(2, 3), "lost", "assign", [raw_message(4)]]
     hot_path, journal, metrics = build(script)
-    flushes = iter([True])  # the first flush (the one at the loss) fails every output
-
-    def flush_failing_once(self: FakeProducer, _timeout: float) -> int:
-        if self.queued and next(flushes, False):
-            self.fail_queued()
-        self.queued = []
-        return 0
-
-    monkeypatch.setattr(FakeProducer, "flush", flush_failing_once)
+    fail_the_first_flush(monkeypatch)  # the one at the loss
     hot_path.run()
     assert hot_path.state.failure is None
     assert ("store", [(0, 5)]) in journal  # the batch after the loss is stored as usual
@@ -519,17 +527,7 @@ def test_lost_partitions_while_a_last_part_waits_store_nothing_and_blame_nothing
     settings = Settings(topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128)
     script: list = ["assign", [raw_message(i) for i in range(256)], "lost", "assign", [raw_message(300)]]
     hot_path, journal, metrics = build(script, settings=settings)
-    flushes = iter([True])  # the flush at the loss fails the first part's outputs
-
-    def flush_failing_once(self: FakeProducer, _timeout: float) -> int:
-        if self.queued:
-            self.journal.append(("flushed", len(self.queued)))
-            if next(flushes, False):
-                self.fail_queued()
-        self.queued = []
-        return 0
-
-    monkeypatch.setattr(FakeProducer, "flush", flush_failing_once)
+    fail_the_first_flush(monkeypatch)  # the one at the loss: the first part's outputs
     hot_path.run()
     assert hot_path.state.failure is None
     # The first part's outputs were produced: flushed at the loss, nothing of the batch stored.
