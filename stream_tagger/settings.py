@@ -463,10 +463,11 @@ class Settings(BaseSettings):
     # returns as the next event arrives. At low load an event waits for its batch about as long as a
     # batch takes (~1 ms), for more, smaller batches (CPU). 0: decision 016's wait alone (decision 018).
     sparse_batch_size: int = Field(default=16, ge=0)
-    # A partial batch (published at once, decision 021) of n >= 2 x this many events is finished in
-    # n // this parts of equal size, in order: the hot-path thread routes, encodes and produces one part
-    # while the scoring thread scores the next, rather than each thread waiting for the other (decision
-    # 023). 0: never split; otherwise at least MIN_PART_SIZE, as each part costs ~0.45 ms whatever its size.
+    # A partial batch (published before the next is taken, decision 021) of n >= 2 x this many events is
+    # finished in n // this parts of equal size, in order, the last once the next batch is taken: the
+    # hot-path thread routes, encodes and produces one part while the scoring thread scores the next,
+    # rather than each thread waiting for the other (decision 023). 0: never split; otherwise at least
+    # MIN_PART_SIZE, as each part costs ~0.45 ms whatever its size.
     partial_batch_part_size: int = Field(default=1024, ge=0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     # A full batch is scored as this many chunks: the scoring thread takes them in order, and the
