@@ -1,9 +1,13 @@
-"""Where the worker's time goes: py-spy attached to it in two situations (``run.py --profile``).
+"""Where the worker's time goes: py-spy attached to it in three situations (``run.py --profile``).
 
 1. ``saturation``: draining a pre-produced backlog, active samples (on a core or waiting for one): what
    it burns CPU on when busy.
 2. ``gil-1000``: at 1,000 events/s offered, ``--gil`` samples (only the thread holding the GIL): who keeps
    the hot-path thread waiting, which is what latency at low load is made of.
+3. ``load-<rate>``: at ``run.py --profile-load`` events/s offered (default 40,000), ``--idle`` samples
+   (every thread, busy or not): the partial batches of a loop that keeps up only just, where the
+   latency near saturation is made, and what each thread waits on (the other thread, the broker's
+   acks, new input) while the other works.
 
 Writes ``profile-worker-<view>.speedscope.json`` (open at https://www.speedscope.app) and
 ``profile-worker.md``: per thread, samples grouped by the package of the innermost frame, and the
@@ -62,8 +66,12 @@ CATEGORIES = (
     ("wait for acks, store offsets (librdkafka flush())", ("HotPath._finish_pending",)),
     ("wait for the scoring thread", ("Future.result",)),
 )
-#: A sample whose innermost frame is the loop itself is in consume() (C, with the GIL released).
-CONSUME = ("consume (librdkafka consume())", "HotPath.run")
+#: A sample whose innermost frame is one of these is in C code called from it, the GIL released: the
+#: loop itself is in consume(), the scoring thread's pool worker waits for a chunk (``--idle`` only).
+INNERMOST = {
+    "HotPath.run": "consume (librdkafka consume())",
+    "_worker": "wait for a chunk to score (idle)",
+}
 HOT_THREADS = ("hot-path", "scoring")
 #: How py-spy names a thread's profile: its thread id and Python name.
 _PROFILE_NAME = re.compile(r'Thread (\d+) "(.*)"')
@@ -168,17 +176,20 @@ def _frame(frame: dict[str, Any]) -> str:
     return f"{frame['name']} ({package_of(frame['file'])}/{Path(frame['file']).name})"
 
 
-def summarize(speedscope: dict[str, Any], title: str, window: Window, top: int = 10) -> str:
+def summarize(
+    speedscope: dict[str, Any], title: str, window: Window, top: int = 10, idle: bool = False
+) -> str:
     """Markdown: where the cores went over the ``window`` (kernel figures), then per Python thread its
     samples, self time by package, and the heaviest frames by inclusive share (frames on every sample,
-    the thread's entry points, left out)."""
+    the thread's entry points, left out). ``idle``: every thread was sampled, busy or not, so only the
+    hot-path and scoring threads are shown (the others wait on their event loops)."""
     frames = speedscope["shared"]["frames"]
     lines = [f"## {title}", "", window.describe(python_thread_names(speedscope))]
     total = sum(len(p["samples"]) for p in speedscope["profiles"])
     for profile in sorted(speedscope["profiles"], key=lambda p: -len(p["samples"])):
         samples = [stack for stack in profile["samples"] if stack]
         n = len(samples)
-        if n < total * 0.02:
+        if n < total * 0.02 or (idle and not any(t in profile["name"] for t in HOT_THREADS)):
             continue
         self_by_package = Counter(package_of(frames[stack[-1]]["file"]) for stack in samples)
         inclusive: Counter[str] = Counter()
@@ -206,18 +217,19 @@ def _category(names: list[str]) -> str:
     for label, frames in CATEGORIES:
         if present.intersection(frames):
             return label
-    return CONSUME[0] if names and names[-1] == CONSUME[1] else "other"
+    return INNERMOST.get(names[-1], "other") if names else "other"
 
 
-def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> str:
+def where_time_goes(speedscope: dict[str, Any], events: int, window: Window, wall: bool = False) -> str:
     """Markdown: the samples of the hot-path and scoring threads by category, as shares of each thread,
     and as µs per event: each thread's seconds on a core (the kernel's, over the window) shared out as
     its samples are. Samples alone would also count the time a thread waited for a core. The worker's
     CPU per event, from /proc over the same window, is the reference: what it has beyond both threads is
-    librdkafka's own threads and the rest of the process."""
+    librdkafka's own threads and the rest of the process. ``wall``: the samples are of every thread, busy
+    or not (``--idle``), and what is shared out is the window's wall time, waits included."""
     frames = speedscope["shared"]["frames"]
     per_thread: dict[str, Counter[str]] = {t: Counter() for t in HOT_THREADS}
-    on_cpu = dict.fromkeys(HOT_THREADS, 0.0)
+    basis = dict.fromkeys(HOT_THREADS, 0.0)  # per thread: its seconds on a core, or of wall time
     missing: list[str] = []  # threads sampled but without kernel times: their µs are not in the table
     for profile in speedscope["profiles"]:
         thread = next((t for t in HOT_THREADS if t in profile["name"]), None)
@@ -228,7 +240,7 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> 
         if kernel is None:  # it ended during the window, or py-spy named it otherwise: said under the table
             missing.append(profile["name"])
         else:
-            on_cpu[thread] += kernel[1]
+            basis[thread] += window.seconds if wall else kernel[1]
         for stack in profile["samples"]:
             if stack:
                 per_thread[thread][_category([_frame(frames[i]).split(" (")[0] for i in stack])] += 1
@@ -237,9 +249,10 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> 
         for t in HOT_THREADS
     }
     per_event = 1e6 / max(1, events)
-    # Seconds on a core per category: each thread's kernel seconds shared out as its samples are.
+    unit, over = ("wall µs", "wall time") if wall else ("µs", "on a core")
+    # Seconds per category: each thread's seconds on a core (or of wall time) shared out as its samples are.
     spent = {
-        label: sum(share[t].get(label, 0.0) * on_cpu[t] for t in HOT_THREADS)
+        label: sum(share[t].get(label, 0.0) * basis[t] for t in HOT_THREADS)
         for label in {label for t in HOT_THREADS for label in share[t]}
     }
     rows = [
@@ -252,10 +265,10 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> 
         [
             "### Where the time goes: the hot-path and scoring threads",
             "",
-            "| work | share of hot-path thread | share of scoring thread | µs per event |",
+            f"| work | share of hot-path thread | share of scoring thread | {unit} per event |",
             "|---|---|---|---|",
             *rows,
-            f"| both threads, on a core | | | {sum(on_cpu.values()) * per_event:.1f} |",
+            f"| both threads, {over} | | | {sum(basis.values()) * per_event:.1f} |",
             f"| the worker's CPU (/proc), all threads | | | {window.processes['worker'] * per_event:.1f} |",
             "",
             *(
@@ -321,11 +334,14 @@ def _record(
     return finished
 
 
-def _profile_one(bench: Any, recording: tuple[str, Path] | None, rate: float | None) -> tuple[int, Window]:
+def _profile_one(
+    bench: Any, recording: tuple[str, Path] | None, rate: float | None, samples: str = ""
+) -> tuple[int, Window]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
     record it (``recording``: py-spy and its output file; without: only run it) draining a backlog
-    (``rate`` None, active samples, until the backlog is out) or under ``rate`` events/s (GIL holders).
-    Returns the events that came out while recording and what the kernel says of that window."""
+    (``rate`` None, until the backlog is out) or under ``rate`` events/s. ``samples``: py-spy's option
+    for which threads it samples (``--gil``, ``--idle``; none: active ones). Returns the events that came
+    out while recording and what the kernel says of that window."""
     from run import PARTITIONS, STARTUP_TIMEOUT_S, PipelineFailed, encoded, launch, run_topics
 
     with run_topics(bench, "worker") as (run_id, topics):
@@ -354,13 +370,14 @@ def _profile_one(bench: Any, recording: tuple[str, Path] | None, rate: float | N
                 came_out.append(len(sink.seen))
                 return result
 
+            extra = [samples] if samples else []
             if rate is None:
                 drained = partial(sink.wait_for, bench.mode.events, PROFILE_SECONDS, processes)
-                finished = _record(recording, pid, started, partial(until, drained))
+                finished = _record(recording, pid, started, partial(until, drained), *extra)
             else:
                 events = encoded(int(rate * PROFILE_SECONDS), run_id)
                 paced = partial(produce_paced, bench.bootstrap, topics.raw, events, rate)
-                finished = _record(recording, pid, started, partial(until, paced), "--gil")
+                finished = _record(recording, pid, started, partial(until, paced), *extra)
             if not finished:
                 raise PipelineFailed(
                     f"worker: the backlog was not out within {PROFILE_SECONDS} s; its log:\n"
@@ -379,14 +396,16 @@ def _profile_one(bench: Any, recording: tuple[str, Path] | None, rate: float | N
     return came_out[1] - came_out[0], window
 
 
-def profile(bench: Any, out: Path, about: str) -> None:
-    """``about``: one line on what is profiled (broker, code, model, machine load), heading the summary."""
+def profile(bench: Any, out: Path, about: str, load: float) -> None:
+    """``about``: one line on what is profiled (broker, code, model, machine load), heading the summary;
+    ``load``: the events/s of the third view."""
     pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not pyspy:
         sys.exit("error: py-spy is not installed (pip install -e '.[dev]')")
     views = [
-        ("saturation", None, "draining a backlog: active samples"),
-        ("gil-1000", LOW_LOAD_PER_S, f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
+        ("saturation", None, "", "draining a backlog: active samples"),
+        ("gil-1000", LOW_LOAD_PER_S, "--gil", f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
+        (f"load-{load:.0f}", load, "--idle", f"{load:,.0f} events/s offered: every thread, busy or not"),
     ]
     sections = ["# Worker profile (py-spy)", "", about, ""]
     # A JVM broker started moments ago spends much of a core compiling its own code: at 1,000 events/s
@@ -394,14 +413,16 @@ def profile(bench: Any, out: Path, about: str) -> None:
     # on. One drain of the backlog first (producing and draining it takes some 20-30 s), without py-spy.
     print("warming up the broker: one drain of the backlog, not recorded", file=sys.stderr)
     _profile_one(bench, None, None)
-    for name, rate, title in views:
+    for name, rate, samples, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)
-        done, window = _profile_one(bench, (pyspy, target), rate)
+        done, window = _profile_one(bench, (pyspy, target), rate, samples)
         speedscope = json.loads(target.read_text())
-        sections.append(summarize(speedscope, f"{title} ({done:,} events came out while recording)", window))
-        if rate is None and done:
-            sections.append(where_time_goes(speedscope, done, window))
+        idle = samples == "--idle"
+        heading = f"{title} ({done:,} events came out while recording)"
+        sections.append(summarize(speedscope, heading, window, idle=idle))
+        if samples != "--gil" and done:
+            sections.append(where_time_goes(speedscope, done, window, wall=idle))
     summary = "\n".join(sections)
     (out / "profile-worker.md").write_text(summary + "\n")
     print(summary)

@@ -1,7 +1,7 @@
 """Benchmark: our worker against the pipelines a user would pick instead, side by side in one run.
 
     .venv/bin/python benchmarks/run.py [--broker kafka|tansu] [--quick] [--events N] [--only ...]
-        [--batch-sizes 256,2048] [--profile] [--report-only]
+        [--batch-sizes 256,2048] [--profile [--profile-load 40000]] [--report-only]
 
 Everything runs on one broker on loopback: by default Apache Kafka (``stream_tagger.kafka.local_cluster``,
 one KRaft node, bounded heap, data on disk), or the embedded Tansu with ``--broker tansu``. Every pipeline
@@ -521,6 +521,17 @@ def parse_loads(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return fixed, shares
 
 
+def _positive_rate(text: str) -> float:
+    """``--profile-load``: events/s, positive and finite."""
+    try:
+        rate = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a rate in events/s") from exc
+    if not 0 < rate < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive rate in events/s")
+    return rate
+
+
 def loads_for(mode: Mode, worker_rate: float | None) -> list[tuple[str, float]]:
     """The offered loads: the fixed ones, and fractions of the worker's saturation when it is known."""
     fixed = [(_rate_label(r), r) for r in mode.fixed_loads]
@@ -896,6 +907,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, help="events per saturation run (200,000; quick: 30,000)")
     parser.add_argument("--quick", action="store_true", help="small N, one run each: checks the harness")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker under load instead")
+    parser.add_argument(
+        "--profile-load",
+        type=_positive_rate,
+        default=40_000.0,
+        help="events/s of --profile's third view: partial batches near saturation (default 40,000)",
+    )
     parser.add_argument("--report-only", action="store_true", help="redraw tables and plot from latest.json")
     parser.add_argument(
         "--only",
@@ -945,6 +962,8 @@ def main() -> None:
     ab = len(specs) > 1
     if ab and (args.profile or batch_sizes):
         parser.error("an A/B run (several --code) measures the worker alone: no --profile or --batch-sizes")
+    if args.profile_load != parser.get_default("profile_load") and not args.profile:
+        parser.error("--profile-load sets the rate of a --profile view")
     if args.loads and not ab:
         # A full run's report judges the targets at 1,000/s and 80% of saturation.
         parser.error("--loads is for A/B runs (several --code)")
@@ -985,7 +1004,7 @@ def main() -> None:
                     f"{host['cores']} cores ({host['cpu']}), 1-min load average {os.getloadavg()[0]:.1f} "
                     f"at start; {mode.events:,} events queued for the saturation view."
                 )
-                profile(bench, args.out, about)
+                profile(bench, args.out, about, args.profile_load)
                 return
             if ab:
                 results = {"ab": run_ab(bench, codes, log)}
