@@ -4,10 +4,11 @@
    it burns CPU on when busy.
 2. ``gil-1000``: at 1,000 events/s offered, ``--gil`` samples (only the thread holding the GIL): who keeps
    the hot-path thread waiting, which is what latency at low load is made of.
-3. ``load-<rate>``: at ``run.py --profile-load`` events/s offered (default 40,000), ``--idle`` samples
-   (every thread, busy or not): the partial batches of a loop that keeps up only just, where the
-   latency near saturation is made, and what each thread waits on (the other thread, the broker's
-   acks, new input) while the other works.
+3. ``load``: at ``run.py --profile-load`` events/s offered (default 40,000), ``--idle`` samples (every
+   thread, busy or not): the partial batches of a loop that keeps up only just, where the latency near
+   saturation is made. Its table shares each thread's wall time out by what it was doing or waiting on
+   (new input, the other thread, the broker's acks); the thread table says how much of it was spent
+   waiting for a core.
 
 Writes ``profile-worker-<view>.speedscope.json`` (open at https://www.speedscope.app) and
 ``profile-worker.md``: per thread, samples grouped by the package of the innermost frame, and the
@@ -66,13 +67,18 @@ CATEGORIES = (
     ("wait for acks, store offsets (librdkafka flush())", ("HotPath._finish_pending",)),
     ("wait for the scoring thread", ("Future.result",)),
 )
-#: A sample whose innermost frame is one of these is in C code called from it, the GIL released: the
-#: loop itself is in consume(), the scoring thread's pool worker waits for a chunk (``--idle`` only).
+#: A sample whose innermost frame is one of these is on that function's own lines or in C code called
+#: from them. The loop's are mostly consume() (librdkafka, the GIL released) and the freeing of the
+#: batch published before (its messages and records, when the loop lets go of it); the pool worker's are
+#: mostly its wait for the next chunk (seen in ``--idle`` samples only).
 INNERMOST = {
-    "HotPath.run": "consume (librdkafka consume())",
-    "_worker": "wait for a chunk to score (idle)",
+    "HotPath.run": "consume (librdkafka consume()), and freeing the batch before",
+    "_worker": "between chunks (the scoring thread waiting for one)",
 }
 HOT_THREADS = ("hot-path", "scoring")
+#: Which threads py-spy samples, as its option: those on a core or waiting for one, the one holding the
+#: GIL, or all of them.
+ACTIVE, GIL, IDLE = "", "--gil", "--idle"
 #: How py-spy names a thread's profile: its thread id and Python name.
 _PROFILE_NAME = re.compile(r'Thread (\d+) "(.*)"')
 
@@ -182,7 +188,7 @@ def summarize(
     """Markdown: where the cores went over the ``window`` (kernel figures), then per Python thread its
     samples, self time by package, and the heaviest frames by inclusive share (frames on every sample,
     the thread's entry points, left out). ``idle``: every thread was sampled, busy or not, so only the
-    hot-path and scoring threads are shown (the others wait on their event loops)."""
+    hot-path and scoring threads are shown (the others spend the window waiting)."""
     frames = speedscope["shared"]["frames"]
     lines = [f"## {title}", "", window.describe(python_thread_names(speedscope))]
     total = sum(len(p["samples"]) for p in speedscope["profiles"])
@@ -220,39 +226,46 @@ def _category(names: list[str]) -> str:
     return INNERMOST.get(names[-1], "other") if names else "other"
 
 
-def where_time_goes(speedscope: dict[str, Any], events: int, window: Window, wall: bool = False) -> str:
-    """Markdown: the samples of the hot-path and scoring threads by category, as shares of each thread,
-    and as µs per event: each thread's seconds on a core (the kernel's, over the window) shared out as
-    its samples are. Samples alone would also count the time a thread waited for a core. The worker's
-    CPU per event, from /proc over the same window, is the reference: what it has beyond both threads is
-    librdkafka's own threads and the rest of the process. ``wall``: the samples are of every thread, busy
-    or not (``--idle``), and what is shared out is the window's wall time, waits included."""
+def _by_category(speedscope: dict[str, Any]) -> list[tuple[str, int | None, Counter[str]]]:
+    """Per profile of the hot-path or scoring thread: which of the two it is, its thread id (None when
+    py-spy named it otherwise) and its samples by category."""
     frames = speedscope["shared"]["frames"]
-    per_thread: dict[str, Counter[str]] = {t: Counter() for t in HOT_THREADS}
-    basis = dict.fromkeys(HOT_THREADS, 0.0)  # per thread: its seconds on a core, or of wall time
-    missing: list[str] = []  # threads sampled but without kernel times: their µs are not in the table
+    out = []
     for profile in speedscope["profiles"]:
         thread = next((t for t in HOT_THREADS if t in profile["name"]), None)
         if thread is None:
             continue
         match = _PROFILE_NAME.match(profile["name"])
-        kernel = window.threads.get(int(match.group(1))) if match else None
+        counts = Counter(
+            _category([_frame(frames[i]).split(" (")[0] for i in stack])
+            for stack in profile["samples"]
+            if stack
+        )
+        out.append((thread, int(match.group(1)) if match else None, counts))
+    return out
+
+
+def where_time_goes(speedscope: dict[str, Any], events: int, window: Window) -> str:
+    """Markdown: the samples of the hot-path and scoring threads by category, as shares of each thread,
+    and as µs per event: each thread's seconds on a core (the kernel's, over the window) shared out as
+    its samples are. Samples alone would also count the time a thread waited for a core. The worker's
+    CPU per event, from /proc over the same window, is the reference: what it has beyond both threads is
+    librdkafka's own threads and the rest of the process."""
+    per_thread: dict[str, Counter[str]] = {t: Counter() for t in HOT_THREADS}
+    on_cpu = dict.fromkeys(HOT_THREADS, 0.0)
+    missing: list[str] = []  # threads sampled but without kernel times: their µs are not in the table
+    for thread, tid, counts in _by_category(speedscope):
+        kernel = window.threads.get(tid) if tid is not None else None
         if kernel is None:  # it ended during the window, or py-spy named it otherwise: said under the table
-            missing.append(profile["name"])
+            missing.append(f"{thread} ({tid})")
         else:
-            basis[thread] += window.seconds if wall else kernel[1]
-        for stack in profile["samples"]:
-            if stack:
-                per_thread[thread][_category([_frame(frames[i]).split(" (")[0] for i in stack])] += 1
-    share = {
-        t: {label: c / max(1, sum(per_thread[t].values())) for label, c in per_thread[t].items()}
-        for t in HOT_THREADS
-    }
+            on_cpu[thread] += kernel[1]
+        per_thread[thread].update(counts)
+    share = _shares(per_thread)
     per_event = 1e6 / max(1, events)
-    unit, over = ("wall µs", "wall time") if wall else ("µs", "on a core")
-    # Seconds per category: each thread's seconds on a core (or of wall time) shared out as its samples are.
+    # Seconds on a core per category: each thread's kernel seconds shared out as its samples are.
     spent = {
-        label: sum(share[t].get(label, 0.0) * basis[t] for t in HOT_THREADS)
+        label: sum(share[t].get(label, 0.0) * on_cpu[t] for t in HOT_THREADS)
         for label in {label for t in HOT_THREADS for label in share[t]}
     }
     rows = [
@@ -265,10 +278,10 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window, wal
         [
             "### Where the time goes: the hot-path and scoring threads",
             "",
-            f"| work | share of hot-path thread | share of scoring thread | {unit} per event |",
+            "| work | share of hot-path thread | share of scoring thread | µs per event |",
             "|---|---|---|---|",
             *rows,
-            f"| both threads, {over} | | | {sum(basis.values()) * per_event:.1f} |",
+            f"| both threads, on a core | | | {sum(on_cpu.values()) * per_event:.1f} |",
             f"| the worker's CPU (/proc), all threads | | | {window.processes['worker'] * per_event:.1f} |",
             "",
             *(
@@ -277,6 +290,42 @@ def where_time_goes(speedscope: dict[str, Any], events: int, window: Window, wal
             ),
         ]
     )
+
+
+def where_threads_wait(speedscope: dict[str, Any]) -> str:
+    """Markdown, for samples of every thread, busy or not (``--idle``): the hot-path and scoring threads'
+    samples by category, as shares of each thread's samples, so of its wall time: its work and what it
+    waits on (input, the other thread, the broker's acks). A thread runnable but waiting for a core or
+    the GIL counts under what it waits to do; the thread table above says how long it waited for a core."""
+    per_thread: dict[str, Counter[str]] = {t: Counter() for t in HOT_THREADS}
+    for thread, _tid, counts in _by_category(speedscope):
+        per_thread[thread].update(counts)
+    share = _shares(per_thread)
+    labels = sorted(
+        {label for t in HOT_THREADS for label in share[t]},
+        key=lambda label: -sum(share[t].get(label, 0.0) for t in HOT_THREADS),
+    )
+    return "\n".join(
+        [
+            "### Where the wall time goes: the hot-path and scoring threads",
+            "",
+            "| work, or what the thread waits on | share of hot-path thread | share of scoring thread |",
+            "|---|---|---|",
+            *(
+                f"| {label} | " + " | ".join(f"{share[t].get(label, 0.0):.0%}" for t in HOT_THREADS) + " |"
+                for label in labels
+            ),
+            "",
+        ]
+    )
+
+
+def _shares(per_thread: dict[str, Counter[str]]) -> dict[str, dict[str, float]]:
+    """Each thread's samples by category as shares of that thread's samples."""
+    return {
+        t: {label: c / max(1, sum(counts.values())) for label, c in counts.items()}
+        for t, counts in per_thread.items()
+    }
 
 
 def _record(
@@ -403,9 +452,9 @@ def profile(bench: Any, out: Path, about: str, load: float) -> None:
     if not pyspy:
         sys.exit("error: py-spy is not installed (pip install -e '.[dev]')")
     views = [
-        ("saturation", None, "", "draining a backlog: active samples"),
-        ("gil-1000", LOW_LOAD_PER_S, "--gil", f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
-        (f"load-{load:.0f}", load, "--idle", f"{load:,.0f} events/s offered: every thread, busy or not"),
+        ("saturation", None, ACTIVE, "draining a backlog: active samples"),
+        ("gil-1000", LOW_LOAD_PER_S, GIL, f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),
+        ("load", load, IDLE, f"{load:,.0f} events/s offered: every thread, busy or not"),
     ]
     sections = ["# Worker profile (py-spy)", "", about, ""]
     # A JVM broker started moments ago spends much of a core compiling its own code: at 1,000 events/s
@@ -418,11 +467,12 @@ def profile(bench: Any, out: Path, about: str, load: float) -> None:
         print(f"profiling the worker: {title}", file=sys.stderr)
         done, window = _profile_one(bench, (pyspy, target), rate, samples)
         speedscope = json.loads(target.read_text())
-        idle = samples == "--idle"
         heading = f"{title} ({done:,} events came out while recording)"
-        sections.append(summarize(speedscope, heading, window, idle=idle))
-        if samples != "--gil" and done:
-            sections.append(where_time_goes(speedscope, done, window, wall=idle))
+        sections.append(summarize(speedscope, heading, window, idle=samples == IDLE))
+        if samples == IDLE:
+            sections.append(where_threads_wait(speedscope))
+        elif samples == ACTIVE and done:
+            sections.append(where_time_goes(speedscope, done, window))
     summary = "\n".join(sections)
     (out / "profile-worker.md").write_text(summary + "\n")
     print(summary)
