@@ -473,6 +473,11 @@ class Settings(BaseSettings):
     # A full batch is scored as this many chunks: the scoring thread takes them in order, and the
     # hot-path thread, rather than wait for the scoring thread, scores the ones not started yet.
     score_chunks: int = Field(default=2, ge=1)
+    # The scoring thread runs this much nicer than the process (Linux gives each thread its own; 0: the
+    # same priority). The hot-path thread is the loop's serial path, and the scoring thread's work the
+    # hot-path thread can take over: when both want a core, the scheduler runs the hot path first
+    # (decision 024).
+    scoring_thread_nice: int = Field(default=10, ge=0, le=19)
     # Outcomes of the last N content ids: an id seen again (a producer retry) gets the same outcome
     # without being scored again (pipeline.py). Not ``duplicates_window``, which matches reposted text.
     dedup_window_size: int = Field(default=100_000, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
@@ -15,7 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from stream_tagger.metrics import Metrics
 from stream_tagger.settings import Settings
-from stream_tagger.worker.hot_path import DeliveryFailed, HotPath, _next_offsets, partition_lag
+from stream_tagger.worker.hot_path import (
+    DeliveryFailed,
+    HotPath,
+    _next_offsets,
+    lower_priority,
+    partition_lag,
+)
 from stream_tagger.worker.pipeline import BatchResult, Pipeline, PreparedBatch, Topics
 from tests.unit.test_pipeline import FakePrediction, FakePredictor
 
@@ -832,3 +839,30 @@ def test_what_the_process_froze_before_the_loop_stays_frozen_after_it() -> None:
         assert gc.get_freeze_count() >= frozen
     finally:
         gc.unfreeze()
+
+
+def own_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread has a priority of its own on Linux only")
+@pytest.mark.parametrize("nice", [0, 4, 10])
+def test_the_scoring_thread_runs_nicer_than_the_hot_path_thread_by_the_setting(nice: int) -> None:
+    hot_path, _, _ = build([], settings=Settings(topic_raw="raw", scoring_thread_nice=nice))
+    try:
+        scoring = hot_path._scorer.submit(own_nice).result(5)
+    finally:
+        hot_path._scorer.shutdown()
+    assert scoring == min(own_nice() + nice, 19)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread has a priority of its own on Linux only")
+def test_a_refused_priority_change_is_logged_and_the_thread_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*_args: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    lower_priority(10)  # does not raise: the scoring thread starts at the process's priority
+    assert "the scoring thread keeps the process's priority: [Errno 1] Operation not permitted" in caplog.text
