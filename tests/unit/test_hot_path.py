@@ -848,12 +848,14 @@ def own_nice() -> int:
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread has a priority of its own on Linux only")
 @pytest.mark.parametrize("nice", [0, 4, 10])
 def test_the_scoring_thread_runs_nicer_than_the_hot_path_thread_by_the_setting(nice: int) -> None:
+    if nice and own_nice() + nice > 19:
+        pytest.skip("the tests run too nice for the scoring thread to be nicer still")
     hot_path, _, _ = build([], settings=Settings(topic_raw="raw", scoring_thread_nice=nice))
     try:
         scoring = hot_path._scorer.submit(own_nice).result(5)
     finally:
         hot_path._scorer.shutdown()
-    assert scoring == min(own_nice() + nice, 19)
+    assert scoring == own_nice() + nice
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread has a priority of its own on Linux only")
