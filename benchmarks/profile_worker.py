@@ -384,7 +384,7 @@ def _record(
 
 
 def _profile_one(
-    bench: Any, recording: tuple[str, Path] | None, rate: float | None, samples: str = ""
+    bench: Any, recording: tuple[str, Path] | None, rate: float | None, samples: str = ACTIVE
 ) -> tuple[int, Window]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
     record it (``recording``: py-spy and its output file; without: only run it) draining a backlog
