@@ -477,7 +477,7 @@ class Settings(BaseSettings):
     # same priority). The hot-path thread is the loop's serial path, and the scoring thread's work the
     # hot-path thread can take over: when both want a core, the scheduler runs the hot path first
     # (decision 024).
-    scoring_thread_nice: int = Field(default=10, ge=0, le=19)
+    scoring_thread_nice: int = Field(default=15, ge=0, le=19)
     # Outcomes of the last N content ids: an id seen again (a producer retry) gets the same outcome
     # without being scored again (pipeline.py). Not ``duplicates_window``, which matches reposted text.
     dedup_window_size: int = Field(default=100_000, ge=0)
