@@ -633,6 +633,15 @@ def run_all(bench: Bench, only: list[str], batch_sizes: list[int], log: Callable
     return results
 
 
+def warm_up(bench: Bench, log: Callable[[str], None]) -> None:
+    """One unrecorded drain by the bare passthrough before anything is measured. A JVM broker started
+    moments ago spends much of a core compiling its own code (at 1,000 events/s, 0.85 cores in its first
+    15 s, ~0.2 after 30 s): unwarmed, whatever runs first meets that, and in an A/B run it is always the
+    baseline's first saturation run."""
+    log("warming up the broker: one drain by the passthrough, not recorded")
+    saturation(bench, "passthrough")
+
+
 def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
     """The worker at each of ``codes``, interleaved run by run so that the shared machine's load hits
     each alike: saturation rounds, then rounds of the offered loads. The order within a round alternates
@@ -1007,6 +1016,7 @@ def main() -> None:
                 )
                 profile(bench, args.out, about, args.profile_load or PROFILE_LOAD_PER_S)
                 return
+            warm_up(bench, log)
             if ab:
                 results = {"ab": run_ab(bench, codes, log)}
             elif "sklearn" in only:
