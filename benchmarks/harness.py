@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -176,6 +183,40 @@ class Sink(threading.Thread):
                 return len(self.seen) >= count
             time.sleep(0.05)
         return True
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+class GroupWatch(threading.Thread):
+    """Notes when a consumer group of ``members`` processes first has every member holding partitions, the
+    group stable (``settled_at``, wall time): a drain by several processes is timed from then. The first
+    to join takes every partition and starts; each later join moves partitions in a cooperative rebalance
+    of a second or so, during which the group's output stops, and in a drain of a few seconds that pause
+    would weigh as much as the rate itself."""
+
+    def __init__(self, bootstrap: str, group: str, members: int, interval: float = 0.05) -> None:
+        super().__init__(daemon=True, name="group-watch")
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._group, self._members, self._interval = group, members, interval
+        self.settled_at: float | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while self.settled_at is None and not self._halt.wait(self._interval):
+            try:
+                group = self._admin.describe_consumer_groups([self._group], request_timeout=2)[self._group]
+                found = group.result()
+            except KafkaException:  # not created yet, or the broker cannot describe it: ask again
+                continue
+            members = found.members or []
+            if (
+                found.state == ConsumerGroupState.STABLE
+                and len(members) == self._members
+                and all(m.assignment.topic_partitions for m in members)
+            ):
+                self.settled_at = time.time()
 
     def stop(self) -> None:
         self._halt.set()

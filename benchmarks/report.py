@@ -151,6 +151,9 @@ def _runs(sat: dict) -> str:
         return f"time-capped: {sat['delivered']:,} of {sat['sent']:,} out"
     runs = sat.get("runs_events_per_s", [])
     note = f"median of {len(runs)}: {_fmt(min(runs))}-{_fmt(max(runs))}" if len(runs) > 1 else "one run"
+    if "join_s" in sat:  # several processes: timed from when all of them held partitions (GroupWatch)
+        joined = f"{sat['join_s']:.1f} s, {sat['events_during_join']:,} events"
+        note += f"; timed after the group's join ({joined})"
     return note + _failed(sat)
 
 

@@ -66,6 +66,7 @@ import msgspec
 from baselines import train_user_model
 from confluent_kafka import KafkaException
 from harness import (
+    GroupWatch,
     Processes,
     Sink,
     create_topics,
@@ -343,8 +344,11 @@ def summarize(
     processes: Processes,
     window_start: float | None,
     view: WorkerView,
+    settled: float | None = None,
 ) -> dict:
-    """Throughput, latency and CPU of one run, from the harness's timestamps and the process samples."""
+    """Throughput, latency and CPU of one run, from the harness's timestamps and the process samples.
+    ``settled``: when a group of several processes had every member working (``GroupWatch``); the rate
+    and the CPU are then counted from there, and how much of the run came before is recorded."""
     received, latency, created = [], [], []
     for key, t_in in sent.items():
         hit = sink.seen.get(key)
@@ -363,13 +367,18 @@ def summarize(
     if delivered < 2:
         return result
     first, last = min(received), max(received)
+    after = delivered - 1  # events out after the first: the window's
+    if settled is not None and first < settled < last:
+        joining = sum(1 for t in received if t <= settled)
+        result |= {"join_s": round(settled - first, 2), "events_during_join": joining}
+        first, after = settled, delivered - joining
     span = max(last - first, 1e-3)
     start = first if window_start is None else window_start
     cpu = processes.cpu_between(start, last)
     sampled_s = max(cpu.wall, 1e-3)  # the samples around the window: the CPU figures' own span
     result |= {
-        "events_per_s": round((delivered - 1) / span, 1),
-        "cpu_us_per_event": round(cpu.pipeline / delivered * 1e6, 1),
+        "events_per_s": round(after / span, 1),
+        "cpu_us_per_event": round(cpu.pipeline / after * 1e6, 1),
         "cores_busy": round(cpu.pipeline / sampled_s, 2),
         # Who else had the cores: at a paced load the load generator and the reader work too, and what
         # is left idle is the headroom the pipeline had.
@@ -399,14 +408,18 @@ def saturation(
     wrap: list[str] | None = None,
     code: Code | None = None,
 ) -> dict:
-    """N events pre-produced, then the pipeline started: how fast does it drain them?"""
-    n, limit = bench.mode.events, seconds or bench.mode.cap_seconds
+    """N events per process pre-produced, then the pipeline started: how fast does it drain them? (Each
+    process as much as one alone: several are timed from their group's join, which takes a share of N.)"""
+    n, limit = bench.mode.events * procs, seconds or bench.mode.cap_seconds
     load = os.getloadavg()[0]
     with run_topics(bench, kind) as (run_id, topics):
         sent = produce_bulk(bench.bootstrap, topics.raw, encoded(n, run_id))
         sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
         sink.start()
         group, seconds = f"g-{run_id}", limit + 60
+        watch = GroupWatch(bench.bootstrap, group, procs) if procs > 1 else None
+        if watch is not None:
+            watch.start()
         processes = launch(
             kind, bench, topics, group, procs=procs, batch=batch, seconds=seconds, wrap=wrap, code=code
         )
@@ -418,7 +431,10 @@ def saturation(
         finally:
             sink.stop()
             processes.stop()
-    result = summarize(kind, sent, sink, processes, None, view)
+            if watch is not None:
+                watch.stop()
+    settled = watch.settled_at if watch is not None else None
+    result = summarize(kind, sent, sink, processes, None, view, settled)
     for latency in ("latency_ms", "latency_created_ms", "p50_first_last_tenth_ms"):
         result.pop(latency, None)  # pre-produced events queue behind each other: not a latency
     return {
