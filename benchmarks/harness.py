@@ -3,7 +3,8 @@
 The harness never looks inside a pipeline. Every input event carries a timestamp set by the harness when
 it produced it (Kafka CreateTime, ms). A reader of the output topics (``Sink``, ``assign()``ed, so no group
 join delays it) notes when it receives each output: end-to-end latency is that wall time minus the input's
-CreateTime, and throughput is counted on those receipts, first output to last. The output's own CreateTime
+CreateTime, and throughput is counted on those receipts, first output to last (for several processes in a
+group, from when ``GroupWatch`` saw the group settle). The output's own CreateTime
 is kept too (latency inside the pipeline, without the output's trip to the broker and the reader), but it
 times nothing for a pipeline that copies the input's timestamp onto its output, as Quix Streams does.
 CPU and memory come from /proc of the pipeline's processes, so a Python loop and a JVM are measured alike;
@@ -30,6 +31,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupState,
+    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -189,32 +191,43 @@ class Sink(threading.Thread):
         self.join(10)
 
 
+_UNSUPPORTED = (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION)
+
+
 class GroupWatch(threading.Thread):
     """Notes when a consumer group of ``members`` processes first has every member holding partitions, the
     group stable (``settled_at``, wall time): a drain by several processes is timed from then. The first
-    to join takes every partition and starts; each later join moves partitions in a cooperative rebalance
-    of a second or so, during which the group's output stops, and in a drain of a few seconds that pause
-    would weigh as much as the rate itself."""
+    to join takes every partition and starts; each later join moves partitions in a rebalance during which
+    the group's output pauses (docs/operations.md, Scaling), and in a drain of a few seconds that pause
+    would weigh as much as the rate itself. A broker that cannot describe groups leaves it None
+    (``error`` says why)."""
 
     def __init__(self, bootstrap: str, group: str, members: int, interval: float = 0.05) -> None:
         super().__init__(daemon=True, name="group-watch")
         self._admin = AdminClient({"bootstrap.servers": bootstrap})
         self._group, self._members, self._interval = group, members, interval
         self.settled_at: float | None = None
+        self.error: str | None = None
         self._halt = threading.Event()
 
     def run(self) -> None:
         while self.settled_at is None and not self._halt.wait(self._interval):
             try:
                 group = self._admin.describe_consumer_groups([self._group], request_timeout=2)[self._group]
-                found = group.result()
-            except KafkaException:  # not created yet, or the broker cannot describe it: ask again
-                continue
+                found = group.result(timeout=3)
+            except KafkaException as exc:
+                if exc.args[0].code() in _UNSUPPORTED:  # a broker without the API
+                    self.error = exc.args[0].str()
+                    return
+                continue  # the group not formed yet: ask again
+            except Exception as exc:  # the run is then timed from its first output, and says why
+                self.error = repr(exc)
+                return
             members = found.members or []
             if (
                 found.state == ConsumerGroupState.STABLE
                 and len(members) == self._members
-                and all(m.assignment.topic_partitions for m in members)
+                and all(m.assignment and m.assignment.topic_partitions for m in members)
             ):
                 self.settled_at = time.time()
 

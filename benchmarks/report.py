@@ -152,8 +152,11 @@ def _runs(sat: dict) -> str:
     runs = sat.get("runs_events_per_s", [])
     note = f"median of {len(runs)}: {_fmt(min(runs))}-{_fmt(max(runs))}" if len(runs) > 1 else "one run"
     if "join_s" in sat:  # several processes: timed from when all of them held partitions (GroupWatch)
-        joined = f"{sat['join_s']:.1f} s, {sat['events_during_join']:,} events"
-        note += f"; timed after the group's join ({joined})"
+        if sat["join_s"] is None:
+            note += "; the group's join not seen settling: timed from the first output"
+        else:
+            joined = f"{sat['join_s']:.1f} s after the first output, {sat['events_during_join']:,} events"
+            note += f"; timed from the group's join ({joined})"
     return note + _failed(sat)
 
 
@@ -172,8 +175,8 @@ def headline(results: dict) -> list[str]:
     run = "quick run (checks the harness, not figures to quote)" if meta.get("quick") else "full run"
     minutes = meta["duration_s"] / 60
     return [
-        f"{run} of {meta['date']}, {minutes:.0f} min; {meta['events']:,} events per saturation run, "
-        f"{meta['partitions']} input partitions; broker: {meta['broker']}; "
+        f"{run} of {meta['date']}, {minutes:.0f} min; {meta['events']:,} events per saturation run and "
+        f"process, {meta['partitions']} input partitions; broker: {meta['broker']}; "
         f"model {meta.get('model_version')}; worker code: {code.get('source')} {code.get('commit', '')[:10]}"
         + (" plus uncommitted changes" if code.get("modified") else ""),
         f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']:g} GiB RAM, {m['kernel']}, "

@@ -22,7 +22,8 @@ Measured:
 - saturation: N events pre-produced, the pipeline started, events/s from its first output to its last
   as the output reader receives them. The fast pipelines run ``saturation_runs`` times, interleaved round
   by round so that a load change on a shared machine hits each alike; the median is reported. The worker
-  also runs as 2 processes in one group. Slow pipelines run once, time-capped;
+  also runs as 2 processes in one group, draining 2N, timed from when the group settled with both
+  holding partitions (``GroupWatch``). Slow pipelines run once, time-capped;
 - latency of the worker and of the passthrough (as reference) at 1,000 events/s and at 80% of the
   worker's saturation rate, offered open-loop while the pipeline runs: end-to-end p50/p99/p99.9, the
   run with the median p99 of ``latency_runs``, interleaved round by round like the saturation runs;
@@ -367,18 +368,24 @@ def summarize(
     if delivered < 2:
         return result
     first, last = min(received), max(received)
-    after = delivered - 1  # events out after the first: the window's
+    # Events out after the window opened (the rate), and events its CPU was spent on.
+    after, covered = delivered - 1, delivered
     if settled is not None and first < settled < last:
         joining = sum(1 for t in received if t <= settled)
-        result |= {"join_s": round(settled - first, 2), "events_during_join": joining}
+        result |= {
+            "join_s": round(settled - first, 2),
+            "events_during_join": joining,
+            "events_per_s_from_first_output": round((delivered - 1) / max(last - first, 1e-3), 1),
+        }
         first, after = settled, delivered - joining
+        covered = after  # the CPU window opens at ``settled`` too
     span = max(last - first, 1e-3)
     start = first if window_start is None else window_start
     cpu = processes.cpu_between(start, last)
     sampled_s = max(cpu.wall, 1e-3)  # the samples around the window: the CPU figures' own span
     result |= {
         "events_per_s": round(after / span, 1),
-        "cpu_us_per_event": round(cpu.pipeline / after * 1e6, 1),
+        "cpu_us_per_event": round(cpu.pipeline / covered * 1e6, 1),
         "cores_busy": round(cpu.pipeline / sampled_s, 2),
         # Who else had the cores: at a paced load the load generator and the reader work too, and what
         # is left idle is the headroom the pipeline had.
@@ -417,12 +424,13 @@ def saturation(
         sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
         sink.start()
         group, seconds = f"g-{run_id}", limit + 60
-        watch = GroupWatch(bench.bootstrap, group, procs) if procs > 1 else None
-        if watch is not None:
-            watch.start()
         processes = launch(
             kind, bench, topics, group, procs=procs, batch=batch, seconds=seconds, wrap=wrap, code=code
         )
+        # Several processes: when their group settled (started after them: none joins that fast).
+        watch = GroupWatch(bench.bootstrap, group, procs) if procs > 1 else None
+        if watch is not None:
+            watch.start()
         try:
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise _fail(kind, "no output", processes)
@@ -435,6 +443,9 @@ def saturation(
                 watch.stop()
     settled = watch.settled_at if watch is not None else None
     result = summarize(kind, sent, sink, processes, None, view, settled)
+    if watch is not None and "join_s" not in result:
+        # Not seen settling within the drain (or the broker cannot say): timed from the first output.
+        result |= {"join_s": None} | ({"group_watch_error": watch.error} if watch.error else {})
     for latency in ("latency_ms", "latency_created_ms", "p50_first_last_tenth_ms"):
         result.pop(latency, None)  # pre-produced events queue behind each other: not a latency
     return {
@@ -1060,7 +1071,8 @@ def main() -> None:
         "latency": "end-to-end: wall time the harness's reader (assign(), no group) received the output "
         "minus the input's CreateTime (stamped by the load generator at produce()), ms; "
         "latency_created_ms: the output's CreateTime (stamped by the pipeline's producer) minus the input's",
-        "throughput": "distinct input keys out, from the first output received to the last",
+        "throughput": "distinct input keys out, from the first output received to the last; several "
+        "processes from when their consumer group settled with every member holding partitions",
     }
     if ab:
         publish_ab(results, args.out)

@@ -113,7 +113,7 @@ def _run_line(meta: dict) -> str:
     if meta.get("events"):
         runs = meta.get("saturation_runs")
         parts.append(
-            f"{meta['events']:,} events per saturation run"
+            f"{meta['events']:,} events per saturation run and process"
             + (f", {runs} runs each" if runs and runs > 1 else "")
         )
     if (latency_runs := meta.get("latency_runs")) and latency_runs > 1:
