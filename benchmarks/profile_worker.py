@@ -329,7 +329,7 @@ def _shares(per_thread: dict[str, Counter[str]]) -> dict[str, dict[str, float]]:
 
 
 def _record(
-    recording: tuple[str, Path] | None,
+    recording: tuple[str, Path],
     pid: int,
     started: Callable[[], object],
     until: Callable[[], object],
@@ -337,13 +337,10 @@ def _record(
 ) -> bool:
     """py-spy on ``pid`` (``recording``: its executable and the speedscope file it writes):
     ``started()`` once it samples, then ``until()`` (at most ``PROFILE_SECONDS``). Returns whether
-    ``until()`` finished (did not return False). Without ``recording``, the same unrecorded.
+    ``until()`` finished (did not return False).
 
     Attaching takes a moment: a SIGINT before py-spy samples would kill it before it writes anything,
     and the time and events before then have no samples."""
-    if recording is None:
-        started()
-        return until() is not False
     pyspy, target = recording
     record = [
         pyspy,
@@ -384,10 +381,10 @@ def _record(
 
 
 def _profile_one(
-    bench: Any, recording: tuple[str, Path] | None, rate: float | None, samples: str = ACTIVE
+    bench: Any, recording: tuple[str, Path], rate: float | None, samples: str = ACTIVE
 ) -> tuple[int, Window]:
     """Start a worker, wait until it is up (imports and model loading stay out of the picture), then
-    record it (``recording``: py-spy and its output file; without: only run it) draining a backlog
+    record it (``recording``: py-spy and its output file) draining a backlog
     (``rate`` None, until the backlog is out) or under ``rate`` events/s. ``samples``: py-spy's option
     for which threads it samples (``--gil``, ``--idle``; none: active ones). Returns the events that came
     out while recording and what the kernel says of that window."""
@@ -437,11 +434,9 @@ def _profile_one(
             processes.stop()
     # The worker ran its code and model from the scratch folder, which is gone after the run. Frames keep
     # a leading "/stream_tagger/", which ``package_of`` reads.
-    if recording is not None:
-        target = recording[1]
-        target.write_text(
-            target.read_text().replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", "")
-        )
+    target = recording[1]
+    text = target.read_text()
+    target.write_text(text.replace(f"{bench.scratch}/code", "").replace(f"{bench.scratch}/", ""))
     return came_out[1] - came_out[0], window
 
 
@@ -457,11 +452,6 @@ def profile(bench: Any, out: Path, about: str, load: float) -> None:
         ("load", load, IDLE, f"{load:,.0f} events/s offered: every thread, busy or not"),
     ]
     sections = ["# Worker profile (py-spy)", "", about, ""]
-    # A JVM broker started moments ago spends much of a core compiling its own code: at 1,000 events/s
-    # (one producer, one consumer) 0.85 cores in its first 15 s, 0.29 in the next 15 s, ~0.2 from then
-    # on. One drain of the backlog first (producing and draining it takes some 20-30 s), without py-spy.
-    print("warming up the broker: one drain of the backlog, not recorded", file=sys.stderr)
-    _profile_one(bench, None, None)
     for name, rate, samples, title in views:
         target = out / f"profile-worker-{name}.speedscope.json"
         print(f"profiling the worker: {title}", file=sys.stderr)

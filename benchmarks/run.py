@@ -1031,6 +1031,7 @@ def main() -> None:
                 code,
                 mode,
             )
+            warm_up(bench, log)
             if args.profile:
                 from profile_worker import profile
 
@@ -1043,7 +1044,6 @@ def main() -> None:
                 )
                 profile(bench, args.out, about, args.profile_load or PROFILE_LOAD_PER_S)
                 return
-            warm_up(bench, log)
             if ab:
                 results = {"ab": run_ab(bench, codes, log)}
             elif "sklearn" in only:
