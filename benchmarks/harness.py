@@ -199,8 +199,8 @@ class GroupWatch(threading.Thread):
     group stable (``settled_at``, wall time): a drain by several processes is timed from then. The first
     to join takes every partition and starts; each later join moves partitions in a rebalance during which
     the group's output pauses (docs/operations.md, Scaling), and in a drain of a few seconds that pause
-    would weigh as much as the rate itself. A broker that cannot describe groups leaves it None
-    (``error`` says why)."""
+    would weigh as much as the rate itself. A broker that cannot describe groups (``error`` says why) or
+    describes them without their members (Tansu: stable, no members) leaves it None."""
 
     def __init__(self, bootstrap: str, group: str, members: int, interval: float = 0.05) -> None:
         super().__init__(daemon=True, name="group-watch")

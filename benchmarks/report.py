@@ -153,7 +153,7 @@ def _runs(sat: dict) -> str:
     note = f"median of {len(runs)}: {_fmt(min(runs))}-{_fmt(max(runs))}" if len(runs) > 1 else "one run"
     if "join_s" in sat:  # several processes: timed from when all of them held partitions (GroupWatch)
         if sat["join_s"] is None:
-            note += "; the group's join not seen settling: timed from the first output"
+            note += "; the group not seen settling: timed from the first output"
         else:
             joined = f"{sat['join_s']:.1f} s after the first output, {sat['events_during_join']:,} events"
             note += f"; timed from the group's join ({joined})"
