@@ -440,12 +440,18 @@ def _profile_one(
     return came_out[1] - came_out[0], window
 
 
-def profile(bench: Any, out: Path, about: str, load: float) -> None:
-    """``about``: one line on what is profiled (broker, code, model, machine load), heading the summary;
-    ``load``: the events/s of the third view."""
+def find_pyspy() -> str:
+    """py-spy's executable (this environment's first); exits saying what to install without it. Asked
+    before the broker starts and warms up, not after."""
     pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not pyspy:
         sys.exit("error: py-spy is not installed (pip install -e '.[dev]')")
+    return pyspy
+
+
+def profile(bench: Any, out: Path, about: str, load: float, pyspy: str) -> None:
+    """``about``: one line on what is profiled (broker, code, model, machine load), heading the summary;
+    ``load``: the events/s of the third view; ``pyspy``: its executable (``find_pyspy``)."""
     views = [
         ("saturation", None, ACTIVE, "draining a backlog: active samples"),
         ("gil-1000", LOW_LOAD_PER_S, GIL, f"{LOW_LOAD_PER_S:,.0f} events/s offered: who holds the GIL"),

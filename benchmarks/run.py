@@ -78,6 +78,7 @@ from harness import (
     produce_bulk,
     produce_paced,
 )
+from profile_worker import find_pyspy, profile
 from report import (
     check_targets,
     print_ab,
@@ -1008,6 +1009,7 @@ def main() -> None:
         # Runs are filed by their --code label: two equal ones would be merged into one variant.
         parser.error(f"--code {args.code}: each variant must differ (add +setting=value to one)")
     check_setup([] if args.profile or ab else only)
+    pyspy = find_pyspy() if args.profile else None
     workers = ab or args.profile or bool(set(OURS) & set(only)) or bool(batch_sizes)
     args.out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -1033,16 +1035,14 @@ def main() -> None:
             )
             warm_up(bench, log)
             if args.profile:
-                from profile_worker import profile
-
-                assert code is not None  # prepare_code() ran: a profile needs a worker
+                assert code is not None and pyspy is not None  # prepare_code() ran: a profile needs a worker
                 about = (
                     f"{datetime.now(UTC).isoformat(timespec='seconds')}, {broker_text}; worker code "
                     f"{code.record['source']} {code.record['commit'][:10]}, model {code.model_dir.name}; "
                     f"{host['cores']} cores ({host['cpu']}), 1-min load average {os.getloadavg()[0]:.1f} "
                     f"at start; {mode.events:,} events queued for the saturation view."
                 )
-                profile(bench, args.out, about, args.profile_load or PROFILE_LOAD_PER_S)
+                profile(bench, args.out, about, args.profile_load or PROFILE_LOAD_PER_S, pyspy)
                 return
             if ab:
                 results = {"ab": run_ab(bench, codes, log)}
