@@ -108,6 +108,10 @@ class _Pending:
     results: list[BatchResult]
 
 
+_DONE: Future[None] = Future()
+_DONE.set_result(None)  # a chunk already scored, in this thread
+
+
 @dataclass(slots=True)
 class _Part:
     """A run of a batch's messages, decoded and handed to the scoring thread in chunks, not yet routed."""
@@ -229,7 +233,9 @@ class HotPath:
                 partial = len(messages) < settings.batch_max_size
                 # The callbacks of a rebalance inside consume() may have finished self._scoring.
                 scoring = self._scoring
-                self._scoring = self._score(batch, self._part_count(len(batch), partial)) if batch else None
+                self._scoring = (
+                    self._score(batch, self._part_count(len(batch), partial), partial) if batch else None
+                )
                 if scoring is not None:
                     self._publish(scoring)
                 else:
@@ -302,10 +308,15 @@ class HotPath:
             return 1
         return max(1, size // part_size)
 
-    def _score(self, batch: list[Message], parts: int) -> _Scoring:
+    def _score(self, batch: list[Message], parts: int, partial: bool) -> _Scoring:
         """Decode here, part by part (of equal size, within one event), each part's chunks handed to the
         scoring thread as soon as it is decoded (and scored here, see ``_scored``). An id in two parts
-        gets the first part's outcome, as within one batch (``Pipeline.prepare``'s ``ahead``)."""
+        gets the first part's outcome, as within one batch (``Pipeline.prepare``'s ``ahead``).
+
+        A partial batch of one chunk is scored here at once instead: it cannot be shared, it is
+        published next, and handed over this thread would only wait for the nicer scoring thread to
+        wake and get a core, which the broker's and other processes' threads come before (decision 024).
+        The acks of the batch before are in flight meanwhile, as they would be with the handover."""
         self._consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         ahead: dict[str, Earlier] | None = {} if parts > 1 else None
@@ -314,7 +325,12 @@ class HotPath:
         for start, stop in itertools.pairwise(bounds):
             prepared = self.pipeline.prepare(batch[start:stop], ahead)
             tasks = self.pipeline.scoring_tasks(prepared)
-            scoring.parts.append(_Part(prepared, tasks, [self._scorer.submit(task) for task in tasks]))
+            if partial and len(tasks) == 1:
+                tasks[0]()
+                futures = [_DONE]
+            else:
+                futures = [self._scorer.submit(task) for task in tasks]
+            scoring.parts.append(_Part(prepared, tasks, futures))
         return scoring
 
     @staticmethod

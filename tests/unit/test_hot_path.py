@@ -443,6 +443,21 @@ def test_the_hot_path_thread_scores_the_chunks_the_scoring_thread_has_not_starte
     assert ("acked", 64) in journal
 
 
+def test_a_partial_batch_of_one_chunk_is_scored_in_the_hot_path_thread() -> None:
+    predictor = WaitingPredictor()
+    settings = Settings(topic_raw="raw", batch_max_size=64, score_chunks=2)
+    hot_path, journal, _ = build(
+        ["assign", [raw_message(i) for i in range(5)], [raw_message(i) for i in range(5, 68)]],
+        predictor=predictor,
+        settings=settings,
+    )
+    hot_path.run()
+    # The 5 events, then 63 (under two chunks of 32): both partial, one chunk each.
+    assert [len(call) for call in predictor.calls] == [5, 63]
+    assert predictor.threads == [threading.current_thread().name] * 2
+    assert [entry for entry in journal if entry[0] == "acked"] == [("acked", 5), ("acked", 63)]
+
+
 def test_a_big_partial_batch_is_routed_and_produced_part_by_part() -> None:
     settings = Settings(topic_raw="raw", batch_max_size=1_000, partial_batch_part_size=128)
     batch = [raw_message(i) for i in range(385)]  # 3 parts: 128, 128 and 129 events
