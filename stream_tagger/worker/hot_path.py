@@ -16,7 +16,8 @@ next is taken: overlapping those too would make many small batches, each waiting
 one before, and the loop would fall behind. A big one is finished in parts, in order, so that this
 thread routes and produces part 1 while the scoring thread scores part 2 (``_part_count``), and its
 last part once the next batch is taken and handed to the scoring thread (what each piece buys:
-decisions 013, 021 and 023).
+decisions 013, 021 and 023). A partial batch of one chunk, with nothing before it left to publish (low
+load), is scored here at once instead: there is nothing to share, nothing to overlap (decision 026).
 
 Ordering that makes it at-least-once:
 1. the outputs of batch N are produced (idempotent producer, keyed by content id);
@@ -114,7 +115,7 @@ _DONE.set_result(None)  # a chunk already scored, in this thread
 
 @dataclass(slots=True)
 class _Part:
-    """A run of a batch's messages, decoded and handed to the scoring thread in chunks, not yet routed."""
+    """A run of a batch's messages, decoded, its chunks being scored (in either thread), not yet routed."""
 
     prepared: PreparedBatch
     tasks: list[Callable[[], None]]
@@ -234,7 +235,9 @@ class HotPath:
                 # The callbacks of a rebalance inside consume() may have finished self._scoring.
                 scoring = self._scoring
                 self._scoring = (
-                    self._score(batch, self._part_count(len(batch), partial), partial) if batch else None
+                    self._score(batch, self._part_count(len(batch), partial), partial and scoring is None)
+                    if batch
+                    else None
                 )
                 if scoring is not None:
                     self._publish(scoring)
@@ -308,15 +311,16 @@ class HotPath:
             return 1
         return max(1, size // part_size)
 
-    def _score(self, batch: list[Message], parts: int, partial: bool) -> _Scoring:
+    def _score(self, batch: list[Message], parts: int, alone: bool) -> _Scoring:
         """Decode here, part by part (of equal size, within one event), each part's chunks handed to the
         scoring thread as soon as it is decoded (and scored here, see ``_scored``). An id in two parts
         gets the first part's outcome, as within one batch (``Pipeline.prepare``'s ``ahead``).
 
-        A partial batch of one chunk is scored here at once instead: it cannot be shared, it is
-        published next, and handed over this thread would only wait for the nicer scoring thread to
-        wake and get a core, which the broker's and other processes' threads come before (decision 024).
-        The acks of the batch before are in flight meanwhile, as they would be with the handover."""
+        ``alone``: a partial batch with no batch before it left to publish. In one part of one chunk it
+        is scored here at once: it is published next and cannot be shared, and handed over, this
+        thread would only wait for the scoring thread to wake and get a core, which at its nice value
+        the broker's and other processes' threads come before (decision 024). The acks of the batch
+        before are in flight meanwhile either way (decision 026)."""
         self._consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         ahead: dict[str, Earlier] | None = {} if parts > 1 else None
@@ -325,7 +329,7 @@ class HotPath:
         for start, stop in itertools.pairwise(bounds):
             prepared = self.pipeline.prepare(batch[start:stop], ahead)
             tasks = self.pipeline.scoring_tasks(prepared)
-            if partial and len(tasks) == 1:
+            if alone and parts == 1 and len(tasks) == 1:
                 tasks[0]()
                 futures = [_DONE]
             else:
@@ -337,7 +341,7 @@ class HotPath:
     def _scored(part: _Part) -> None:
         """Wait until every chunk of the part is scored, scoring here the chunks the scoring thread
         has not started: this thread would otherwise sit idle while the other one is the bottleneck.
-        Re-raises what a chunk raised, in either thread."""
+        Re-raises what a chunk raised in the scoring thread, or here."""
         for task, future in zip(reversed(part.tasks), reversed(part.futures), strict=True):
             if future.cancel():  # not started yet: it will not be
                 task()

@@ -443,19 +443,31 @@ def test_the_hot_path_thread_scores_the_chunks_the_scoring_thread_has_not_starte
     assert ("acked", 64) in journal
 
 
-def test_a_partial_batch_of_one_chunk_is_scored_in_the_hot_path_thread() -> None:
-    predictor = WaitingPredictor()
+def test_a_partial_batch_of_one_chunk_with_nothing_before_it_is_scored_in_the_hot_path_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = Settings(topic_raw="raw", batch_max_size=64, score_chunks=2)
-    hot_path, journal, _ = build(
-        ["assign", [raw_message(i) for i in range(5)], [raw_message(i) for i in range(5, 68)]],
-        predictor=predictor,
-        settings=settings,
-    )
+    messages = [raw_message(i) for i in range(137)]
+    # 5 and 63 events: partial, one chunk each (32 events at least per chunk), each taken once the one
+    # before was published. Then a full batch (two chunks) and 5 events taken while it waits.
+    script = ["assign", messages[:5], messages[5:68], messages[68:132], messages[132:]]
+    hot_path, journal, _ = build(script, settings=settings)
+    handed_over: list[int] = []  # the events of each chunk given to the scoring thread
+    submit = hot_path._scorer.submit
+
+    def counted(task: Any) -> Any:
+        handed_over.append(len(task.args[2]))  # partial(Pipeline._score, batch, index, rows)
+        return submit(task)
+
+    monkeypatch.setattr(hot_path._scorer, "submit", counted)
     hot_path.run()
-    # The 5 events, then 63 (under two chunks of 32): both partial, one chunk each.
-    assert [len(call) for call in predictor.calls] == [5, 63]
-    assert predictor.threads == [threading.current_thread().name] * 2
-    assert [entry for entry in journal if entry[0] == "acked"] == [("acked", 5), ("acked", 63)]
+    assert handed_over == [32, 32, 5]
+    assert [entry for entry in journal if entry[0] == "acked"] == [
+        ("acked", 5),
+        ("acked", 63),
+        ("acked", 64),
+        ("acked", 5),
+    ]
 
 
 def test_a_big_partial_batch_is_routed_and_produced_part_by_part() -> None:
