@@ -1,7 +1,8 @@
 """Every Prometheus metric the service exports, built against an injectable registry.
 
-Names, labels and buckets are a contract with the alert rules and the dashboard (METRICS.md): change
-them here and there together. No metric lives at import time, so each test builds a fresh registry.
+Names, labels and buckets are a contract with the alert rules and the dashboard
+(docs/operations.md#metrics): change them here and there together. No metric lives at import time, so
+each test builds a fresh registry.
 
 Each kind of process exports only what it updates: the feedback worker ``FeedbackMetrics`` (its own
 loop, and the process's resource use), a worker ``Metrics``, which is that and the rest.

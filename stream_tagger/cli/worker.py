@@ -32,7 +32,7 @@ def worker(
     batch_max_size: Annotated[
         int | None, typer.Option("--batch-size", help="Largest micro-batch, in events.")
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR or CRITICAL.")] = None,
 ) -> None:
     """Tag raw content events: raw topic -> tagged / review / dead-letter topics, at-least-once.
 
