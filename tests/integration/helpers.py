@@ -292,6 +292,21 @@ class WorkerProcess(ServiceProcess):
         self.proc.wait(10)
 
 
+def kill_mid_stream(settings: Settings, log_path: Path, processed: int) -> list[tuple[bytes, bytes]]:
+    """A worker on what the raw topic holds, SIGKILLed once it counted ``processed`` events; then 2,000
+    events more, which it returns. The killed worker may have tagged and committed the whole backlog
+    first: those events are the next life's to tag, however far the first got."""
+    first = WorkerProcess(settings, log_path).start()
+    try:
+        first.wait_ready()
+        first.wait_processed(processed)
+    finally:
+        first.kill()
+    later = valid_events(2_000, prefix="after")
+    produce(settings, later)
+    return later
+
+
 def outcome(value: bytes) -> tuple[str, tuple[tuple[str, float], ...]]:
     """What a tagged-topic record decided (status and tags), without its timestamps."""
     event = msgspec.json.decode(value, type=TaggedContent)

@@ -13,6 +13,7 @@ from tests.integration.helpers import (
     WorkerProcess,
     drain,
     has_keys,
+    kill_mid_stream,
     malformed_events,
     pin_model,
     produce,
@@ -36,16 +37,7 @@ def test_sigkill_mid_stream_then_restart_every_id_exactly_once(settings: Setting
     bad = malformed_events(50, settings)
     produce(settings, [*events, *((key, value) for key, value, _reason in bad)])
 
-    first = WorkerProcess(settings, tmp_path / "first.log").start()
-    try:
-        first.wait_ready()
-        first.wait_processed(3_000)
-    finally:
-        first.kill()
-    # The first may have committed the whole backlog before the kill: events sent after it are the
-    # second's to tag, however far the first got.
-    later = valid_events(2_000, prefix="after")
-    produce(settings, later)
+    later = kill_mid_stream(settings, tmp_path / "first.log", processed=3_000)
     events += later
 
     with WorkerProcess(settings, tmp_path / "second.log") as second:

@@ -12,6 +12,7 @@ from tests.integration.helpers import (
     assert_every_id_out,
     drain,
     has_keys,
+    kill_mid_stream,
     pin_model,
     produce,
     read_all,
@@ -27,16 +28,7 @@ def test_sigkill_mid_stream_then_restart_accounts_for_every_id(settings: Setting
     events = valid_events(20_000, prefix="kill")
     produce(settings, events)
 
-    first = WorkerProcess(settings, tmp_path / "first.log").start()
-    try:
-        first.wait_ready()
-        first.wait_processed(2_000)
-    finally:
-        first.kill()
-    # The first may have tagged and committed the whole backlog before the kill: events sent after it
-    # are the second's to tag, however far the first got.
-    later = valid_events(2_000, prefix="after")
-    produce(settings, later)
+    later = kill_mid_stream(settings, tmp_path / "first.log", processed=2_000)
     events += later
 
     with WorkerProcess(settings, tmp_path / "second.log") as second:
