@@ -1,4 +1,4 @@
-"""The metric contract of METRICS.md, and the batched histogram update the hot path relies on."""
+"""The metric contract (docs/operations.md#metrics), and the batched histogram update of the hot path."""
 
 from __future__ import annotations
 
