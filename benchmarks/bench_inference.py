@@ -140,12 +140,6 @@ def _same(batch: list[str]) -> list[str]:
     return batch
 
 
-def _graph_inputs(predictor: Predictor, batch: list[str]) -> tuple[np.ndarray, ...]:
-    """What ``run_padded`` takes: the padded n-gram ids and term weights, the keyword hits, the embedding."""
-    feats = predictor.featurize(batch)
-    return (*feats.padded(sublinear=predictor.sublinear_tf), feats.keyword_hits, feats.embedding)
-
-
 def _word_tfidf_onnx(texts: list[str], y: list[str]) -> Callable[[list[str]], object]:
     """The conversion FINDINGS.md measured: skl2onnx's string-operator TF-IDF graph."""
     pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=10, max_iter=1000)).fit(
@@ -187,10 +181,7 @@ def main() -> None:
     }
     contenders: dict[str, tuple[Callable[[object], object], Callable[[list[str]], object]]] = {
         "ours: featurise (compiled)": (predictor.featurize, _same),
-        "ours: ONNX graph only (inputs padded beforehand)": (
-            lambda p: predictor.run_padded(*p),
-            lambda b: _graph_inputs(predictor, b),
-        ),
+        "ours: ONNX graph only (features made beforehand)": (predictor.run_graph, predictor.featurize),
         **{name: (fn, _same) for name, fn in text_contenders.items()},
     }
     against = Predictor(resolve(args.against)) if args.against else None

@@ -487,33 +487,23 @@ def count_batch(
         free(c.seps)
 
 
-def pad(
-    const int64_t[::1] indptr, const int64_t[::1] cols, const float[::1] counts, const int64_t[::1] rows,
-    bint sublinear,
-):
-    """``ids`` int64 [R, T] and ``weights`` float32 [R, 2, T] of the CSR rows ``rows``, zero-padded to the
-    longest row: ``weights[:, 0]`` is each n-gram's term-frequency weight, its count or with ``sublinear``
-    1 + log(count) (scikit-learn's ``TfidfTransformer(sublinear_tf=True)``, in float32), and
-    ``weights[:, 1]`` its square: the ONNX graph's ``term_weights`` input. The log is taken in double and
+def term_weights(const float[::1] counts, bint sublinear):
+    """Each n-gram's term-frequency weight and its square, float32 [nnz] each: the ONNX graph's two sparse
+    inputs, in the CSR's order. The weight is the count, or with ``sublinear`` 1 + log(count)
+    (scikit-learn's ``TfidfTransformer(sublinear_tf=True)``, in float32). The log is taken in double and
     rounded once to float32, as scikit-learn takes it in double: the same float on every CPU, where
     float32 ``logf`` may differ in the last bit between libm's variants. Counts under ``SMALL_COUNTS``
-    are looked up: a ``log`` per n-gram costs more than the eight graph nodes it replaces."""
-    cdef int64_t width = 1, i, r, j, n_rows = rows.shape[0]
+    are looked up: a ``log`` per n-gram costs more than the graph's sums over it."""
+    cdef int64_t i, n = counts.shape[0]
     cdef float w
-    for i in range(n_rows):
-        width = max(width, indptr[rows[i] + 1] - indptr[rows[i]])
-    ids = np.zeros((n_rows, width), dtype=np.int64)
-    weights = np.zeros((n_rows, 2, width), dtype=np.float32)
-    cdef int64_t[:, ::1] ids_v = ids
-    cdef float[:, :, ::1] w_v = weights
+    weights = np.empty(n, dtype=np.float32)
+    squares = np.empty(n, dtype=np.float32)
+    cdef float[::1] w_v = weights, s_v = squares
     with nogil:
-        for i in range(n_rows):
-            r = rows[i]
-            for j in range(indptr[r + 1] - indptr[r]):
-                ids_v[i, j] = cols[indptr[r] + j]
-                w = counts[indptr[r] + j]  # >= 1: the CSR holds only n-grams that occur
-                if sublinear:
-                    w = SUBLINEAR[<int64_t>w] if 1 <= w < SMALL_COUNTS else sublinear_weight(w)
-                w_v[i, 0, j] = w
-                w_v[i, 1, j] = w * w
-    return ids, weights
+        for i in range(n):
+            w = counts[i]  # >= 1: the CSR holds only n-grams that occur
+            if sublinear:
+                w = SUBLINEAR[<int64_t>w] if 1 <= w < SMALL_COUNTS else sublinear_weight(w)
+            w_v[i] = w
+            s_v[i] = w * w
+    return weights, squares

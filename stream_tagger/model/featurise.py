@@ -305,18 +305,10 @@ class BatchFeatures:
     keyword_hits: np.ndarray  # float32 [B, K] log1p(keyword hits) per tag of ``Keywords``; K = 0 without
     embedding: np.ndarray  # float32 [B, D] unit-length sum of piece vectors (``Pieces``); D = 0 without
 
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.indptr[1:] - self.indptr[:-1]
-
-    def padded(self, rows: np.ndarray | None = None, *, sublinear: bool) -> tuple[np.ndarray, np.ndarray]:
-        """``ids`` int64 [R, T] and ``term_weights`` float32 [R, 2, T] for the ONNX graph: each n-gram's
-        count, or 1 + log(count) with ``sublinear``, and its square. Padding is id 0 with weight 0, which
-        adds nothing to any sum in the graph. T is the longest of these rows."""
-        if rows is None:
-            rows = np.arange(len(self.oov_share))
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        return kernels.pad(self.indptr, self.cols, self.counts, rows, sublinear)
+    def term_weights(self, *, sublinear: bool) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [nnz] each, in ``cols``' places: each n-gram's count, or 1 + log(count) with
+        ``sublinear``, and its square; the ONNX graph's two sparse inputs (``Predictor.run_graph``)."""
+        return kernels.term_weights(self.counts, sublinear)
 
 
 def featurize(

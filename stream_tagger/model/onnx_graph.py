@@ -1,20 +1,22 @@
-"""The fitted TF-IDF + linear model as a small ONNX graph over pre-computed n-gram ids.
+"""The fitted TF-IDF + linear model as a small ONNX graph over pre-computed sparse term weights.
 
 Built with ``onnx.helper`` rather than skl2onnx: skl2onnx converts a TfidfTransformer + classifier only
 over a dense input as wide as the vocabulary, or a TfidfVectorizer through ONNX's string operators
-(the slow path this design exists to avoid). The graph below is 10 nodes (+2 per dense input, +5 for
+(the slow path this design exists to avoid). The graph below is 7 nodes (+2 per dense input, +5 for
 per-tag piece scores), does exactly what scikit-learn's ``TfidfTransformer(norm="l2")`` (from its term
 weights on) and ``LogisticRegression.predict_proba`` (multinomial) compute (optionally with
 ``NBWeights`` between them, folded into idf), and its parity with the scikit-learn pipeline is tested
 to 1e-4.
 
-Inputs ``ids`` (int64 [B, T], vocabulary columns) and ``term_weights`` (float32 [B, 2, T]: each
-n-gram's term-frequency weight, then its square; 0 = padding), plus ``keyword_hits`` (float32 [B, K],
-log1p of the keyword hits per tag) in models trained with keyword columns and ``embedding`` (float32
-[B, D], the unit-length piece embedding; or [B, C + L], the unit-length sum of per-tag piece logits and
-of the L coordinates whose length divides them, see ``piece_scores``) in models trained with piece
-vectors; output ``probabilities`` (float32 [B, C], columns in label order). The graph's metadata
-property ``term_weights`` says how the featuriser makes the weights from counts (decision 015).
+Inputs ``term_weights`` and ``term_weights_squared`` (sparse CSR float32 [B, V], V = the vocabulary:
+each n-gram's term-frequency weight, and its square, in the same places), plus ``keyword_hits``
+(float32 [B, K], log1p of the keyword hits per tag) in models trained with keyword columns and
+``embedding`` (float32 [B, D], the unit-length piece embedding; or [B, C + L], the unit-length sum of
+per-tag piece logits and of the L coordinates whose length divides them, see ``piece_scores``) in
+models trained with piece vectors; output ``probabilities`` (float32 [B, C], columns in label order).
+The sparse products are onnxruntime's ``com.microsoft`` ``SparseToDenseMatMul`` (standard ONNX has no
+sparse operator; decision 027). The graph's metadata property ``term_weights`` says how the featuriser
+makes the weights from counts (decision 015).
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ from sklearn.linear_model import LogisticRegression
 
 from stream_tagger.model.versions import (
     INPUT_EMBEDDING,
-    INPUT_IDS,
     INPUT_KEYWORD_HITS,
     INPUT_TERM_WEIGHTS,
+    INPUT_TERM_WEIGHTS_SQUARED,
     OUTPUT,
     TERM_WEIGHTS_PROP,
 )
 
 OPSET = 17
+#: onnxruntime's own operators (``SparseToDenseMatMul``), version 1 of their domain.
+MS_DOMAIN = "com.microsoft"
 
 
 def build_graph(
@@ -75,41 +79,34 @@ def build_graph(
         dense_coef.append(scale * coef[:, start : start + columns].T)  # [columns, C]
         start += columns
     coef = coef[:, :n_ngrams]
-    # One table, one Gather: row v = [idf_v * coef_v (C values), idf_v^2]. onnxruntime's Gather pays per
-    # index, not per byte, so one gather of 5 floats costs what a gather of 1 float did.
     idf = tfidf.idf_.astype(np.float64)
     if column_weights is not None:
         idf = idf * np.asarray(column_weights, dtype=np.float64)
-    table = np.hstack([idf[:, None] * coef.T, (idf**2)[:, None]]).astype(np.float32)
     inits = [
-        numpy_helper.from_array(np.ascontiguousarray(table), "table"),
+        numpy_helper.from_array(np.ascontiguousarray((idf[:, None] * coef.T).astype(np.float32)), "coef_idf"),
+        numpy_helper.from_array((idf**2)[:, None].astype(np.float32), "idf_squared"),
         numpy_helper.from_array(intercept.astype(np.float32), "intercept"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
-        numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes12"),
-        numpy_helper.from_array(np.array([0, 0], dtype=np.int64), "raw_start"),
-        numpy_helper.from_array(np.array([1, n_classes], dtype=np.int64), "raw_end"),
-        numpy_helper.from_array(np.array([1, n_classes], dtype=np.int64), "ss_start"),
-        numpy_helper.from_array(np.array([2, n_classes + 1], dtype=np.int64), "ss_end"),
         numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "eps"),
     ]
-    # With t = the term weight and g = the gathered rows, one batched MatMul of [t; t^2] (the input
-    # ``term_weights``, [B, 2, T]) by g ([B, T, C+1]) yields both sum(t * idf * coef) (the unnormalised
-    # logits) and sum(t^2 * idf^2) (the squared L2 norm of the TF-IDF vector), since the norm only scales
-    # the logits. The featuriser makes t, sublinear or not as ``TERM_WEIGHTS_PROP`` says: a table lookup
-    # per count there is cheaper than a Log over every padded cell here.
+    # With t = a post's term weights, sum(t * idf * coef) are its unnormalised logits and sum(t^2 * idf^2)
+    # the squared L2 norm of its TF-IDF vector, which only scales the logits: two sparse products over
+    # the n-grams the post has, none over padding or the rest of the vocabulary. The featuriser makes t
+    # and t^2, sublinear or not as ``TERM_WEIGHTS_PROP`` says: a table lookup per count there is cheaper
+    # than a Log here.
     nodes = [
-        helper.make_node("Gather", ["table", INPUT_IDS], ["rows"]),  # [B, T, C+1]
-        helper.make_node("MatMul", [INPUT_TERM_WEIGHTS, "rows"], ["sums"]),  # [B, 2, C+1]
-        helper.make_node("Slice", ["sums", "raw_start", "raw_end", "axes12"], ["raw"]),  # [B, 1, C]
-        helper.make_node("Slice", ["sums", "ss_start", "ss_end", "axes12"], ["ss"]),  # [B, 1, 1]
+        helper.make_node(
+            "SparseToDenseMatMul", [INPUT_TERM_WEIGHTS, "coef_idf"], ["raw"], domain=MS_DOMAIN
+        ),  # [B, C]
+        helper.make_node(
+            "SparseToDenseMatMul", [INPUT_TERM_WEIGHTS_SQUARED, "idf_squared"], ["ss"], domain=MS_DOMAIN
+        ),  # [B, 1]
         helper.make_node("Sqrt", ["ss"], ["norm"]),
         helper.make_node("Max", ["norm", "eps"], ["norm_safe"]),
-        helper.make_node("Div", ["raw", "norm_safe"], ["logits3"]),
-        helper.make_node("Squeeze", ["logits3", "axis1"], ["logits0"]),
+        helper.make_node("Div", ["raw", "norm_safe"], ["logits0"]),
     ]
     inputs = [
-        helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "terms"]),
-        helper.make_tensor_value_info(INPUT_TERM_WEIGHTS, TensorProto.FLOAT, ["batch", 2, "terms"]),
+        helper.make_sparse_tensor_value_info(name, TensorProto.FLOAT, ["batch", len(idf)])
+        for name in (INPUT_TERM_WEIGHTS, INPUT_TERM_WEIGHTS_SQUARED)
     ]
     summed = "logits0"
     for (name, columns, _), weights in zip(dense, dense_coef, strict=True):
@@ -144,7 +141,9 @@ def build_graph(
         initializer=inits,
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="stream-tagger"
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+        producer_name="stream-tagger",
     )
     model.ir_version = 8  # readable by every onnxruntime >= 1.10
     term_weights = "sublinear" if tfidf.sublinear_tf else "counts"

@@ -3,7 +3,7 @@
 Featurisation is one compiled pass over the whole micro-batch (see ``featurise``): n-gram counts and,
 for models with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the piece
 embedding, and each n-gram's term-frequency weight; the ONNX graph does the rest of TF-IDF and the linear
-model.
+model, over the n-grams as a sparse matrix.
 onnxruntime runs with one intra-op thread: the worker scales by running several batches at once, and
 onnxruntime releases the GIL while it computes.
 """
@@ -28,9 +28,9 @@ from stream_tagger.model.featurise import (
 )
 from stream_tagger.model.versions import (
     INPUT_EMBEDDING,
-    INPUT_IDS,
     INPUT_KEYWORD_HITS,
     INPUT_TERM_WEIGHTS,
+    INPUT_TERM_WEIGHTS_SQUARED,
     KEYWORDS_FILE,
     METADATA_FILE,
     MODEL_FILE,
@@ -47,15 +47,12 @@ from stream_tagger.model.versions import (
 )
 from stream_tagger.settings import APPROVED_TAGS
 
-__all__ = ["BatchPrediction", "ModelLoadError", "Predictor"]
+__all__ = ["BatchPrediction", "ModelLoadError", "Predictor", "sparse_input"]
 
 T = TypeVar("T")
 
-#: Largest padded batch (posts x terms) handed to onnxruntime at once: ~16 MB of ids and term weights.
-MAX_CELLS = 1 << 20
-#: Posts per onnxruntime call in big batches: one call costs ~20 µs, padding a group to its longest
-#: post costs more once groups are much bigger (measured on the dataset's length spread).
-GROUP_ROWS = 64
+#: Where the graph's sparse inputs live: the featuriser's arrays, in this process's memory.
+CPU = ort.OrtDevice.make("cpu", 0)
 #: Largest difference allowed between the smoke probabilities stored at export and those at load: the
 #: same graph on another machine differs in the last float bits (~1e-7), a broken one by far more.
 SMOKE_TOLERANCE = 1e-4
@@ -161,7 +158,8 @@ class Predictor:
         self._session = _session(model_path)
         self._check_graph(model_path, meta_path)
         widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
-        self.sublinear_tf = self._term_weights(widths, model_path)
+        self.sublinear_tf = self._term_weights(model_path)
+        _check_width(vocab_path, len(self._vocab), widths[INPUT_TERM_WEIGHTS])
         self._keywords: Keywords | None = None
         if self._takes(widths, INPUT_KEYWORD_HITS, version_dir / KEYWORDS_FILE, model_path):
             # From the version folder, not from ``keyword_baseline.py``: editing the baseline's lists must not
@@ -222,12 +220,14 @@ class Predictor:
                 f"(max difference {worst}, allowed {SMOKE_TOLERANCE})"
             )
 
-    def _term_weights(self, widths: dict, model_path: Path) -> bool:
+    def _term_weights(self, model_path: Path) -> bool:
         """Whether the graph wants sublinear term weights (1 + log(count)) rather than counts."""
-        if INPUT_TERM_WEIGHTS not in widths:
+        types = {i.name: i.type for i in self._session.get_inputs()}
+        sparse = "sparse_tensor(float)"
+        if types.get(INPUT_TERM_WEIGHTS) != sparse or types.get(INPUT_TERM_WEIGHTS_SQUARED) != sparse:
             raise ModelLoadError(
-                f"{model_path}: takes no {INPUT_TERM_WEIGHTS!r} input (exported by an "
-                "older stream-tagger, whose graph weighted the counts itself): retrain it"
+                f"{model_path}: takes no sparse {INPUT_TERM_WEIGHTS!r} and {INPUT_TERM_WEIGHTS_SQUARED!r} "
+                "inputs (exported by an older stream-tagger, whose graph took padded n-grams): retrain it"
             )
         kind = self._session.get_modelmeta().custom_metadata_map.get(TERM_WEIGHTS_PROP)
         if kind not in ("sublinear", "counts"):
@@ -263,40 +263,32 @@ class Predictor:
         return featurize(texts, self._params, self._vocab, self._keywords, self._pieces)
 
     def run_graph(self, feats: BatchFeatures) -> np.ndarray:
-        """The ONNX half of ``predict``: probabilities [B, len(labels)].
+        """The ONNX half of ``predict``: probabilities [B, len(labels)], one onnxruntime call per batch.
 
-        The graph takes a padded [B, T] matrix, T = the longest post of the batch, and its cost grows
-        with B x T. Batches up to ``GROUP_ROWS`` posts run as one; bigger or very uneven ones (one 4 kB
-        post among short ones) run in groups of similar length, at most ``GROUP_ROWS`` posts and
-        ``MAX_CELLS`` cells each: on real posts that halves the padding of a batch of 512."""
-        lengths = feats.lengths
-        n = len(lengths)
-        if n <= GROUP_ROWS and n * max(int(lengths.max()), 1) <= MAX_CELLS:
-            ids, weights = feats.padded(sublinear=self.sublinear_tf)
-            return self.run_padded(ids, weights, feats.keyword_hits, feats.embedding)
-        probs = np.empty((n, len(self.labels)), dtype=np.float32)
-        order = np.argsort(lengths, kind="stable")
-        start = 0
-        while start < n:
-            # Rows are sorted by length: a group's width is its last row's length.
-            fits = np.arange(1, min(GROUP_ROWS, n - start) + 1)
-            widths = np.maximum(lengths[order[start : start + len(fits)]], 1)
-            stop = start + max(int(np.count_nonzero(fits * widths <= MAX_CELLS)), 1)
-            rows = order[start:stop]
-            ids, weights = feats.padded(rows, sublinear=self.sublinear_tf)
-            probs[rows] = self.run_padded(ids, weights, feats.keyword_hits[rows], feats.embedding[rows])
-            start = stop
-        return probs
-
-    def run_padded(
-        self, ids: np.ndarray, term_weights: np.ndarray, keyword_hits: np.ndarray, embedding: np.ndarray
-    ) -> np.ndarray:
-        """onnxruntime on one padded batch (see ``BatchFeatures.padded``) and the same rows' keyword hits
-        and embedding (ignored by a model without them, whose features have no such columns)."""
-        feeds = {INPUT_IDS: ids, INPUT_TERM_WEIGHTS: term_weights}
+        The graph takes the n-grams as the featuriser counted them, a sparse [B, vocabulary] matrix in
+        CSR form (no padding, no copy), so its cost follows the n-grams the posts have, not the longest
+        post (decision 027)."""
+        weights, squares = feats.term_weights(sublinear=self.sublinear_tf)
+        cols, indptr = feats.cols, feats.indptr
+        if not len(cols):  # onnxruntime takes no CSR matrix without an entry: one stored zero adds nothing
+            weights = squares = np.zeros(1, dtype=np.float32)
+            cols, indptr = np.zeros(1, dtype=np.int64), np.minimum(np.arange(len(indptr)), 1)
+        shape = np.array([len(feats.oov_share), len(self._vocab)], dtype=np.int64)
+        feeds: dict[str, object] = {
+            INPUT_TERM_WEIGHTS: sparse_input(shape, weights, cols, indptr),
+            INPUT_TERM_WEIGHTS_SQUARED: sparse_input(shape, squares, cols, indptr),
+        }
         if self._keywords is not None:
-            feeds[INPUT_KEYWORD_HITS] = keyword_hits
+            feeds[INPUT_KEYWORD_HITS] = feats.keyword_hits
         if self._pieces is not None:
-            feeds[INPUT_EMBEDDING] = embedding
+            feeds[INPUT_EMBEDDING] = feats.embedding
         (probs,) = self._session.run([OUTPUT], feeds)
         return probs
+
+
+def sparse_input(shape: np.ndarray, values: np.ndarray, cols: np.ndarray, indptr: np.ndarray) -> ort.OrtValue:
+    """A sparse graph input: the CSR matrix of ``shape`` with ``values`` at ``cols`` (int64), rows
+    delimited by ``indptr`` (int64). onnxruntime reads the numpy arrays in place, so they must outlive
+    the run (the caller holds them)."""
+    tensor = ort.SparseTensor.sparse_csr_from_numpy(shape, values, cols, indptr, CPU)
+    return ort.OrtValue.ort_value_from_sparse_tensor(tensor)

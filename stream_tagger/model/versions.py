@@ -36,8 +36,10 @@ CONFUSION_FILE = "confusion_matrix.png"
 PIPELINE_FILE = "pipeline.joblib"
 POINTER = "current"
 # Names of the ONNX graph's inputs and output: the contract between export and serving.
-INPUT_IDS = "ids"
+# ``term_weights`` and ``term_weights_squared`` are sparse (CSR) [B, vocabulary]: each n-gram's term
+# weight and its square, in the same places (decision 027).
 INPUT_TERM_WEIGHTS = "term_weights"
+INPUT_TERM_WEIGHTS_SQUARED = "term_weights_squared"
 # The graph's metadata property saying how the featuriser makes ``term_weights`` from n-gram counts:
 # "sublinear" (1 + log(count)) or "counts".
 TERM_WEIGHTS_PROP = "term_weights"

@@ -32,13 +32,14 @@ def outputs() -> dict[str, np.ndarray]:
     texts = [*load_dataset([DATASET]).texts, *NASTY]
     predictor = Predictor.load(resolve(MODELS / "current"))
     feats = predictor.featurize(texts)
-    ids, weights = feats.padded(sublinear=predictor.sublinear_tf)
+    weights, squares = feats.term_weights(sublinear=predictor.sublinear_tf)
     hashed = hash_ngrams(texts, FeatureParams(1, 3, 3, 100))
     vocab = Vocabulary(np.load(resolve(MODELS / "current") / VOCAB_FILE))
     keys = [-1 if key is None else key for key in fingerprints(texts)]
     return {
         "indptr": feats.indptr, "cols": feats.cols, "counts": feats.counts, "oov": feats.oov_share,
-        "keyword_hits": feats.keyword_hits, "embedding": feats.embedding, "ids": ids, "weights": weights,
+        "keyword_hits": feats.keyword_hits, "embedding": feats.embedding,
+        "weights": weights, "squares": squares,
         "doc": hashed.doc, "hashes": hashed.hashes, "totals": hashed.totals,
         "lookup": vocab.lookup(hashed.hashes), "keys": np.array(keys, np.int64),
     }  # fmt: skip

@@ -100,13 +100,11 @@ def test_any_texts_give_well_formed_deterministic_features(texts: list[str]) -> 
     for name in ("indptr", "cols", "counts", "oov_share", "keyword_hits", "embedding"):
         assert np.array_equal(getattr(feats, name), getattr(again, name)), name
     alone = [PREDICTOR.featurize([text]) for text in texts]  # a post's features ignore its neighbours
-    assert np.array_equal(feats.lengths, [a.lengths[0] for a in alone])
+    assert np.array_equal(np.diff(feats.indptr), [len(a.cols) for a in alone])
     assert np.array_equal(feats.cols, np.concatenate([a.cols for a in alone]))
     assert np.array_equal(feats.embedding, np.concatenate([a.embedding for a in alone]))
-    ids, weights = feats.padded(sublinear=False)
-    assert ids.shape == (len(texts), max(1, feats.lengths.max()))
-    assert weights.shape == (len(texts), 2, ids.shape[1])
-    assert weights[:, 0].sum() == feats.counts.sum()
+    weights, squares = feats.term_weights(sublinear=False)
+    assert np.array_equal(weights, feats.counts) and np.array_equal(squares, weights * weights)
 
 
 def test_sublinear_term_weights_are_scikit_learns_in_double_rounded_once() -> None:
@@ -114,17 +112,11 @@ def test_sublinear_term_weights_are_scikit_learns_in_double_rounded_once() -> No
     # kernel's table, counts from 256 on from log itself: both must give the same float32 (float32
     # arithmetic would differ for some, e.g. 7 and 1097).
     counts = np.arange(1, 5_001, dtype=np.float32)
-    indptr = np.array([0, 4_990, 5_000], dtype=np.int64)
-    cols = np.arange(len(counts), dtype=np.int64)
-    ids, weights = featurise.pad(indptr, cols, counts, np.array([0, 1], dtype=np.int64), True)
+    weights, squares = featurise.term_weights(counts, True)
     expected = (np.log(counts.astype(np.float64)) + 1.0).astype(np.float32)
-    assert ids.shape == (2, 4_990) and weights.shape == (2, 2, 4_990)
-    assert np.array_equal(weights[0, 0], expected[:4_990])
-    assert np.array_equal(weights[1, 0, :10], expected[4_990:])
-    assert np.array_equal(weights[:, 1], weights[:, 0] * weights[:, 0])
-    assert not weights[1, :, 10:].any() and not ids[1, 10:].any()  # padding
-    _, raw = featurise.pad(indptr, cols, counts, np.array([0], dtype=np.int64), False)
-    assert np.array_equal(raw[0, 0], counts[:4_990])
+    assert np.array_equal(weights, expected) and np.array_equal(squares, weights * weights)
+    raw, raw_squares = featurise.term_weights(counts, False)
+    assert np.array_equal(raw, counts) and np.array_equal(raw_squares, counts * counts)
 
 
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=60), st.lists(st.integers(0, 2**64 - 1), max_size=60))

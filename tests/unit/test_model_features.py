@@ -9,7 +9,7 @@ import pytest
 
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.featurise import FeatureParams, Vocabulary, featurize, hash_ngrams
-from stream_tagger.model.sklearn_transformers import Featurizer, to_csr
+from stream_tagger.model.sklearn_transformers import Featurizer
 from stream_tagger.model.versions import VOCAB_FILE, read_metadata, resolve
 from tests.conftest import DATASET, MODELS
 
@@ -52,24 +52,12 @@ def test_char_and_word_ngrams_of_the_same_string_differ() -> None:
 def test_odd_texts_never_break_the_batch(text: str) -> None:
     feat = Featurizer(char_min=2, char_max=4).fit(CORPUS)
     batch = featurize(["object detection", text, "text"], PARAMS, feat.vocabulary_)
-    ids, weights = batch.padded(sublinear=False)
-    assert weights.shape == (3, 2, ids.shape[1])
+    assert len(batch.indptr) == 4 and len(batch.oov_share) == 3
     single = featurize(["object detection"], PARAMS, feat.vocabulary_)
-    single_ids, single_weights = single.padded(sublinear=False)
-    row = {int(i): float(t) for i, t in zip(ids[0], weights[0, 0], strict=True) if t}
-    assert row == {int(i): float(t) for i, t in zip(single_ids[0], single_weights[0, 0], strict=True) if t}
+    first = slice(batch.indptr[0], batch.indptr[1])
+    assert np.array_equal(batch.cols[first], single.cols)
+    assert np.array_equal(batch.counts[first], single.counts)
     assert 0.0 <= batch.oov_share[1] <= 1.0
-
-
-def test_padded_rows_and_csr_agree() -> None:
-    feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
-    batch = featurize(CORPUS, PARAMS, feat.vocabulary_)
-    dense = to_csr(batch, len(feat.vocabulary_)).toarray()
-    ids, weights = batch.padded(np.array([3, 1]), sublinear=False)
-    for r, row in enumerate((3, 1)):
-        tf = weights[r, 0]
-        assert tf.sum() == dense[row].sum() and np.array_equal(weights[r, 1], tf * tf)
-        assert np.array_equal(np.bincount(ids[r], weights=tf, minlength=dense.shape[1]), dense[row])
 
 
 def test_oov_share_and_vocabulary_lookup() -> None:
@@ -104,8 +92,9 @@ def test_counted_totals_equal_collected_ngrams() -> None:
 def test_batch_without_any_known_ngram() -> None:
     feat = Featurizer(char_min=2, char_max=4, min_df=1).fit(CORPUS)
     out = featurize(["", "qqq zzz", "!!!"], PARAMS, feat.vocabulary_)
-    ids, weights = out.padded(sublinear=True)
-    assert len(out.cols) == 0 and ids.shape == (3, 1) and weights.shape == (3, 2, 1) and not weights.any()
+    weights, squares = out.term_weights(sublinear=True)
+    assert len(out.cols) == 0 and weights.shape == squares.shape == (0,)
+    assert out.indptr.tolist() == [0, 0, 0, 0]
     assert out.oov_share.tolist() == [0.0, 1.0, 0.0]
 
 
@@ -259,7 +248,7 @@ def test_an_empty_batch_has_no_posts() -> None:
     vocab = Vocabulary(np.load(resolve(MODELS / "current") / VOCAB_FILE))
     feats = featurize([], PARAMS, vocab)
     assert feats.indptr.tolist() == [0] and len(feats.oov_share) == 0
-    assert feats.padded(sublinear=True)[0].shape[0] == 0
+    assert feats.term_weights(sublinear=True)[0].shape == (0,)
     assert hash_ngrams([], PARAMS).n_docs == 0
 
 

@@ -17,9 +17,9 @@ from stream_tagger.model.predictor import Predictor
 from stream_tagger.model.train import pipeline_steps
 from stream_tagger.model.versions import (
     INPUT_EMBEDDING,
-    INPUT_IDS,
     INPUT_KEYWORD_HITS,
     INPUT_TERM_WEIGHTS,
+    INPUT_TERM_WEIGHTS_SQUARED,
     MODEL_FILE,
     PIPELINE_FILE,
     resolve,
@@ -61,7 +61,7 @@ def test_the_served_model_takes_keyword_hits_and_the_piece_embedding(served) -> 
     # so that the parity tests below cover both dense inputs too
     predictor, pipeline = served
     graph = onnx.load(resolve(MODELS / "current") / MODEL_FILE).graph
-    names = [INPUT_IDS, INPUT_TERM_WEIGHTS, INPUT_KEYWORD_HITS, INPUT_EMBEDDING]
+    names = [INPUT_TERM_WEIGHTS, INPUT_TERM_WEIGHTS_SQUARED, INPUT_KEYWORD_HITS, INPUT_EMBEDDING]
     assert [i.name for i in graph.input] == names
     feats = predictor.featurize(load_dataset([DATASET]).texts)
     assert (feats.keyword_hits > 0).mean() > 0.2

@@ -123,10 +123,10 @@ def _rewrite_graph(d: Path, change) -> None:
 
 
 def _graph_of_an_older_release(model: onnx.ModelProto) -> None:
-    # Its graph took raw counts as "tf" [B, T] and weighted them itself.
-    model.graph.input[1].name = "tf"
+    # Its graph took other inputs: padded n-gram "ids" [B, T] and their weights.
+    model.graph.input[0].name = "ids"
     for node in model.graph.node:
-        node.input[:] = ["tf" if name == "term_weights" else name for name in node.input]
+        node.input[:] = ["ids" if name == "term_weights" else name for name in node.input]
 
 
 def _term_weights_prop(value: str | None):
@@ -143,7 +143,7 @@ def _term_weights_prop(value: str | None):
         (lambda d: (d / "model.onnx").unlink(), "model.onnx: missing"),
         (
             lambda d: _rewrite_graph(d, _graph_of_an_older_release),
-            "model.onnx: takes no 'term_weights' input .*retrain it",
+            "model.onnx: takes no sparse 'term_weights' and 'term_weights_squared' inputs .*retrain it",
         ),
         (
             lambda d: _rewrite_graph(d, _term_weights_prop(None)),
@@ -277,14 +277,13 @@ def test_a_pointer_that_cannot_be_read_is_a_model_load_error_naming_it(
     assert len(str(info.value).splitlines()) == 1
 
 
-def test_one_huge_post_among_short_ones_runs_in_groups_with_the_same_result(
-    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    texts = [*TEXTS, "object detection " * 2000, *TEXTS]
-    expected = predictor.predict(texts).probs
-    monkeypatch.setattr(runtime, "MAX_CELLS", 64)  # force the grouped path
-    grouped = predictor.predict(texts).probs
-    assert np.allclose(grouped, expected, atol=1e-6)
+def test_a_post_scores_the_same_alone_and_beside_any_others(predictor: Predictor) -> None:
+    # One sparse batch: a huge post, posts without a known n-gram and short ones share no sum.
+    texts = [*TEXTS, "object detection " * 2000, "", "qqq zzz", *TEXTS]
+    together = predictor.predict(texts).probs
+    alone = np.concatenate([predictor.predict([text]).probs for text in texts])
+    assert np.allclose(together, alone, atol=1e-6)
+    assert np.allclose(predictor.predict(["", "qqq zzz"]).probs, alone[len(TEXTS) + 1 : len(TEXTS) + 3])
 
 
 def test_keyword_lists_are_served_from_the_version_folder(

@@ -24,7 +24,7 @@ from stream_tagger.model.featurise import featurize
 from stream_tagger.model.keyword_baseline import KEYWORDS
 from stream_tagger.model.nb_weights import NBWeights
 from stream_tagger.model.onnx_graph import build_graph
-from stream_tagger.model.predictor import ModelLoadError, Predictor
+from stream_tagger.model.predictor import ModelLoadError, Predictor, sparse_input
 from stream_tagger.model.train import TrainConfig, build_pipeline, pipeline_steps, train, training_rows
 from stream_tagger.settings import APPROVED_TAGS
 from tests.conftest import DATASET, as_exported
@@ -223,9 +223,11 @@ def test_export_without_nb_weights_or_sublinear_tf_matches_scikit_learn(small_cs
     feat = steps["features"]
     batch = featurize(data.texts, feat.params, feat.vocabulary_, steps["keywords"].keywords_, pieces)
     assert {p.key: p.value for p in graph.metadata_props}["term_weights"] == "counts"
-    ids, weights = batch.padded(sublinear=False)
-    feeds = {"ids": ids, "term_weights": weights}
-    feeds |= {"keyword_hits": batch.keyword_hits, "embedding": batch.embedding}
+    weights, squares = batch.term_weights(sublinear=False)
+    shape = np.array([len(data.texts), len(feat.vocabulary_)], dtype=np.int64)
+    feeds: dict[str, object] = {"keyword_hits": batch.keyword_hits, "embedding": batch.embedding}
+    feeds |= {"term_weights": sparse_input(shape, weights, batch.cols, batch.indptr)}
+    feeds |= {"term_weights_squared": sparse_input(shape, squares, batch.cols, batch.indptr)}
     onnx_probs = onnxruntime.InferenceSession(graph.SerializeToString()).run(None, feeds)[0]
     assert np.abs(onnx_probs - pipe.predict_proba(data.texts)).max() < 1e-4
 
