@@ -11,6 +11,7 @@ topic does not go through Faust's per-event stream machinery (measured ~4.4k eve
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import os
@@ -132,6 +133,29 @@ def make_faust_app(settings: Settings) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
     )
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_malloc() -> None:
+    """Keep the memory a micro-batch frees for the next one (glibc; elsewhere nothing to do).
+
+    Each batch frees a few MB of arrays at once (the featuriser's n-grams, the graph's inputs). glibc
+    returns the top of its heap to the OS once more than a threshold is free there (by default twice
+    the largest block it has freed), and the next batch then faults every page in again: 2.4 page faults
+    and ~4 µs of kernel time per event, measured on batches of 512 posts. Fixed thresholds keep that
+    memory in the process; its resident size stays at its high-water mark, which is what a memory limit
+    must allow for anyway.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return
+    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest; blocks above it are mapped on their own
 
 
 def tune_gc() -> None:

@@ -114,11 +114,12 @@ def run_worker(settings: Settings) -> int:
 
 
 def _start_worker(settings: Settings, metrics: Metrics, probes: Probes, server: WebServer) -> int:
-    from stream_tagger.app import Worker, tune_gc
+    from stream_tagger.app import Worker, tune_gc, tune_malloc
     from stream_tagger.kafka.admin import check_feedback_partitions, ensure_topics, wait_for_broker
     from stream_tagger.model.predictor import Predictor
     from stream_tagger.online.attach import Online
 
+    tune_malloc()
     predictor = Predictor.load(settings.model_dir)
     log.info("model %s loaded from %s", predictor.version, settings.model_dir)
     probes.phase = WAITING_FOR_BROKER
