@@ -9,7 +9,7 @@ it does not show is what happens between the two threads and the cores: run.py s
 
 The steps are the worker's own objects, built as ``stream-tagger worker`` builds them (every observer
 attached), run in one thread on real posts in Kafka messages: decode and dedup (``Pipeline.prepare``),
-featurise (``Predictor.featurize``), the ONNX graph with its padding (``Predictor.run_graph``), then
+featurise (``Predictor.featurize``), the ONNX graph with its sparse inputs (``Predictor.run_graph``), then
 routing, the observers and encoding (``Pipeline.finish``); at full batches (4,096, what the loop takes
 under a backlog) and at 256 (a partial batch under load, where the cost per batch shows). A child
 Python runs under callgrind, counting from start; before each step the parent zeroes the counters and
@@ -17,7 +17,7 @@ after it dumps them (``callgrind_control``), so a step's count is its own. PYTHO
 (dict and set layouts repeat from run to run) and the collector is tuned as a worker tunes it.
 
 Instructions are not time: glibc fills and copies large blocks with ``rep stos``/``rep movs``, which
-count once per iteration, so the graph step's zeroed and copied arrays weigh more here than on a clock.
+count once per iteration, so a step that zeroes or copies large arrays weighs more here than on a clock.
 The Python of the hot-path thread (prepare, finish) counts as it runs.
 
 Writes benchmarks/results/instructions.json and instructions.png; needs valgrind (Debian's
@@ -47,7 +47,7 @@ BATCH_SIZES = (4_096, 256)
 STEPS = (
     ("prepare", "decode and dedup (Pipeline.prepare)"),
     ("featurise", "featurise (Predictor.featurize)"),
-    ("graph", "ONNX graph and padding (Predictor.run_graph)"),
+    ("graph", "ONNX graph (Predictor.run_graph)"),
     ("finish", "route, observers, encode (Pipeline.finish)"),
 )
 HOT_PATH_STEPS = ("prepare", "finish")  # the hot-path thread's Python; the others release the GIL
