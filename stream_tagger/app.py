@@ -145,17 +145,18 @@ def tune_malloc() -> None:
 
     Each batch frees a few MB of arrays at once (the featuriser's n-grams, the graph's inputs). glibc
     returns the top of its heap to the OS once more than a threshold is free there (by default twice
-    the largest block it has freed), and the next batch then faults every page in again: 2.4 page faults
-    and ~4 µs of kernel time per event, measured on batches of 512 posts. Fixed thresholds keep that
-    memory in the process; its resident size stays at its high-water mark, which is what a memory limit
-    must allow for anyway.
+    the largest block it has freed), and the next batch then faults every page in again: about 2 page
+    faults per event in a worker draining a backlog. Fixed thresholds keep that memory in the process;
+    its resident size stays near its high-water mark, which is what a memory limit must allow for anyway.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return
-    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest; blocks above it are mapped on their own
+    # 64 MB: many batches' worth, well under a worker's memory limit. 32 MB: glibc's largest mmap
+    # threshold on 64-bit; bigger blocks are mapped on their own, as always.
+    if not (mallopt(_M_TRIM_THRESHOLD, 64 << 20) and mallopt(_M_MMAP_THRESHOLD, 32 << 20)):
+        log.warning("glibc refused the malloc thresholds: freed memory may be faulted in again")
 
 
 def tune_gc() -> None:

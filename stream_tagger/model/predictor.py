@@ -1,6 +1,6 @@
 """Serving: texts -> class probabilities with the ONNX model of one version folder.
 
-Featurisation is one compiled pass over the whole micro-batch (see ``featurise``): n-gram counts and,
+Featurisation is one compiled pass over up to ``PREDICT_ROWS`` posts (see ``featurise``): n-gram counts and,
 for models with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the piece
 embedding, and each n-gram's term-frequency weight; the ONNX graph does the rest of TF-IDF and the linear
 model, over the n-grams as a sparse matrix.
@@ -53,9 +53,9 @@ T = TypeVar("T")
 
 #: Where the graph's sparse inputs live: the featuriser's arrays, in this process's memory.
 CPU = ort.OrtDevice.make("cpu", 0)
-#: Most posts ``predict`` featurises and scores at once. The n-grams of 512 posts (~1.3 MB) are still in
-#: the CPU's cache when the graph reads them; a whole chunk of 2,048 costs ~5% more per post. A call to
-#: the featuriser or the graph costs ~15 µs.
+#: Most posts ``predict`` featurises and scores at once. The n-grams of 512 posts (columns, weights and
+#: squares, ~2.6 MB) are still in the CPU's cache when the graph reads them; a whole chunk of 2,048
+#: costs ~5% more per post on the benchmark machine. A call to the featuriser or the graph costs ~15 µs.
 PREDICT_ROWS = 512
 #: Largest difference allowed between the smoke probabilities stored at export and those at load: the
 #: same graph on another machine differs in the last float bits (~1e-7), a broken one by far more.
@@ -285,7 +285,8 @@ class Predictor:
         cols, indptr = feats.cols, feats.indptr
         if not len(cols):  # onnxruntime takes no CSR matrix without an entry: one stored zero adds nothing
             weights = squares = np.zeros(1, dtype=np.float32)
-            cols, indptr = np.zeros(1, dtype=np.int64), np.minimum(np.arange(len(indptr)), 1)
+            cols, indptr = np.zeros(1, dtype=np.int64), np.ones_like(indptr)
+            indptr[0] = 0  # the entry is row 0's; every other row is empty
         shape = np.array([len(feats.oov_share), len(self._vocab)], dtype=np.int64)
         feeds: dict[str, object] = {
             INPUT_TERM_WEIGHTS: sparse_input(shape, weights, cols, indptr),
@@ -301,7 +302,6 @@ class Predictor:
 
 def sparse_input(shape: np.ndarray, values: np.ndarray, cols: np.ndarray, indptr: np.ndarray) -> ort.OrtValue:
     """A sparse graph input: the CSR matrix of ``shape`` with ``values`` at ``cols`` (int64), rows
-    delimited by ``indptr`` (int64). onnxruntime reads the numpy arrays in place, so they must outlive
-    the run (the caller holds them)."""
+    delimited by ``indptr`` (int64). onnxruntime reads the numpy arrays in place, without a copy."""
     tensor = ort.SparseTensor.sparse_csr_from_numpy(shape, values, cols, indptr, CPU)
     return ort.OrtValue.ort_value_from_sparse_tensor(tensor)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import subprocess
 import sys
 
+import pytest
 from faust.types.auth import AuthProtocol
 
 from stream_tagger.app import make_faust_app
@@ -48,6 +50,7 @@ def test_sasl_login_reaches_faust_too() -> None:
     assert (credentials.username, credentials.password) == ("u", "p")
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tune_malloc tunes glibc only")
 def test_memory_a_batch_frees_is_kept_for_the_next() -> None:
     # In a fresh process, with glibc's defaults, this churn faults every page in again each round
     # (20 x 1,536 pages); after tune_malloc, none should be.

@@ -123,10 +123,18 @@ def _rewrite_graph(d: Path, change) -> None:
 
 
 def _graph_of_an_older_release(model: onnx.ModelProto) -> None:
-    # Its graph took other inputs: padded n-gram "ids" [B, T] and their weights.
-    model.graph.input[0].name = "ids"
+    # Its graph took padded n-gram "ids" [B, T] beside a dense "term_weights".
+    model.graph.input[1].name = "ids"
     for node in model.graph.node:
-        node.input[:] = ["ids" if name == "term_weights" else name for name in node.input]
+        node.input[:] = ["ids" if name == "term_weights_squared" else name for name in node.input]
+
+
+def _dense_term_weights(model: onnx.ModelProto) -> None:
+    # A graph that loads, with a dense "term_weights" [B, vocabulary]: not what the featuriser feeds.
+    dense = onnx.helper.make_tensor_value_info("term_weights", onnx.TensorProto.FLOAT, ["batch", 13_742])
+    model.graph.input[0].CopyFrom(dense)
+    first = model.graph.node[0]
+    first.op_type, first.domain = "MatMul", ""
 
 
 def _term_weights_prop(value: str | None):
@@ -144,6 +152,14 @@ def _term_weights_prop(value: str | None):
         (
             lambda d: _rewrite_graph(d, _graph_of_an_older_release),
             "model.onnx: takes no sparse 'term_weights' and 'term_weights_squared' inputs .*retrain it",
+        ),
+        (
+            lambda d: _rewrite_graph(d, _dense_term_weights),
+            "model.onnx: takes no sparse 'term_weights' and 'term_weights_squared' inputs .*retrain it",
+        ),
+        (
+            lambda d: np.save(d / "vocabulary.npy", np.load(d / "vocabulary.npy")[:-1]),
+            "vocabulary.npy: gives 13741 columns, but the model's graph takes 13742",
         ),
         (
             lambda d: _rewrite_graph(d, _term_weights_prop(None)),
@@ -275,6 +291,14 @@ def test_a_pointer_that_cannot_be_read_is_a_model_load_error_naming_it(
     with pytest.raises(ModelLoadError, match=r"current: unreadable pointer") as info:
         Predictor.load(pointer)
     assert len(str(info.value).splitlines()) == 1
+
+
+def test_a_batch_bigger_than_one_call_is_scored_in_slices_with_the_same_result(predictor: Predictor) -> None:
+    texts = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(2 * runtime.PREDICT_ROWS + 3)]
+    sliced = predictor.predict(texts)
+    feats = predictor.featurize(texts)  # the whole batch through the graph in one call
+    assert np.allclose(sliced.probs, predictor.run_graph(feats), atol=1e-6)
+    assert np.array_equal(sliced.oov_share, feats.oov_share)
 
 
 def test_a_post_scores_the_same_alone_and_beside_any_others(predictor: Predictor) -> None:
