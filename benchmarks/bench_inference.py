@@ -42,6 +42,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from stream_tagger.app import tune_malloc
 from stream_tagger.model.dataset import load_dataset
 from stream_tagger.model.predictor import Predictor
 from stream_tagger.model.versions import PIPELINE_FILE, resolve
@@ -167,6 +168,7 @@ def main() -> None:
         "--passes", type=int, default=40, help="alternating passes per batch size (--against)"
     )
     args = parser.parse_args()
+    tune_malloc()  # the allocator as a worker runs it
 
     version_dir = resolve(args.model)
     predictor = Predictor(version_dir)

@@ -11,7 +11,9 @@ The steps are the worker's own objects, built as ``stream-tagger worker`` builds
 attached), run in one thread on real posts in Kafka messages: decode and dedup (``Pipeline.prepare``),
 featurise (``Predictor.featurize``), the ONNX graph with its sparse inputs (``Predictor.run_graph``), then
 routing, the observers and encoding (``Pipeline.finish``); at full batches (4,096, what the loop takes
-under a backlog) and at 256 (a partial batch under load, where the cost per batch shows). A child
+under a backlog) and at 256 (a partial batch under load, where the cost per batch shows); featurise and
+the graph take a whole batch per call, where the worker's ``Predictor.predict`` takes 512 posts at a
+time (the same instructions per post, bar a call's fixed cost). A child
 Python runs under callgrind, counting from start; before each step the parent zeroes the counters and
 after it dumps them (``callgrind_control``), so a step's count is its own. PYTHONHASHSEED is fixed
 (dict and set layouts repeat from run to run) and the collector is tuned as a worker tunes it.
@@ -60,7 +62,7 @@ def child(model: Path, events: int) -> None:
     from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
     from prometheus_client import CollectorRegistry
 
-    from stream_tagger.app import Worker, tune_gc
+    from stream_tagger.app import Worker, tune_gc, tune_malloc
     from stream_tagger.metrics import Metrics
     from stream_tagger.model.predictor import Predictor
     from stream_tagger.online.attach import Online
@@ -86,7 +88,8 @@ def child(model: Path, events: int) -> None:
         ]
 
     pipeline.process(messages(256, "warm"))  # first-call costs (lazy imports, caches) out of the way
-    tune_gc()  # the collector as a worker runs it
+    tune_gc()  # the collector and the allocator as a worker runs them
+    tune_malloc()
 
     def step(name: str, size: int, run: Callable[[Any], Any], inputs: list[Any]) -> list[Any]:
         """``run`` over every input between the parent's zeroing and dumping of the counters; nothing else

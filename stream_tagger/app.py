@@ -153,10 +153,16 @@ def tune_malloc() -> None:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return
-    # 64 MB: many batches' worth, well under a worker's memory limit. 32 MB: glibc's largest mmap
-    # threshold on 64-bit; bigger blocks are mapped on their own, as always.
-    if not (mallopt(_M_TRIM_THRESHOLD, 64 << 20) and mallopt(_M_MMAP_THRESHOLD, 32 << 20)):
-        log.warning("glibc refused the malloc thresholds: freed memory may be faulted in again")
+    # Either call fixes both thresholds (glibc stops moving them), so the mmap one goes first: with it
+    # refused, glibc keeps its own. 32 MB: glibc's largest mmap threshold on 64-bit, bigger blocks are
+    # mapped on their own as always. 64 MB: many batches' worth, well under a worker's memory limit.
+    for name, option, value in (
+        ("M_MMAP_THRESHOLD", _M_MMAP_THRESHOLD, 32 << 20),
+        ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, 64 << 20),
+    ):
+        if not mallopt(option, value):  # 1 on success
+            log.warning("glibc refused %s=%d: freed memory may be faulted in again", name, value)
+            return
 
 
 def tune_gc() -> None:

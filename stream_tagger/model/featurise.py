@@ -1,12 +1,12 @@
-"""Text -> sparse n-gram counts for a whole micro-batch, in one compiled pass.
+"""Text -> sparse n-gram counts for a batch of posts, in one compiled pass.
 
 Why outside the ONNX graph: ONNX's string operators (normaliser, regex tokenizer, n-gram lookup) cost
 200-500 µs per post, ten times the budget of the worker. Here a batch is lower-cased once and encoded to
 one UTF-8 byte array; one C kernel (``stream_tagger/kernels/featurise.pyx``, Cython) then cleans it,
 hashes every n-gram, looks it up in the vocabulary and counts columns per post (a scratch array and a
-bitmap of the columns seen, no sort of the batch). The ONNX graph only sees integer column ids and
-counts. The kernels release the GIL, so the worker's inference threads featurise two batches at once on
-two cores.
+bitmap of the columns seen, no sort of the batch). The ONNX graph only sees the counts' term weights
+as a sparse matrix over vocabulary columns. The kernels release the GIL, so the worker's inference
+threads featurise two batches at once on two cores.
 
 The same kernels are the first step of the scikit-learn training pipeline (``sklearn_transformers``
 wraps them) and of serving, so training and serving cannot featurise differently. This module imports

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import pytest
 from faust.types.auth import AuthProtocol
 
+from stream_tagger import app
 from stream_tagger.app import make_faust_app
 from stream_tagger.settings import Settings
 
@@ -69,3 +71,32 @@ print(churn())
 """
     out = subprocess.run([sys.executable, "-c", churn], capture_output=True, text=True, check=True)
     assert int(out.stdout) < 300
+
+
+def test_a_refused_malloc_threshold_is_logged_and_the_other_left_to_glibc(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    options: list[int] = []
+
+    class RefusingLibc:
+        def mallopt(self, option: int, value: int) -> int:
+            options.append(option)
+            return 0
+
+    monkeypatch.setattr(app.ctypes, "CDLL", lambda name: RefusingLibc())
+    with caplog.at_level(logging.WARNING, logger="stream_tagger.app"):
+        app.tune_malloc()
+    assert options == [-3]  # M_MMAP_THRESHOLD refused: the trim threshold stays glibc's own
+    assert "glibc refused M_MMAP_THRESHOLD=33554432" in caplog.text
+
+
+def test_without_glibc_nothing_is_tuned_or_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def missing(name: str) -> None:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(app.ctypes, "CDLL", missing)
+    with caplog.at_level(logging.DEBUG, logger="stream_tagger.app"):
+        app.tune_malloc()
+    assert caplog.records == []
