@@ -1,9 +1,9 @@
 """Serving: texts -> class probabilities with the ONNX model of one version folder.
 
-Featurisation is one compiled pass over up to ``PREDICT_ROWS`` posts (see ``featurise``): n-gram counts and,
-for models with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the piece
-embedding, and each n-gram's term-frequency weight; the ONNX graph does the rest of TF-IDF and the linear
-model, over the n-grams as a sparse matrix.
+Featurisation is one compiled pass over up to ``PREDICT_ROWS`` posts (see ``featurise``): n-gram counts
+and, for models with ``keywords.json``, the keyword hits per tag, for models with ``pieces.npz`` the
+piece embedding, and each n-gram's term-frequency weight; the ONNX graph does the rest of TF-IDF and the
+linear model, over the n-grams as a sparse matrix.
 onnxruntime runs with one intra-op thread: the worker scales by running several batches at once, and
 onnxruntime releases the GIL while it computes.
 """
