@@ -161,8 +161,9 @@ class Predictor:
         model_path = version_dir / MODEL_FILE
         self._session = _session(model_path)
         self._check_graph(model_path, meta_path)
-        widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
-        self.sublinear_tf = self._term_weights(model_path)
+        inputs = self._session.get_inputs()
+        widths = {i.name: i.shape[-1] for i in inputs}
+        self.sublinear_tf = self._term_weights({i.name: i.type for i in inputs}, model_path)
         _check_width(vocab_path, len(self._vocab), widths[INPUT_TERM_WEIGHTS])
         self._keywords: Keywords | None = None
         if self._takes(widths, INPUT_KEYWORD_HITS, version_dir / KEYWORDS_FILE, model_path):
@@ -224,9 +225,9 @@ class Predictor:
                 f"(max difference {worst}, allowed {SMOKE_TOLERANCE})"
             )
 
-    def _term_weights(self, model_path: Path) -> bool:
-        """Whether the graph wants sublinear term weights (1 + log(count)) rather than counts."""
-        types = {i.name: i.type for i in self._session.get_inputs()}
+    def _term_weights(self, types: dict[str, str], model_path: Path) -> bool:
+        """Whether the graph wants sublinear term weights (1 + log(count)) rather than counts; ``types``
+        are its inputs' types by name."""
         sparse = "sparse_tensor(float)"
         if types.get(INPUT_TERM_WEIGHTS) != sparse or types.get(INPUT_TERM_WEIGHTS_SQUARED) != sparse:
             raise ModelLoadError(
