@@ -15,6 +15,7 @@ share the same cores.
 from __future__ import annotations
 
 import ctypes
+import gc
 import itertools
 import math
 import os
@@ -22,10 +23,11 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -114,7 +116,7 @@ def produce_paced(
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
     producer = new_producer(bootstrap) if producer is None else producer
-    sent: dict[bytes, int] = {}
+    sent = presized(key for key, _ in pairs)  # no resize (tens of ms holding the GIL) while pacing
     start = time.monotonic()
     i, total = 0, len(pairs)
     while i < total:
@@ -130,6 +132,27 @@ def produce_paced(
     return sent, total / elapsed if elapsed > 0 else math.inf
 
 
+def presized(keys: Iterable[bytes]) -> dict[bytes, Any]:
+    """A dict with room for ``keys`` (each mapped to None). Filled while a run is timed, a dict that grows
+    re-hashes everything it holds at each doubling: at 350,000 and 700,000 keys that held the GIL for tens
+    of milliseconds, in the load generator and the reader at once (both fill one per event), and the
+    stalled generator then sent a burst: a tail of latency that no pipeline caused."""
+    return dict.fromkeys(keys)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection in this process while a run is timed. The harness holds millions of
+    objects (the events, the timestamps), and a full collection over them stops the load generator and the
+    reader for tens of milliseconds; what a run allocates is freed by reference counting."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class Sink(threading.Thread):
     """Reads the output topics from the beginning and keeps, per key, the first output's CreateTime (ms)
     and the wall time (s) the harness received it. Counts keys, not messages: one event may yield several.
@@ -137,10 +160,17 @@ class Sink(threading.Thread):
     then receives a burst, which would read as latency."""
 
     def __init__(
-        self, bootstrap: str, topics: Sequence[str], partitions: int, floor_topic: str | None = None
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        partitions: int,
+        floor_topic: str | None = None,
+        expect: Iterable[bytes] = (),
     ) -> None:
         """``floor_topic``: also read the pipeline's input topic, keeping when each key arrived in ``floor``
-        (the harness's floor: upstream producer, broker and this reader, with no pipeline in between)."""
+        (the harness's floor: upstream producer, broker and this reader, with no pipeline in between).
+        ``expect``: the keys the run will send, so that ``seen`` and ``floor`` have room for them from the
+        start (a key not yet received maps to None); a key not expected is kept all the same."""
         super().__init__(daemon=True, name="sink")
         self._consumer = Consumer(
             {
@@ -155,8 +185,10 @@ class Sink(threading.Thread):
             [TopicPartition(t, p, OFFSET_BEGINNING) for t in read for p in range(partitions)]
         )
         self._floor_topic = floor_topic
-        self.seen: dict[bytes, tuple[int, float]] = {}
-        self.floor: dict[bytes, tuple[int, float]] = {}
+        expected = list(expect)
+        self.seen: dict[bytes, tuple[int, float] | None] = presized(expected)
+        self.floor: dict[bytes, tuple[int, float] | None] = presized(expected if floor_topic else ())
+        self.received = 0  # distinct keys in ``seen`` so far
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -170,19 +202,24 @@ class Sink(threading.Thread):
                     continue
                 now = time.time()
                 for msg in (first, *self._consumer.consume(1000, 0)):
-                    if msg.error() is None:
-                        into = floor if floor_topic is not None and msg.topic() == floor_topic else seen
-                        if (key := msg.key()) not in into:
-                            into[key] = (msg.timestamp()[1], now)
+                    if msg.error() is not None:
+                        continue
+                    key = msg.key()
+                    if floor_topic is not None and msg.topic() == floor_topic:
+                        if floor.get(key) is None:
+                            floor[key] = (msg.timestamp()[1], now)
+                    elif seen.get(key) is None:
+                        seen[key] = (msg.timestamp()[1], now)
+                        self.received += 1
         finally:
             self._consumer.close()
 
     def wait_for(self, count: int, timeout: float, alive: Processes | None = None) -> bool:
         """True once ``count`` distinct keys arrived; False at ``timeout`` or when the pipeline died."""
         deadline = time.monotonic() + timeout
-        while len(self.seen) < count:
+        while self.received < count:
             if time.monotonic() > deadline or (alive is not None and not alive.running()):
-                return len(self.seen) >= count
+                return self.received >= count
             time.sleep(0.05)
         return True
 

@@ -407,13 +407,13 @@ def _profile_one(
             window = Window(pid, {name: other for name, other in others.items() if other is not None})
 
             def started() -> None:
-                came_out.append(len(sink.seen))
+                came_out.append(sink.received)
                 window.start()
 
             def until(work: Callable[[], object]) -> object:
                 result = work()
                 window.stop()
-                came_out.append(len(sink.seen))
+                came_out.append(sink.received)
                 return result
 
             extra = [samples] if samples else []

@@ -16,6 +16,7 @@ LABELS = {
     "sklearn": "confluent-kafka + scikit-learn per batch",
     "worker": "stream-tagger worker",
     "worker x2": "stream-tagger worker, 2 processes",
+    "worker live": "stream-tagger worker, under live load (offered its drain rate)",
     "worker-split": "stream-tagger worker + feedback-worker",
     "faust": "Faust agent, iterate only",
 }
@@ -87,6 +88,7 @@ def worker_runs(results: dict) -> list[dict]:
     own = results["pipelines"].get("worker", {})
     return [
         own.get("saturation") or {},
+        own.get("live_saturation") or {},
         *own.get("loads", []),
         *(r for s in results["sweeps"].values() for r in s),
     ]
@@ -202,6 +204,23 @@ def saturation_rows(results: dict) -> list[list[str]]:
                 _fmt(sat.get("broker_cores_busy"), 2),
                 _fmt(sat.get("peak_rss_mb")),
                 _runs(sat),
+            ]
+        )
+    live = results["pipelines"].get("worker", {}).get("live_saturation")
+    if live:
+        # Not a drain, so not beside the other rows' ratios: the share of saturation the latency loads take.
+        rows.append(
+            [
+                LABELS["worker live"],
+                _fmt(live.get("out_per_s")),
+                "-",
+                "-",
+                _fmt(live.get("cpu_us_per_event")),
+                _fmt(live.get("cores_busy"), 2),
+                _fmt(live.get("broker_cores_busy"), 2),
+                _fmt(live.get("peak_rss_mb")),
+                _runs({**live, "runs_events_per_s": live.get("runs_out_per_s", [])})
+                + f"; {_fmt(live.get('offered_per_s'))}/s offered",
             ]
         )
     return rows
@@ -504,6 +523,7 @@ AB_SATURATION_HEADER = [
     "events/s",
     "x first",
     "x first, run by run",
+    "under live load (runs)",
     "CPU µs/event",
     "cores busy",
     "peak RSS MB",
@@ -535,12 +555,14 @@ def ab_saturation_rows(results: dict) -> list[list[str]]:
     for label in ab["variants"]:
         sat = ab["saturation"][label]
         paired = [_ratio(r, b) for r, b in zip(ab["rounds"][label], ab["rounds"][first], strict=True)]
+        live = ab.get("live_saturation", {}).get(label, {})
         rows.append(
             [
                 label,
                 _fmt(sat.get("events_per_s")),
                 _x(_ratio(sat.get("events_per_s"), base)),
                 f"{_x(_median(paired))} ({', '.join(_x(p) for p in paired)})",
+                f"{_fmt(live.get('out_per_s'))} ({_list(live.get('runs_out_per_s', []))})" if live else "-",
                 _fmt(sat.get("cpu_us_per_event"), 1),
                 _fmt(sat.get("cores_busy"), 2),
                 _fmt(sat.get("peak_rss_mb")),

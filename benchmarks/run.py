@@ -54,7 +54,7 @@ import time
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -70,6 +70,7 @@ from harness import (
     GroupWatch,
     Processes,
     Sink,
+    collector_paused,
     create_topics,
     delete_topics,
     die_with_parent,
@@ -129,7 +130,8 @@ class Mode:
     """How long and how wide a run is: the full run, or ``--quick`` to check the harness in minutes."""
 
     events: int
-    load_seconds: float  # duration of each paced run
+    load_seconds: float  # duration of each paced run, measured
+    ramp_seconds: float  # offered at the run's rate before the measured events, not measured
     slow_seconds: float  # cap on a saturation run of a slow pipeline
     cap_seconds: float  # cap on any other saturation run: throughput is counted on what came out by then
     # Saturation runs of the fast pipelines, the median reported: on this shared VM single runs of one
@@ -141,9 +143,17 @@ class Mode:
 
 
 FULL = Mode(
-    events=200_000, load_seconds=20.0, slow_seconds=30.0, cap_seconds=120.0, saturation_runs=5, latency_runs=3
+    events=200_000,
+    load_seconds=20.0,
+    ramp_seconds=5.0,
+    slow_seconds=30.0,
+    cap_seconds=120.0,
+    saturation_runs=5,
+    latency_runs=3,
 )
-QUICK = Mode(events=30_000, load_seconds=5.0, slow_seconds=10.0, cap_seconds=30.0, saturation_runs=1)
+QUICK = Mode(
+    events=30_000, load_seconds=5.0, ramp_seconds=1.0, slow_seconds=10.0, cap_seconds=30.0, saturation_runs=1
+)
 
 
 @dataclass
@@ -422,7 +432,7 @@ def saturation(
     load = os.getloadavg()[0]
     with run_topics(bench, kind) as (run_id, topics):
         sent = produce_bulk(bench.bootstrap, topics.raw, encoded(n, run_id))
-        sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS)
+        sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS, expect=sent)
         sink.start()
         group, seconds = f"g-{run_id}", limit + 60
         processes = launch(
@@ -435,7 +445,8 @@ def saturation(
         try:
             if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                 raise _fail(kind, "no output", processes)
-            sink.wait_for(n, limit, processes)
+            with collector_paused():
+                sink.wait_for(n, limit, processes)
             view = worker_view(processes)
         finally:
             sink.stop()
@@ -492,39 +503,49 @@ def median_of(
 
 def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dict:
     """The pipeline running and warm, then events offered at ``rate``/s: the latency a user would see.
-    At low rates the reader also reads the input topic: the harness's floor, which no pipeline beats."""
+    The first ``ramp_seconds`` of the rate are not measured: a pipeline idle a moment before takes them to
+    reach its steady state (their latency is kept apart, ``ramp_latency_ms``). At low rates the reader
+    also reads the input topic: the harness's floor, which no pipeline beats."""
     # Every rate runs for load_seconds: a run cut at a number of events would last a few seconds at high
     # rates, too short to show whether the pipeline keeps up.
     n = max(100, int(rate * bench.mode.load_seconds))
     load = os.getloadavg()[0]
     with run_topics(bench, kind) as (run_id, topics):
+        warm = encoded(WARMUP_PER_PARTITION * PARTITIONS, f"{run_id}w")
+        ramp = encoded(int(rate * bench.mode.ramp_seconds), f"{run_id}r")
+        events = encoded(n, run_id)
         floor = topics.raw if rate <= FLOOR_MAX_RATE else None
-        sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS, floor_topic=floor)
+        expect = [key for key, _ in itertools.chain(warm, ramp, events)]
+        sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS, floor_topic=floor, expect=expect)
         sink.start()
         processes = launch(kind, bench, topics, f"g-{run_id}", seconds=STARTUP_TIMEOUT_S + 120, code=code)
         try:
             producer = new_producer(bench.bootstrap)  # warmed up too: connected, metadata known
-            warm = produce_bulk(
-                bench.bootstrap,
-                topics.raw,
-                encoded(WARMUP_PER_PARTITION * PARTITIONS, f"{run_id}w"),
-                PARTITIONS,
-                producer,
-            )
+            produce_bulk(bench.bootstrap, topics.raw, warm, PARTITIONS, producer)
             if not sink.wait_for(len(warm), STARTUP_TIMEOUT_S, processes):
                 raise _fail(kind, "warm-up events did not come out", processes)
-            events = encoded(n, run_id)
-            start = time.time()
-            sent, achieved = produce_paced(bench.bootstrap, topics.raw, events, rate, producer)
-            sink.wait_for(len(warm) + n, 30.0, processes)
+            with collector_paused():
+                # One paced stream: the ramp's events first, then the measured ones without a pause.
+                sent, achieved = produce_paced(bench.bootstrap, topics.raw, ramp + events, rate, producer)
+                sink.wait_for(len(expect), 30.0, processes)
             view = worker_view(processes)
         finally:
             sink.stop()
             processes.stop()
-    result = summarize(kind, sent, sink, processes, start, view)
+    measured = {key: sent[key] for key, _ in events}
+    start = min(measured.values()) / 1000  # the window opens with the first measured event's CreateTime
+    result = summarize(kind, measured, sink, processes, start, view)
     result.pop("events_per_s", None)  # the offered rate, not the pipeline's
+    # Outputs while the measured events were being sent, per second: the offered rate when the pipeline
+    # keeps up, the most it takes while the generator and the reader run beside it when it does not.
+    end = max(measured.values()) / 1000
+    out = sum(1 for hit in sink.seen.values() if hit is not None and start <= hit[1] <= end)
+    result["out_per_s"] = round(out / max(end - start, 1e-3), 1)
+    ramped = [hit[1] * 1000 - sent[key] for key, _ in ramp if (hit := sink.seen.get(key)) is not None]
+    if ramped:  # the ramp's own latency: how far from steady the pipeline started
+        result["ramp_latency_ms"] = {k: round(v, 1) for k, v in percentiles(ramped).items()}
     if floor:
-        arrived = [sink.floor[key][1] * 1000 - t_in for key, t_in in sent.items() if key in sink.floor]
+        arrived = [hit[1] * 1000 - t_in for key, t_in in measured.items() if (hit := sink.floor.get(key))]
         result["floor_ms"] = {k: round(v, 1) for k, v in percentiles(arrived).items()}
     return {
         "pipeline": kind,
@@ -533,6 +554,29 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
         "load_avg_1min_before": round(load, 2),
         **result,
     }
+
+
+def _out_per_s(run: dict) -> float | None:
+    return run.get("out_per_s")
+
+
+def under_load(
+    bench: Bench, rate: float, codes: Sequence[Code | None], log: Callable[[str], None]
+) -> list[dict]:
+    """Saturation under live load, per code (None: the run's own): the worker offered ``rate`` (its drain
+    rate, more than it takes with the load generator and the reader on the same cores) for a paced run,
+    ``latency_runs`` times, interleaved with the order alternating; the median run of each by the rate
+    its outputs came out at (``out_per_s``). What a latency target's share of saturation is taken of: a
+    drain has the cores to itself, a paced run shares them (decision 029)."""
+    runs: list[list[dict]] = [[] for _ in codes]
+    total = bench.mode.latency_runs
+    for round_ in range(total):
+        for i in range(len(codes)) if round_ % 2 == 0 else reversed(range(len(codes))):
+            name = "worker" if codes[i] is None else f"worker@{codes[i].label}"
+            log(f"{name}: saturation under live load ({rate:,.0f}/s offered), run {round_ + 1} of {total}")
+            run = partial(paced, bench, "worker", rate, codes[i])
+            runs[i].append(guarded(log, name, run, offered_per_s=rate))
+    return [median_of(code_runs, _out_per_s, "runs_out_per_s") for code_runs in runs]
 
 
 def parse_loads(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -624,6 +668,10 @@ def run_all(bench: Bench, only: list[str], batch_sizes: list[int], log: Callable
     if "worker" in only:
         results["sweeps"]["workers"].insert(0, results["pipelines"]["worker"]["saturation"])
     worker_rate = results["pipelines"].get("worker", {}).get("saturation", {}).get("events_per_s")
+    if worker_rate and bench.mode.worker_fractions:
+        [live] = under_load(bench, worker_rate, [None], log)
+        results["pipelines"]["worker"]["live_saturation"] = live
+        worker_rate = live.get("out_per_s")
     offered = [
         (kind, label, rate)
         for kind in LATENCY
@@ -691,7 +739,12 @@ def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
     for label in labels:
         results["saturation"][label] = median_of(runs[label])
         results["rounds"][label] = [r.get("events_per_s") for r in runs[label]]
-    for label, rate in loads_for(mode, results["saturation"][labels[0]].get("events_per_s")):
+    worker_rate = results["saturation"][labels[0]].get("events_per_s")
+    if worker_rate and mode.worker_fractions:
+        live = under_load(bench, worker_rate, codes, log)
+        results["live_saturation"] = dict(zip(labels, live, strict=True))
+        worker_rate = live[0].get("out_per_s")
+    for label, rate in loads_for(mode, worker_rate):
         entry: dict[str, Any] = {"label": label, "offered_per_s": round(rate, 1), "runs": {}}
         for round_ in range(mode.latency_runs):
             for code in ordered(round_):
