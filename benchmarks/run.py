@@ -443,9 +443,9 @@ def saturation(
         if watch is not None:
             watch.start()
         try:
-            if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
-                raise _fail(kind, "no output", processes)
-            with collector_paused():
+            with collector_paused():  # from before the first output: its collection is not timed
+                if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
+                    raise _fail(kind, "no output", processes)
                 sink.wait_for(n, limit, processes)
             view = worker_view(processes)
         finally:
