@@ -8,10 +8,11 @@ confluent producer, to show what Faust's per-event stream costs before any model
 peer lives in ``quix/app.py``: it needs its own virtualenv.
 
 Every pipeline writes one output message per input message, keyed by the input key, so the harness
-measures them all the same way. Each stops after ``--count`` messages, after ``--seconds``, or on SIGTERM.
+measures them all the same way. Each stops after ``--seconds`` or on SIGTERM (the harness stops it when
+its run is over).
 
     python benchmarks/baselines.py passthrough|sklearn|faust --bootstrap HOST:PORT --input T --output T
-        --group G [--model user-model.pkl] [--count N] [--seconds S]
+        --group G [--model user-model.pkl] [--seconds S]
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def passthrough(args: argparse.Namespace, stop: StopFlag) -> int:
     consumer, producer = _clients(args)
     done, deadline = 0, time.monotonic() + args.seconds
     try:
-        while done < args.count and time.monotonic() < deadline and not stop.set:
+        while time.monotonic() < deadline and not stop.set:
             for msg in consumer.consume(1000, 0.005):
                 if msg.error():
                     continue
@@ -131,7 +132,7 @@ def sklearn_batch(args: argparse.Namespace, stop: StopFlag) -> int:
     consumer, producer = _clients(args)
     done, deadline = 0, time.monotonic() + args.seconds
     try:
-        while done < args.count and time.monotonic() < deadline and not stop.set:
+        while time.monotonic() < deadline and not stop.set:
             messages = [msg for msg in consumer.consume(1000, 0.005) if not msg.error()]
             if not messages:
                 continue
@@ -181,7 +182,7 @@ def faust_passthrough(args: argparse.Namespace, stop: StopFlag) -> int:
     @app.timer(0.2)
     async def bounded() -> None:
         # The Faust worker owns SIGTERM; sending it to ourselves reuses its orderly shutdown.
-        if done >= args.count or time.monotonic() > deadline:
+        if time.monotonic() > deadline:
             os.kill(os.getpid(), signal.SIGTERM)
 
     try:
@@ -208,7 +209,6 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--model", help="pickled scikit-learn pipeline (sklearn only)")
-    parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=300.0)
     args = parser.parse_args()
     if args.pipeline == "sklearn" and not args.model:

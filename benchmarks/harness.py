@@ -133,10 +133,9 @@ def produce_paced(
 
 
 def presized(keys: Iterable[bytes]) -> dict[bytes, Any]:
-    """A dict with room for ``keys`` (each mapped to None). Filled while a run is timed, a dict that grows
-    re-hashes everything it holds at each doubling: at 350,000 and 700,000 keys that held the GIL for tens
-    of milliseconds, in the load generator and the reader at once (both fill one per event), and the
-    stalled generator then sent a burst: a tail of latency that no pipeline caused."""
+    """A dict with room for ``keys`` (each mapped to None). A dict filled while a run is timed re-hashes
+    every key at each doubling, holding the GIL for tens of milliseconds at a run's sizes: the load
+    generator stalls, then sends what fell due in a burst, a latency no pipeline caused."""
     return dict.fromkeys(keys)
 
 

@@ -38,7 +38,7 @@ COLORS = {
     "worker-split": "tab:green",
     "faust": "tab:brown",
 }
-LOAD_LATENCY_TARGETS_MS = (("1,000/s", 20.0), ("80% of worker saturation", 100.0))
+LOAD_LATENCY_TARGETS_MS = (("1,000/s", 20.0), ("80% of worker saturation under live load", 100.0))
 RSS_TARGET_MB = 300.0
 QUIX_RATIO_TARGET = 1.0
 
@@ -162,8 +162,47 @@ def _runs(sat: dict) -> str:
     return note + _failed(sat)
 
 
+def _live(live: dict) -> str:
+    """The worker's saturation under live load; "≥" when its outputs kept up with what it was offered,
+    which then bounds it from below."""
+    rate, offered = live.get("out_per_s"), live.get("achieved_offered_per_s")
+    if rate is None:
+        return "-"
+    return ("≥ " if offered and rate >= 0.98 * offered else "") + _fmt(rate)
+
+
+def _live_runs(live: dict) -> str:
+    """An A/B variant's saturation under live load and each run's, or why there is none."""
+    if not live:
+        return "-"
+    if "error" in live or live.get("out_per_s") is None:
+        return "failed (see the JSON)"
+    return f"{_live(live)} ({_list(live.get('runs_out_per_s', []))})"
+
+
+def share_line(results: dict) -> str | None:
+    """What the latency target's share of saturation came to in this run, against the drain rate, and
+    each run's p99 there: the margin the PASS or FAIL has."""
+    worker = results["pipelines"].get("worker", {})
+    drain = (worker.get("saturation") or {}).get("events_per_s")
+    load = _load(results, "worker", LOAD_LATENCY_TARGETS_MS[1][0])
+    rate, runs = load.get("offered_per_s"), load.get("runs_p99_ms")
+    if not (drain and rate and runs and "live_saturation" in worker):
+        return None
+    return (
+        f"The 80% load was {_fmt(rate)} events/s, 80% of the worker's saturation under live load, "
+        f"{rate / drain:.0%} of its drain rate; p99 of each run there: {_list(runs, 1)} ms. Latency is "
+        "measured in steady state since decision 029: earlier figures are not comparable."
+    )
+
+
 def _failed(entry: dict) -> str:
     return f", {entry['failed_runs']} failed" if entry.get("failed_runs") else ""
+
+
+def _ramp(meta: dict) -> str:
+    """The ramp before a paced run's measured events, if the run had one (decision 029)."""
+    return f" (after a {meta['ramp_seconds']:g} s ramp)" if meta.get("ramp_seconds") else ""
 
 
 def headline(results: dict) -> list[str]:
@@ -209,15 +248,16 @@ def saturation_rows(results: dict) -> list[list[str]]:
     live = results["pipelines"].get("worker", {}).get("live_saturation")
     if live:
         # Not a drain, so not beside the other rows' ratios: the share of saturation the latency loads take.
+        window = live.get("out_window") or {}
         rows.append(
             [
                 LABELS["worker live"],
-                _fmt(live.get("out_per_s")),
+                _live(live),
                 "-",
                 "-",
-                _fmt(live.get("cpu_us_per_event")),
-                _fmt(live.get("cores_busy"), 2),
-                _fmt(live.get("broker_cores_busy"), 2),
+                _fmt(window.get("cpu_us_per_event")),
+                _fmt(window.get("cores_busy"), 2),
+                _fmt(window.get("broker_cores_busy"), 2),
                 _fmt(live.get("peak_rss_mb")),
                 _runs({**live, "runs_events_per_s": live.get("runs_out_per_s", [])})
                 + f"; {_fmt(live.get('offered_per_s'))}/s offered",
@@ -562,7 +602,7 @@ def ab_saturation_rows(results: dict) -> list[list[str]]:
                 _fmt(sat.get("events_per_s")),
                 _x(_ratio(sat.get("events_per_s"), base)),
                 f"{_x(_median(paired))} ({', '.join(_x(p) for p in paired)})",
-                f"{_fmt(live.get('out_per_s'))} ({_list(live.get('runs_out_per_s', []))})" if live else "-",
+                _live_runs(live),
                 _fmt(sat.get("cpu_us_per_event"), 1),
                 _fmt(sat.get("cores_busy"), 2),
                 _fmt(sat.get("peak_rss_mb")),
@@ -624,7 +664,8 @@ def ab_headline(results: dict) -> list[str]:
     return [
         f"A/B run of {meta['date']}, {meta['duration_s'] / 60:.0f} min: {named}; interleaved run by run, "
         f"{meta['saturation_runs']} saturation runs of {meta['events']:,} events and "
-        f"{meta.get('latency_runs', 1)} runs of {meta['load_seconds']:g} s per offered load, medians; "
+        f"{meta.get('latency_runs', 1)} runs of {meta['load_seconds']:g} s per offered load"
+        f"{_ramp(meta)}, medians; "
         f"broker: {meta['broker']}",
         f"machine: {m['cpu']}, {m['cores']} cores; {load}",
     ]

@@ -24,9 +24,12 @@ Measured:
   by round so that a load change on a shared machine hits each alike; the median is reported. The worker
   also runs as 2 processes in one group, draining 2N, timed from when the group settled with both
   holding partitions (``GroupWatch``). Slow pipelines run once, time-capped;
+- the worker's saturation under live load: offered its drain rate open-loop, the rate its outputs come
+  out at with the load generator and the reader on the same cores, the median of ``latency_runs``;
 - latency of the worker and of the passthrough (as reference) at 1,000 events/s and at 80% of the
-  worker's saturation rate, offered open-loop while the pipeline runs: end-to-end p50/p99/p99.9, the
-  run with the median p99 of ``latency_runs``, interleaved round by round like the saturation runs;
+  worker's saturation under live load, offered open-loop after a ramp at that rate: end-to-end
+  p50/p99/p99.9, the run with the median p99 of ``latency_runs``, interleaved round by round like the
+  saturation runs;
 - peak RSS of every worker process in every run; the worker's rate as a ratio to Quix and as a share of
   the passthrough, and the targets, PASS or FAIL.
 
@@ -67,6 +70,7 @@ import msgspec
 from baselines import train_user_model
 from confluent_kafka import KafkaException
 from harness import (
+    CpuSample,
     GroupWatch,
     Processes,
     Sink,
@@ -349,6 +353,20 @@ def worker_view(processes: Processes) -> WorkerView:
     return view
 
 
+def cpu_figures(cpu: CpuSample, events: int) -> dict[str, float]:
+    """CPU per event of the pipeline over a window, and how the cores were shared in it."""
+    sampled_s = max(cpu.wall, 1e-3)  # the samples around the window: the CPU figures' own span
+    return {
+        "cpu_us_per_event": round(cpu.pipeline / max(events, 1) * 1e6, 1),
+        "cores_busy": round(cpu.pipeline / sampled_s, 2),
+        # Who else had the cores: at a paced load the load generator and the reader work too, and what
+        # is left idle is the headroom the pipeline had.
+        "broker_cores_busy": round(cpu.broker / sampled_s, 2),
+        "harness_cores_busy": round(cpu.harness / sampled_s, 2),
+        "idle_cores": round(cpu.idle / sampled_s, 2),
+    }
+
+
 def summarize(
     kind: str,
     sent: dict[bytes, int],
@@ -392,17 +410,9 @@ def summarize(
         covered = after  # the CPU window opens at ``settled`` too
     span = max(last - first, 1e-3)
     start = first if window_start is None else window_start
-    cpu = processes.cpu_between(start, last)
-    sampled_s = max(cpu.wall, 1e-3)  # the samples around the window: the CPU figures' own span
     result |= {
         "events_per_s": round(after / span, 1),
-        "cpu_us_per_event": round(cpu.pipeline / covered * 1e6, 1),
-        "cores_busy": round(cpu.pipeline / sampled_s, 2),
-        # Who else had the cores: at a paced load the load generator and the reader work too, and what
-        # is left idle is the headroom the pipeline had.
-        "broker_cores_busy": round(cpu.broker / sampled_s, 2),
-        "harness_cores_busy": round(cpu.harness / sampled_s, 2),
-        "idle_cores": round(cpu.idle / sampled_s, 2),
+        **cpu_figures(processes.cpu_between(start, last), covered),
         "latency_ms": {k: round(v, 1) for k, v in percentiles(latency).items()},
         # p50 of the first and of the last tenth sent: a rise means the pipeline fell behind the offered
         # rate during the run (a queue grew), not that each event got slower.
@@ -435,24 +445,24 @@ def saturation(
         sink = Sink(bench.bootstrap, topics.outputs, PARTITIONS, expect=sent)
         sink.start()
         group, seconds = f"g-{run_id}", limit + 60
-        processes = launch(
-            kind, bench, topics, group, procs=procs, batch=batch, seconds=seconds, wrap=wrap, code=code
-        )
-        # Several processes: when their group settled (started after them: none joins that fast).
-        watch = GroupWatch(bench.bootstrap, group, procs) if procs > 1 else None
-        if watch is not None:
-            watch.start()
-        try:
-            with collector_paused():  # from before the first output: its collection is not timed
+        with collector_paused():  # from before the pipeline starts: the collection itself is never timed
+            processes = launch(
+                kind, bench, topics, group, procs=procs, batch=batch, seconds=seconds, wrap=wrap, code=code
+            )
+            # Several processes: when their group settled (started after them: none joins that fast).
+            watch = GroupWatch(bench.bootstrap, group, procs) if procs > 1 else None
+            if watch is not None:
+                watch.start()
+            try:
                 if not sink.wait_for(1, STARTUP_TIMEOUT_S, processes):
                     raise _fail(kind, "no output", processes)
                 sink.wait_for(n, limit, processes)
-            view = worker_view(processes)
-        finally:
-            sink.stop()
-            processes.stop()
-            if watch is not None:
-                watch.stop()
+                view = worker_view(processes)
+            finally:
+                sink.stop()
+                processes.stop()
+                if watch is not None:
+                    watch.stop()
     settled = watch.settled_at if watch is not None else None
     result = summarize(kind, sent, sink, processes, None, view, settled)
     if watch is not None and "join_s" not in result:
@@ -484,7 +494,7 @@ def median_of(
     """The median run by ``value`` (events/s of saturation runs, p99 of paced ones; of an even number, the
     upper one), every run's value in ``field``, and the highest peak RSS of them all (the memory target
     must hold in every run). Failed runs are counted in ``failed_runs``."""
-    valued = [(v, r) for r in runs if (v := value(r))]
+    valued = [(v, r) for r in runs if (v := value(r)) is not None]
     if not valued:
         return runs[-1]
     good = [r for _, r in sorted(valued, key=lambda pair: pair[0])]
@@ -541,6 +551,8 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
     end = max(measured.values()) / 1000
     out = sum(1 for hit in sink.seen.values() if hit is not None and start <= hit[1] <= end)
     result["out_per_s"] = round(out / max(end - start, 1e-3), 1)
+    # The same window's CPU (the figures above run on until the last output, a backlog's drain included).
+    result["out_window"] = cpu_figures(processes.cpu_between(start, end), out)
     ramped = [hit[1] * 1000 - sent[key] for key, _ in ramp if (hit := sink.seen.get(key)) is not None]
     if ramped:  # the ramp's own latency: how far from steady the pipeline started
         result["ramp_latency_ms"] = {k: round(v, 1) for k, v in percentiles(ramped).items()}
@@ -558,6 +570,14 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
 
 def _out_per_s(run: dict) -> float | None:
     return run.get("out_per_s")
+
+
+def _live_rate(live: dict, log: Callable[[str], None]) -> float | None:
+    """The rate the latency loads' shares are taken of, or None (logged) when no live run gave one."""
+    rate = live.get("out_per_s")
+    if not rate:
+        log("worker: no saturation under live load, so no load that is a share of it")
+    return rate
 
 
 def under_load(
@@ -619,7 +639,7 @@ def _rate_label(rate: float) -> str:
 
 
 def _share_label(share: float) -> str:
-    return f"{share:.0%} of worker saturation"
+    return f"{share:.0%} of worker saturation under live load"
 
 
 def guarded(log: Callable[[str], None], what: str, run: Callable[[], dict], **base: Any) -> dict:
@@ -668,15 +688,16 @@ def run_all(bench: Bench, only: list[str], batch_sizes: list[int], log: Callable
     if "worker" in only:
         results["sweeps"]["workers"].insert(0, results["pipelines"]["worker"]["saturation"])
     worker_rate = results["pipelines"].get("worker", {}).get("saturation", {}).get("events_per_s")
+    live_rate = None
     if worker_rate and bench.mode.worker_fractions:
         [live] = under_load(bench, worker_rate, [None], log)
         results["pipelines"]["worker"]["live_saturation"] = live
-        worker_rate = live.get("out_per_s")
+        live_rate = _live_rate(live, log)
     offered = [
         (kind, label, rate)
         for kind in LATENCY
         if kind in only
-        for label, rate in (loads_for(bench.mode, worker_rate) if worker_rate else [])
+        for label, rate in (loads_for(bench.mode, live_rate) if worker_rate else [])
     ]
     over = {
         (kind, label)
@@ -720,9 +741,10 @@ def warm_up(bench: Bench, log: Callable[[str], None]) -> None:
 
 def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
     """The worker at each of ``codes``, interleaved run by run so that the shared machine's load hits
-    each alike: saturation rounds, then rounds of the offered loads. The order within a round alternates
-    (A B, then B A) so that neither side always runs first. Every variant is offered the same rates:
-    the mode's fixed loads and its shares of the first variant's (the baseline's) median saturation
+    each alike: drain rounds, then each variant's saturation under live load (offered the fastest
+    variant's drain rate), then rounds of the offered loads. The order within a round alternates (A B,
+    then B A) so that neither side always runs first. Every variant is offered the same rates: the
+    mode's fixed loads and its shares of the first variant's (the baseline's) saturation under live load
     (1,000/s and 80%, unless ``--loads`` says otherwise)."""
     mode, labels = bench.mode, [code.label for code in codes]
     results: dict[str, Any] = {"variants": labels, "saturation": {}, "rounds": {}, "loads": []}
@@ -739,12 +761,14 @@ def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
     for label in labels:
         results["saturation"][label] = median_of(runs[label])
         results["rounds"][label] = [r.get("events_per_s") for r in runs[label]]
-    worker_rate = results["saturation"][labels[0]].get("events_per_s")
-    if worker_rate and mode.worker_fractions:
-        live = under_load(bench, worker_rate, codes, log)
+    # Every variant is offered the fastest drain, so that a faster variant is not capped by a slower one.
+    drains = [rate for label in labels if (rate := results["saturation"][label].get("events_per_s"))]
+    live_rate = None
+    if drains and mode.worker_fractions:
+        live = under_load(bench, max(drains), codes, log)
         results["live_saturation"] = dict(zip(labels, live, strict=True))
-        worker_rate = live[0].get("out_per_s")
-    for label, rate in loads_for(mode, worker_rate):
+        live_rate = _live_rate(live[0], log)
+    for label, rate in loads_for(mode, live_rate):
         entry: dict[str, Any] = {"label": label, "offered_per_s": round(rate, 1), "runs": {}}
         for round_ in range(mode.latency_runs):
             for code in ordered(round_):
@@ -1114,6 +1138,7 @@ def main() -> None:
         "saturation_runs": mode.saturation_runs,
         "latency_runs": mode.latency_runs,
         "load_seconds": mode.load_seconds,
+        "ramp_seconds": mode.ramp_seconds,
         "partitions": PARTITIONS,
         "broker": broker_text,
         "machine": host,

@@ -103,7 +103,7 @@ def _report(root: Path) -> ModuleType:
 # --- benchmarks/results/latest.json -----------------------------------------------------------------
 
 
-def _run_line(meta: dict) -> str:
+def _run_line(meta: dict, report: ModuleType) -> str:
     """When, how long, on what broker, serving which model, from which commit."""
     parts = [f"Run of {meta['date']}" if meta.get("date") else "Run (the JSON records no date)"]
     if meta.get("quick"):
@@ -117,7 +117,7 @@ def _run_line(meta: dict) -> str:
             + (f", {runs} runs each" if runs and runs > 1 else "")
         )
     if (latency_runs := meta.get("latency_runs")) and latency_runs > 1:
-        parts.append(f"{latency_runs} runs at each offered load")
+        parts.append(f"{latency_runs} runs at each offered load" + report._ramp(meta))
     if meta.get("partitions"):
         parts.append(f"{meta['partitions']} input partitions")
     if meta.get("broker"):
@@ -181,11 +181,13 @@ def render_bench_run(root: Path) -> list[str]:
     results, report = run
     meta = results.get("meta") or {}
     out = [
-        _run_line(meta),
+        _run_line(meta, report),
         "",
         _machine_line(meta),
         "",
-        "**Saturation** (N events produced first, then drained; events/s as the output reader gets them):",
+        "**Saturation** (N events produced first, then drained; events/s as the output reader gets them; "
+        "the last row: the worker offered its drain rate live, events/s out while the measured events were "
+        "sent):",
         "",
     ]
     out += _table(report.SATURATION_HEADER, report.saturation_rows(results))
@@ -206,6 +208,8 @@ def render_bench_run(root: Path) -> list[str]:
     if results.get("targets"):
         out += ["", "**Targets** (the worker as shipped):", ""]
         out += _table(report.TARGET_HEADER, report.target_rows(results))
+    if line := report.share_line(results):
+        out += ["", line]
     return out
 
 
@@ -218,10 +222,12 @@ def render_bench_headline(root: Path) -> list[str]:
     # The benchmark's saturation rows, their first three columns (pipeline, events/s, x Quix), measured ones.
     rows = [row[:3] for row in report.saturation_rows(results) if row[1] != "-"]
     meta = results.get("meta") or {}
-    out = [_run_line(meta), "", _machine_line(meta), ""]
+    out = [_run_line(meta, report), "", _machine_line(meta), ""]
     out += _table(["pipeline (saturation)", "events/s", "x Quix"], rows)
     if results.get("targets"):
         out += ["", *_table(report.TARGET_HEADER, report.target_rows(results))]
+    if line := report.share_line(results):
+        out += ["", line]
     return out
 
 
