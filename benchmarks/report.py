@@ -177,7 +177,7 @@ def _live_runs(live: dict) -> str:
         return "-"
     if "error" in live or live.get("out_per_s") is None:
         return "failed (see the JSON)"
-    return f"{_live(live)} ({_list(live.get('runs_out_per_s', []))})"
+    return f"{_live(live)} ({_list(live.get('runs_out_per_s', []))}){_failed(live)}"
 
 
 def share_line(results: dict) -> str | None:
@@ -190,9 +190,8 @@ def share_line(results: dict) -> str | None:
     if not (drain and rate and runs and "live_saturation" in worker):
         return None
     return (
-        f"The 80% load was {_fmt(rate)} events/s, 80% of the worker's saturation under live load, "
-        f"{rate / drain:.0%} of its drain rate; p99 of each run there: {_list(runs, 1)} ms. Latency is "
-        "measured in steady state since decision 029: earlier figures are not comparable."
+        f"The 80% load offered {_fmt(rate)} events/s, 80% of the worker's saturation under live load, "
+        f"{rate / drain:.0%} of its drain rate; p99 of each run there: {_list(runs, 1)} ms."
     )
 
 
@@ -200,7 +199,12 @@ def _failed(entry: dict) -> str:
     return f", {entry['failed_runs']} failed" if entry.get("failed_runs") else ""
 
 
-def _ramp(meta: dict) -> str:
+def _tick(label: str) -> str:
+    """A load's label short enough for the space under its bars."""
+    return label.replace(" of worker saturation under live load", " of live\nsaturation")
+
+
+def ramp(meta: dict) -> str:
     """The ramp before a paced run's measured events, if the run had one (decision 029)."""
     return f" (after a {meta['ramp_seconds']:g} s ramp)" if meta.get("ramp_seconds") else ""
 
@@ -217,7 +221,8 @@ def headline(results: dict) -> list[str]:
     minutes = meta["duration_s"] / 60
     return [
         f"{run} of {meta['date']}, {minutes:.0f} min; {meta['events']:,} events per saturation run and "
-        f"process, {meta['partitions']} input partitions; broker: {meta['broker']}; "
+        f"process{ramp(meta) and ', paced runs' + ramp(meta)}, {meta['partitions']} input partitions; "
+        f"broker: {meta['broker']}; "
         f"model {meta.get('model_version')}; worker code: {code.get('source')} {code.get('commit', '')[:10]}"
         + (" plus uncommitted changes" if code.get("modified") else ""),
         f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']:g} GiB RAM, {m['kernel']}, "
@@ -509,7 +514,9 @@ def write_plot(results: dict, path: Path) -> None:
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
         )
     lat.set_xticks(
-        range(len(groups)), [f"{SHORT.get(k, k)}\n{load['label']}" for k, load in groups], fontsize=7
+        range(len(groups)),
+        [f"{SHORT.get(k, k)}\n{_tick(load['label'])}" for k, load in groups],
+        fontsize=7,
     )
     lat.set_yscale("log")
     tallest = max((load["latency_ms"]["p99"] for _, load in groups), default=100.0)
@@ -665,7 +672,7 @@ def ab_headline(results: dict) -> list[str]:
         f"A/B run of {meta['date']}, {meta['duration_s'] / 60:.0f} min: {named}; interleaved run by run, "
         f"{meta['saturation_runs']} saturation runs of {meta['events']:,} events and "
         f"{meta.get('latency_runs', 1)} runs of {meta['load_seconds']:g} s per offered load"
-        f"{_ramp(meta)}, medians; "
+        f"{ramp(meta)}, medians; "
         f"broker: {meta['broker']}",
         f"machine: {m['cpu']}, {m['cores']} cores; {load}",
     ]

@@ -117,7 +117,9 @@ def _run_line(meta: dict, report: ModuleType) -> str:
             + (f", {runs} runs each" if runs and runs > 1 else "")
         )
     if (latency_runs := meta.get("latency_runs")) and latency_runs > 1:
-        parts.append(f"{latency_runs} runs at each offered load" + report._ramp(meta))
+        parts.append(f"{latency_runs} runs at each offered load" + report.ramp(meta))
+    elif meta.get("ramp_seconds"):
+        parts.append(f"paced runs{report.ramp(meta)}")
     if meta.get("partitions"):
         parts.append(f"{meta['partitions']} input partitions")
     if meta.get("broker"):
