@@ -64,7 +64,7 @@ from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from baselines import train_user_model
@@ -99,6 +99,7 @@ from stream_tagger.kafka.embedded_broker import EmbeddedBroker, free_port
 from stream_tagger.model.versions import ModelLoadError, resolve
 from stream_tagger.tools.sources import BUNDLED_DATASET, dataset_events
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 QUIX_DIR = REPO / "benchmarks" / "quix"
@@ -568,6 +569,11 @@ def paced(bench: Bench, kind: str, rate: float, code: Code | None = None) -> dic
     }
 
 
+def in_turn(items: list[T], round_: int) -> list[T]:
+    """``items`` in order in even rounds, reversed in odd ones: run by run, neither side always goes first."""
+    return items if round_ % 2 == 0 else items[::-1]
+
+
 def _out_per_s(run: dict) -> float | None:
     return run.get("out_per_s")
 
@@ -591,10 +597,10 @@ def under_load(
     runs: list[list[dict]] = [[] for _ in codes]
     total = bench.mode.latency_runs
     for round_ in range(total):
-        for i in range(len(codes)) if round_ % 2 == 0 else reversed(range(len(codes))):
-            name = "worker" if codes[i] is None else f"worker@{codes[i].label}"
+        for i, code in in_turn(list(enumerate(codes)), round_):
+            name = "worker" if code is None else f"worker@{code.label}"
             log(f"{name}: saturation under live load ({rate:,.0f}/s offered), run {round_ + 1} of {total}")
-            run = partial(paced, bench, "worker", rate, codes[i])
+            run = partial(paced, bench, "worker", rate, code)
             runs[i].append(guarded(log, name, run, offered_per_s=rate))
     return [median_of(code_runs, _out_per_s, "runs_out_per_s") for code_runs in runs]
 
@@ -749,12 +755,9 @@ def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
     mode, labels = bench.mode, [code.label for code in codes]
     results: dict[str, Any] = {"variants": labels, "saturation": {}, "rounds": {}, "loads": []}
 
-    def ordered(round_: int) -> list[Code]:
-        return codes if round_ % 2 == 0 else codes[::-1]
-
     runs: dict[str, list[dict]] = {label: [] for label in labels}
     for round_ in range(mode.saturation_runs):
-        for code in ordered(round_):
+        for code in in_turn(codes, round_):
             log(f"worker@{code.label}: saturation, run {round_ + 1} of {mode.saturation_runs}")
             run = partial(saturation, bench, "worker", code=code)
             runs[code.label].append(guarded(log, code.label, run, pipeline="worker", procs=1))
@@ -771,7 +774,7 @@ def run_ab(bench: Bench, codes: list[Code], log: Callable[[str], None]) -> dict:
     for label, rate in loads_for(mode, live_rate):
         entry: dict[str, Any] = {"label": label, "offered_per_s": round(rate, 1), "runs": {}}
         for round_ in range(mode.latency_runs):
-            for code in ordered(round_):
+            for code in in_turn(codes, round_):
                 log(f"worker@{code.label}: {label} ({rate:,.0f}/s), run {round_ + 1} of {mode.latency_runs}")
                 run = partial(paced, bench, "worker", rate, code)
                 run = guarded(log, code.label, run, offered_per_s=rate)
